@@ -1,0 +1,22 @@
+"""pythia-data: the exact GPT-NeoX / Pythia data pipeline, fast.
+
+raw text → tokenizer → ``.bin/.idx`` → index (doc/sample/shuffle) → dataset/loader.
+"""
+
+from pythia_data._core import __version__
+from pythia_data.errors import PythiaDataError
+from pythia_data.indexed import (
+    IndexedDataset,
+    IndexedDatasetBuilder,
+    best_fitting_dtype,
+    merge_datasets,
+)
+
+__all__ = [
+    "__version__",
+    "PythiaDataError",
+    "IndexedDataset",
+    "IndexedDatasetBuilder",
+    "best_fitting_dtype",
+    "merge_datasets",
+]

@@ -1,0 +1,52 @@
+"""`pythia-data`: one module per subcommand, registered on the group below.
+
+Errors the user can act on (a bad file, a wrong flag) are printed as one clear line and exit
+with status 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pythia_data import __version__
+from pythia_data.errors import PythiaDataError
+
+# Exceptions that describe a problem with the user's input, not a bug in this program.
+USER_ERRORS = (PythiaDataError, FileNotFoundError, PermissionError, IsADirectoryError, OSError, ValueError)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; no partial output was left behind", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pythia-data")
+def main() -> None:
+    """Exact, fast tools for the Pythia / GPT-NeoX data pipeline.
+
+    \b
+    raw text --tokenize--> PREFIX.bin/.idx --build-index--> doc/sample/shuffle .npy
+             --batch--> the rows trained at a step
+
+    Run `pythia-data COMMAND --help` for each command's options.
+    """
+
+
+def _register() -> None:
+    from pythia_data.cli import info, merge, unshard, verify
+
+    for module in (info, merge, unshard, verify):
+        main.add_command(module.command)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""pythia-train: GPT-NeoX models with Hugging Face-compatible checkpoints and a thin trainer."""

@@ -1,0 +1,261 @@
+//! Writing an indexed dataset byte-for-byte like GPT-NeoX's `MMapIndexedDatasetBuilder`, but
+//! atomically: tokens and index go to temporary files beside the destination and are renamed into
+//! place only by `finish`, `.bin` first and `.idx` last, so an interrupted run never leaves a pair
+//! of files that looks valid.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+pub struct IndexedDatasetBuilder {
+    prefix: PathBuf,
+    dtype: DType,
+    bin_tmp: PathBuf,
+    bin: Option<BufWriter<File>>,
+    sizes: Vec<i32>,
+    doc_idx: Vec<i64>,
+    scratch: Vec<u8>,
+}
+
+/// A temporary path in the same directory (so the final rename is atomic), unique per process.
+pub(crate) fn temp_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = format!(".{name}.tmp-{}", std::process::id());
+    dest.with_file_name(tmp)
+}
+
+/// Write `bytes` to `dest` through a temporary file and a rename.
+pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(dest);
+    let result = (|| {
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        std::fs::rename(&tmp, dest).at(dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl IndexedDatasetBuilder {
+    pub fn create(prefix: impl AsRef<Path>, dtype: DType) -> Result<Self> {
+        let prefix = prefix.as_ref().to_path_buf();
+        let bin_tmp = temp_path(&bin_path(&prefix));
+        if let Some(parent) = bin_tmp.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).at(parent)?;
+        }
+        let file = File::create(&bin_tmp).at(&bin_tmp)?;
+        Ok(IndexedDatasetBuilder {
+            prefix,
+            dtype,
+            bin_tmp,
+            bin: Some(BufWriter::with_capacity(1 << 22, file)),
+            sizes: Vec::new(),
+            doc_idx: vec![0],
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn num_items(&self) -> usize {
+        self.sizes.len()
+    }
+    pub fn num_documents(&self) -> usize {
+        self.doc_idx.len() - 1
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let w = self.bin.as_mut().expect("builder used after finish");
+        w.write_all(bytes).at(&self.bin_tmp)
+    }
+
+    fn push_size(&mut self, n: usize) -> Result<()> {
+        let n = i32::try_from(n).map_err(|_| {
+            Error::invalid(format!(
+                "an item of {n} tokens does not fit the .idx format's int32 sizes"
+            ))
+        })?;
+        self.sizes.push(n);
+        Ok(())
+    }
+
+    /// Append one item from values that must fit the dataset's dtype.
+    pub fn add_item_i64(&mut self, tokens: &[i64]) -> Result<()> {
+        let (lo, hi) = self.dtype.value_range();
+        if let Some(bad) = tokens.iter().find(|&&t| t < lo || t > hi) {
+            return Err(Error::invalid(format!(
+                "token {bad} does not fit dtype {} (range {lo}..={hi})",
+                self.dtype.numpy_name()
+            )));
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        for &t in tokens {
+            self.dtype.write_le(t, &mut buf);
+        }
+        let r = self.write(&buf);
+        self.scratch = buf;
+        r?;
+        self.push_size(tokens.len())
+    }
+
+    /// Append one item of token ids (what a tokenizer produces).
+    pub fn add_item_u32(&mut self, tokens: &[u32]) -> Result<()> {
+        let (_, hi) = self.dtype.value_range();
+        if let Some(bad) = tokens.iter().find(|&&t| t as i64 > hi) {
+            return Err(Error::invalid(format!(
+                "token id {bad} does not fit dtype {}; use int32 for vocabularies of 65,500 ids \
+                 or more",
+                self.dtype.numpy_name()
+            )));
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.reserve(tokens.len() * self.dtype.itemsize());
+        for &t in tokens {
+            self.dtype.write_le(t as i64, &mut buf);
+        }
+        let r = self.write(&buf);
+        self.scratch = buf;
+        r?;
+        self.push_size(tokens.len())
+    }
+
+    /// Append one item given as raw little-endian bytes of the dataset's dtype.
+    pub fn add_item_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let itemsize = self.dtype.itemsize();
+        if bytes.len() % itemsize != 0 {
+            return Err(Error::invalid(format!(
+                "{} bytes is not a whole number of {}-byte tokens",
+                bytes.len(),
+                itemsize
+            )));
+        }
+        self.write(bytes)?;
+        self.push_size(bytes.len() / itemsize)
+    }
+
+    /// Close the current document: GPT-NeoX records the running item count in doc_idx.
+    pub fn end_document(&mut self) {
+        self.doc_idx.push(self.sizes.len() as i64);
+    }
+
+    /// One item that is one document (what `preprocess_data.py` writes per input document).
+    pub fn add_document_u32(&mut self, tokens: &[u32]) -> Result<()> {
+        self.add_item_u32(tokens)?;
+        self.end_document();
+        Ok(())
+    }
+
+    /// Append every item of `other` (same dtype), shifting its doc_idx like GPT-NeoX's
+    /// `merge_file_`.
+    pub fn append_dataset(&mut self, other: &IndexedDataset) -> Result<()> {
+        if other.dtype() != self.dtype {
+            return Err(Error::invalid(format!(
+                "cannot merge {} ({}) into a {} dataset: dtypes differ",
+                other.prefix().display(),
+                other.dtype().numpy_name(),
+                self.dtype.numpy_name()
+            )));
+        }
+        let offset = self.sizes.len() as i64;
+        self.sizes.extend(other.index().sizes_vec());
+        let doc_idx = other.index().doc_idx_vec();
+        self.doc_idx
+            .extend(doc_idx.iter().skip(1).map(|&d| offset + d));
+        let map = other.bin_map().clone();
+        self.write(&map)
+    }
+
+    /// Serialise the `.idx` exactly as GPT-NeoX does.
+    fn index_bytes(&self) -> Vec<u8> {
+        let len = self.sizes.len();
+        let mut out = Vec::with_capacity(HEADER_LEN + 12 * len + 8 * self.doc_idx.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.push(self.dtype.code());
+        out.extend_from_slice(&(len as u64).to_le_bytes());
+        out.extend_from_slice(&(self.doc_idx.len() as u64).to_le_bytes());
+        for &s in &self.sizes {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        let itemsize = self.dtype.itemsize() as i64;
+        let mut ptr: i64 = 0;
+        for &s in &self.sizes {
+            out.extend_from_slice(&ptr.to_le_bytes());
+            ptr += s as i64 * itemsize;
+        }
+        for &d in &self.doc_idx {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out
+    }
+
+    /// Flush, sync and rename both files into place.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let w = self.bin.take().expect("builder finished twice");
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.bin_tmp, e.into_error()))?;
+        file.sync_all().at(&self.bin_tmp)?;
+        drop(file);
+        let bin_dest = bin_path(&self.prefix);
+        let idx_dest = idx_path(&self.prefix);
+        // A stale .idx from an earlier run must not pair with the new .bin if we die between
+        // the two renames.
+        match std::fs::remove_file(&idx_dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&idx_dest, e))
+            }
+            _ => {}
+        }
+        std::fs::rename(&self.bin_tmp, &bin_dest).at(&bin_dest)?;
+        write_atomically(&idx_dest, &self.index_bytes())?;
+        Ok(self.prefix.clone())
+    }
+}
+
+impl Drop for IndexedDatasetBuilder {
+    fn drop(&mut self) {
+        // Not finished: the temporary .bin is half a dataset; remove it.
+        if self.bin.take().is_some() {
+            let _ = std::fs::remove_file(&self.bin_tmp);
+        }
+    }
+}
+
+/// Concatenate datasets, in order, into `out` (GPT-NeoX's `tools/merge_datasets.py`).
+pub fn merge_datasets(out: impl AsRef<Path>, inputs: &[impl AsRef<Path>]) -> Result<PathBuf> {
+    if inputs.is_empty() {
+        return Err(Error::invalid("merge needs at least one input dataset"));
+    }
+    let datasets = inputs
+        .iter()
+        .map(IndexedDataset::open)
+        .collect::<Result<Vec<_>>>()?;
+    let out = out.as_ref();
+    for d in &datasets {
+        if d.prefix() == out {
+            return Err(Error::invalid(format!(
+                "the output {} is also an input",
+                out.display()
+            )));
+        }
+    }
+    let mut builder = IndexedDatasetBuilder::create(out, datasets[0].dtype())?;
+    for d in &datasets {
+        builder.append_dataset(d)?;
+    }
+    builder.finish()
+}

@@ -1,0 +1,15 @@
+//! `pythia_data._core`: the native module. Each submodule here only converts types between
+//! Python and the engine and releases the GIL around engine calls.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod indexed;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    indexed::register(m)?;
+    Ok(())
+}
