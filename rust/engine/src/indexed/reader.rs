@@ -1,5 +1,6 @@
 //! Reading an indexed dataset: the validated `.idx` plus the memory-mapped `.bin`.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,10 +105,39 @@ impl IndexedDataset {
         Ok(start..start + length * itemsize)
     }
 
-    /// The raw little-endian bytes of a token range (zero-copy).
-    pub fn get_bytes(&self, i: usize, offset: usize, length: Option<usize>) -> Result<&[u8]> {
+    /// The raw little-endian bytes of a token range: borrowed from the map (a range that spans
+    /// two `.bin` shards is the only case that copies).
+    pub fn get_bytes(
+        &self,
+        i: usize,
+        offset: usize,
+        length: Option<usize>,
+    ) -> Result<Cow<'_, [u8]>> {
         let r = self.byte_range(i, offset, length)?;
-        Ok(&self.bin[r])
+        Ok(Cow::Borrowed(&self.bin[r]))
+    }
+
+    /// Copy `out.len() / itemsize` tokens of item `i`, from token `offset`, into `out` as raw
+    /// little-endian bytes (the loader's hot path: no allocation).
+    pub fn read_into(&self, i: usize, offset: usize, out: &mut [u8]) -> Result<()> {
+        let itemsize = self.dtype().itemsize();
+        let r = self.byte_range(i, offset, Some(out.len() / itemsize))?;
+        out.copy_from_slice(&self.bin[r]);
+        Ok(())
+    }
+
+    /// Copy raw `.bin` bytes `[start, start + out.len())` (may cross items and shards).
+    pub fn read_bin_into(&self, start: u64, out: &mut [u8]) -> Result<()> {
+        let end = start + out.len() as u64;
+        if end > self.bin.len() as u64 {
+            return Err(Error::invalid(format!(
+                "bytes [{start}, {end}) are beyond the end of {} ({} bytes)",
+                self.bin_path.display(),
+                self.bin.len()
+            )));
+        }
+        out.copy_from_slice(&self.bin[start as usize..end as usize]);
+        Ok(())
     }
 
     /// Tokens of a range widened to i64.
