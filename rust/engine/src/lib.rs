@@ -5,6 +5,8 @@
 //! the `pythia-python` crate converts types and releases the GIL.
 
 pub mod error;
+pub mod index;
 pub mod indexed;
+pub mod loader;
 
 pub use error::{Error, Result};
