@@ -243,3 +243,20 @@ def test_missing_files(toy):
 
 def test_prefix_may_name_an_extension(toy):
     assert len(IndexedDataset(str(toy) + ".idx")) == len(IndexedDataset(str(toy) + ".bin")) == 7
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_gather(tmp_path, sharded):
+    prefix = golden_case("long_docs")
+    if sharded:
+        prefix = shard(prefix, tmp_path / "s", [123_457, 600_000])
+    ds = IndexedDataset(prefix)
+    picks = [5, 0, -1, 5, 39, 17]
+    tokens, offsets = ds.gather(picks)
+    assert tokens.dtype == ds.dtype and offsets.dtype == np.int64
+    assert np.array_equal(np.diff(offsets), ds.sizes[picks])
+    for k, i in enumerate(picks):
+        assert np.array_equal(tokens[offsets[k] : offsets[k + 1]], ds[i])
+    assert len(ds.gather([])[0]) == 0
+    with pytest.raises(PythiaDataError, match="out of range"):
+        ds.gather([0, 40])

@@ -53,6 +53,8 @@ class IndexedDataset:
         self._shard_bytes = [np.frombuffer(b, dtype=np.uint8) for b in self._core.bin_buffers()]
         self._shard_starts = [int(x) for x in self._core.shard_starts]
         self.bin_paths: list[Path] = [Path(p) for p in self._core.bin_paths]
+        # Unsharded (the common case): one typed view, so a read is a single slice.
+        self._flat = self._shard_bytes[0].view(self.dtype) if len(self._shard_bytes) == 1 else None
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -81,6 +83,9 @@ class IndexedDataset:
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         """Tokens in bytes ``[start, stop)`` of the logical ``.bin``."""
+        if self._flat is not None:
+            size = self.dtype.itemsize
+            return self._flat[start // size : stop // size]
         k = bisect.bisect_right(self._shard_starts, start) - 1
         shard = self._shard_bytes[k]
         a = start - self._shard_starts[k]
@@ -105,6 +110,14 @@ class IndexedDataset:
         if not 0 <= i < n:
             raise IndexError(f"item {i} is out of range for {self.prefix} ({n} items)")
         return i
+
+    def gather(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Items ``indices`` copied into one flat array, with int64 ``offsets`` of length
+        ``len(indices) + 1`` (item k is ``tokens[offsets[k]:offsets[k+1]]``). One native call,
+        GIL released: the fast way to read many random items."""
+        idx = np.ascontiguousarray(indices, dtype=np.int64)
+        data, offsets = self._core.gather(idx)
+        return data.view(self.dtype), offsets
 
     def __getitem__(self, key: int | slice) -> np.ndarray | list[np.ndarray]:
         if isinstance(key, slice):

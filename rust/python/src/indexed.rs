@@ -5,7 +5,7 @@ use std::ffi::c_int;
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use numpy::PyReadonlyArray1;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -144,6 +144,18 @@ impl IndexedDataset {
             .detach(|| inner.bin().slice(start, stop).map(|c| c.into_owned()))
             .py_err()?;
         Ok(PyBytes::new(py, &data))
+    }
+    /// Items `indices` as (bytes of the concatenated tokens, int64 token offsets).
+    fn gather<'py>(
+        &self,
+        py: Python<'py>,
+        indices: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<(Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>)> {
+        let indices = indices.as_slice()?;
+        let inner = self.inner.clone();
+        let (data, offsets) = py.detach(|| inner.gather(indices)).py_err()?;
+        // Both vectors move into numpy without a copy.
+        Ok((data.into_pyarray(py), offsets.into_pyarray(py)))
     }
     /// Byte range (start, stop) in the `.bin` of tokens [offset, offset+length) of item i.
     #[pyo3(signature = (i, offset=0, length=None))]

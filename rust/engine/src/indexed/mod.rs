@@ -30,3 +30,6 @@ pub(crate) fn with_suffix(prefix: impl AsRef<Path>, suffix: &str) -> PathBuf {
     s.push(suffix);
     PathBuf::from(s)
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,6 +130,36 @@ impl IndexedDataset {
         self.bin.read_into(start, out)
     }
 
+    /// Items `indices` concatenated as raw bytes, plus token offsets (`len + 1` of them) where
+    /// each item starts. Negative indices count from the end, as in Python.
+    pub fn gather(&self, indices: &[i64]) -> Result<(Vec<u8>, Vec<i64>)> {
+        let n = self.len() as i64;
+        let mut offsets = Vec::with_capacity(indices.len() + 1);
+        offsets.push(0i64);
+        let mut items = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let k = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&k) {
+                return Err(Error::invalid(format!(
+                    "item {i} is out of range for {} ({n} items)",
+                    self.prefix.display()
+                )));
+            }
+            let k = k as usize;
+            items.push(k);
+            offsets.push(offsets.last().unwrap() + self.index.size(k) as i64);
+        }
+        let itemsize = self.dtype().itemsize();
+        let mut out = vec![0u8; *offsets.last().unwrap() as usize * itemsize];
+        for (j, &k) in items.iter().enumerate() {
+            let a = offsets[j] as usize * itemsize;
+            let b = offsets[j + 1] as usize * itemsize;
+            self.bin
+                .read_into(self.index.pointer(k) as u64, &mut out[a..b])?;
+        }
+        Ok((out, offsets))
+    }
+
     /// Tokens of a range widened to i64.
     pub fn get_i64(&self, i: usize, offset: usize, length: Option<usize>) -> Result<Vec<i64>> {
         let dtype = self.dtype();
