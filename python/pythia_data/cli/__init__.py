@@ -50,9 +50,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pythia_data.cli import info, merge, unshard, verify
+    from pythia_data.cli import batch, build_index, export_preshuffled, info, merge, unshard, verify
 
-    for module in (info, merge, unshard, verify):
+    for module in (info, merge, unshard, verify, build_index, batch, export_preshuffled):
         main.add_command(module.command)
 
 

@@ -4,12 +4,16 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod index;
 mod indexed;
+mod loader;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     indexed::register(m)?;
+    index::register(m)?;
+    loader::register(m)?;
     Ok(())
 }
