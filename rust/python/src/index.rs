@@ -21,9 +21,14 @@ pub struct RandomState {
 #[pymethods]
 impl RandomState {
     #[new]
-    fn new(seed: u64) -> PyResult<Self> {
+    fn new(seed: i128) -> PyResult<Self> {
+        let seed = u32::try_from(seed).map_err(|_| {
+            crate::errors::PythiaDataError::new_err(format!(
+                "seed {seed} is out of range: numpy's RandomState takes seeds in [0, 4294967295]"
+            ))
+        })?;
         Ok(RandomState {
-            inner: index::RandomState::new(seed).py_err()?,
+            inner: index::RandomState::from_u32(seed),
         })
     }
     /// `count` raw 32-bit outputs.

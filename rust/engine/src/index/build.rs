@@ -74,7 +74,7 @@ fn meta_text(plan: &IndexPlan) -> String {
         "{{\"format\": \"pythia-suite gpt2 index 1\", \"documents\": [{}, {}], \
          \"tokens_per_epoch\": {}, \"num_epochs\": {}, \"num_samples\": {}, \"seq_length\": {}, \
          \"seed\": {}, \"separate_last_epoch\": {}, \"sample_idx_dtype\": \"{}\", \
-         \"shuffle_idx_dtype\": \"{}\"}}\n",
+         \"shuffle_idx_dtype\": \"{}\", \"sizes_fnv1a\": \"{:016x}\"}}\n",
         plan.documents.0,
         plan.documents.1,
         plan.tokens_per_epoch,
@@ -85,6 +85,7 @@ fn meta_text(plan: &IndexPlan) -> String {
         plan.separate_last_epoch,
         sample_dtype(plan).descr(),
         shuffle_dtype(plan).descr(),
+        plan.sizes_hash,
     )
 }
 

@@ -59,6 +59,8 @@ pub struct IndexPlan {
     pub n_first: u64,
     pub sample_idx_i64: bool,
     pub shuffle_idx_i64: bool,
+    /// FNV-1a over the documents' sizes: tells an index of other data with the same shapes.
+    pub sizes_hash: u64,
 }
 
 impl IndexPlan {
@@ -99,8 +101,11 @@ pub fn plan(
         )));
     }
     let mut tokens: u64 = 0;
+    let mut sizes_hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in start..stop {
-        tokens += sizes.get(i) as u64;
+        let s = sizes.get(i);
+        tokens += s as u64;
+        sizes_hash = (sizes_hash ^ s as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     if tokens == 0 {
         return Err(Error::invalid(format!(
@@ -154,6 +159,7 @@ pub fn plan(
         // Later GPT-NeoX switches to int64 exactly here; v1.0 would overflow.
         sample_idx_i64: 2 * (n + 1) >= i32::MAX as u64,
         shuffle_idx_i64: n >= u32::MAX as u64 - 1,
+        sizes_hash,
     })
 }
 
