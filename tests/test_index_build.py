@@ -10,11 +10,16 @@ import shutil
 import numpy as np
 import pytest
 
-from pythia_data import IndexedDatasetBuilder, PythiaDataError, build_blended_index, build_index
-from pythia_data import _core
+from pythia_data import (
+    IndexedDatasetBuilder,
+    PythiaDataError,
+    _core,
+    build_blended_index,
+    build_index,
+)
 from pythia_data.index import index_paths, num_samples_for, split_num_samples
 
-from golden import CASES, FIXTURES, golden_case
+from golden import CASES, FIXTURES
 
 KINDS = ("doc_idx", "sample_idx", "shuffle_idx")
 
@@ -155,10 +160,16 @@ def test_separate_last_epoch_changes_order_only_when_asked(tmp_path):
     # 3 epochs where the last contributes little: Megatron-LM splits it, GPT-NeoX does not.
     sizes = np.full(50, 20, dtype=np.int32)  # 1000 tokens/epoch, 99 samples of 10 per epoch
     ns = 205
-    default = build_index(make_dataset(tmp_path / "d", sizes), num_samples=ns, seq_length=10, seed=3)
+    default = build_index(
+        make_dataset(tmp_path / "d", sizes), num_samples=ns, seq_length=10, seed=3
+    )
     assert not default.separate_last_epoch and default.num_epochs == 3
     sle = build_index(
-        tmp_path / "d", num_samples=ns, seq_length=10, seed=3, separate_last_epoch=True,
+        tmp_path / "d",
+        num_samples=ns,
+        seq_length=10,
+        seed=3,
+        separate_last_epoch=True,
         cache_dir=tmp_path / "sle",
     )
     assert sle.separate_last_epoch
@@ -168,7 +179,9 @@ def test_separate_last_epoch_changes_order_only_when_asked(tmp_path):
     assert sorted(d1[-50:].tolist()) == list(range(50))
     # The default index refuses to be confused with it.
     with pytest.raises(PythiaDataError, match="other parameters"):
-        build_index(tmp_path / "d", num_samples=ns, seq_length=10, seed=3, cache_dir=tmp_path / "sle")
+        build_index(
+            tmp_path / "d", num_samples=ns, seq_length=10, seed=3, cache_dir=tmp_path / "sle"
+        )
 
 
 def test_dataset_on_disk_uses_its_idx_and_gpt_neox_names(tmp_path):
@@ -200,9 +213,13 @@ def test_reuse_and_refusal(tmp_path):
     c = make_dataset(tmp_path / "c" / "data", [11, 4, 7, 3])
     with pytest.raises(PythiaDataError, match="other parameters"):
         build_index(c, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a")
-    rebuilt = build_index(b, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a", overwrite=True)
+    rebuilt = build_index(
+        b, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a", overwrite=True
+    )
     assert not rebuilt.reused
-    np.testing.assert_array_equal(np.load(rebuilt.doc_idx_path), reference_index([2, 9, 1, 5, 8], 5, 3, 9)[0])
+    np.testing.assert_array_equal(
+        np.load(rebuilt.doc_idx_path), reference_index([2, 9, 1, 5, 8], 5, 3, 9)[0]
+    )
 
 
 def test_truncated_cache_file_is_a_clear_error(tmp_path):
@@ -279,5 +296,9 @@ def test_blend_matches_gpt_neox_rule(tmp_path):
 def test_meta_record_is_json(tmp_path):
     a = make_dataset(tmp_path / "data", [7, 3, 11])
     info = build_index(a, num_samples=4, seq_length=3, seed=2)
-    meta = json.loads(info.doc_idx_path.with_name(info.doc_idx_path.name.replace("_doc_idx.npy", "_meta.json")).read_text())
+    meta = json.loads(
+        info.doc_idx_path.with_name(
+            info.doc_idx_path.name.replace("_doc_idx.npy", "_meta.json")
+        ).read_text()
+    )
     assert meta["seed"] == 2 and meta["num_epochs"] == info.num_epochs

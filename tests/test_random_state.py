@@ -16,7 +16,11 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 def test_spec_reference_values():
     assert RandomState(5489).next_u32(1).tolist() == [3499211612]
     assert RandomState(1234).next_u32(5).tolist() == [
-        822569775, 2137449171, 2671936806, 3512589365, 1880026316,
+        822569775,
+        2137449171,
+        2671936806,
+        3512589365,
+        1880026316,
     ]
     assert RandomState(1234).permutation(10).tolist() == [7, 2, 9, 1, 0, 8, 4, 5, 6, 3]
 

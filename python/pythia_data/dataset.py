@@ -37,7 +37,9 @@ class RowDataset:
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def rows(self, start: int, stop: int, dtype: np.dtype | None = None) -> np.ndarray:  # pragma: no cover
+    def rows(
+        self, start: int, stop: int, dtype: np.dtype | None = None
+    ) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def _check_range(self, start: int, stop: int) -> tuple[int, int]:
@@ -64,7 +66,9 @@ class RowDataset:
             raise IndexError(f"row {key} is out of range for {len(self):,} rows")
         return self.rows(k, k + 1)[0]
 
-    def batch(self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None) -> np.ndarray:
+    def batch(
+        self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None
+    ) -> np.ndarray:
         """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on."""
         step = int(step)
         if step < 0:
@@ -77,7 +81,13 @@ class RowDataset:
             )
         return self.rows(start, start + batch_size, dtype)
 
-    def batches(self, start_step: int, end_step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None) -> np.ndarray:
+    def batches(
+        self,
+        start_step: int,
+        end_step: int,
+        batch_size: int = PYTHIA["global_batch_size"],
+        dtype=None,
+    ) -> np.ndarray:
         """Steps ``start_step..=end_step`` (inclusive), shape (steps, batch_size, seq_length + 1)."""
         if end_step < start_step:
             raise IndexError(f"end step {end_step} is before start step {start_step}")
@@ -86,7 +96,9 @@ class RowDataset:
         return rows.reshape(end_step - start_step + 1, batch_size, self.seq_length + 1)
 
     @staticmethod
-    def checkpoint_rows(checkpoint_step: int, batch_size: int = PYTHIA["global_batch_size"]) -> range:
+    def checkpoint_rows(
+        checkpoint_step: int, batch_size: int = PYTHIA["global_batch_size"]
+    ) -> range:
         """Rows checkpoint ``stepN`` has been trained on: ``[0, batch_size·N)`` (step0: none)."""
         return range(0, int(checkpoint_step) * batch_size)
 
@@ -203,9 +215,7 @@ class GPTDataset(RowDataset):
         k = int(k)
         if k < 0:
             k += len(self)
-        spans = [
-            {"document": d, "offset": o, "length": n} for d, o, n in self._core.provenance(k)
-        ]
+        spans = [{"document": d, "offset": o, "length": n} for d, o, n in self._core.provenance(k)]
         if self._subsets is not None:
             codes, names = self._subsets
             for s in spans:
@@ -270,8 +280,10 @@ class BlendedDataset(RowDataset):
         start, stop = self._check_range(start, stop)
         which = self.dataset_index[start:stop]
         sample = self.dataset_sample_index[start:stop]
-        out_dtype = np.dtype(dtype) if dtype is not None else np.result_type(
-            *[getattr(d, "dtype", np.int64) for d in self.datasets]
+        out_dtype = (
+            np.dtype(dtype)
+            if dtype is not None
+            else np.result_type(*[getattr(d, "dtype", np.int64) for d in self.datasets])
         )
         out = np.empty((stop - start, self.seq_length + 1), dtype=out_dtype)
         for d, ds in enumerate(self.datasets):

@@ -176,7 +176,9 @@ def index_paths(
     )
 
 
-def _tqdm_progress(enabled: bool) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
+def _tqdm_progress(
+    enabled: bool,
+) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
@@ -186,7 +188,9 @@ def _tqdm_progress(enabled: bool) -> tuple[Callable[[str, int, int], None] | Non
     def report(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total or None, desc=stage, unit="", unit_scale=True, leave=False)
+            bar = bars[stage] = tqdm(
+                total=total or None, desc=stage, unit="", unit_scale=True, leave=False
+            )
         bar.n = done
         bar.refresh()
 
@@ -294,7 +298,9 @@ def build_blended_index(
     if len(prefixes) != len(weights) or not prefixes:
         raise PythiaDataError("give one weight per dataset (and at least one dataset)")
     if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise PythiaDataError(f"weights must be finite, non-negative and not all zero: {list(weights)}")
+        raise PythiaDataError(
+            f"weights must be finite, non-negative and not all zero: {list(weights)}"
+        )
     # GPT-NeoX applies its 1.005 margin per component, to the un-inflated total.
     base = train_iters * global_batch_size if num_samples is None else num_samples
     norm, counts = _core.blend_num_samples([float(w) for w in weights], int(base))

@@ -14,7 +14,12 @@ __all__ = ["export_preshuffled"]
 
 
 def export_preshuffled(
-    ds: RowDataset, output: str | os.PathLike, num_rows: int, *, chunk: int = 1024, progress: bool = False
+    ds: RowDataset,
+    output: str | os.PathLike,
+    num_rows: int,
+    *,
+    chunk: int = 1024,
+    progress: bool = False,
 ) -> Path:
     """Rows ``[0, num_rows)`` of ``ds`` to ``output.bin/.idx`` (written atomically)."""
     if num_rows > len(ds):
@@ -24,9 +29,10 @@ def export_preshuffled(
     out = Path(output)
     if out.suffix in (".bin", ".idx"):
         out = out.with_suffix("")
-    with IndexedDatasetBuilder(out, ds.dtype) as b, tqdm(
-        total=num_rows, unit="row", unit_scale=True, disable=not progress
-    ) as bar:
+    with (
+        IndexedDatasetBuilder(out, ds.dtype) as b,
+        tqdm(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
+    ):
         for start in range(0, num_rows, chunk):
             rows = ds.rows(start, min(start + chunk, num_rows))
             for row in rows:

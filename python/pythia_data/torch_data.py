@@ -39,8 +39,10 @@ class TorchRowDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.rows.rows(k, k + 1, self.dtype)[0]))
 
     def __getitems__(self, indices: list[int]) -> torch.Tensor:
-        if indices and indices[-1] - indices[0] + 1 == len(indices) and all(
-            b - a == 1 for a, b in zip(indices, indices[1:], strict=False)
+        if (
+            indices
+            and indices[-1] - indices[0] + 1 == len(indices)
+            and all(b - a == 1 for a, b in zip(indices, indices[1:], strict=False))
         ):
             arr = self.rows.rows(indices[0], indices[-1] + 1, self.dtype)
         else:
@@ -105,7 +107,13 @@ def make_data_loader(
     """A DataLoader yielding (micro_batch_size, seq_length + 1) tensors for this rank, in
     GPT-NeoX's order, resumable at any step."""
     sampler = GPTNeoXBatchSampler(
-        len(rows), micro_batch_size, rank, world_size, gradient_accumulation_steps, start_step, end_step
+        len(rows),
+        micro_batch_size,
+        rank,
+        world_size,
+        gradient_accumulation_steps,
+        start_step,
+        end_step,
     )
     return DataLoader(
         TorchRowDataset(rows, dtype),

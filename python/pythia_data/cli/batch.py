@@ -13,7 +13,17 @@ from pythia_data.dataset import GPTDataset, PreshuffledDataset
 from pythia_data.errors import PythiaDataError
 
 
-def open_rows(prefix, preshuffled, name, train_iters, global_batch_size, num_samples, seq_length, seed, cache_dir):
+def open_rows(
+    prefix,
+    preshuffled,
+    name,
+    train_iters,
+    global_batch_size,
+    num_samples,
+    seq_length,
+    seed,
+    cache_dir,
+):
     """The dataset the options describe: preshuffled rows, or a raw dataset and its index."""
     if preshuffled:
         return PreshuffledDataset(prefix, seq_length=seq_length)
@@ -32,15 +42,54 @@ def open_rows(prefix, preshuffled, name, train_iters, global_batch_size, num_sam
 @click.command("batch")
 @click.argument("prefix", type=click.Path())
 @click.option("--step", type=click.IntRange(min=0), required=True, help="First optimizer step.")
-@click.option("--end-step", type=click.IntRange(min=0), default=None, help="Last step, inclusive (default: --step).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True, help="Rows per step.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.")
+@click.option(
+    "--end-step",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Last step, inclusive (default: --step).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Rows per step.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.",
+)
 @click.option("--decode", is_flag=True, help="Decode rows to text with the GPT-NeoX-20B tokenizer.")
-@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False), default=None, help="tokenizer.json for --decode (default: the bundled GPT-NeoX-20B one).")
-@click.option("--int64", "as_int64", is_flag=True, help="Save int64 tokens instead of the dataset's dtype.")
-@click.option("--preshuffled", is_flag=True, help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.")
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="tokenizer.json for --decode (default: the bundled GPT-NeoX-20B one).",
+)
+@click.option(
+    "--int64", "as_int64", is_flag=True, help="Save int64 tokens instead of the dataset's dtype."
+)
+@click.option(
+    "--preshuffled",
+    is_flag=True,
+    help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.",
+)
 @with_index_options
-def command(prefix, step, end_step, batch_size, output, decode, tokenizer, as_int64, preshuffled, **index_opts):
+def command(
+    prefix,
+    step,
+    end_step,
+    batch_size,
+    output,
+    decode,
+    tokenizer,
+    as_int64,
+    preshuffled,
+    **index_opts,
+):
     """Print or save the batches trained at steps STEP..=END_STEP of PREFIX.
 
     Step s is rows [s·batch_size, (s+1)·batch_size) of GPT-NeoX's order: every row of every step
@@ -86,7 +135,9 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=out_dtype, shape=shape)
         flat = out.reshape(-1, batch_size, ds.seq_length + 1)
-        for i, s in enumerate(tqdm(range(step, end_step + 1), unit="step", disable=end_step == step)):
+        for i, s in enumerate(
+            tqdm(range(step, end_step + 1), unit="step", disable=end_step == step)
+        ):
             flat[i] = ds.batch(s, batch_size, dtype)
         out.flush()
         del out, flat
@@ -104,7 +155,9 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     for s in range(step, end_step + 1):
         rows = ds.batch(s, batch_size, np.int64)
         for i, row in enumerate(rows):
-            chunks.append(f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n")
+            chunks.append(
+                f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n"
+            )
     text = "".join(chunks)
     if output is None:
         click.echo(text, nl=False)

@@ -10,7 +10,7 @@ from pythia_data.index import build_blended_index, build_index, find_datasets, n
 
 
 @click.command("build-index")
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path())
 @with_index_options
 @click.option(
     "--split",

@@ -12,7 +12,13 @@ from pythia_data.preshuffle import export_preshuffled
 @click.command("export-preshuffled")
 @click.argument("prefix", type=click.Path())
 @click.argument("output", type=click.Path())
-@click.option("--rows", "num_rows", type=click.IntRange(min=0), default=None, help="Rows to write (default: train_iters · global_batch_size, or all the index holds if fewer).")
+@click.option(
+    "--rows",
+    "num_rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rows to write (default: train_iters · global_batch_size, or all the index holds if fewer).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @with_index_options
 def command(prefix, output, num_rows, quiet, **index_opts):
