@@ -1,17 +1,20 @@
 //! Building, saving and reusing a GPT2Dataset index under GPT-NeoX's own file names.
 //!
 //! The two shuffles are bound by random memory access. Their draws never depend on the data, so
-//! the shuffle_idx shuffle runs on a second thread with a clone of the generator advanced past
-//! the doc_idx shuffle (cheap: draws only), while the first thread shuffles doc_idx and streams
-//! sample_idx to disk. Files appear only when all three are complete.
+//! a second thread makes the doc_idx shuffle's draws and hands them over in chunks (the first
+//! thread only swaps, prefetching the targets), then goes on with the same generator to shuffle
+//! shuffle_idx, while the first thread streams sample_idx to disk. Files appear only when all
+//! three are complete.
 
 use std::path::{Path, PathBuf};
 
 use super::gpt2_index::{
-    build_doc_idx, build_sample_idx, build_shuffle_idx, plan, skip_doc_idx, IndexPlan, Sizes,
+    build_doc_idx, build_sample_idx, build_shuffle_idx, plan, skip_doc_idx, unshuffled_doc_idx,
+    IndexPlan, Sizes,
 };
 use super::npy::{NpyArray, NpyDType, NpyWriter};
 use super::random_state::RandomState;
+use super::random_state::{apply_swaps, shuffle_draws};
 use crate::indexed::IndexFile;
 use crate::{Error, Result};
 
@@ -195,24 +198,74 @@ pub fn build_index_files(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let rng = RandomState::from_u32(plan.seed);
+    let t0 = std::time::Instant::now();
+    let timing = std::env::var_os("PYTHIA_INDEX_TIMING").is_some();
+    let lap = |what: &str| {
+        if timing {
+            eprintln!(
+                "[build-index] {:>8.3} s  {what}",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
+    // Megatron-LM's variant shuffles twice; it is rare and keeps the simple path.
+    let offload = !plan.separate_last_epoch && plan.doc_idx_len() >= 2;
+    const DRAW_CHUNK: usize = 1 << 20;
+    let (draw_tx, draw_rx) = std::sync::mpsc::sync_channel::<Vec<u32>>(4);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u32>>();
     let (doc_w, sample_w, shuffle_w) = std::thread::scope(|s| -> Result<_> {
-        let shuffle_job = s.spawn(|| -> Result<NpyWriter> {
-            let mut rng2 = rng.clone();
-            skip_doc_idx(&plan, &mut rng2);
-            let shape = [plan.n as usize];
-            let mut w = NpyWriter::create(&paths.shuffle_idx, shuffle_dtype(&plan), &shape)?;
-            if plan.shuffle_idx_i64 {
-                w.write(&build_shuffle_idx::<i64>(&plan, &mut rng2))?;
+        let (plan2, rng2, lap2) = (&plan, &rng, &lap);
+        let shuffle_job = s.spawn(move || -> Result<NpyWriter> {
+            let (plan, lap) = (plan2, lap2);
+            let mut rng2 = rng2.clone();
+            if offload {
+                let mut i = plan.doc_idx_len() - 1;
+                while i >= 1 {
+                    let count = i.min(DRAW_CHUNK);
+                    let mut buf = spare_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(DRAW_CHUNK));
+                    shuffle_draws(&mut rng2, i, count, &mut buf);
+                    if draw_tx.send(buf).is_err() {
+                        break; // the first thread failed; its error is reported
+                    }
+                    i -= count;
+                }
+                drop(draw_tx);
             } else {
-                w.write(&build_shuffle_idx::<u32>(&plan, &mut rng2))?;
+                drop(draw_tx);
+                skip_doc_idx(plan, &mut rng2);
             }
+            lap("thread 2: doc_idx draws made");
+            let shape = [plan.n as usize];
+            let mut w = NpyWriter::create(&paths.shuffle_idx, shuffle_dtype(plan), &shape)?;
+            if plan.shuffle_idx_i64 {
+                w.write(&build_shuffle_idx::<i64>(plan, &mut rng2)?)?;
+            } else {
+                let v = build_shuffle_idx::<u32>(plan, &mut rng2)?;
+                lap("thread 2: shuffle_idx shuffled");
+                w.write(&v)?;
+            }
+            lap("thread 2: shuffle_idx written");
             Ok(w)
         });
-        let mut rng1 = rng.clone();
         progress("doc_idx", 0, plan.doc_idx_len() as u64);
-        let doc_idx = build_doc_idx(&plan, &mut rng1);
+        let doc_idx = if offload {
+            let mut doc_idx = unshuffled_doc_idx(&plan)?;
+            let mut i = doc_idx.len() - 1;
+            for draws in draw_rx.iter() {
+                apply_swaps(&mut doc_idx, i, &draws);
+                i -= draws.len();
+                let _ = spare_tx.send(draws);
+            }
+            doc_idx
+        } else {
+            build_doc_idx(&plan, &mut rng.clone())?
+        };
+        lap("thread 1: doc_idx shuffled");
         let mut doc_w = NpyWriter::create(&paths.doc_idx, NpyDType::I32, &[doc_idx.len()])?;
         doc_w.write(&doc_idx)?;
+        lap("thread 1: doc_idx written");
         progress(
             "doc_idx",
             plan.doc_idx_len() as u64,
@@ -244,6 +297,7 @@ pub fn build_index_files(
             },
         )?;
         drop(doc_idx);
+        lap("thread 1: sample_idx streamed");
         progress("shuffle_idx", 0, plan.n);
         let shuffle_w = shuffle_job
             .join()
@@ -257,6 +311,7 @@ pub fn build_index_files(
     sample_w.finish()?;
     shuffle_w.finish()?;
     write_text_atomically(&paths.meta, &meta_text(&plan))?;
+    lap("files synced and renamed");
     Ok(IndexSummary {
         plan,
         paths: paths.clone(),

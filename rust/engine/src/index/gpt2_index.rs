@@ -2,6 +2,8 @@
 //! `helpers.build_sample_idx`): doc_idx, sample_idx, shuffle_idx.
 //! Facts: shared/spec/data-pipeline.md §2.
 
+use super::huge::HugeVec;
+use super::npy::Pod;
 use super::random_state::RandomState;
 use crate::{Error, Result};
 
@@ -163,15 +165,26 @@ pub fn plan(
     })
 }
 
-/// `_build_doc_idx`: the document ids repeated E times, shuffled in one go (or, Megatron-LM's
-/// variant, the first E − 1 epochs and the last epoch shuffled separately).
-pub fn build_doc_idx(plan: &IndexPlan, rng: &mut RandomState) -> Vec<i32> {
+/// doc_idx before its shuffle: the document ids repeated E times.
+pub fn unshuffled_doc_idx(plan: &IndexPlan) -> Result<HugeVec<i32>> {
     let (start, stop) = plan.documents;
     let d = stop - start;
-    let mut doc_idx = Vec::with_capacity(plan.doc_idx_len());
-    for _ in 0..plan.num_epochs {
-        doc_idx.extend(start as i32..stop as i32);
+    let mut doc_idx = HugeVec::<i32>::zeroed(plan.doc_idx_len())?;
+    if d > 0 {
+        for epoch in doc_idx.chunks_exact_mut(d) {
+            for (x, id) in epoch.iter_mut().zip(start as i32..stop as i32) {
+                *x = id;
+            }
+        }
     }
+    Ok(doc_idx)
+}
+
+/// `_build_doc_idx`: the document ids repeated E times, shuffled in one go (or, Megatron-LM's
+/// variant, the first E − 1 epochs and the last epoch shuffled separately).
+pub fn build_doc_idx(plan: &IndexPlan, rng: &mut RandomState) -> Result<HugeVec<i32>> {
+    let d = plan.num_documents();
+    let mut doc_idx = unshuffled_doc_idx(plan)?;
     if plan.separate_last_epoch {
         let cut = d * (plan.num_epochs as usize - 1);
         let (first, last) = doc_idx.split_at_mut(cut);
@@ -180,7 +193,7 @@ pub fn build_doc_idx(plan: &IndexPlan, rng: &mut RandomState) -> Vec<i32> {
     } else {
         rng.shuffle(&mut doc_idx);
     }
-    doc_idx
+    Ok(doc_idx)
 }
 
 /// Advance `rng` past `build_doc_idx` without building it.
@@ -197,6 +210,11 @@ pub fn skip_doc_idx(plan: &IndexPlan, rng: &mut RandomState) {
 
 /// `helpers.build_sample_idx`: rows (position in doc_idx, offset in that document) where each of
 /// the N + 1 sample boundaries falls, handed to `sink` in chunks so they can stream to disk.
+///
+/// GPT-NeoX walks L+1 tokens per sample; equivalently (spec §2.5) boundary k ≥ 1 is the token
+/// k·L of the documents concatenated in doc_idx order, found in the first document whose end
+/// lies past it. One pass over doc_idx with a running token count does that with one size
+/// lookup per document (prefetched: sizes are read in shuffled order).
 pub fn build_sample_idx(
     plan: &IndexPlan,
     sizes: Sizes<'_>,
@@ -205,34 +223,38 @@ pub fn build_sample_idx(
     mut progress: impl FnMut(u64),
 ) -> Result<()> {
     const CHUNK: usize = 1 << 16;
-    const AHEAD: usize = 16;
+    const AHEAD: usize = 64;
     let mut buf: Vec<[i64; 2]> = Vec::with_capacity(CHUNK);
     buf.push([0, 0]);
-    let (mut pos, mut off): (usize, i64) = (0, 0);
-    let l1 = plan.seq_length as i64 + 1;
-    for _ in 0..plan.n {
-        let mut rem = l1;
-        while rem != 0 {
-            let doc = doc_idx[pos] as usize;
-            let avail = sizes.get(doc) - off;
-            rem -= avail;
-            if rem <= 0 {
-                off += rem + avail - 1;
-                rem = 0;
-            } else {
-                pos += 1;
-                off = 0;
-                if let Some(&d) = doc_idx.get(pos + AHEAD) {
-                    sizes.prefetch(d as usize);
-                }
+    let l = plan.seq_length;
+    let n = plan.n;
+    let mut k: u64 = 1;
+    let mut next: u64 = l;
+    let mut cum: u64 = 0;
+    for (p, &d) in doc_idx.iter().enumerate() {
+        if k > n {
+            break;
+        }
+        if let Some(&ahead) = doc_idx.get(p + AHEAD) {
+            sizes.prefetch(ahead as usize);
+        }
+        let end = cum + sizes.get(d as usize) as u64;
+        while next < end && k <= n {
+            buf.push([p as i64, (next - cum) as i64]);
+            k += 1;
+            next += l;
+            if buf.len() == CHUNK {
+                sink(&buf)?;
+                progress(buf.len() as u64);
+                buf.clear();
             }
         }
-        buf.push([pos as i64, off]);
-        if buf.len() == CHUNK {
-            sink(&buf)?;
-            progress(buf.len() as u64);
-            buf.clear();
-        }
+        cum = end;
+    }
+    if k <= n {
+        return Err(Error::invalid(format!(
+            "internal error: doc_idx ran out after {k} of {n} samples"
+        )));
     }
     if !buf.is_empty() {
         sink(&buf)?;
@@ -242,16 +264,19 @@ pub fn build_sample_idx(
 }
 
 /// `_build_shuffle_idx`: a permutation of `arange(N)` (in two parts for Megatron-LM's variant).
-pub fn build_shuffle_idx<T>(plan: &IndexPlan, rng: &mut RandomState) -> Vec<T>
+pub fn build_shuffle_idx<T>(plan: &IndexPlan, rng: &mut RandomState) -> Result<HugeVec<T>>
 where
-    T: TryFrom<u64>,
+    T: Pod + TryFrom<u64>,
     <T as TryFrom<u64>>::Error: std::fmt::Debug,
 {
-    let mut v: Vec<T> = (0..plan.n).map(|i| T::try_from(i).unwrap()).collect();
+    let mut v = HugeVec::<T>::zeroed(plan.n as usize)?;
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = T::try_from(i as u64).unwrap();
+    }
     let (first, last) = v.split_at_mut(plan.n_first as usize);
     rng.shuffle(first);
     rng.shuffle(last);
-    v
+    Ok(v)
 }
 
 /// BlendableDataset (`helpers.build_blending_indices`): for each output position, which dataset
@@ -324,13 +349,13 @@ mod tests {
         let s = Sizes::from_slice(&sizes);
         let p = plan(s, (0, 7), 9, 4, 1234, false).unwrap();
         let mut rng = RandomState::from_u32(1234);
-        let doc_idx = build_doc_idx(&p, &mut rng);
+        let doc_idx = build_doc_idx(&p, &mut rng).unwrap();
         let mut rows = Vec::new();
         build_sample_idx(&p, s, &doc_idx, |c| Ok(rows.extend_from_slice(c)), |_| {}).unwrap();
         assert_eq!(rows.len() as u64, p.n + 1);
         // Global token position of each boundary must be k·L.
         let mut starts = vec![0i64];
-        for &d in &doc_idx {
+        for &d in doc_idx.iter() {
             starts.push(starts.last().unwrap() + sizes[d as usize] as i64);
         }
         for (k, r) in rows.iter().enumerate() {

@@ -4,6 +4,7 @@
 
 mod build;
 mod gpt2_index;
+mod huge;
 pub mod npy;
 mod random_state;
 
@@ -12,11 +13,12 @@ pub use build::{
     Progress,
 };
 pub use gpt2_index::{
-    build_blending_indices, build_doc_idx, build_sample_idx, build_shuffle_idx, plan, IndexPlan,
-    Sizes,
+    build_blending_indices, build_doc_idx, build_sample_idx, build_shuffle_idx, plan,
+    unshuffled_doc_idx, IndexPlan, Sizes,
 };
+pub use huge::HugeVec;
 pub use npy::{NpyArray, NpyDType};
-pub use random_state::RandomState;
+pub use random_state::{apply_swaps, shuffle_draws, RandomState};
 
 // `.npy` data and `.idx` arrays are little-endian and written straight from memory.
 #[cfg(not(target_endian = "little"))]

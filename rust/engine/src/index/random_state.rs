@@ -14,6 +14,9 @@ const LOWER_MASK: u32 = 0x7fff_ffff;
 #[derive(Clone)]
 pub struct RandomState {
     mt: Box<[u32; N]>,
+    /// The current block, already tempered: regenerating and tempering 624 words at a time
+    /// vectorises, one word at a time does not.
+    out: Box<[u32; N]>,
     pos: usize,
 }
 
@@ -44,37 +47,47 @@ impl RandomState {
                 .wrapping_add(i as u32);
         }
         // Position N: the first draw regenerates the whole block, as numpy does.
-        RandomState { mt, pos: N }
+        RandomState {
+            mt,
+            out: Box::new([0u32; N]),
+            pos: N,
+        }
     }
 
     #[inline(never)]
     fn regenerate(&mut self) {
+        #[inline(always)]
+        fn twist(a: u32, b: u32, c: u32) -> u32 {
+            let y = (a & UPPER_MASK) | (b & LOWER_MASK);
+            c ^ (y >> 1) ^ (0u32.wrapping_sub(y & 1) & MATRIX_A)
+        }
         let mt = &mut *self.mt;
         for k in 0..N - M {
-            let y = (mt[k] & UPPER_MASK) | (mt[k + 1] & LOWER_MASK);
-            mt[k] = mt[k + M] ^ (y >> 1) ^ (if y & 1 != 0 { MATRIX_A } else { 0 });
+            mt[k] = twist(mt[k], mt[k + 1], mt[k + M]);
         }
         for k in N - M..N - 1 {
-            let y = (mt[k] & UPPER_MASK) | (mt[k + 1] & LOWER_MASK);
-            mt[k] = mt[k + M - N] ^ (y >> 1) ^ (if y & 1 != 0 { MATRIX_A } else { 0 });
+            mt[k] = twist(mt[k], mt[k + 1], mt[k + M - N]);
         }
-        let y = (mt[N - 1] & UPPER_MASK) | (mt[0] & LOWER_MASK);
-        mt[N - 1] = mt[M - 1] ^ (y >> 1) ^ (if y & 1 != 0 { MATRIX_A } else { 0 });
+        mt[N - 1] = twist(mt[N - 1], mt[0], mt[M - 1]);
+        for (o, &x) in self.out.iter_mut().zip(mt.iter()) {
+            let mut y = x;
+            y ^= y >> 11;
+            y ^= (y << 7) & 0x9d2c_5680;
+            y ^= (y << 15) & 0xefc6_0000;
+            *o = y ^ (y >> 18);
+        }
         self.pos = 0;
     }
 
     /// The next raw 32-bit output (`RandomState.randint(0, 2**32, dtype=np.uint32)` draws these).
     #[inline]
     pub fn next_u32(&mut self) -> u32 {
-        if self.pos == N {
+        if self.pos >= N {
             self.regenerate();
         }
-        let mut y = self.mt[self.pos];
+        let y = self.out[self.pos];
         self.pos += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        y
     }
 
     /// 64-bit draw: high word first, as numpy's legacy `next_uint64`.
@@ -141,9 +154,31 @@ impl RandomState {
     }
 }
 
+/// Draws of a shuffle made ahead of its swaps, so another thread can make them: the swap
+/// targets for i = `i_from`, `i_from` − 1, ..., down to `i_from` − `count` + 1 (each i ≥ 1).
+pub fn shuffle_draws(rng: &mut RandomState, i_from: usize, count: usize, out: &mut Vec<u32>) {
+    debug_assert!(count <= i_from && i_from <= u32::MAX as usize);
+    out.clear();
+    for i in (i_from + 1 - count..=i_from).rev() {
+        out.push(rng.interval(i as u64) as u32);
+    }
+}
+
+/// The swaps of a shuffle for i = `i_from`, `i_from` − 1, ... with targets drawn earlier by
+/// `shuffle_draws`; targets are prefetched `LOOKAHEAD` swaps ahead.
+pub fn apply_swaps<T>(x: &mut [T], i_from: usize, draws: &[u32]) {
+    let base = x.as_ptr();
+    for (k, &j) in draws.iter().enumerate() {
+        if let Some(&ahead) = draws.get(k + LOOKAHEAD) {
+            prefetch(base.wrapping_add(ahead as usize));
+        }
+        x.swap(i_from - k, j as usize);
+    }
+}
+
 /// How many swap targets are drawn ahead and prefetched. The shuffle of a large array is bound
 /// by cache misses on `x[j]`; issuing the loads a few dozen swaps early overlaps them.
-const LOOKAHEAD: usize = 32;
+const LOOKAHEAD: usize = 64;
 
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
@@ -229,6 +264,24 @@ mod tests {
         for i in (1..b.len()).rev() {
             let j = r.interval(i as u64) as usize;
             b.swap(i, j);
+        }
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn shuffle_from_precomputed_draws_is_the_same_shuffle() {
+        let n = 100_001usize;
+        let mut a: Vec<u32> = (0..n as u32).collect();
+        let mut b = a.clone();
+        RandomState::from_u32(5).shuffle(&mut a);
+        let mut r = RandomState::from_u32(5);
+        let mut draws = Vec::new();
+        let mut i = n - 1;
+        while i >= 1 {
+            let c = i.min(4096);
+            shuffle_draws(&mut r, i, c, &mut draws);
+            apply_swaps(&mut b, i, &draws);
+            i -= c;
         }
         assert_eq!(a, b);
     }
