@@ -143,6 +143,20 @@ def test_int64_on_request_and_dtype():
     np.testing.assert_array_equal(ds.rows(0, 4, np.int64), ds.rows(0, 4).astype(np.int64))
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int64])
+def test_rows_into_a_reused_buffer(dtype):
+    ds = golden_dataset("lognormal_e1")
+    out = np.full((32, 513), 7, dtype=dtype)
+    for step in (0, 5):
+        got = ds.batch(step, 32, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, ds.batch(step, 32).astype(dtype))
+    with pytest.raises(PythiaDataError, match="shape"):
+        ds.rows(0, 4, out=out)
+    with pytest.raises(PythiaDataError, match="dtype"):
+        ds.rows(0, 32, out=np.zeros((32, 513), dtype=np.float32))
+
+
 def test_preshuffled_round_trip(tmp_path):
     ds = golden_dataset("long_docs")
     out = export_preshuffled(ds, tmp_path / "document", 150)

@@ -37,9 +37,7 @@ class RowDataset:
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def rows(
-        self, start: int, stop: int, dtype: np.dtype | None = None
-    ) -> np.ndarray:  # pragma: no cover
+    def rows(self, start: int, stop: int, dtype=None, out=None) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def _check_range(self, start: int, stop: int) -> tuple[int, int]:
@@ -67,9 +65,10 @@ class RowDataset:
         return self.rows(k, k + 1)[0]
 
     def batch(
-        self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None
+        self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None, out=None
     ) -> np.ndarray:
-        """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on."""
+        """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
+        ``out`` when given)."""
         step = int(step)
         if step < 0:
             raise IndexError(f"step {step} is negative")
@@ -79,7 +78,7 @@ class RowDataset:
                 f"step {step} needs rows [{start:,}, {start + batch_size:,}) but the index has "
                 f"{len(self):,} rows: the last full step is {len(self) // batch_size - 1:,}"
             )
-        return self.rows(start, start + batch_size, dtype)
+        return self.rows(start, start + batch_size, dtype, out)
 
     def batches(
         self,
@@ -198,9 +197,19 @@ class GPTDataset(RowDataset):
     def __repr__(self) -> str:
         return f"GPTDataset({str(self.prefix)!r}, rows={len(self):,}, seq_length={self.seq_length})"
 
-    def rows(self, start: int, stop: int, dtype: np.dtype | type | None = None) -> np.ndarray:
-        """Rows ``[start, stop)`` as a new (n, seq_length + 1) array, assembled on all cores."""
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)`` as a (n, seq_length + 1) array, assembled on all cores: new, or
+        written into ``out`` (C-contiguous, the dataset's dtype or int64) to reuse a buffer."""
         start, stop = self._check_range(start, stop)
+        if out is not None:
+            self._core.rows_into(start, stop, out)
+            return out
         int64 = dtype is not None and np.dtype(dtype) == np.int64
         if dtype is not None and not int64 and np.dtype(dtype) != self.dtype:
             return self._core.rows(start, stop, False).astype(dtype)
@@ -247,10 +256,20 @@ class PreshuffledDataset(RowDataset):
     def __repr__(self) -> str:
         return f"PreshuffledDataset({str(self.prefix)!r}, rows={len(self):,})"
 
-    def rows(self, start: int, stop: int, dtype: np.dtype | type | None = None) -> np.ndarray:
-        """Rows ``[start, stop)``: a read-only view of the ``.bin`` (a copy when ``dtype`` given)."""
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)``: a read-only view of the ``.bin`` (a copy when ``dtype`` or
+        ``out`` is given)."""
         start, stop = self._check_range(start, stop)
         view = self.indexed.items(start, stop).reshape(stop - start, self.seq_length + 1)
+        if out is not None:
+            np.copyto(out, view, casting="safe")
+            return out
         return view if dtype is None else view.astype(dtype)
 
 
@@ -276,8 +295,17 @@ class BlendedDataset(RowDataset):
     def __len__(self) -> int:
         return self.size
 
-    def rows(self, start: int, stop: int, dtype: np.dtype | type | None = None) -> np.ndarray:
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         start, stop = self._check_range(start, stop)
+        if out is not None:
+            np.copyto(out, self.rows(start, stop, out.dtype), casting="safe")
+            return out
         which = self.dataset_index[start:stop]
         sample = self.dataset_sample_index[start:stop]
         out_dtype = (

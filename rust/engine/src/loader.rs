@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::index::{index_paths, IndexPaths, NpyArray, NpyDType};
-use crate::indexed::IndexedDataset;
+use crate::indexed::{DType, IndexedDataset};
 use crate::{Error, Result};
 
 /// One piece of a row: `length` tokens of dataset item `document` from token `offset`.
@@ -311,35 +311,75 @@ impl GptDataset {
             .try_for_each(|(i, row)| self.row_into(start + i, row))
     }
 
-    /// Rows `[start, stop)` widened to int64.
-    pub fn rows_into_i64(&self, start: usize, stop: usize, out: &mut [i64]) -> Result<()> {
+    /// Row k widened to int64, straight from the dataset's bytes.
+    pub fn row_into_i64(&self, k: usize, out: &mut [i64]) -> Result<()> {
         let dtype = self.dataset.dtype();
-        let itemsize = dtype.itemsize();
-        let l1 = self.row_len();
-        if out.len() != (stop.saturating_sub(start)) * l1 {
-            return Err(Error::invalid(
-                "internal error: batch buffer of the wrong size",
+        let mut at = 0;
+        for s in self.provenance(k)? {
+            if at + s.length > out.len() {
+                return Err(Error::corrupt(
+                    self.sample_idx.path(),
+                    format!(
+                        "row {k} has more than seq_length + 1 = {} tokens: wrong seq_length?",
+                        self.row_len()
+                    ),
+                ));
+            }
+            let bytes = self
+                .dataset
+                .get_bytes(s.document, s.offset, Some(s.length))?;
+            widen(dtype, &bytes, &mut out[at..at + s.length]);
+            at += s.length;
+        }
+        if at != out.len() {
+            return Err(Error::corrupt(
+                self.sample_idx.path(),
+                format!(
+                    "row {k} has {at} tokens, not seq_length + 1 = {}: wrong seq_length?",
+                    self.row_len()
+                ),
             ));
         }
+        Ok(())
+    }
+
+    /// Rows `[start, stop)` widened to int64.
+    pub fn rows_into_i64(&self, start: usize, stop: usize, out: &mut [i64]) -> Result<()> {
+        let l1 = self.row_len();
         if start > stop || stop > self.len {
             return Err(Error::invalid(format!(
                 "rows [{start}, {stop}) are outside the index's {} rows",
                 self.len
             )));
         }
+        if out.len() != (stop - start) * l1 {
+            return Err(Error::invalid(
+                "internal error: batch buffer of the wrong size",
+            ));
+        }
         out.par_chunks_mut(l1)
             .with_min_len(16)
             .enumerate()
-            .try_for_each_init(
-                || vec![0u8; l1 * itemsize],
-                |buf, (i, row)| {
-                    self.row_into(start + i, buf)?;
-                    for (o, c) in row.iter_mut().zip(buf.chunks_exact(itemsize)) {
-                        *o = dtype.read_i64(c);
-                    }
-                    Ok(())
-                },
-            )
+            .try_for_each(|(i, row)| self.row_into_i64(start + i, row))
+    }
+}
+
+/// Little-endian tokens of `dtype` to i64, one typed loop per dtype (so it vectorises).
+fn widen(dtype: DType, bytes: &[u8], out: &mut [i64]) {
+    macro_rules! go {
+        ($t:ty, $n:expr) => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact($n)) {
+                *o = <$t>::from_le_bytes(c.try_into().unwrap()) as i64;
+            }
+        };
+    }
+    match dtype {
+        DType::U8 => go!(u8, 1),
+        DType::I8 => go!(i8, 1),
+        DType::I16 => go!(i16, 2),
+        DType::U16 => go!(u16, 2),
+        DType::I32 => go!(i32, 4),
+        DType::I64 => go!(i64, 8),
     }
 }
 

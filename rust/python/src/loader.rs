@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{Element, PyArray2, PyArrayMethods};
+use numpy::{Element, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use pythia_engine::index::IndexPaths;
@@ -41,6 +41,40 @@ fn fill<'py, T: Element>(
             .py_err()?;
     }
     Ok(arr.into_any())
+}
+
+fn check_shape(got: &[usize], want: &[usize; 2]) -> PyResult<()> {
+    if got != want {
+        return Err(crate::errors::PythiaDataError::new_err(format!(
+            "out has shape {got:?}, the rows need {want:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn fill_into<T: Element>(
+    py: Python<'_>,
+    g: &Arc<loader::GptDataset>,
+    start: usize,
+    stop: usize,
+    out: &Bound<'_, PyAny>,
+    want: &[usize; 2],
+) -> PyResult<()> {
+    let a = out.cast::<PyArray2<T>>().map_err(|_| {
+        crate::errors::PythiaDataError::new_err(format!(
+            "out must be a C-contiguous array of the dataset's dtype ({}) or int64",
+            g.dataset().dtype().numpy_name()
+        ))
+    })?;
+    check_shape(a.shape(), want)?;
+    let mut rw = a.try_readwrite()?;
+    let slice = rw.as_slice_mut()?;
+    // SAFETY: reinterpreting plain integers as their bytes.
+    let bytes: &mut [u8] = unsafe {
+        std::slice::from_raw_parts_mut(slice.as_mut_ptr() as *mut u8, std::mem::size_of_val(slice))
+    };
+    let g = g.clone();
+    py.detach(move || g.rows_into(start, stop, bytes)).py_err()
 }
 
 #[pymethods]
@@ -104,6 +138,37 @@ impl GptDataset {
             DType::I32 => fill::<i32>(py, g, start, stop),
             DType::I64 => fill::<i64>(py, g, start, stop),
             DType::U16 => fill::<u16>(py, g, start, stop),
+        }
+    }
+    /// Fill `out`, a C-contiguous (stop − start, seq_length + 1) array of the dataset's dtype or
+    /// int64, with rows `[start, stop)` (reusing a buffer avoids fresh pages on every batch).
+    fn rows_into(
+        &self,
+        py: Python<'_>,
+        start: usize,
+        stop: usize,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let g = &self.inner;
+        let want = [stop.saturating_sub(start), g.row_len()];
+        if let Ok(a) = out.cast::<PyArray2<i64>>() {
+            if g.dataset().dtype() != DType::I64 {
+                check_shape(a.shape(), &want)?;
+                let mut rw = a.try_readwrite()?;
+                let slice = rw.as_slice_mut()?;
+                let g = g.clone();
+                return py
+                    .detach(move || g.rows_into_i64(start, stop, slice))
+                    .py_err();
+            }
+        }
+        match g.dataset().dtype() {
+            DType::U8 => fill_into::<u8>(py, g, start, stop, out, &want),
+            DType::I8 => fill_into::<i8>(py, g, start, stop, out, &want),
+            DType::I16 => fill_into::<i16>(py, g, start, stop, out, &want),
+            DType::I32 => fill_into::<i32>(py, g, start, stop, out, &want),
+            DType::I64 => fill_into::<i64>(py, g, start, stop, out, &want),
+            DType::U16 => fill_into::<u16>(py, g, start, stop, out, &want),
         }
     }
     /// The position in sample_idx that row k reads.
