@@ -74,7 +74,9 @@ def numpy_reference(sizes: np.ndarray, num_samples: int, seq_length: int, seed: 
 
 
 def ours(sizes: np.ndarray, num_samples: int, seq_length: int, seed: int, prefix: str):
-    return _core.build_index_from_sizes(sizes, prefix, "train_0", num_samples, seq_length, seed, overwrite=True)
+    return _core.build_index_from_sizes(
+        sizes, prefix, "train_0", num_samples, seq_length, seed, overwrite=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,9 @@ def sizes():
 def test_build_index(benchmark, sizes, impl, tmp_path):
     ns = int(PILE_SAMPLES * SCALE)
     fn = ours if impl == "ours" else numpy_reference
-    benchmark.pedantic(fn, args=(sizes, ns, SEQ, SEED, str(tmp_path / impl)), rounds=3, iterations=1)
+    benchmark.pedantic(
+        fn, args=(sizes, ns, SEQ, SEED, str(tmp_path / impl)), rounds=3, iterations=1
+    )
 
 
 def test_outputs_identical(sizes, tmp_path):

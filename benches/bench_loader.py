@@ -49,7 +49,9 @@ class GPTNeoXGPT2Dataset:
         offset_f = self.sample_idx[idx][1]
         offset_l = self.sample_idx[idx + 1][1]
         if doc_index_f == doc_index_l:
-            sample = self.get(self.doc_idx[doc_index_f], offset=offset_f, length=offset_l - offset_f + 1)
+            sample = self.get(
+                self.doc_idx[doc_index_f], offset=offset_f, length=offset_l - offset_f + 1
+            )
         else:
             sample_list = [self.get(self.doc_idx[doc_index_f], offset=offset_f)]
             for i in range(doc_index_f + 1, doc_index_l):
@@ -67,7 +69,9 @@ def datasets(tmp_path_factory):
     d = tmp_path_factory.mktemp("loader")
     rng = np.random.default_rng(0)
     sigma = 1.3
-    sizes = np.clip(rng.lognormal(np.log(1577.0) - sigma**2 / 2, sigma, DOCS), 1, 200_000).astype(np.int64)
+    sizes = np.clip(rng.lognormal(np.log(1577.0) - sigma**2 / 2, sigma, DOCS), 1, 200_000).astype(
+        np.int64
+    )
     with IndexedDatasetBuilder(d / "pile", np.uint16) as b:
         for i, n in enumerate(sizes):
             b.add_document((np.arange(n) * 7919 + i) % 50_000)

@@ -181,3 +181,23 @@ def test_export_preshuffled_then_batch(tmp_path):
     )
     assert code == 0, text
     np.testing.assert_array_equal(np.load(out), ds.batch(3, 32))
+
+
+def test_batch_decode(tmp_path):
+    # Needs pythia_data.tokenizer (built in parallel); skipped until it is merged.
+    tokenizer = __import__("pytest").importorskip("pythia_data.tokenizer")
+    from golden import golden_case
+
+    name = "long_docs"
+    prefix = golden_case(name)
+    ds = GPTDataset(prefix, num_samples=150, seq_length=2048, seed=1234, cache_dir=FIXTURES)
+    out = tmp_path / "step1.txt"
+    code, text = run(
+        "batch", prefix, "--step", 1, "--batch-size", 2, "--decode", "-o", out, *golden_args(name)
+    )
+    assert code == 0, text
+    tok = tokenizer.Tokenizer.from_file(None)
+    want = "".join(
+        f"=== step 1 row {k} ===\n{tok.decode(ds[k].astype(np.int64).tolist())}\n" for k in (2, 3)
+    )
+    assert out.read_text(encoding="utf-8") == want

@@ -179,26 +179,23 @@ def index_paths(
 def _tqdm_progress(
     enabled: bool,
 ) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
+    """One tqdm bar that follows the build's stages (doc_idx, sample_idx, shuffle_idx)."""
     if not enabled:
         return None, lambda: None
     from tqdm import tqdm
 
-    bars: dict[str, tqdm] = {}
+    bar = tqdm(total=0, unit="entries", unit_scale=True, leave=False, desc="index")
+    state = {"stage": None}
 
     def report(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(
-                total=total or None, desc=stage, unit="", unit_scale=True, leave=False
-            )
+        if stage != state["stage"]:
+            state["stage"] = stage
+            bar.reset(total=total or None)
+            bar.set_description(stage)
         bar.n = done
         bar.refresh()
 
-    def close() -> None:
-        for b in bars.values():
-            b.close()
-
-    return report, close
+    return report, bar.close
 
 
 def build_index(

@@ -215,13 +215,15 @@ fn blend_num_samples(weights: Vec<f64>, total: u64) -> (Vec<f64>, Vec<u64>) {
     index::blend_num_samples(&weights, total)
 }
 
+type BlendingArrays<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);
+
 /// BlendableDataset's (dataset_index uint8, dataset_sample_index int64).
 #[pyfunction]
 fn blending_indices<'py>(
     py: Python<'py>,
     weights: Vec<f64>,
     size: usize,
-) -> PyResult<(Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<BlendingArrays<'py>> {
     let (d, s) = py
         .detach(|| index::build_blending_indices(&weights, size))
         .py_err()?;

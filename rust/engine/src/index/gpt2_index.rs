@@ -16,7 +16,7 @@ pub struct Sizes<'a> {
 impl<'a> Sizes<'a> {
     /// Raw little-endian i32 values; length must be a multiple of 4.
     pub fn from_le_bytes(bytes: &'a [u8]) -> Self {
-        assert!(bytes.len() % 4 == 0);
+        assert!(bytes.len().is_multiple_of(4));
         Sizes { bytes }
     }
     pub fn from_slice(v: &'a [i32]) -> Self {
@@ -341,6 +341,36 @@ mod tests {
             .contains("no tokens"));
         let s = toy_sizes();
         assert!(plan(Sizes::from_slice(&s), (0, 7), 1, 4, 1 << 32, false).is_err());
+    }
+
+    #[test]
+    fn index_dtypes_widen_only_where_int32_would_overflow() {
+        // Pythia's standard Pile: N = 162,164,736 keeps int32 / uint32.
+        let pile = vec![1577i32; 210_607_728 / 1000];
+        let p = plan(
+            Sizes::from_slice(&pile),
+            (0, pile.len()),
+            147_164,
+            2048,
+            1234,
+            false,
+        )
+        .unwrap();
+        assert!(!p.sample_idx_i64 && !p.shuffle_idx_i64);
+        // 2·(N+1) ≥ 2^31 − 1: later GPT-NeoX's switch to int64 sample_idx.
+        let big = vec![i32::MAX; 2];
+        let p = plan(Sizes::from_slice(&big), (0, 2), 1 << 30, 2, 1, false).unwrap();
+        assert!(p.n >= 1 << 30 && p.sample_idx_i64 && !p.shuffle_idx_i64);
+        let p = plan(
+            Sizes::from_slice(&big),
+            (0, 2),
+            u32::MAX as u64,
+            1,
+            1,
+            false,
+        )
+        .unwrap();
+        assert!(p.sample_idx_i64 && p.shuffle_idx_i64);
     }
 
     #[test]
