@@ -234,3 +234,21 @@ def test_build_on_open(tmp_path):
     again = GPTDataset(prefix, num_samples=20, seq_length=6, seed=0, build=True)
     assert again.info.reused
     np.testing.assert_array_equal(ds.rows(0, len(ds)), again.rows(0, len(again)))
+
+
+def test_sharded_data_read_in_place(tmp_path):
+    from test_indexed import shard
+
+    ds = golden_dataset("long_docs")
+    # Raw dataset cut at odd byte counts (inside tokens), as Pythia's shards are.
+    sharded = shard(golden_case("long_docs"), tmp_path / "raw", [100_001, 300_000, 555_555])
+    c = CASES["long_docs"]
+    raw = GPTDataset(
+        sharded, num_samples=c["num_samples"], seq_length=2048, seed=1234, paths=ds.paths
+    )
+    np.testing.assert_array_equal(raw.rows(0, len(raw)), ds.rows(0, len(ds)))
+    # Preshuffled rows exported, then sharded like document-000NN-of-000MM.bin.
+    export_preshuffled(ds, tmp_path / "document", 150)
+    pre = PreshuffledDataset(shard(tmp_path / "document", tmp_path / "pre", [77_777, 300_001]))
+    np.testing.assert_array_equal(pre.rows(0, 150), ds.rows(0, 150))
+    np.testing.assert_array_equal(pre.batch(3, 32, np.int64), ds.batch(3, 32, np.int64))
