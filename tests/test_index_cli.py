@@ -201,3 +201,21 @@ def test_batch_decode(tmp_path):
         f"=== step 1 row {k} ===\n{tok.decode(ds[k].astype(np.int64).tolist())}\n" for k in (2, 3)
     )
     assert out.read_text(encoding="utf-8") == want
+
+
+def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):
+    d = tmp_path / "one"
+    d.mkdir()
+    with IndexedDatasetBuilder(d / "sample", np.uint16) as b:
+        for i, n in enumerate([700, 90, 1500, 33, 410, 820]):
+            b.add_document((np.arange(n) * 3 + i) % 50000)
+    opts = ("--train-iters", 6, "--global-batch-size", 8, "--seq-length", 32)
+    assert run("build-index", d, *opts, "-q")[0] == 0
+    out = tmp_path / "s.npy"
+    code, text = run("batch", d, *opts, "--step", 5, "-o", out)
+    assert code == 0, text
+    ds = GPTDataset(d / "sample", train_iters=6, global_batch_size=8, seq_length=32)
+    np.testing.assert_array_equal(np.load(out), ds.rows(40, 48))
+    make_dir(tmp_path)
+    code, text = run("batch", tmp_path / "pile", *opts, "--step", 0)
+    assert code == 1 and "holds 2 datasets" in text

@@ -11,6 +11,7 @@ import numpy as np
 from pythia_data.cli._index_options import with_index_options
 from pythia_data.dataset import GPTDataset, PreshuffledDataset
 from pythia_data.errors import PythiaDataError
+from pythia_data.index import find_datasets
 
 
 def open_rows(
@@ -24,7 +25,15 @@ def open_rows(
     seed,
     cache_dir,
 ):
-    """The dataset the options describe: preshuffled rows, or a raw dataset and its index."""
+    """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
+    PREFIX may be a directory holding exactly one dataset."""
+    found = find_datasets(prefix)
+    if len(found) != 1:
+        raise PythiaDataError(
+            f"{prefix} holds {len(found)} datasets ({', '.join(p.name for p in found)}): "
+            "give one prefix"
+        )
+    prefix = found[0]
     if preshuffled:
         return PreshuffledDataset(prefix, seq_length=seq_length)
     return GPTDataset(
@@ -97,6 +106,7 @@ def command(
     given (default: Pythia's) parameters; build it with `pythia-data build-index`.
     """
     end_step = step if end_step is None else end_step
+    batch_size = batch_size or index_opts["global_batch_size"]
     if end_step < step:
         raise PythiaDataError(f"--end-step {end_step} is before --step {step}")
     ds = open_rows(prefix, preshuffled, **index_opts)
