@@ -60,9 +60,8 @@ def open_rows(
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=1024,
-    show_default=True,
-    help="Rows per step.",
+    default=None,
+    help="Rows per step (default: --global-batch-size, i.e. 1024).",
 )
 @click.option(
     "--output",
