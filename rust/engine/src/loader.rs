@@ -175,6 +175,16 @@ impl GptDataset {
     }
 
     fn spans_of_sample(&self, j: usize) -> Result<Vec<Span>> {
+        if j + 1 >= self.sample_idx.shape()[0] {
+            return Err(Error::corrupt(
+                self.shuffle_idx.path(),
+                format!(
+                    "names sample {j}, but {} has only {} samples",
+                    self.sample_idx.path().display(),
+                    self.sample_idx.shape()[0] - 1
+                ),
+            ));
+        }
         let (p0, o0) = (
             self.sample_idx.get_i64(2 * j),
             self.sample_idx.get_i64(2 * j + 1),
@@ -432,6 +442,14 @@ mod tests {
             assert_eq!(&out[5 * k..5 * k + 5], &stream[4 * j..4 * j + 5], "row {k}");
         }
         assert!(g.row_into(g.len(), &mut [0u8; 10]).is_err());
+        // A shuffle_idx entry past the samples is a clear error, not a panic.
+        let at = NpyArray::open(&paths.shuffle_idx).unwrap().data_offset();
+        let mut raw = std::fs::read(&paths.shuffle_idx).unwrap();
+        raw[at..at + 4].copy_from_slice(&1_000_000u32.to_le_bytes());
+        std::fs::write(&paths.shuffle_idx, &raw).unwrap();
+        let g = GptDataset::open(ds.clone(), &paths, 4).unwrap();
+        let e = g.provenance(0).unwrap_err().to_string();
+        assert!(e.contains("names sample 1000000"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
