@@ -44,7 +44,7 @@ def test_rows_equal_gpt_neox_samples(name):
         got = ds[int(k)]
         assert got.dtype == ds.indexed.dtype
         np.testing.assert_array_equal(got.astype(np.int64), row, err_msg=f"{name} row {k}")
-        np.testing.assert_array_equal(ds.rows(int(k), int(k) + 1, np.int64)[0], row)
+        np.testing.assert_array_equal(ds.row(int(k), np.int64), row)
 
 
 @pytest.mark.parametrize("name", ["toy_e2", "zero_len_docs", "lognormal_e3", "int32_tokens"])
@@ -82,6 +82,8 @@ def test_batches_steps_and_checkpoints():
     assert ds.checkpoint_rows(0) == range(0)
     assert ds.checkpoint_rows(143_000) == range(0, 143_000 * 1024)
     np.testing.assert_array_equal(ds[-1], full[-1])
+    with pytest.raises(IndexError, match="out of range"):
+        ds[len(ds)]
     np.testing.assert_array_equal(ds[10:13], full[10:13])
 
 

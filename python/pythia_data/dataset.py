@@ -51,18 +51,22 @@ class RowDataset:
             )
         return start, stop
 
+    def row(self, k: int, dtype=None) -> np.ndarray:
+        """Row k (seq_length + 1 tokens), in the dataset's dtype or ``dtype`` (e.g. np.int64)."""
+        k = int(k)
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(f"row {k} is out of range for {len(self):,} rows")
+        return self.rows(k, k + 1, dtype)[0]
+
     def __getitem__(self, key: int | slice) -> np.ndarray:
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
                 return np.stack([self[i] for i in range(start, stop, step)])
             return self.rows(start, max(start, stop))
-        k = int(key)
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(f"row {key} is out of range for {len(self):,} rows")
-        return self.rows(k, k + 1)[0]
+        return self.row(key)
 
     def batch(
         self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None, out=None
