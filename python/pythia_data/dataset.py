@@ -68,21 +68,24 @@ class RowDataset:
             return self.rows(start, max(start, stop))
         return self.row(key)
 
+    def _check_steps(self, first: int, last: int, batch_size: int) -> None:
+        if first < 0:
+            raise IndexError(f"step {first} is negative")
+        if (last + 1) * batch_size > len(self):
+            raise IndexError(
+                f"step {last} needs rows [{last * batch_size:,}, {(last + 1) * batch_size:,}) but "
+                f"the index has {len(self):,} rows: the last full step is "
+                f"{len(self) // batch_size - 1:,}"
+            )
+
     def batch(
         self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None, out=None
     ) -> np.ndarray:
         """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
         ``out`` when given)."""
         step = int(step)
-        if step < 0:
-            raise IndexError(f"step {step} is negative")
-        start = step * batch_size
-        if start + batch_size > len(self):
-            raise IndexError(
-                f"step {step} needs rows [{start:,}, {start + batch_size:,}) but the index has "
-                f"{len(self):,} rows: the last full step is {len(self) // batch_size - 1:,}"
-            )
-        return self.rows(start, start + batch_size, dtype, out)
+        self._check_steps(step, step, batch_size)
+        return self.rows(step * batch_size, (step + 1) * batch_size, dtype, out)
 
     def batches(
         self,
@@ -94,7 +97,7 @@ class RowDataset:
         """Steps ``start_step..=end_step`` (inclusive), shape (steps, batch_size, seq_length + 1)."""
         if end_step < start_step:
             raise IndexError(f"end step {end_step} is before start step {start_step}")
-        self.batch(end_step, batch_size)[:0]  # range check with a clear message
+        self._check_steps(int(start_step), int(end_step), batch_size)
         rows = self.rows(start_step * batch_size, (end_step + 1) * batch_size, dtype)
         return rows.reshape(end_step - start_step + 1, batch_size, self.seq_length + 1)
 
@@ -123,8 +126,14 @@ class RowDataset:
         gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
         if not 0 <= rank < world_size:
             raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
-        rows = self.batch(step, batch_size, dtype)
-        return rows.reshape(gas, world_size, micro_batch_size, -1)[:, rank]
+        step = int(step)
+        self._check_steps(step, step, batch_size)
+        first = self.rows(0, 0, dtype)  # for the output dtype only
+        out = np.empty((gas, micro_batch_size, self.seq_length + 1), dtype=first.dtype)
+        for m in range(gas):
+            start = step * batch_size + (m * world_size + rank) * micro_batch_size
+            out[m] = self.rows(start, start + micro_batch_size, dtype)
+        return out
 
 
 def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_size: int) -> int:
