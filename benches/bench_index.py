@@ -108,14 +108,17 @@ if __name__ == "__main__":
     impl, scale = sys.argv[1], float(sys.argv[2])
     sz = pile_sizes(scale)
     ns = int(PILE_SAMPLES * scale)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    base_rss = before.ru_maxrss
     with tempfile.TemporaryDirectory(dir=os.environ.get("PYTHIA_BENCH_DIR")) as d:
         t = time.perf_counter()
         (ours if impl == "ours" else numpy_reference)(sz, ns, SEQ, SEED, str(Path(d) / impl))
         dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    peak = after.ru_maxrss
     print(
         f"{impl}: scale {scale} ({len(sz):,} docs, {int(sz.sum(dtype=np.int64)):,} tokens, "
         f"{ns:,} samples): {dt:.2f} s, peak RSS {peak / 1e6:.2f} GB "
-        f"(of which the sizes array and Python {base_rss / 1e6:.2f} GB)"
+        f"(of which the sizes array and Python {base_rss / 1e6:.2f} GB); CPU user "
+        f"{after.ru_utime - before.ru_utime:.2f} s, system {after.ru_stime - before.ru_stime:.2f} s"
     )

@@ -263,39 +263,44 @@ pub fn build_index_files(
             build_doc_idx(&plan, &mut rng.clone())?
         };
         lap("thread 1: doc_idx shuffled");
-        let mut doc_w = NpyWriter::create(&paths.doc_idx, NpyDType::I32, &[doc_idx.len()])?;
-        doc_w.write(&doc_idx)?;
-        lap("thread 1: doc_idx written");
-        progress(
-            "doc_idx",
-            plan.doc_idx_len() as u64,
-            plan.doc_idx_len() as u64,
-        );
-
         let rows = plan.n + 1;
         let mut sample_w =
             NpyWriter::create(&paths.sample_idx, sample_dtype(&plan), &[rows as usize, 2])?;
-        let mut done = 0u64;
-        let mut narrow: Vec<i32> = Vec::new();
-        build_sample_idx(
-            &plan,
-            sizes,
-            &doc_idx,
-            |chunk| {
-                if plan.sample_idx_i64 {
-                    let flat: &[i64] = chunk.as_flattened();
-                    sample_w.write(flat)
-                } else {
-                    narrow.clear();
-                    narrow.extend(chunk.as_flattened().iter().map(|&v| v as i32));
-                    sample_w.write(&narrow)
-                }
-            },
-            |n| {
-                done += n;
-                progress("sample_idx", done, rows);
-            },
-        )?;
+        // Writing doc_idx mostly waits on the kernel's page cache and dirty-page throttling:
+        // a third thread does it while sample_idx is computed from the same (read-only) array.
+        let doc_w = std::thread::scope(|s2| -> Result<NpyWriter> {
+            let doc_ref: &[i32] = &doc_idx;
+            let doc_job = s2.spawn(move || -> Result<NpyWriter> {
+                let mut w = NpyWriter::create(&paths.doc_idx, NpyDType::I32, &[doc_ref.len()])?;
+                w.write(doc_ref)?;
+                lap("thread 3: doc_idx written");
+                Ok(w)
+            });
+            let mut done = 0u64;
+            let mut narrow: Vec<i32> = Vec::new();
+            build_sample_idx(
+                &plan,
+                sizes,
+                doc_ref,
+                |chunk| {
+                    if plan.sample_idx_i64 {
+                        let flat: &[i64] = chunk.as_flattened();
+                        sample_w.write(flat)
+                    } else {
+                        narrow.clear();
+                        narrow.extend(chunk.as_flattened().iter().map(|&v| v as i32));
+                        sample_w.write(&narrow)
+                    }
+                },
+                |n| {
+                    done += n;
+                    progress("sample_idx", done, rows);
+                },
+            )?;
+            doc_job
+                .join()
+                .map_err(|_| Error::invalid("internal error: the doc_idx writer panicked"))?
+        })?;
         drop(doc_idx);
         lap("thread 1: sample_idx streamed");
         progress("shuffle_idx", 0, plan.n);
