@@ -192,6 +192,30 @@ def test_blended_dataset_interleaves_by_weight(tmp_path):
         seen[i] += 1
 
 
+def test_blend_built_then_read(tmp_path):
+    from pythia_data import build_blended_index
+
+    prefixes = []
+    for name, n in (("x", 40), ("y", 25)):
+        with IndexedDatasetBuilder(tmp_path / name, np.uint16) as b:
+            for i in range(n):
+                b.add_document(np.full(30 + i, 100 * len(prefixes) + i))
+        prefixes.append(tmp_path / name)
+    info = build_blended_index(prefixes, [1.0, 3.0], num_samples=60, seq_length=8, seed=3)
+    blend = BlendedDataset.from_blend(info)
+    x, y = (GPTDataset(c.prefix, seq_length=8, paths=c.paths) for c in info.components)
+    assert len(blend) == info.size == len(x) + len(y)
+    rows = blend.rows(0, 40)
+    # Weights 0.25/0.75: position 0 goes to y (largest error 0.75·1), then the rule interleaves.
+    seen = [0, 0]
+    for s in range(40):
+        errs = [w * max(s, 1) - seen[i] for i, w in enumerate(info.weights)]
+        i = 0 if errs[0] >= errs[1] else 1
+        np.testing.assert_array_equal(rows[s], (x, y)[i][seen[i]])
+        seen[i] += 1
+    assert seen[1] > 2 * seen[0]
+
+
 def test_missing_and_mismatched_index(tmp_path):
     name = "toy_e1"
     c = CASES[name]

@@ -302,3 +302,15 @@ def test_meta_record_is_json(tmp_path):
         ).read_text()
     )
     assert meta["seed"] == 2 and meta["num_epochs"] == info.num_epochs
+
+
+def test_valid_split_rows_equal_training_rows(tmp_path):
+    # Spec §4: GPT-NeoX's valid_0 for Pythia uses the same files and seed; while both requests
+    # fit in one epoch its three arrays are the training ones, so its rows are the first rows.
+    prefix = make_dataset(tmp_path / "d", np.random.default_rng(1).integers(1, 400, 300))
+    train = build_index(prefix, name="train_0", num_samples=900, seq_length=32, seed=1234)
+    valid = build_index(prefix, name="valid_0", num_samples=41, seq_length=32, seed=1234)
+    assert train.num_epochs == valid.num_epochs == 1
+    assert valid.doc_idx_path.name.startswith("d_valid_0_indexmap_41ns_32sl_1234s")
+    for a, b in zip(train.paths, valid.paths, strict=True):
+        np.testing.assert_array_equal(np.load(a), np.load(b))

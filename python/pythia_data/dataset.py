@@ -18,7 +18,7 @@ import numpy as np
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
-from pythia_data.index import PYTHIA, IndexInfo, index_paths, num_samples_for
+from pythia_data.index import PYTHIA, BlendInfo, IndexInfo, index_paths, num_samples_for
 from pythia_data.indexed import IndexedDataset
 
 __all__ = ["GPTDataset", "PreshuffledDataset", "BlendedDataset", "RowDataset"]
@@ -304,6 +304,14 @@ class BlendedDataset(RowDataset):
         self.dataset_index, self.dataset_sample_index = _core.blending_indices(
             [float(x) for x in self.weights], self.size
         )
+
+    @classmethod
+    def from_blend(cls, blend: BlendInfo) -> BlendedDataset:
+        """The blend ``build_blended_index`` (or ``pythia-data build-index --weights``) made."""
+        comps = [
+            GPTDataset(c.prefix, seq_length=c.seq_length, paths=c.paths) for c in blend.components
+        ]
+        return cls(comps, blend.weights)
 
     def __len__(self) -> int:
         return self.size
