@@ -314,3 +314,20 @@ def test_valid_split_rows_equal_training_rows(tmp_path):
     assert valid.doc_idx_path.name.startswith("d_valid_0_indexmap_41ns_32sl_1234s")
     for a, b in zip(train.paths, valid.paths, strict=True):
         np.testing.assert_array_equal(np.load(a), np.load(b))
+
+
+def test_interrupted_build_leaves_nothing(tmp_path):
+    # Ctrl-C reaches the build through its progress callback; any exception there stops it.
+    prefix = make_dataset(tmp_path / "d", np.full(3000, 40))
+
+    def stop_in_sample_idx(stage, done, total):
+        if stage == "sample_idx":
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        _core.build_index(
+            tmp_path / "d.idx", prefix, "train_0", 5000, 16, 1, progress=stop_in_sample_idx
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
+    info = build_index(prefix, num_samples=5000, seq_length=16, seed=1, progress=True)
+    assert not info.reused

@@ -424,7 +424,10 @@ mod tests {
         let s32: Vec<i32> = sizes.iter().map(|&s| s as i32).collect();
         let paths = index_paths(&prefix, "train_0", 9, 4, 1234);
         let summary =
-            build_index_files(Sizes::from_slice(&s32), &req, &paths, false, &|_, _, _| {}).unwrap();
+            build_index_files(Sizes::from_slice(&s32), &req, &paths, false, &|_, _, _| {
+                true
+            })
+            .unwrap();
         let g = GptDataset::open(ds.clone(), &paths, 4).unwrap();
         assert_eq!(g.len() as u64, summary.plan.n - 1);
         // The stream S in doc_idx order; sample j is S[4j ..= 4j+4].

@@ -136,19 +136,34 @@ fn build_index<'py>(
         documents,
         separate_last_epoch,
     );
-    let report = move |stage: &str, done: u64, total: u64| {
-        if let Some(cb) = &progress {
-            Python::attach(|py| {
-                let _ = cb.call1(py, (stage, done, total));
-            });
-        }
-    };
-    let s = py
-        .detach(|| {
-            let idx = IndexFile::open(&idx_path)?;
-            index::build_index_for(&idx, &cache_prefix, &req, overwrite, &report)
+    // An exception in the callback (Ctrl-C arrives as KeyboardInterrupt there) stops the build
+    // and is re-raised once the engine has cleaned up.
+    let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let report = |stage: &str, done: u64, total: u64| -> bool {
+        let Some(cb) = &progress else {
+            return true;
+        };
+        Python::attach(|py| {
+            let result = py
+                .check_signals()
+                .and_then(|_| cb.call1(py, (stage, done, total)));
+            match result {
+                Ok(_) => true,
+                Err(e) => {
+                    *raised.lock().unwrap() = Some(e);
+                    false
+                }
+            }
         })
-        .py_err()?;
+    };
+    let result = py.detach(|| {
+        let idx = IndexFile::open(&idx_path)?;
+        index::build_index_for(&idx, &cache_prefix, &req, overwrite, &report)
+    });
+    if let Some(e) = raised.lock().unwrap().take() {
+        return Err(e);
+    }
+    let s = result.py_err()?;
     summary_dict(py, &s)
 }
 
@@ -185,7 +200,7 @@ fn build_index_from_sizes<'py>(
                 &req,
                 &paths,
                 overwrite,
-                &|_, _, _| {},
+                &|_, _, _| true,
             )
         })
         .py_err()?;

@@ -69,8 +69,13 @@ pub struct IndexSummary {
     pub reused: bool,
 }
 
-/// Progress reports: (stage, done, total).
-pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+/// Progress reports: (stage, done, total); returning false stops the build (Ctrl-C), leaving
+/// no file behind.
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) -> bool + Sync);
+
+fn interrupted() -> Error {
+    Error::invalid("interrupted: no index file was written")
+}
 
 fn meta_text(plan: &IndexPlan) -> String {
     format!(
@@ -249,14 +254,18 @@ pub fn build_index_files(
             lap("thread 2: shuffle_idx written");
             Ok(w)
         });
-        progress("doc_idx", 0, plan.doc_idx_len() as u64);
+        let _ = progress("doc_idx", 0, plan.doc_idx_len() as u64);
         let doc_idx = if offload {
             let mut doc_idx = unshuffled_doc_idx(&plan)?;
+            let total = doc_idx.len() as u64;
             let mut i = doc_idx.len() - 1;
             for draws in draw_rx.iter() {
                 apply_swaps(&mut doc_idx, i, &draws);
                 i -= draws.len();
                 let _ = spare_tx.send(draws);
+                if !progress("doc_idx", total - i as u64, total) {
+                    return Err(interrupted());
+                }
             }
             doc_idx
         } else {
@@ -278,36 +287,32 @@ pub fn build_index_files(
             });
             let mut done = 0u64;
             let mut narrow: Vec<i32> = Vec::new();
-            build_sample_idx(
-                &plan,
-                sizes,
-                doc_ref,
-                |chunk| {
-                    if plan.sample_idx_i64 {
-                        let flat: &[i64] = chunk.as_flattened();
-                        sample_w.write(flat)
-                    } else {
-                        narrow.clear();
-                        narrow.extend(chunk.as_flattened().iter().map(|&v| v as i32));
-                        sample_w.write(&narrow)
-                    }
-                },
-                |n| {
-                    done += n;
-                    progress("sample_idx", done, rows);
-                },
-            )?;
+            build_sample_idx(&plan, sizes, doc_ref, |chunk| {
+                if plan.sample_idx_i64 {
+                    sample_w.write(chunk.as_flattened())?;
+                } else {
+                    narrow.clear();
+                    narrow.extend(chunk.as_flattened().iter().map(|&v| v as i32));
+                    sample_w.write(&narrow)?;
+                }
+                done += chunk.len() as u64;
+                if progress("sample_idx", done, rows) {
+                    Ok(())
+                } else {
+                    Err(interrupted())
+                }
+            })?;
             doc_job
                 .join()
                 .map_err(|_| Error::invalid("internal error: the doc_idx writer panicked"))?
         })?;
         drop(doc_idx);
         lap("thread 1: sample_idx streamed");
-        progress("shuffle_idx", 0, plan.n);
+        let _ = progress("shuffle_idx", 0, plan.n);
         let shuffle_w = shuffle_job
             .join()
             .map_err(|_| Error::invalid("internal error: the shuffle thread panicked"))??;
-        progress("shuffle_idx", plan.n, plan.n);
+        let _ = progress("shuffle_idx", plan.n, plan.n);
         Ok((doc_w, sample_w, shuffle_w))
     })?;
     // The meta record goes first: a set of three .npy files is only complete with it present.

@@ -220,7 +220,6 @@ pub fn build_sample_idx(
     sizes: Sizes<'_>,
     doc_idx: &[i32],
     mut sink: impl FnMut(&[[i64; 2]]) -> Result<()>,
-    mut progress: impl FnMut(u64),
 ) -> Result<()> {
     const CHUNK: usize = 1 << 16;
     const AHEAD: usize = 64;
@@ -245,7 +244,6 @@ pub fn build_sample_idx(
             next += l;
             if buf.len() == CHUNK {
                 sink(&buf)?;
-                progress(buf.len() as u64);
                 buf.clear();
             }
         }
@@ -258,7 +256,6 @@ pub fn build_sample_idx(
     }
     if !buf.is_empty() {
         sink(&buf)?;
-        progress(buf.len() as u64);
     }
     Ok(())
 }
@@ -381,7 +378,7 @@ mod tests {
         let mut rng = RandomState::from_u32(1234);
         let doc_idx = build_doc_idx(&p, &mut rng).unwrap();
         let mut rows = Vec::new();
-        build_sample_idx(&p, s, &doc_idx, |c| Ok(rows.extend_from_slice(c)), |_| {}).unwrap();
+        build_sample_idx(&p, s, &doc_idx, |c| Ok(rows.extend_from_slice(c))).unwrap();
         assert_eq!(rows.len() as u64, p.n + 1);
         // Global token position of each boundary must be k·L.
         let mut starts = vec![0i64];
