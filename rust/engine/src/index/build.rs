@@ -381,3 +381,51 @@ pub fn build_index_for(
         e => e,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gpt-neox-v1.0")
+    }
+
+    /// GPT-NeoX v1.0's own cache files, byte for byte (more cases in tests/test_index_build.py).
+    #[test]
+    fn golden_cases_are_byte_identical() {
+        let cases = [
+            ("toy_e2", 9, 4, 1234),
+            ("zero_len_docs", 20, 5, 7),
+            ("seed_max", 1200, 128, 4_294_967_295),
+            ("lognormal_e3", 4000, 512, 0),
+        ];
+        let out = std::env::temp_dir().join(format!("golden-index-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, ns, sl, seed) in cases {
+            let idx = IndexFile::open(fixtures().join(format!("{name}.idx"))).unwrap();
+            let req = IndexRequest {
+                name: "train_0".into(),
+                num_samples: ns,
+                seq_length: sl,
+                seed,
+                documents: None,
+                separate_last_epoch: false,
+            };
+            let s = build_index_for(&idx, &out.join(name), &req, false, &|_, _, _| true).unwrap();
+            let golden = index_paths(&fixtures().join(name), "train_0", ns, sl, seed);
+            for (ours, theirs) in [
+                (&s.paths.doc_idx, &golden.doc_idx),
+                (&s.paths.sample_idx, &golden.sample_idx),
+                (&s.paths.shuffle_idx, &golden.shuffle_idx),
+            ] {
+                assert_eq!(
+                    std::fs::read(ours).unwrap(),
+                    std::fs::read(theirs).unwrap(),
+                    "{name}: {}",
+                    theirs.display()
+                );
+            }
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
