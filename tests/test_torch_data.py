@@ -74,3 +74,14 @@ def test_rows_reach_torch_without_a_copy():
     batch[0, 0] = 12345
     assert arr[0, 0] == 12345
     np.testing.assert_array_equal(ds[8].numpy(), dataset()[8])
+
+
+def test_forked_workers_after_the_parent_used_the_engine():
+    # The parent assembles a batch on all cores first; forked DataLoader workers must still
+    # work (rayon's threads do not survive fork) and yield the same rows in the same order.
+    ds = dataset()
+    ds.batch(0, 64)
+    loader = make_data_loader(ds, 64, 0, 1, 1, start_step=2, end_step=4, num_workers=2)
+    loader.timeout = 20  # a hung worker fails the test instead of hanging it
+    got = torch.cat(list(loader)).numpy()
+    np.testing.assert_array_equal(got, ds.rows(128, 256, np.int64))

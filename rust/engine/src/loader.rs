@@ -12,6 +12,15 @@ use crate::index::{index_paths, IndexPaths, NpyArray, NpyDType};
 use crate::indexed::{DType, IndexedDataset};
 use crate::{Error, Result};
 
+/// rayon's worker threads do not survive `fork` (PyTorch DataLoader workers are forked): a
+/// child that used the parent's pool would wait forever. Parallel assembly is only used in the
+/// process that first used it; a forked child assembles rows on its own thread.
+fn may_use_rayon() -> bool {
+    static POOL_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = std::process::id();
+    *POOL_PID.get_or_init(|| pid) == pid
+}
+
 /// One piece of a row: `length` tokens of dataset item `document` from token `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -315,6 +324,12 @@ impl GptDataset {
                 "internal error: batch buffer of the wrong size",
             ));
         }
+        if !may_use_rayon() {
+            return out
+                .chunks_mut(row_bytes)
+                .enumerate()
+                .try_for_each(|(i, row)| self.row_into(start + i, row));
+        }
         out.par_chunks_mut(row_bytes)
             .with_min_len(16)
             .enumerate()
@@ -366,6 +381,12 @@ impl GptDataset {
             return Err(Error::invalid(
                 "internal error: batch buffer of the wrong size",
             ));
+        }
+        if !may_use_rayon() {
+            return out
+                .chunks_mut(l1)
+                .enumerate()
+                .try_for_each(|(i, row)| self.row_into_i64(start + i, row));
         }
         out.par_chunks_mut(l1)
             .with_min_len(16)
