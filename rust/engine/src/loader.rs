@@ -59,6 +59,8 @@ impl GptDataset {
         paths: &IndexPaths,
         seq_length: usize,
     ) -> Result<Self> {
+        // Claims the rayon pool for this process before anything (here or elsewhere) starts it.
+        may_use_rayon();
         for p in [&paths.doc_idx, &paths.sample_idx, &paths.shuffle_idx] {
             if !p.exists() {
                 return Err(Error::io(
