@@ -157,7 +157,12 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
 
 
 def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
-    from pythia_data.tokenizer import Tokenizer  # optional until the tokenizer module lands
+    try:
+        from pythia_data.tokenizer import Tokenizer
+    except ImportError as e:
+        raise PythiaDataError(
+            f"--decode needs pythia_data.tokenizer, which is unavailable: {e}"
+        ) from e
 
     tok = Tokenizer.from_file(tokenizer_path)
     chunks = []
