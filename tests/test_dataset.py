@@ -171,6 +171,11 @@ def test_preshuffled_round_trip(tmp_path):
     np.testing.assert_array_equal(raw[37 * 2049 : 38 * 2049], ds[37])
     with pytest.raises(PythiaDataError, match="every item of a preshuffled dataset"):
         PreshuffledDataset(out, seq_length=1024)
+    assert PreshuffledDataset(out).seq_length == 2048  # inferred from the items
+    with IndexedDatasetBuilder(tmp_path / "empty", np.uint16):
+        pass
+    with pytest.raises(PythiaDataError, match="no items"):
+        PreshuffledDataset(tmp_path / "empty")
 
 
 def test_blended_dataset_interleaves_by_weight(tmp_path):

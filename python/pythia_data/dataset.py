@@ -250,12 +250,15 @@ class PreshuffledDataset(RowDataset):
     """Pythia's released preshuffled data: item k of the indexed dataset is training row k,
     ``seq_length + 1`` tokens long. Rows are read in place (a zero-copy view when possible)."""
 
-    def __init__(self, prefix: PathLike, seq_length: int = PYTHIA["seq_length"]):
+    def __init__(self, prefix: PathLike, seq_length: int | None = None):
+        """``seq_length`` defaults to the item size minus one (2048 for Pythia's release)."""
         self.indexed = prefix if isinstance(prefix, IndexedDataset) else IndexedDataset(prefix)
         self.prefix = self.indexed.prefix
-        self.seq_length = int(seq_length)
         self.dtype = self.indexed.dtype
         sizes = self.indexed.sizes
+        if len(sizes) == 0:
+            raise PythiaDataError(f"{self.prefix}.idx: the dataset has no items, so no rows")
+        self.seq_length = int(sizes[0]) - 1 if seq_length is None else int(seq_length)
         bad = np.flatnonzero(sizes != self.seq_length + 1)
         if bad.size:
             raise PythiaDataError(
