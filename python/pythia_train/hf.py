@@ -157,6 +157,8 @@ def load_hf(
 ) -> GPTNeoX:
     """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default)."""
     d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: not a checkpoint directory")
     cfg = config_from_hf(_read_json(d / "config.json"), str(d / "config.json"))
     state = load_hf_state_dict(d)
     with torch.device("meta"):
