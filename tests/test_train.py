@@ -181,7 +181,7 @@ def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp
     runner = CliRunner()
     result = runner.invoke(main, [
         "--config", str(yml), "--data", str(rows_prefix), "--vocab-size", "512",
-        "--save", str(tmp_path / "ck"), "--log", str(tmp_path / "log.jsonl"), "--no-progress",
+        "--save", str(tmp_path / "ck"), "--log-file", str(tmp_path / "log.jsonl"), "--no-progress",
         "--train-iters", "2",  # the command line wins over the file
     ])
     assert result.exit_code == 0, result.output

@@ -60,7 +60,7 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 @click.option("--extra-save-iters", default="0,1,2,4,8,16,32,64,128,256,512",
               help="... and at these steps (Pythia's 154-checkpoint schedule).")
 @click.option("--save-steps", help="Exactly these steps instead (comma-separated).")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append metrics as JSON lines here.")
+@click.option("--log-file", "log_path", type=click.Path(dir_okay=False), help="Append metrics as JSON lines here.")
 @click.option("--log-interval", type=int, default=1, help="Steps between log lines.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
 @click.option("--peak-tflops", type=float, help="Per-device peak TFLOP/s for MFU (guessed on known GPUs).")
