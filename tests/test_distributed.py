@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import random_rows, tiny_config, write_rows
-
 from pythia_train.configs import TrainConfig
 from pythia_train.data import PackedRows
 from pythia_train.hf import load_hf
 from pythia_train.train import train
+from train_fixtures import random_rows, tiny_config, write_rows
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch built without distributed"

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["RowSource", "PackedRows", "micro_batch_range", "micro_batch", "open_rows"]
+__all__ = ["RowSource", "PackedRows", "ArrayRows", "micro_batch_range", "micro_batch", "open_rows"]
 
 
 @runtime_checkable
@@ -61,6 +61,23 @@ class PackedRows:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         return self.dataset.items(start, stop).reshape(-1, self.seq_length + 1)
+
+
+class ArrayRows:
+    """Rows held in memory, shape (n, seq_length + 1): for benchmarks and experiments."""
+
+    def __init__(self, rows: np.ndarray):
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] < 2:
+            raise ValueError(f"rows must have shape (n, seq_length + 1), got {rows.shape}")
+        self._rows = rows
+        self.seq_length = rows.shape[1] - 1
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self._rows[start:stop]
 
 
 def open_rows(prefix: str | os.PathLike, seq_length: int | None = None) -> RowSource:

@@ -61,8 +61,14 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: GPTNeoX, env: DistEnv, strategy: str) -> nn.Module:
-    """DDP, or FSDP2 with one ``fully_shard`` unit per transformer layer plus the root."""
+def wrap_model(
+    model: GPTNeoX, env: DistEnv, strategy: str, amp_dtype: torch.dtype | None = None
+) -> nn.Module:
+    """DDP, or FSDP2 with one ``fully_shard`` unit per transformer layer plus the root.
+
+    Under FSDP with bf16/fp16, parameters are all-gathered in that dtype and gradients reduced
+    in fp32; the sharded master weights and the optimizer stay fp32.
+    """
     if not env.distributed:
         return model
     if strategy == "ddp":
@@ -71,11 +77,12 @@ def wrap_model(model: GPTNeoX, env: DistEnv, strategy: str) -> nn.Module:
         ids = [env.device.index] if env.device.type == "cuda" else None
         return DDP(model, device_ids=ids)
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32)
         for layer in model.gpt_neox.layers:
-            fully_shard(layer)
-        fully_shard(model)
+            fully_shard(layer, mp_policy=mp)
+        fully_shard(model, mp_policy=mp)
         return model
     raise ValueError(f"unknown parallel strategy {strategy!r} (ddp or fsdp)")
 

@@ -15,7 +15,12 @@ from torch.utils.checkpoint import checkpoint
 
 from pythia_train.configs import ModelConfig
 
-__all__ = ["GPTNeoX", "GPTNeoXModel", "KVCache", "init_pythia_weights"]
+__all__ = ["GPTNeoX", "GPTNeoXModel", "KVCache", "init_pythia_weights", "build_model", "lm_loss"]
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every position (Pythia masks nothing), in fp32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +149,13 @@ class GPTNeoX(nn.Module):
         self.embed_out = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.activation_checkpointing = False
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits; or, given targets, the mean next-token loss (inside a compiled region)."""
         m = self.gpt_neox
         T = tokens.shape[1]
         past = 0 if cache is None else cache.length
@@ -158,7 +169,10 @@ class GPTNeoX(nn.Module):
                 x = layer(x, cos, sin, cache)
         if cache is not None:
             cache.length += T
-        return self.embed_out(m.final_layer_norm(x))
+        logits = self.embed_out(m.final_layer_norm(x))
+        if targets is None:
+            return logits
+        return lm_loss(logits, targets)
 
     @torch.no_grad()
     def generate(

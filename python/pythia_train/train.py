@@ -9,7 +9,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pythia_train.checkpoint import load_checkpoint, save_checkpoint
@@ -24,7 +23,7 @@ from pythia_train.distributed import (
 from pythia_train.model import GPTNeoX, build_model
 from pythia_train.optim import LRSchedule, build_optimizer
 
-__all__ = ["train", "peak_flops", "lm_loss"]
+__all__ = ["train", "peak_flops"]
 
 _AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -38,11 +37,6 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
         if key in name:
             return tflops * 1e12
     return None
-
-
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over every position (Pythia masks nothing)."""
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def _check_data(rows: RowSource, train_cfg: TrainConfig, model_cfg: ModelConfig) -> None:
@@ -93,13 +87,19 @@ def train(
     else:
         model = build_model(model_cfg, seed=train_cfg.seed, device=env.device)
     model.activation_checkpointing = train_cfg.activation_checkpointing
+    amp_dtype = _AMP[train_cfg.precision]
     if train_cfg.compile:
-        model.compile()  # in place: parameter names (and checkpoints) stay unprefixed
-    model = wrap_model(model, env, train_cfg.parallel)
+        # In place, so parameter names (and checkpoints) stay unprefixed. Under FSDP each layer
+        # is compiled on its own, so the sharding hooks stay outside the graphs.
+        if env.distributed and train_cfg.parallel == "fsdp":
+            for layer in model.gpt_neox.layers:
+                layer.compile()
+        else:
+            model.compile()
+    model = wrap_model(model, env, train_cfg.parallel, amp_dtype)
     model.train()
     optimizer = build_optimizer(model, train_cfg)
     schedule = LRSchedule(optimizer, train_cfg)
-    amp_dtype = _AMP[train_cfg.precision]
     scaler = None
     if train_cfg.precision == "fp16":
         scaler = torch.amp.GradScaler(
@@ -160,7 +160,7 @@ def train(
                 )
                 with no_grad_sync(model, skip=m < accum - 1):
                     with autocast:
-                        loss = lm_loss(model(inputs), targets) / accum
+                        loss = model(inputs, targets=targets) / accum
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_sum += loss.detach()
             if scaler is not None:
