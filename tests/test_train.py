@@ -113,6 +113,26 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     assert log[0]["lr"] == 0.0 and log[1]["lr"] == pytest.approx(1e-2 * 1 / 1.2)
 
 
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_path, monkeypatch):
+    import pythia_train.checkpoint as ckpt
+
+    src = PackedRows(rows_prefix)
+    train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
+          progress=False)
+    real = ckpt.write_hf_files
+
+    def disk_full(directory, *args, **kwargs):
+        real(directory, *args, **kwargs)  # the weights are written, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "write_hf_files", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny_config(), small_run(train_iters=2, save_steps=[2]), src, save=tmp_path,
+              resume=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step1"]
+    assert resolve_checkpoint(tmp_path) == tmp_path / "step1"
+
+
 def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
     src = PackedRows(rows_prefix)
     train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,

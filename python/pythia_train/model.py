@@ -163,7 +163,7 @@ class GPTNeoX(nn.Module):
         cos, sin = m.rotary_emb(positions)
         x = m.embed_in(tokens)
         for layer in m.layers:
-            if self.activation_checkpointing and self.training:
+            if self.activation_checkpointing and self.training and cache is None:
                 x = checkpoint(layer, x, cos, sin, use_reentrant=False)
             else:
                 x = layer(x, cos, sin, cache)
