@@ -27,8 +27,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    # foreach=False keeps the update order of the plain loop, so CPU runs are bit-reproducible
-    # whatever tensor grouping a DTensor/FSDP wrapper produces.
+    # Fused kernels on GPUs. Elsewhere the single-tensor loop, so that the per-element arithmetic
+    # is the same for plain tensors and FSDP's DTensor shards (the 1-vs-2-process tests compare).
     fused = None
     params = param_groups(model, cfg.weight_decay)
     first = next(iter(params[0]["params"]), None)
