@@ -133,6 +133,21 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_pa
     assert resolve_checkpoint(tmp_path) == tmp_path / "step1"
 
 
+def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path):
+    from pythia_train.hf import save_hf
+    from pythia_train.model import build_model
+
+    src = PackedRows(rows_prefix)
+    start = build_model(tiny_config(num_layers=3), seed=99)
+    save_hf(start, tmp_path / "hf")
+    records = train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src,
+                    init_from=tmp_path / "hf", save=tmp_path / "run", progress=False)
+    x, y = micro_batch(src, 0, 0, 0, 1, 8, 8)
+    with torch.no_grad():
+        assert records[0]["loss"] == pytest.approx(float(start(x, targets=y)), rel=1e-6)
+    assert load_hf(tmp_path / "run" / "step1").cfg.num_layers == 3
+
+
 def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
     src = PackedRows(rows_prefix)
     train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,

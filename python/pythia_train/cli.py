@@ -71,6 +71,13 @@ def main(**opts) -> None:
     Run it as is, or under torchrun for data parallelism (DDP or FSDP2; gloo on CPU, NCCL on
     GPUs; several nodes through torchrun's rendezvous). Checkpoints are Hugging Face GPT-NeoX
     directories plus optimizer/schedule/RNG/data state, and resume exactly.
+
+    \b
+    One process:  pythia-train --model pythia-160m --data PREFIX --save runs/160m
+    One node:     torchrun --nproc-per-node 8 -m pythia_train.cli --model pythia-1b ...
+    Many nodes:   torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d \\
+                    --rdzv-endpoint HOST:29500 -m pythia_train.cli ...
+    (checkpoints then need a directory every node sees)
     """
     ctx = click.get_current_context()
     try:

@@ -73,19 +73,18 @@ def train(
     Run it as a plain process or under torchrun; ranks split each global batch as GPT-NeoX does.
     """
     env = init_distributed(device)
-    _check_data(rows, train_cfg, model_cfg)
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
 
     if init_from is not None:
         from pythia_train.hf import load_hf
 
+        # The checkpoint's config.json decides the shape (model_cfg is not used).
         model: GPTNeoX = load_hf(init_from, device=env.device, dtype=torch.float32)
-        if model.cfg.vocab_size != model_cfg.vocab_size:
-            raise ValueError(f"{init_from}: vocab {model.cfg.vocab_size} ≠ {model_cfg.vocab_size}")
         model_cfg = model.cfg
     else:
         model = build_model(model_cfg, seed=train_cfg.seed, device=env.device)
+    _check_data(rows, train_cfg, model_cfg)
     model.activation_checkpointing = train_cfg.activation_checkpointing
     amp_dtype = _AMP[train_cfg.precision]
     if train_cfg.compile:
