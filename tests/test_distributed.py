@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import pythia_data
+import pythia_train
 import torch
 from pythia_train.configs import TrainConfig
 from pythia_train.data import PackedRows
@@ -21,7 +23,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 SEQ = 16
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,10 @@ def rows_prefix(tmp_path_factory):
 def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]:
     """The pythia-train CLI under torchrun, 2 CPU processes; returns its JSONL records."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), env.get("PYTHONPATH", "")])
+    # The workers import the very packages this test process uses (a source tree with the
+    # built module, or the installed wheel).
+    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (pythia_data, pythia_train)}
+    env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "pythia_train.cli",
