@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -200,7 +201,9 @@ def _open_data(prefix: str, fmt: str, cfg):
     cls = getattr(pythia_data, "GPTDataset", None)
     if cls is None:
         raise ValueError("--data-format gpt-neox needs pythia_data.GPTDataset, not in this build")
-    num_samples = cfg.train_iters * cfg.global_batch
+    # GPT-NeoX asks the index for 0.5 % more samples than it trains on (its data-weights path,
+    # which Pythia's single-dataset configs go through); the count shapes the shuffle.
+    num_samples = math.ceil(cfg.train_iters * cfg.global_batch * 1.0 * 1.005)
     return cls(prefix, num_samples=num_samples, seq_length=cfg.seq_length, seed=cfg.seed)
 
 
