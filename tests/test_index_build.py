@@ -331,3 +331,19 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
     info = build_index(prefix, num_samples=5000, seq_length=16, seed=1, progress=True)
     assert not info.reused
+
+
+def test_corrupt_idx_is_a_clear_error(tmp_path):
+    make_dataset(tmp_path / "d", [5, 6, 7])
+    idx = tmp_path / "d.idx"
+    raw = bytearray(idx.read_bytes())
+    (tmp_path / "t.idx").write_bytes(raw[:-3])
+    with pytest.raises(PythiaDataError, match=r"t\.idx.*truncated"):
+        build_index(tmp_path / "t", num_samples=3, seq_length=2, seed=1)
+    raw[34:38] = (-4).to_bytes(4, "little", signed=True)
+    (tmp_path / "n.idx").write_bytes(raw)
+    with pytest.raises(PythiaDataError, match=r"n\.idx.*negative size -4"):
+        build_index(tmp_path / "n", num_samples=3, seq_length=2, seed=1)
+    (tmp_path / "m.idx").write_bytes(b"not an index at all, not at all, no" * 3)
+    with pytest.raises(PythiaDataError, match=r"m\.idx.*bad magic"):
+        build_index(tmp_path / "m", num_samples=3, seq_length=2, seed=1)

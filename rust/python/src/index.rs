@@ -8,7 +8,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use pythia_engine::index::{self, IndexRequest, IndexSummary, Sizes};
-use pythia_engine::indexed::IndexFile;
 
 use crate::errors::IntoPy;
 
@@ -156,10 +155,8 @@ fn build_index<'py>(
             }
         })
     };
-    let result = py.detach(|| {
-        let idx = IndexFile::open(&idx_path)?;
-        index::build_index_for(&idx, &cache_prefix, &req, overwrite, &report)
-    });
+    let result =
+        py.detach(|| index::build_index_for(&idx_path, &cache_prefix, &req, overwrite, &report));
     if let Some(e) = raised.lock().unwrap().take() {
         return Err(e);
     }

@@ -12,10 +12,10 @@ use super::gpt2_index::{
     build_doc_idx, build_sample_idx, build_shuffle_idx, plan, skip_doc_idx, unshuffled_doc_idx,
     IndexPlan, Sizes,
 };
+use super::idx_sizes::IdxSizes;
 use super::npy::{NpyArray, NpyDType, NpyWriter};
 use super::random_state::RandomState;
 use super::random_state::{apply_swaps, shuffle_draws};
-use crate::indexed::IndexFile;
 use crate::{Error, Result};
 
 /// What to build: GPT2Dataset's parameters.
@@ -356,17 +356,16 @@ impl NpyWriterText {
     }
 }
 
-/// Build the index of an indexed dataset's `.idx`; the cache files go beside `cache_prefix`
-/// (GPT-NeoX: the data prefix itself).
+/// Build the index of the dataset whose `.idx` is `idx_path`; the cache files go beside
+/// `cache_prefix` (GPT-NeoX: the data prefix itself).
 pub fn build_index_for(
-    idx: &IndexFile,
+    idx_path: &Path,
     cache_prefix: &Path,
     req: &IndexRequest,
     overwrite: bool,
     progress: Progress<'_>,
 ) -> Result<IndexSummary> {
-    let off = idx.sizes_offset();
-    let sizes = Sizes::from_le_bytes(&idx.map()[off..off + 4 * idx.len()]);
+    let idx = IdxSizes::open(idx_path)?;
     let paths = index_paths(
         cache_prefix,
         &req.name,
@@ -374,9 +373,9 @@ pub fn build_index_for(
         req.seq_length,
         req.seed,
     );
-    build_index_files(sizes, req, &paths, overwrite, progress).map_err(|e| match e {
-        Error::Invalid(m) if m.contains("no tokens") => {
-            Error::corrupt(idx.path(), format!("{m} (the dataset is empty)"))
+    build_index_files(idx.sizes(), req, &paths, overwrite, progress).map_err(|e| match e {
+        Error::Invalid(m) if m.contains("no tokens") || m.contains("negative size") => {
+            Error::corrupt(idx.path(), m)
         }
         e => e,
     })
@@ -402,7 +401,7 @@ mod tests {
         let out = std::env::temp_dir().join(format!("golden-index-{}", std::process::id()));
         std::fs::create_dir_all(&out).unwrap();
         for (name, ns, sl, seed) in cases {
-            let idx = IndexFile::open(fixtures().join(format!("{name}.idx"))).unwrap();
+            let idx = fixtures().join(format!("{name}.idx"));
             let req = IndexRequest {
                 name: "train_0".into(),
                 num_samples: ns,

@@ -106,6 +106,9 @@ pub fn plan(
     let mut sizes_hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in start..stop {
         let s = sizes.get(i);
+        if s < 0 {
+            return Err(Error::invalid(format!("item {i} has negative size {s}")));
+        }
         tokens += s as u64;
         sizes_hash = (sizes_hash ^ s as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }

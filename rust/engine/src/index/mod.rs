@@ -5,6 +5,7 @@
 mod build;
 mod gpt2_index;
 mod huge;
+mod idx_sizes;
 pub mod npy;
 mod random_state;
 
@@ -17,6 +18,7 @@ pub use gpt2_index::{
     unshuffled_doc_idx, IndexPlan, Sizes,
 };
 pub use huge::HugeVec;
+pub use idx_sizes::IdxSizes;
 pub use npy::{NpyArray, NpyDType};
 pub use random_state::{apply_swaps, shuffle_draws, RandomState};
 
