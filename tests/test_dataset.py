@@ -255,6 +255,16 @@ def test_missing_and_mismatched_index(tmp_path):
         GPTDataset(golden_case(name), num_samples=6, seq_length=4, seed=1234, cache_dir=tmp_path)
 
 
+def test_index_of_other_data_is_refused_on_open(tmp_path):
+    for name, sizes in (("a", [40, 7, 90, 13]), ("b", [41, 7, 90, 13])):
+        with IndexedDatasetBuilder(tmp_path / name, np.uint16) as b:
+            for n in sizes:
+                b.add_document(np.arange(n))
+    a = GPTDataset(tmp_path / "a", num_samples=10, seq_length=8, seed=2, build=True)
+    with pytest.raises(PythiaDataError, match="built from other data"):
+        GPTDataset(tmp_path / "b", num_samples=10, seq_length=8, seed=2, paths=a.paths)
+
+
 def test_build_on_open(tmp_path):
     prefix = tmp_path / "d"
     with IndexedDatasetBuilder(prefix, np.uint16) as b:

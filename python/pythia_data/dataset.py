@@ -199,10 +199,33 @@ class GPTDataset(RowDataset):
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
+        self._check_record(int(seq_length))
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix)
+
+    def _check_record(self, seq_length: int) -> None:
+        """Our build leaves a record beside the index; an index of other data is refused here
+        rather than read as silent garbage (GPT-NeoX's own caches have no record)."""
+        doc_idx = self.paths[0]
+        record = doc_idx.with_name(doc_idx.name.replace("_doc_idx.npy", "_meta.json"))
+        if not record.name.endswith("_meta.json") or not record.exists():
+            return
+        try:
+            meta = json.loads(record.read_text())
+            start, stop = meta["documents"]
+            tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
+        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64))
+        if stop > len(self.indexed) or have != tokens or meta_seq != seq_length:
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [{start}, {stop}) holding "
+                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds {have:,} "
+                f"tokens there and seq_length {seq_length} was asked: built from other data or "
+                "parameters"
+            )
 
     def __len__(self) -> int:
         return len(self._core)
