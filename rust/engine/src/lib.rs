@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod indexed;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

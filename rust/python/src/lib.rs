@@ -5,11 +5,13 @@ use pyo3::prelude::*;
 
 mod errors;
 mod indexed;
+mod tokenizer;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     indexed::register(m)?;
+    tokenizer::register(m)?;
     Ok(())
 }
