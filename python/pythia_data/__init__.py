@@ -11,6 +11,7 @@ from pythia_data.indexed import (
     best_fitting_dtype,
     merge_datasets,
 )
+from pythia_data.tokenizer import Tokenizer
 
 __all__ = [
     "__version__",
@@ -19,4 +20,5 @@ __all__ = [
     "IndexedDatasetBuilder",
     "best_fitting_dtype",
     "merge_datasets",
+    "Tokenizer",
 ]
