@@ -4,8 +4,10 @@
 //! (doc/sample/shuffle) → [`loader`] rows and batches. No module here knows about Python;
 //! the `pythia-python` crate converts types and releases the GIL.
 
+pub mod corpus;
 pub mod error;
 pub mod indexed;
+pub mod tokenize;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

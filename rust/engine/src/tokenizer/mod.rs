@@ -45,6 +45,8 @@ pub struct Tokenizer {
     decoded: Vec<Option<Box<[u8]>>>,
     special: Vec<bool>,
     eod_id: Option<u32>,
+    /// sha256 of the `tokenizer.json` bytes: identifies the tokenizer in resume checkpoints.
+    sha256: String,
 }
 
 impl Tokenizer {
@@ -60,10 +62,12 @@ impl Tokenizer {
 
     /// Load from the bytes of a `tokenizer.json`.
     pub fn from_json(json: &[u8]) -> Result<Self> {
-        Self::from_config(TokenizerConfig::parse(json)?)
+        use sha2::{Digest, Sha256};
+        let sha256 = format!("{:x}", Sha256::digest(json));
+        Self::from_config(TokenizerConfig::parse(json)?, sha256)
     }
 
-    fn from_config(cfg: TokenizerConfig) -> Result<Self> {
+    fn from_config(cfg: TokenizerConfig, sha256: String) -> Result<Self> {
         let bpe = Bpe::new(&cfg.bpe_tokens, &cfg.merges, cfg.ignore_merges);
         let (normalized, raw): (Vec<_>, Vec<_>) = cfg.added.iter().partition(|t| t.normalized);
         let to_pairs = |v: Vec<&config::AddedToken>, nfc: bool| -> Vec<(String, u32)> {
@@ -98,7 +102,13 @@ impl Tokenizer {
             decoded: cfg.decoded,
             special,
             eod_id,
+            sha256,
         })
+    }
+
+    /// sha256 (hex) of the `tokenizer.json` this was loaded from.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The number of ids (the largest id + 1, added tokens included).
