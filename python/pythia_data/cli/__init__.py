@@ -43,9 +43,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pythia_data.cli import info, merge, unshard, verify
+    from pythia_data.cli import info, merge, tokenize, unshard, verify
 
-    for module in (info, merge, unshard, verify):
+    for module in (info, merge, unshard, verify, tokenize):
         main.add_command(module.command)
 
 

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod indexed;
+mod tokenize;
 mod tokenizer;
 
 #[pymodule]
@@ -13,5 +14,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     indexed::register(m)?;
     tokenizer::register(m)?;
+    tokenize::register(m)?;
     Ok(())
 }

@@ -8,11 +8,13 @@
 //! batch sizes, never by the input.
 
 mod output;
+mod subsets;
 
 pub use output::{
     index_bytes, npy_u16_bytes, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
     TokenizedOutput,
 };
+pub use subsets::{merge_subsets, read_subsets};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
