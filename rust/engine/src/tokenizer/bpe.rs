@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::hash::FxHashMap;
+use super::short_table::{self, ShortTable};
 
 /// No merge for this pair.
 const NONE: u64 = u64::MAX;
@@ -22,8 +23,43 @@ pub struct Bpe {
     byte_ids: [u32; 256],
     /// (left id, right id) → rank << 32 | merged id.
     merges: FxHashMap<u64, u64>,
-    /// Whole pre-tokens that encode to one token.
-    whole: FxHashMap<Box<[u8]>, u32>,
+    /// Whole pre-tokens of up to 11 bytes (nearly all words).
+    whole_tiny: ShortTable,
+    /// Whole pre-tokens of 12 to 15 bytes that encode to one token, keyed by [`short_key`]:
+    /// comparing one u128 is much cheaper than hashing and comparing a byte string.
+    whole_short: FxHashMap<u128, u32>,
+    /// The longer ones.
+    whole_long: FxHashMap<Box<[u8]>, u32>,
+}
+
+/// Results of full BPE runs for pieces that are not one token, reused across calls on one
+/// thread (the same identifiers and words recur all over a corpus).
+#[derive(Default)]
+pub struct BpeCache {
+    map: FxHashMap<u128, u64>,
+    ids: Vec<u32>,
+}
+
+impl BpeCache {
+    /// Bound the memory: about 30 MB at most per thread.
+    const MAX_IDS: usize = 1 << 22;
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.ids.clear();
+    }
+}
+
+/// A piece of at most 15 bytes packed with its length into one u128 (so "a" and "a\0" differ).
+#[inline(always)]
+fn short_key(piece: &[u8]) -> Option<u128> {
+    if piece.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..piece.len()].copy_from_slice(piece);
+    buf[15] = piece.len() as u8;
+    Some(u128::from_le_bytes(buf))
 }
 
 #[inline(always)]
@@ -51,9 +87,12 @@ impl Bpe {
         let mut bpe = Bpe {
             byte_ids,
             merges: merge_map,
-            whole: FxHashMap::default(),
+            whole_tiny: ShortTable::new(std::iter::empty()),
+            whole_short: FxHashMap::default(),
+            whole_long: FxHashMap::default(),
         };
-        let mut whole = FxHashMap::default();
+        let mut whole_short = FxHashMap::default();
+        let mut whole_long = FxHashMap::default();
         let mut scratch = Vec::new();
         for (bytes, id) in tokens {
             if bytes.is_empty() {
@@ -65,10 +104,26 @@ impl Bpe {
                 scratch.len() == 1 && scratch[0] == *id
             };
             if keep {
-                whole.insert(bytes.clone().into_boxed_slice(), *id);
+                match short_key(bytes) {
+                    Some(k) => whole_short.insert(k, *id),
+                    None => whole_long.insert(bytes.clone().into_boxed_slice(), *id),
+                };
             }
         }
-        bpe.whole = whole;
+        bpe.whole_tiny = ShortTable::new(
+            whole_short
+                .iter()
+                .map(|(k, &id)| {
+                    let b = k.to_le_bytes();
+                    (b[..b[15] as usize].to_vec(), id)
+                })
+                .filter(|(b, _)| b.len() <= short_table::MAX_LEN)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
+        whole_short.retain(|k, _| k.to_le_bytes()[15] as usize > short_table::MAX_LEN);
+        bpe.whole_short = whole_short;
+        bpe.whole_long = whole_long;
         bpe
     }
 
@@ -82,11 +137,40 @@ impl Bpe {
 
     /// Append the ids of one pre-token.
     #[inline]
-    pub fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>) {
-        if let Some(&id) = self.whole.get(piece) {
-            out.push(id);
-        } else {
-            self.merge(piece, out);
+    pub fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut BpeCache) {
+        if piece.len() <= short_table::MAX_LEN {
+            if let Some(id) = self.whole_tiny.get(piece) {
+                out.push(id);
+                return;
+            }
+        }
+        match short_key(piece) {
+            Some(key) => {
+                if let Some(&id) = self.whole_short.get(&key) {
+                    out.push(id);
+                } else if let Some(&at) = cache.map.get(&key) {
+                    let (start, len) = ((at >> 8) as usize, (at & 0xFF) as usize);
+                    out.extend_from_slice(&cache.ids[start..start + len]);
+                } else {
+                    let before = out.len();
+                    self.merge(piece, out);
+                    if cache.ids.len() > BpeCache::MAX_IDS {
+                        cache.clear();
+                    }
+                    let start = cache.ids.len();
+                    cache.ids.extend_from_slice(&out[before..]);
+                    cache
+                        .map
+                        .insert(key, ((start as u64) << 8) | (out.len() - before) as u64);
+                }
+            }
+            None => {
+                if let Some(&id) = self.whole_long.get(piece) {
+                    out.push(id);
+                } else {
+                    self.merge(piece, out);
+                }
+            }
         }
     }
 
@@ -273,11 +357,14 @@ mod tests {
         // (a,b) ranks first, so "aba" → [ab, a] although "aba" = ba+... is in the vocabulary.
         let bpe = Bpe::new(&tokens, &[(0, 1, 2), (1, 0, 3), (0, 3, 4)], false);
         let mut out = Vec::new();
-        bpe.encode_piece(b"aba", &mut out);
+        let mut cache = BpeCache::default();
+        bpe.encode_piece(b"aba", &mut out, &mut cache);
         assert_eq!(out, [2, 0]);
+        bpe.encode_piece(b"aba", &mut out, &mut cache); // from the cache this time
+        assert_eq!(out, [2, 0, 2, 0]);
         let bpe = Bpe::new(&tokens, &[(0, 1, 2), (1, 0, 3), (0, 3, 4)], true);
         out.clear();
-        bpe.encode_piece(b"aba", &mut out);
+        bpe.encode_piece(b"aba", &mut out, &mut BpeCache::default());
         assert_eq!(out, [4]);
     }
 }

@@ -14,12 +14,15 @@ mod config;
 mod hash;
 mod normalize;
 mod pretokenize;
+mod short_table;
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use added::{AddedMatcher, Segment};
-use bpe::Bpe;
+use bpe::{Bpe, BpeCache};
 use classes::CharClasses;
 
 use crate::error::IoContext;
@@ -33,7 +36,22 @@ fn char_classes() -> &'static CharClasses {
     CLASSES.get_or_init(CharClasses::new)
 }
 
+/// Each thread keeps one BPE cache, for the tokenizer it last served (ids are unique per
+/// tokenizer instance, so switching tokenizers clears it instead of mixing vocabularies).
+struct ThreadCache {
+    owner: u64,
+    cache: BpeCache,
+}
+
+thread_local! {
+    static CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache { owner: 0, cache: BpeCache::default() });
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 pub struct Tokenizer {
+    /// Identifies this instance for the per-thread caches.
+    id: u64,
     classes: &'static CharClasses,
     bpe: Bpe,
     /// Added tokens matched on the raw text (`normalized: false`).
@@ -94,6 +112,7 @@ impl Tokenizer {
             .find(|t| t.content == "<|endoftext|>")
             .map(|t| t.id);
         Ok(Tokenizer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             classes: char_classes(),
             bpe,
             raw_added,
@@ -129,13 +148,21 @@ impl Tokenizer {
 
     /// Append the ids of `text` to `out`.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
-        self.raw_added.split(text, |segment| match segment {
-            Segment::Token(id) => out.push(id),
-            Segment::Text(piece) => self.encode_normalized(piece, out),
-        });
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.owner != self.id {
+                c.cache.clear();
+                c.owner = self.id;
+            }
+            let cache = &mut c.cache;
+            self.raw_added.split(text, |segment| match segment {
+                Segment::Token(id) => out.push(id),
+                Segment::Text(piece) => self.encode_normalized(piece, out, cache),
+            });
+        })
     }
 
-    fn encode_normalized(&self, piece: &str, out: &mut Vec<u32>) {
+    fn encode_normalized(&self, piece: &str, out: &mut Vec<u32>, cache: &mut BpeCache) {
         let normalized = if self.nfc {
             normalize::nfc(piece)
         } else {
@@ -144,9 +171,9 @@ impl Tokenizer {
         self.normalized_added
             .split(&normalized, |segment| match segment {
                 Segment::Token(id) => out.push(id),
-                Segment::Text(text) => {
-                    pretokenize::split(self.classes, text, |pre| self.bpe.encode_piece(pre, out))
-                }
+                Segment::Text(text) => pretokenize::split(self.classes, text, |pre| {
+                    self.bpe.encode_piece(pre, out, cache)
+                }),
             });
     }
 
