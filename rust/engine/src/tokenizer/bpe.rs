@@ -37,16 +37,35 @@ pub struct Bpe {
 #[derive(Default)]
 pub struct BpeCache {
     map: FxHashMap<u128, u64>,
+    /// Pieces of 16 to [`BpeCache::MAX_LONG`] bytes (long identifiers, URLs, rulers of `=`).
+    long: FxHashMap<Box<[u8]>, u64>,
     ids: Vec<u32>,
 }
 
 impl BpeCache {
     /// Bound the memory: about 30 MB at most per thread.
     const MAX_IDS: usize = 1 << 22;
+    const MAX_LONG: usize = 256;
 
     pub fn clear(&mut self) {
         self.map.clear();
+        self.long.clear();
         self.ids.clear();
+    }
+
+    /// Keep `out[before..]` as the ids of a piece; returns the (start << 8 | len) to store.
+    fn store(&mut self, out: &[u32], before: usize) -> u64 {
+        if self.ids.len() > Self::MAX_IDS {
+            self.clear();
+        }
+        let start = self.ids.len();
+        self.ids.extend_from_slice(&out[before..]);
+        ((start as u64) << 8) | (out.len() - before) as u64
+    }
+
+    fn load(&self, at: u64, out: &mut Vec<u32>) {
+        let (start, len) = ((at >> 8) as usize, (at & 0xFF) as usize);
+        out.extend_from_slice(&self.ids[start..start + len]);
     }
 }
 
@@ -149,26 +168,29 @@ impl Bpe {
                 if let Some(&id) = self.whole_short.get(&key) {
                     out.push(id);
                 } else if let Some(&at) = cache.map.get(&key) {
-                    let (start, len) = ((at >> 8) as usize, (at & 0xFF) as usize);
-                    out.extend_from_slice(&cache.ids[start..start + len]);
+                    cache.load(at, out);
                 } else {
                     let before = out.len();
                     self.merge(piece, out);
-                    if cache.ids.len() > BpeCache::MAX_IDS {
-                        cache.clear();
-                    }
-                    let start = cache.ids.len();
-                    cache.ids.extend_from_slice(&out[before..]);
-                    cache
-                        .map
-                        .insert(key, ((start as u64) << 8) | (out.len() - before) as u64);
+                    let at = cache.store(out, before);
+                    cache.map.insert(key, at);
                 }
             }
             None => {
                 if let Some(&id) = self.whole_long.get(piece) {
                     out.push(id);
-                } else {
+                } else if piece.len() > BpeCache::MAX_LONG {
                     self.merge(piece, out);
+                } else if let Some(&at) = cache.long.get(piece) {
+                    cache.load(at, out);
+                } else {
+                    let before = out.len();
+                    self.merge(piece, out);
+                    // The stored length is one byte: a piece left as 256 ids is not kept.
+                    if out.len() - before < 256 {
+                        let at = cache.store(out, before);
+                        cache.long.insert(piece.into(), at);
+                    }
                 }
             }
         }
