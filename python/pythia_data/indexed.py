@@ -6,6 +6,7 @@ copied, and the maps stay alive as long as any view does.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -47,7 +48,13 @@ class IndexedDataset:
         self.doc_idx: np.ndarray = np.frombuffer(
             idx, dtype="<i8", count=self._core.doc_count, offset=doc_idx_at
         )
-        self._tokens: np.ndarray = np.frombuffer(self._core.bin_buffer(), dtype=self.dtype)
+        # One uint8 view per .bin shard; reads within a shard are views, a read spanning two
+        # shards (they are cut at arbitrary byte counts) is the only one that copies.
+        self._shard_bytes = [np.frombuffer(b, dtype=np.uint8) for b in self._core.bin_buffers()]
+        self._shard_starts = [int(x) for x in self._core.shard_starts]
+        self.bin_paths: list[Path] = [Path(p) for p in self._core.bin_paths]
+        # Unsharded (the common case): one typed view, so a read is a single slice.
+        self._flat = self._shard_bytes[0].view(self.dtype) if len(self._shard_bytes) == 1 else None
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -67,16 +74,33 @@ class IndexedDataset:
         return max(len(self.doc_idx) - 1, 0)
 
     @property
-    def tokens(self) -> np.ndarray:
-        """Every token of the ``.bin``, in order, as one flat view."""
-        return self._tokens
+    def idx_path(self) -> Path:
+        return Path(self._core.idx_path)
+
+    @property
+    def is_sharded(self) -> bool:
+        return len(self.bin_paths) > 1
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Tokens in bytes ``[start, stop)`` of the logical ``.bin``."""
+        if self._flat is not None:
+            size = self.dtype.itemsize
+            return self._flat[start // size : stop // size]
+        k = bisect.bisect_right(self._shard_starts, start) - 1
+        shard = self._shard_bytes[k]
+        a = start - self._shard_starts[k]
+        b = stop - self._shard_starts[k]
+        if b <= len(shard):
+            return shard[a:b].view(self.dtype)
+        copied = np.frombuffer(self._core.read_bin(start, stop), dtype=self.dtype)
+        return copied
 
     def get(self, i: int, offset: int = 0, length: int | None = None) -> np.ndarray:
-        """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None)."""
+        """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None),
+        like GPT-NeoX's ``MMapIndexedDataset.get``."""
         i = self._check_index(i)
         start, stop = self._core.byte_range(i, offset, length)
-        size = self.dtype.itemsize
-        return self._tokens[start // size : stop // size]
+        return self._read(start, stop)
 
     def _check_index(self, i: int) -> int:
         n = len(self)
@@ -86,6 +110,14 @@ class IndexedDataset:
         if not 0 <= i < n:
             raise IndexError(f"item {i} is out of range for {self.prefix} ({n} items)")
         return i
+
+    def gather(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Items ``indices`` copied into one flat array, with int64 ``offsets`` of length
+        ``len(indices) + 1`` (item k is ``tokens[offsets[k]:offsets[k+1]]``). One native call,
+        GIL released: the fast way to read many random items."""
+        idx = np.ascontiguousarray(indices, dtype=np.int64)
+        data, offsets = self._core.gather(idx)
+        return data.view(self.dtype), offsets
 
     def __getitem__(self, key: int | slice) -> np.ndarray | list[np.ndarray]:
         if isinstance(key, slice):
@@ -98,10 +130,10 @@ class IndexedDataset:
         if not 0 <= start <= stop <= n:
             raise IndexError(f"item range [{start}, {stop}) is outside [0, {n})")
         if start == stop:
-            return self._tokens[:0]
-        first = int(self.pointers[start]) // self.dtype.itemsize
-        count = int(self.sizes[start:stop].sum(dtype=np.int64))
-        return self._tokens[first : first + count]
+            return np.empty(0, dtype=self.dtype)
+        first = int(self.pointers[start])
+        nbytes = int(self.sizes[start:stop].sum(dtype=np.int64)) * self.dtype.itemsize
+        return self._read(first, first + nbytes)
 
 
 class IndexedDatasetBuilder:
@@ -162,4 +194,6 @@ class IndexedDatasetBuilder:
 
 def merge_datasets(output: PathLike, inputs: Sequence[PathLike]) -> Path:
     """Concatenate datasets in order into ``output`` (GPT-NeoX's ``merge_datasets.py``)."""
-    return Path(_core.merge_datasets(_strip_extension(output), [_strip_extension(p) for p in inputs]))
+    return Path(
+        _core.merge_datasets(_strip_extension(output), [_strip_extension(p) for p in inputs])
+    )

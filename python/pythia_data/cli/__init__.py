@@ -14,7 +14,14 @@ from pythia_data import __version__
 from pythia_data.errors import PythiaDataError
 
 # Exceptions that describe a problem with the user's input, not a bug in this program.
-USER_ERRORS = (PythiaDataError, FileNotFoundError, PermissionError, IsADirectoryError, OSError, ValueError)
+USER_ERRORS = (
+    PythiaDataError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    OSError,
+    ValueError,
+)
 
 
 class _Group(click.Group):

@@ -1,9 +1,35 @@
-"""`pythia-data unshard` (placeholder until implemented)."""
+"""`pythia-data unshard`: join a sharded `.bin` into one file."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from pythia_data.unshard import unshard
+
 
 @click.command("unshard")
-def command() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("not implemented yet")
+@click.argument("prefix", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Output dataset prefix (default: PREFIX itself, writing PREFIX.bin beside the shards).",
+)
+@click.option(
+    "--checksums",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A sha256sum-format file (HEX  NAME per line) listing every shard; each shard is "
+    "verified as it is copied.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bool) -> None:
+    """Concatenate the shards PREFIX-00000-of-NNNNN.bin, ... into one PREFIX.bin.
+
+    Usually unnecessary: every pythia-data command and IndexedDataset read shards in place.
+    The output appears only when complete and verified. If the run is interrupted, run the same
+    command again: it continues after the last shard that was fully copied.
+    """
+    out = unshard(prefix, output, checksums, progress=not quiet)
+    click.echo(f"wrote {out.with_name(out.name + '.bin')}")

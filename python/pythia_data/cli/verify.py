@@ -1,9 +1,72 @@
-"""`pythia-data verify` (placeholder until implemented)."""
+"""`pythia-data verify`: structure and checksums of an indexed dataset."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import click
+from tqdm import tqdm
+
+from pythia_data.checksums import (
+    find_expected,
+    read_checksum_file,
+    sha256_file,
+    write_checksum_file,
+)
+from pythia_data.indexed import IndexedDataset
 
 
 @click.command("verify")
-def command() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("not implemented yet")
+@click.argument("prefix", type=click.Path(path_type=Path))
+@click.option(
+    "--checksums",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="sha256sum-format file to check the dataset's files (.idx, .bin or shards) against.",
+)
+@click.option(
+    "--write-checksums",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the sha256 of every file of the dataset to this file (sha256sum format).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(
+    prefix: Path, checksums: Path | None, write_checksums: Path | None, quiet: bool
+) -> None:
+    """Check that dataset PREFIX is intact.
+
+    Always validates the structure (header, dtype, sizes against pointers, doc_idx, that the
+    .bin or its shards hold exactly the indexed tokens). With --checksums, also hashes each file
+    the checksum file lists for this dataset and compares. Exits 1 on any mismatch.
+    """
+    ds = IndexedDataset(prefix)
+    click.echo(f"structure OK: {len(ds):,} items, {ds.total_tokens:,} tokens ({ds.dtype.name})")
+    if not checksums and not write_checksums:
+        return
+    files = [ds.idx_path, *ds.bin_paths]
+    expected = read_checksum_file(checksums) if checksums else {}
+    if checksums:
+        files = [f for f in files if find_expected(expected, f) is not None]
+        if not files:
+            raise click.UsageError(f"{checksums} lists none of the files of {prefix}")
+    total = sum(f.stat().st_size for f in files)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="sha256", disable=quiet) as bar:
+        # Hashing is I/O- and hash-bound and hashlib releases the GIL: one thread per core.
+        with ThreadPoolExecutor() as pool:
+            digests = dict(
+                zip(files, pool.map(lambda f: sha256_file(f, bar.update), files), strict=True)
+            )
+    if write_checksums:
+        write_checksum_file(write_checksums, {f.name: d for f, d in digests.items()})
+        click.echo(f"wrote {write_checksums}")
+    if checksums:
+        bad = 0
+        for f, digest in digests.items():
+            ok = digest == find_expected(expected, f)
+            bad += not ok
+            click.echo(f"{'OK    ' if ok else 'FAILED'}  {f.name}")
+        if bad:
+            click.echo(f"error: {bad} of {len(digests)} files do not match {checksums}", err=True)
+            sys.exit(1)
+        click.echo(f"all {len(digests)} files match {checksums}")

@@ -5,9 +5,10 @@ use std::ffi::c_int;
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use numpy::PyReadonlyArray1;
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use pythia_engine::indexed::{self, DType};
 
@@ -94,9 +95,20 @@ impl IndexedDataset {
     fn total_tokens(&self) -> u64 {
         self.inner.index().total_tokens()
     }
+    /// The `.bin` file, or its shards in order.
     #[getter]
-    fn bin_path(&self) -> std::path::PathBuf {
-        self.inner.bin_path().to_path_buf()
+    fn bin_paths(&self) -> Vec<std::path::PathBuf> {
+        self.inner
+            .bin()
+            .shards()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
+    }
+    /// Byte offset of each shard's first byte in the logical `.bin`.
+    #[getter]
+    fn shard_starts(&self) -> Vec<u64> {
+        self.inner.bin().shards().iter().map(|s| s.start).collect()
     }
     #[getter]
     fn idx_path(&self) -> std::path::PathBuf {
@@ -111,17 +123,43 @@ impl IndexedDataset {
     fn idx_buffer(&self) -> MappedBytes {
         mapped(self.inner.index().map())
     }
-    fn bin_buffer(&self) -> MappedBytes {
-        mapped(self.inner.bin_map())
+    /// One read-only buffer per `.bin` shard (a single one for an unsharded dataset).
+    fn bin_buffers(&self) -> Vec<MappedBytes> {
+        self.inner
+            .bin()
+            .shards()
+            .iter()
+            .map(|s| mapped(&s.map))
+            .collect()
+    }
+    /// Copy bytes [start, stop) of the logical `.bin` (for ranges that span shards).
+    fn read_bin<'py>(
+        &self,
+        py: Python<'py>,
+        start: u64,
+        stop: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = self.inner.clone();
+        let data = py
+            .detach(|| inner.bin().slice(start, stop).map(|c| c.into_owned()))
+            .py_err()?;
+        Ok(PyBytes::new(py, &data))
+    }
+    /// Items `indices` as (bytes of the concatenated tokens, int64 token offsets).
+    fn gather<'py>(
+        &self,
+        py: Python<'py>,
+        indices: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<(Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>)> {
+        let indices = indices.as_slice()?;
+        let inner = self.inner.clone();
+        let (data, offsets) = py.detach(|| inner.gather(indices)).py_err()?;
+        // Both vectors move into numpy without a copy.
+        Ok((data.into_pyarray(py), offsets.into_pyarray(py)))
     }
     /// Byte range (start, stop) in the `.bin` of tokens [offset, offset+length) of item i.
     #[pyo3(signature = (i, offset=0, length=None))]
-    fn byte_range(
-        &self,
-        i: usize,
-        offset: usize,
-        length: Option<usize>,
-    ) -> PyResult<(usize, usize)> {
+    fn byte_range(&self, i: usize, offset: usize, length: Option<usize>) -> PyResult<(u64, u64)> {
         let r = self.inner.byte_range(i, offset, length).py_err()?;
         Ok((r.start, r.end))
     }

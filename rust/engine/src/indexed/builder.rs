@@ -174,8 +174,10 @@ impl IndexedDatasetBuilder {
         let doc_idx = other.index().doc_idx_vec();
         self.doc_idx
             .extend(doc_idx.iter().skip(1).map(|&d| offset + d));
-        let map = other.bin_map().clone();
-        self.write(&map)
+        for shard in other.bin().shards() {
+            self.write(&shard.map)?;
+        }
+        Ok(())
     }
 
     /// Serialise the `.idx` exactly as GPT-NeoX does.

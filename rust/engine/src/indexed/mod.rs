@@ -1,11 +1,13 @@
 //! Megatron / GPT-NeoX indexed datasets: `PREFIX.bin` (tokens) + `PREFIX.idx` (sizes, pointers,
 //! doc_idx). Format: shared/spec/data-pipeline.md §1.
 
+mod bin_file;
 mod builder;
 mod dtype;
 mod index_file;
 mod reader;
 
+pub use bin_file::{find_shards, BinFile, BinShard};
 pub use builder::{merge_datasets, IndexedDatasetBuilder};
 pub use dtype::DType;
 pub use index_file::{IndexFile, HEADER_LEN, MAGIC};
@@ -28,3 +30,6 @@ pub(crate) fn with_suffix(prefix: impl AsRef<Path>, suffix: &str) -> PathBuf {
     s.push(suffix);
     PathBuf::from(s)
 }
+
+#[cfg(test)]
+mod tests;

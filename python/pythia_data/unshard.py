@@ -1,0 +1,115 @@
+"""Concatenating a sharded `.bin` into one file, verifying checksums on the way, resumably.
+
+Pythia's data ships as `.bin` shards cut at fixed byte counts. Reading them in place
+(`IndexedDataset` does) needs no unsharding; this is for tools that want the single file.
+An interrupted run leaves `.NAME.bin.partial` and a small progress record beside the output;
+running the same command again continues after the last complete shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pythia_data.checksums import CHUNK, find_expected, read_checksum_file
+from pythia_data.errors import PythiaDataError
+from pythia_data.indexed import IndexedDataset, _strip_extension
+
+
+def unshard(
+    prefix: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    checksums: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the shards of dataset `prefix` as `output.bin` (+ a copy of the `.idx` when the
+    output prefix differs). Returns the output prefix."""
+    prefix = _strip_extension(prefix)
+    ds = IndexedDataset(prefix)  # validates the index and that the shards add up
+    out = _strip_extension(output) if output is not None else prefix
+    if not ds.is_sharded:
+        raise PythiaDataError(
+            f"{prefix} is not sharded: its tokens are already in {ds.bin_paths[0]}"
+        )
+    expected = read_checksum_file(checksums) if checksums else {}
+    if expected:
+        missing = [p.name for p in ds.bin_paths if find_expected(expected, p) is None]
+        if missing:
+            raise PythiaDataError(
+                f"{checksums} lists no checksum for {len(missing)} shard(s), e.g. {missing[0]}"
+            )
+
+    final = out.with_name(out.name + ".bin")
+    partial = out.with_name(f".{out.name}.bin.partial")
+    record_path = out.with_name(f".{out.name}.bin.partial.json")
+    shards = [(p, p.stat().st_size) for p in ds.bin_paths]
+    done = _resume_point(record_path, partial, shards)
+    total = sum(size for _, size in shards)
+    with (
+        open(partial, "r+b" if done else "wb") as f,
+        tqdm(
+            total=total,
+            initial=sum(size for _, size in shards[:done]),
+            unit="B",
+            unit_scale=True,
+            desc="unshard",
+            disable=not progress,
+        ) as bar,
+    ):
+        f.truncate(sum(size for _, size in shards[:done]))
+        f.seek(0, os.SEEK_END)
+        for k in range(done, len(shards)):
+            path, size = shards[k]
+            h = hashlib.sha256()
+            with open(path, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            want = find_expected(expected, path) if expected else None
+            if want is not None and h.hexdigest() != want:
+                f.truncate(sum(s for _, s in shards[:k]))
+                raise PythiaDataError(
+                    f"{path}: sha256 {h.hexdigest()} does not match {want} from {checksums}: the "
+                    f"shard is corrupt or incomplete; download it again and rerun (the {k} shards "
+                    f"before it are kept and will not be copied again)"
+                )
+            f.flush()
+            os.fsync(f.fileno())
+            _write_record(record_path, [p.name for p, _ in shards[: k + 1]], f.tell())
+    os.replace(partial, final)
+    record_path.unlink(missing_ok=True)
+    if out != prefix:
+        idx_out = out.with_name(out.name + ".idx")
+        tmp = idx_out.with_name(f".{idx_out.name}.tmp-{os.getpid()}")
+        shutil.copyfile(ds.idx_path, tmp)
+        os.replace(tmp, idx_out)
+    IndexedDataset(out)  # the result must open and validate
+    return out
+
+
+def _write_record(path: Path, shards_done: list[str], size: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"shards_done": shards_done, "bytes": size}))
+    os.replace(tmp, path)
+
+
+def _resume_point(record_path: Path, partial: Path, shards: list[tuple[Path, int]]) -> int:
+    """How many leading shards an earlier interrupted run already copied and verified."""
+    if not (record_path.exists() and partial.exists()):
+        return 0
+    try:
+        record = json.loads(record_path.read_text())
+        names = record["shards_done"]
+    except (ValueError, KeyError, TypeError):
+        return 0
+    if names != [p.name for p, _ in shards[: len(names)]]:
+        return 0
+    if partial.stat().st_size < sum(size for _, size in shards[: len(names)]):
+        return 0
+    return len(names)

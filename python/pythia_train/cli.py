@@ -1,0 +1,211 @@
+"""``pythia-train``: train a GPT-NeoX model on Pythia-ordered data, alone or under torchrun."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import click
+from click.core import ParameterSource
+
+_FORMATS = ("preshuffled", "gpt-neox")
+
+
+def _int_list(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(s) for s in text.replace(" ", "").split(",") if s)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--model", default="pythia-160m", help="Pythia size (pythia-14m … pythia-12b), the base shape.")
+@click.option("--num-layers", type=int, help="Custom shape: transformer layers (overrides --model).")
+@click.option("--hidden-size", type=int, help="Custom shape: model width d.")
+@click.option("--num-attention-heads", type=int, help="Custom shape: attention heads.")
+@click.option("--vocab-size", type=int, help="Padded vocabulary size (Pythia: 50304).")
+@click.option("--gelu", type=click.Choice(["tanh", "exact"]), default="tanh",
+              help="GELU form. Pythia trained with tanh; its HF checkpoints declare the exact one.")
+@click.option("--data", help="Data PREFIX (PREFIX.bin/.idx).")
+@click.option("--data-format", type=click.Choice(_FORMATS), default="preshuffled",
+              help="preshuffled: item i is row i; gpt-neox: a document dataset read through "
+                   "GPT-NeoX's index (pythia_data.GPTDataset).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="GPT-NeoX .yml run config (Pythia's key names); options given here win.")
+@click.option("--train-iters", type=int, default=143_000, help="Optimizer steps.")
+@click.option("--global-batch", type=int, default=1024, help="Rows per optimizer step (train_batch_size).")
+@click.option("--micro-batch", type=int, default=16, help="Rows per forward pass per rank.")
+@click.option("--seq-length", type=int, default=2048, help="Tokens per row, excluding the last target.")
+@click.option("--lr", type=float, help="Peak learning rate (default: the size's Pythia lr).")
+@click.option("--min-lr", type=float, help="Final learning rate (default: 0.1 × lr).")
+@click.option("--warmup", type=float, default=0.01, help="Warmup fraction of lr-decay-iters.")
+@click.option("--lr-decay-iters", type=int, help="Cosine length (default: train-iters).")
+@click.option("--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm).")
+@click.option("--clip-grad", type=float, default=1.0, help="Gradient-norm clipping.")
+@click.option("--seed", type=int, default=1234, help="Initialisation seed.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              help="fp16 uses dynamic loss scaling (initial 2^12, window 1000).")
+@click.option("--parallel", type=click.Choice(["ddp", "fsdp"]), default="ddp",
+              help="Data-parallel strategy under torchrun: DDP or FSDP2 (fully_shard).")
+@click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the model.")
+@click.option("--activation-checkpointing/--no-activation-checkpointing", default=False,
+              help="Recompute each layer in the backward pass (less memory).")
+@click.option("--save", type=click.Path(file_okay=False), help="Checkpoint directory (SAVE/stepN/).")
+@click.option("--resume", type=click.Path(), help="Continue from a checkpoint (a stepN dir or SAVE).")
+@click.option("--init-from", type=click.Path(file_okay=False),
+              help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory.")
+@click.option("--checkpoint-factor", type=int, default=1000, help="Save every N steps ...")
+@click.option("--extra-save-iters", default="0,1,2,4,8,16,32,64,128,256,512",
+              help="... and at these steps (Pythia's 154-checkpoint schedule).")
+@click.option("--save-steps", help="Exactly these steps instead (comma-separated).")
+@click.option("--log-file", "log_path", type=click.Path(dir_okay=False), help="Append metrics as JSON lines here.")
+@click.option("--log-interval", type=int, default=1, help="Steps between log lines.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
+@click.option("--peak-tflops", type=float, help="Per-device peak TFLOP/s for MFU (guessed on known GPUs).")
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def main(**opts) -> None:
+    """Train a GPT-NeoX model with Pythia's recipe on rows in exact GPT-NeoX order.
+
+    Run it as is, or under torchrun for data parallelism (DDP or FSDP2; gloo on CPU, NCCL on
+    GPUs; several nodes through torchrun's rendezvous). Checkpoints are Hugging Face GPT-NeoX
+    directories plus optimizer/schedule/RNG/data state, and resume exactly.
+
+    \b
+    One process:  pythia-train --model pythia-160m --data PREFIX --save runs/160m
+    One node:     torchrun --nproc-per-node 8 -m pythia_train.cli --model pythia-1b ...
+    Many nodes:   torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d \\
+                    --rdzv-endpoint HOST:29500 -m pythia_train.cli ...
+    (checkpoints then need a directory every node sees)
+    """
+    ctx = click.get_current_context()
+    try:
+        _run(ctx, opts)
+    except (ValueError, OSError, RuntimeError) as e:
+        click.echo(f"pythia-train: error: {e}", err=True)
+        sys.exit(1)
+
+
+def _run(ctx: click.Context, opts: dict) -> None:
+    from pythia_train.configs import PYTHIA_LR, TrainConfig, model_config
+    from pythia_train.neox_config import read_neox_config
+
+    if opts["config_file"]:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for key, value in read_neox_config(opts["config_file"], world).items():
+            if key in opts and ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE:
+                continue
+            if key == "extra_save_iters":
+                value = ",".join(str(v) for v in value)
+            if key == "resume" and not _has_checkpoint(value):
+                continue  # GPT-NeoX's "load" may name a directory that has none yet
+            opts[key] = value
+    if not opts.get("data"):
+        raise ValueError("no data: pass --data PREFIX (or train_data_paths in --config)")
+
+    shape = {
+        "num_layers": opts.get("num_layers"),
+        "hidden_size": opts.get("hidden_size"),
+        "num_heads": opts.get("num_attention_heads"),
+        "vocab_size": opts.get("vocab_size"),
+        "max_seq_len": max(opts.get("max_seq_len") or 2048, opts["seq_length"]),
+        "rotary_pct": opts.get("rotary_pct"),
+        "rotary_base": opts.get("rotary_emb_base"),
+        "parallel_residual": opts.get("parallel_residual"),
+        "layernorm_eps": opts.get("layernorm_eps"),
+        "init_method": opts.get("init_method"),
+        "output_layer_init_method": opts.get("output_layer_init_method"),
+        "init_std": opts.get("init_method_std"),
+        "gelu_approximate": "tanh" if opts["gelu"] == "tanh" else "none",
+    }
+    model_cfg = model_config(opts["model"], **{k: v for k, v in shape.items() if v is not None})
+    lr = opts["lr"]
+    if lr is None:
+        lr = PYTHIA_LR.get(_pythia_key(opts["model"]), 6e-4)
+    train_cfg = TrainConfig(
+        lr=float(lr),
+        min_lr=opts["min_lr"],
+        warmup=float(opts["warmup"]),
+        train_iters=int(opts["train_iters"]),
+        lr_decay_iters=opts["lr_decay_iters"],
+        global_batch=int(opts["global_batch"]),
+        micro_batch=int(opts["micro_batch"]),
+        seq_length=int(opts["seq_length"]),
+        betas=tuple(opts.get("betas") or (0.9, 0.95)),
+        eps=float(opts.get("eps") or 1e-8),
+        weight_decay=float(opts["weight_decay"]),
+        grad_clip=float(opts["clip_grad"]),
+        seed=int(opts["seed"]),
+        precision=opts["precision"],
+        initial_scale_power=int(opts.get("initial_scale_power") or 12),
+        loss_scale_window=int(opts.get("loss_scale_window") or 1000),
+        checkpoint_factor=int(opts["checkpoint_factor"]),
+        extra_save_iters=_int_list(opts["extra_save_iters"]) or (),
+        save_steps=list(_int_list(opts["save_steps"])) if opts["save_steps"] else None,
+        log_interval=max(1, int(opts["log_interval"])),
+        compile=bool(opts["compile_"]),
+        activation_checkpointing=bool(opts["activation_checkpointing"]),
+        parallel=opts["parallel"],
+        peak_tflops=opts["peak_tflops"],
+    )
+    rows = _open_data(opts["data"], opts["data_format"], train_cfg)
+
+    from pythia_train.train import train
+
+    try:
+        records = train(
+            model_cfg,
+            train_cfg,
+            rows,
+            save=opts["save"],
+            resume=opts["resume"],
+            init_from=opts["init_from"],
+            log_path=opts["log_path"],
+            device=opts["device"],
+            progress=opts["progress"],
+        )
+    finally:
+        from pythia_train.distributed import destroy_distributed
+
+        destroy_distributed()
+    if records and int(os.environ.get("RANK", "0")) == 0:
+        last = records[-1]
+        where = f"; checkpoints in {opts['save']}" if opts["save"] else ""
+        click.echo(f"step {last['step']}: loss {last['loss']:.4f}{where}")
+
+
+def _has_checkpoint(path: str) -> bool:
+    from pythia_train.checkpoint import resolve_checkpoint
+
+    try:
+        resolve_checkpoint(path)
+    except ValueError:
+        return False
+    return True
+
+
+def _pythia_key(name: str) -> str:
+    n = name.lower().removesuffix("-deduped")
+    return n if n.startswith("pythia-") else "pythia-" + n
+
+
+def _open_data(prefix: str, fmt: str, cfg):
+    if fmt == "preshuffled":
+        from pythia_train.data import open_rows
+
+        return open_rows(prefix, cfg.seq_length)
+    import pythia_data
+
+    cls = getattr(pythia_data, "GPTDataset", None)
+    if cls is None:
+        raise ValueError("--data-format gpt-neox needs pythia_data.GPTDataset, not in this build")
+    # GPT-NeoX asks the index for 0.5 % more samples than it trains on (its data-weights path,
+    # which Pythia's single-dataset configs go through); the count shapes the shuffle.
+    num_samples = math.ceil(cfg.train_iters * cfg.global_batch * 1.0 * 1.005)
+    return cls(prefix, num_samples=num_samples, seq_length=cfg.seq_length, seed=cfg.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""torchrun environment, process groups, and DDP / FSDP2 wrapping.
+
+``torchrun`` (single node, or multi-node through its rendezvous) sets RANK, WORLD_SIZE and
+LOCAL_RANK; without them we run as a single process. gloo on CPU, NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pythia_train.model import GPTNeoX
+
+__all__ = ["DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean"]
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None = None) -> DistEnv:
+    """Join the torchrun group (if any) and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but no GPU is available")
+        dev = torch.device("cuda", local_rank if device == "cuda" else torch.device(device).index)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def destroy_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(
+    model: GPTNeoX, env: DistEnv, strategy: str, amp_dtype: torch.dtype | None = None
+) -> nn.Module:
+    """DDP, or FSDP2 with one ``fully_shard`` unit per transformer layer plus the root.
+
+    Under FSDP with bf16/fp16, parameters are all-gathered in that dtype and gradients reduced
+    in fp32; the sharded master weights and the optimizer stay fp32.
+    """
+    if not env.distributed:
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        return DDP(model, device_ids=ids)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mp = MixedPrecisionPolicy(param_dtype=amp_dtype, reduce_dtype=torch.float32)
+        for layer in model.gpt_neox.layers:
+            fully_shard(layer, mp_policy=mp)
+        fully_shard(model, mp_policy=mp)
+        return model
+    raise ValueError(f"unknown parallel strategy {strategy!r} (ddp or fsdp)")
+
+
+def unwrap(model: nn.Module) -> GPTNeoX:
+    return model.module if hasattr(model, "module") else model
+
+
+@contextlib.contextmanager
+def no_grad_sync(model: nn.Module, skip: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulation."""
+    if not skip:
+        yield
+        return
+    if hasattr(model, "no_sync"):  # DDP
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.distributed:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= env.world_size
+    return value
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()

@@ -1,0 +1,266 @@
+"""Hugging Face ``GPTNeoXForCausalLM`` checkpoint directories: load and save.
+
+A directory holds ``config.json`` and the weights as ``model.safetensors`` or
+``pytorch_model.bin``, or as shards listed in ``model.safetensors.index.json`` /
+``pytorch_model.bin.index.json``. Our parameter names are HF's, so no renaming is needed;
+legacy buffers of older checkpoints (``attention.bias``, ``attention.masked_bias``,
+``attention.rotary_emb.inv_freq``) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pythia_train.configs import ModelConfig
+from pythia_train.model import GPTNeoX
+
+__all__ = [
+    "CheckpointError",
+    "config_to_hf",
+    "config_from_hf",
+    "load_hf",
+    "load_hf_state_dict",
+    "save_hf",
+]
+
+SAFE, SAFE_INDEX = "model.safetensors", "model.safetensors.index.json"
+BIN, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
+_LEGACY_SUFFIXES = ("attention.bias", "attention.masked_bias", "attention.rotary_emb.inv_freq")
+_GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that is missing, malformed or of another architecture."""
+
+
+def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+    act = "gelu" if cfg.gelu_approximate == "none" else "gelu_new"
+    return {
+        "architectures": ["GPTNeoXForCausalLM"],
+        "model_type": "gpt_neox",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "intermediate_size": cfg.intermediate_size,
+        "hidden_act": act,
+        "rotary_pct": cfg.rotary_pct,
+        "rotary_emb_base": cfg.rotary_base,
+        "max_position_embeddings": cfg.max_seq_len,
+        "layer_norm_eps": cfg.layernorm_eps,
+        "use_parallel_residual": cfg.parallel_residual,
+        "tie_word_embeddings": False,
+        "attention_bias": True,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+        "initializer_range": cfg.init_std,
+        "use_cache": True,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
+    if conf.get("model_type") != "gpt_neox":
+        raise CheckpointError(f"{where}: model_type is {conf.get('model_type')!r}, not 'gpt_neox'")
+    try:
+        d, heads = int(conf["hidden_size"]), int(conf["num_attention_heads"])
+        layers, vocab = int(conf["num_hidden_layers"]), int(conf["vocab_size"])
+    except KeyError as e:
+        raise CheckpointError(f"{where}: missing key {e.args[0]!r}") from None
+    act = conf.get("hidden_act", "gelu")
+    if act not in _GELU:
+        raise CheckpointError(f"{where}: unsupported hidden_act {act!r}")
+    if conf.get("intermediate_size", 4 * d) != 4 * d:
+        raise CheckpointError(f"{where}: intermediate_size must be 4 × hidden_size")
+    if conf.get("tie_word_embeddings", False):
+        raise CheckpointError(f"{where}: tied embeddings are not GPT-NeoX's layout")
+    if not conf.get("attention_bias", True):
+        raise CheckpointError(f"{where}: attention_bias = false is not supported")
+    rope = conf.get("rope_parameters") or conf.get("rope_scaling") or {}
+    rotary_pct = conf.get("rotary_pct", rope.get("partial_rotary_factor", 0.25))
+    base = conf.get("rotary_emb_base", rope.get("rope_theta", 10000.0))
+    if rope.get("rope_type", "default") != "default":
+        raise CheckpointError(f"{where}: rope type {rope.get('rope_type')!r} is not supported")
+    return ModelConfig(
+        num_layers=layers,
+        hidden_size=d,
+        num_heads=heads,
+        vocab_size=vocab,
+        max_seq_len=int(conf.get("max_position_embeddings", 2048)),
+        rotary_pct=float(rotary_pct),
+        rotary_base=float(base),
+        layernorm_eps=float(conf.get("layer_norm_eps", 1e-5)),
+        parallel_residual=bool(conf.get("use_parallel_residual", True)),
+        gelu_approximate=_GELU[act],
+        init_std=float(conf.get("initializer_range", 0.02)),
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file not found")
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as e:  # every reader has its own error types for a corrupt file
+        raise CheckpointError(f"{path}: cannot read weights ({e})") from None
+
+
+def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint, legacy buffers removed."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: not a checkpoint directory")
+    for single, index in ((SAFE, SAFE_INDEX), (BIN, BIN_INDEX)):
+        if (d / single).is_file():
+            state = _load_file(d / single)
+            break
+        if (d / index).is_file():
+            weight_map = _read_json(d / index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{d / index}: no weight_map")
+            state = {}
+            for shard in sorted(set(weight_map.values())):
+                state.update(_load_file(d / shard))
+            break
+    else:
+        raise CheckpointError(f"{d}: no {SAFE}, {SAFE_INDEX}, {BIN} or {BIN_INDEX}")
+    if "lm_head.weight" in state and "embed_out.weight" not in state:
+        # transformers 5 names the output head lm_head in memory; accept files that kept it.
+        state["embed_out.weight"] = state.pop("lm_head.weight")
+    return {k: v for k, v in state.items() if not k.endswith(_LEGACY_SUFFIXES)}
+
+
+def load_hf(
+    directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None
+) -> GPTNeoX:
+    """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: not a checkpoint directory")
+    cfg = config_from_hf(_read_json(d / "config.json"), str(d / "config.json"))
+    state = load_hf_state_dict(d)
+    with torch.device("meta"):
+        model = GPTNeoX(cfg)
+    expected = set(model.state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{d}: weights do not match config.json "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+        )
+    for name, p in model.state_dict().items():
+        if tuple(state[name].shape) != tuple(p.shape):
+            raise CheckpointError(
+                f"{d}: {name} has shape {tuple(state[name].shape)}, config.json implies {tuple(p.shape)}"
+            )
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    # The rotary table is a non-persistent buffer: rebuild it for real after the meta build.
+    from pythia_train.model import RotaryEmbedding
+
+    model.gpt_neox.rotary_emb = RotaryEmbedding(cfg)
+    return model.to(device) if device is not None else model
+
+
+def _atomic_dir(final: Path):
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temp directory into place; an older ``final`` is replaced."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def write_hf_files(
+    directory: Path,
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    safe_serialization: bool = True,
+    max_shard_bytes: int = 5 * 1024**3,
+) -> None:
+    """Write config.json and weights (sharded above max_shard_bytes) into an existing directory."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    dtype = next(iter(state.values())).dtype
+    with open(directory / "config.json", "w", encoding="utf-8") as f:
+        json.dump(config_to_hf(cfg, dtype), f, indent=2)
+        f.write("\n")
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+    single, index = (SAFE, SAFE_INDEX) if safe_serialization else (BIN, BIN_INDEX)
+    stem, ext = single.split(".", 1)
+    names = (
+        [single]
+        if len(shards) == 1
+        else [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))]
+    )
+    for fname, shard in zip(names, shards, strict=True):
+        if safe_serialization:
+            from safetensors.torch import save_file
+
+            save_file(shard, str(directory / fname), metadata={"format": "pt"})
+        else:
+            torch.save(shard, directory / fname)
+    if len(shards) > 1:
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        weight_map = {k: fname for fname, s in zip(names, shards, strict=True) for k in s}
+        with open(directory / index, "w", encoding="utf-8") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+
+
+def save_hf(
+    model: GPTNeoX,
+    directory: str | os.PathLike,
+    safe_serialization: bool = True,
+    max_shard_bytes: int = 5 * 1024**3,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Save as a HF checkpoint directory, atomically (built beside it, then renamed into place)."""
+    final = Path(directory)
+    state = model.state_dict()
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    tmp = _atomic_dir(final)
+    try:
+        write_hf_files(tmp, model.cfg, state, safe_serialization, max_shard_bytes)
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

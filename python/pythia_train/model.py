@@ -1,0 +1,245 @@
+"""The GPT-NeoX architecture (Pythia), with greedy generation through a KV cache.
+
+Module names equal Hugging Face's ``GPTNeoXForCausalLM`` so that state dicts map one to one:
+``gpt_neox.embed_in``, ``gpt_neox.layers.{i}.attention.query_key_value``, ..., ``embed_out``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from pythia_train.configs import ModelConfig
+
+__all__ = ["GPTNeoX", "GPTNeoXModel", "KVCache", "init_pythia_weights", "build_model", "lm_loss"]
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every position (Pythia masks nothing), in fp32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables of the half-split rotary convention, in float32 like GPT-NeoX and HF."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dim = cfg.rotary_dim
+        inv_freq = 1.0 / (cfg.rotary_base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions[:, None].float() * self.inv_freq.float()[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    rot = cos.shape[-1]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    x_rot = x_rot * cos + rotate_half(x_rot) * sin
+    return torch.cat((x_rot, x_pass), dim=-1)
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, for incremental decoding."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
+        shape = (cfg.num_layers, batch, cfg.num_heads, max_len, cfg.head_dim)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        start, stop = self.length, self.length + k.shape[2]
+        if stop > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions, asked for {stop}")
+        self.k[layer, :, :, start:stop] = k
+        self.v[layer, :, :, start:stop] = v
+        return self.k[layer, :, :, :stop], self.v[layer, :, :, :stop]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.cfg = cfg
+        self.layer = layer
+        self.query_key_value = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, hd = self.cfg.num_heads, self.cfg.head_dim
+        # GPT-NeoX groups the fused rows per head: [q_h, k_h, v_h] for each head h.
+        qkv = self.query_key_value(x).view(B, T, H, 3 * hd).transpose(1, 2)
+        q, k, v = qkv.split(hd, dim=-1)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(self.layer, k, v)
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif T == 1:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            # A chunk after a prefix: query t sees keys up to past + t.
+            qpos = torch.arange(past, past + T, device=x.device)[:, None]
+            mask = torch.arange(past + T, device=x.device)[None, :] <= qpos
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, H * hd)
+        return self.dense(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.dense_4h_to_h = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.approximate = cfg.gelu_approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x), approximate=self.approximate))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.parallel_residual = cfg.parallel_residual
+        self.input_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
+        self.post_attention_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
+        self.attention = Attention(cfg, layer)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
+        a = self.attention(self.input_layernorm(x), cos, sin, cache)
+        if self.parallel_residual:
+            return x + a + self.mlp(self.post_attention_layernorm(x))
+        x = x + a
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class GPTNeoXModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed_in = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Layer(cfg, i) for i in range(cfg.num_layers))
+        self.final_layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
+        self.rotary_emb = RotaryEmbedding(cfg)
+
+
+class GPTNeoX(nn.Module):
+    """``GPTNeoXForCausalLM``: ``model(tokens)`` gives logits of shape (batch, seq, vocab)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gpt_neox = GPTNeoXModel(cfg)
+        self.embed_out = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.activation_checkpointing = False
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits; or, given targets, the mean next-token loss (inside a compiled region)."""
+        m = self.gpt_neox
+        T = tokens.shape[1]
+        past = 0 if cache is None else cache.length
+        positions = torch.arange(past, past + T, device=tokens.device)
+        cos, sin = m.rotary_emb(positions)
+        x = m.embed_in(tokens)
+        for layer in m.layers:
+            if self.activation_checkpointing and self.training and cache is None:
+                x = checkpoint(layer, x, cos, sin, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, cache)
+        if cache is not None:
+            cache.length += T
+        logits = self.embed_out(m.final_layer_norm(x))
+        if targets is None:
+            return logits
+        return lm_loss(logits, targets)
+
+    @torch.no_grad()
+    def generate(
+        self, prompt: torch.Tensor, max_new_tokens: int, eos_token_id: int | None = None
+    ) -> torch.Tensor:
+        """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len)."""
+        if prompt.ndim == 1:
+            prompt = prompt[None]
+        total = prompt.shape[1] + max_new_tokens
+        if total > self.cfg.max_seq_len:
+            raise ValueError(
+                f"prompt {prompt.shape[1]} + {max_new_tokens} new tokens exceed the "
+                f"context of {self.cfg.max_seq_len}"
+            )
+        param = next(self.parameters())
+        cache = KVCache(self.cfg, prompt.shape[0], total, param.device, param.dtype)
+        out = prompt
+        logits = self(prompt, cache)
+        done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
+        for _ in range(max_new_tokens):
+            nxt = logits[:, -1].argmax(dim=-1)
+            out = torch.cat((out, nxt[:, None]), dim=1)
+            if eos_token_id is not None:
+                done |= nxt == eos_token_id
+                if bool(done.all()):
+                    break
+            if out.shape[1] == total:
+                break
+            logits = self(nxt[:, None], cache)
+        return out
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def init_pythia_weights(model: GPTNeoX, generator: torch.Generator | None = None) -> GPTNeoX:
+    """Pythia's initialisation.
+
+    14m..2.8b: "small_init" N(0, sqrt(2 / 5d)) for QKV, MLP-in, both embeddings; "wang_init"
+    N(0, 2 / (L sqrt(d))) for the attention output and MLP-out. 6.9b/12b: N(0, 0.02) and
+    N(0, 0.02 / sqrt(2L)). Biases 0, LayerNorm weight 1 / bias 0.
+    """
+    cfg = model.cfg
+    d, L = cfg.hidden_size, cfg.num_layers
+    std_in = math.sqrt(2 / (5 * d)) if cfg.init_method == "small_init" else cfg.init_std
+    if cfg.output_layer_init_method == "wang_init":
+        std_out = 2 / (L * math.sqrt(d))
+    else:
+        std_out = cfg.init_std / math.sqrt(2 * L)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif "layernorm" in name or "layer_norm" in name:
+                p.fill_(1.0)
+            elif name.endswith(("attention.dense.weight", "dense_4h_to_h.weight")):
+                p.normal_(0.0, std_out, generator=generator)
+            else:
+                p.normal_(0.0, std_in, generator=generator)
+    return model
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None, device=None) -> GPTNeoX:
+    """A freshly initialised model; the same seed gives the same weights on every rank."""
+    with torch.device(device or "cpu"):
+        model = GPTNeoX(cfg)
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=model.embed_out.weight.device).manual_seed(seed)
+    return init_pythia_weights(model, gen)

@@ -1,0 +1,212 @@
+"""The training loop: Pythia's recipe over rows in exact GPT-NeoX order."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pythia_train.checkpoint import load_checkpoint, save_checkpoint
+from pythia_train.configs import ModelConfig, TrainConfig
+from pythia_train.data import RowSource, micro_batch
+from pythia_train.distributed import (
+    all_reduce_mean,
+    init_distributed,
+    no_grad_sync,
+    wrap_model,
+)
+from pythia_train.model import GPTNeoX, build_model
+from pythia_train.optim import LRSchedule, build_optimizer
+
+__all__ = ["train", "peak_flops"]
+
+_AMP = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """Dense bf16/fp16 tensor-core peak of known GPUs (per device), for the MFU estimate."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in (("H200", 989.5), ("H100", 989.5), ("A100", 312.0), ("L40S", 362.0)):
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+def _check_data(rows: RowSource, train_cfg: TrainConfig, model_cfg: ModelConfig) -> None:
+    if rows.seq_length != train_cfg.seq_length:
+        raise ValueError(
+            f"the data has rows of seq_length {rows.seq_length}, the run asks for "
+            f"{train_cfg.seq_length}"
+        )
+    if train_cfg.seq_length > model_cfg.max_seq_len:
+        raise ValueError(
+            f"seq_length {train_cfg.seq_length} exceeds the model's context {model_cfg.max_seq_len}"
+        )
+    need = train_cfg.train_iters * train_cfg.global_batch
+    if len(rows) < need:
+        raise ValueError(
+            f"{train_cfg.train_iters} steps of {train_cfg.global_batch} rows need {need} rows; "
+            f"the data has {len(rows)}"
+        )
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    rows: RowSource,
+    save: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train (or continue) a run; returns the metric records (on every rank).
+
+    Run it as a plain process or under torchrun; ranks split each global batch as GPT-NeoX does.
+    """
+    env = init_distributed(device)
+    accum = train_cfg.grad_accum_steps(env.world_size)
+    torch.manual_seed(train_cfg.seed)
+
+    if init_from is not None:
+        from pythia_train.hf import load_hf
+
+        # The checkpoint's config.json decides the shape (model_cfg is not used).
+        model: GPTNeoX = load_hf(init_from, device=env.device, dtype=torch.float32)
+        model_cfg = model.cfg
+    else:
+        model = build_model(model_cfg, seed=train_cfg.seed, device=env.device)
+    _check_data(rows, train_cfg, model_cfg)
+    model.activation_checkpointing = train_cfg.activation_checkpointing
+    amp_dtype = _AMP[train_cfg.precision]
+    if train_cfg.compile:
+        # In place, so parameter names (and checkpoints) stay unprefixed. Under FSDP each layer
+        # is compiled on its own, so the sharding hooks stay outside the graphs.
+        if env.distributed and train_cfg.parallel == "fsdp":
+            for layer in model.gpt_neox.layers:
+                layer.compile()
+        else:
+            model.compile()
+    model = wrap_model(model, env, train_cfg.parallel, amp_dtype)
+    model.train()
+    optimizer = build_optimizer(model, train_cfg)
+    schedule = LRSchedule(optimizer, train_cfg)
+    scaler = None
+    if train_cfg.precision == "fp16":
+        scaler = torch.amp.GradScaler(
+            env.device.type,
+            init_scale=2.0**train_cfg.initial_scale_power,
+            growth_interval=train_cfg.loss_scale_window,
+        )
+
+    start = 0
+    if resume is not None:
+        start = load_checkpoint(resume, model, optimizer, schedule, scaler, env, train_cfg)
+    save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            save, step, model, model_cfg, train_cfg, optimizer, schedule, scaler, env
+        )
+
+    if start == 0 and 0 in save_steps:
+        checkpoint(0)
+
+    log_file = None
+    if log_path is not None and env.is_main:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    peak = (
+        train_cfg.peak_tflops * 1e12
+        if train_cfg.peak_tflops
+        else peak_flops(env.device, train_cfg.precision)
+    )
+    flops_per_step = model_cfg.flops_per_token(train_cfg.seq_length) * train_cfg.tokens_per_step()
+    bar = tqdm(
+        total=train_cfg.train_iters,
+        initial=start,
+        disable=not (progress and env.is_main),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    records: list[dict] = []
+    autocast = (
+        torch.autocast(env.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    )
+    try:
+        for step in range(start, train_cfg.train_iters):
+            t0 = time.perf_counter()
+            lr = schedule.current()
+            loss_sum = torch.zeros((), device=env.device)
+            for m in range(accum):
+                inputs, targets = micro_batch(
+                    rows,
+                    step,
+                    m,
+                    env.rank,
+                    env.world_size,
+                    train_cfg.micro_batch,
+                    train_cfg.global_batch,
+                    env.device,
+                )
+                with no_grad_sync(model, skip=m < accum - 1):
+                    with autocast:
+                        loss = model(inputs, targets=targets) / accum
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                loss_sum += loss.detach()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            if scaler is not None:
+                scale = scaler.get_scale()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                scale = None
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            loss_value = float(all_reduce_mean(loss_sum, env))
+            dt = time.perf_counter() - t0
+            iteration = step + 1
+            tokens_per_s = train_cfg.tokens_per_step() / dt
+            record = {
+                "step": iteration,
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": tokens_per_s,
+                "mfu": flops_per_step / dt / (env.world_size * peak) if peak else None,
+                "loss_scale": scale,
+                "step_time_s": dt,
+            }
+            records.append(record)
+            if iteration % train_cfg.log_interval == 0 or iteration == train_cfg.train_iters:
+                if log_file is not None:
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                mfu = f" mfu {record['mfu']:.1%}" if record["mfu"] is not None else ""
+                bar.set_postfix_str(
+                    f"loss {loss_value:.4f} lr {lr:.2e} gnorm {record['grad_norm']:.3f} "
+                    f"{tokens_per_s:,.0f} tok/s{mfu}",
+                    refresh=False,
+                )
+            bar.update(1)
+            if iteration in save_steps:
+                checkpoint(iteration)
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+    return records
+

@@ -1,0 +1,151 @@
+"""`pythia-data info / merge / unshard / verify` end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_indexed import shard
+
+from pythia_data import IndexedDataset
+from pythia_data.cli import main
+
+from golden import golden_case, golden_tokens
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_info_figures():
+    code, out = run("info", golden_case("zero_len_docs"), "--json")
+    assert code == 0
+    d = json.loads(out)
+    ds = IndexedDataset(golden_case("zero_len_docs"))
+    assert d["items"] == 11 and d["tokens"] == 31 and d["dtype"] == "uint16"
+    assert d["sizes"]["empty_items"] == int((ds.sizes == 0).sum()) > 0
+    assert d["sizes"]["max"] == int(ds.sizes.max())
+    code, out = run("info", golden_case("zero_len_docs"))
+    assert code == 0 and "31" in out and "uint16" in out
+
+
+def test_info_shards(tmp_path):
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [300_000])
+    code, out = run("info", prefix)
+    assert code == 0 and "2 shards" in out
+
+
+def test_info_subsets(tmp_path):
+    src = golden_case("toy_e1")
+    for ext in ("bin", "idx"):
+        shutil.copyfile(src.with_name(f"toy_e1.{ext}"), tmp_path / f"t.{ext}")
+    np.save(tmp_path / "t.subsets.npy", np.array([0, 1, 1, 0, 1, 1, 1], dtype=np.uint16))
+    (tmp_path / "t.subsets.json").write_text(
+        json.dumps({"key": "meta.pile_set_name", "names": ["Github", "Pile-CC"]})
+    )
+    code, out = run("info", tmp_path / "t", "--json")
+    assert json.loads(out)["subsets"] == {"Github": 2, "Pile-CC": 5}
+
+
+def test_merge(tmp_path):
+    code, out = run("merge", tmp_path / "m", golden_case("toy_e1"), golden_case("toy_e2"))
+    assert code == 0, out
+    m = IndexedDataset(tmp_path / "m")
+    assert np.array_equal(
+        m.items(0, len(m)), np.concatenate([golden_tokens("toy_e1"), golden_tokens("toy_e2")])
+    )
+    code, out = run("merge", tmp_path / "bad", golden_case("toy_e1"), golden_case("int32_tokens"))
+    assert code != 0 and "different dtypes" in out
+    assert not list(tmp_path.glob("bad*"))
+
+
+def test_unshard_and_verify(tmp_path):
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    sums = tmp_path / "SHA256SUMS"
+    code, out = run("verify", prefix, "--write-checksums", sums, "--quiet")
+    assert code == 0, out
+    listed = dict(line.split("  ")[::-1] for line in sums.read_text().splitlines())
+    for p in (tmp_path / "s").iterdir():
+        assert listed[p.name] == sha256(p)
+    code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+    assert code == 0 and "all 4 files match" in out
+
+    code, out = run("unshard", prefix, "--checksums", sums, "-o", tmp_path / "whole", "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "whole.bin").read_bytes() == src.with_name("long_docs.bin").read_bytes()
+    assert (tmp_path / "whole.idx").read_bytes() == src.with_name("long_docs.idx").read_bytes()
+    assert not list(tmp_path.glob(".whole*"))
+
+
+def test_unshard_bad_checksum_resumes(tmp_path):
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    sums = tmp_path / "SHA256SUMS"
+    good = {p.name: sha256(p) for p in (tmp_path / "s").glob("*.bin")}
+    bad = dict(good)
+    bad["long_docs-00001-of-00003.bin"] = "0" * 64
+    sums.write_text("".join(f"{v}  {k}\n" for k, v in bad.items()))
+    code, out = run("unshard", prefix, "--checksums", sums, "--quiet")
+    assert code == 1 and "long_docs-00001-of-00003.bin" in out and "does not match" in out
+    assert not (tmp_path / "s" / "long_docs.bin").exists()
+    record = json.loads((tmp_path / "s" / ".long_docs.bin.partial.json").read_text())
+    assert record["shards_done"] == ["long_docs-00000-of-00003.bin"]
+    # Fixed checksum file: the rerun continues after shard 0 and ends with the right file.
+    sums.write_text("".join(f"{v}  {k}\n" for k, v in good.items()))
+    code, out = run("unshard", prefix, "--checksums", sums, "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "s" / "long_docs.bin").read_bytes() == src.with_name(
+        "long_docs.bin"
+    ).read_bytes()
+    assert not list((tmp_path / "s").glob(".long_docs*"))
+
+
+def test_verify_detects_corruption(tmp_path):
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+    sums = tmp_path / "SUMS"
+    assert run("verify", prefix, "--write-checksums", sums, "--quiet")[0] == 0
+    p = tmp_path / "s" / "long_docs-00001-of-00002.bin"
+    raw = bytearray(p.read_bytes())
+    raw[1000] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+    assert code == 1 and "FAILED  long_docs-00001-of-00002.bin" in out
+    sums.write_text("not a checksum line\n")
+    code, out = run("verify", prefix, "--checksums", sums)
+    assert code == 1 and "SUMS:1: not a sha256sum line" in out
+
+
+def test_cli_errors_have_no_traceback(tmp_path):
+    (tmp_path / "x.idx").write_bytes(b"garbage")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pythia_data.cli import main; main()",
+            "info",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "x.idx" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("cmd", ["info", "merge", "unshard", "verify"])
+def test_help(cmd):
+    code, out = run(cmd, "--help")
+    assert code == 0 and "Usage:" in out and len(out) > 200

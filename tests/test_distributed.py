@@ -1,0 +1,97 @@
+"""torchrun with 2 gloo processes on CPU: DDP and FSDP2 equal one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pythia_data
+import pythia_train
+import torch
+from pythia_train.configs import TrainConfig
+from pythia_train.data import PackedRows
+from pythia_train.hf import load_hf
+from pythia_train.train import train
+from train_fixtures import random_rows, tiny_config, write_rows
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch built without distributed"
+)
+
+SEQ = 16
+
+
+@pytest.fixture(scope="module")
+def rows_prefix(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rows")
+    return write_rows(d / "rows", random_rows(128, SEQ, 512, seed=3))
+
+
+def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]:
+    """The pythia-train CLI under torchrun, 2 CPU processes; returns its JSONL records."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # The workers import the very packages this test process uses (a source tree with the
+    # built module, or the installed wheel).
+    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (pythia_data, pythia_train)}
+    env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "pythia_train.cli",
+        "--model", "pythia-14m", "--num-layers", "2", "--hidden-size", "64",
+        "--num-attention-heads", "4", "--vocab-size", "512", "--gelu", "exact",
+        "--data", str(prefix), "--seq-length", str(SEQ), "--global-batch", "8",
+        "--micro-batch", "2", "--train-iters", str(steps), "--lr", "1e-2", "--warmup", "0.2",
+        "--device", "cpu", "--save", str(out), "--save-steps", f"2,{steps}",
+        "--log-file", str(out / "log.jsonl"), "--no-progress", *extra,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def single_process(prefix: Path, out: Path, steps: int = 4) -> list[dict]:
+    cfg = TrainConfig(lr=1e-2, warmup=0.2, train_iters=steps, global_batch=8, micro_batch=8,
+                      seq_length=SEQ, save_steps=[steps])
+    return train(tiny_config(), cfg, PackedRows(prefix), save=out, progress=False)
+
+
+def assert_same_run(records, reference, ckpt_a: Path, ckpt_b: Path):
+    assert [r["step"] for r in records] == [r["step"] for r in reference]
+    assert [r["loss"] for r in records] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
+    assert [r["grad_norm"] for r in records] == pytest.approx(
+        [r["grad_norm"] for r in reference], rel=1e-4
+    )
+    # Weights: Adam divides by sqrt(v) + 1e-8, so an element whose gradient is rounding noise
+    # takes a full-size step of either sign. The key bias is such an element outside the rotary
+    # channels (q·b_k is the same for every key, and softmax ignores it), so it is left out.
+    a, b = load_hf(ckpt_a), load_hf(ckpt_b)
+    H = a.cfg.num_heads
+    for (name, x), y in zip(a.named_parameters(), b.parameters(), strict=True):
+        if name.endswith("query_key_value.bias"):
+            x, y = x.view(H, 3, -1)[:, [0, 2]], y.view(H, 3, -1)[:, [0, 2]]
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_process(rows_prefix, tmp_path):
+    reference = single_process(rows_prefix, tmp_path / "one")
+    records = torchrun(rows_prefix, tmp_path / "ddp", "--parallel", "ddp")
+    assert_same_run(records, reference, tmp_path / "ddp" / "step4", tmp_path / "one" / "step4")
+    # Every rank saved its RNG state into the one checkpoint.
+    assert sorted(p.name for p in (tmp_path / "ddp" / "step2" / "rng").iterdir()) == [
+        "rank0.pt", "rank1.pt"]
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_equal_one_process_and_resume_exactly(rows_prefix, tmp_path):
+    reference = single_process(rows_prefix, tmp_path / "one")
+    records = torchrun(rows_prefix, tmp_path / "fsdp", "--parallel", "fsdp")
+    assert_same_run(records, reference, tmp_path / "fsdp" / "step4", tmp_path / "one" / "step4")
+    # Resume the sharded run from step 2: gathered checkpoints re-shard to the same run.
+    resumed = torchrun(rows_prefix, tmp_path / "again", "--parallel", "fsdp",
+                       "--resume", str(tmp_path / "fsdp" / "step2"))
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in records[2:]]

@@ -1,0 +1,133 @@
+"""Hugging Face checkpoint directories: our saves load in transformers, and theirs load in ours."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pythia_train.hf import CheckpointError, load_hf, load_hf_state_dict, save_hf
+from pythia_train.model import build_model
+from train_fixtures import tiny_config
+
+transformers = pytest.importorskip("transformers")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+
+def rel_err(a, b) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def tokens_for(cfg, seed=0):
+    return torch.randint(0, cfg.vocab_size, (2, 29), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    "cfg, kwargs",
+    [
+        (tiny_config(), {}),
+        (tiny_config(gelu_approximate="tanh", rotary_pct=0.5), {"safe_serialization": False}),
+        (tiny_config(num_layers=3, hidden_size=96, num_heads=6), {"max_shard_bytes": 60_000}),
+        (tiny_config(), {"max_shard_bytes": 60_000, "safe_serialization": False}),
+    ],
+    ids=["safetensors", "pytorch_model.bin", "sharded-safetensors", "sharded-bin"],
+)
+def test_our_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, cfg, kwargs):
+    model = build_model(cfg, seed=7).eval()
+    out = save_hf(model, tmp_path / "ckpt", **kwargs)
+    names = sorted(p.name for p in out.iterdir())
+    if "max_shard_bytes" in kwargs:
+        index = "model.safetensors.index.json" if kwargs.get("safe_serialization", True) else (
+            "pytorch_model.bin.index.json")
+        assert index in names and len(names) > 3
+    hf = transformers.GPTNeoXForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    x = tokens_for(cfg)
+    with torch.no_grad():
+        assert rel_err(model(x), hf(x).logits) < 1e-5
+    # And back: our loader gives the very same tensors.
+    again = load_hf(out)
+    for (n, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), n
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_transformers_checkpoint_loads_in_ours(tmp_path):
+    cfg = tiny_config()
+    conf = transformers.GPTNeoXConfig(
+        vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=256, rotary_pct=0.25, rotary_emb_base=10000,
+        max_position_embeddings=64, use_parallel_residual=True, hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(11)
+    hf = transformers.GPTNeoXForCausalLM(conf).eval()
+    with torch.no_grad():  # transformers' init leaves biases at 0; make them count
+        for name, p in hf.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    hf.save_pretrained(tmp_path / "theirs", max_shard_size="100KB")
+    ours = load_hf(tmp_path / "theirs")
+    assert ours.cfg.num_layers == cfg.num_layers and ours.cfg.rotary_dim == 4
+    x = tokens_for(cfg, 1)
+    with torch.no_grad():
+        assert rel_err(ours(x), hf(x).logits) < 1e-5
+
+
+def test_legacy_buffers_are_ignored(tmp_path):
+    cfg = tiny_config()
+    model = build_model(cfg, seed=3)
+    d = save_hf(model, tmp_path / "old")
+    state = safetensors_torch.load_file(str(d / "model.safetensors"))
+    for i in range(cfg.num_layers):  # what pre-2023 Pythia checkpoints carry
+        state[f"gpt_neox.layers.{i}.attention.bias"] = torch.ones(1, 1, 64, 64, dtype=torch.bool)
+        state[f"gpt_neox.layers.{i}.attention.masked_bias"] = torch.tensor(-1e9)
+        state[f"gpt_neox.layers.{i}.attention.rotary_emb.inv_freq"] = torch.ones(2)
+    (d / "model.safetensors").unlink()
+    torch.save(state, d / "pytorch_model.bin")
+    assert set(load_hf_state_dict(d)) == set(model.state_dict())
+    x = tokens_for(cfg)
+    with torch.no_grad():
+        assert torch.equal(load_hf(d)(x), model(x))
+
+
+def test_bad_checkpoints_name_the_file_and_problem(tmp_path):
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        load_hf(tmp_path / "nowhere")
+    model = build_model(tiny_config(), seed=0)
+    d = save_hf(model, tmp_path / "ck")
+    conf = json.loads((d / "config.json").read_text())
+
+    conf["num_hidden_layers"] = 3
+    (d / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(CheckpointError, match="missing.*layers.2"):
+        load_hf(d)
+
+    conf["num_hidden_layers"], conf["hidden_size"], conf["intermediate_size"] = 2, 128, 512
+    (d / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_hf(d)
+
+    conf["model_type"] = "llama"
+    (d / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(CheckpointError, match="config.json: model_type is 'llama'"):
+        load_hf(d)
+
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
+        load_hf(d)
+
+    (d / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="model.safetensors: cannot read weights"):
+        load_hf_state_dict(d)
+    (d / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        load_hf_state_dict(d)
+
+
+def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):
+    a, b = build_model(tiny_config(), seed=1), build_model(tiny_config(), seed=2)
+    save_hf(a, tmp_path / "ck")
+    save_hf(b, tmp_path / "ck")
+    loaded = load_hf(tmp_path / "ck")
+    assert torch.equal(loaded.embed_out.weight, b.embed_out.weight)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]

@@ -1,0 +1,237 @@
+"""The trainer on CPU: data order, learning, exact resume, checkpoints, precisions, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from pythia_train.checkpoint import resolve_checkpoint
+from pythia_train.cli import main
+from pythia_train.configs import TrainConfig
+from pythia_train.data import PackedRows, RowSource, micro_batch, micro_batch_range
+from pythia_train.hf import load_hf
+from pythia_train.neox_config import read_neox_config
+from pythia_train.train import train
+from train_fixtures import pack_rows, random_rows, sample_tokens, tiny_config, write_rows
+
+SEQ = 16
+
+
+@pytest.fixture(scope="module")
+def rows_prefix(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rows")
+    return write_rows(d / "rows", random_rows(256, SEQ, 512, seed=1))
+
+
+def small_run(**kw) -> TrainConfig:
+    base = dict(lr=1e-2, train_iters=6, global_batch=8, micro_batch=4, seq_length=SEQ,
+                warmup=0.2, save_steps=[])
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_micro_batches_follow_gpt_neox_order():
+    # GPT-NeoX's DistributedBatchSampler: chunks of mb·world rows, rank r takes [r·mb, (r+1)·mb).
+    assert micro_batch_range(0, 0, 0, 2, 2, 8) == (0, 2)
+    assert micro_batch_range(0, 0, 1, 2, 2, 8) == (2, 4)
+    assert micro_batch_range(0, 1, 0, 2, 2, 8) == (4, 6)
+    assert micro_batch_range(1, 1, 1, 2, 2, 8) == (14, 16)
+    seen = sorted(
+        i
+        for r in range(4)
+        for m in range(2)
+        for i in range(*micro_batch_range(3, m, r, 4, 16, 128))
+    )
+    assert seen == list(range(3 * 128, 4 * 128))  # step s covers rows [s·G, (s+1)·G) once
+    with pytest.raises(ValueError, match="not a multiple"):
+        micro_batch_range(0, 0, 0, 3, 2, 8)
+
+
+def test_packed_rows_and_micro_batch_tensors(rows_prefix, tmp_path):
+    src = PackedRows(rows_prefix)
+    assert isinstance(src, RowSource) and src.seq_length == SEQ and len(src) == 256
+    expected = random_rows(256, SEQ, 512, seed=1)
+    x, y = micro_batch(src, 2, 1, 1, 2, 3, 12)  # rows 24 + 6 + 3 = [33, 36)
+    assert x.dtype == torch.int64 and x.shape == (3, SEQ)
+    assert np.array_equal(x.numpy(), expected[33:36, :-1])
+    assert np.array_equal(y.numpy(), expected[33:36, 1:])
+    with pytest.raises(ValueError, match="needs rows up to 264"):
+        micro_batch(src, 21, 0, 0, 1, 12, 12)
+    with pytest.raises(ValueError, match="items have 17 tokens, seq_length 8 needs 9"):
+        PackedRows(rows_prefix, seq_length=8)
+    ragged = tmp_path / "ragged"
+    from pythia_data import IndexedDatasetBuilder
+
+    with IndexedDatasetBuilder(ragged) as b:
+        b.add_item([1, 2, 3])
+        b.add_item([1, 2])
+    with pytest.raises(ValueError, match="ragged: items differ in length"):
+        PackedRows(ragged)
+
+
+def test_loss_falls_on_the_bundled_sample(tmp_path):
+    rows = pack_rows(sample_tokens(max_docs=12), 32)
+    prefix = write_rows(tmp_path / "sample", rows)
+    cfg = TrainConfig(lr=5e-3, train_iters=12, global_batch=4, micro_batch=4, seq_length=32,
+                      warmup=0.1, save_steps=[])
+    records = train(tiny_config(vocab_size=50304, max_seq_len=32), cfg, PackedRows(prefix),
+                    progress=False)
+    losses = [r["loss"] for r in records]
+    assert losses[0] == pytest.approx(np.log(50304), abs=0.3)  # uniform at init
+    assert np.mean(losses[-3:]) < losses[0] - 1.5
+
+
+def test_gradient_accumulation_equals_one_big_micro_batch(rows_prefix):
+    src = PackedRows(rows_prefix)
+    a = train(tiny_config(), small_run(micro_batch=2), src, progress=False)
+    b = train(tiny_config(), small_run(micro_batch=8), src, progress=False)
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
+    src = PackedRows(rows_prefix)
+    full = train(tiny_config(), small_run(save_steps=[3, 6]), src, save=tmp_path / "a",
+                 log_path=tmp_path / "a.jsonl", progress=False)
+    resumed = train(tiny_config(), small_run(save_steps=[6]), src, save=tmp_path / "b",
+                    resume=tmp_path / "a" / "step3", progress=False)
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full[3:]]  # bit-identical
+    assert [r["grad_norm"] for r in resumed] == [r["grad_norm"] for r in full[3:]]
+    a, b = load_hf(tmp_path / "a" / "step6"), load_hf(tmp_path / "b" / "step6")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    # The checkpoints: HF model + trainer state, 'latest' names the last, no partial leftovers.
+    assert resolve_checkpoint(tmp_path / "a") == tmp_path / "a" / "step6"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["latest", "step3", "step6"]
+    state = torch.load(tmp_path / "a" / "step3" / "trainer_state.pt", weights_only=False)
+    assert state["iteration"] == 3 and state["data"]["consumed_rows"] == 24
+    log = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "mfu"} <= set(log[0])
+    assert log[0]["lr"] == 0.0 and log[1]["lr"] == pytest.approx(1e-2 * 1 / 1.2)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_path, monkeypatch):
+    import pythia_train.checkpoint as ckpt
+
+    src = PackedRows(rows_prefix)
+    train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
+          progress=False)
+    real = ckpt.write_hf_files
+
+    def disk_full(directory, *args, **kwargs):
+        real(directory, *args, **kwargs)  # the weights are written, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "write_hf_files", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny_config(), small_run(train_iters=2, save_steps=[2]), src, save=tmp_path,
+              resume=tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step1"]
+    assert resolve_checkpoint(tmp_path) == tmp_path / "step1"
+
+
+def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path):
+    from pythia_train.hf import save_hf
+    from pythia_train.model import build_model
+
+    src = PackedRows(rows_prefix)
+    start = build_model(tiny_config(num_layers=3), seed=99)
+    save_hf(start, tmp_path / "hf")
+    records = train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src,
+                    init_from=tmp_path / "hf", save=tmp_path / "run", progress=False)
+    x, y = micro_batch(src, 0, 0, 0, 1, 8, 8)
+    with torch.no_grad():
+        assert records[0]["loss"] == pytest.approx(float(start(x, targets=y)), rel=1e-6)
+    assert load_hf(tmp_path / "run" / "step1").cfg.num_layers == 3
+
+
+def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
+    src = PackedRows(rows_prefix)
+    train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
+          progress=False)
+    with pytest.raises(ValueError, match="global batch 8, this run has 16"):
+        train(tiny_config(), small_run(global_batch=16), src, resume=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(rows_prefix, tmp_path, precision):
+    src = PackedRows(rows_prefix)
+    records = train(tiny_config(), small_run(precision=precision, save_steps=[6]), src,
+                    save=tmp_path, progress=False)
+    reference = train(tiny_config(), small_run(), src, progress=False)
+    # Autocast computes in half precision but keeps fp32 master weights: the run stays on the
+    # fp32 trajectory within half-precision rounding.
+    assert [r["loss"] for r in records] == pytest.approx([r["loss"] for r in reference], rel=1e-2)
+    if precision == "fp16":
+        assert records[0]["loss_scale"] == 2.0**12
+        state = torch.load(tmp_path / "step6" / "trainer_state.pt", weights_only=False)
+        assert state["scaler"]["scale"] > 0
+
+
+def test_too_little_data_is_a_clear_error(rows_prefix):
+    with pytest.raises(ValueError, match="need 1024 rows; the data has 256"):
+        train(tiny_config(), small_run(train_iters=128), PackedRows(rows_prefix), progress=False)
+
+
+PYTHIA_YML = """
+# a Pythia-style GPT-NeoX config (comments allowed)
+{
+  "num-layers": 2, "hidden-size": 64, "num-attention-heads": 4,
+  "seq-length": 16, "max-position-embeddings": 16, "rotary-pct": 0.25,
+  "gpt-j-residual": true, "init_method": "small_init", "output_layer_init_method": "wang_init",
+  "optimizer": {"type": "Adam", "params": {"lr": 0.01, "betas": [0.9, 0.95], "eps": 1.0e-8}},
+  "min_lr": 0.001, "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2,
+  "train-iters": 3, "lr-decay-iters": 3, "lr-decay-style": "cosine", "warmup": 0.01,
+  "gradient_clipping": 1.0, "weight-decay": 0.1, "seed": 1234,
+  "checkpoint-factor": 1000, "extra-save-iters": [0, 2],
+  "fp16": {"fp16": true, "enabled": false},
+  "pipe-parallel-size": 1, "attention-config": [[["flash"], 2]],
+}
+"""
+
+
+def test_neox_yml_keys():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "pythia.yml"
+        p.write_text(PYTHIA_YML)
+        conf = read_neox_config(p, world_size=1)
+        assert conf["num_layers"] == 2 and conf["num_attention_heads"] == 4
+        assert conf["lr"] == 0.01 and conf["betas"] == (0.9, 0.95) and conf["min_lr"] == 0.001
+        assert conf["global_batch"] == 8 and conf["extra_save_iters"] == (0, 2)
+        assert "precision" not in conf  # fp16 disabled
+        p.write_text(PYTHIA_YML.replace('"cosine"', '"linear"'))
+        with pytest.raises(ValueError, match="lr_decay_style 'linear' is not supported"):
+            read_neox_config(p)
+
+
+def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp_path):
+    yml = tmp_path / "run.yml"
+    yml.write_text(PYTHIA_YML)
+    runner = CliRunner()
+    result = runner.invoke(main, [
+        "--config", str(yml), "--data", str(rows_prefix), "--vocab-size", "512",
+        "--save", str(tmp_path / "ck"), "--log-file", str(tmp_path / "log.jsonl"), "--no-progress",
+        "--train-iters", "2",  # the command line wins over the file
+    ])
+    assert result.exit_code == 0, result.output
+    assert "step 2: loss" in result.output
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["latest", "step0", "step2"]
+    model = load_hf(tmp_path / "ck" / "step2")
+    assert model.cfg.num_layers == 2 and model.cfg.gelu_approximate == "tanh"
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["--model", "pythia-14m", "--data", str(tmp_path / "missing")])
+    assert result.exit_code == 1
+    assert result.output.startswith("pythia-train: error:") and "missing" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(main, ["--model", "pythia-14m"])
+    assert result.exit_code == 1 and "no data" in result.output
