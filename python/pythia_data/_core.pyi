@@ -2,7 +2,7 @@
 # Public code imports the wrappers in pythia_data, not these classes.
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -58,3 +58,38 @@ class IndexedDatasetBuilder:
 def merge_datasets(
     out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
 ) -> str: ...
+
+# --- tokenizer and tokenize pipeline (rust/python/src/tokenizer.rs, tokenize.rs) -----------------
+
+class Tokenizer:
+    @staticmethod
+    def from_file(path: str | os.PathLike[str]) -> Tokenizer: ...
+    @staticmethod
+    def from_json(json: bytes) -> Tokenizer: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def eod_id(self) -> int | None: ...
+    def encode(self, text: str) -> npt.NDArray[np.uint32]: ...
+    def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.uint32]]: ...
+    def encode_batch_flat(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]: ...
+    def decode(self, ids: npt.NDArray[np.int64], skip_special_tokens: bool = True) -> str: ...
+
+def tokenize_files(
+    tokenizer: Tokenizer,
+    inputs: Sequence[str | os.PathLike[str]],
+    prefix: str | os.PathLike[str],
+    *,
+    text_key: str = "text",
+    meta_key: str | None = None,
+    on_error: str = "fail",
+    threads: int = 0,
+    chunk_bytes: int = 1048576,
+    checkpoint_seconds: float = 30.0,
+    progress: Callable[[int, int, int, int, int], object] | None = None,
+) -> dict[str, object]: ...
+def merge_subsets(
+    output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
+) -> None: ...
