@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import zstandard
+
 from pythia_data import Tokenizer
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 from pythia_data.tokenize import tokenize_files

@@ -17,6 +17,7 @@ import os
 
 import pytest
 import zstandard
+
 from pythia_data import Tokenizer
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import zstandard
 from click.testing import CliRunner
+
 from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
 from pythia_data.cli import main
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
@@ -296,3 +297,81 @@ def test_help_explains_options():
         "--checkpoint-seconds",
     ]:
         assert option in result.output
+
+
+# --- Parquet and save_to_disk datasets (pyarrow) ------------------------------------------------
+
+
+def write_parquet(path: Path, lines: list[str], row_group_size: int = 50) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.Table.from_pylist([json.loads(x) for x in lines])
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
+def write_saved_dataset(path: Path, lines: list[str], files: int = 2) -> None:
+    """The layout of `datasets.Dataset.save_to_disk`: Arrow IPC streams listed in state.json."""
+    pa = pytest.importorskip("pyarrow")
+    path.mkdir()
+    table = pa.Table.from_pylist([json.loads(x) for x in lines])
+    step = len(lines) // files + 1
+    names = []
+    for i in range(files):
+        name = f"data-{i:05d}-of-{files:05d}.arrow"
+        part = table.slice(i * step, step)
+        with pa.OSFile(str(path / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+            for batch in part.to_batches(max_chunksize=40):
+                w.write_batch(batch)
+        names.append({"filename": name})
+    (path / "state.json").write_text(json.dumps({"_data_files": names, "_split": "train"}))
+    (path / "dataset_info.json").write_text("{}")
+
+
+def test_parquet_and_saved_dataset_match_reference(tmp_path, lines, reference):
+    half = len(lines) // 2
+    write_parquet(tmp_path / "a.parquet", lines[:half])
+    write_parquet(tmp_path / "b.parquet", lines[half:])
+    result = run(tmp_path / "a.parquet", tmp_path / "b.parquet", "--output", tmp_path / "pq")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "pq", reference)
+    write_saved_dataset(tmp_path / "saved", lines)
+    result = run(tmp_path / "saved", "--output", tmp_path / "hf")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "hf", reference)
+
+
+def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
+    import pythia_data.tokenize
+
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 20)
+    write_parquet(tmp_path / "a.parquet", lines, row_group_size=20)
+    tokenize_files([tmp_path / "a.parquet"], tmp_path / "full")
+    calls = 0
+
+    def stop_soon(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [tmp_path / "a.parquet"], tmp_path / "part", checkpoint_seconds=0, progress=stop_soon
+        )
+    assert not (tmp_path / "part.idx").exists()
+    report = tokenize_files([tmp_path / "a.parquet"], tmp_path / "part")
+    assert report["resumed_documents"] > 0
+    assert dataset_bytes(tmp_path / "part") == dataset_bytes(tmp_path / "full")
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"text": ["a", None, "b"]}), tmp_path / "null.parquet")
+    result = run(tmp_path / "null.parquet", "--output", tmp_path / "n")
+    assert result.exit_code == 1 and "null.parquet: row 2:" in result.output
+    assert not (tmp_path / "n.partial").exists()
+    result = run(tmp_path / "null.parquet", "--output", tmp_path / "n", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output
+    assert len(IndexedDataset(tmp_path / "n")) == 2
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nocol.parquet")
+    result = run(tmp_path / "nocol.parquet", "--output", tmp_path / "m")
+    assert result.exit_code == 1 and "no 'text' column" in result.output

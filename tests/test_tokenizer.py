@@ -14,6 +14,7 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from pythia_data import PythiaDataError, Tokenizer
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 

@@ -93,3 +93,29 @@ def tokenize_files(
 def merge_subsets(
     output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
 ) -> None: ...
+
+class TokenizeWriter:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        prefix: str | os.PathLike[str],
+        fingerprint: str,
+        meta_key: str | None = None,
+    ) -> None: ...
+    @property
+    def position(self) -> tuple[int, int]: ...
+    @property
+    def resumed_documents(self) -> int: ...
+    @property
+    def counts(self) -> tuple[int, int, int, int]: ...
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metas: Sequence[str | None] | None,
+        source: int,
+        end_row: int,
+        skipped: int = 0,
+    ) -> None: ...
+    def checkpoint(self) -> None: ...
+    def finish(self) -> tuple[int, int, int, int]: ...
+    def discard(self) -> None: ...

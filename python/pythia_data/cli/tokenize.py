@@ -123,9 +123,11 @@ def command(
     checkpoint_seconds,
     quiet,
 ):
-    """Tokenize INPUT... (.jsonl, .jsonl.zst, .jsonl.gz files or directories of them) into a
-    GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod` does: one item per document,
-    its tokens then the EOD id; empty texts skipped; input order kept.
+    """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
+    does: one item per document, its tokens then the EOD id; empty texts skipped; input order
+    kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files, directories of
+    them (sorted), or Hugging Face datasets saved with `save_to_disk` (Parquet and saved
+    datasets need pyarrow).
 
     Killed runs continue from their last checkpoint when started again with the same command.
     """

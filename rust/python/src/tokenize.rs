@@ -2,12 +2,18 @@
 //! progress callback takes the GIL briefly about every 100 ms (and is where Ctrl-C arrives).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use pythia_engine::tokenize::{self, OnError, TokenizeOptions};
+use pyo3::exceptions::PyValueError;
+use pyo3::pybacked::PyBackedStr;
+use rayon::prelude::*;
+
+use pythia_engine::indexed::DType;
+use pythia_engine::tokenize::{self, OnError, Position, TokenizeOptions, TokenizedOutput};
 
 use crate::errors::IntoPy;
 use crate::tokenizer::Tokenizer;
@@ -34,7 +40,7 @@ fn tokenize_files<'py>(
         "fail" => OnError::Fail,
         "skip" => OnError::Skip,
         other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            return Err(PyValueError::new_err(format!(
                 "on_error must be 'fail' or 'skip', not {other:?}"
             )))
         }
@@ -98,7 +104,155 @@ fn merge_subsets(py: Python<'_>, output: PathBuf, inputs: Vec<PathBuf>) -> PyRes
         .py_err()
 }
 
+/// The checkpointed output fed with batches of texts from Python (Parquet files and Hugging Face
+/// `save_to_disk` datasets, read with pyarrow): the same resumable files and layout as
+/// `tokenize_files`, with the position (source index, rows consumed) kept by the caller.
+#[pyclass(frozen, module = "pythia_data._core")]
+pub struct TokenizeWriter {
+    tokenizer: Arc<pythia_engine::tokenizer::Tokenizer>,
+    eod: u32,
+    out: Mutex<Option<TokenizedOutput>>,
+}
+
+impl TokenizeWriter {
+    fn with_out<T>(
+        &self,
+        f: impl FnOnce(&mut TokenizedOutput) -> pythia_engine::Result<T>,
+    ) -> PyResult<T> {
+        let mut guard = self.out.lock().unwrap();
+        let out = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
+        f(out).py_err()
+    }
+}
+
+#[pymethods]
+impl TokenizeWriter {
+    /// Start, or resume the checkpoint in PREFIX.partial/ if `fingerprint` matches it.
+    #[new]
+    #[pyo3(signature = (tokenizer, prefix, fingerprint, meta_key = None))]
+    fn new(
+        py: Python<'_>,
+        tokenizer: &Tokenizer,
+        prefix: PathBuf,
+        fingerprint: &str,
+        meta_key: Option<String>,
+    ) -> PyResult<Self> {
+        let tok = tokenizer.inner.clone();
+        let eod = tok
+            .eod_id()
+            .ok_or_else(|| PyValueError::new_err("the tokenizer has no <|endoftext|> token"))?;
+        let dtype = DType::best_fitting(tok.vocab_size());
+        let fingerprint = format!("{fingerprint}\ntokenizer={}", tok.sha256());
+        let out = py
+            .detach(|| TokenizedOutput::open(&prefix, dtype, &fingerprint, meta_key.as_deref()))
+            .py_err()?;
+        Ok(TokenizeWriter {
+            tokenizer: tok,
+            eod,
+            out: Mutex::new(Some(out)),
+        })
+    }
+
+    /// (source index, rows of it consumed): where to continue reading.
+    #[getter]
+    fn position(&self) -> PyResult<(usize, u64)> {
+        self.with_out(|o| Ok((o.position.file, o.position.line)))
+    }
+
+    #[getter]
+    fn resumed_documents(&self) -> PyResult<u64> {
+        self.with_out(|o| Ok(o.resumed_documents))
+    }
+
+    /// Counts so far: documents, tokens, empty_skipped, errors_skipped.
+    #[getter]
+    fn counts(&self) -> PyResult<(u64, u64, u64, u64)> {
+        self.with_out(|o| {
+            let c = &o.counts;
+            Ok((c.documents, c.tokens, c.empty_skipped, c.errors_skipped))
+        })
+    }
+
+    /// Tokenize `texts` (in parallel) and append them in order; then the position becomes
+    /// (`source`, `end_row`). `metas[i]` is document i's subset name. `skipped` bad rows are
+    /// counted as errors.
+    #[pyo3(signature = (texts, metas, source, end_row, skipped = 0))]
+    fn add_texts(
+        &self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        metas: Option<Vec<Option<String>>>,
+        source: usize,
+        end_row: u64,
+        skipped: u64,
+    ) -> PyResult<()> {
+        if let Some(m) = &metas {
+            if m.len() != texts.len() {
+                return Err(PyValueError::new_err("texts and metas differ in length"));
+            }
+        }
+        let mut guard = self.out.lock().unwrap();
+        let out = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
+        let (tok, eod, dtype) = (&self.tokenizer, self.eod, out.dtype());
+        py.detach(|| {
+            let items: Vec<Option<Vec<u8>>> = texts
+                .par_iter()
+                .map_init(Vec::new, |ids, t| {
+                    if t.is_empty() {
+                        return None;
+                    }
+                    let mut bytes = Vec::with_capacity(t.len() / 2);
+                    tokenize::document_bytes(tok, t, dtype, eod, ids, &mut bytes);
+                    Some(bytes)
+                })
+                .collect();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Some(bytes) => {
+                        let meta = metas.as_ref().and_then(|m| m[i].as_deref());
+                        out.add_document(bytes, meta)?;
+                    }
+                    None => out.counts.empty_skipped += 1,
+                }
+            }
+            out.counts.errors_skipped += skipped;
+            out.position = Position {
+                file: source,
+                line: end_row,
+            };
+            Ok(())
+        })
+        .py_err()
+    }
+
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.with_out(|o| o.checkpoint(o.position)))
+    }
+
+    /// Move the dataset into place; returns (documents, tokens, empty_skipped, errors_skipped).
+    fn finish(&self, py: Python<'_>) -> PyResult<(u64, u64, u64, u64)> {
+        let out =
+            self.out.lock().unwrap().take().ok_or_else(|| {
+                PyValueError::new_err("the writer is already finished or discarded")
+            })?;
+        let c = py.detach(|| out.finish()).py_err()?;
+        Ok((c.documents, c.tokens, c.empty_skipped, c.errors_skipped))
+    }
+
+    /// Give up: delete the work directory (for bad input; an interruption keeps it instead).
+    fn discard(&self) {
+        if let Some(out) = self.out.lock().unwrap().take() {
+            out.discard();
+        }
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TokenizeWriter>()?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(merge_subsets, m)?)
 }

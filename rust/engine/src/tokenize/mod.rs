@@ -128,7 +128,6 @@ fn process_chunk(
         ..Default::default()
     };
     let mut ids = Vec::new();
-    let (_, max_id) = dtype.value_range();
     for i in 0..chunk.len() {
         let line = chunk.line(i);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -149,22 +148,33 @@ fn process_chunk(
             r.empty += 1;
             continue;
         }
-        ids.clear();
-        tok.encode_into(&doc.text, &mut ids);
-        ids.push(eod);
-        match dtype {
-            DType::U16 if (tok.vocab_size() as i64) <= max_id + 1 => r
-                .tokens
-                .extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes())),
-            _ => {
-                for &t in &ids {
-                    dtype.write_le(t as i64, &mut r.tokens);
-                }
-            }
-        }
+        document_bytes(tok, &doc.text, dtype, eod, &mut ids, &mut r.tokens);
         r.docs.push((r.tokens.len(), doc.meta));
     }
     r
+}
+
+/// Append one document's item to `out`: its tokens then `eod`, as little-endian `dtype` values
+/// (`dtype` must hold every id: [`DType::best_fitting`] of the vocabulary size). `ids` is scratch.
+pub fn document_bytes(
+    tok: &Tokenizer,
+    text: &str,
+    dtype: DType,
+    eod: u32,
+    ids: &mut Vec<u32>,
+    out: &mut Vec<u8>,
+) {
+    ids.clear();
+    tok.encode_into(text, ids);
+    ids.push(eod);
+    match dtype {
+        DType::U16 => out.extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes())),
+        _ => {
+            for &t in ids.iter() {
+                dtype.write_le(t as i64, out);
+            }
+        }
+    }
 }
 
 fn read_inputs(
