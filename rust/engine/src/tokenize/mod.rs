@@ -16,13 +16,12 @@ pub use output::{
 };
 pub use subsets::{merge_subsets, read_subsets};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use rayon::prelude::*;
 
 use crate::corpus::{parse_document, DocumentFields, LineChunk, LineChunker};
 use crate::indexed::DType;
@@ -177,13 +176,15 @@ pub fn document_bytes(
     }
 }
 
+/// The reader: every input from the resume position, as numbered items; `send` returns false
+/// once the consumer has stopped.
 fn read_inputs(
     inputs: &[PathBuf],
-    start: crate::tokenize::Position,
+    start: Position,
     chunk_bytes: usize,
     on_error: OnError,
     counter: Arc<AtomicU64>,
-    tx: SyncSender<Item>,
+    mut send: impl FnMut(Item) -> bool,
 ) {
     for (f, path) in inputs.iter().enumerate().skip(start.file) {
         let opened =
@@ -196,7 +197,7 @@ fn read_inputs(
         let mut chunker = match opened {
             Ok(c) => c,
             Err(error) => {
-                if tx.send(Item::Failed { file: f, error }).is_err() || on_error == OnError::Fail {
+                if !send(Item::Failed { file: f, error }) || on_error == OnError::Fail {
                     return;
                 }
                 continue;
@@ -205,15 +206,13 @@ fn read_inputs(
         loop {
             match chunker.next_chunk() {
                 Ok(Some(chunk)) => {
-                    if tx.send(Item::Chunk(chunk)).is_err() {
-                        return; // the consumer stopped
+                    if !send(Item::Chunk(chunk)) {
+                        return;
                     }
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    if tx.send(Item::Failed { file: f, error }).is_err()
-                        || on_error == OnError::Fail
-                    {
+                    if !send(Item::Failed { file: f, error }) || on_error == OnError::Fail {
                         return;
                     }
                     break;
@@ -223,12 +222,31 @@ fn read_inputs(
     }
 }
 
+/// What a worker hands back for one item, tagged with the item's number.
+enum Outcome {
+    Done {
+        file: usize,
+        end_line: u64,
+        text_bytes: usize,
+        result: ChunkResult,
+    },
+    Failed {
+        file: usize,
+        error: Error,
+    },
+}
+
 /// Why a run stopped early at the caller's request (the progress callback returned false).
 pub const INTERRUPTED: &str =
     "interrupted; run the same command again to continue from the last checkpoint";
 
 /// Tokenize `opts.inputs` into `opts.prefix`. `progress` is called about every 100 ms; if it
 /// returns false the run checkpoints and stops with an error whose message is [`INTERRUPTED`].
+///
+/// Threads: one reader (decompression, line splitting), `opts.threads` workers (JSON parsing,
+/// tokenization) that take chunks as they come, and the caller's thread, which puts results
+/// back in input order and writes them. A fixed number of chunks may be in flight at once, so
+/// memory stays bounded however far a fast worker gets ahead of a slow one.
 pub fn tokenize_files(
     tok: &Tokenizer,
     opts: &TokenizeOptions,
@@ -273,37 +291,79 @@ pub fn tokenize_files(
     } else {
         opts.threads
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::invalid(format!("cannot start {threads} threads: {e}")))?;
-    let batch_len = 2 * threads;
+    let in_flight = 4 * threads + 2;
     let counter = Arc::new(AtomicU64::new(0));
     // Bytes of files finished before the resume point count as read, for an honest ETA.
     let already: u64 = opts.inputs[..start.file.min(opts.inputs.len())]
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
         .sum();
-    let (tx, rx) = sync_channel::<Item>(batch_len * 2);
     let mut report = TokenizeReport {
         resumed_documents,
         dtype: Some(dtype),
         ..Default::default()
     };
 
+    let (item_tx, item_rx) = sync_channel::<(u64, Item)>(in_flight);
+    let item_rx = Mutex::new(item_rx);
+    let (outcome_tx, outcome_rx) = std::sync::mpsc::channel::<(u64, Outcome)>();
+    // Permits bound the items between the reader and the writer; the writer returns one per
+    // item it has written.
+    let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        permit_tx.send(()).unwrap();
+    }
+
     let result = std::thread::scope(|scope| {
         let inputs = &opts.inputs;
         let reader_counter = counter.clone();
         let (chunk_bytes, on_error) = (opts.chunk_bytes, opts.on_error);
-        scope.spawn(move || read_inputs(inputs, start, chunk_bytes, on_error, reader_counter, tx));
-        // `rx` is moved in and dropped on any early return, which stops the reader.
-        consume(
-            rx,
+        scope.spawn(move || {
+            let mut seq = 0u64;
+            read_inputs(
+                inputs,
+                start,
+                chunk_bytes,
+                on_error,
+                reader_counter,
+                |item| {
+                    if permit_rx.recv().is_err() || item_tx.send((seq, item)).is_err() {
+                        return false;
+                    }
+                    seq += 1;
+                    true
+                },
+            )
+        });
+        for _ in 0..threads {
+            let outcome_tx = outcome_tx.clone();
+            let (item_rx, fields) = (&item_rx, &fields);
+            scope.spawn(move || loop {
+                let next = item_rx.lock().unwrap().recv();
+                let Ok((seq, item)) = next else { return };
+                let outcome = match item {
+                    Item::Chunk(c) => Outcome::Done {
+                        file: c.file_index,
+                        end_line: c.end_line(),
+                        text_bytes: c.data.len(),
+                        result: process_chunk(&c, tok, fields, dtype, eod, opts.on_error),
+                    },
+                    Item::Failed { file, error } => Outcome::Failed { file, error },
+                };
+                if outcome_tx.send((seq, outcome)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(outcome_tx);
+        // The channels' other ends are moved in and dropped on any early return, which stops
+        // the reader (no permits) and the workers (nowhere to send).
+        write_in_order(
+            outcome_rx,
+            permit_tx,
             &mut out,
             &mut report,
             opts,
-            &pool,
-            batch_len,
             |docs_progress| {
                 let p = Progress {
                     input_bytes_read: already + counter.load(Ordering::Relaxed),
@@ -312,10 +372,6 @@ pub fn tokenize_files(
                 };
                 progress(&p)
             },
-            tok,
-            &fields,
-            dtype,
-            eod,
         )
     });
     match result {
@@ -331,88 +387,88 @@ pub fn tokenize_files(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn consume(
-    rx: Receiver<Item>,
+fn write_in_order(
+    outcomes: Receiver<(u64, Outcome)>,
+    permits: SyncSender<()>,
     out: &mut TokenizedOutput,
     report: &mut TokenizeReport,
     opts: &TokenizeOptions,
-    pool: &rayon::ThreadPool,
-    batch_len: usize,
     mut progress: impl FnMut(Progress) -> bool,
-    tok: &Tokenizer,
-    fields: &DocumentFields,
-    dtype: DType,
-    eod: u32,
 ) -> Result<()> {
     let mut last_progress = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut text_bytes = 0u64;
-    let mut done = false;
-    while !done {
-        let mut batch = Vec::with_capacity(batch_len);
-        let mut failure = None;
-        while batch.len() < batch_len {
-            match rx.recv() {
-                Ok(Item::Chunk(c)) => batch.push(c),
-                Ok(Item::Failed { file, error }) => {
-                    failure = Some((file, error));
-                    break;
+    let mut waiting: BTreeMap<u64, Outcome> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut finished = false;
+    while !finished {
+        match outcomes.recv_timeout(opts.progress_interval.max(Duration::from_millis(1))) {
+            Ok((seq, outcome)) => {
+                waiting.insert(seq, outcome);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => finished = true,
+        }
+        let before = next;
+        while let Some(outcome) = waiting.remove(&next) {
+            next += 1;
+            let _ = permits.send(());
+            match outcome {
+                Outcome::Done {
+                    file,
+                    end_line,
+                    text_bytes: n,
+                    result: r,
+                } => {
+                    let path = &opts.inputs[file];
+                    if opts.on_error == OnError::Fail {
+                        if let Some((line, msg)) = r.bad.first() {
+                            return Err(Error::corrupt(path, format!("line {line}: {msg}")));
+                        }
+                    }
+                    for (line, msg) in &r.bad {
+                        out.counts.errors_skipped += 1;
+                        if report.skipped_examples.len() < MAX_EXAMPLES {
+                            report
+                                .skipped_examples
+                                .push(format!("{}:{line}: {msg}", path.display()));
+                        }
+                    }
+                    let mut start = 0;
+                    for (end, meta) in &r.docs {
+                        out.add_document(&r.tokens[start..*end], meta.as_deref())?;
+                        start = *end;
+                    }
+                    out.counts.empty_skipped += r.empty;
+                    text_bytes += n as u64;
+                    out.position = Position {
+                        file,
+                        line: end_line,
+                    };
                 }
-                Err(_) => {
-                    done = true;
-                    break;
+                Outcome::Failed { file, error } => {
+                    if opts.on_error == OnError::Fail {
+                        return Err(error);
+                    }
+                    out.counts.errors_skipped += 1;
+                    if report.skipped_examples.len() < MAX_EXAMPLES {
+                        report.skipped_examples.push(error.to_string());
+                    }
+                    // The rest of this file is unreadable: resume after it.
+                    out.position = Position {
+                        file: file + 1,
+                        line: 0,
+                    };
                 }
             }
         }
-        let results: Vec<ChunkResult> = pool.install(|| {
-            batch
-                .par_iter()
-                .map(|c| process_chunk(c, tok, fields, dtype, eod, opts.on_error))
-                .collect()
-        });
-        for (chunk, r) in batch.iter().zip(&results) {
-            let path = &opts.inputs[chunk.file_index];
-            if opts.on_error == OnError::Fail {
-                if let Some((line, msg)) = r.bad.first() {
-                    return Err(Error::corrupt(path, format!("line {line}: {msg}")));
-                }
-            }
-            for (line, msg) in &r.bad {
-                out.counts.errors_skipped += 1;
-                if report.skipped_examples.len() < MAX_EXAMPLES {
-                    report
-                        .skipped_examples
-                        .push(format!("{}:{line}: {msg}", path.display()));
-                }
-            }
-            let mut start = 0;
-            for (end, meta) in &r.docs {
-                out.add_document(&r.tokens[start..*end], meta.as_deref())?;
-                start = *end;
-            }
-            out.counts.empty_skipped += r.empty;
-            text_bytes += chunk.data.len() as u64;
-            out.position = Position {
-                file: chunk.file_index,
-                line: chunk.end_line(),
-            };
+        if finished && !waiting.is_empty() {
+            return Err(Error::invalid(
+                "internal error: a tokenize worker stopped early",
+            ));
         }
-        if let Some((file, error)) = failure {
-            if opts.on_error == OnError::Fail {
-                return Err(error);
-            }
-            out.counts.errors_skipped += 1;
-            if report.skipped_examples.len() < MAX_EXAMPLES {
-                report.skipped_examples.push(error.to_string());
-            }
-            // The rest of this file is unreadable: resume after it.
-            out.position = Position {
-                file: file + 1,
-                line: 0,
-            };
-        }
-        if done || last_progress.elapsed() >= opts.progress_interval {
+        let moved = next > before;
+        if finished || (moved && last_progress.elapsed() >= opts.progress_interval) {
             last_progress = Instant::now();
             let keep_going = progress(Progress {
                 documents: out.counts.documents,

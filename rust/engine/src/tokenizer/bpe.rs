@@ -43,8 +43,8 @@ pub struct BpeCache {
 }
 
 impl BpeCache {
-    /// Bound the memory: about 30 MB at most per thread.
-    const MAX_IDS: usize = 1 << 22;
+    /// Bound the memory: about 16 MB at most per thread (ids and map entries).
+    const MAX_IDS: usize = 1 << 20;
     const MAX_LONG: usize = 256;
 
     pub fn clear(&mut self) {
