@@ -18,7 +18,7 @@ from pythia_data import Tokenizer
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 from pythia_data.tokenize import tokenize_files
 
-COPIES = 4  # the sample four times: about 25 MB of text
+COPIES = 8  # the sample eight times: about 50 MB of text, so warm-up is a small share
 
 
 @pytest.fixture(scope="module")
