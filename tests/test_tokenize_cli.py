@@ -375,3 +375,22 @@ def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nocol.parquet")
     result = run(tmp_path / "nocol.parquet", "--output", tmp_path / "m")
     assert result.exit_code == 1 and "no 'text' column" in result.output
+
+
+def test_large_vocabulary_writes_int32(tmp_path):
+    # GPT-NeoX's best_fitting_dtype: int32 from 65,500 ids on.
+    cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
+    cfg["added_tokens"].append(
+        {"id": 70000, "content": "<|big|>", "special": True, "single_word": False,
+         "lstrip": False, "rstrip": False, "normalized": False}
+    )  # fmt: skip
+    tok_path = tmp_path / "big.json"
+    tok_path.write_text(json.dumps(cfg))
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"text": "a<|big|>b"}\n')
+    result = run(src, "--output", tmp_path / "big", "--tokenizer", tok_path, "--meta-key", "")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "big")
+    assert ds.dtype == np.int32
+    ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    assert ds[0].tolist() == ref.encode("a").ids + [70000] + ref.encode("b").ids + [0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from pythia_data.indexed import _strip_extension
 from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
 from pythia_data.tokenizer import Tokenizer
 
@@ -131,6 +132,7 @@ def command(
 
     Killed runs continue from their last checkpoint when started again with the same command.
     """
+    output = _strip_extension(output)
     files = find_inputs(inputs)
     if num_shards > 1:
         if shard_index >= num_shards:
