@@ -219,6 +219,7 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
             chunk_bytes=20_000,
             checkpoint_seconds=0,
             progress=stop_soon,
+            progress_seconds=0,
         )
     assert not Path(f"{prefix}.idx").exists()
     assert (tmp_path / "resumed.partial" / "checkpoint.json").exists()
@@ -227,7 +228,8 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
     assert dataset_bytes(prefix) == dataset_bytes(full)
 
 
-def test_killed_process_resumes_to_identical_output(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_process_resumes_to_identical_output(tmp_path, sig):
     inputs = tmp_path / "in"
     inputs.mkdir()
     for i in range(4):
@@ -252,10 +254,13 @@ def test_killed_process_resumes_to_identical_output(tmp_path):
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, stderr = proc.communicate()
     if not checkpoint.exists():
         pytest.skip("the run finished before it could be killed")
+    if sig == signal.SIGTERM:  # a scheduler's stop: checkpoint, one clear line, status 130
+        assert proc.returncode == 130, stderr
+        assert b"run the same command again" in stderr and b"Traceback" not in stderr
     assert not (tmp_path / "killed.idx").exists()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

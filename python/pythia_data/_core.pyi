@@ -89,6 +89,7 @@ def tokenize_files(
     chunk_bytes: int = 1048576,
     checkpoint_seconds: float = 30.0,
     progress: Callable[[int, int, int, int, int], object] | None = None,
+    progress_seconds: float = 0.1,
 ) -> dict[str, object]: ...
 def merge_subsets(
     output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]

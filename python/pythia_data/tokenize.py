@@ -105,13 +105,17 @@ def tokenize_files(
     checkpoint_seconds: float = 30.0,
     chunk_bytes: int = 1 << 20,
     progress: ProgressCallback | None = None,
+    progress_seconds: float = 0.1,
 ) -> dict:
-    """Tokenize JSON-lines files (plain, ``.zst``, ``.gz``) into ``output``.bin/.idx (+ subsets).
+    """Tokenize ``inputs`` into ``output``.bin/.idx (+ subsets): JSON-lines files (plain,
+    ``.zst``, ``.gz``), or else Parquet files / ``save_to_disk`` dataset directories (pyarrow).
 
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
     and line (nothing is kept); ``"skip"`` skips and counts them. ``meta_key``: dotted path of a
     per-document string to keep as subsets (None: no subset files). Returns the counts
     (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
+    ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
+    stops the run after a checkpoint, so the same call later continues where it stopped.
     """
     tok = tokenizer or Tokenizer.from_file()
     paths = [Path(p) for p in inputs]
@@ -137,6 +141,7 @@ def tokenize_files(
         chunk_bytes=chunk_bytes,
         checkpoint_seconds=checkpoint_seconds,
         progress=progress,
+        progress_seconds=progress_seconds,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,12 @@ import click
 from pythia_data.indexed import _strip_extension
 from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
 from pythia_data.tokenizer import Tokenizer
+
+
+def _raise_interrupt(signum, frame):
+    # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so the run
+    # checkpoints and a requeued job continues from there.
+    raise KeyboardInterrupt
 
 
 class _Bar:
@@ -147,6 +154,7 @@ def command(
             )
     tokenizer = Tokenizer.from_file(tokenizer_path)
     bar = _Bar(enabled=not quiet)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         report = tokenize_files(
             files,
@@ -166,6 +174,7 @@ def command(
         )
         sys.exit(130)
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         bar.close()
     if report["resumed_documents"]:
         click.echo(f"resumed after {report['resumed_documents']:,} documents from a checkpoint")

@@ -21,7 +21,8 @@ use crate::tokenizer::Tokenizer;
 #[pyfunction]
 #[pyo3(signature = (tokenizer, inputs, prefix, *, text_key = "text".to_string(), meta_key = None,
                     on_error = "fail", threads = 0, chunk_bytes = 1 << 20,
-                    checkpoint_seconds = 30.0, progress = None))]
+                    checkpoint_seconds = 30.0, progress = None,
+                    progress_seconds = 0.1))]
 #[allow(clippy::too_many_arguments)]
 fn tokenize_files<'py>(
     py: Python<'py>,
@@ -35,6 +36,7 @@ fn tokenize_files<'py>(
     chunk_bytes: usize,
     checkpoint_seconds: f64,
     progress: Option<Py<PyAny>>,
+    progress_seconds: f64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let on_error = match on_error {
         "fail" => OnError::Fail,
@@ -52,6 +54,7 @@ fn tokenize_files<'py>(
     opts.threads = threads;
     opts.chunk_bytes = chunk_bytes;
     opts.checkpoint_interval = Duration::from_secs_f64(checkpoint_seconds.max(0.0));
+    opts.progress_interval = Duration::from_secs_f64(progress_seconds.max(0.0));
     let tok = tokenizer.inner.clone();
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {

@@ -11,7 +11,7 @@ mod output;
 mod subsets;
 
 pub use output::{
-    index_bytes, npy_u16_bytes, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
+    npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
     TokenizedOutput,
 };
 pub use subsets::{merge_subsets, read_subsets};

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -61,44 +61,63 @@ pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
-/// The `.idx` GPT-NeoX writes for one item per document: doc_idx = 0, 1, ..., len.
-pub fn index_bytes(dtype: DType, sizes: &[i32], doc_idx: &[i64]) -> Vec<u8> {
-    let len = sizes.len();
-    let mut out = Vec::with_capacity(34 + 12 * len + 8 * doc_idx.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&1u64.to_le_bytes());
-    out.push(dtype.code());
-    out.extend_from_slice(&(len as u64).to_le_bytes());
-    out.extend_from_slice(&(doc_idx.len() as u64).to_le_bytes());
-    for &s in sizes {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
+/// Stream the `.idx` GPT-NeoX writes for one item per document (doc_idx = 0, 1, ..., len),
+/// reading the item sizes from `sizes` (little-endian i32) twice instead of holding them: the
+/// full Pile has 210 M documents, 5 GB of index arrays.
+fn write_index(out: &mut impl Write, dtype: DType, sizes: &Path, len: u64) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&1u64.to_le_bytes())?;
+    out.write_all(&[dtype.code()])?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&(len + 1).to_le_bytes())?;
+    std::io::copy(&mut File::open(sizes)?, out)?;
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(sizes)?);
     let mut ptr: i64 = 0;
-    for &s in sizes {
-        out.extend_from_slice(&ptr.to_le_bytes());
-        ptr += s as i64 * dtype.itemsize() as i64;
+    let mut size = [0u8; 4];
+    for _ in 0..len {
+        reader.read_exact(&mut size)?;
+        out.write_all(&ptr.to_le_bytes())?;
+        ptr += i32::from_le_bytes(size) as i64 * dtype.itemsize() as i64;
     }
-    for &d in doc_idx {
-        out.extend_from_slice(&d.to_le_bytes());
+    for d in 0..=len as i64 {
+        out.write_all(&d.to_le_bytes())?;
     }
-    out
+    Ok(())
 }
 
-/// A `.npy` file (format 1.0) of little-endian uint16.
-pub fn npy_u16_bytes(values: &[u8]) -> Vec<u8> {
-    let n = values.len() / 2;
+/// The header of a `.npy` file (format 1.0) holding `n` little-endian uint16.
+pub fn npy_u16_header(n: usize) -> Vec<u8> {
     let mut header = format!("{{'descr': '<u2', 'fortran_order': False, 'shape': ({n},), }}");
     // Magic (6) + version (2) + header length (2) + header, padded with spaces and a newline to
     // a multiple of 64 bytes.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + values.len());
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// A `.npy` file (format 1.0) of little-endian uint16 given as raw bytes.
+pub fn npy_u16_bytes(values: &[u8]) -> Vec<u8> {
+    let mut out = npy_u16_header(values.len() / 2);
     out.extend_from_slice(values);
     out
+}
+
+/// Write `dest` through `tmp` (same file system) and a rename.
+fn write_streamed(
+    dest: &Path,
+    tmp: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 22, File::create(tmp).at(tmp)?);
+    fill(&mut w).at(tmp)?;
+    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    f.sync_all().at(tmp)?;
+    std::fs::rename(tmp, dest).at(dest)
 }
 
 pub struct TokenizedOutput {
@@ -289,15 +308,7 @@ impl TokenizedOutput {
     /// Move the dataset into place and delete the work directory.
     pub fn finish(mut self) -> Result<Counts> {
         self.sync()?;
-        let read = |name: &str| {
-            let p = self.dir.join(name);
-            std::fs::read(&p).at(&p)
-        };
-        let sizes: Vec<i32> = read("sizes.i32")?
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        let doc_idx: Vec<i64> = (0..=sizes.len() as i64).collect();
+        let n = self.counts.documents;
         let idx_dest = idx_path(&self.prefix);
         // A stale .idx must not pair with the new .bin if we die between the renames.
         match std::fs::remove_file(&idx_dest) {
@@ -307,8 +318,15 @@ impl TokenizedOutput {
             _ => {}
         }
         if let Some(key) = &self.meta_key {
-            let codes = read("subsets.u16")?;
-            write_atomically(&subsets_npy_path(&self.prefix), &npy_u16_bytes(&codes))?;
+            let codes = self.dir.join("subsets.u16");
+            write_streamed(
+                &subsets_npy_path(&self.prefix),
+                &self.dir.join("subsets.npy"),
+                |w| {
+                    w.write_all(&npy_u16_header(n as usize))?;
+                    std::io::copy(&mut File::open(&codes)?, w).map(|_| ())
+                },
+            )?;
             let table = json!({"key": key, "names": self.names});
             let mut text = serde_json::to_vec_pretty(&table).unwrap();
             text.push(b'\n');
@@ -330,7 +348,11 @@ impl TokenizedOutput {
         let bin_dest = bin_path(&self.prefix);
         let tmp = self.dir.join("tokens.bin");
         std::fs::rename(&tmp, &bin_dest).at(&bin_dest)?;
-        write_atomically(&idx_dest, &index_bytes(self.dtype, &sizes, &doc_idx))?;
+        let sizes = self.dir.join("sizes.i32");
+        let dtype = self.dtype;
+        write_streamed(&idx_dest, &self.dir.join("final.idx"), |w| {
+            write_index(w, dtype, &sizes, n)
+        })?;
         std::fs::remove_dir_all(&self.dir).at(&self.dir)?;
         Ok(self.counts.clone())
     }
