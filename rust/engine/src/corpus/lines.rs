@@ -185,3 +185,68 @@ impl LineChunker {
         Ok(if chunk.is_empty() { None } else { Some(chunk) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn lines_of(path: &Path, chunk_bytes: usize) -> (Vec<(u64, Vec<u8>)>, Option<String>) {
+        let mut c = LineChunker::open(path, 0, chunk_bytes, None).unwrap();
+        let mut out = Vec::new();
+        loop {
+            match c.next_chunk() {
+                Ok(Some(chunk)) => {
+                    for i in 0..chunk.len() {
+                        out.push((chunk.first_line + i as u64, chunk.line(i).to_vec()));
+                    }
+                }
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn concatenated_frames_and_members_read_as_one_stream() {
+        let dir = std::env::temp_dir().join(format!("pythia-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zst = dir.join("a.jsonl.zst");
+        let mut bytes = zstd::encode_all(&b"one\ntwo\n"[..], 3).unwrap();
+        bytes.extend(zstd::encode_all(&b"three\nfour"[..], 3).unwrap());
+        std::fs::write(&zst, &bytes).unwrap();
+        let gz = dir.join("a.jsonl.gz");
+        let mut f = std::fs::File::create(&gz).unwrap();
+        for part in [&b"one\ntwo\n"[..], &b"three\nfour"[..]] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(part).unwrap();
+            f.write_all(&e.finish().unwrap()).unwrap();
+        }
+        drop(f);
+        let want: Vec<(u64, Vec<u8>)> = [&b"one\n"[..], b"two\n", b"three\n", b"four"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.to_vec()))
+            .collect();
+        for path in [&zst, &gz] {
+            for chunk_bytes in [1, 5, 1 << 20] {
+                assert_eq!(lines_of(path, chunk_bytes), (want.clone(), None));
+            }
+        }
+        // Cut inside the second frame: the same whole lines before the cut come out for any
+        // chunk size (never the line being read), then an error naming the file.
+        std::fs::write(&zst, &bytes[..bytes.len() - 4]).unwrap();
+        let (first, _) = lines_of(&zst, 1 << 20);
+        assert!(first.len() >= 2 && first.len() < 4 && want.starts_with(&first));
+        for chunk_bytes in [1, 5, 1 << 20] {
+            let (got, err) = lines_of(&zst, chunk_bytes);
+            assert_eq!(got, first);
+            let err = err.expect("a truncated stream is an error");
+            assert!(
+                err.contains("a.jsonl.zst") && err.contains("truncated or corrupt zstd"),
+                "{err}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
