@@ -15,11 +15,28 @@ pub struct ShortTable {
 #[inline(always)]
 fn key(piece: &[u8]) -> (u64, u32) {
     debug_assert!(!piece.is_empty() && piece.len() <= MAX_LEN);
-    let mut buf = [0u8; 16];
-    buf[..piece.len()].copy_from_slice(piece);
-    let lo = u64::from_le_bytes(buf[..8].try_into().unwrap());
-    let hi = u32::from_le_bytes(buf[8..12].try_into().unwrap()) | ((piece.len() as u32) << 24);
-    (lo, hi)
+    let len = piece.len();
+    let le64 = |at: usize| u64::from_le_bytes(piece[at..at + 8].try_into().unwrap());
+    let le32 = |at: usize| u32::from_le_bytes(piece[at..at + 4].try_into().unwrap()) as u64;
+    // Overlapping loads instead of a copy into a buffer: the bytes where two loads overlap are
+    // the same bytes at the same positions, so OR-ing them is exact.
+    let (lo, rest) = if len >= 8 {
+        let rest = if len > 8 {
+            (le64(len - 8) >> (8 * (16 - len))) as u32
+        } else {
+            0
+        };
+        (le64(0), rest)
+    } else if len >= 4 {
+        (le32(0) | (le32(len - 4) << (8 * (len - 4))), 0)
+    } else {
+        let b = |i: usize| piece[i] as u64;
+        (
+            b(0) | (b(len / 2) << (8 * (len / 2))) | (b(len - 1) << (8 * (len - 1))),
+            0,
+        )
+    };
+    (lo, rest | ((len as u32) << 24))
 }
 
 #[inline(always)]
