@@ -121,9 +121,12 @@ fn process_chunk(
     dtype: DType,
     eod: u32,
     on_error: OnError,
+    mut tokens: Vec<u8>,
 ) -> ChunkResult {
+    tokens.clear();
+    tokens.reserve(chunk.data.len() / 2);
     let mut r = ChunkResult {
-        tokens: Vec::with_capacity(chunk.data.len() / 2),
+        tokens,
         ..Default::default()
     };
     let mut ids = Vec::new();
@@ -184,6 +187,7 @@ fn read_inputs(
     chunk_bytes: usize,
     on_error: OnError,
     counter: Arc<AtomicU64>,
+    recycled: &Receiver<LineChunk>,
     mut send: impl FnMut(Item) -> bool,
 ) {
     for (f, path) in inputs.iter().enumerate().skip(start.file) {
@@ -204,7 +208,7 @@ fn read_inputs(
             }
         };
         loop {
-            match chunker.next_chunk() {
+            match chunker.next_chunk_in(recycled.try_recv().unwrap_or_default()) {
                 Ok(Some(chunk)) => {
                     if !send(Item::Chunk(chunk)) {
                         return;
@@ -310,6 +314,10 @@ pub fn tokenize_files(
     // Permits bound the items between the reader and the writer; the writer returns one per
     // item it has written.
     let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+    // Processed chunks go back to the reader, written token buffers back to the workers.
+    let (chunk_back_tx, chunk_back_rx) = std::sync::mpsc::channel::<LineChunk>();
+    let (tokens_back_tx, tokens_back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let tokens_back_rx = Mutex::new(tokens_back_rx);
     for _ in 0..in_flight {
         permit_tx.send(()).unwrap();
     }
@@ -326,6 +334,7 @@ pub fn tokenize_files(
                 chunk_bytes,
                 on_error,
                 reader_counter,
+                &chunk_back_rx,
                 |item| {
                     if permit_rx.recv().is_err() || item_tx.send((seq, item)).is_err() {
                         return false;
@@ -337,17 +346,29 @@ pub fn tokenize_files(
         });
         for _ in 0..threads {
             let outcome_tx = outcome_tx.clone();
-            let (item_rx, fields) = (&item_rx, &fields);
+            let chunk_back_tx = chunk_back_tx.clone();
+            let (item_rx, fields, tokens_back_rx) = (&item_rx, &fields, &tokens_back_rx);
             scope.spawn(move || loop {
                 let next = item_rx.lock().unwrap().recv();
                 let Ok((seq, item)) = next else { return };
                 let outcome = match item {
-                    Item::Chunk(c) => Outcome::Done {
-                        file: c.file_index,
-                        end_line: c.end_line(),
-                        text_bytes: c.data.len(),
-                        result: process_chunk(&c, tok, fields, dtype, eod, opts.on_error),
-                    },
+                    Item::Chunk(c) => {
+                        let buffer = tokens_back_rx
+                            .lock()
+                            .unwrap()
+                            .try_recv()
+                            .unwrap_or_default();
+                        let result =
+                            process_chunk(&c, tok, fields, dtype, eod, opts.on_error, buffer);
+                        let outcome = Outcome::Done {
+                            file: c.file_index,
+                            end_line: c.end_line(),
+                            text_bytes: c.data.len(),
+                            result,
+                        };
+                        let _ = chunk_back_tx.send(c);
+                        outcome
+                    }
                     Item::Failed { file, error } => Outcome::Failed { file, error },
                 };
                 if outcome_tx.send((seq, outcome)).is_err() {
@@ -356,11 +377,13 @@ pub fn tokenize_files(
             });
         }
         drop(outcome_tx);
+        drop(chunk_back_tx);
         // The channels' other ends are moved in and dropped on any early return, which stops
         // the reader (no permits) and the workers (nowhere to send).
         write_in_order(
             outcome_rx,
             permit_tx,
+            tokens_back_tx,
             &mut out,
             &mut report,
             opts,
@@ -390,6 +413,7 @@ pub fn tokenize_files(
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
+    tokens_back: std::sync::mpsc::Sender<Vec<u8>>,
     out: &mut TokenizedOutput,
     report: &mut TokenizeReport,
     opts: &TokenizeOptions,
@@ -440,6 +464,7 @@ fn write_in_order(
                         start = *end;
                     }
                     out.counts.empty_skipped += r.empty;
+                    let _ = tokens_back.send(r.tokens);
                     text_bytes += n as u64;
                     out.position = Position {
                         file,
