@@ -348,32 +348,34 @@ pub fn tokenize_files(
             let outcome_tx = outcome_tx.clone();
             let chunk_back_tx = chunk_back_tx.clone();
             let (item_rx, fields, tokens_back_rx) = (&item_rx, &fields, &tokens_back_rx);
-            scope.spawn(move || loop {
-                let next = item_rx.lock().unwrap().recv();
-                let Ok((seq, item)) = next else { return };
-                let outcome = match item {
-                    Item::Chunk(c) => {
-                        let buffer = tokens_back_rx
-                            .lock()
-                            .unwrap()
-                            .try_recv()
-                            .unwrap_or_default();
-                        let result =
-                            process_chunk(&c, tok, fields, dtype, eod, opts.on_error, buffer);
-                        let outcome = Outcome::Done {
-                            file: c.file_index,
-                            end_line: c.end_line(),
-                            text_bytes: c.data.len(),
-                            result,
-                        };
-                        let _ = chunk_back_tx.send(c);
-                        outcome
+            scope.spawn(move || {
+                tok.with_pooled_cache(|| loop {
+                    let next = item_rx.lock().unwrap().recv();
+                    let Ok((seq, item)) = next else { return };
+                    let outcome = match item {
+                        Item::Chunk(c) => {
+                            let buffer = tokens_back_rx
+                                .lock()
+                                .unwrap()
+                                .try_recv()
+                                .unwrap_or_default();
+                            let result =
+                                process_chunk(&c, tok, fields, dtype, eod, opts.on_error, buffer);
+                            let outcome = Outcome::Done {
+                                file: c.file_index,
+                                end_line: c.end_line(),
+                                text_bytes: c.data.len(),
+                                result,
+                            };
+                            let _ = chunk_back_tx.send(c);
+                            outcome
+                        }
+                        Item::Failed { file, error } => Outcome::Failed { file, error },
+                    };
+                    if outcome_tx.send((seq, outcome)).is_err() {
+                        return;
                     }
-                    Item::Failed { file, error } => Outcome::Failed { file, error },
-                };
-                if outcome_tx.send((seq, outcome)).is_err() {
-                    return;
-                }
+                })
             });
         }
         drop(outcome_tx);

@@ -63,6 +63,8 @@ pub struct Tokenizer {
     decoded: Vec<Option<Box<[u8]>>>,
     special: Vec<bool>,
     eod_id: Option<u32>,
+    /// Warm caches of worker threads that have finished, for the next job's workers.
+    spare_caches: std::sync::Mutex<Vec<BpeCache>>,
     /// sha256 of the `tokenizer.json` bytes: identifies the tokenizer in resume checkpoints.
     sha256: String,
 }
@@ -121,6 +123,7 @@ impl Tokenizer {
             decoded: cfg.decoded,
             special,
             eod_id,
+            spare_caches: Default::default(),
             sha256,
         })
     }
@@ -175,6 +178,26 @@ impl Tokenizer {
                     self.bpe.encode_piece(pre, out, cache)
                 }),
             });
+    }
+
+    /// Run `f` on this thread with a warm BPE cache left by an earlier worker of this tokenizer,
+    /// and keep this thread's cache for a later one: a job that starts fresh threads (each
+    /// `tokenize_files` call) would otherwise redo every BPE merge.
+    pub fn with_pooled_cache<T>(&self, f: impl FnOnce() -> T) -> T {
+        let spare = self.spare_caches.lock().unwrap().pop().unwrap_or_default();
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.owner = self.id;
+            c.cache = spare;
+        });
+        let result = f();
+        let used = CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.owner = 0;
+            std::mem::take(&mut c.cache)
+        });
+        self.spare_caches.lock().unwrap().push(used);
+        result
     }
 
     /// Text of `ids`: bytes of each token (added tokens as their text), special tokens dropped
