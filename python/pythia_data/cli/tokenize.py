@@ -141,11 +141,11 @@ def command(
     """
     output = _strip_extension(output)
     files = find_inputs(inputs)
+    if shard_index >= num_shards:
+        raise click.BadParameter(
+            f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
+        )
     if num_shards > 1:
-        if shard_index >= num_shards:
-            raise click.BadParameter(
-                f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
-            )
         files = shard_inputs(files, shard_index, num_shards)
         output = shard_prefix(output, shard_index, num_shards)
         if not files:
