@@ -13,6 +13,7 @@ from pythia_data.indexed import (
     best_fitting_dtype,
     merge_datasets,
 )
+from pythia_data.tokenizer import Tokenizer
 
 __all__ = [
     "__version__",
@@ -28,4 +29,5 @@ __all__ = [
     "build_blended_index",
     "IndexInfo",
     "BlendInfo",
+    "Tokenizer",
 ]

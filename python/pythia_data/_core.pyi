@@ -2,7 +2,7 @@
 # Public code imports the wrappers in pythia_data, not these classes.
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -119,3 +119,64 @@ class GptDataset:
     def rows_into(self, start: int, stop: int, out: npt.NDArray[np.generic]) -> None: ...
     def sample_of_row(self, k: int) -> int: ...
     def provenance(self, k: int) -> list[tuple[int, int, int]]: ...
+# --- tokenizer and tokenize pipeline (rust/python/src/tokenizer.rs, tokenize.rs) -----------------
+
+class Tokenizer:
+    @staticmethod
+    def from_file(path: str | os.PathLike[str]) -> Tokenizer: ...
+    @staticmethod
+    def from_json(json: bytes) -> Tokenizer: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def eod_id(self) -> int | None: ...
+    def encode(self, text: str) -> npt.NDArray[np.uint32]: ...
+    def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.uint32]]: ...
+    def encode_batch_flat(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]: ...
+    def decode(self, ids: npt.NDArray[np.int64], skip_special_tokens: bool = True) -> str: ...
+
+def tokenize_files(
+    tokenizer: Tokenizer,
+    inputs: Sequence[str | os.PathLike[str]],
+    prefix: str | os.PathLike[str],
+    *,
+    text_key: str = "text",
+    meta_key: str | None = None,
+    on_error: str = "fail",
+    threads: int = 0,
+    chunk_bytes: int = 1048576,
+    checkpoint_seconds: float = 30.0,
+    progress: Callable[[int, int, int, int, int], object] | None = None,
+    progress_seconds: float = 0.1,
+) -> dict[str, object]: ...
+def merge_subsets(
+    output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
+) -> None: ...
+
+class TokenizeWriter:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        prefix: str | os.PathLike[str],
+        fingerprint: str,
+        meta_key: str | None = None,
+    ) -> None: ...
+    @property
+    def position(self) -> tuple[int, int]: ...
+    @property
+    def resumed_documents(self) -> int: ...
+    @property
+    def counts(self) -> tuple[int, int, int, int]: ...
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metas: Sequence[str | None] | None,
+        source: int,
+        end_row: int,
+        skipped: int = 0,
+    ) -> None: ...
+    def checkpoint(self) -> None: ...
+    def finish(self) -> tuple[int, int, int, int]: ...
+    def discard(self) -> None: ...

@@ -50,9 +50,18 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pythia_data.cli import batch, build_index, export_preshuffled, info, merge, unshard, verify
+    from pythia_data.cli import (
+        batch,
+        build_index,
+        export_preshuffled,
+        info,
+        merge,
+        tokenize,
+        unshard,
+        verify,
+    )
 
-    for module in (info, merge, unshard, verify, build_index, batch, export_preshuffled):
+    for module in (tokenize, info, merge, unshard, verify, build_index, batch, export_preshuffled):
         main.add_command(module.command)
 
 

@@ -4,9 +4,12 @@
 //! (doc/sample/shuffle) → [`loader`] rows and batches. No module here knows about Python;
 //! the `pythia-python` crate converts types and releases the GIL.
 
+pub mod corpus;
 pub mod error;
 pub mod index;
 pub mod indexed;
 pub mod loader;
+pub mod tokenize;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -7,6 +7,8 @@ mod errors;
 mod index;
 mod indexed;
 mod loader;
+mod tokenize;
+mod tokenizer;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     indexed::register(m)?;
     index::register(m)?;
     loader::register(m)?;
+    tokenizer::register(m)?;
+    tokenize::register(m)?;
     Ok(())
 }

@@ -1,0 +1,189 @@
+"""`pythia-data tokenize`: corpora → GPT-NeoX indexed dataset (+ per-document subsets)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pythia_data.indexed import _strip_extension
+from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
+from pythia_data.tokenizer import Tokenizer
+
+
+def _raise_interrupt(signum, frame):
+    # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so the run
+    # checkpoints and a requeued job continues from there.
+    raise KeyboardInterrupt
+
+
+class _Bar:
+    """tqdm over input bytes (for the ETA), with documents and text MB/s beside it."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.start = time.monotonic()
+
+    def __call__(self, documents, tokens, read, total, text_bytes):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="tokenize",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+        self.bar.update(read - self.bar.n)
+        rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6
+        self.bar.set_postfix(docs=f"{documents:,}", text=f"{rate:.1f}MB/s", refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.command("tokenize")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset prefix: writes PREFIX.bin, PREFIX.idx, PREFIX.subsets.{npy,json}.",
+)
+@click.option(
+    "--tokenizer",
+    "tokenizer_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A Hugging Face tokenizer.json (default: the bundled GPT-NeoX-20B).",
+)
+@click.option(
+    "--text-key",
+    default="text",
+    show_default=True,
+    help="The JSON field holding each document's text.",
+)
+@click.option(
+    "--meta-key",
+    default="meta.pile_set_name",
+    show_default=True,
+    help="Dotted path of a per-document string kept as PREFIX.subsets.*; '' for none.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream: "
+    "stop with an error naming file and line, or skip and count them.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Tokenizer threads (0: all cores). The output does not depend on it.",
+)
+@click.option(
+    "--shard-index",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Process only this share of the input files (with --num-shards).",
+)
+@click.option(
+    "--num-shards",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the sorted input files into this many contiguous shares; each writes "
+    "PREFIX-IIIII-of-NNNNN, and `pythia-data merge` joins them in order.",
+)
+@click.option(
+    "--checkpoint-seconds",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="How often to checkpoint for resuming after a kill.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def command(
+    inputs,
+    output,
+    tokenizer_path,
+    text_key,
+    meta_key,
+    on_error,
+    threads,
+    shard_index,
+    num_shards,
+    checkpoint_seconds,
+    quiet,
+):
+    """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
+    does: one item per document, its tokens then the EOD id; empty texts skipped; input order
+    kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files, directories of
+    them (sorted), or Hugging Face datasets saved with `save_to_disk` (Parquet and saved
+    datasets need pyarrow).
+
+    Killed runs continue from their last checkpoint when started again with the same command.
+    """
+    output = _strip_extension(output)
+    files = find_inputs(inputs)
+    if shard_index >= num_shards:
+        raise click.BadParameter(
+            f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
+        )
+    if num_shards > 1:
+        files = shard_inputs(files, shard_index, num_shards)
+        output = shard_prefix(output, shard_index, num_shards)
+        if not files:
+            raise click.ClickException(
+                f"shard {shard_index} of {num_shards} has no input files (only {len(find_inputs(inputs))})"
+            )
+    tokenizer = Tokenizer.from_file(tokenizer_path)
+    bar = _Bar(enabled=not quiet)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = tokenize_files(
+            files,
+            output,
+            tokenizer=tokenizer,
+            text_key=text_key,
+            meta_key=meta_key or None,
+            on_error=on_error,
+            threads=threads,
+            checkpoint_seconds=checkpoint_seconds,
+            progress=bar,
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(
+            "interrupted; run the same command again to continue from the last checkpoint", err=True
+        )
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        bar.close()
+    if report["resumed_documents"]:
+        click.echo(f"resumed after {report['resumed_documents']:,} documents from a checkpoint")
+    click.echo(
+        f"wrote {output}.bin/.idx: {report['documents']:,} documents, {report['tokens']:,} tokens "
+        f"({report['dtype']}) from {len(files)} file(s)"
+    )
+    click.echo(f"skipped {report['empty_skipped']:,} empty texts")
+    if report["errors_skipped"]:
+        click.echo(f"skipped {report['errors_skipped']:,} bad lines or streams, e.g.:")
+        for example in report["skipped_examples"]:
+            click.echo(f"  {example}")

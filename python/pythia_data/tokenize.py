@@ -1,0 +1,311 @@
+"""Corpora to GPT-NeoX indexed datasets: what ``tools/preprocess_data.py --append-eod`` writes.
+
+One item per document (its tokens, then the EOD id), empty texts skipped, input order kept,
+uint16 tokens below 65,500 ids. Beside ``PREFIX.bin/.idx`` go ``PREFIX.subsets.npy`` (a uint16
+code per item) and ``PREFIX.subsets.json`` (``{"key": ..., "names": [...]}``, code = index in
+names), which tell which subset (the Pile's ``meta.pile_set_name``) each document came from.
+
+Runs are streaming, parallel, deterministic (byte-identical output for any thread count) and
+resumable: a killed run, started again with the same arguments, continues from its last
+checkpoint in ``PREFIX.partial/`` and ends byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from pythia_data import _core
+from pythia_data.errors import PythiaDataError
+from pythia_data.tokenizer import Tokenizer
+
+__all__ = [
+    "INPUT_SUFFIXES",
+    "find_inputs",
+    "shard_inputs",
+    "shard_prefix",
+    "tokenize_files",
+    "merge_subsets",
+]
+
+PathLike = str | os.PathLike
+
+#: File names taken from a directory (compression is chosen by the last suffix).
+INPUT_SUFFIXES = (
+    ".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.zst", ".json.gz", ".parquet",
+)  # fmt: skip
+
+#: progress(documents, tokens, input_bytes_read, input_bytes_total, text_bytes)
+ProgressCallback = Callable[[int, int, int, int, int], None]
+
+
+def _is_hf_dataset(p: Path) -> bool:
+    """A directory written by Hugging Face ``datasets``' ``save_to_disk`` (Dataset or DatasetDict)."""
+    return p.is_dir() and ((p / "state.json").is_file() or (p / "dataset_dict.json").is_file())
+
+
+def _is_arrow_source(p: Path) -> bool:
+    return p.suffix == ".parquet" or _is_hf_dataset(p)
+
+
+def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
+    """The input files: files as given, directories expanded (recursively, sorted by path);
+    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "dataset_dict.json").is_file():
+            splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+            files.extend(p / split for split in splits)
+        elif _is_hf_dataset(p):
+            files.append(p)
+        elif p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES)
+            )
+            if not found:
+                raise FileNotFoundError(
+                    f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
+                )
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    if not files:
+        raise ValueError("no input files given")
+    return files
+
+
+def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
+    """Shard ``shard_index`` of ``num_shards``: a contiguous run of the files, so that merging the
+    shards' outputs in shard order gives exactly what one run over all files writes."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ValueError(f"need 0 <= shard index < num shards, got {shard_index} of {num_shards}")
+    n = len(files)
+    return list(files[shard_index * n // num_shards : (shard_index + 1) * n // num_shards])
+
+
+def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
+    """Where shard ``shard_index`` writes: ``PREFIX-00003-of-00030``."""
+    return Path(f"{os.fspath(prefix)}-{shard_index:05d}-of-{num_shards:05d}")
+
+
+def tokenize_files(
+    inputs: Sequence[PathLike],
+    output: PathLike,
+    *,
+    tokenizer: Tokenizer | None = None,
+    text_key: str = "text",
+    meta_key: str | None = "meta.pile_set_name",
+    on_error: str = "fail",
+    threads: int = 0,
+    checkpoint_seconds: float = 30.0,
+    chunk_bytes: int = 1 << 20,
+    progress: ProgressCallback | None = None,
+    progress_seconds: float = 0.1,
+) -> dict:
+    """Tokenize ``inputs`` into ``output``.bin/.idx (+ subsets): JSON-lines files (plain,
+    ``.zst``, ``.gz``), or else Parquet files / ``save_to_disk`` dataset directories (pyarrow).
+
+    ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
+    and line (nothing is kept); ``"skip"`` skips and counts them. ``meta_key``: dotted path of a
+    per-document string to keep as subsets (None: no subset files). Returns the counts
+    (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
+    ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
+    stops the run after a checkpoint, so the same call later continues where it stopped.
+    """
+    tok = tokenizer or Tokenizer.from_file()
+    paths = [Path(p) for p in inputs]
+    arrow = [_is_arrow_source(p) for p in paths]
+    if any(arrow):
+        if not all(arrow):
+            raise ValueError(
+                "inputs mix JSON-lines files with Parquet / saved datasets; tokenize each kind "
+                "into its own prefix and join them with `pythia-data merge`"
+            )
+        return _tokenize_arrow(
+            paths, Path(output), tok, text_key, meta_key or None, on_error,
+            checkpoint_seconds, progress,
+        )  # fmt: skip
+    return _core.tokenize_files(
+        tok._core,
+        [os.fspath(p) for p in inputs],
+        os.fspath(output),
+        text_key=text_key,
+        meta_key=meta_key or None,
+        on_error=on_error,
+        threads=threads,
+        chunk_bytes=chunk_bytes,
+        checkpoint_seconds=checkpoint_seconds,
+        progress=progress,
+        progress_seconds=progress_seconds,
+    )
+
+
+def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
+    """Join the subsets files of datasets merged in this order (as ``merge_datasets`` joins their
+    ``.bin/.idx``); the result equals what one run over all their inputs writes."""
+    _core.merge_subsets(os.fspath(output), [os.fspath(p) for p in inputs])
+
+
+# --- Parquet and `save_to_disk` datasets, read with pyarrow and fed to the same output ----------
+
+
+#: Rows per batch read from Parquet (each batch is tokenized in parallel, then appended).
+ARROW_BATCH_ROWS = 2048
+
+
+def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
+    """Record batches of a Parquet file or of a saved dataset's Arrow files, in order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if source.suffix == ".parquet":
+        pf = pq.ParquetFile(source)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        yield from pf.iter_batches(batch_size=ARROW_BATCH_ROWS, columns=present)
+        return
+    state = json.loads((source / "state.json").read_text())
+    for entry in state["_data_files"]:
+        with pa.memory_map(str(source / entry["filename"])) as mm:
+            yield from pa.ipc.open_stream(mm)
+
+
+def _num_rows(source: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if source.suffix == ".parquet":
+        return pq.ParquetFile(source).metadata.num_rows
+    state = json.loads((source / "state.json").read_text())
+    total = 0
+    for entry in state["_data_files"]:
+        with pa.memory_map(str(source / entry["filename"])) as mm:
+            total += sum(b.num_rows for b in pa.ipc.open_stream(mm))
+    return total
+
+
+def _size(source: Path) -> int:
+    if source.is_dir():
+        return sum(f.stat().st_size for f in source.iterdir() if f.is_file())
+    return source.stat().st_size
+
+
+def _texts_of(batch, source: Path, text_key: str):
+    import pyarrow.types as pat
+
+    if text_key not in batch.schema.names:
+        raise PythiaDataError(
+            f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
+        )
+    col = batch.column(text_key)
+    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
+        raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
+    return col.to_pylist()
+
+
+def _metas_of(batch, meta_key: str) -> list[str | None]:
+    import pyarrow.types as pat
+
+    first, *rest = meta_key.split(".")
+    if first not in batch.schema.names:
+        return [None] * batch.num_rows
+    col = batch.column(first)
+    for name in rest:
+        if not pat.is_struct(col.type) or col.type.get_field_index(name) < 0:
+            return [None] * batch.num_rows
+        col = col.field(name)
+    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
+        return [None] * batch.num_rows
+    return col.to_pylist()
+
+
+def _tokenize_arrow(
+    sources: list[Path],
+    output: Path,
+    tok: Tokenizer,
+    text_key: str,
+    meta_key: str | None,
+    on_error: str,
+    checkpoint_seconds: float,
+    progress: ProgressCallback | None,
+) -> dict:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise PythiaDataError(
+            "reading Parquet files or saved datasets needs pyarrow: pip install pyarrow"
+        ) from None
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+    fingerprint = "\n".join(
+        [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
+        + [f"{p} {_size(p)} {p.stat().st_mtime_ns}" for p in sources]
+    )
+    writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
+    resumed = writer.resumed_documents
+    start_source, start_row = writer.position
+    rows_total = sum(_num_rows(p) for p in sources)
+    bytes_total = sum(_size(p) for p in sources)
+    rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
+    text_bytes = 0
+    examples: list[str] = []
+    columns = [text_key] + ([meta_key.split(".")[0]] if meta_key else [])
+    last_checkpoint = time.monotonic()
+    try:
+        for si, source in enumerate(sources):
+            if si < start_source:
+                continue
+            row = 0
+            for batch in _arrow_batches(source, columns):
+                n = batch.num_rows
+                skip = start_row - row if si == start_source else 0
+                if skip >= n:
+                    row += n
+                    continue
+                if skip > 0:
+                    batch = batch.slice(skip)
+                first_row = row + max(skip, 0)
+                texts = _texts_of(batch, source, text_key)
+                metas = _metas_of(batch, meta_key) if meta_key else None
+                bad = [i for i, t in enumerate(texts) if t is None]
+                if bad:
+                    message = (
+                        f"{source}: row {first_row + bad[0] + 1}: the {text_key!r} field is null"
+                    )
+                    if on_error == "fail":
+                        raise PythiaDataError(message)
+                    examples.extend([message][: max(0, 10 - len(examples))])
+                    keep = [i for i, t in enumerate(texts) if t is not None]
+                    texts = [texts[i] for i in keep]
+                    metas = [metas[i] for i in keep] if metas is not None else None
+                writer.add_texts(texts, metas, si, row + n, len(bad))
+                rows_done += n - max(skip, 0)
+                text_bytes += sum(len(t) for t in texts)
+                row += n
+                if progress is not None:
+                    docs, tokens, *_ = writer.counts
+                    read = bytes_total * rows_done // max(rows_total, 1)
+                    progress(docs, tokens, read, bytes_total, text_bytes)
+                if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    writer.checkpoint()
+                    last_checkpoint = time.monotonic()
+        documents, tokens, empty, errors = writer.finish()
+    except KeyboardInterrupt:
+        writer.checkpoint()
+        raise
+    except BaseException:
+        writer.discard()
+        raise
+    return {
+        "documents": documents,
+        "tokens": tokens,
+        "empty_skipped": empty,
+        "errors_skipped": errors,
+        "resumed_documents": resumed,
+        "skipped_examples": examples,
+        "dtype": "uint16" if tok.vocab_size < 65_500 else "int32",
+    }

@@ -1,0 +1,236 @@
+//! One JSON line → the document's text and, optionally, one metadata string (the Pile's
+//! `meta.pile_set_name`), without building a full JSON tree: every other field is skipped.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Which fields to take from each JSON object.
+#[derive(Clone, Debug)]
+pub struct DocumentFields {
+    pub text_key: String,
+    /// A dotted path (`meta.pile_set_name`) split at the dots; empty for none.
+    pub meta_path: Vec<String>,
+}
+
+impl DocumentFields {
+    pub fn new(text_key: &str, meta_key: Option<&str>) -> Self {
+        DocumentFields {
+            text_key: text_key.to_string(),
+            meta_path: meta_key
+                .filter(|k| !k.is_empty())
+                .map(|k| k.split('.').map(str::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Document<'a> {
+    pub text: Cow<'a, str>,
+    /// The metadata string, None when the path is absent or not a string.
+    pub meta: Option<String>,
+}
+
+/// Parse one line; the error is a message without file or line (the caller adds both).
+pub fn parse_document<'a>(line: &'a [u8], fields: &DocumentFields) -> Result<Document<'a>, String> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let (text, meta) = DocSeed(fields)
+        .deserialize(&mut de)
+        .and_then(|r| de.end().map(|_| r))
+        .map_err(|e| format!("invalid JSON: {e}"))?;
+    match text {
+        Field::Str(text) => Ok(Document { text, meta }),
+        Field::Missing => Err(format!("no {:?} field", fields.text_key)),
+        Field::Other(kind) => Err(format!(
+            "the {:?} field is {kind}, not a string",
+            fields.text_key
+        )),
+    }
+}
+
+enum Field<'a> {
+    Missing,
+    Str(Cow<'a, str>),
+    Other(&'static str),
+}
+
+struct DocSeed<'f>(&'f DocumentFields);
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_> {
+    type Value = (Field<'de>, Option<String>);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocSeed<'_> {
+    type Value = (Field<'de>, Option<String>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut text = Field::Missing;
+        let mut meta = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.0.text_key.as_str() {
+                text = map.next_value_seed(FieldSeed)?;
+            } else if self.0.meta_path.first().map(String::as_str) == Some(&*key) {
+                meta = map.next_value_seed(MetaSeed(&self.0.meta_path[1..]))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok((text, meta))
+    }
+}
+
+struct FieldSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = Field<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed {
+    type Value = Field<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Other("null"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Field::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Field::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Field::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Field::Other("a number"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Other("an object"))
+    }
+}
+
+/// Follows the rest of the metadata path; anything that is not there gives None.
+struct MetaSeed<'p>(&'p [String]);
+
+impl<'de> DeserializeSeed<'de> for MetaSeed<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if self.0.is_empty() {
+            Ok(match FieldSeed.deserialize(d)? {
+                Field::Str(s) => Some(s.into_owned()),
+                _ => None,
+            })
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for MetaSeed<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == self.0[0].as_str() {
+                found = map.next_value_seed(MetaSeed(&self.0[1..]))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pile() -> DocumentFields {
+        DocumentFields::new("text", Some("meta.pile_set_name"))
+    }
+
+    #[test]
+    fn pile_lines() {
+        let line =
+            br#"{"text": "a\nb \u00e9", "meta": {"x": [1, {"y": 2}], "pile_set_name": "Pile-CC"}}"#;
+        let d = parse_document(line, &pile()).unwrap();
+        assert_eq!(d.text, "a\nb é");
+        assert_eq!(d.meta.as_deref(), Some("Pile-CC"));
+        let d = parse_document(br#"{"meta": 3, "text": "plain"}"#, &pile()).unwrap();
+        assert!(matches!(d.text, Cow::Borrowed("plain")));
+        assert_eq!(d.meta, None);
+    }
+
+    #[test]
+    fn bad_lines() {
+        let f = pile();
+        assert!(parse_document(b"{\"text\": \"x\"", &f)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        assert!(parse_document(b"[1]", &f)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        assert_eq!(parse_document(b"{}", &f).unwrap_err(), "no \"text\" field");
+        assert_eq!(
+            parse_document(br#"{"text": 5}"#, &f).unwrap_err(),
+            "the \"text\" field is a number, not a string"
+        );
+        assert!(parse_document(b"{\"text\": \"\xff\"}", &f)
+            .unwrap_err()
+            .contains("invalid"));
+        assert!(parse_document(br#"{"text": "x"} trailing"#, &f).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Document sources for tokenization: JSON-lines files, plain, zstd-compressed (the Pile's
+//! `.jsonl.zst`, concatenated frames) or gzip-compressed, read as a stream so a 30 GB shard never
+//! sits in memory. Every error names the file, and the line where there is one.
+
+mod document;
+mod lines;
+
+pub use document::{parse_document, Document, DocumentFields};
+pub use lines::{open_lines, Compression, LineChunk, LineChunker};

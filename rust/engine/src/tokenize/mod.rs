@@ -1,0 +1,645 @@
+//! `pythia-data tokenize`: JSON-lines corpora → a GPT-NeoX indexed dataset, exactly what
+//! `tools/preprocess_data.py --dataset-impl mmap --append-eod` writes (one item per document:
+//! its tokens then EOD; empty texts skipped), plus the per-document subset codes.
+//!
+//! One thread reads and decompresses the inputs into chunks of whole lines; a pool parses and
+//! tokenizes a batch of chunks in parallel; results are appended in input order, so the output
+//! is byte-identical for any thread count or chunk size. Memory is bounded by the channel and
+//! batch sizes, never by the input.
+
+mod output;
+mod subsets;
+
+pub use output::{
+    npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
+    TokenizedOutput,
+};
+pub use subsets::{merge_subsets, read_subsets};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::corpus::{parse_document, DocumentFields, LineChunk, LineChunker};
+use crate::indexed::DType;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop at the first bad line or stream, naming the file and line; keep nothing.
+    Fail,
+    /// Skip bad lines (and the rest of a truncated stream), count them, carry on.
+    Skip,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenizeOptions {
+    pub inputs: Vec<PathBuf>,
+    pub prefix: PathBuf,
+    pub text_key: String,
+    /// Dotted path of a per-document string to keep (`meta.pile_set_name`); None for none.
+    pub meta_key: Option<String>,
+    pub on_error: OnError,
+    /// Worker threads; 0 for all cores.
+    pub threads: usize,
+    /// Bytes of input lines per work unit.
+    pub chunk_bytes: usize,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Time between progress calls.
+    pub progress_interval: Duration,
+}
+
+impl TokenizeOptions {
+    pub fn new(inputs: Vec<PathBuf>, prefix: PathBuf) -> Self {
+        TokenizeOptions {
+            inputs,
+            prefix,
+            text_key: "text".into(),
+            meta_key: Some("meta.pile_set_name".into()),
+            on_error: OnError::Fail,
+            threads: 0,
+            chunk_bytes: 1 << 20,
+            checkpoint_interval: Duration::from_secs(30),
+            progress_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What the progress callback sees.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub documents: u64,
+    pub tokens: u64,
+    /// Bytes read from the input files (compressed), this run and before a resume.
+    pub input_bytes_read: u64,
+    pub input_bytes_total: u64,
+    /// Decompressed bytes tokenized by this run.
+    pub text_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TokenizeReport {
+    pub counts: Counts,
+    /// Documents taken over from an interrupted run's checkpoint.
+    pub resumed_documents: u64,
+    /// The first few skipped problems, `path:line: message`.
+    pub skipped_examples: Vec<String>,
+    pub dtype: Option<DType>,
+}
+
+const MAX_EXAMPLES: usize = 10;
+
+enum Item {
+    Chunk(LineChunk),
+    /// Input `file` could not be read to its end.
+    Failed {
+        file: usize,
+        error: Error,
+    },
+}
+
+/// The result of one chunk: tokens (little-endian, dtype-sized) of each document, back to back.
+#[derive(Default)]
+struct ChunkResult {
+    tokens: Vec<u8>,
+    /// (end offset in `tokens`, meta) per document.
+    docs: Vec<(usize, Option<String>)>,
+    empty: u64,
+    /// (line, message) of lines skipped or, in `Fail` mode, the one that stopped the chunk.
+    bad: Vec<(u64, String)>,
+}
+
+fn process_chunk(
+    chunk: &LineChunk,
+    tok: &Tokenizer,
+    fields: &DocumentFields,
+    dtype: DType,
+    eod: u32,
+    on_error: OnError,
+    mut tokens: Vec<u8>,
+) -> ChunkResult {
+    tokens.clear();
+    tokens.reserve(chunk.data.len() / 2);
+    let mut r = ChunkResult {
+        tokens,
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for i in 0..chunk.len() {
+        let line = chunk.line(i);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines are not documents
+        }
+        let line_no = chunk.first_line + i as u64;
+        let doc = match parse_document(line, fields) {
+            Ok(d) => d,
+            Err(msg) => {
+                r.bad.push((line_no, msg));
+                if on_error == OnError::Fail {
+                    return r;
+                }
+                continue;
+            }
+        };
+        if doc.text.is_empty() {
+            r.empty += 1;
+            continue;
+        }
+        document_bytes(tok, &doc.text, dtype, eod, &mut ids, &mut r.tokens);
+        r.docs.push((r.tokens.len(), doc.meta));
+    }
+    r
+}
+
+/// Append one document's item to `out`: its tokens then `eod`, as little-endian `dtype` values
+/// (`dtype` must hold every id: [`DType::best_fitting`] of the vocabulary size). `ids` is scratch.
+pub fn document_bytes(
+    tok: &Tokenizer,
+    text: &str,
+    dtype: DType,
+    eod: u32,
+    ids: &mut Vec<u32>,
+    out: &mut Vec<u8>,
+) {
+    ids.clear();
+    tok.encode_into(text, ids);
+    ids.push(eod);
+    match dtype {
+        DType::U16 => out.extend(ids.iter().flat_map(|&t| (t as u16).to_le_bytes())),
+        _ => {
+            for &t in ids.iter() {
+                dtype.write_le(t as i64, out);
+            }
+        }
+    }
+}
+
+/// The reader: every input from the resume position, as numbered items; `send` returns false
+/// once the consumer has stopped.
+fn read_inputs(
+    inputs: &[PathBuf],
+    start: Position,
+    chunk_bytes: usize,
+    on_error: OnError,
+    counter: Arc<AtomicU64>,
+    recycled: &Receiver<LineChunk>,
+    mut send: impl FnMut(Item) -> bool,
+) {
+    for (f, path) in inputs.iter().enumerate().skip(start.file) {
+        let opened =
+            LineChunker::open(path, f, chunk_bytes, Some(counter.clone())).and_then(|mut c| {
+                if f == start.file && start.line > 0 {
+                    c.skip_lines(start.line)?;
+                }
+                Ok(c)
+            });
+        let mut chunker = match opened {
+            Ok(c) => c,
+            Err(error) => {
+                if !send(Item::Failed { file: f, error }) || on_error == OnError::Fail {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            match chunker.next_chunk_in(recycled.try_recv().unwrap_or_default()) {
+                Ok(Some(chunk)) => {
+                    if !send(Item::Chunk(chunk)) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    if !send(Item::Failed { file: f, error }) || on_error == OnError::Fail {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What a worker hands back for one item, tagged with the item's number.
+enum Outcome {
+    Done {
+        file: usize,
+        end_line: u64,
+        text_bytes: usize,
+        result: ChunkResult,
+    },
+    Failed {
+        file: usize,
+        error: Error,
+    },
+}
+
+/// Why a run stopped early at the caller's request (the progress callback returned false).
+pub const INTERRUPTED: &str =
+    "interrupted; run the same command again to continue from the last checkpoint";
+
+/// Tokenize `opts.inputs` into `opts.prefix`. `progress` is called about every 100 ms; if it
+/// returns false the run checkpoints and stops with an error whose message is [`INTERRUPTED`].
+///
+/// Threads: one reader (decompression, line splitting), `opts.threads` workers (JSON parsing,
+/// tokenization) that take chunks as they come, and the caller's thread, which puts results
+/// back in input order and writes them. A fixed number of chunks may be in flight at once, so
+/// memory stays bounded however far a fast worker gets ahead of a slow one.
+pub fn tokenize_files(
+    tok: &Tokenizer,
+    opts: &TokenizeOptions,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TokenizeReport> {
+    if opts.inputs.is_empty() {
+        return Err(Error::invalid("no input files"));
+    }
+    let eod = tok.eod_id().ok_or_else(|| {
+        Error::invalid("the tokenizer has no <|endoftext|> token to end documents with")
+    })?;
+    let dtype = DType::best_fitting(tok.vocab_size());
+    let mut input_bytes_total = 0;
+    let mut fingerprint = format!(
+        "tokenizer={} text_key={:?} meta_key={:?} on_error={:?} dtype={}",
+        tok.sha256(),
+        opts.text_key,
+        opts.meta_key,
+        opts.on_error,
+        dtype.numpy_name()
+    );
+    for p in &opts.inputs {
+        let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if !m.is_file() {
+            return Err(Error::invalid(format!("{}: not a file", p.display())));
+        }
+        input_bytes_total += m.len();
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        fingerprint.push_str(&format!("\n{} {} {}", p.display(), m.len(), mtime));
+    }
+    let fields = DocumentFields::new(&opts.text_key, opts.meta_key.as_deref());
+    let mut out =
+        TokenizedOutput::open(&opts.prefix, dtype, &fingerprint, opts.meta_key.as_deref())?;
+    let resumed_documents = out.resumed_documents;
+    let start = out.position;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let in_flight = 4 * threads + 2;
+    let counter = Arc::new(AtomicU64::new(0));
+    // Bytes of files finished before the resume point count as read, for an honest ETA.
+    let already: u64 = opts.inputs[..start.file.min(opts.inputs.len())]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+        .sum();
+    let mut report = TokenizeReport {
+        resumed_documents,
+        dtype: Some(dtype),
+        ..Default::default()
+    };
+
+    let (item_tx, item_rx) = sync_channel::<(u64, Item)>(in_flight);
+    let item_rx = Mutex::new(item_rx);
+    let (outcome_tx, outcome_rx) = std::sync::mpsc::channel::<(u64, Outcome)>();
+    // Permits bound the items between the reader and the writer; the writer returns one per
+    // item it has written.
+    let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+    // Processed chunks go back to the reader, written token buffers back to the workers.
+    let (chunk_back_tx, chunk_back_rx) = std::sync::mpsc::channel::<LineChunk>();
+    let (tokens_back_tx, tokens_back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let tokens_back_rx = Mutex::new(tokens_back_rx);
+    for _ in 0..in_flight {
+        permit_tx.send(()).unwrap();
+    }
+
+    let result = std::thread::scope(|scope| {
+        let inputs = &opts.inputs;
+        let reader_counter = counter.clone();
+        let (chunk_bytes, on_error) = (opts.chunk_bytes, opts.on_error);
+        scope.spawn(move || {
+            let mut seq = 0u64;
+            read_inputs(
+                inputs,
+                start,
+                chunk_bytes,
+                on_error,
+                reader_counter,
+                &chunk_back_rx,
+                |item| {
+                    if permit_rx.recv().is_err() || item_tx.send((seq, item)).is_err() {
+                        return false;
+                    }
+                    seq += 1;
+                    true
+                },
+            )
+        });
+        for _ in 0..threads {
+            let outcome_tx = outcome_tx.clone();
+            let chunk_back_tx = chunk_back_tx.clone();
+            let (item_rx, fields, tokens_back_rx) = (&item_rx, &fields, &tokens_back_rx);
+            scope.spawn(move || {
+                tok.with_pooled_cache(|| loop {
+                    let next = item_rx.lock().unwrap().recv();
+                    let Ok((seq, item)) = next else { return };
+                    let outcome = match item {
+                        Item::Chunk(c) => {
+                            let buffer = tokens_back_rx
+                                .lock()
+                                .unwrap()
+                                .try_recv()
+                                .unwrap_or_default();
+                            let result =
+                                process_chunk(&c, tok, fields, dtype, eod, opts.on_error, buffer);
+                            let outcome = Outcome::Done {
+                                file: c.file_index,
+                                end_line: c.end_line(),
+                                text_bytes: c.data.len(),
+                                result,
+                            };
+                            let _ = chunk_back_tx.send(c);
+                            outcome
+                        }
+                        Item::Failed { file, error } => Outcome::Failed { file, error },
+                    };
+                    if outcome_tx.send((seq, outcome)).is_err() {
+                        return;
+                    }
+                })
+            });
+        }
+        drop(outcome_tx);
+        drop(chunk_back_tx);
+        // The channels' other ends are moved in and dropped on any early return, which stops
+        // the reader (no permits) and the workers (nowhere to send).
+        write_in_order(
+            outcome_rx,
+            permit_tx,
+            tokens_back_tx,
+            &mut out,
+            &mut report,
+            opts,
+            |docs_progress| {
+                let p = Progress {
+                    input_bytes_read: already + counter.load(Ordering::Relaxed),
+                    input_bytes_total,
+                    ..docs_progress
+                };
+                progress(&p)
+            },
+        )
+    });
+    match result {
+        Ok(()) => {
+            report.counts = out.finish()?;
+            Ok(report)
+        }
+        Err(e) if e.to_string() == INTERRUPTED => Err(e), // checkpoint kept for a restart
+        Err(e) => {
+            out.discard();
+            Err(e)
+        }
+    }
+}
+
+fn write_in_order(
+    outcomes: Receiver<(u64, Outcome)>,
+    permits: SyncSender<()>,
+    tokens_back: std::sync::mpsc::Sender<Vec<u8>>,
+    out: &mut TokenizedOutput,
+    report: &mut TokenizeReport,
+    opts: &TokenizeOptions,
+    mut progress: impl FnMut(Progress) -> bool,
+) -> Result<()> {
+    let mut last_progress = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut text_bytes = 0u64;
+    let mut waiting: BTreeMap<u64, Outcome> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut finished = false;
+    while !finished {
+        match outcomes.recv_timeout(opts.progress_interval.max(Duration::from_millis(1))) {
+            Ok((seq, outcome)) => {
+                waiting.insert(seq, outcome);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => finished = true,
+        }
+        let before = next;
+        while let Some(outcome) = waiting.remove(&next) {
+            next += 1;
+            let _ = permits.send(());
+            match outcome {
+                Outcome::Done {
+                    file,
+                    end_line,
+                    text_bytes: n,
+                    result: r,
+                } => {
+                    let path = &opts.inputs[file];
+                    if opts.on_error == OnError::Fail {
+                        if let Some((line, msg)) = r.bad.first() {
+                            return Err(Error::corrupt(path, format!("line {line}: {msg}")));
+                        }
+                    }
+                    for (line, msg) in &r.bad {
+                        out.counts.errors_skipped += 1;
+                        if report.skipped_examples.len() < MAX_EXAMPLES {
+                            report
+                                .skipped_examples
+                                .push(format!("{}:{line}: {msg}", path.display()));
+                        }
+                    }
+                    let mut start = 0;
+                    for (end, meta) in &r.docs {
+                        out.add_document(&r.tokens[start..*end], meta.as_deref())?;
+                        start = *end;
+                    }
+                    out.counts.empty_skipped += r.empty;
+                    let _ = tokens_back.send(r.tokens);
+                    text_bytes += n as u64;
+                    out.position = Position {
+                        file,
+                        line: end_line,
+                    };
+                }
+                Outcome::Failed { file, error } => {
+                    if opts.on_error == OnError::Fail {
+                        return Err(error);
+                    }
+                    out.counts.errors_skipped += 1;
+                    if report.skipped_examples.len() < MAX_EXAMPLES {
+                        report.skipped_examples.push(error.to_string());
+                    }
+                    // The rest of this file is unreadable: resume after it.
+                    out.position = Position {
+                        file: file + 1,
+                        line: 0,
+                    };
+                }
+            }
+        }
+        if finished && !waiting.is_empty() {
+            return Err(Error::invalid(
+                "internal error: a tokenize worker stopped early",
+            ));
+        }
+        let moved = next > before;
+        if finished || (moved && last_progress.elapsed() >= opts.progress_interval) {
+            last_progress = Instant::now();
+            let keep_going = progress(Progress {
+                documents: out.counts.documents,
+                tokens: out.counts.tokens,
+                text_bytes,
+                ..Default::default()
+            });
+            if !keep_going {
+                out.checkpoint(out.position)?;
+                return Err(Error::invalid(INTERRUPTED));
+            }
+        }
+        if last_checkpoint.elapsed() >= opts.checkpoint_interval {
+            out.checkpoint(out.position)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indexed::{IndexedDataset, IndexedDatasetBuilder};
+    use std::io::Write;
+
+    fn neox() -> Tokenizer {
+        Tokenizer::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../python/pythia_data/data/20B_tokenizer.json"
+        ))
+        .unwrap()
+    }
+
+    fn corpus(dir: &std::path::Path) -> (Vec<PathBuf>, Vec<String>) {
+        let texts: Vec<String> = (0..300)
+            .map(|i| match i % 7 {
+                0 => String::new(),
+                1 => format!("doc {i} <|endoftext|> with  spaces\r\n"),
+                _ => format!(
+                    "Document number {i}: {}",
+                    "words and more words. ".repeat(i % 13)
+                ),
+            })
+            .collect();
+        let mut paths = Vec::new();
+        for (f, part) in texts.chunks(100).enumerate() {
+            let p = dir.join(format!("part{f}.jsonl.zst"));
+            let mut enc =
+                zstd::stream::write::Encoder::new(std::fs::File::create(&p).unwrap(), 3).unwrap();
+            for (i, t) in part.iter().enumerate() {
+                let line = serde_json::json!({"text": t, "meta": {"pile_set_name": format!("set{}", i % 3)}});
+                writeln!(enc, "{line}").unwrap();
+            }
+            enc.finish().unwrap();
+            paths.push(p);
+        }
+        (paths, texts)
+    }
+
+    fn read(prefix: &std::path::Path) -> Vec<u8> {
+        let mut all = std::fs::read(crate::indexed::bin_path(prefix)).unwrap();
+        all.extend(std::fs::read(crate::indexed::idx_path(prefix)).unwrap());
+        all.extend(std::fs::read(subsets_npy_path(prefix)).unwrap());
+        all.extend(std::fs::read(subsets_json_path(prefix)).unwrap());
+        all
+    }
+
+    #[test]
+    fn same_bytes_as_the_builder_for_any_threads_and_chunks() {
+        let dir = std::env::temp_dir().join(format!("pythia-tok-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (paths, texts) = corpus(&dir);
+        let tok = neox();
+        // Reference: GPT-NeoX's layout through the indexed builder, one document at a time.
+        let reference = dir.join("reference");
+        let mut b = IndexedDatasetBuilder::create(&reference, DType::U16).unwrap();
+        for t in texts.iter().filter(|t| !t.is_empty()) {
+            let mut ids = tok.encode(t);
+            ids.push(0);
+            b.add_document_u32(&ids).unwrap();
+        }
+        b.finish().unwrap();
+        let mut outputs = Vec::new();
+        for (threads, chunk_bytes) in [(1, 1 << 20), (2, 100), (3, 1)] {
+            let prefix = dir.join(format!("out-{threads}-{chunk_bytes}"));
+            let mut opts = TokenizeOptions::new(paths.clone(), prefix.clone());
+            opts.threads = threads;
+            opts.chunk_bytes = chunk_bytes;
+            let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+            assert_eq!(report.counts.empty_skipped, 43);
+            assert_eq!(report.counts.documents, 257);
+            let got = IndexedDataset::open(&prefix).unwrap();
+            assert_eq!(got.len(), 257);
+            assert_eq!(
+                std::fs::read(crate::indexed::bin_path(&prefix)).unwrap(),
+                std::fs::read(crate::indexed::bin_path(&reference)).unwrap()
+            );
+            assert_eq!(
+                std::fs::read(crate::indexed::idx_path(&prefix)).unwrap(),
+                std::fs::read(crate::indexed::idx_path(&reference)).unwrap()
+            );
+            assert!(!work_dir(&prefix).exists());
+            outputs.push(read(&prefix));
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interrupted_run_resumes_to_identical_output() {
+        let dir = std::env::temp_dir().join(format!("pythia-tok-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (paths, _) = corpus(&dir);
+        let tok = neox();
+        let full = dir.join("full");
+        tokenize_files(
+            &tok,
+            &TokenizeOptions::new(paths.clone(), full.clone()),
+            &mut |_| true,
+        )
+        .unwrap();
+        let prefix = dir.join("resumed");
+        let mut opts = TokenizeOptions::new(paths, prefix.clone());
+        opts.threads = 1;
+        opts.chunk_bytes = 500;
+        opts.checkpoint_interval = Duration::ZERO;
+        opts.progress_interval = Duration::ZERO;
+        // Stop after a few progress calls, then again later, then run to the end.
+        for stop_after in [3u64, 8] {
+            let mut calls = 0u64;
+            let err = tokenize_files(&tok, &opts, &mut |p| {
+                calls += 1;
+                assert!(p.documents > 0);
+                calls < stop_after
+            });
+            assert_eq!(err.unwrap_err().to_string(), INTERRUPTED);
+            assert!(!crate::indexed::idx_path(&prefix).exists());
+            assert!(work_dir(&prefix).join("checkpoint.json").exists());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+        assert!(report.resumed_documents > 0);
+        assert_eq!(read(&prefix), read(&full));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

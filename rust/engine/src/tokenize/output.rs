@@ -1,0 +1,364 @@
+//! The output of a tokenize run, written so that a killed run can continue: tokens, sizes and
+//! subset codes are appended to files in a work directory (`PREFIX.partial/`), and a checkpoint
+//! records, atomically, how far the inputs were consumed and how long each file was then. A
+//! restart truncates the files to those lengths and continues from that input position, so the
+//! final output is byte-identical to an uninterrupted run. Only `finish` moves the results into
+//! place (`.bin`, subsets, then `.idx` last), so nothing half-written ever looks complete.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::error::IoContext;
+use crate::indexed::{bin_path, idx_path, DType, MAGIC};
+use crate::{Error, Result};
+
+/// Where the inputs stand: `line` lines of input `file` are consumed (files before it are done).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub file: usize,
+    pub line: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub documents: u64,
+    pub tokens: u64,
+    pub empty_skipped: u64,
+    pub errors_skipped: u64,
+}
+
+/// `PREFIX.subsets.npy` / `PREFIX.subsets.json`: a uint16 code per item and the code → name
+/// table, for telling which subset a document came from.
+pub fn subsets_npy_path(prefix: &Path) -> PathBuf {
+    crate::indexed::with_suffix(prefix, ".subsets.npy")
+}
+pub fn subsets_json_path(prefix: &Path) -> PathBuf {
+    crate::indexed::with_suffix(prefix, ".subsets.json")
+}
+pub fn work_dir(prefix: &Path) -> PathBuf {
+    crate::indexed::with_suffix(prefix, ".partial")
+}
+
+pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        std::fs::rename(&tmp, dest).at(dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Stream the `.idx` GPT-NeoX writes for one item per document (doc_idx = 0, 1, ..., len),
+/// reading the item sizes from `sizes` (little-endian i32) twice instead of holding them: the
+/// full Pile has 210 M documents, 5 GB of index arrays.
+fn write_index(out: &mut impl Write, dtype: DType, sizes: &Path, len: u64) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&1u64.to_le_bytes())?;
+    out.write_all(&[dtype.code()])?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&(len + 1).to_le_bytes())?;
+    std::io::copy(&mut File::open(sizes)?, out)?;
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(sizes)?);
+    let mut ptr: i64 = 0;
+    let mut size = [0u8; 4];
+    for _ in 0..len {
+        reader.read_exact(&mut size)?;
+        out.write_all(&ptr.to_le_bytes())?;
+        ptr += i32::from_le_bytes(size) as i64 * dtype.itemsize() as i64;
+    }
+    for d in 0..=len as i64 {
+        out.write_all(&d.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// The header of a `.npy` file (format 1.0) holding `n` little-endian uint16.
+pub fn npy_u16_header(n: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<u2', 'fortran_order': False, 'shape': ({n},), }}");
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces and a newline to
+    // a multiple of 64 bytes.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// A `.npy` file (format 1.0) of little-endian uint16 given as raw bytes.
+pub fn npy_u16_bytes(values: &[u8]) -> Vec<u8> {
+    let mut out = npy_u16_header(values.len() / 2);
+    out.extend_from_slice(values);
+    out
+}
+
+/// Write `dest` through `tmp` (same file system) and a rename.
+fn write_streamed(
+    dest: &Path,
+    tmp: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 22, File::create(tmp).at(tmp)?);
+    fill(&mut w).at(tmp)?;
+    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+    f.sync_all().at(tmp)?;
+    std::fs::rename(tmp, dest).at(dest)
+}
+
+pub struct TokenizedOutput {
+    prefix: PathBuf,
+    dir: PathBuf,
+    dtype: DType,
+    fingerprint: String,
+    meta_key: Option<String>,
+    tokens: BufWriter<File>,
+    sizes: BufWriter<File>,
+    subsets: BufWriter<File>,
+    tokens_bytes: u64,
+    names: Vec<String>,
+    codes: HashMap<String, u16>,
+    pub counts: Counts,
+    pub position: Position,
+    /// Documents already written when this run started (resumed from a checkpoint).
+    pub resumed_documents: u64,
+}
+
+const CHECKPOINT: &str = "checkpoint.json";
+
+fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .at(path)?;
+    f.set_len(len).at(path)?;
+    let mut w = BufWriter::with_capacity(1 << 22, f);
+    std::io::Seek::seek(&mut w, std::io::SeekFrom::Start(len)).at(path)?;
+    Ok(w)
+}
+
+impl TokenizedOutput {
+    /// Start, or continue the interrupted run recorded in `PREFIX.partial/` if its fingerprint
+    /// (inputs, options, tokenizer) equals `fingerprint`; a work directory from a different
+    /// command is discarded.
+    pub fn open(
+        prefix: &Path,
+        dtype: DType,
+        fingerprint: &str,
+        meta_key: Option<&str>,
+    ) -> Result<Self> {
+        let dir = work_dir(prefix);
+        let checkpoint_path = dir.join(CHECKPOINT);
+        let saved: Option<Value> = match std::fs::read(&checkpoint_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+            Err(_) => None,
+        };
+        // Resume only the same command, and only if every file still holds what the checkpoint
+        // counted (a crash inside `finish` may have moved tokens.bin away already).
+        let saved = saved.filter(|v| {
+            let need = |key: &str, scale: u64| v[key].as_u64().unwrap_or(0) * scale;
+            let has = |name: &str, len: u64| {
+                std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() >= len)
+            };
+            v["fingerprint"].as_str() == Some(fingerprint)
+                && has("tokens.bin", need("tokens_bytes", 1))
+                && has("sizes.i32", need("documents", 4))
+                && has("subsets.u16", need("documents", 2))
+        });
+        if saved.is_none() && dir.exists() {
+            std::fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let get = |key: &str| saved.as_ref().and_then(|v| v[key].as_u64()).unwrap_or(0);
+        let counts = Counts {
+            documents: get("documents"),
+            tokens: get("tokens"),
+            empty_skipped: get("empty_skipped"),
+            errors_skipped: get("errors_skipped"),
+        };
+        let tokens_bytes = get("tokens_bytes");
+        let names: Vec<String> = saved
+            .as_ref()
+            .and_then(|v| v["subset_names"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        let codes = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u16))
+            .collect();
+        let position = Position {
+            file: get("file") as usize,
+            line: get("line"),
+        };
+        let n = counts.documents;
+        Ok(TokenizedOutput {
+            prefix: prefix.to_path_buf(),
+            tokens: open_truncated(&dir.join("tokens.bin"), tokens_bytes)?,
+            sizes: open_truncated(&dir.join("sizes.i32"), 4 * n)?,
+            subsets: open_truncated(&dir.join("subsets.u16"), 2 * n)?,
+            dir,
+            dtype,
+            fingerprint: fingerprint.to_string(),
+            meta_key: meta_key.filter(|k| !k.is_empty()).map(str::to_string),
+            tokens_bytes,
+            names,
+            codes,
+            resumed_documents: n,
+            counts,
+            position,
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Append one document: its tokens as little-endian bytes of the dtype (EOD included).
+    pub fn add_document(&mut self, token_bytes: &[u8], meta: Option<&str>) -> Result<()> {
+        let n_tokens = token_bytes.len() / self.dtype.itemsize();
+        let size = i32::try_from(n_tokens).map_err(|_| {
+            Error::invalid(format!(
+                "a document of {n_tokens} tokens does not fit the .idx int32 sizes"
+            ))
+        })?;
+        self.tokens
+            .write_all(token_bytes)
+            .at(self.dir.join("tokens.bin"))?;
+        self.sizes
+            .write_all(&size.to_le_bytes())
+            .at(self.dir.join("sizes.i32"))?;
+        if self.meta_key.is_some() {
+            let code = self.code(meta.unwrap_or(""))?;
+            self.subsets
+                .write_all(&code.to_le_bytes())
+                .at(self.dir.join("subsets.u16"))?;
+        }
+        self.tokens_bytes += token_bytes.len() as u64;
+        self.counts.documents += 1;
+        self.counts.tokens += n_tokens as u64;
+        Ok(())
+    }
+
+    fn code(&mut self, name: &str) -> Result<u16> {
+        if let Some(&c) = self.codes.get(name) {
+            return Ok(c);
+        }
+        let c = u16::try_from(self.names.len())
+            .map_err(|_| Error::invalid("more than 65,536 distinct subset names"))?;
+        self.names.push(name.to_string());
+        self.codes.insert(name.to_string(), c);
+        Ok(c)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        for (w, name) in [
+            (&mut self.tokens, "tokens.bin"),
+            (&mut self.sizes, "sizes.i32"),
+            (&mut self.subsets, "subsets.u16"),
+        ] {
+            let p = self.dir.join(name);
+            w.flush().at(&p)?;
+            w.get_ref().sync_data().at(&p)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_json(&self) -> Value {
+        json!({
+            "format": 1,
+            "fingerprint": self.fingerprint,
+            "file": self.position.file,
+            "line": self.position.line,
+            "documents": self.counts.documents,
+            "tokens": self.counts.tokens,
+            "empty_skipped": self.counts.empty_skipped,
+            "errors_skipped": self.counts.errors_skipped,
+            "tokens_bytes": self.tokens_bytes,
+            "subset_names": self.names,
+        })
+    }
+
+    /// Make everything written so far durable and record `position` as the restart point.
+    pub fn checkpoint(&mut self, position: Position) -> Result<()> {
+        self.position = position;
+        self.sync()?;
+        let bytes = serde_json::to_vec_pretty(&self.checkpoint_json()).unwrap();
+        write_atomically(&self.dir.join(CHECKPOINT), &bytes)
+    }
+
+    /// Move the dataset into place and delete the work directory.
+    pub fn finish(mut self) -> Result<Counts> {
+        self.sync()?;
+        let n = self.counts.documents;
+        let idx_dest = idx_path(&self.prefix);
+        // A stale .idx must not pair with the new .bin if we die between the renames.
+        match std::fs::remove_file(&idx_dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&idx_dest, e))
+            }
+            _ => {}
+        }
+        if let Some(key) = &self.meta_key {
+            let codes = self.dir.join("subsets.u16");
+            write_streamed(
+                &subsets_npy_path(&self.prefix),
+                &self.dir.join("subsets.npy"),
+                |w| {
+                    w.write_all(&npy_u16_header(n as usize))?;
+                    std::io::copy(&mut File::open(&codes)?, w).map(|_| ())
+                },
+            )?;
+            let table = json!({"key": key, "names": self.names});
+            let mut text = serde_json::to_vec_pretty(&table).unwrap();
+            text.push(b'\n');
+            write_atomically(&subsets_json_path(&self.prefix), &text)?;
+        } else {
+            // Subsets of an earlier run with this prefix would describe other documents.
+            for p in [
+                subsets_npy_path(&self.prefix),
+                subsets_json_path(&self.prefix),
+            ] {
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(&p, e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let bin_dest = bin_path(&self.prefix);
+        let tmp = self.dir.join("tokens.bin");
+        std::fs::rename(&tmp, &bin_dest).at(&bin_dest)?;
+        let sizes = self.dir.join("sizes.i32");
+        let dtype = self.dtype;
+        write_streamed(&idx_dest, &self.dir.join("final.idx"), |w| {
+            write_index(w, dtype, &sizes, n)
+        })?;
+        std::fs::remove_dir_all(&self.dir).at(&self.dir)?;
+        Ok(self.counts.clone())
+    }
+
+    /// Give up for good (a data error): nothing of this run is kept.
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,114 @@
+//! Joining the per-document subset arrays of datasets that are merged in order (the parts of a
+//! `--num-shards` run): names are re-coded by first appearance, which is exactly the table a
+//! single run over all inputs builds, so the merged files are byte-identical to it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::output::{npy_u16_bytes, subsets_json_path, subsets_npy_path, write_atomically};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Read `PREFIX.subsets.json` (key, names) and the codes of `PREFIX.subsets.npy`.
+pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
+    let json_path = subsets_json_path(prefix);
+    let table: Value = serde_json::from_slice(&std::fs::read(&json_path).at(&json_path)?)
+        .map_err(|e| Error::corrupt(&json_path, format!("not valid JSON: {e}")))?;
+    let key = table["key"].as_str().unwrap_or_default().to_string();
+    let names: Vec<String> = table["names"]
+        .as_array()
+        .ok_or_else(|| Error::corrupt(&json_path, "no \"names\" list"))?
+        .iter()
+        .map(|n| n.as_str().map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::corrupt(&json_path, "\"names\" must be strings"))?;
+    let npy_path = subsets_npy_path(prefix);
+    let bytes = std::fs::read(&npy_path).at(&npy_path)?;
+    let bad = |m: &str| Error::corrupt(&npy_path, m.to_string());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(
+        bytes
+            .get(10..10 + header_len)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|_| bad("bad header"))?;
+    if !header.contains("'descr': '<u2'") || header.contains("'fortran_order': True") {
+        return Err(bad("expected a 1-D little-endian uint16 array"));
+    }
+    let data = &bytes[10 + header_len..];
+    if data.len() % 2 != 0 {
+        return Err(bad("odd number of data bytes"));
+    }
+    let codes: Vec<u16> = data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    if let Some(&c) = codes.iter().find(|&&c| c as usize >= names.len()) {
+        return Err(bad(&format!(
+            "code {c} has no name in {}",
+            json_path.display()
+        )));
+    }
+    Ok((key, names, codes))
+}
+
+pub fn merge_subsets(output: &Path, inputs: &[PathBuf]) -> Result<()> {
+    if inputs.is_empty() {
+        return Err(Error::invalid("merge needs at least one input dataset"));
+    }
+    let mut key: Option<String> = None;
+    let mut names: Vec<String> = Vec::new();
+    let mut index: HashMap<String, u16> = HashMap::new();
+    let mut out = Vec::new();
+    for prefix in inputs {
+        let (k, part_names, codes) = read_subsets(prefix)?;
+        match &key {
+            None => key = Some(k),
+            Some(first) if *first != k => {
+                return Err(Error::invalid(format!(
+                    "{}: subsets of key {k:?}, but the first input has {first:?}",
+                    prefix.display()
+                )))
+            }
+            _ => {}
+        }
+        let mut remap = Vec::with_capacity(part_names.len());
+        // Re-code in order of first appearance within this part, as a single run would.
+        let mut seen = vec![false; part_names.len()];
+        let mut order = Vec::new();
+        for &c in &codes {
+            if !seen[c as usize] {
+                seen[c as usize] = true;
+                order.push(c);
+            }
+        }
+        let mut new_code = vec![0u16; part_names.len()];
+        for c in order {
+            let name = &part_names[c as usize];
+            let code = match index.get(name) {
+                Some(&code) => code,
+                None => {
+                    let code = u16::try_from(names.len())
+                        .map_err(|_| Error::invalid("more than 65,536 distinct subset names"))?;
+                    names.push(name.clone());
+                    index.insert(name.clone(), code);
+                    code
+                }
+            };
+            new_code[c as usize] = code;
+        }
+        remap.extend(new_code);
+        for c in codes {
+            out.extend_from_slice(&remap[c as usize].to_le_bytes());
+        }
+    }
+    write_atomically(&subsets_npy_path(output), &npy_u16_bytes(&out))?;
+    let mut text = serde_json::to_vec_pretty(&json!({"key": key, "names": names})).unwrap();
+    text.push(b'\n');
+    write_atomically(&subsets_json_path(output), &text)
+}

@@ -1,0 +1,278 @@
+//! An exact, fast reimplementation of Hugging Face `tokenizers` for byte-level BPE files of the
+//! GPT-2 / GPT-NeoX family (facts: shared/spec/tokenizer.md). `encode` returns, for every input,
+//! the ids of `tokenizers.Tokenizer.from_file(path).encode(text).ids`.
+//!
+//! Encode, in order: cut out the non-normalized added tokens (`<|endoftext|>`) → NFC with the
+//! reference's Unicode 9.0 tables → cut out the normalized added tokens (NeoX's space runs) → the
+//! GPT-2 pre-tokenizer pattern → byte-level BPE per pre-token.
+
+mod added;
+mod bpe;
+mod byte_level;
+mod classes;
+mod config;
+mod hash;
+mod normalize;
+mod pretokenize;
+mod short_table;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use added::{AddedMatcher, Segment};
+use bpe::{Bpe, BpeCache};
+use classes::CharClasses;
+
+use crate::error::IoContext;
+use crate::Result;
+
+pub use config::TokenizerConfig;
+
+/// The char-class table is the same for every tokenizer; build it once per process.
+fn char_classes() -> &'static CharClasses {
+    static CLASSES: OnceLock<CharClasses> = OnceLock::new();
+    CLASSES.get_or_init(CharClasses::new)
+}
+
+/// Each thread keeps one BPE cache, for the tokenizer it last served (ids are unique per
+/// tokenizer instance, so switching tokenizers clears it instead of mixing vocabularies).
+struct ThreadCache {
+    owner: u64,
+    cache: BpeCache,
+}
+
+thread_local! {
+    static CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache { owner: 0, cache: BpeCache::default() });
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub struct Tokenizer {
+    /// Identifies this instance for the per-thread caches.
+    id: u64,
+    classes: &'static CharClasses,
+    bpe: Bpe,
+    /// Added tokens matched on the raw text (`normalized: false`).
+    raw_added: AddedMatcher,
+    /// Added tokens matched after normalization (`normalized: true`).
+    normalized_added: AddedMatcher,
+    nfc: bool,
+    /// id → the bytes it decodes to (None: no such id).
+    decoded: Vec<Option<Box<[u8]>>>,
+    special: Vec<bool>,
+    eod_id: Option<u32>,
+    /// Warm caches of worker threads that have finished, for the next job's workers.
+    spare_caches: std::sync::Mutex<Vec<BpeCache>>,
+    /// sha256 of the `tokenizer.json` bytes: identifies the tokenizer in resume checkpoints.
+    sha256: String,
+}
+
+impl Tokenizer {
+    /// Load a Hugging Face `tokenizer.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).at(path)?;
+        Self::from_json(&bytes).map_err(|e| match e {
+            crate::Error::Invalid(msg) => crate::Error::corrupt(path, msg),
+            other => other,
+        })
+    }
+
+    /// Load from the bytes of a `tokenizer.json`.
+    pub fn from_json(json: &[u8]) -> Result<Self> {
+        use sha2::{Digest, Sha256};
+        let sha256 = format!("{:x}", Sha256::digest(json));
+        Self::from_config(TokenizerConfig::parse(json)?, sha256)
+    }
+
+    fn from_config(cfg: TokenizerConfig, sha256: String) -> Result<Self> {
+        let bpe = Bpe::new(&cfg.bpe_tokens, &cfg.merges, cfg.ignore_merges);
+        let (normalized, raw): (Vec<_>, Vec<_>) = cfg.added.iter().partition(|t| t.normalized);
+        let to_pairs = |v: Vec<&config::AddedToken>, nfc: bool| -> Vec<(String, u32)> {
+            v.iter()
+                .map(|t| {
+                    let content = if nfc {
+                        normalize::nfc(&t.content).into_owned()
+                    } else {
+                        t.content.clone()
+                    };
+                    (content, t.id)
+                })
+                .collect()
+        };
+        let raw_added = AddedMatcher::new(&to_pairs(raw, false))?;
+        let normalized_added = AddedMatcher::new(&to_pairs(normalized, cfg.nfc))?;
+        let mut special = vec![false; cfg.decoded.len()];
+        for t in &cfg.added {
+            special[t.id as usize] = t.special;
+        }
+        let eod_id = cfg
+            .added
+            .iter()
+            .find(|t| t.content == "<|endoftext|>")
+            .map(|t| t.id);
+        Ok(Tokenizer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            classes: char_classes(),
+            bpe,
+            raw_added,
+            normalized_added,
+            nfc: cfg.nfc,
+            decoded: cfg.decoded,
+            special,
+            eod_id,
+            spare_caches: Default::default(),
+            sha256,
+        })
+    }
+
+    /// sha256 (hex) of the `tokenizer.json` this was loaded from.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The number of ids (the largest id + 1, added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.decoded.len()
+    }
+
+    /// The id of `<|endoftext|>`, which GPT-NeoX appends to every document.
+    pub fn eod_id(&self) -> Option<u32> {
+        self.eod_id
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 1);
+        self.encode_into(text, &mut out);
+        out
+    }
+
+    /// Append the ids of `text` to `out`.
+    pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.owner != self.id {
+                c.cache.clear();
+                c.owner = self.id;
+            }
+            let cache = &mut c.cache;
+            self.raw_added.split(text, |segment| match segment {
+                Segment::Token(id) => out.push(id),
+                Segment::Text(piece) => self.encode_normalized(piece, out, cache),
+            });
+        })
+    }
+
+    fn encode_normalized(&self, piece: &str, out: &mut Vec<u32>, cache: &mut BpeCache) {
+        let normalized = if self.nfc {
+            normalize::nfc(piece)
+        } else {
+            std::borrow::Cow::Borrowed(piece)
+        };
+        self.normalized_added
+            .split(&normalized, |segment| match segment {
+                Segment::Token(id) => out.push(id),
+                Segment::Text(text) => pretokenize::split(self.classes, text, |pre| {
+                    self.bpe.encode_piece(pre, out, cache)
+                }),
+            });
+    }
+
+    /// Run `f` on this thread with a warm BPE cache left by an earlier worker of this tokenizer,
+    /// and keep this thread's cache for a later one: a job that starts fresh threads (each
+    /// `tokenize_files` call) would otherwise redo every BPE merge.
+    pub fn with_pooled_cache<T>(&self, f: impl FnOnce() -> T) -> T {
+        let spare = self.spare_caches.lock().unwrap().pop().unwrap_or_default();
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.owner = self.id;
+            c.cache = spare;
+        });
+        let result = f();
+        let used = CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.owner = 0;
+            std::mem::take(&mut c.cache)
+        });
+        self.spare_caches.lock().unwrap().push(used);
+        result
+    }
+
+    /// Text of `ids`: bytes of each token (added tokens as their text), special tokens dropped
+    /// when `skip_special_tokens`, ids outside the vocabulary ignored, invalid UTF-8 replaced.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> String {
+        let mut bytes = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            let id = id as usize;
+            if let Some(Some(b)) = self.decoded.get(id) {
+                if !(skip_special_tokens && self.special[id]) {
+                    bytes.extend_from_slice(b);
+                }
+            }
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neox() -> Tokenizer {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../python/pythia_data/data/20B_tokenizer.json"
+        );
+        Tokenizer::from_file(path).unwrap()
+    }
+
+    #[test]
+    fn spec_examples() {
+        // Values from shared/spec/tokenizer.md, produced by the reference.
+        let t = neox();
+        assert_eq!(t.vocab_size(), 50277);
+        assert_eq!(t.eod_id(), Some(0));
+        assert_eq!(t.encode("Hello world"), [12092, 1533]);
+        assert_eq!(t.encode("hello  world"), [25521, 50276, 10186]);
+        let s = format!("a{}b", " ".repeat(25));
+        assert_eq!(t.encode(&s), [66, 50254, 270]);
+        assert_eq!(t.decode(&[12092, 1533, 0], true), "Hello world");
+        assert_eq!(
+            t.decode(&[12092, 1533, 0], false),
+            "Hello world<|endoftext|>"
+        );
+        assert_eq!(
+            t.decode(&[25521, 50276, 10186, 60000], true),
+            "hello  world"
+        );
+    }
+
+    #[test]
+    fn special_tokens_inside_text() {
+        let t = neox();
+        let ids = t.encode("a<|endoftext|>b<|padding|>");
+        assert_eq!(ids[1], 0);
+        assert_eq!(*ids.last().unwrap(), 1);
+        assert_eq!(t.decode(&ids, false), "a<|endoftext|>b<|padding|>");
+    }
+
+    #[test]
+    fn long_runs_are_not_quadratic() {
+        let t = neox();
+        for unit in ["a", "7", "\n", " ", "é"] {
+            let text = unit.repeat(1 << 20);
+            let start = std::time::Instant::now();
+            let ids = t.encode(&text);
+            assert!(
+                start.elapsed().as_secs_f64() < 5.0,
+                "{unit:?} took too long"
+            );
+            assert_eq!(t.decode(&ids, true), text);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Bindings for `pythia_engine::tokenize`: the whole pipeline runs with the GIL released; the
+//! progress callback takes the GIL briefly about every 100 ms (and is where Ctrl-C arrives).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::pybacked::PyBackedStr;
+use rayon::prelude::*;
+
+use pythia_engine::indexed::DType;
+use pythia_engine::tokenize::{self, OnError, Position, TokenizeOptions, TokenizedOutput};
+
+use crate::errors::IntoPy;
+use crate::tokenizer::Tokenizer;
+
+#[pyfunction]
+#[pyo3(signature = (tokenizer, inputs, prefix, *, text_key = "text".to_string(), meta_key = None,
+                    on_error = "fail", threads = 0, chunk_bytes = 1 << 20,
+                    checkpoint_seconds = 30.0, progress = None,
+                    progress_seconds = 0.1))]
+#[allow(clippy::too_many_arguments)]
+fn tokenize_files<'py>(
+    py: Python<'py>,
+    tokenizer: &Tokenizer,
+    inputs: Vec<PathBuf>,
+    prefix: PathBuf,
+    text_key: String,
+    meta_key: Option<String>,
+    on_error: &str,
+    threads: usize,
+    chunk_bytes: usize,
+    checkpoint_seconds: f64,
+    progress: Option<Py<PyAny>>,
+    progress_seconds: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let on_error = match on_error {
+        "fail" => OnError::Fail,
+        "skip" => OnError::Skip,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "on_error must be 'fail' or 'skip', not {other:?}"
+            )))
+        }
+    };
+    let mut opts = TokenizeOptions::new(inputs, prefix);
+    opts.text_key = text_key;
+    opts.meta_key = meta_key.filter(|k| !k.is_empty());
+    opts.on_error = on_error;
+    opts.threads = threads;
+    opts.chunk_bytes = chunk_bytes;
+    opts.checkpoint_interval = Duration::from_secs_f64(checkpoint_seconds.max(0.0));
+    opts.progress_interval = Duration::from_secs_f64(progress_seconds.max(0.0));
+    let tok = tokenizer.inner.clone();
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        tokenize::tokenize_files(&tok, &opts, &mut |p| {
+            Python::attach(|py| {
+                let r = py.check_signals().and_then(|_| match &progress {
+                    Some(f) => f
+                        .call1(
+                            py,
+                            (
+                                p.documents,
+                                p.tokens,
+                                p.input_bytes_read,
+                                p.input_bytes_total,
+                                p.text_bytes,
+                            ),
+                        )
+                        .map(|_| ()),
+                    None => Ok(()),
+                });
+                match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            })
+        })
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    let report = result.py_err()?;
+    let d = PyDict::new(py);
+    d.set_item("documents", report.counts.documents)?;
+    d.set_item("tokens", report.counts.tokens)?;
+    d.set_item("empty_skipped", report.counts.empty_skipped)?;
+    d.set_item("errors_skipped", report.counts.errors_skipped)?;
+    d.set_item("resumed_documents", report.resumed_documents)?;
+    d.set_item("skipped_examples", report.skipped_examples)?;
+    d.set_item("dtype", report.dtype.map(|t| t.numpy_name()))?;
+    Ok(d)
+}
+
+/// Join the `PREFIX.subsets.{npy,json}` of datasets merged in this order.
+#[pyfunction]
+fn merge_subsets(py: Python<'_>, output: PathBuf, inputs: Vec<PathBuf>) -> PyResult<()> {
+    py.detach(|| tokenize::merge_subsets(&output, &inputs))
+        .py_err()
+}
+
+/// The checkpointed output fed with batches of texts from Python (Parquet files and Hugging Face
+/// `save_to_disk` datasets, read with pyarrow): the same resumable files and layout as
+/// `tokenize_files`, with the position (source index, rows consumed) kept by the caller.
+#[pyclass(frozen, module = "pythia_data._core")]
+pub struct TokenizeWriter {
+    tokenizer: Arc<pythia_engine::tokenizer::Tokenizer>,
+    eod: u32,
+    out: Mutex<Option<TokenizedOutput>>,
+}
+
+impl TokenizeWriter {
+    fn with_out<T>(
+        &self,
+        f: impl FnOnce(&mut TokenizedOutput) -> pythia_engine::Result<T>,
+    ) -> PyResult<T> {
+        let mut guard = self.out.lock().unwrap();
+        let out = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
+        f(out).py_err()
+    }
+}
+
+#[pymethods]
+impl TokenizeWriter {
+    /// Start, or resume the checkpoint in PREFIX.partial/ if `fingerprint` matches it.
+    #[new]
+    #[pyo3(signature = (tokenizer, prefix, fingerprint, meta_key = None))]
+    fn new(
+        py: Python<'_>,
+        tokenizer: &Tokenizer,
+        prefix: PathBuf,
+        fingerprint: &str,
+        meta_key: Option<String>,
+    ) -> PyResult<Self> {
+        let tok = tokenizer.inner.clone();
+        let eod = tok
+            .eod_id()
+            .ok_or_else(|| PyValueError::new_err("the tokenizer has no <|endoftext|> token"))?;
+        let dtype = DType::best_fitting(tok.vocab_size());
+        let fingerprint = format!("{fingerprint}\ntokenizer={}", tok.sha256());
+        let out = py
+            .detach(|| TokenizedOutput::open(&prefix, dtype, &fingerprint, meta_key.as_deref()))
+            .py_err()?;
+        Ok(TokenizeWriter {
+            tokenizer: tok,
+            eod,
+            out: Mutex::new(Some(out)),
+        })
+    }
+
+    /// (source index, rows of it consumed): where to continue reading.
+    #[getter]
+    fn position(&self) -> PyResult<(usize, u64)> {
+        self.with_out(|o| Ok((o.position.file, o.position.line)))
+    }
+
+    #[getter]
+    fn resumed_documents(&self) -> PyResult<u64> {
+        self.with_out(|o| Ok(o.resumed_documents))
+    }
+
+    /// Counts so far: documents, tokens, empty_skipped, errors_skipped.
+    #[getter]
+    fn counts(&self) -> PyResult<(u64, u64, u64, u64)> {
+        self.with_out(|o| {
+            let c = &o.counts;
+            Ok((c.documents, c.tokens, c.empty_skipped, c.errors_skipped))
+        })
+    }
+
+    /// Tokenize `texts` (in parallel) and append them in order; then the position becomes
+    /// (`source`, `end_row`). `metas[i]` is document i's subset name. `skipped` bad rows are
+    /// counted as errors.
+    #[pyo3(signature = (texts, metas, source, end_row, skipped = 0))]
+    fn add_texts(
+        &self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        metas: Option<Vec<Option<String>>>,
+        source: usize,
+        end_row: u64,
+        skipped: u64,
+    ) -> PyResult<()> {
+        if let Some(m) = &metas {
+            if m.len() != texts.len() {
+                return Err(PyValueError::new_err("texts and metas differ in length"));
+            }
+        }
+        let mut guard = self.out.lock().unwrap();
+        let out = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
+        let (tok, eod, dtype) = (&self.tokenizer, self.eod, out.dtype());
+        py.detach(|| {
+            let items: Vec<Option<Vec<u8>>> = texts
+                .par_iter()
+                .map_init(Vec::new, |ids, t| {
+                    if t.is_empty() {
+                        return None;
+                    }
+                    let mut bytes = Vec::with_capacity(t.len() / 2);
+                    tokenize::document_bytes(tok, t, dtype, eod, ids, &mut bytes);
+                    Some(bytes)
+                })
+                .collect();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Some(bytes) => {
+                        let meta = metas.as_ref().and_then(|m| m[i].as_deref());
+                        out.add_document(bytes, meta)?;
+                    }
+                    None => out.counts.empty_skipped += 1,
+                }
+            }
+            out.counts.errors_skipped += skipped;
+            out.position = Position {
+                file: source,
+                line: end_row,
+            };
+            Ok(())
+        })
+        .py_err()
+    }
+
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.with_out(|o| o.checkpoint(o.position)))
+    }
+
+    /// Move the dataset into place; returns (documents, tokens, empty_skipped, errors_skipped).
+    fn finish(&self, py: Python<'_>) -> PyResult<(u64, u64, u64, u64)> {
+        let out =
+            self.out.lock().unwrap().take().ok_or_else(|| {
+                PyValueError::new_err("the writer is already finished or discarded")
+            })?;
+        let c = py.detach(|| out.finish()).py_err()?;
+        Ok((c.documents, c.tokens, c.empty_skipped, c.errors_skipped))
+    }
+
+    /// Give up: delete the work directory (for bad input; an interruption keeps it instead).
+    fn discard(&self) {
+        if let Some(out) = self.out.lock().unwrap().take() {
+            out.discard();
+        }
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TokenizeWriter>()?;
+    m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_subsets, m)?)
+}

@@ -1,0 +1,401 @@
+"""`pythia-data tokenize` end to end: the output must be byte-identical to GPT-NeoX's layout
+built from the reference tokenizer (Hugging Face ``tokenizers``) through the indexed builder."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from click.testing import CliRunner
+
+from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
+from pythia_data.cli import main
+from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
+from pythia_data.tokenize import merge_subsets, tokenize_files
+
+tokenizers = pytest.importorskip("tokenizers")
+
+REPO_PYTHON = Path(__file__).resolve().parents[1] / "python"
+
+
+def sample_lines() -> list[str]:
+    with open(SAMPLE_CORPUS, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f).read().decode("utf-8")
+    return [line for line in io.StringIO(raw).read().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[str]:
+    return sample_lines()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, lines):
+    """GPT-NeoX's output for the sample, from the oracle tokenizer: (prefix, names, codes)."""
+    ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    docs = [json.loads(line) for line in lines]
+    docs = [d for d in docs if d["text"]]
+    prefix = tmp_path_factory.mktemp("ref") / "sample"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for enc in ref.encode_batch([d["text"] for d in docs]):
+            b.add_document(enc.ids + [0])
+    names: list[str] = []
+    for d in docs:
+        if d["meta"]["pile_set_name"] not in names:
+            names.append(d["meta"]["pile_set_name"])
+    codes = [names.index(d["meta"]["pile_set_name"]) for d in docs]
+    return prefix, names, codes
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return CliRunner().invoke(main, ["tokenize", "--quiet", *map(str, args)])
+
+
+def dataset_bytes(prefix: Path, subsets: bool = True) -> bytes:
+    names = [".bin", ".idx"] + ([".subsets.npy", ".subsets.json"] if subsets else [])
+    return b"".join(Path(f"{prefix}{n}").read_bytes() for n in names)
+
+
+def assert_matches_reference(prefix: Path, reference) -> None:
+    ref_prefix, names, codes = reference
+    assert Path(f"{prefix}.bin").read_bytes() == Path(f"{ref_prefix}.bin").read_bytes()
+    assert Path(f"{prefix}.idx").read_bytes() == Path(f"{ref_prefix}.idx").read_bytes()
+    assert np.load(f"{prefix}.subsets.npy").tolist() == codes
+    table = json.loads(Path(f"{prefix}.subsets.json").read_text())
+    assert table == {"key": "meta.pile_set_name", "names": names}
+    assert not Path(f"{prefix}.partial").exists()
+
+
+def write_zst_frames(path: Path, lines: list[str], frames: int = 3) -> None:
+    """Concatenated zstd frames, as the Pile's shards are written."""
+    step = len(lines) // frames + 1
+    with open(path, "wb") as f:
+        for i in range(0, len(lines), step):
+            f.write(
+                zstandard.ZstdCompressor().compress(
+                    "".join(x + "\n" for x in lines[i : i + step]).encode()
+                )
+            )
+
+
+def test_sample_matches_gpt_neox_layout(tmp_path, reference):
+    result = run(SAMPLE_CORPUS, "--output", tmp_path / "out" / "sample")
+    assert result.exit_code == 0, result.output
+    assert "296 documents" in result.output
+    assert "skipped 1 empty texts" in result.output
+    assert_matches_reference(tmp_path / "out" / "sample", reference)
+    ds = IndexedDataset(tmp_path / "out" / "sample")
+    assert len(ds) == 296 and ds.doc_idx.tolist() == list(range(297))
+    assert all(ds[i][-1] == 0 for i in range(len(ds)))
+
+
+def test_input_formats_and_directories_agree(tmp_path, lines, reference):
+    half = len(lines) // 2
+    d = tmp_path / "in"
+    d.mkdir()
+    write_zst_frames(d / "a.jsonl.zst", lines[:half])
+    with open(d / "b.jsonl.gz", "wb") as f:  # two gzip members
+        f.write(gzip.compress("".join(x + "\n" for x in lines[half : half + 10]).encode()))
+        f.write(gzip.compress("".join(x + "\n" for x in lines[half + 10 :]).encode()))
+    (d / "ignored.txt").write_text("not an input")
+    result = run(d, "--output", tmp_path / "dir")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "dir", reference)
+    plain = tmp_path / "all.jsonl"
+    plain.write_text(
+        "".join(x + "\n" for x in lines[:half]) + "\n" + "".join(x + "\n" for x in lines[half:])
+    )
+    result = run(plain, "--output", tmp_path / "plain", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "plain", reference)
+
+
+def test_output_independent_of_threads_and_chunking(tmp_path):
+    outs = []
+    for threads, chunk in [(1, 1 << 20), (2, 3000), (4, 1)]:
+        prefix = tmp_path / f"t{threads}"
+        tokenize_files([SAMPLE_CORPUS], prefix, threads=threads, chunk_bytes=chunk)
+        outs.append(dataset_bytes(prefix))
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_text_key_and_no_meta(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"content": "hello  world", "text": 1}\n{"content": ""}\n{"content": "a b"}\n')
+    result = run(src, "--output", tmp_path / "c", "--text-key", "content", "--meta-key", "")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "c")
+    # "hello  world" → [25521, 50276, 10186] (shared/spec/tokenizer.md), then EOD.
+    assert ds[0].tolist() == [25521, 50276, 10186, 0]
+    assert ds[1].tolist() == [66, 270, 0]
+    assert not (tmp_path / "c.subsets.npy").exists()
+
+
+BAD_LINES = [
+    ("{not json}", "invalid JSON"),
+    ('{"meta": {}}', 'no "text" field'),
+    ('{"text": 42}', '"text" field is a number, not a string'),
+    ('{"text": null}', '"text" field is null'),
+]
+
+
+@pytest.mark.parametrize("bad,message", BAD_LINES)
+def test_bad_line_fails_naming_file_and_line(tmp_path, bad, message):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"text": "fine"}\n{"text": "also fine"}\n' + bad + '\n{"text": "x"}\n')
+    result = run(src, "--output", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{src}: line 3: " in result.output and message in result.output
+    assert "Traceback" not in result.output
+    assert sorted(os.listdir(tmp_path)) == ["bad.jsonl"]  # nothing half-written
+
+
+def test_invalid_utf8_fails_and_skips(tmp_path):
+    src = tmp_path / "utf8.jsonl"
+    src.write_bytes(b'{"text": "ok"}\n{"text": "bad \xff byte"}\n{"text": "fine"}\n')
+    result = run(src, "--output", tmp_path / "out")
+    assert result.exit_code == 1 and f"{src}: line 2: invalid JSON" in result.output
+    result = run(src, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines" in result.output
+    tok = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    ds = IndexedDataset(tmp_path / "out")
+    assert [ds[i].tolist() for i in range(len(ds))] == [
+        tok.encode("ok").ids + [0],
+        tok.encode("fine").ids + [0],
+    ]
+
+
+def test_truncated_zstd(tmp_path, lines):
+    whole = tmp_path / "whole.jsonl.zst"
+    write_zst_frames(whole, lines[:60], frames=2)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.jsonl.zst"
+    cut.write_bytes(data[: len(data) - 5000])
+    result = run(cut, "--output", tmp_path / "out")
+    assert result.exit_code == 1
+    assert str(cut) in result.output and "truncated or corrupt zstd stream" in result.output
+    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.partial").exists()
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"text": "after"}\n')
+    result = run(cut, good, "--output", tmp_path / "skip", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "skip")
+    # Every whole line before the cut is kept, whatever the chunking; then the next file.
+    assert 0 < len(ds) < 60
+    again = tmp_path / "again"
+    tokenize_files([cut, good], again, on_error="skip", chunk_bytes=1)
+    assert dataset_bytes(again) == dataset_bytes(tmp_path / "skip")
+
+
+def test_interrupt_then_resume_is_byte_identical(tmp_path):
+    full = tmp_path / "full"
+    tokenize_files([SAMPLE_CORPUS], full)
+    prefix = tmp_path / "resumed"
+    calls = 0
+
+    def stop_soon(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS],
+            prefix,
+            threads=1,
+            chunk_bytes=20_000,
+            checkpoint_seconds=0,
+            progress=stop_soon,
+            progress_seconds=0,
+        )
+    assert not Path(f"{prefix}.idx").exists()
+    assert (tmp_path / "resumed.partial" / "checkpoint.json").exists()
+    report = tokenize_files([SAMPLE_CORPUS], prefix, threads=2)
+    assert report["resumed_documents"] > 0
+    assert dataset_bytes(prefix) == dataset_bytes(full)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_process_resumes_to_identical_output(tmp_path, sig):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(4):
+        shutil.copy(SAMPLE_CORPUS, inputs / f"part{i}.jsonl.zst")
+    cmd = [
+        sys.executable,
+        "-c",
+        "from pythia_data.cli import main; main()",
+        "tokenize",
+        "-q",
+        str(inputs),
+        "--output",
+        str(tmp_path / "killed"),
+        "--checkpoint-seconds",
+        "0",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO_PYTHON)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "killed.partial" / "checkpoint.json"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate()
+    if not checkpoint.exists():
+        pytest.skip("the run finished before it could be killed")
+    if sig == signal.SIGTERM:  # a scheduler's stop: checkpoint, one clear line, status 130
+        assert proc.returncode == 130, stderr
+        assert b"run the same command again" in stderr and b"Traceback" not in stderr
+    assert not (tmp_path / "killed.idx").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed after" in done.stdout
+    tokenize_files(sorted(inputs.iterdir()), tmp_path / "clean")
+    assert dataset_bytes(tmp_path / "killed") == dataset_bytes(tmp_path / "clean")
+
+
+def test_shards_merge_to_a_single_run(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(5):
+        write_zst_frames(d / f"{i:02d}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    assert run(d, "--output", tmp_path / "single").exit_code == 0
+    parts = []
+    for i in range(3):
+        result = run(d, "--output", tmp_path / "pile", "--shard-index", i, "--num-shards", 3)
+        assert result.exit_code == 0, result.output
+        parts.append(tmp_path / f"pile-{i:05d}-of-00003")
+    merge_datasets(tmp_path / "merged", parts)
+    merge_subsets(tmp_path / "merged", parts)
+    assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
+    result = run(d, "--output", tmp_path / "x", "--shard-index", 3, "--num-shards", 3)
+    assert result.exit_code != 0 and "--shard-index" in result.output
+
+
+def test_help_explains_options():
+    result = CliRunner().invoke(main, ["tokenize", "--help"])
+    assert result.exit_code == 0
+    for option in [
+        "--output",
+        "--tokenizer",
+        "--text-key",
+        "--meta-key",
+        "--on-error",
+        "--threads",
+        "--shard-index",
+        "--num-shards",
+        "--checkpoint-seconds",
+    ]:
+        assert option in result.output
+
+
+# --- Parquet and save_to_disk datasets (pyarrow) ------------------------------------------------
+
+
+def write_parquet(path: Path, lines: list[str], row_group_size: int = 50) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.Table.from_pylist([json.loads(x) for x in lines])
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
+def write_saved_dataset(path: Path, lines: list[str], files: int = 2) -> None:
+    """The layout of `datasets.Dataset.save_to_disk`: Arrow IPC streams listed in state.json."""
+    pa = pytest.importorskip("pyarrow")
+    path.mkdir()
+    table = pa.Table.from_pylist([json.loads(x) for x in lines])
+    step = len(lines) // files + 1
+    names = []
+    for i in range(files):
+        name = f"data-{i:05d}-of-{files:05d}.arrow"
+        part = table.slice(i * step, step)
+        with pa.OSFile(str(path / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+            for batch in part.to_batches(max_chunksize=40):
+                w.write_batch(batch)
+        names.append({"filename": name})
+    (path / "state.json").write_text(json.dumps({"_data_files": names, "_split": "train"}))
+    (path / "dataset_info.json").write_text("{}")
+
+
+def test_parquet_and_saved_dataset_match_reference(tmp_path, lines, reference):
+    half = len(lines) // 2
+    write_parquet(tmp_path / "a.parquet", lines[:half])
+    write_parquet(tmp_path / "b.parquet", lines[half:])
+    result = run(tmp_path / "a.parquet", tmp_path / "b.parquet", "--output", tmp_path / "pq")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "pq", reference)
+    write_saved_dataset(tmp_path / "saved", lines)
+    result = run(tmp_path / "saved", "--output", tmp_path / "hf")
+    assert result.exit_code == 0, result.output
+    assert_matches_reference(tmp_path / "hf", reference)
+
+
+def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
+    import pythia_data.tokenize
+
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 20)
+    write_parquet(tmp_path / "a.parquet", lines, row_group_size=20)
+    tokenize_files([tmp_path / "a.parquet"], tmp_path / "full")
+    calls = 0
+
+    def stop_soon(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [tmp_path / "a.parquet"], tmp_path / "part", checkpoint_seconds=0, progress=stop_soon
+        )
+    assert not (tmp_path / "part.idx").exists()
+    report = tokenize_files([tmp_path / "a.parquet"], tmp_path / "part")
+    assert report["resumed_documents"] > 0
+    assert dataset_bytes(tmp_path / "part") == dataset_bytes(tmp_path / "full")
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"text": ["a", None, "b"]}), tmp_path / "null.parquet")
+    result = run(tmp_path / "null.parquet", "--output", tmp_path / "n")
+    assert result.exit_code == 1 and "null.parquet: row 2:" in result.output
+    assert not (tmp_path / "n.partial").exists()
+    result = run(tmp_path / "null.parquet", "--output", tmp_path / "n", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output
+    assert len(IndexedDataset(tmp_path / "n")) == 2
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nocol.parquet")
+    result = run(tmp_path / "nocol.parquet", "--output", tmp_path / "m")
+    assert result.exit_code == 1 and "no 'text' column" in result.output
+
+
+def test_large_vocabulary_writes_int32(tmp_path):
+    # GPT-NeoX's best_fitting_dtype: int32 from 65,500 ids on.
+    cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
+    cfg["added_tokens"].append(
+        {"id": 70000, "content": "<|big|>", "special": True, "single_word": False,
+         "lstrip": False, "rstrip": False, "normalized": False}
+    )  # fmt: skip
+    tok_path = tmp_path / "big.json"
+    tok_path.write_text(json.dumps(cfg))
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"text": "a<|big|>b"}\n')
+    result = run(src, "--output", tmp_path / "big", "--tokenizer", tok_path, "--meta-key", "")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "big")
+    assert ds.dtype == np.int32
+    ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    assert ds[0].tolist() == ref.encode("a").ids + [70000] + ref.encode("b").ids + [0]
