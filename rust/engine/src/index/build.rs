@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use super::gpt2_index::{
-    build_doc_idx, build_sample_idx, build_shuffle_idx, plan, skip_doc_idx, unshuffled_doc_idx,
-    IndexPlan, Sizes,
+    build_doc_idx, build_sample_idx, build_shuffle_idx, plan, shuffle_shuffle_idx, skip_doc_idx,
+    unshuffled_doc_idx, unshuffled_shuffle_idx, IndexPlan, Sizes,
 };
 use super::idx_sizes::IdxSizes;
 use super::npy::{NpyArray, NpyDType, NpyWriter};
@@ -223,6 +223,13 @@ pub fn build_index_files(
         let shuffle_job = s.spawn(move || -> Result<NpyWriter> {
             let (plan, lap) = (plan2, lap2);
             let mut rng2 = rng2.clone();
+            // Allocated now, while the first thread allocates doc_idx: faulting in fresh pages
+            // is a large share of the work, and this way it overlaps.
+            let mut shuffle32 = if plan.shuffle_idx_i64 {
+                None
+            } else {
+                Some(unshuffled_shuffle_idx::<u32>(plan)?)
+            };
             if offload {
                 let mut i = plan.doc_idx_len() - 1;
                 while i >= 1 {
@@ -244,12 +251,12 @@ pub fn build_index_files(
             lap("thread 2: doc_idx draws made");
             let shape = [plan.n as usize];
             let mut w = NpyWriter::create(&paths.shuffle_idx, shuffle_dtype(plan), &shape)?;
-            if plan.shuffle_idx_i64 {
-                w.write(&build_shuffle_idx::<i64>(plan, &mut rng2)?)?;
-            } else {
-                let v = build_shuffle_idx::<u32>(plan, &mut rng2)?;
+            if let Some(v) = shuffle32.as_mut() {
+                shuffle_shuffle_idx(plan, v, &mut rng2);
                 lap("thread 2: shuffle_idx shuffled");
-                w.write(&v)?;
+                w.write(&v[..])?;
+            } else {
+                w.write(&build_shuffle_idx::<i64>(plan, &mut rng2)?)?;
             }
             lap("thread 2: shuffle_idx written");
             Ok(w)

@@ -263,8 +263,8 @@ pub fn build_sample_idx(
     Ok(())
 }
 
-/// `_build_shuffle_idx`: a permutation of `arange(N)` (in two parts for Megatron-LM's variant).
-pub fn build_shuffle_idx<T>(plan: &IndexPlan, rng: &mut RandomState) -> Result<HugeVec<T>>
+/// shuffle_idx before its shuffle: `arange(N)`.
+pub fn unshuffled_shuffle_idx<T>(plan: &IndexPlan) -> Result<HugeVec<T>>
 where
     T: Pod + TryFrom<u64>,
     <T as TryFrom<u64>>::Error: std::fmt::Debug,
@@ -273,9 +273,24 @@ where
     for (i, x) in v.iter_mut().enumerate() {
         *x = T::try_from(i as u64).unwrap();
     }
+    Ok(v)
+}
+
+/// The shuffle of `_build_shuffle_idx` (in two parts for Megatron-LM's variant).
+pub fn shuffle_shuffle_idx<T>(plan: &IndexPlan, v: &mut [T], rng: &mut RandomState) {
     let (first, last) = v.split_at_mut(plan.n_first as usize);
     rng.shuffle(first);
     rng.shuffle(last);
+}
+
+/// `_build_shuffle_idx`: a permutation of `arange(N)`.
+pub fn build_shuffle_idx<T>(plan: &IndexPlan, rng: &mut RandomState) -> Result<HugeVec<T>>
+where
+    T: Pod + TryFrom<u64>,
+    <T as TryFrom<u64>>::Error: std::fmt::Debug,
+{
+    let mut v = unshuffled_shuffle_idx::<T>(plan)?;
+    shuffle_shuffle_idx(plan, &mut v, rng);
     Ok(v)
 }
 
