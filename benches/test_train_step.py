@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.hf import config_to_hf
 from pythia_train.model import build_model, lm_loss

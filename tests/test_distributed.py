@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from train_fixtures import random_rows, tiny_config, write_rows
+
 import pythia_data
 import pythia_train
-import torch
+from pythia_data import PreshuffledDataset
 from pythia_train.configs import TrainConfig
-from pythia_train.data import PackedRows
 from pythia_train.hf import load_hf
 from pythia_train.train import train
-from train_fixtures import random_rows, tiny_config, write_rows
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch built without distributed"
@@ -56,7 +57,7 @@ def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]
 def single_process(prefix: Path, out: Path, steps: int = 4) -> list[dict]:
     cfg = TrainConfig(lr=1e-2, warmup=0.2, train_iters=steps, global_batch=8, micro_batch=8,
                       seq_length=SEQ, save_steps=[steps])
-    return train(tiny_config(), cfg, PackedRows(prefix), save=out, progress=False)
+    return train(tiny_config(), cfg, PreshuffledDataset(prefix), save=out, progress=False)
 
 
 def assert_same_run(records, reference, ckpt_a: Path, ckpt_b: Path):

@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from train_fixtures import tiny_config
+
 from pythia_train.hf import CheckpointError, load_hf, load_hf_state_dict, save_hf
 from pythia_train.model import build_model
-from train_fixtures import tiny_config
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")

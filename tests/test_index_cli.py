@@ -184,8 +184,8 @@ def test_export_preshuffled_then_batch(tmp_path):
 
 
 def test_batch_decode(tmp_path):
-    # Needs pythia_data.tokenizer (built in parallel); skipped until it is merged.
-    tokenizer = __import__("pytest").importorskip("pythia_data.tokenizer")
+    from pythia_data import tokenizer
+
     from golden import golden_case
 
     name = "long_docs"
@@ -200,7 +200,8 @@ def test_batch_decode(tmp_path):
     want = "".join(
         f"=== step 1 row {k} ===\n{tok.decode(ds[k].astype(np.int64).tolist())}\n" for k in (2, 3)
     )
-    assert out.read_text(encoding="utf-8") == want
+    # Bytes, not read_text: universal newlines would turn a decoded "\r" into "\n".
+    assert out.read_bytes().decode("utf-8") == want
 
 
 def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):

@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+from train_fixtures import tiny_config
+
 from pythia_train.configs import PYTHIA_MODELS, model_config, pythia_checkpoint_steps
 from pythia_train.hf import config_to_hf
 from pythia_train.model import GPTNeoX, KVCache, build_model
-from train_fixtures import tiny_config
 
 transformers = pytest.importorskip("transformers")
 

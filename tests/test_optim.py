@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
+from train_fixtures import tiny_config
+
 from pythia_train.configs import TrainConfig
 from pythia_train.model import build_model
 from pythia_train.optim import LRSchedule, build_optimizer, param_groups, pythia_lr
-from train_fixtures import tiny_config
 
 
 def test_no_decay_on_biases_and_layernorm():

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from train_fixtures import pack_rows, random_rows, sample_tokens, tiny_config, write_rows
+
+from pythia_data import PreshuffledDataset
 from pythia_train.checkpoint import resolve_checkpoint
 from pythia_train.cli import main
 from pythia_train.configs import TrainConfig
-from pythia_train.data import PackedRows, RowSource, micro_batch, micro_batch_range
+from pythia_train.data import RowSource, micro_batch, micro_batch_range
 from pythia_train.hf import load_hf
 from pythia_train.neox_config import read_neox_config
 from pythia_train.train import train
-from train_fixtures import pack_rows, random_rows, sample_tokens, tiny_config, write_rows
 
 SEQ = 16
 
@@ -50,8 +52,8 @@ def test_micro_batches_follow_gpt_neox_order():
         micro_batch_range(0, 0, 0, 3, 2, 8)
 
 
-def test_packed_rows_and_micro_batch_tensors(rows_prefix, tmp_path):
-    src = PackedRows(rows_prefix)
+def test_preshuffled_rows_and_micro_batch_tensors(rows_prefix, tmp_path):
+    src = PreshuffledDataset(rows_prefix)
     assert isinstance(src, RowSource) and src.seq_length == SEQ and len(src) == 256
     expected = random_rows(256, SEQ, 512, seed=1)
     x, y = micro_batch(src, 2, 1, 1, 2, 3, 12)  # rows 24 + 6 + 3 = [33, 36)
@@ -60,16 +62,16 @@ def test_packed_rows_and_micro_batch_tensors(rows_prefix, tmp_path):
     assert np.array_equal(y.numpy(), expected[33:36, 1:])
     with pytest.raises(ValueError, match="needs rows up to 264"):
         micro_batch(src, 21, 0, 0, 1, 12, 12)
-    with pytest.raises(ValueError, match="items have 17 tokens, seq_length 8 needs 9"):
-        PackedRows(rows_prefix, seq_length=8)
+    with pytest.raises(ValueError, match="item 0 has 17 tokens.*seq_length \\+ 1 = 9"):
+        PreshuffledDataset(rows_prefix, seq_length=8)
     ragged = tmp_path / "ragged"
     from pythia_data import IndexedDatasetBuilder
 
     with IndexedDatasetBuilder(ragged) as b:
         b.add_item([1, 2, 3])
         b.add_item([1, 2])
-    with pytest.raises(ValueError, match="ragged: items differ in length"):
-        PackedRows(ragged)
+    with pytest.raises(ValueError, match="ragged.idx: item 1 has 2 tokens"):
+        PreshuffledDataset(ragged)
 
 
 def test_loss_falls_on_the_bundled_sample(tmp_path):
@@ -77,7 +79,7 @@ def test_loss_falls_on_the_bundled_sample(tmp_path):
     prefix = write_rows(tmp_path / "sample", rows)
     cfg = TrainConfig(lr=5e-3, train_iters=12, global_batch=4, micro_batch=4, seq_length=32,
                       warmup=0.1, save_steps=[])
-    records = train(tiny_config(vocab_size=50304, max_seq_len=32), cfg, PackedRows(prefix),
+    records = train(tiny_config(vocab_size=50304, max_seq_len=32), cfg, PreshuffledDataset(prefix),
                     progress=False)
     losses = [r["loss"] for r in records]
     assert losses[0] == pytest.approx(np.log(50304), abs=0.3)  # uniform at init
@@ -85,14 +87,14 @@ def test_loss_falls_on_the_bundled_sample(tmp_path):
 
 
 def test_gradient_accumulation_equals_one_big_micro_batch(rows_prefix):
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     a = train(tiny_config(), small_run(micro_batch=2), src, progress=False)
     b = train(tiny_config(), small_run(micro_batch=8), src, progress=False)
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     full = train(tiny_config(), small_run(save_steps=[3, 6]), src, save=tmp_path / "a",
                  log_path=tmp_path / "a.jsonl", progress=False)
     resumed = train(tiny_config(), small_run(save_steps=[6]), src, save=tmp_path / "b",
@@ -116,7 +118,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_path, monkeypatch):
     import pythia_train.checkpoint as ckpt
 
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
           progress=False)
     real = ckpt.write_hf_files
@@ -137,7 +139,7 @@ def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path
     from pythia_train.hf import save_hf
     from pythia_train.model import build_model
 
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     start = build_model(tiny_config(num_layers=3), seed=99)
     save_hf(start, tmp_path / "hf")
     records = train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src,
@@ -149,7 +151,7 @@ def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path
 
 
 def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
           progress=False)
     with pytest.raises(ValueError, match="global batch 8, this run has 16"):
@@ -158,7 +160,7 @@ def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains(rows_prefix, tmp_path, precision):
-    src = PackedRows(rows_prefix)
+    src = PreshuffledDataset(rows_prefix)
     records = train(tiny_config(), small_run(precision=precision, save_steps=[6]), src,
                     save=tmp_path, progress=False)
     reference = train(tiny_config(), small_run(), src, progress=False)
@@ -173,7 +175,7 @@ def test_mixed_precision_trains(rows_prefix, tmp_path, precision):
 
 def test_too_little_data_is_a_clear_error(rows_prefix):
     with pytest.raises(ValueError, match="need 1024 rows; the data has 256"):
-        train(tiny_config(), small_run(train_iters=128), PackedRows(rows_prefix), progress=False)
+        train(tiny_config(), small_run(train_iters=128), PreshuffledDataset(rows_prefix), progress=False)
 
 
 PYTHIA_YML = """

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from pythia_data import IndexedDatasetBuilder
 from pythia_train.configs import ModelConfig
 
@@ -33,8 +34,9 @@ def random_rows(n: int, seq_length: int, vocab: int, seed: int = 0) -> np.ndarra
 def sample_tokens(max_docs: int = 40) -> np.ndarray:
     """The bundled Pile sample, tokenized with the 20B tokenizer, EOD (0) after each document."""
     import zstandard
-    from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
     from tokenizers import Tokenizer
+
+    from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 
     tok = Tokenizer.from_file(str(DEFAULT_TOKENIZER))
     with open(SAMPLE_CORPUS, "rb") as f:

@@ -22,7 +22,6 @@ _EXPORTS = {
     "save_hf": "pythia_train.hf",
     "CheckpointError": "pythia_train.hf",
     "RowSource": "pythia_train.data",
-    "PackedRows": "pythia_train.data",
     "ArrayRows": "pythia_train.data",
 }
 

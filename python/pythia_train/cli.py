@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -196,15 +195,18 @@ def _open_data(prefix: str, fmt: str, cfg):
         from pythia_train.data import open_rows
 
         return open_rows(prefix, cfg.seq_length)
-    import pythia_data
+    from pythia_data import GPTDataset
 
-    cls = getattr(pythia_data, "GPTDataset", None)
-    if cls is None:
-        raise ValueError("--data-format gpt-neox needs pythia_data.GPTDataset, not in this build")
-    # GPT-NeoX asks the index for 0.5 % more samples than it trains on (its data-weights path,
-    # which Pythia's single-dataset configs go through); the count shapes the shuffle.
-    num_samples = math.ceil(cfg.train_iters * cfg.global_batch * 1.0 * 1.005)
-    return cls(prefix, num_samples=num_samples, seq_length=cfg.seq_length, seed=cfg.seed)
+    # GPTDataset asks for ceil(iters · batch · 1.005) samples, as GPT-NeoX did for Pythia (the
+    # count shapes the shuffle), and builds the index like GPT-NeoX when it is not cached yet.
+    return GPTDataset(
+        prefix,
+        train_iters=cfg.train_iters,
+        global_batch_size=cfg.global_batch,
+        seq_length=cfg.seq_length,
+        seed=cfg.seed,
+        build=True,
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["RowSource", "PackedRows", "ArrayRows", "micro_batch_range", "micro_batch", "open_rows"]
+__all__ = ["RowSource", "ArrayRows", "micro_batch_range", "micro_batch", "open_rows"]
 
 
 @runtime_checkable
@@ -27,40 +27,6 @@ class RowSource(Protocol):
     def __len__(self) -> int: ...
 
     def rows(self, start: int, stop: int) -> np.ndarray: ...
-
-
-class PackedRows:
-    """Rows of a preshuffled indexed dataset: item i is row i, every item seq_length + 1 tokens.
-
-    A thin reader over ``pythia_data.IndexedDataset`` for use until ``pythia_data``'s own
-    preshuffled loader is available; it checks the one thing it relies on, the item size.
-    """
-
-    def __init__(self, prefix: str | os.PathLike, seq_length: int | None = None):
-        from pythia_data import IndexedDataset
-
-        self.dataset = IndexedDataset(prefix)
-        sizes = self.dataset.sizes
-        if len(sizes) == 0:
-            raise ValueError(f"{self.dataset.prefix}: dataset has no items")
-        size = int(sizes[0])
-        if seq_length is not None and size != seq_length + 1:
-            raise ValueError(
-                f"{self.dataset.prefix}: items have {size} tokens, seq_length {seq_length} needs "
-                f"{seq_length + 1}"
-            )
-        if not bool((sizes == size).all()):
-            raise ValueError(
-                f"{self.dataset.prefix}: items differ in length; a preshuffled dataset has "
-                "every item exactly seq_length + 1 tokens"
-            )
-        self.seq_length = size - 1
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        return self.dataset.items(start, stop).reshape(-1, self.seq_length + 1)
 
 
 class ArrayRows:
@@ -81,16 +47,10 @@ class ArrayRows:
 
 
 def open_rows(prefix: str | os.PathLike, seq_length: int | None = None) -> RowSource:
-    """A preshuffled dataset: pythia_data's ``PreshuffledDataset`` if present, else PackedRows."""
-    import pythia_data
+    """Preshuffled data (item k is training row k), read by ``pythia_data.PreshuffledDataset``."""
+    from pythia_data import PreshuffledDataset
 
-    cls = getattr(pythia_data, "PreshuffledDataset", None)
-    if cls is None:
-        return PackedRows(prefix, seq_length)
-    ds = cls(prefix)
-    if seq_length is not None and ds.seq_length != seq_length:
-        raise ValueError(f"{prefix}: rows have seq_length {ds.seq_length}, expected {seq_length}")
-    return ds
+    return PreshuffledDataset(prefix, seq_length)
 
 
 def micro_batch_range(
