@@ -4,7 +4,9 @@ raw text → tokenizer → ``.bin/.idx`` → index (doc/sample/shuffle) → data
 """
 
 from pythia_data._core import __version__
+from pythia_data.dataset import BlendedDataset, GPTDataset, PreshuffledDataset
 from pythia_data.errors import PythiaDataError
+from pythia_data.index import BlendInfo, IndexInfo, build_blended_index, build_index
 from pythia_data.indexed import (
     IndexedDataset,
     IndexedDatasetBuilder,
@@ -20,5 +22,12 @@ __all__ = [
     "IndexedDatasetBuilder",
     "best_fitting_dtype",
     "merge_datasets",
+    "GPTDataset",
+    "PreshuffledDataset",
+    "BlendedDataset",
+    "build_index",
+    "build_blended_index",
+    "IndexInfo",
+    "BlendInfo",
     "Tokenizer",
 ]

@@ -59,6 +59,67 @@ def merge_datasets(
     out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
 ) -> str: ...
 
+# --- sample index (rust/python/src/index.rs) -------------------------------------------------
+
+class RandomState:
+    """numpy's legacy RandomState(seed), reimplemented."""
+    def __init__(self, seed: int) -> None: ...
+    def next_u32(self, count: int) -> npt.NDArray[np.uint32]: ...
+    def randint(self, low: int, high: int, count: int) -> npt.NDArray[np.int64]: ...
+    def permutation(self, n: int) -> npt.NDArray[np.int64]: ...
+    def skip_shuffle(self, n: int) -> None: ...
+
+def build_index(
+    idx_path: str | os.PathLike[str],
+    cache_prefix: str | os.PathLike[str],
+    name: str,
+    num_samples: int,
+    seq_length: int,
+    seed: int,
+    documents: tuple[int, int] | None = None,
+    separate_last_epoch: bool = False,
+    overwrite: bool = False,
+    progress: object | None = None,
+) -> dict[str, object]: ...
+def build_index_from_sizes(
+    sizes: npt.NDArray[np.int32],
+    cache_prefix: str | os.PathLike[str],
+    name: str,
+    num_samples: int,
+    seq_length: int,
+    seed: int,
+    documents: tuple[int, int] | None = None,
+    separate_last_epoch: bool = False,
+    overwrite: bool = False,
+) -> dict[str, object]: ...
+def index_paths(
+    cache_prefix: str | os.PathLike[str], name: str, num_samples: int, seq_length: int, seed: int
+) -> tuple[str, str, str]: ...
+def num_samples_for(iters: int, global_batch: int) -> int: ...
+def blend_num_samples(weights: Sequence[float], total: int) -> tuple[list[float], list[int]]: ...
+def blending_indices(
+    weights: Sequence[float], size: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
+
+# --- loader (rust/python/src/loader.rs) ------------------------------------------------------
+
+class GptDataset:
+    def __init__(
+        self,
+        dataset: IndexedDataset,
+        doc_idx: str | os.PathLike[str],
+        sample_idx: str | os.PathLike[str],
+        shuffle_idx: str | os.PathLike[str],
+        seq_length: int,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def seq_length(self) -> int: ...
+    def rows(self, start: int, stop: int, int64: bool = False) -> npt.NDArray[np.generic]: ...
+    def rows_into(self, start: int, stop: int, out: npt.NDArray[np.generic]) -> None: ...
+    def sample_of_row(self, k: int) -> int: ...
+    def provenance(self, k: int) -> list[tuple[int, int, int]]: ...
+
 # --- tokenizer and tokenize pipeline (rust/python/src/tokenizer.rs, tokenize.rs) -----------------
 
 class Tokenizer:

@@ -50,9 +50,18 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pythia_data.cli import info, merge, tokenize, unshard, verify
+    from pythia_data.cli import (
+        batch,
+        build_index,
+        export_preshuffled,
+        info,
+        merge,
+        tokenize,
+        unshard,
+        verify,
+    )
 
-    for module in (info, merge, unshard, verify, tokenize):
+    for module in (info, merge, unshard, verify, build_index, batch, export_preshuffled, tokenize):
         main.add_command(module.command)
 
 

@@ -6,7 +6,9 @@
 
 pub mod corpus;
 pub mod error;
+pub mod index;
 pub mod indexed;
+pub mod loader;
 pub mod tokenize;
 pub mod tokenizer;
 

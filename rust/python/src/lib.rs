@@ -4,7 +4,9 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod index;
 mod indexed;
+mod loader;
 mod tokenize;
 mod tokenizer;
 
@@ -13,6 +15,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     indexed::register(m)?;
+    index::register(m)?;
+    loader::register(m)?;
     tokenizer::register(m)?;
     tokenize::register(m)?;
     Ok(())

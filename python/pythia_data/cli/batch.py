@@ -1,0 +1,182 @@
+"""`pythia-data batch`: the rows Pythia trained on at given steps (a fixed batch_viewer)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+from pythia_data.cli._index_options import with_index_options
+from pythia_data.dataset import GPTDataset, PreshuffledDataset
+from pythia_data.errors import PythiaDataError
+from pythia_data.index import find_datasets
+
+
+def open_rows(
+    prefix,
+    preshuffled,
+    name,
+    train_iters,
+    global_batch_size,
+    num_samples,
+    seq_length,
+    seed,
+    cache_dir,
+):
+    """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
+    PREFIX may be a directory holding exactly one dataset."""
+    found = find_datasets(prefix)
+    if len(found) != 1:
+        raise PythiaDataError(
+            f"{prefix} holds {len(found)} datasets ({', '.join(p.name for p in found)}): "
+            "give one prefix"
+        )
+    prefix = found[0]
+    if preshuffled:
+        return PreshuffledDataset(prefix, seq_length=seq_length)
+    return GPTDataset(
+        prefix,
+        name=name,
+        num_samples=num_samples,
+        train_iters=train_iters,
+        global_batch_size=global_batch_size,
+        seq_length=seq_length,
+        seed=seed,
+        cache_dir=cache_dir,
+    )
+
+
+@click.command("batch")
+@click.argument("prefix", type=click.Path())
+@click.option("--step", type=click.IntRange(min=0), required=True, help="First optimizer step.")
+@click.option(
+    "--end-step",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Last step, inclusive (default: --step).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per step (default: --global-batch-size, i.e. 1024).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.",
+)
+@click.option("--decode", is_flag=True, help="Decode rows to text with the GPT-NeoX-20B tokenizer.")
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="tokenizer.json for --decode (default: the bundled GPT-NeoX-20B one).",
+)
+@click.option(
+    "--int64", "as_int64", is_flag=True, help="Save int64 tokens instead of the dataset's dtype."
+)
+@click.option(
+    "--preshuffled",
+    is_flag=True,
+    help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.",
+)
+@with_index_options
+def command(
+    prefix,
+    step,
+    end_step,
+    batch_size,
+    output,
+    decode,
+    tokenizer,
+    as_int64,
+    preshuffled,
+    **index_opts,
+):
+    """Print or save the batches trained at steps STEP..=END_STEP of PREFIX.
+
+    Step s is rows [s·batch_size, (s+1)·batch_size) of GPT-NeoX's order: every row of every step
+    in the range, nothing more or less. The index is found under GPT-NeoX's names for the
+    given (default: Pythia's) parameters; build it with `pythia-data build-index`.
+    """
+    end_step = step if end_step is None else end_step
+    batch_size = batch_size or index_opts["global_batch_size"]
+    if end_step < step:
+        raise PythiaDataError(f"--end-step {end_step} is before --step {step}")
+    ds = open_rows(prefix, preshuffled, **index_opts)
+    steps = end_step - step + 1
+    last_full = len(ds) // batch_size - 1
+    if end_step > last_full:
+        raise PythiaDataError(
+            f"step {end_step} is beyond the index: {len(ds):,} rows hold steps 0..{last_full:,} "
+            f"of {batch_size} rows"
+        )
+    dtype = np.int64 if as_int64 else None
+    if decode:
+        _decode(ds, step, end_step, batch_size, tokenizer, output)
+        return
+    if output is not None:
+        _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=end_step != step)
+        click.echo(f"wrote steps {step}..{end_step} ({steps * batch_size:,} rows) to {output}")
+        return
+    for s in range(step, end_step + 1):
+        rows = ds.batch(s, batch_size)
+        total = int(rows.sum(dtype=np.int64))
+        click.echo(
+            f"step {s}: rows [{s * batch_size:,}, {(s + 1) * batch_size:,}), shape {rows.shape}, "
+            f"token sum {total}, row 0 starts {rows[0, :8].tolist()}"
+        )
+
+
+def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> None:
+    from tqdm import tqdm
+
+    out_dtype = np.dtype(dtype) if dtype is not None else ds.dtype
+    shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
+    if not stacked:
+        shape = shape[1:]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=out_dtype, shape=shape)
+        flat = out.reshape(-1, batch_size, ds.seq_length + 1)
+        for i, s in enumerate(
+            tqdm(range(step, end_step + 1), unit="step", disable=end_step == step)
+        ):
+            flat[i] = ds.batch(s, batch_size, dtype)
+        out.flush()
+        del out, flat
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
+    try:
+        from pythia_data.tokenizer import Tokenizer
+    except ImportError as e:
+        raise PythiaDataError(
+            f"--decode needs pythia_data.tokenizer, which is unavailable: {e}"
+        ) from e
+
+    tok = Tokenizer.from_file(tokenizer_path)
+    chunks = []
+    for s in range(step, end_step + 1):
+        rows = ds.batch(s, batch_size, np.int64)
+        for i, row in enumerate(rows):
+            chunks.append(
+                f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n"
+            )
+    text = "".join(chunks)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

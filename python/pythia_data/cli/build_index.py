@@ -1,0 +1,133 @@
+"""`pythia-data build-index`: GPT-NeoX v1.0's doc/sample/shuffle index, with Pythia's defaults."""
+
+from __future__ import annotations
+
+import click
+
+from pythia_data.cli._index_options import with_index_options
+from pythia_data.errors import PythiaDataError
+from pythia_data.index import build_blended_index, build_index, find_datasets, num_samples_for
+
+
+@click.command("build-index")
+@click.argument("path", type=click.Path())
+@with_index_options
+@click.option(
+    "--split",
+    "splits",
+    type=click.Choice(["train", "valid", "test"]),
+    multiple=True,
+    default=("train",),
+    show_default=True,
+    help="Which of GPT-NeoX's datasets to build (repeatable): train_0, valid_0 (eval_iters · "
+    "(train_iters // eval_interval + 1) steps) and test_0 (eval_iters steps). Overrides --name.",
+)
+@click.option(
+    "--eval-interval",
+    type=click.IntRange(min=1),
+    default=40_000,
+    show_default=True,
+    help="GPT-NeoX's eval_interval (sets the valid split's size).",
+)
+@click.option(
+    "--eval-iters",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="GPT-NeoX's eval_iters (sets the valid and test sizes).",
+)
+@click.option(
+    "--weights",
+    default=None,
+    help="Comma-separated weights, one per dataset found: build a BlendableDataset blend "
+    "(each component gets ceil(total · w · 1.005) samples). Without it every dataset is "
+    "indexed on its own.",
+)
+@click.option(
+    "--separate-last-epoch",
+    is_flag=True,
+    help="Megatron-LM's variant (shuffle a short last epoch separately). GPT-NeoX and Pythia "
+    "never used it: the rows differ from Pythia's.",
+)
+@click.option("--overwrite", is_flag=True, help="Rebuild even if an index with these names exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def command(
+    path,
+    name,
+    train_iters,
+    global_batch_size,
+    num_samples,
+    seq_length,
+    seed,
+    cache_dir,
+    splits,
+    eval_interval,
+    eval_iters,
+    weights,
+    separate_last_epoch,
+    overwrite,
+    quiet,
+):
+    """Build the sample index GPT-NeoX v1.0 would build for PATH (a dataset prefix, its .idx,
+    or a directory of datasets), as GPT-NeoX's own .npy cache files.
+
+    An existing index with the same names is reused when it matches and refused when it was
+    built with other parameters. Defaults are Pythia's: 143,000 steps of 1,024 rows of 2,048
+    tokens, seed 1234, i.e. 147,164,160 samples, named train_0.
+    """
+    if not 0 <= seed <= 2**32 - 1:
+        raise PythiaDataError(f"--seed {seed} is out of range [0, 4294967295]")
+    prefixes = find_datasets(path)
+    multi_split = splits != ("train",)
+    split_iters = {
+        "train": train_iters,
+        "valid": (train_iters // eval_interval + 1) * eval_iters,
+        "test": eval_iters,
+    }
+    for split in splits:
+        split_name = f"{split}_0" if multi_split else name
+        explicit = num_samples if not multi_split else None
+        iters = split_iters[split]
+        ns = explicit if explicit is not None else num_samples_for(iters, global_batch_size)
+        rows_used = train_iters * global_batch_size if split == "train" else None
+        if weights is not None:
+            try:
+                ws = [float(w) for w in weights.split(",")]
+            except ValueError as e:
+                raise PythiaDataError(f"--weights {weights!r}: not comma-separated numbers") from e
+            if len(ws) != len(prefixes):
+                raise PythiaDataError(
+                    f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
+                    + ", ".join(p.name for p in prefixes)
+                )
+            # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
+            base = explicit if explicit is not None else iters * global_batch_size
+            blend = build_blended_index(
+                prefixes,
+                ws,
+                name=split_name,
+                num_samples=base,
+                seq_length=seq_length,
+                seed=seed,
+                cache_dir=cache_dir,
+                overwrite=overwrite,
+                progress=not quiet,
+            )
+            shown = ", ".join(f"{w:.6g}" for w in blend.weights)
+            click.echo(f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}")
+            for info in blend.components:
+                click.echo(info.describe())
+            continue
+        for prefix in prefixes:
+            info = build_index(
+                prefix,
+                name=split_name,
+                num_samples=ns,
+                seq_length=seq_length,
+                seed=seed,
+                separate_last_epoch=separate_last_epoch,
+                cache_dir=cache_dir,
+                overwrite=overwrite,
+                progress=not quiet,
+            )
+            click.echo(info.describe(rows_used=rows_used))

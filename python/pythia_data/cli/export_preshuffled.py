@@ -1,0 +1,31 @@
+"""`pythia-data export-preshuffled`: the first R training rows as Pythia's preshuffled layout."""
+
+from __future__ import annotations
+
+import click
+
+from pythia_data.cli._index_options import with_index_options
+from pythia_data.cli.batch import open_rows
+from pythia_data.preshuffle import export_preshuffled
+
+
+@click.command("export-preshuffled")
+@click.argument("prefix", type=click.Path())
+@click.argument("output", type=click.Path())
+@click.option(
+    "--rows",
+    "num_rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rows to write (default: train_iters · global_batch_size, or all the index holds if fewer).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@with_index_options
+def command(prefix, output, num_rows, quiet, **index_opts):
+    """Write the first ROWS training rows of PREFIX's index to OUTPUT.bin/.idx, one item of
+    seq_length + 1 tokens per row, as in Pythia's released preshuffled datasets."""
+    ds = open_rows(prefix, False, **index_opts)
+    if num_rows is None:
+        num_rows = min(len(ds), index_opts["train_iters"] * index_opts["global_batch_size"])
+    path = export_preshuffled(ds, output, num_rows, progress=not quiet)
+    click.echo(f"wrote {num_rows:,} rows of {ds.seq_length + 1} tokens to {path}")

@@ -1,0 +1,376 @@
+"""Pythia's training rows in GPT-NeoX's exact order.
+
+``GPTDataset`` reads a raw indexed dataset through GPT-NeoX's index files (item k = the
+``seq_length + 1`` tokens GPT-NeoX's ``GPT2Dataset[k]`` returns); ``PreshuffledDataset`` reads
+Pythia's released preshuffled data, where item k is already training row k; ``BlendedDataset``
+is GPT-NeoX's ``BlendableDataset``. All share the step arithmetic of shared/spec/data-pipeline.md
+§4: step s trains on rows ``[batch_size·s, batch_size·s + batch_size)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pythia_data import _core
+from pythia_data.errors import PythiaDataError
+from pythia_data.index import PYTHIA, BlendInfo, IndexInfo, index_paths, num_samples_for
+from pythia_data.indexed import IndexedDataset
+
+__all__ = ["GPTDataset", "PreshuffledDataset", "BlendedDataset", "RowDataset"]
+
+PathLike = str | os.PathLike
+
+
+class RowDataset:
+    """Step arithmetic shared by every dataset of fixed-length training rows.
+
+    Subclasses provide ``__len__``, ``seq_length`` and ``rows(start, stop)``.
+    """
+
+    seq_length: int
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def rows(self, start: int, stop: int, dtype=None, out=None) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _check_range(self, start: int, stop: int) -> tuple[int, int]:
+        start, stop, n = int(start), int(stop), len(self)
+        if not 0 <= start <= stop:
+            raise IndexError(f"bad row range [{start}, {stop})")
+        if stop > n:
+            raise IndexError(
+                f"rows [{start}, {stop}) go beyond the index, which has {n:,} rows "
+                f"({n // 1024:,} full steps of 1024)"
+            )
+        return start, stop
+
+    def row(self, k: int, dtype=None) -> np.ndarray:
+        """Row k (seq_length + 1 tokens), in the dataset's dtype or ``dtype`` (e.g. np.int64)."""
+        k = int(k)
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(f"row {k} is out of range for {len(self):,} rows")
+        return self.rows(k, k + 1, dtype)[0]
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return np.stack([self[i] for i in range(start, stop, step)])
+            return self.rows(start, max(start, stop))
+        return self.row(key)
+
+    def _check_steps(self, first: int, last: int, batch_size: int) -> None:
+        if first < 0:
+            raise IndexError(f"step {first} is negative")
+        if (last + 1) * batch_size > len(self):
+            raise IndexError(
+                f"step {last} needs rows [{last * batch_size:,}, {(last + 1) * batch_size:,}) but "
+                f"the index has {len(self):,} rows: the last full step is "
+                f"{len(self) // batch_size - 1:,}"
+            )
+
+    def batch(
+        self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None, out=None
+    ) -> np.ndarray:
+        """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
+        ``out`` when given)."""
+        step = int(step)
+        self._check_steps(step, step, batch_size)
+        return self.rows(step * batch_size, (step + 1) * batch_size, dtype, out)
+
+    def batches(
+        self,
+        start_step: int,
+        end_step: int,
+        batch_size: int = PYTHIA["global_batch_size"],
+        dtype=None,
+    ) -> np.ndarray:
+        """Steps ``start_step..=end_step`` (inclusive), shape (steps, batch_size, seq_length + 1)."""
+        if end_step < start_step:
+            raise IndexError(f"end step {end_step} is before start step {start_step}")
+        self._check_steps(int(start_step), int(end_step), batch_size)
+        rows = self.rows(start_step * batch_size, (end_step + 1) * batch_size, dtype)
+        return rows.reshape(end_step - start_step + 1, batch_size, self.seq_length + 1)
+
+    @staticmethod
+    def checkpoint_rows(
+        checkpoint_step: int, batch_size: int = PYTHIA["global_batch_size"]
+    ) -> range:
+        """Rows checkpoint ``stepN`` has been trained on: ``[0, batch_size·N)`` (step0: none)."""
+        return range(0, int(checkpoint_step) * batch_size)
+
+    def data_parallel_rows(
+        self,
+        step: int,
+        rank: int,
+        world_size: int,
+        micro_batch_size: int,
+        batch_size: int = PYTHIA["global_batch_size"],
+        dtype=None,
+    ) -> np.ndarray:
+        """The rows data-parallel ``rank`` of ``world_size`` trains on at ``step``, shaped
+        (gradient_accumulation_steps, micro_batch_size, seq_length + 1).
+
+        GPT-NeoX's DistributedBatchSampler walks the rows in micro-steps of
+        ``micro_batch_size · world_size``; rank r takes the r-th contiguous slice of each.
+        """
+        gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
+        if not 0 <= rank < world_size:
+            raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
+        step = int(step)
+        self._check_steps(step, step, batch_size)
+        first = self.rows(0, 0, dtype)  # for the output dtype only
+        out = np.empty((gas, micro_batch_size, self.seq_length + 1), dtype=first.dtype)
+        for m in range(gas):
+            start = step * batch_size + (m * world_size + rank) * micro_batch_size
+            out[m] = self.rows(start, start + micro_batch_size, dtype)
+        return out
+
+
+def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_size: int) -> int:
+    if world_size < 1 or micro_batch_size < 1 or batch_size % (world_size * micro_batch_size):
+        raise PythiaDataError(
+            f"global batch {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
+            f"× world_size {world_size}"
+        )
+    return batch_size // (world_size * micro_batch_size)
+
+
+def _read_subsets(prefix: Path) -> tuple[np.ndarray, list[str]] | None:
+    codes_path = prefix.with_name(prefix.name + ".subsets.npy")
+    names_path = prefix.with_name(prefix.name + ".subsets.json")
+    if not (codes_path.exists() and names_path.exists()):
+        return None
+    try:
+        names = json.loads(names_path.read_text())["names"]
+        codes = np.load(codes_path, mmap_mode="r")
+    except (ValueError, KeyError, OSError) as e:
+        raise PythiaDataError(f"{codes_path} / {names_path}: unreadable subset labels ({e})") from e
+    return codes, list(names)
+
+
+class GPTDataset(RowDataset):
+    """GPT-NeoX v1.0's ``GPT2Dataset`` over a raw indexed dataset and its index files.
+
+    ``GPTDataset(prefix)`` opens the index GPT-NeoX (or ``pythia-data build-index``) wrote for
+    Pythia's parameters; pass ``build=True`` to build it when missing. Rows come back in the
+    dataset's dtype (uint16 for the Pile) unless ``dtype=np.int64`` is asked for.
+    """
+
+    def __init__(
+        self,
+        prefix: PathLike,
+        *,
+        name: str = "train_0",
+        num_samples: int | None = None,
+        train_iters: int = PYTHIA["train_iters"],
+        global_batch_size: int = PYTHIA["global_batch_size"],
+        seq_length: int = PYTHIA["seq_length"],
+        seed: int = PYTHIA["seed"],
+        cache_dir: PathLike | None = None,
+        build: bool = False,
+        paths: tuple[PathLike, PathLike, PathLike] | None = None,
+    ):
+        self.indexed = prefix if isinstance(prefix, IndexedDataset) else IndexedDataset(prefix)
+        self.prefix = self.indexed.prefix
+        if num_samples is None:
+            num_samples = num_samples_for(train_iters, global_batch_size)
+        self.info: IndexInfo | None = None
+        if paths is None:
+            if build:
+                from pythia_data.index import build_index
+
+                self.info = build_index(
+                    self.prefix,
+                    name=name,
+                    num_samples=num_samples,
+                    seq_length=seq_length,
+                    seed=seed,
+                    cache_dir=cache_dir,
+                )
+            paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
+        self.paths = tuple(Path(p) for p in paths)
+        self._check_record(int(seq_length))
+        self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
+        self.seq_length = int(seq_length)
+        self.dtype = self.indexed.dtype
+        self._subsets = _read_subsets(self.prefix)
+
+    def _check_record(self, seq_length: int) -> None:
+        """Our build leaves a record beside the index; an index of other data is refused here
+        rather than read as silent garbage (GPT-NeoX's own caches have no record)."""
+        doc_idx = self.paths[0]
+        record = doc_idx.with_name(doc_idx.name.replace("_doc_idx.npy", "_meta.json"))
+        if not record.name.endswith("_meta.json") or not record.exists():
+            return
+        try:
+            meta = json.loads(record.read_text())
+            start, stop = meta["documents"]
+            tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
+        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64))
+        if stop > len(self.indexed) or have != tokens or meta_seq != seq_length:
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [{start}, {stop}) holding "
+                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds {have:,} "
+                f"tokens there and seq_length {seq_length} was asked: built from other data or "
+                "parameters"
+            )
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __repr__(self) -> str:
+        return f"GPTDataset({str(self.prefix)!r}, rows={len(self):,}, seq_length={self.seq_length})"
+
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)`` as a (n, seq_length + 1) array, assembled on all cores: new, or
+        written into ``out`` (C-contiguous, the dataset's dtype or int64) to reuse a buffer."""
+        start, stop = self._check_range(start, stop)
+        if out is not None:
+            self._core.rows_into(start, stop, out)
+            return out
+        int64 = dtype is not None and np.dtype(dtype) == np.int64
+        if dtype is not None and not int64 and np.dtype(dtype) != self.dtype:
+            return self._core.rows(start, stop, False).astype(dtype)
+        return self._core.rows(start, stop, int64)
+
+    def provenance(self, k: int) -> list[dict]:
+        """Where row k comes from: ``[{document, offset, length[, subset]}, ...]`` in order.
+
+        ``document`` is the item of the indexed dataset (one per document for the Pile);
+        ``subset`` (its Pile subset) appears when the tokenizer saved ``PREFIX.subsets.*``.
+        """
+        k = int(k)
+        if k < 0:
+            k += len(self)
+        spans = [{"document": d, "offset": o, "length": n} for d, o, n in self._core.provenance(k)]
+        if self._subsets is not None:
+            codes, names = self._subsets
+            for s in spans:
+                code = int(codes[s["document"]])
+                s["subset"] = names[code] if code < len(names) else f"<code {code}>"
+        return spans
+
+
+class PreshuffledDataset(RowDataset):
+    """Pythia's released preshuffled data: item k of the indexed dataset is training row k,
+    ``seq_length + 1`` tokens long. Rows are read in place (a zero-copy view when possible)."""
+
+    def __init__(self, prefix: PathLike, seq_length: int | None = None):
+        """``seq_length`` defaults to the item size minus one (2048 for Pythia's release)."""
+        self.indexed = prefix if isinstance(prefix, IndexedDataset) else IndexedDataset(prefix)
+        self.prefix = self.indexed.prefix
+        self.dtype = self.indexed.dtype
+        sizes = self.indexed.sizes
+        if len(sizes) == 0:
+            raise PythiaDataError(f"{self.prefix}.idx: the dataset has no items, so no rows")
+        self.seq_length = int(sizes[0]) - 1 if seq_length is None else int(seq_length)
+        bad = np.flatnonzero(sizes != self.seq_length + 1)
+        if bad.size:
+            raise PythiaDataError(
+                f"{self.prefix}.idx: item {int(bad[0])} has {int(sizes[bad[0]])} tokens, but every "
+                f"item of a preshuffled dataset is one row of seq_length + 1 = {self.seq_length + 1}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.indexed)
+
+    def __repr__(self) -> str:
+        return f"PreshuffledDataset({str(self.prefix)!r}, rows={len(self):,})"
+
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rows ``[start, stop)``: a read-only view of the ``.bin`` (a copy when ``dtype`` or
+        ``out`` is given)."""
+        start, stop = self._check_range(start, stop)
+        view = self.indexed.items(start, stop).reshape(stop - start, self.seq_length + 1)
+        if out is not None:
+            np.copyto(out, view, casting="safe")
+            return out
+        return view if dtype is None else view.astype(dtype)
+
+
+class BlendedDataset(RowDataset):
+    """GPT-NeoX's ``BlendableDataset``: position s takes the next row of the dataset whose
+    weight most exceeds its share so far (ties to the lowest index)."""
+
+    def __init__(self, datasets: Sequence[RowDataset], weights: Sequence[float]):
+        if len(datasets) != len(weights) or not datasets:
+            raise PythiaDataError("give one weight per dataset (and at least one dataset)")
+        lengths = {d.seq_length for d in datasets}
+        if len(lengths) != 1:
+            raise PythiaDataError(f"blended datasets must share seq_length, got {sorted(lengths)}")
+        self.datasets = list(datasets)
+        self.seq_length = lengths.pop()
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        self.size = sum(len(d) for d in datasets)
+        self.dataset_index, self.dataset_sample_index = _core.blending_indices(
+            [float(x) for x in self.weights], self.size
+        )
+
+    @classmethod
+    def from_blend(cls, blend: BlendInfo) -> BlendedDataset:
+        """The blend ``build_blended_index`` (or ``pythia-data build-index --weights``) made."""
+        comps = [
+            GPTDataset(c.prefix, seq_length=c.seq_length, paths=c.paths) for c in blend.components
+        ]
+        return cls(comps, blend.weights)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rows(
+        self,
+        start: int,
+        stop: int,
+        dtype: np.dtype | type | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        start, stop = self._check_range(start, stop)
+        if out is not None:
+            np.copyto(out, self.rows(start, stop, out.dtype), casting="safe")
+            return out
+        which = self.dataset_index[start:stop]
+        sample = self.dataset_sample_index[start:stop]
+        out_dtype = (
+            np.dtype(dtype)
+            if dtype is not None
+            else np.result_type(*[getattr(d, "dtype", np.int64) for d in self.datasets])
+        )
+        out = np.empty((stop - start, self.seq_length + 1), dtype=out_dtype)
+        for d, ds in enumerate(self.datasets):
+            sel = np.flatnonzero(which == d)
+            if sel.size == 0:
+                continue
+            # A component's samples are consecutive within any range of the blend.
+            first, last = int(sample[sel[0]]), int(sample[sel[-1]])
+            if last >= len(ds):
+                raise IndexError(
+                    f"blend position {start + int(sel[-1])} needs row {last} of dataset {d}, "
+                    f"which has {len(ds):,} rows"
+                )
+            out[sel] = ds.rows(first, last + 1)
+        return out

@@ -1,0 +1,317 @@
+"""GPT-NeoX v1.0's sample index (``GPT2Dataset._build_index_mappings``), built in Rust.
+
+The three arrays are written as GPT-NeoX's own cache files,
+``{prefix}_{name}_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_{doc,sample,shuffle}_idx.npy``,
+byte for byte, so GPT-NeoX can load ours and we can load GPT-NeoX's. Facts:
+shared/spec/data-pipeline.md §2–5.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pythia_data import _core
+from pythia_data.errors import PythiaDataError
+
+__all__ = [
+    "IndexInfo",
+    "BlendInfo",
+    "PYTHIA",
+    "build_index",
+    "build_blended_index",
+    "find_datasets",
+    "index_paths",
+    "num_samples_for",
+    "split_num_samples",
+    "cache_prefix_for",
+]
+
+PathLike = str | os.PathLike
+
+#: Pythia's training parameters (shared/spec/data-pipeline.md §5).
+PYTHIA = {
+    "train_iters": 143_000,
+    "global_batch_size": 1024,
+    "seq_length": 2048,
+    "seed": 1234,
+    "eval_interval": 40_000,
+    "eval_iters": 10,
+}
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What a build produced (or found and reused)."""
+
+    prefix: Path
+    name: str
+    num_samples: int
+    seq_length: int
+    seed: int
+    documents: tuple[int, int]
+    tokens_per_epoch: int
+    num_epochs: int
+    #: N: sample_idx has N + 1 rows, shuffle_idx N entries.
+    num_index_samples: int
+    #: ``len(GPT2Dataset)`` = N − 1.
+    dataset_len: int
+    separate_last_epoch: bool
+    sample_idx_dtype: str
+    shuffle_idx_dtype: str
+    doc_idx_path: Path
+    sample_idx_path: Path
+    shuffle_idx_path: Path
+    reused: bool
+
+    @property
+    def paths(self) -> tuple[Path, Path, Path]:
+        return (self.doc_idx_path, self.sample_idx_path, self.shuffle_idx_path)
+
+    def describe(self, rows_used: int | None = None) -> str:
+        """The lines ``pythia-data build-index`` prints."""
+        rows_used = self.num_samples if rows_used is None else rows_used
+        tokens = self.tokens_per_epoch
+        end = min(rows_used, self.dataset_len)
+        frac = end / self.num_index_samples if self.num_index_samples else 0.0
+        lines = [
+            f"{self.prefix} [{self.name}]: {'reused existing index' if self.reused else 'built index'}",
+            f"  documents {self.documents[1] - self.documents[0]:,}, tokens per epoch {tokens:,}, "
+            f"epochs {self.num_epochs}",
+            f"  samples requested {self.num_samples:,}, samples in the index {self.num_index_samples:,}"
+            f" (dataset length {self.dataset_len:,}), seq_length {self.seq_length}, seed {self.seed}",
+            f"  training rows [0, {end:,}) end at {frac:.2%} of the index "
+            f"({end * self.seq_length:,} tokens, {end * self.seq_length / tokens:.3f} epochs' worth)",
+        ]
+        if self.sample_idx_dtype == "int64":
+            lines.append(
+                "  note: sample_idx is int64 because int32 would overflow at this size "
+                "(GPT-NeoX v1.0 itself would overflow here; later GPT-NeoX does the same)"
+            )
+        if self.separate_last_epoch:
+            lines.append("  note: Megatron-LM's separate-last-epoch variant (not GPT-NeoX's order)")
+        for p in self.paths:
+            lines.append(f"  {p}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BlendInfo:
+    """A blend of several datasets, as GPT-NeoX's BlendableDataset builds it."""
+
+    components: tuple[IndexInfo, ...]
+    weights: tuple[float, ...]
+    #: ``len(BlendableDataset)``: the sum of the components' lengths.
+    size: int
+
+
+def _strip(prefix: PathLike) -> Path:
+    p = Path(prefix)
+    return p.with_suffix("") if p.suffix in (".bin", ".idx") else p
+
+
+def find_datasets(path: PathLike) -> list[Path]:
+    """Dataset prefixes: ``path`` itself, or every ``*.idx`` in a directory (sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(q.with_suffix("") for q in p.glob("*.idx"))
+        if not found:
+            raise PythiaDataError(f"{p}: no indexed dataset (*.idx) in this directory")
+        return found
+    prefix = _strip(p)
+    idx = prefix.with_name(prefix.name + ".idx")
+    if not idx.exists():
+        raise FileNotFoundError(f"{idx}: no such index file (expected PREFIX.idx and PREFIX.bin)")
+    return [prefix]
+
+
+def num_samples_for(iters: int, global_batch_size: int) -> int:
+    """``ceil(iters · batch · 1.005)`` in float64, as GPT-NeoX requests for one dataset."""
+    return int(_core.num_samples_for(iters, global_batch_size))
+
+
+def split_num_samples(
+    split: str,
+    train_iters: int = PYTHIA["train_iters"],
+    global_batch_size: int = PYTHIA["global_batch_size"],
+    eval_interval: int = PYTHIA["eval_interval"],
+    eval_iters: int = PYTHIA["eval_iters"],
+) -> int:
+    """Samples GPT-NeoX requests for ``train``, ``valid`` or ``test``."""
+    iters = {
+        "train": train_iters,
+        "valid": (train_iters // eval_interval + 1) * eval_iters,
+        "test": eval_iters,
+    }.get(split)
+    if iters is None:
+        raise PythiaDataError(f"unknown split {split!r}: use train, valid or test")
+    return num_samples_for(iters, global_batch_size)
+
+
+def cache_prefix_for(prefix: PathLike, cache_dir: PathLike | None = None) -> Path:
+    """GPT-NeoX writes the cache beside the data (its prefix); ``cache_dir`` moves it."""
+    prefix = _strip(prefix)
+    return prefix if cache_dir is None else Path(cache_dir) / prefix.name
+
+
+def index_paths(
+    prefix: PathLike,
+    name: str = "train_0",
+    num_samples: int | None = None,
+    seq_length: int = PYTHIA["seq_length"],
+    seed: int = PYTHIA["seed"],
+    cache_dir: PathLike | None = None,
+) -> tuple[Path, Path, Path]:
+    """GPT-NeoX's (doc_idx, sample_idx, shuffle_idx) file names."""
+    if num_samples is None:
+        num_samples = split_num_samples(name.rsplit("_", 1)[0] if "_" in name else "train")
+    return tuple(
+        Path(p)
+        for p in _core.index_paths(
+            cache_prefix_for(prefix, cache_dir), name, int(num_samples), seq_length, seed
+        )
+    )
+
+
+def _tqdm_progress(
+    enabled: bool,
+) -> tuple[Callable[[str, int, int], None] | None, Callable[[], None]]:
+    """One tqdm bar that follows the build's stages (doc_idx, sample_idx, shuffle_idx)."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="entries", unit_scale=True, leave=False, desc="index")
+    state = {"stage": None}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage != state["stage"]:
+            state["stage"] = stage
+            bar.reset(total=total or None)
+            bar.set_description(stage)
+        bar.n = done
+        bar.refresh()
+
+    return report, bar.close
+
+
+def build_index(
+    prefix: PathLike,
+    *,
+    name: str = "train_0",
+    num_samples: int | None = None,
+    train_iters: int = PYTHIA["train_iters"],
+    global_batch_size: int = PYTHIA["global_batch_size"],
+    seq_length: int = PYTHIA["seq_length"],
+    seed: int = PYTHIA["seed"],
+    documents: tuple[int, int] | None = None,
+    separate_last_epoch: bool = False,
+    cache_dir: PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> IndexInfo:
+    """Build GPT-NeoX's index for one dataset, or reuse a matching one.
+
+    ``num_samples`` defaults to what GPT-NeoX requests for ``train_iters`` steps of
+    ``global_batch_size`` (Pythia: 147,164,160). An existing index built with other parameters is
+    refused (``overwrite=True`` rebuilds it). ``separate_last_epoch`` selects Megatron-LM's
+    variant, which GPT-NeoX (and so Pythia) never used.
+    """
+    prefix = _strip(prefix)
+    if num_samples is None:
+        num_samples = num_samples_for(train_iters, global_batch_size)
+    if not 0 <= seed <= 2**32 - 1:
+        raise PythiaDataError(
+            f"seed {seed} is out of range: numpy's RandomState takes seeds in [0, 4294967295]"
+        )
+    if num_samples < 0 or seq_length < 1:
+        raise PythiaDataError("num_samples must be >= 0 and seq_length >= 1")
+    idx = prefix.with_name(prefix.name + ".idx")
+    report, close = _tqdm_progress(progress)
+    try:
+        d = _core.build_index(
+            idx,
+            cache_prefix_for(prefix, cache_dir),
+            name,
+            int(num_samples),
+            int(seq_length),
+            int(seed),
+            documents,
+            separate_last_epoch,
+            overwrite,
+            report,
+        )
+    finally:
+        close()
+    return _info(prefix, name, d)
+
+
+def _info(prefix: Path, name: str, d: dict) -> IndexInfo:
+    return IndexInfo(
+        prefix=prefix,
+        name=name,
+        num_samples=d["num_samples"],
+        seq_length=d["seq_length"],
+        seed=d["seed"],
+        documents=tuple(d["documents"]),
+        tokens_per_epoch=d["tokens_per_epoch"],
+        num_epochs=d["num_epochs"],
+        num_index_samples=d["num_index_samples"],
+        dataset_len=d["dataset_len"],
+        separate_last_epoch=d["separate_last_epoch"],
+        sample_idx_dtype=d["sample_idx_dtype"],
+        shuffle_idx_dtype=d["shuffle_idx_dtype"],
+        doc_idx_path=Path(d["doc_idx_path"]),
+        sample_idx_path=Path(d["sample_idx_path"]),
+        shuffle_idx_path=Path(d["shuffle_idx_path"]),
+        reused=d["reused"],
+    )
+
+
+def build_blended_index(
+    prefixes: Sequence[PathLike],
+    weights: Sequence[float],
+    *,
+    name: str = "train_0",
+    num_samples: int | None = None,
+    train_iters: int = PYTHIA["train_iters"],
+    global_batch_size: int = PYTHIA["global_batch_size"],
+    seq_length: int = PYTHIA["seq_length"],
+    seed: int = PYTHIA["seed"],
+    cache_dir: PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> BlendInfo:
+    """GPT-NeoX's weighted blend: weights normalised in float64, component i gets
+    ``ceil(total · w_i · 1.005)`` samples and its own index with the same seed; the blend's
+    order comes from BlendableDataset's error-minimising rule (see ``BlendedDataset``).
+
+    GPT-NeoX names every component's index ``{name}`` with its own prefix, so components must
+    have distinct prefixes (or distinct ``cache_dir`` files). ``num_samples`` here is the
+    blend's total before that 1.005 margin (default ``train_iters · global_batch_size``)."""
+    if len(prefixes) != len(weights) or not prefixes:
+        raise PythiaDataError("give one weight per dataset (and at least one dataset)")
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise PythiaDataError(
+            f"weights must be finite, non-negative and not all zero: {list(weights)}"
+        )
+    # GPT-NeoX applies its 1.005 margin per component, to the un-inflated total.
+    base = train_iters * global_batch_size if num_samples is None else num_samples
+    norm, counts = _core.blend_num_samples([float(w) for w in weights], int(base))
+    comps = tuple(
+        build_index(
+            p,
+            name=name,
+            num_samples=int(n),
+            seq_length=seq_length,
+            seed=seed,
+            cache_dir=cache_dir,
+            overwrite=overwrite,
+            progress=progress,
+        )
+        for p, n in zip(prefixes, counts, strict=True)
+    )
+    return BlendInfo(components=comps, weights=tuple(norm), size=sum(c.dataset_len for c in comps))

@@ -1,0 +1,41 @@
+"""Writing training rows in the layout of Pythia's released preshuffled datasets: an indexed
+dataset whose item k is training row k (``seq_length + 1`` tokens, one document per item)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pythia_data.dataset import RowDataset
+from pythia_data.errors import PythiaDataError
+from pythia_data.indexed import IndexedDatasetBuilder
+
+__all__ = ["export_preshuffled"]
+
+
+def export_preshuffled(
+    ds: RowDataset,
+    output: str | os.PathLike,
+    num_rows: int,
+    *,
+    chunk: int = 1024,
+    progress: bool = False,
+) -> Path:
+    """Rows ``[0, num_rows)`` of ``ds`` to ``output.bin/.idx`` (written atomically)."""
+    if num_rows > len(ds):
+        raise PythiaDataError(f"asked for {num_rows:,} rows but the index holds {len(ds):,}")
+    from tqdm import tqdm
+
+    out = Path(output)
+    if out.suffix in (".bin", ".idx"):
+        out = out.with_suffix("")
+    with (
+        IndexedDatasetBuilder(out, ds.dtype) as b,
+        tqdm(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
+    ):
+        for start in range(0, num_rows, chunk):
+            rows = ds.rows(start, min(start + chunk, num_rows))
+            for row in rows:
+                b.add_document(row)
+            bar.update(len(rows))
+    return out

@@ -1,0 +1,123 @@
+"""PyTorch access in GPT-NeoX's exact order (torch is an optional extra: imported only here).
+
+GPT-NeoX v1.0 feeds each data-parallel rank through a ``DistributedBatchSampler`` over a
+``SequentialSampler``: the rows are walked in micro-steps of ``micro_batch_size · world_size``,
+rank r taking the r-th contiguous slice of each; an optimizer step is
+``gradient_accumulation_steps`` micro-steps, so step s covers rows
+``[s·B, (s+1)·B)`` with ``B = micro_batch_size · world_size · gradient_accumulation_steps``.
+Resuming at step s starts at micro-step ``s · gradient_accumulation_steps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pythia_data.dataset import RowDataset
+
+__all__ = ["TorchRowDataset", "GPTNeoXBatchSampler", "make_data_loader"]
+
+
+class TorchRowDataset(Dataset):
+    """Map-style dataset over any ``RowDataset``: item k is row k as a tensor.
+
+    A micro-batch of contiguous rows is fetched in one engine call (``__getitems__``) and
+    handed to torch with ``torch.from_numpy``: no copy after the engine fills the array.
+    """
+
+    def __init__(self, rows: RowDataset, dtype: np.dtype | type | None = np.int64):
+        self.rows = rows
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.rows.rows(k, k + 1, self.dtype)[0]))
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        if (
+            indices
+            and indices[-1] - indices[0] + 1 == len(indices)
+            and all(b - a == 1 for a, b in zip(indices, indices[1:], strict=False))
+        ):
+            arr = self.rows.rows(indices[0], indices[-1] + 1, self.dtype)
+        else:
+            arr = np.stack([self.rows.rows(k, k + 1, self.dtype)[0] for k in indices])
+        return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+class GPTNeoXBatchSampler(Sampler[list[int]]):
+    """Yields this rank's micro-batches (lists of row indices) in GPT-NeoX's order, from
+    ``start_step`` to ``end_step`` (exclusive; default: as many full steps as the rows allow)."""
+
+    def __init__(
+        self,
+        num_rows: int,
+        micro_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        gradient_accumulation_steps: int = 1,
+        start_step: int = 0,
+        end_step: int | None = None,
+    ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside [0, {world_size})")
+        if micro_batch_size < 1 or gradient_accumulation_steps < 1:
+            raise ValueError("micro_batch_size and gradient_accumulation_steps must be >= 1")
+        self.micro = micro_batch_size
+        self.rank = rank
+        self.world = world_size
+        self.gas = gradient_accumulation_steps
+        self.global_batch = micro_batch_size * world_size * gradient_accumulation_steps
+        full_steps = num_rows // self.global_batch
+        self.start_step = start_step
+        self.end_step = full_steps if end_step is None else min(end_step, full_steps)
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step) * self.gas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_micro_step = self.micro * self.world
+        first = self.start_step * self.gas
+        last = self.end_step * self.gas
+        for m in range(first, last):
+            base = m * per_micro_step + self.rank * self.micro
+            yield list(range(base, base + self.micro))
+
+
+def _as_batch(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def make_data_loader(
+    rows: RowDataset,
+    micro_batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    gradient_accumulation_steps: int = 1,
+    start_step: int = 0,
+    end_step: int | None = None,
+    dtype: np.dtype | type | None = np.int64,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader yielding (micro_batch_size, seq_length + 1) tensors for this rank, in
+    GPT-NeoX's order, resumable at any step."""
+    sampler = GPTNeoXBatchSampler(
+        len(rows),
+        micro_batch_size,
+        rank,
+        world_size,
+        gradient_accumulation_steps,
+        start_step,
+        end_step,
+    )
+    return DataLoader(
+        TorchRowDataset(rows, dtype),
+        batch_sampler=sampler,
+        collate_fn=_as_batch,
+        num_workers=num_workers,
+    )

@@ -1,0 +1,430 @@
+//! Building, saving and reusing a GPT2Dataset index under GPT-NeoX's own file names.
+//!
+//! The two shuffles are bound by random memory access. Their draws never depend on the data, so
+//! a second thread makes the doc_idx shuffle's draws and hands them over in chunks (the first
+//! thread only swaps, prefetching the targets), then goes on with the same generator to shuffle
+//! shuffle_idx, while the first thread streams sample_idx to disk. Files appear only when all
+//! three are complete.
+
+use std::path::{Path, PathBuf};
+
+use super::gpt2_index::{
+    build_doc_idx, build_sample_idx, build_shuffle_idx, plan, skip_doc_idx, unshuffled_doc_idx,
+    IndexPlan, Sizes,
+};
+use super::idx_sizes::IdxSizes;
+use super::npy::{NpyArray, NpyDType, NpyWriter};
+use super::random_state::RandomState;
+use super::random_state::{apply_swaps, shuffle_draws};
+use crate::{Error, Result};
+
+/// What to build: GPT2Dataset's parameters.
+#[derive(Debug, Clone)]
+pub struct IndexRequest {
+    /// `train_0`, `valid_0`, `test_0`, ...
+    pub name: String,
+    pub num_samples: u64,
+    pub seq_length: u64,
+    pub seed: u64,
+    /// Items `[start, stop)` of the dataset; None = all.
+    pub documents: Option<(usize, usize)>,
+    pub separate_last_epoch: bool,
+}
+
+/// The three files of one index.
+#[derive(Debug, Clone)]
+pub struct IndexPaths {
+    pub doc_idx: PathBuf,
+    pub sample_idx: PathBuf,
+    pub shuffle_idx: PathBuf,
+    /// Our record of the parameters, so a cache built differently is refused.
+    pub meta: PathBuf,
+}
+
+/// `{prefix}_{name}_indexmap_{ns}ns_{sl}sl_{seed}s_*.npy`, exactly GPT-NeoX's names.
+pub fn index_paths(
+    cache_prefix: &Path,
+    name: &str,
+    num_samples: u64,
+    seq_length: u64,
+    seed: u64,
+) -> IndexPaths {
+    let base = format!(
+        "{}_{name}_indexmap_{num_samples}ns_{seq_length}sl_{seed}s",
+        cache_prefix.display()
+    );
+    IndexPaths {
+        doc_idx: PathBuf::from(format!("{base}_doc_idx.npy")),
+        sample_idx: PathBuf::from(format!("{base}_sample_idx.npy")),
+        shuffle_idx: PathBuf::from(format!("{base}_shuffle_idx.npy")),
+        meta: PathBuf::from(format!("{base}_meta.json")),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexSummary {
+    pub plan: IndexPlan,
+    pub paths: IndexPaths,
+    /// True when matching files were already there and nothing was written.
+    pub reused: bool,
+}
+
+/// Progress reports: (stage, done, total); returning false stops the build (Ctrl-C), leaving
+/// no file behind.
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) -> bool + Sync);
+
+fn interrupted() -> Error {
+    Error::invalid("interrupted: no index file was written")
+}
+
+fn meta_text(plan: &IndexPlan) -> String {
+    format!(
+        "{{\"format\": \"pythia-suite gpt2 index 1\", \"documents\": [{}, {}], \
+         \"tokens_per_epoch\": {}, \"num_epochs\": {}, \"num_samples\": {}, \"seq_length\": {}, \
+         \"seed\": {}, \"separate_last_epoch\": {}, \"sample_idx_dtype\": \"{}\", \
+         \"shuffle_idx_dtype\": \"{}\", \"sizes_fnv1a\": \"{:016x}\"}}\n",
+        plan.documents.0,
+        plan.documents.1,
+        plan.tokens_per_epoch,
+        plan.num_epochs,
+        plan.num_samples,
+        plan.seq_length,
+        plan.seed,
+        plan.separate_last_epoch,
+        sample_dtype(plan).descr(),
+        shuffle_dtype(plan).descr(),
+        plan.sizes_hash,
+    )
+}
+
+fn sample_dtype(plan: &IndexPlan) -> NpyDType {
+    if plan.sample_idx_i64 {
+        NpyDType::I64
+    } else {
+        NpyDType::I32
+    }
+}
+
+fn shuffle_dtype(plan: &IndexPlan) -> NpyDType {
+    if plan.shuffle_idx_i64 {
+        NpyDType::I64
+    } else {
+        NpyDType::U32
+    }
+}
+
+/// Check existing files against the plan. Ok(true): reusable; Ok(false): none there.
+fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
+    let present = [&paths.doc_idx, &paths.sample_idx, &paths.shuffle_idx]
+        .iter()
+        .filter(|p| p.exists())
+        .count();
+    if present == 0 {
+        return Ok(false);
+    }
+    if present < 3 {
+        // GPT-NeoX rebuilds in this case too; a half-written set is never trusted.
+        return Ok(false);
+    }
+    let refuse = |what: String| {
+        Error::invalid(format!(
+            "an index already exists at {} but {what}: it was built with other parameters or from \
+             other data. Delete its files (or pass overwrite) to rebuild it",
+            paths.doc_idx.display()
+        ))
+    };
+    let expect = [
+        (&paths.doc_idx, NpyDType::I32, vec![plan.doc_idx_len()]),
+        (
+            &paths.sample_idx,
+            sample_dtype(plan),
+            vec![plan.n as usize + 1, 2],
+        ),
+        (
+            &paths.shuffle_idx,
+            shuffle_dtype(plan),
+            vec![plan.n as usize],
+        ),
+    ];
+    for (path, dtype, shape) in expect {
+        let a = NpyArray::open(path)?;
+        if a.dtype() != dtype || a.shape() != shape.as_slice() {
+            return Err(refuse(format!(
+                "{} is {} of shape {:?} where these parameters give {} of shape {:?}",
+                path.display(),
+                a.dtype().descr(),
+                a.shape(),
+                dtype.descr(),
+                shape
+            )));
+        }
+    }
+    match std::fs::read_to_string(&paths.meta) {
+        Ok(text) if text == meta_text(plan) => Ok(true),
+        Ok(text) => Err(refuse(format!(
+            "its record {} says {} where this build is {}",
+            paths.meta.display(),
+            text.trim(),
+            meta_text(plan).trim()
+        ))),
+        // Built by GPT-NeoX itself: shapes match; only the default variant can be assumed.
+        Err(_) if !plan.separate_last_epoch => Ok(true),
+        Err(_) => Err(refuse(
+            "it has no record of being built with the separate-last-epoch variant".into(),
+        )),
+    }
+}
+
+/// Build (or reuse) the index of `sizes` for `req`, writing GPT-NeoX's three `.npy` files.
+pub fn build_index_files(
+    sizes: Sizes<'_>,
+    req: &IndexRequest,
+    paths: &IndexPaths,
+    overwrite: bool,
+    progress: Progress<'_>,
+) -> Result<IndexSummary> {
+    let documents = req.documents.unwrap_or((0, sizes.len()));
+    let plan = plan(
+        sizes,
+        documents,
+        req.num_samples,
+        req.seq_length,
+        req.seed,
+        req.separate_last_epoch,
+    )?;
+    if !overwrite && check_existing(&plan, paths)? {
+        return Ok(IndexSummary {
+            plan,
+            paths: paths.clone(),
+            reused: true,
+        });
+    }
+    if let Some(dir) = paths.doc_idx.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let rng = RandomState::from_u32(plan.seed);
+    let t0 = std::time::Instant::now();
+    let timing = std::env::var_os("PYTHIA_INDEX_TIMING").is_some();
+    let lap = |what: &str| {
+        if timing {
+            eprintln!(
+                "[build-index] {:>8.3} s  {what}",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
+    // Megatron-LM's variant shuffles twice; it is rare and keeps the simple path.
+    let offload = !plan.separate_last_epoch && plan.doc_idx_len() >= 2;
+    const DRAW_CHUNK: usize = 1 << 20;
+    let (draw_tx, draw_rx) = std::sync::mpsc::sync_channel::<Vec<u32>>(4);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u32>>();
+    let (doc_w, sample_w, shuffle_w) = std::thread::scope(|s| -> Result<_> {
+        let (plan2, rng2, lap2) = (&plan, &rng, &lap);
+        let shuffle_job = s.spawn(move || -> Result<NpyWriter> {
+            let (plan, lap) = (plan2, lap2);
+            let mut rng2 = rng2.clone();
+            if offload {
+                let mut i = plan.doc_idx_len() - 1;
+                while i >= 1 {
+                    let count = i.min(DRAW_CHUNK);
+                    let mut buf = spare_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(DRAW_CHUNK));
+                    shuffle_draws(&mut rng2, i, count, &mut buf);
+                    if draw_tx.send(buf).is_err() {
+                        break; // the first thread failed; its error is reported
+                    }
+                    i -= count;
+                }
+                drop(draw_tx);
+            } else {
+                drop(draw_tx);
+                skip_doc_idx(plan, &mut rng2);
+            }
+            lap("thread 2: doc_idx draws made");
+            let shape = [plan.n as usize];
+            let mut w = NpyWriter::create(&paths.shuffle_idx, shuffle_dtype(plan), &shape)?;
+            if plan.shuffle_idx_i64 {
+                w.write(&build_shuffle_idx::<i64>(plan, &mut rng2)?)?;
+            } else {
+                let v = build_shuffle_idx::<u32>(plan, &mut rng2)?;
+                lap("thread 2: shuffle_idx shuffled");
+                w.write(&v)?;
+            }
+            lap("thread 2: shuffle_idx written");
+            Ok(w)
+        });
+        let _ = progress("doc_idx", 0, plan.doc_idx_len() as u64);
+        let doc_idx = if offload {
+            let mut doc_idx = unshuffled_doc_idx(&plan)?;
+            let total = doc_idx.len() as u64;
+            let mut i = doc_idx.len() - 1;
+            for draws in draw_rx.iter() {
+                apply_swaps(&mut doc_idx, i, &draws);
+                i -= draws.len();
+                let _ = spare_tx.send(draws);
+                if !progress("doc_idx", total - i as u64, total) {
+                    return Err(interrupted());
+                }
+            }
+            doc_idx
+        } else {
+            build_doc_idx(&plan, &mut rng.clone())?
+        };
+        lap("thread 1: doc_idx shuffled");
+        let rows = plan.n + 1;
+        let mut sample_w =
+            NpyWriter::create(&paths.sample_idx, sample_dtype(&plan), &[rows as usize, 2])?;
+        // Writing doc_idx mostly waits on the kernel's page cache and dirty-page throttling:
+        // a third thread does it while sample_idx is computed from the same (read-only) array.
+        let doc_w = std::thread::scope(|s2| -> Result<NpyWriter> {
+            let doc_ref: &[i32] = &doc_idx;
+            let doc_job = s2.spawn(move || -> Result<NpyWriter> {
+                let mut w = NpyWriter::create(&paths.doc_idx, NpyDType::I32, &[doc_ref.len()])?;
+                w.write(doc_ref)?;
+                lap("thread 3: doc_idx written");
+                Ok(w)
+            });
+            let mut done = 0u64;
+            let mut narrow: Vec<i32> = Vec::new();
+            build_sample_idx(&plan, sizes, doc_ref, |chunk| {
+                if plan.sample_idx_i64 {
+                    sample_w.write(chunk.as_flattened())?;
+                } else {
+                    narrow.clear();
+                    narrow.extend(chunk.as_flattened().iter().map(|&v| v as i32));
+                    sample_w.write(&narrow)?;
+                }
+                done += chunk.len() as u64;
+                if progress("sample_idx", done, rows) {
+                    Ok(())
+                } else {
+                    Err(interrupted())
+                }
+            })?;
+            doc_job
+                .join()
+                .map_err(|_| Error::invalid("internal error: the doc_idx writer panicked"))?
+        })?;
+        drop(doc_idx);
+        lap("thread 1: sample_idx streamed");
+        let _ = progress("shuffle_idx", 0, plan.n);
+        let shuffle_w = shuffle_job
+            .join()
+            .map_err(|_| Error::invalid("internal error: the shuffle thread panicked"))??;
+        let _ = progress("shuffle_idx", plan.n, plan.n);
+        Ok((doc_w, sample_w, shuffle_w))
+    })?;
+    // The meta record goes first: a set of three .npy files is only complete with it present.
+    let _ = std::fs::remove_file(&paths.meta);
+    doc_w.finish()?;
+    sample_w.finish()?;
+    shuffle_w.finish()?;
+    write_text_atomically(&paths.meta, &meta_text(&plan))?;
+    lap("files synced and renamed");
+    Ok(IndexSummary {
+        plan,
+        paths: paths.clone(),
+        reused: false,
+    })
+}
+
+fn write_text_atomically(dest: &Path, text: &str) -> Result<()> {
+    let mut w = NpyWriterText::new(dest)?;
+    w.write(text)?;
+    w.finish()
+}
+
+/// Text files through the same temp-and-rename path as the arrays.
+struct NpyWriterText {
+    dest: PathBuf,
+    tmp: PathBuf,
+}
+
+impl NpyWriterText {
+    fn new(dest: &Path) -> Result<Self> {
+        Ok(NpyWriterText {
+            dest: dest.to_path_buf(),
+            tmp: super::npy::temp_path(dest),
+        })
+    }
+    fn write(&mut self, text: &str) -> Result<()> {
+        std::fs::write(&self.tmp, text).map_err(|e| Error::io(&self.tmp, e))
+    }
+    fn finish(self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))
+    }
+}
+
+/// Build the index of the dataset whose `.idx` is `idx_path`; the cache files go beside
+/// `cache_prefix` (GPT-NeoX: the data prefix itself).
+pub fn build_index_for(
+    idx_path: &Path,
+    cache_prefix: &Path,
+    req: &IndexRequest,
+    overwrite: bool,
+    progress: Progress<'_>,
+) -> Result<IndexSummary> {
+    let idx = IdxSizes::open(idx_path)?;
+    let paths = index_paths(
+        cache_prefix,
+        &req.name,
+        req.num_samples,
+        req.seq_length,
+        req.seed,
+    );
+    build_index_files(idx.sizes(), req, &paths, overwrite, progress).map_err(|e| match e {
+        Error::Invalid(m) if m.contains("no tokens") || m.contains("negative size") => {
+            Error::corrupt(idx.path(), m)
+        }
+        e => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gpt-neox-v1.0")
+    }
+
+    /// GPT-NeoX v1.0's own cache files, byte for byte (more cases in tests/test_index_build.py).
+    #[test]
+    fn golden_cases_are_byte_identical() {
+        let cases = [
+            ("toy_e2", 9, 4, 1234),
+            ("zero_len_docs", 20, 5, 7),
+            ("seed_max", 1200, 128, 4_294_967_295),
+            ("lognormal_e3", 4000, 512, 0),
+        ];
+        let out = std::env::temp_dir().join(format!("golden-index-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, ns, sl, seed) in cases {
+            let idx = fixtures().join(format!("{name}.idx"));
+            let req = IndexRequest {
+                name: "train_0".into(),
+                num_samples: ns,
+                seq_length: sl,
+                seed,
+                documents: None,
+                separate_last_epoch: false,
+            };
+            let s = build_index_for(&idx, &out.join(name), &req, false, &|_, _, _| true).unwrap();
+            let golden = index_paths(&fixtures().join(name), "train_0", ns, sl, seed);
+            for (ours, theirs) in [
+                (&s.paths.doc_idx, &golden.doc_idx),
+                (&s.paths.sample_idx, &golden.sample_idx),
+                (&s.paths.shuffle_idx, &golden.shuffle_idx),
+            ] {
+                assert_eq!(
+                    std::fs::read(ours).unwrap(),
+                    std::fs::read(theirs).unwrap(),
+                    "{name}: {}",
+                    theirs.display()
+                );
+            }
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}

@@ -1,0 +1,295 @@
+"""GPTDataset / PreshuffledDataset / BlendedDataset rows and batches against GPT-NeoX's own
+samples (goldens) and against the stream arithmetic of shared/spec/data-pipeline.md §2.8 and §4."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pythia_data import (
+    BlendedDataset,
+    GPTDataset,
+    IndexedDataset,
+    IndexedDatasetBuilder,
+    PreshuffledDataset,
+    PythiaDataError,
+)
+from pythia_data.preshuffle import export_preshuffled
+
+from golden import CASES, FIXTURES, golden_case, golden_tokens
+
+
+def golden_dataset(name, tmp_path=None) -> GPTDataset:
+    c = CASES[name]
+    # The goldens' index files sit in the fixtures under GPT-NeoX's names: open them in place.
+    return GPTDataset(
+        golden_case(name),
+        num_samples=c["num_samples"],
+        seq_length=c["seq_length"],
+        seed=c["seed"],
+        cache_dir=FIXTURES,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rows_equal_gpt_neox_samples(name):
+    ds = golden_dataset(name)
+    c = CASES[name]
+    assert len(ds) == c["dataset_len"]
+    picks = np.load(FIXTURES / f"{name}_sample_picks.npy")
+    want = np.load(FIXTURES / f"{name}_samples.npy")
+    for k, row in zip(picks, want, strict=True):
+        got = ds[int(k)]
+        assert got.dtype == ds.indexed.dtype
+        np.testing.assert_array_equal(got.astype(np.int64), row, err_msg=f"{name} row {k}")
+        np.testing.assert_array_equal(ds.row(int(k), np.int64), row)
+
+
+@pytest.mark.parametrize("name", ["toy_e2", "zero_len_docs", "lognormal_e3", "int32_tokens"])
+def test_every_row_is_its_slice_of_the_stream(name):
+    # Spec §2: with S the documents concatenated in doc_idx order, sample j = S[jL ..= jL+L],
+    # and row k = sample shuffle_idx[k].
+    ds = golden_dataset(name)
+    L = ds.seq_length
+    tokens = golden_tokens(name).astype(np.int64)
+    indexed = IndexedDataset(golden_case(name))
+    starts = np.concatenate([[0], np.cumsum(indexed.sizes.astype(np.int64))])
+    doc_idx, _, shuffle_idx = (np.load(p) for p in ds.paths)
+    stream = np.concatenate([tokens[starts[d] : starts[d + 1]] for d in doc_idx])
+    rows = ds.rows(0, len(ds), np.int64)
+    assert rows.shape == (len(ds), L + 1)
+    for k in range(len(ds)):
+        j = int(shuffle_idx[k])
+        np.testing.assert_array_equal(rows[k], stream[j * L : j * L + L + 1])
+
+
+def test_batches_steps_and_checkpoints():
+    ds = golden_dataset("lognormal_e1")  # 5,639 rows of 513
+    b = 64
+    full = ds.rows(0, len(ds))
+    np.testing.assert_array_equal(ds.batch(3, b), full[3 * b : 4 * b])
+    many = ds.batches(2, 5, b)  # inclusive end: 4 steps, each complete
+    assert many.shape == (4, b, 513)
+    np.testing.assert_array_equal(many.reshape(-1, 513), full[2 * b : 6 * b])
+    last = len(ds) // b - 1
+    assert ds.batch(last, b).shape == (b, 513)
+    with pytest.raises(IndexError, match=f"last full step is {last}"):
+        ds.batch(last + 1, b)
+    with pytest.raises(IndexError, match="beyond the index"):
+        ds.rows(len(ds) - 1, len(ds) + 1)
+    assert ds.checkpoint_rows(0) == range(0)
+    assert ds.checkpoint_rows(143_000) == range(0, 143_000 * 1024)
+    np.testing.assert_array_equal(ds[-1], full[-1])
+    with pytest.raises(IndexError, match="out of range"):
+        ds[len(ds)]
+    np.testing.assert_array_equal(ds[10:13], full[10:13])
+
+
+@pytest.mark.parametrize("world,micro", [(1, 64), (2, 32), (4, 8), (8, 2)])
+def test_data_parallel_slices_follow_distributed_batch_sampler(world, micro):
+    ds = golden_dataset("lognormal_e1")
+    b = 64
+    gas = b // (world * micro)
+    step = 7
+    full = ds.batch(step, b)
+    # GPT-NeoX: SequentialSampler → batches of micro·world rows → rank r takes
+    # [r·micro, (r+1)·micro) of each; `gas` such micro-steps make one optimizer step.
+    for rank in range(world):
+        got = ds.data_parallel_rows(step, rank, world, micro, b)
+        assert got.shape == (gas, micro, 513)
+        for m in range(gas):
+            lo = m * micro * world + rank * micro
+            np.testing.assert_array_equal(got[m], full[lo : lo + micro])
+    with pytest.raises(PythiaDataError, match="not a multiple"):
+        ds.data_parallel_rows(step, 0, 3, micro, b)
+
+
+def test_provenance_rebuilds_the_row_and_names_subsets(tmp_path):
+    name = "zero_len_docs"
+    ds = golden_dataset(name)
+    indexed = IndexedDataset(golden_case(name))
+    for k in range(len(ds)):
+        spans = ds.provenance(k)
+        assert all(s["length"] > 0 for s in spans)
+        rebuilt = np.concatenate(
+            [indexed.get(s["document"], s["offset"], s["length"]) for s in spans]
+        )
+        np.testing.assert_array_equal(rebuilt, ds[k])
+    # With the tokenizer's subset labels beside the data, each span names its subset.
+    prefix = tmp_path / "sub"
+    sizes = [9, 4, 12, 7]
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for i, n in enumerate(sizes):
+            b.add_document(np.full(n, i + 1))
+    np.save(tmp_path / "sub.subsets.npy", np.array([2, 0, 1, 2], dtype=np.uint16))
+    (tmp_path / "sub.subsets.json").write_text(
+        json.dumps({"key": "pile_set_name", "names": ["ArXiv", "Pile-CC", "Wikipedia (en)"]})
+    )
+    ds = GPTDataset(prefix, num_samples=3, seq_length=5, seed=1, build=True)
+    names = {1: "Wikipedia (en)", 2: "ArXiv", 3: "Pile-CC", 4: "Wikipedia (en)"}
+    for k in range(len(ds)):
+        for s in ds.provenance(k):
+            token = int(indexed_token(prefix, s["document"]))
+            assert s["subset"] == names[token]
+
+
+def indexed_token(prefix, doc):
+    return IndexedDataset(prefix).get(doc)[0]
+
+
+def test_int64_on_request_and_dtype():
+    ds = golden_dataset("int32_tokens")
+    assert ds.rows(0, 4).dtype == np.int32
+    np.testing.assert_array_equal(ds.rows(0, 4, np.int64), ds.rows(0, 4).astype(np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int64])
+def test_rows_into_a_reused_buffer(dtype):
+    ds = golden_dataset("lognormal_e1")
+    out = np.full((32, 513), 7, dtype=dtype)
+    for step in (0, 5):
+        got = ds.batch(step, 32, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, ds.batch(step, 32).astype(dtype))
+    with pytest.raises(PythiaDataError, match="shape"):
+        ds.rows(0, 4, out=out)
+    with pytest.raises(PythiaDataError, match="dtype"):
+        ds.rows(0, 32, out=np.zeros((32, 513), dtype=np.float32))
+
+
+def test_preshuffled_round_trip(tmp_path):
+    ds = golden_dataset("long_docs")
+    out = export_preshuffled(ds, tmp_path / "document", 150)
+    pre = PreshuffledDataset(out, seq_length=ds.seq_length)
+    assert len(pre) == 150
+    np.testing.assert_array_equal(pre.rows(0, 150), ds.rows(0, 150))
+    np.testing.assert_array_equal(pre.batch(2, 16), ds.batch(2, 16))
+    # Each row sits at byte k·(L+1)·2 of the .bin, as in Pythia's release.
+    raw = np.fromfile(tmp_path / "document.bin", dtype="<u2")
+    np.testing.assert_array_equal(raw[37 * 2049 : 38 * 2049], ds[37])
+    with pytest.raises(PythiaDataError, match="every item of a preshuffled dataset"):
+        PreshuffledDataset(out, seq_length=1024)
+    assert PreshuffledDataset(out).seq_length == 2048  # inferred from the items
+    with IndexedDatasetBuilder(tmp_path / "empty", np.uint16):
+        pass
+    with pytest.raises(PythiaDataError, match="no items"):
+        PreshuffledDataset(tmp_path / "empty")
+
+
+def test_blended_dataset_interleaves_by_weight(tmp_path):
+    a = golden_dataset("toy_e2")
+    b = golden_dataset("zero_len_docs")
+    with pytest.raises(PythiaDataError, match="share seq_length"):
+        BlendedDataset([a, b], [1, 1])
+    c = golden_dataset("lognormal_e1")
+    d = golden_dataset("lognormal_e3")
+    blend = BlendedDataset([c, d], [2.0, 1.0])
+    assert len(blend) == len(c) + len(d)
+    rows = blend.rows(0, 300)
+    seen = [0, 0]
+    for s in range(300):
+        w = blend.weights
+        errs = [w[i] * max(s, 1) - seen[i] for i in range(2)]
+        i = 0 if errs[0] >= errs[1] else 1
+        np.testing.assert_array_equal(rows[s], (c, d)[i][seen[i]])
+        seen[i] += 1
+
+
+def test_blend_built_then_read(tmp_path):
+    from pythia_data import build_blended_index
+
+    prefixes = []
+    for name, n in (("x", 40), ("y", 25)):
+        with IndexedDatasetBuilder(tmp_path / name, np.uint16) as b:
+            for i in range(n):
+                b.add_document(np.full(30 + i, 100 * len(prefixes) + i))
+        prefixes.append(tmp_path / name)
+    info = build_blended_index(prefixes, [1.0, 3.0], num_samples=60, seq_length=8, seed=3)
+    blend = BlendedDataset.from_blend(info)
+    x, y = (GPTDataset(c.prefix, seq_length=8, paths=c.paths) for c in info.components)
+    assert len(blend) == info.size == len(x) + len(y)
+    rows = blend.rows(0, 40)
+    # Weights 0.25/0.75: position 0 goes to y (largest error 0.75·1), then the rule interleaves.
+    seen = [0, 0]
+    for s in range(40):
+        errs = [w * max(s, 1) - seen[i] for i, w in enumerate(info.weights)]
+        i = 0 if errs[0] >= errs[1] else 1
+        np.testing.assert_array_equal(rows[s], (x, y)[i][seen[i]])
+        seen[i] += 1
+    assert seen[1] > 2 * seen[0]
+
+
+def test_missing_and_mismatched_index(tmp_path):
+    name = "toy_e1"
+    c = CASES[name]
+    with pytest.raises(FileNotFoundError, match="doc_idx.npy.*build-index"):
+        GPTDataset(
+            golden_case(name),
+            num_samples=c["num_samples"],
+            seq_length=4,
+            seed=1234,
+            cache_dir=tmp_path,
+        )
+    # lognormal_e3's index put under toy_e1's names: it names documents toy_e1 lacks.
+    for kind in ("doc_idx", "sample_idx", "shuffle_idx"):
+        src = FIXTURES / f"lognormal_e3_train_0_indexmap_4000ns_512sl_0s_{kind}.npy"
+        (tmp_path / f"toy_e1_train_0_indexmap_6ns_4sl_1234s_{kind}.npy").write_bytes(
+            src.read_bytes()
+        )
+    with pytest.raises(PythiaDataError, match="another dataset"):
+        GPTDataset(golden_case(name), num_samples=6, seq_length=4, seed=1234, cache_dir=tmp_path)
+    # Same documents and sizes, so only a wrong seq_length shows: rows must not be silent garbage.
+    with pytest.raises(PythiaDataError, match="seq_length"):
+        GPTDataset(
+            golden_case(name),
+            num_samples=6,
+            seq_length=5,
+            seed=1234,
+            paths=golden_dataset(name).paths,
+        )
+    trunc = tmp_path / "toy_e1_train_0_indexmap_6ns_4sl_1234s_shuffle_idx.npy"
+    trunc.write_bytes(trunc.read_bytes()[:-2])
+    with pytest.raises(PythiaDataError, match="shuffle_idx.npy.*truncated"):
+        GPTDataset(golden_case(name), num_samples=6, seq_length=4, seed=1234, cache_dir=tmp_path)
+
+
+def test_index_of_other_data_is_refused_on_open(tmp_path):
+    for name, sizes in (("a", [40, 7, 90, 13]), ("b", [41, 7, 90, 13])):
+        with IndexedDatasetBuilder(tmp_path / name, np.uint16) as b:
+            for n in sizes:
+                b.add_document(np.arange(n))
+    a = GPTDataset(tmp_path / "a", num_samples=10, seq_length=8, seed=2, build=True)
+    with pytest.raises(PythiaDataError, match="built from other data"):
+        GPTDataset(tmp_path / "b", num_samples=10, seq_length=8, seed=2, paths=a.paths)
+
+
+def test_build_on_open(tmp_path):
+    prefix = tmp_path / "d"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for n in (50, 3, 70, 9):
+            b.add_document(np.arange(n))
+    ds = GPTDataset(prefix, num_samples=20, seq_length=6, seed=0, build=True)
+    assert ds.info is not None and len(ds) == ds.info.dataset_len
+    again = GPTDataset(prefix, num_samples=20, seq_length=6, seed=0, build=True)
+    assert again.info.reused
+    np.testing.assert_array_equal(ds.rows(0, len(ds)), again.rows(0, len(again)))
+
+
+def test_sharded_data_read_in_place(tmp_path):
+    from test_indexed import shard
+
+    ds = golden_dataset("long_docs")
+    # Raw dataset cut at odd byte counts (inside tokens), as Pythia's shards are.
+    sharded = shard(golden_case("long_docs"), tmp_path / "raw", [100_001, 300_000, 555_555])
+    c = CASES["long_docs"]
+    raw = GPTDataset(
+        sharded, num_samples=c["num_samples"], seq_length=2048, seed=1234, paths=ds.paths
+    )
+    np.testing.assert_array_equal(raw.rows(0, len(raw)), ds.rows(0, len(ds)))
+    # Preshuffled rows exported, then sharded like document-000NN-of-000MM.bin.
+    export_preshuffled(ds, tmp_path / "document", 150)
+    pre = PreshuffledDataset(shard(tmp_path / "document", tmp_path / "pre", [77_777, 300_001]))
+    np.testing.assert_array_equal(pre.rows(0, 150), ds.rows(0, 150))
+    np.testing.assert_array_equal(pre.batch(3, 32, np.int64), ds.batch(3, 32, np.int64))
