@@ -68,7 +68,7 @@ EDGE_CASES = [
     "e\u0301 cafe\u0301 \u212b \u2126 \u1100\u1161\u11a8 \u0958 a\u0328\u0301 a\u0301\u0328",
     "\u1e9b\u0323 \u0071\u0307\u0323 \u00c5\u0301 \u0041\u030a\u0301",
     # ...and marks added after Unicode 9.0, where 9.0 tables differ from today's.
-    "a\u1dfa\u0301 a\u0301\u1dfa e\u08d3\u0301 o\u0d00 a\u1e94a\u0301 \u0d3b\u0d3c",
+    "a\u1dfa\u0301 a\u0301\u1dfa e\u08d3\u0301 o\u0d00 a\U0001e94a\u0301 \u0d3b\u0d3c",
     "x\u0323\u1dfa\u0307 \u0915\u093c\u1cf8 a\u10f46\u0301",
     # runs of spaces, alone and mixed with other white space
     *[f"a{' ' * n}b" for n in range(1, 52)],

@@ -2,10 +2,10 @@
 //! `tools/preprocess_data.py --dataset-impl mmap --append-eod` writes (one item per document:
 //! its tokens then EOD; empty texts skipped), plus the per-document subset codes.
 //!
-//! One thread reads and decompresses the inputs into chunks of whole lines; a pool parses and
-//! tokenizes a batch of chunks in parallel; results are appended in input order, so the output
-//! is byte-identical for any thread count or chunk size. Memory is bounded by the channel and
-//! batch sizes, never by the input.
+//! One thread reads and decompresses the inputs into chunks of whole lines; worker threads
+//! parse and tokenize chunks as they come; the caller's thread appends the results in input
+//! order, so the output is byte-identical for any thread count or chunk size. Memory is bounded
+//! by the number of chunks in flight, never by the input.
 
 mod output;
 mod subsets;
