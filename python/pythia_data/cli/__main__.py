@@ -1,0 +1,3 @@
+from pythia_data.cli import main
+
+main()
