@@ -19,6 +19,7 @@ import pytest
 import zstandard
 from click.testing import CliRunner
 
+import pythia_data
 from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
 from pythia_data.cli import main
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
@@ -26,7 +27,8 @@ from pythia_data.tokenize import merge_subsets, tokenize_files
 
 tokenizers = pytest.importorskip("tokenizers")
 
-REPO_PYTHON = Path(__file__).resolve().parents[1] / "python"
+# The subprocess must import the same pythia_data as this process (the installed wheel in CI).
+PYTHIA_DATA_ROOT = Path(pythia_data.__file__).resolve().parents[1]
 
 
 def sample_lines() -> list[str]:
@@ -232,7 +234,8 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
 def test_killed_process_resumes_to_identical_output(tmp_path, sig):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for i in range(4):
+    # Enough text (75 MB) that a one-thread run lasts long enough to be killed midway.
+    for i in range(12):
         shutil.copy(SAMPLE_CORPUS, inputs / f"part{i}.jsonl.zst")
     cmd = [
         sys.executable,
@@ -248,7 +251,7 @@ def test_killed_process_resumes_to_identical_output(tmp_path, sig):
         "--threads",
         "1",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_PYTHON)}
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "killed.partial" / "checkpoint.json"
     deadline = time.monotonic() + 60
