@@ -21,7 +21,14 @@ from pythia_data.errors import PythiaDataError
 from pythia_data.index import PYTHIA, BlendInfo, IndexInfo, index_paths, num_samples_for
 from pythia_data.indexed import IndexedDataset
 
-__all__ = ["GPTDataset", "PreshuffledDataset", "BlendedDataset", "RowDataset"]
+__all__ = [
+    "GPTDataset",
+    "PreshuffledDataset",
+    "BlendedDataset",
+    "RowDataset",
+    "micro_batch_rows",
+    "gradient_accumulation_steps",
+]
 
 PathLike = str | os.PathLike
 
@@ -118,11 +125,8 @@ class RowDataset:
         dtype=None,
     ) -> np.ndarray:
         """The rows data-parallel ``rank`` of ``world_size`` trains on at ``step``, shaped
-        (gradient_accumulation_steps, micro_batch_size, seq_length + 1).
-
-        GPT-NeoX's DistributedBatchSampler walks the rows in micro-steps of
-        ``micro_batch_size · world_size``; rank r takes the r-th contiguous slice of each.
-        """
+        (gradient_accumulation_steps, micro_batch_size, seq_length + 1); see
+        ``micro_batch_rows``."""
         gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
         if not 0 <= rank < world_size:
             raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
@@ -131,9 +135,34 @@ class RowDataset:
         first = self.rows(0, 0, dtype)  # for the output dtype only
         out = np.empty((gas, micro_batch_size, self.seq_length + 1), dtype=first.dtype)
         for m in range(gas):
-            start = step * batch_size + (m * world_size + rank) * micro_batch_size
-            out[m] = self.rows(start, start + micro_batch_size, dtype)
+            r = micro_batch_rows(step, m, rank, world_size, micro_batch_size, batch_size)
+            out[m] = self.rows(r.start, r.stop, dtype)
         return out
+
+
+def micro_batch_rows(
+    step: int,
+    micro_step: int,
+    rank: int,
+    world_size: int,
+    micro_batch_size: int,
+    batch_size: int = PYTHIA["global_batch_size"],
+) -> range:
+    """Rows of micro-step ``micro_step`` of data-parallel ``rank`` at optimizer ``step``.
+
+    GPT-NeoX v1.0's DistributedBatchSampler walks the rows in chunks of
+    ``micro_batch_size · world_size``; rank r takes the r-th contiguous slice of each chunk, and
+    gradient accumulation takes consecutive chunks. So step s still covers rows
+    ``[s·batch_size, (s+1)·batch_size)`` whatever the layout, and with one micro-step per step
+    rank r's rows are the contiguous ``[r·b, (r+1)·b)`` of the global batch.
+    """
+    gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
+    if not 0 <= rank < world_size:
+        raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
+    if not 0 <= micro_step < gas:
+        raise PythiaDataError(f"micro-step {micro_step} is outside the step's {gas} micro-steps")
+    start = step * batch_size + (micro_step * world_size + rank) * micro_batch_size
+    return range(start, start + micro_batch_size)
 
 
 def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_size: int) -> int:

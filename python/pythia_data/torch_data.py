@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pythia_data.dataset import RowDataset
+from pythia_data.dataset import RowDataset, micro_batch_rows
 
 __all__ = ["TorchRowDataset", "GPTNeoXBatchSampler", "make_data_loader"]
 
@@ -81,12 +81,12 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
         return max(0, self.end_step - self.start_step) * self.gas
 
     def __iter__(self) -> Iterator[list[int]]:
-        per_micro_step = self.micro * self.world
-        first = self.start_step * self.gas
-        last = self.end_step * self.gas
-        for m in range(first, last):
-            base = m * per_micro_step + self.rank * self.micro
-            yield list(range(base, base + self.micro))
+        for step in range(self.start_step, self.end_step):
+            for m in range(self.gas):
+                rows = micro_batch_rows(
+                    step, m, self.rank, self.world, self.micro, self.global_batch
+                )
+                yield list(rows)
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from pythia_data.dataset import micro_batch_rows
+
 __all__ = ["RowSource", "ArrayRows", "micro_batch_range", "micro_batch", "open_rows"]
 
 
@@ -56,14 +58,10 @@ def open_rows(prefix: str | os.PathLike, seq_length: int | None = None) -> RowSo
 def micro_batch_range(
     step: int, micro: int, rank: int, world: int, micro_batch: int, global_batch: int
 ) -> tuple[int, int]:
-    """Rows ``[start, stop)`` of micro-batch ``micro`` of data-parallel ``rank`` at ``step``."""
-    per_pass = micro_batch * world
-    if global_batch % per_pass:
-        raise ValueError(f"global batch {global_batch} is not a multiple of {micro_batch}×{world}")
-    if not (0 <= rank < world and 0 <= micro < global_batch // per_pass):
-        raise ValueError(f"rank {rank}/{world}, micro-batch {micro} is outside the step")
-    start = step * global_batch + micro * per_pass + rank * micro_batch
-    return start, start + micro_batch
+    """Rows ``[start, stop)`` of micro-batch ``micro`` of data-parallel ``rank`` at ``step``
+    (GPT-NeoX's order: ``pythia_data.dataset.micro_batch_rows``)."""
+    r = micro_batch_rows(step, micro, rank, world, micro_batch, global_batch)
+    return r.start, r.stop
 
 
 def micro_batch(
