@@ -4,6 +4,7 @@
 //! (doc/sample/shuffle) → [`loader`] rows and batches. No module here knows about Python;
 //! the `pythia-python` crate converts types and releases the GIL.
 
+pub mod atomic;
 pub mod corpus;
 pub mod error;
 pub mod index;

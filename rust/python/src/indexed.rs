@@ -63,6 +63,9 @@ pub fn mapped(map: &Arc<Mmap>) -> MappedBytes {
     MappedBytes { map: map.clone() }
 }
 
+/// Raw bytes of gathered items and their token offsets.
+type Gathered<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);
+
 /// An opened, validated `PREFIX.bin` + `PREFIX.idx`.
 #[pyclass(frozen, module = "pythia_data._core")]
 pub struct IndexedDataset {
@@ -150,7 +153,7 @@ impl IndexedDataset {
         &self,
         py: Python<'py>,
         indices: PyReadonlyArray1<'_, i64>,
-    ) -> PyResult<(Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>)> {
+    ) -> PyResult<Gathered<'py>> {
         let indices = indices.as_slice()?;
         let inner = self.inner.clone();
         let (data, offsets) = py.detach(|| inner.gather(indices)).py_err()?;

@@ -10,19 +10,11 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+pub(crate) use crate::atomic::temp_path;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
-
-/// A temporary name beside `dest` (same directory, so the rename is atomic), unique per process.
-pub(crate) fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
 
 /// The numpy dtypes the index uses, little-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
+use crate::atomic::{temp_path, write_atomically};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -19,31 +20,6 @@ pub struct IndexedDatasetBuilder {
     sizes: Vec<i32>,
     doc_idx: Vec<i64>,
     scratch: Vec<u8>,
-}
-
-/// A temporary path in the same directory (so the final rename is atomic), unique per process.
-pub(crate) fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = format!(".{name}.tmp-{}", std::process::id());
-    dest.with_file_name(tmp)
-}
-
-/// Write `bytes` to `dest` through a temporary file and a rename.
-pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(dest);
-    let result = (|| {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-        std::fs::rename(&tmp, dest).at(dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 impl IndexedDatasetBuilder {
@@ -135,7 +111,7 @@ impl IndexedDatasetBuilder {
     /// Append one item given as raw little-endian bytes of the dataset's dtype.
     pub fn add_item_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let itemsize = self.dtype.itemsize();
-        if bytes.len() % itemsize != 0 {
+        if !bytes.len().is_multiple_of(itemsize) {
             return Err(Error::invalid(format!(
                 "{} bytes is not a whole number of {}-byte tokens",
                 bytes.len(),

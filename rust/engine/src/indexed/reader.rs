@@ -115,7 +115,7 @@ impl IndexedDataset {
     /// little-endian bytes (the loader's hot path: no allocation).
     pub fn read_into(&self, i: usize, offset: usize, out: &mut [u8]) -> Result<()> {
         let itemsize = self.dtype().itemsize();
-        if out.len() % itemsize != 0 {
+        if !out.len().is_multiple_of(itemsize) {
             return Err(Error::invalid(format!(
                 "a buffer of {} bytes does not hold whole {itemsize}-byte tokens",
                 out.len()

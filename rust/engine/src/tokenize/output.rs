@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+pub(crate) use crate::atomic::write_atomically;
 use crate::error::IoContext;
 use crate::indexed::{bin_path, idx_path, DType, MAGIC};
 use crate::{Error, Result};
@@ -41,24 +42,6 @@ pub fn subsets_json_path(prefix: &Path) -> PathBuf {
 }
 pub fn work_dir(prefix: &Path) -> PathBuf {
     crate::indexed::with_suffix(prefix, ".partial")
-}
-
-pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-        std::fs::rename(&tmp, dest).at(dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Stream the `.idx` GPT-NeoX writes for one item per document (doc_idx = 0, 1, ..., len),
