@@ -5,6 +5,10 @@ fp32 master weights, torch.compile, attention through SDPA (FlashAttention kerne
 AdamW, sequence 2048 — the real trainer loop (`pythia_train.train.train`) on random rows held
 in memory, so the figures include everything a training step does except reading the disk.
 
+Needs pythia-suite installed (the wheel holds pythia_train and the native pythia_data module):
+`bash scripts/install.sh train`, or `pip install target/wheels/pythia_suite-*.whl` on a machine
+that has torch with CUDA.
+
     python benches/gpu_throughput.py                     # all three sizes, prints a table
     python benches/gpu_throughput.py --models 1b --micro-batch 1b=12 --out results.json
 
@@ -21,16 +25,13 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-
-from pythia_train.configs import TrainConfig, model_config  # noqa: E402
-from pythia_train.data import ArrayRows  # noqa: E402
-from pythia_train.train import peak_flops, train  # noqa: E402
+from pythia_train.configs import TrainConfig, model_config
+from pythia_train.data import ArrayRows
+from pythia_train.train import peak_flops, train
 
 DEFAULT_MICRO_BATCH = {"160m": 16, "410m": 16, "1b": 8}
 
