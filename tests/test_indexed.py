@@ -170,10 +170,28 @@ def test_sharded_bin_reads_in_place(tmp_path):
     assert np.array_equal(ds.get(3, 17, 4000), ref.get(3, 17, 4000))
 
 
+def test_pythia_shard_numbering(tmp_path):
+    """Pythia names its shards 0..N as '-of-N' (21 files of '-of-00020'); both numberings read."""
+    src = golden_case("long_docs")
+    data = src.with_name("long_docs.bin").read_bytes()
+    d = tmp_path / "p"
+    d.mkdir()
+    cuts = [0, 250_001, 500_000, len(data)]
+    for k in range(3):
+        (d / f"document-{k:05d}-of-00002.bin").write_bytes(data[cuts[k] : cuts[k + 1]])
+    shutil.copyfile(src.with_name("long_docs.idx"), d / "document.idx")
+    ds = IndexedDataset(d / "document")
+    assert len(ds.bin_paths) == 3
+    assert np.array_equal(ds.items(0, len(ds)), IndexedDataset(src).items(0, len(ds)))
+    (d / "document-00002-of-00002.bin").unlink()
+    with pytest.raises(PythiaDataError, match="is shard N missing"):
+        IndexedDataset(d / "document")
+
+
 def test_sharded_missing_or_wrong_shards(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [200_000, 400_000])
     (tmp_path / "s" / "long_docs-00001-of-00003.bin").unlink()
-    with pytest.raises(PythiaDataError, match="shard 1 of 3"):
+    with pytest.raises(PythiaDataError, match="shard 1 of .*long_docs is missing"):
         IndexedDataset(prefix)
     prefix = shard(golden_case("long_docs"), tmp_path / "t", [200_000, 400_000])
     p = tmp_path / "t" / "long_docs-00002-of-00003.bin"

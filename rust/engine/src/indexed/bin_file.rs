@@ -96,19 +96,23 @@ pub fn find_shards(prefix: &Path) -> Result<Vec<PathBuf>> {
     for (expected, (i, _, path)) in found.iter().enumerate() {
         if *i != expected {
             return Err(Error::invalid(format!(
-                "shard {expected} of {count} for {} is missing (next found: {}); download it \
-                 before reading",
+                "shard {expected} of {} is missing (next found: {}); download it before reading",
                 prefix.display(),
                 path.display()
             )));
         }
     }
-    if found.len() != count {
+    // Two numberings exist: `-of-N` as the shard count (indices 0..N-1, as `pythia-data tokenize
+    // --num-shards` and Hugging Face write), and Pythia's own, where N is the last index
+    // (`document-00000-of-00020.bin` ... `document-00020-of-00020.bin`: 21 files). Both are
+    // accepted; a missing last shard then shows up as a size mismatch against the .idx.
+    let last = found.len() - 1;
+    if last != count && last + 1 != count {
         return Err(Error::invalid(format!(
-            "only {} of {count} shards of {} are present (shard {} is missing)",
-            found.len(),
+            "shards of {} end at index {last} but their names say '-of-{count:05}': shard {} is \
+             missing",
             prefix.display(),
-            found.len()
+            last + 1
         )));
     }
     Ok(found.into_iter().map(|f| f.2).collect())
@@ -241,6 +245,29 @@ mod tests {
     }
 
     #[test]
+    fn pythia_numbering_counts_from_zero_to_n() {
+        let dir = std::env::temp_dir().join(format!("pythia-binfile-n-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..=2 {
+            std::fs::write(
+                dir.join(format!("document-{k:05}-of-00002.bin")),
+                [k as u8; 3],
+            )
+            .unwrap();
+        }
+        let bin = BinFile::open(&dir.join("document")).unwrap();
+        assert_eq!(bin.shards().len(), 3);
+        assert_eq!(&*bin.slice(2, 7).unwrap(), &[0, 1, 1, 1, 2]);
+        std::fs::remove_file(dir.join("document-00002-of-00002.bin")).unwrap();
+        std::fs::remove_file(dir.join("document-00001-of-00002.bin")).unwrap();
+        let err = BinFile::open(&dir.join("document"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shard 1 is missing"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn reads_across_shards() {
         let dir = std::env::temp_dir().join(format!("pythia-binfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -271,7 +298,7 @@ mod tests {
         assert!(bin.slice(990, 1001).is_err());
         std::fs::remove_file(dir.join("d-00002-of-00004.bin")).unwrap();
         let err = BinFile::open(&dir.join("d")).unwrap_err().to_string();
-        assert!(err.contains("shard 2 of 4"), "{err}");
+        assert!(err.contains("shard 2 of"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

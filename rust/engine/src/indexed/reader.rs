@@ -26,11 +26,17 @@ impl IndexedDataset {
             } else {
                 "it holds".to_string()
             };
+            let hint = if bin.is_sharded() && bin.len() < index.bin_bytes() {
+                " (with Pythia's numbering, where '-of-N' names the last index, is shard N \
+                 missing?)"
+            } else {
+                ""
+            };
             return Err(Error::corrupt(
                 &bin.shards()[0].path,
                 format!(
                     "{what} {} bytes but {} says its {} tokens of {} need {} bytes: the files \
-                     do not belong together, or one is truncated",
+                     do not belong together, or one is truncated{hint}",
                     bin.len(),
                     index.path().display(),
                     index.total_tokens(),
