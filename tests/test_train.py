@@ -237,3 +237,14 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(main, ["--model", "pythia-14m"])
     assert result.exit_code == 1 and "no data" in result.output
+
+
+def test_compiled_model_trains_like_eager(rows_prefix):
+    # torch.compile (inductor's C++ backend on CPU) must not change what is learnt: the same
+    # losses as eager mode up to floating-point reassociation.
+    src = PreshuffledDataset(rows_prefix)
+    eager = train(tiny_config(), small_run(train_iters=3), src, progress=False)
+    compiled = train(tiny_config(), small_run(train_iters=3, compile=True), src, progress=False)
+    np.testing.assert_allclose(
+        [r["loss"] for r in compiled], [r["loss"] for r in eager], rtol=1e-4
+    )
