@@ -186,7 +186,8 @@ impl GptDataset {
     }
 
     fn spans_of_sample(&self, j: usize) -> Result<Vec<Span>> {
-        if j + 1 >= self.sample_idx.shape()[0] {
+        // sample_idx has at least one row (checked on open); `j + 1` could overflow.
+        if j >= self.sample_idx.shape()[0] - 1 {
             return Err(Error::corrupt(
                 self.shuffle_idx.path(),
                 format!(
@@ -266,7 +267,13 @@ impl GptDataset {
     /// The sample behind row k (its position in sample_idx).
     pub fn sample_of_row(&self, k: usize) -> Result<usize> {
         self.check_row(k)?;
-        Ok(self.shuffle_idx.get_i64(k) as usize)
+        let j = self.shuffle_idx.get_i64(k);
+        usize::try_from(j).map_err(|_| {
+            Error::corrupt(
+                self.shuffle_idx.path(),
+                format!("entry {k} is {j}, not a sample number"),
+            )
+        })
     }
 
     /// Where row k's tokens come from: documents, offsets and lengths, in order.

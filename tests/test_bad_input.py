@@ -1,0 +1,51 @@
+"""Messy and hand-edited inputs: each must give a clear PythiaDataError (or a one-line CLI
+error), never a Rust panic, a hang or silent garbage."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from pythia_data import GPTDataset, IndexedDatasetBuilder, PythiaDataError
+
+
+def small_index(tmp_path) -> GPTDataset:
+    prefix = tmp_path / "d"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for n in (50, 3, 70, 9, 0, 31):
+            b.add_document(np.arange(n))
+    return GPTDataset(prefix, num_samples=20, seq_length=6, seed=0, build=True)
+
+
+def reopen(ds: GPTDataset) -> GPTDataset:
+    return GPTDataset(ds.prefix, seq_length=ds.seq_length, paths=ds.paths)
+
+
+def test_negative_shuffle_idx_entry_is_an_error_not_a_panic(tmp_path):
+    ds = small_index(tmp_path)
+    shuffle = ds.paths[2]
+    a = np.load(shuffle).astype(np.int64)  # int64 is a valid shuffle_idx dtype
+    a[1] = -1
+    np.save(shuffle, a)
+    ds = reopen(ds)
+    with pytest.raises(PythiaDataError, match="shuffle_idx.npy: entry 1 is -1"):
+        ds.rows(0, 2)
+    with pytest.raises(PythiaDataError, match="entry 1 is -1"):
+        ds.provenance(1)
+
+
+def test_npy_shape_that_overflows_is_refused(tmp_path):
+    # 2^62 int32 entries need 2^64 bytes: a product that wraps to 0 must not match empty data.
+    ds = small_index(tmp_path)
+    doc_idx = ds.paths[0]
+    raw = doc_idx.read_bytes()
+    hlen = int.from_bytes(raw[8:10], "little")
+    header = raw[10 : 10 + hlen].decode("latin1")
+    header = re.sub(r"'shape': \([^)]*\)", "'shape': (4611686018427387904,)", header)
+    header = header.rstrip().ljust(hlen - 1) + "\n"
+    assert len(header) == hlen
+    doc_idx.write_bytes(raw[:10] + header.encode("latin1"))  # the header alone: no data
+    with pytest.raises(PythiaDataError, match="doc_idx.npy: holds 0 bytes"):
+        reopen(ds)
