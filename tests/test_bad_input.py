@@ -49,3 +49,14 @@ def test_npy_shape_that_overflows_is_refused(tmp_path):
     doc_idx.write_bytes(raw[:10] + header.encode("latin1"))  # the header alone: no data
     with pytest.raises(PythiaDataError, match="doc_idx.npy: holds 0 bytes"):
         reopen(ds)
+
+
+def test_export_preshuffled_onto_its_own_source_is_refused(tmp_path):
+    from pythia_data.preshuffle import export_preshuffled
+
+    ds = small_index(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "d.bin", tmp_path / "d.idx")}
+    for out in (tmp_path / "d", tmp_path / "d.idx", tmp_path / "." / "d.bin"):
+        with pytest.raises(PythiaDataError, match="would overwrite .*d\\.(bin|idx)"):
+            export_preshuffled(ds, out, 4)
+    assert {p: p.read_bytes() for p in before} == before
