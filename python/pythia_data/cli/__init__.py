@@ -6,7 +6,9 @@ with status 1, never as a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -24,8 +26,16 @@ USER_ERRORS = (
 )
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so that every
+        # command removes its temporary files (the default action would leave them behind).
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
@@ -34,6 +44,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; no partial output was left behind", err=True)
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -135,17 +135,16 @@ fn build_index<'py>(
         documents,
         separate_last_epoch,
     );
-    // An exception in the callback (Ctrl-C arrives as KeyboardInterrupt there) stops the build
-    // and is re-raised once the engine has cleaned up.
+    // An exception in the callback, or a pending signal (Ctrl-C arrives as KeyboardInterrupt),
+    // stops the build and is re-raised once the engine has cleaned up. Signals are checked with
+    // or without a callback, so a quiet build stops on Ctrl-C too.
     let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
     let report = |stage: &str, done: u64, total: u64| -> bool {
-        let Some(cb) = &progress else {
-            return true;
-        };
         Python::attach(|py| {
-            let result = py
-                .check_signals()
-                .and_then(|_| cb.call1(py, (stage, done, total)));
+            let result = py.check_signals().and_then(|_| match &progress {
+                Some(cb) => cb.call1(py, (stage, done, total)).map(drop),
+                None => Ok(()),
+            });
             match result {
                 Ok(_) => true,
                 Err(e) => {
