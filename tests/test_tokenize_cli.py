@@ -144,6 +144,26 @@ def test_text_key_and_no_meta(tmp_path):
     assert not (tmp_path / "c.subsets.npy").exists()
 
 
+def test_byte_order_mark_line_ends_and_last_line(tmp_path):
+    # Messy files that are still valid: a UTF-8 BOM (Windows editors), CRLF line ends, a last
+    # line without newline, gzip with a BOM inside the stream. All give the plain file's ids.
+    body = '{"text": "hello"}\n{"text": "world"}\n'
+    (tmp_path / "plain.jsonl").write_text(body)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "crlf.jsonl").write_bytes(body.replace("\n", "\r\n").encode())
+    (tmp_path / "nonl.jsonl").write_text(body.rstrip("\n"))
+    with gzip.open(tmp_path / "bom.jsonl.gz", "wb") as f:
+        f.write(b"\xef\xbb\xbf" + body.encode())
+    want = None
+    for name in ("plain.jsonl", "bom.jsonl", "crlf.jsonl", "nonl.jsonl", "bom.jsonl.gz"):
+        result = run(tmp_path / name, "--output", tmp_path / f"out-{name}", "-q")
+        assert result.exit_code == 0, f"{name}: {result.output}"
+        ds = IndexedDataset(tmp_path / f"out-{name}")
+        got = [ds[i].tolist() for i in range(len(ds))]
+        want = want or got
+        assert got == want == [[25521, 0], [10186, 0]], name
+
+
 BAD_LINES = [
     ("{not json}", "invalid JSON"),
     ('{"meta": {}}', 'no "text" field'),
