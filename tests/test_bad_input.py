@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from pythia_data import GPTDataset, IndexedDatasetBuilder, PythiaDataError
+from pythia_data import GPTDataset, IndexedDatasetBuilder, PreshuffledDataset, PythiaDataError
 
 
 def small_index(tmp_path) -> GPTDataset:
@@ -60,3 +60,13 @@ def test_export_preshuffled_onto_its_own_source_is_refused(tmp_path):
         with pytest.raises(PythiaDataError, match="would overwrite .*d\\.(bin|idx)"):
             export_preshuffled(ds, out, 4)
     assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.parametrize("size, seq_length", [(0, None), (1, None), (3, 0), (3, -1)])
+def test_preshuffled_rows_need_two_tokens(tmp_path, size, seq_length):
+    # Items of 0 tokens gave seq_length -1 and empty "rows" and batches: silent garbage.
+    with IndexedDatasetBuilder(tmp_path / "p", np.uint16) as b:
+        for _ in range(4):
+            b.add_document(np.arange(size))
+    with pytest.raises(PythiaDataError, match="p.idx: rows of seq_length"):
+        PreshuffledDataset(tmp_path / "p", seq_length)

@@ -311,6 +311,12 @@ class PreshuffledDataset(RowDataset):
         if len(sizes) == 0:
             raise PythiaDataError(f"{self.prefix}.idx: the dataset has no items, so no rows")
         self.seq_length = int(sizes[0]) - 1 if seq_length is None else int(seq_length)
+        if self.seq_length < 1:
+            raise PythiaDataError(
+                f"{self.prefix}.idx: rows of seq_length {self.seq_length} "
+                f"({self.seq_length + 1} tokens) are impossible: a preshuffled dataset's items "
+                "are rows of seq_length + 1 >= 2 tokens"
+            )
         bad = np.flatnonzero(sizes != self.seq_length + 1)
         if bad.size:
             raise PythiaDataError(
