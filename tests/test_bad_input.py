@@ -70,3 +70,41 @@ def test_preshuffled_rows_need_two_tokens(tmp_path, size, seq_length):
             b.add_document(np.arange(size))
     with pytest.raises(PythiaDataError, match="p.idx: rows of seq_length"):
         PreshuffledDataset(tmp_path / "p", seq_length)
+
+
+def test_damaged_subset_files_are_clear_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    ds = small_index(tmp_path)  # 6 items
+    codes, names = tmp_path / "d.subsets.npy", tmp_path / "d.subsets.json"
+
+    def info():
+        r = CliRunner().invoke(main, ["info", str(tmp_path / "d")])
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+        return r.exit_code, r.output
+
+    names.write_text('{"key": "meta.pile_set_name", "names": ["A", "B"]}')
+    np.save(codes, np.array([0, 1, 1, 0, 0, 7], dtype=np.uint16))
+    code, out = info()  # a code without a name is counted, not dropped
+    assert code == 0 and re.search(r"3  A\n +2  B\n +1  <code 7>", out), out
+    for bad_codes, bad_names, message in [
+        (b"garbage", None, "d.subsets.npy / .*d.subsets.json: unreadable subset labels"),
+        (np.zeros(3, np.uint16), None, "d.subsets.npy: holds uint16 of shape \\(3,\\).* 6 items"),
+        (np.zeros(6, np.float32), None, "d.subsets.npy: holds float32"),
+        (None, '{"names": 5}', "d.subsets.json: 'names' must be a list of strings"),
+        (None, "[1, 2]", "unreadable subset labels"),
+    ]:
+        np.save(codes, np.zeros(6, np.uint16))
+        names.write_text('{"names": ["A"]}')
+        if isinstance(bad_codes, bytes):
+            codes.write_bytes(bad_codes)
+        elif bad_codes is not None:
+            np.save(codes, bad_codes)
+        if bad_names is not None:
+            names.write_text(bad_names)
+        code, out = info()
+        assert code == 1 and re.search("^error: .*" + message, out), out
+        with pytest.raises(PythiaDataError, match=message):
+            reopen(ds)

@@ -174,7 +174,9 @@ def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_si
     return batch_size // (world_size * micro_batch_size)
 
 
-def _read_subsets(prefix: Path) -> tuple[np.ndarray, list[str]] | None:
+def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] | None:
+    """The per-item subset codes and their names (``PREFIX.subsets.{npy,json}``), checked
+    against the dataset's ``num_items``; None when the files are absent."""
     codes_path = prefix.with_name(prefix.name + ".subsets.npy")
     names_path = prefix.with_name(prefix.name + ".subsets.json")
     if not (codes_path.exists() and names_path.exists()):
@@ -182,9 +184,16 @@ def _read_subsets(prefix: Path) -> tuple[np.ndarray, list[str]] | None:
     try:
         names = json.loads(names_path.read_text())["names"]
         codes = np.load(codes_path, mmap_mode="r")
-    except (ValueError, KeyError, OSError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:
         raise PythiaDataError(f"{codes_path} / {names_path}: unreadable subset labels ({e})") from e
-    return codes, list(names)
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise PythiaDataError(f"{names_path}: 'names' must be a list of strings")
+    if codes.ndim != 1 or codes.dtype.kind not in "ui" or len(codes) != num_items:
+        raise PythiaDataError(
+            f"{codes_path}: holds {codes.dtype} of shape {codes.shape}, but the dataset has "
+            f"{num_items:,} items, one integer code each: it belongs to other data or is damaged"
+        )
+    return codes, names
 
 
 class GPTDataset(RowDataset):
@@ -232,7 +241,7 @@ class GPTDataset(RowDataset):
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
         self.dtype = self.indexed.dtype
-        self._subsets = _read_subsets(self.prefix)
+        self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
     def _check_record(self, seq_length: int) -> None:
         """Our build leaves a record beside the index; an index of other data is refused here
