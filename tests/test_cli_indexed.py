@@ -112,6 +112,32 @@ def test_unshard_bad_checksum_resumes(tmp_path):
     assert not list((tmp_path / "s").glob(".long_docs*"))
 
 
+def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    real, calls = u._write_record, []
+
+    def interrupt_after_first_shard(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(u, "_write_record", interrupt_after_first_shard)
+    code, out = run("unshard", prefix, "--quiet")
+    # The copied shard is kept for the rerun: the message must not claim nothing was left.
+    assert code == 130 and "run the same command again" in out, out
+    assert "no partial output" not in out
+    monkeypatch.setattr(u, "_write_record", real)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "s" / "long_docs.bin").read_bytes() == src.with_name(
+        "long_docs.bin"
+    ).read_bytes()
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"
