@@ -108,3 +108,51 @@ def test_damaged_subset_files_are_clear_errors(tmp_path):
         assert code == 1 and re.search("^error: .*" + message, out), out
         with pytest.raises(PythiaDataError, match=message):
             reopen(ds)
+
+
+@pytest.mark.parametrize(
+    "weights", [[0, 0], [1, -1], [-1, -1], [float("nan"), 1], [float("inf"), 1], [1e308, 1e308]]
+)
+def test_blend_weights_that_do_not_normalise_are_refused(tmp_path, weights):
+    # These gave NaN, infinite or zero weights (or silently flipped signs) and a meaningless order.
+    from pythia_data import BlendedDataset
+    from pythia_data.index import build_blended_index
+
+    ds = small_index(tmp_path)
+    with pytest.raises(PythiaDataError, match="blend weights must be finite"):
+        BlendedDataset([ds, ds], weights)
+    with pytest.raises(PythiaDataError, match="weights must be finite"):
+        build_blended_index([tmp_path / "d", tmp_path / "d"], weights, num_samples=10, seq_length=6)
+
+
+def test_steps_times_batch_that_overflow_are_refused(tmp_path):
+    # 2^40 steps of 2^30 rows wrapped round to 0 samples, and an index of 0 samples was built.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    args = ["--train-iters", str(2**40), "--global-batch-size", str(2**30), "--seq-length", "6"]
+    for extra in ([], ["--weights", "1"]):
+        r = CliRunner().invoke(main, ["build-index", str(tmp_path / "d"), *args, *extra, "-q"])
+        assert r.exit_code == 1 and "more rows than an index can hold" in r.output, r.output
+    assert not list(tmp_path.glob("*_0ns_*"))
+
+
+def test_huge_numbers_on_the_command_line(tmp_path):
+    # num_samples · seq_length beyond 2^64 wrapped inside the index plan and build-index looped
+    # forever (and could not be interrupted); numbers beyond 2^64 gave an OverflowError traceback.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    for extra, message in [
+        (["--num-samples", str(2**64 - 1)], "doc_idx would have"),
+        (["--num-samples", str(2**63), "--seq-length", str(2**62)], "doc_idx would have"),
+        (["--num-samples", str(2**70)], "a number given is too large"),
+        (["--seq-length", str(2**70)], "a number given is too large"),
+    ]:
+        r = CliRunner().invoke(main, ["build-index", str(tmp_path / "d"), *extra, "-q"])
+        assert r.exit_code == 1 and message in r.output, r.output
+        assert "Traceback" not in r.output

@@ -368,6 +368,7 @@ class BlendedDataset(RowDataset):
             raise PythiaDataError(f"blended datasets must share seq_length, got {sorted(lengths)}")
         self.datasets = list(datasets)
         self.seq_length = lengths.pop()
+        _core.blend_num_samples([float(x) for x in weights], 0)  # refuses NaN, < 0, all zero
         w = np.asarray(weights, dtype=np.float64)
         self.weights = w / w.sum()
         self.size = sum(len(d) for d in datasets)

@@ -41,6 +41,9 @@ class _Group(click.Group):
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except OverflowError as e:  # a number beyond what the files can hold (64-bit)
+            click.echo(f"error: a number given is too large: {e}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; no partial output was left behind", err=True)
             sys.exit(130)

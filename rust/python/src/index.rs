@@ -217,13 +217,13 @@ fn index_paths(
 }
 
 #[pyfunction]
-fn num_samples_for(iters: u64, global_batch: u64) -> u64 {
-    index::num_samples_for(iters, global_batch)
+fn num_samples_for(iters: u64, global_batch: u64) -> PyResult<u64> {
+    index::num_samples_for(iters, global_batch).py_err()
 }
 
 #[pyfunction]
-fn blend_num_samples(weights: Vec<f64>, total: u64) -> (Vec<f64>, Vec<u64>) {
-    index::blend_num_samples(&weights, total)
+fn blend_num_samples(weights: Vec<f64>, total: u64) -> PyResult<(Vec<f64>, Vec<u64>)> {
+    index::blend_num_samples(&weights, total).py_err()
 }
 
 type BlendingArrays<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);
