@@ -156,3 +156,15 @@ def test_huge_numbers_on_the_command_line(tmp_path):
         r = CliRunner().invoke(main, ["build-index", str(tmp_path / "d"), *extra, "-q"])
         assert r.exit_code == 1 and message in r.output, r.output
         assert "Traceback" not in r.output
+
+
+def test_binary_checksum_file_is_named_in_the_error(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--checksums", str(sums)])
+    assert r.exit_code == 1 and f"error: {sums}: not a sha256sum text file" in r.output, r.output
