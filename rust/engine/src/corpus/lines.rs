@@ -53,7 +53,18 @@ pub fn open_lines(path: &Path, counter: Option<Arc<AtomicU64>>) -> Result<Box<dy
         Compression::None => Box::new(file),
         // Both decoders read every concatenated frame / member, as `zstd -d` and `gzip -d` do.
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).at(path)?),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Gzip => {
+            // The decoder reads a file that is not gzip at all (or is empty) as no data, so a
+            // corrupt input would give no documents and no error: check the magic bytes.
+            let mut file = BufReader::new(file);
+            if !file.fill_buf().at(path)?.starts_with(&[0x1f, 0x8b]) {
+                return Err(Error::corrupt(
+                    path,
+                    "not a gzip stream: empty, truncated or not gzip-compressed",
+                ));
+            }
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        }
     };
     let mut reader = BufReader::with_capacity(1 << 20, inner);
     // An error here (a corrupt stream) is left for the first read, which names the line.
