@@ -168,3 +168,26 @@ def test_binary_checksum_file_is_named_in_the_error(tmp_path):
     sums.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--checksums", str(sums)])
     assert r.exit_code == 1 and f"error: {sums}: not a sha256sum text file" in r.output, r.output
+
+
+def test_batch_output_onto_a_file_it_reads_is_refused(tmp_path):
+    # `batch -o d.idx` (or onto the .bin or an index .npy) replaced that file with the .npy.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    ds = small_index(tmp_path)
+    args = ["--num-samples", "20", "--seq-length", "6", "--seed", "0", "--batch-size", "2"]
+    for target in (tmp_path / "d.idx", tmp_path / "d.bin", ds.paths[2]):
+        before = target.read_bytes()
+        for extra in ([], ["--decode"]):
+            r = CliRunner().invoke(
+                main,
+                ["batch", str(tmp_path / "d"), "--step", "0", *args, "-o", str(target), *extra],
+            )
+            assert r.exit_code == 1 and "which the rows are read from" in r.output, r.output
+        assert target.read_bytes() == before
+    r = CliRunner().invoke(
+        main, ["batch", str(tmp_path / "d"), "--step", "0", *args, "-o", str(tmp_path / "b.npy")]
+    )
+    assert r.exit_code == 0, r.output

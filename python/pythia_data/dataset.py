@@ -140,6 +140,26 @@ class RowDataset:
         return out
 
 
+def _source_files(ds: RowDataset) -> list[Path]:
+    """Every file the rows of ``ds`` are read from: ``.bin`` (or shards), ``.idx``, index."""
+    if hasattr(ds, "datasets"):  # BlendedDataset
+        return [f for d in ds.datasets for f in _source_files(d)]
+    indexed = getattr(ds, "indexed", None)
+    files = [] if indexed is None else [*indexed.bin_paths, indexed.idx_path]
+    return files + list(getattr(ds, "paths", ()))
+
+
+def _refuse_overwriting_sources(ds: RowDataset, outputs: Sequence[Path], name: Path) -> None:
+    """Raise if writing ``outputs`` would replace a file the rows of ``ds`` are read from."""
+    targets = {Path(p).resolve() for p in outputs}
+    for f in _source_files(ds):
+        if f.resolve() in targets:
+            raise PythiaDataError(
+                f"the output {name} would overwrite {f}, which the rows are read from: "
+                "choose another output"
+            )
+
+
 def micro_batch_rows(
     step: int,
     micro_step: int,

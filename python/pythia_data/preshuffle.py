@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pythia_data.dataset import RowDataset
+from pythia_data.dataset import RowDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDatasetBuilder
 
@@ -29,7 +29,7 @@ def export_preshuffled(
     out = Path(output)
     if out.suffix in (".bin", ".idx"):
         out = out.with_suffix("")
-    _refuse_overwriting_sources(ds, out)
+    _refuse_overwriting_sources(ds, [out.with_name(out.name + s) for s in (".bin", ".idx")], out)
     with (
         IndexedDatasetBuilder(out, ds.dtype) as b,
         tqdm(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
@@ -40,23 +40,3 @@ def export_preshuffled(
                 b.add_document(row)
             bar.update(len(rows))
     return out
-
-
-def _source_files(ds: RowDataset) -> list[Path]:
-    """The ``.bin`` / ``.idx`` files the rows of ``ds`` are read from."""
-    if hasattr(ds, "datasets"):  # BlendedDataset
-        return [f for d in ds.datasets for f in _source_files(d)]
-    indexed = getattr(ds, "indexed", None)
-    return [] if indexed is None else [*indexed.bin_paths, indexed.idx_path]
-
-
-def _refuse_overwriting_sources(ds: RowDataset, out: Path) -> None:
-    targets = {
-        p.resolve() for p in (out.with_name(out.name + ".bin"), out.with_name(out.name + ".idx"))
-    }
-    for f in _source_files(ds):
-        if f.resolve() in targets:
-            raise PythiaDataError(
-                f"the output {out} would overwrite {f}, which the rows are read from: "
-                "choose another output prefix"
-            )
