@@ -191,3 +191,16 @@ def test_batch_output_onto_a_file_it_reads_is_refused(tmp_path):
         main, ["batch", str(tmp_path / "d"), "--step", "0", *args, "-o", str(tmp_path / "b.npy")]
     )
     assert r.exit_code == 0, r.output
+
+
+def test_verify_write_checksums_onto_the_dataset_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    idx = tmp_path / "d.idx"
+    before = idx.read_bytes()
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--write-checksums", str(idx)])
+    assert r.exit_code == 1 and "would overwrite a file of the dataset" in r.output, r.output
+    assert idx.read_bytes() == before
