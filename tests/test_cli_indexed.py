@@ -138,6 +138,17 @@ def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
     ).read_bytes()
 
 
+def test_unshard_onto_one_of_its_shards_is_refused(tmp_path):
+    # `-o s/long_docs-00000-of-00003` replaced shard 0 with the whole file: the shards were lost.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    before = first.read_bytes()
+    code, out = run("unshard", prefix, "-o", first.with_suffix(""), "--quiet")
+    assert code == 1 and "is one of the shards" in out, out
+    assert first.read_bytes() == before
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"
