@@ -149,6 +149,18 @@ def test_unshard_onto_one_of_its_shards_is_refused(tmp_path):
     assert first.read_bytes() == before
 
 
+def test_merge_onto_an_input_file_is_refused(tmp_path):
+    # An output named like an input's shard was renamed over it once the merge was done.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    before = first.read_bytes()
+    code, out = run("merge", first.with_suffix(""), prefix)
+    assert code == 2 and "would overwrite" in out and first.name in out, out
+    assert first.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"

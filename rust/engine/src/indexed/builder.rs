@@ -223,12 +223,27 @@ pub fn merge_datasets(out: impl AsRef<Path>, inputs: &[impl AsRef<Path>]) -> Res
         .map(IndexedDataset::open)
         .collect::<Result<Vec<_>>>()?;
     let out = out.as_ref();
+    // Compared as files, not prefixes: an output named like an input's shard (or reached by
+    // another path) would be renamed over a file still being read.
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
     for d in &datasets {
-        if d.prefix() == out {
-            return Err(Error::invalid(format!(
-                "the output {} is also an input",
-                out.display()
-            )));
+        let inputs = d
+            .bin()
+            .shards()
+            .iter()
+            .map(|s| s.path.as_path())
+            .chain([d.index().path()]);
+        for f in inputs {
+            if same(f, &bin_path(out)) || same(f, &idx_path(out)) {
+                return Err(Error::invalid(format!(
+                    "the output {} would overwrite {}, an input",
+                    out.display(),
+                    f.display()
+                )));
+            }
         }
     }
     let mut builder = IndexedDatasetBuilder::create(out, datasets[0].dtype())?;
