@@ -243,6 +243,18 @@ def test_bad_tokenizer_files(tmp_path):
         Tokenizer.from_str(json.dumps(cfg))
 
 
+@pytest.mark.parametrize("where", ["vocab", "added"])
+def test_absurd_token_id_is_an_error_not_an_abort(where):
+    # Ids index dense tables: an id of 4e9 asked for 64 GB and the process aborted.
+    cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
+    if where == "vocab":
+        cfg["model"]["vocab"]["hello"] = 4_000_000_000
+    else:
+        cfg["added_tokens"][0]["id"] = 4_000_000_000
+    with pytest.raises(PythiaDataError, match="not a valid id|no valid id"):
+        Tokenizer.from_str(json.dumps(cfg))
+
+
 def test_every_16th_code_point_in_context_matches_reference(ours, ref):
     # The full sweep over all 1,112,064 code points (a minute here) also matched; this stride
     # keeps the test fast while touching every Unicode block's letter, number and space classes.
