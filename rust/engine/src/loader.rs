@@ -12,14 +12,9 @@ use crate::index::{index_paths, IndexPaths, NpyArray, NpyDType};
 use crate::indexed::{DType, IndexedDataset};
 use crate::{Error, Result};
 
-/// rayon's worker threads do not survive `fork` (PyTorch DataLoader workers are forked): a
-/// child that used the parent's pool would wait forever. Parallel assembly is only used in the
-/// process that first used it; a forked child assembles rows on its own thread.
-fn may_use_rayon() -> bool {
-    static POOL_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let pid = std::process::id();
-    *POOL_PID.get_or_init(|| pid) == pid
-}
+// Parallel assembly is only used in the process that owns rayon's pool (see
+// `crate::may_use_rayon`); a forked child (a DataLoader worker) assembles rows on its own thread.
+use crate::may_use_rayon;
 
 /// One piece of a row: `length` tokens of dataset item `document` from token `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
