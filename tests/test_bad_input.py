@@ -3,6 +3,7 @@ error), never a Rust panic, a hang or silent garbage."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -204,3 +205,37 @@ def test_verify_write_checksums_onto_the_dataset_is_refused(tmp_path):
     r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--write-checksums", str(idx)])
     assert r.exit_code == 1 and "would overwrite a file of the dataset" in r.output, r.output
     assert idx.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_leaves_no_temporary_file(tmp_path):
+    # The temporary output is made a link to /dev/full, where every write fails with ENOSPC.
+    # The last flush (in finish) failing left `.NAME.tmp-PID` behind for good.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    d = str(tmp_path / "d")
+    index = ["--num-samples", "20", "--seq-length", "6", "--seed", "0"]
+    runs = [
+        ("m.bin", ["merge", str(tmp_path / "m"), d]),
+        (
+            "x_train_0_indexmap_20ns_6sl_0s_doc_idx.npy",
+            ["build-index", d, *index, "-q", "--cache-dir", str(tmp_path / "c")],
+        ),
+        ("sums", ["verify", d, "--write-checksums", str(tmp_path / "sums")]),
+        (
+            "b.npy",
+            ["batch", d, "--step", "0", "--batch-size", "2", *index, "-o", str(tmp_path / "b.npy")],
+        ),
+    ]
+    (tmp_path / "c").mkdir()
+    for name, args in runs:
+        where = tmp_path / "c" if args[0] == "build-index" else tmp_path
+        name = name.replace("x_", "d_")
+        (where / f".{name}.tmp-{os.getpid()}").symlink_to("/dev/full")
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and "No space left on device" in r.output, (args, r.output)
+        assert name.split("_")[0].split(".")[0] in r.output, r.output  # the file is named
+        assert not [p.name for p in where.iterdir() if ".tmp-" in p.name], args

@@ -54,8 +54,12 @@ def write_checksum_file(path: str | os.PathLike, entries: dict[str, str]) -> Non
     """Write ``HEX  NAME`` lines atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{path}: {e.strerror}") from e
 
 
 def find_expected(checksums: dict[str, str], file: Path) -> str | None:

@@ -153,6 +153,10 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
         out.flush()
         del out, flat
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, f"{path}: {e.strerror}") from e  # name the file
     finally:
         if tmp.exists():
             tmp.unlink()

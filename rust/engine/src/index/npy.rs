@@ -160,12 +160,19 @@ impl NpyWriter {
             )));
         }
         let out = self.out.take().unwrap();
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().at(&self.tmp)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
+        let result = (|| {
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+            file.sync_all().at(&self.tmp)?;
+            drop(file);
+            std::fs::rename(&self.tmp, &self.dest).at(&self.dest)
+        })();
+        if let Err(e) = result {
+            // A full disk fails the last flush or sync: no temporary file may stay behind.
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         Ok(self.dest.clone())
     }
 }

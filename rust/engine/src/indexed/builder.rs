@@ -183,6 +183,15 @@ impl IndexedDatasetBuilder {
     /// Flush, sync and rename both files into place.
     pub fn finish(mut self) -> Result<PathBuf> {
         let w = self.bin.take().expect("builder finished twice");
+        let result = self.finish_files(w);
+        if result.is_err() {
+            // A full disk fails the last flush or sync: no temporary file may stay behind.
+            let _ = std::fs::remove_file(&self.bin_tmp);
+        }
+        result
+    }
+
+    fn finish_files(&self, w: BufWriter<File>) -> Result<PathBuf> {
         let file = w
             .into_inner()
             .map_err(|e| Error::io(&self.bin_tmp, e.into_error()))?;
