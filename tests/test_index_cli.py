@@ -263,3 +263,15 @@ def test_interrupted_build_index_leaves_no_file(tmp_path, sig, quiet):
     assert proc.returncode == 130, stderr
     assert b"interrupted" in stderr and b"Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
+
+
+def test_blend_keeps_separate_last_epoch(tmp_path):
+    # --separate-last-epoch was silently dropped when --weights was given.
+    d = make_dir(tmp_path)  # b: 233 tokens = 14 samples of 16 per epoch
+    args = ("--num-samples", 31, "--seq-length", 16, "--seed", 77, "--weights", "1,1", "-q")
+    code, out = run("build-index", d, *args, "--separate-last-epoch")
+    assert code == 0, out
+    # b gets ceil(31 · 0.5 · 1.005) = 16 samples: a second epoch of 2, Megatron-LM's case.
+    assert "separate-last-epoch variant" in out, out
+    code, out = run("build-index", d, *args, "--overwrite")
+    assert code == 0 and "separate-last-epoch variant" not in out, out
