@@ -239,3 +239,13 @@ def test_a_full_disk_leaves_no_temporary_file(tmp_path):
         assert r.exit_code == 1 and "No space left on device" in r.output, (args, r.output)
         assert name.split("_")[0].split(".")[0] in r.output, r.output  # the file is named
         assert not [p.name for p in where.iterdir() if ".tmp-" in p.name], args
+
+
+@pytest.mark.parametrize("documents", ['"ab"', '["a", "b"]', "[1]", "[0, null]"])
+def test_hand_edited_index_record_is_a_clear_error(tmp_path, documents):
+    ds = small_index(tmp_path)
+    record = ds.paths[0].with_name(ds.paths[0].name.replace("_doc_idx.npy", "_meta.json"))
+    meta = record.read_text()
+    record.write_text(re.sub(r'"documents": \[[^]]*\]', f'"documents": {documents}', meta))
+    with pytest.raises(PythiaDataError, match="meta.json: unreadable index record"):
+        reopen(ds)

@@ -272,7 +272,7 @@ class GPTDataset(RowDataset):
             return
         try:
             meta = json.loads(record.read_text())
-            start, stop = meta["documents"]
+            start, stop = (int(x) for x in meta["documents"])
             tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
         except (ValueError, KeyError, TypeError) as e:
             raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
