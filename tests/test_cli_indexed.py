@@ -112,6 +112,55 @@ def test_unshard_bad_checksum_resumes(tmp_path):
     assert not list((tmp_path / "s").glob(".long_docs*"))
 
 
+def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    real, calls = u._write_record, []
+
+    def interrupt_after_first_shard(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(u, "_write_record", interrupt_after_first_shard)
+    code, out = run("unshard", prefix, "--quiet")
+    # The copied shard is kept for the rerun: the message must not claim nothing was left.
+    assert code == 130 and "run the same command again" in out, out
+    assert "no partial output" not in out
+    monkeypatch.setattr(u, "_write_record", real)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "s" / "long_docs.bin").read_bytes() == src.with_name(
+        "long_docs.bin"
+    ).read_bytes()
+
+
+def test_unshard_onto_one_of_its_shards_is_refused(tmp_path):
+    # `-o s/long_docs-00000-of-00003` replaced shard 0 with the whole file: the shards were lost.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    before = first.read_bytes()
+    code, out = run("unshard", prefix, "-o", first.with_suffix(""), "--quiet")
+    assert code == 1 and "is one of the shards" in out, out
+    assert first.read_bytes() == before
+
+
+def test_merge_onto_an_input_file_is_refused(tmp_path):
+    # An output named like an input's shard was renamed over it once the merge was done.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    before = first.read_bytes()
+    code, out = run("merge", first.with_suffix(""), prefix)
+    assert code == 2 and "would overwrite" in out and first.name in out, out
+    assert first.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"

@@ -157,6 +157,9 @@ def test_rows_into_a_reused_buffer(dtype):
         ds.rows(0, 4, out=out)
     with pytest.raises(PythiaDataError, match="dtype"):
         ds.rows(0, 32, out=np.zeros((32, 513), dtype=np.float32))
+    # Fortran order is "contiguous" too, but rows written as row-major bytes came out scrambled.
+    with pytest.raises(PythiaDataError, match="C-contiguous"):
+        ds.rows(0, 32, out=np.zeros((32, 513), dtype=dtype, order="F"))
 
 
 def test_preshuffled_round_trip(tmp_path):

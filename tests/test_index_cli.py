@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
+import pythia_data
 from pythia_data import GPTDataset, IndexedDatasetBuilder, PreshuffledDataset
 from pythia_data.cli import main
 
@@ -220,3 +229,49 @@ def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):
     make_dir(tmp_path)
     code, text = run("batch", tmp_path / "pile", *opts, "--step", 0)
     assert code == 1 and "holds 2 datasets" in text
+
+
+@pytest.mark.parametrize(
+    "sig, quiet", [(signal.SIGTERM, False), (signal.SIGTERM, True), (signal.SIGINT, True)]
+)
+def test_interrupted_build_index_leaves_no_file(tmp_path, sig, quiet):
+    # A scheduler's SIGTERM, or Ctrl-C on a quiet (-q) run, must stop the build and remove its
+    # temporary files: neither the index nor a hidden `.NAME.tmp-PID` may remain.
+    prefix = tmp_path / "d"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for n in (500, 30, 700, 90, 1000):
+            b.add_document(np.arange(n))
+    cmd = [sys.executable, "-c", "from pythia_data.cli import main; main()", "build-index"]
+    cmd += [str(prefix), "--num-samples", "100000000", "--seq-length", "1"] + ["-q"] * quiet
+    env = {**os.environ, "PYTHONPATH": str(Path(pythia_data.__file__).resolve().parents[1])}
+
+    def default_sigint():  # a background job's shell may have set SIGINT to ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint
+    )
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(p.name.startswith(".") for p in tmp_path.iterdir()):
+            break
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("the build finished before it could be interrupted")
+    assert proc.returncode == 130, stderr
+    assert b"interrupted" in stderr and b"Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
+
+
+def test_blend_keeps_separate_last_epoch(tmp_path):
+    # --separate-last-epoch was silently dropped when --weights was given.
+    d = make_dir(tmp_path)  # b: 233 tokens = 14 samples of 16 per epoch
+    args = ("--num-samples", 31, "--seq-length", 16, "--seed", 77, "--weights", "1,1", "-q")
+    code, out = run("build-index", d, *args, "--separate-last-epoch")
+    assert code == 0, out
+    # b gets ceil(31 · 0.5 · 1.005) = 16 samples: a second epoch of 2, Megatron-LM's case.
+    assert "separate-last-epoch variant" in out, out
+    code, out = run("build-index", d, *args, "--overwrite")
+    assert code == 0 and "separate-last-epoch variant" not in out, out

@@ -278,3 +278,14 @@ def test_gather(tmp_path, sharded):
     assert len(ds.gather([])[0]) == 0
     with pytest.raises(PythiaDataError, match="out of range"):
         ds.gather([0, 40])
+
+
+def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):
+    from pythia_data import merge_datasets
+
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    before = first.read_bytes()
+    with pytest.raises(PythiaDataError, match="would overwrite .*long_docs-00000-of-00003.bin"):
+        merge_datasets(first.with_suffix(""), [prefix])
+    assert first.read_bytes() == before

@@ -144,6 +144,26 @@ def test_text_key_and_no_meta(tmp_path):
     assert not (tmp_path / "c.subsets.npy").exists()
 
 
+def test_byte_order_mark_line_ends_and_last_line(tmp_path):
+    # Messy files that are still valid: a UTF-8 BOM (Windows editors), CRLF line ends, a last
+    # line without newline, gzip with a BOM inside the stream. All give the plain file's ids.
+    body = '{"text": "hello"}\n{"text": "world"}\n'
+    (tmp_path / "plain.jsonl").write_text(body)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "crlf.jsonl").write_bytes(body.replace("\n", "\r\n").encode())
+    (tmp_path / "nonl.jsonl").write_text(body.rstrip("\n"))
+    with gzip.open(tmp_path / "bom.jsonl.gz", "wb") as f:
+        f.write(b"\xef\xbb\xbf" + body.encode())
+    want = None
+    for name in ("plain.jsonl", "bom.jsonl", "crlf.jsonl", "nonl.jsonl", "bom.jsonl.gz"):
+        result = run(tmp_path / name, "--output", tmp_path / f"out-{name}", "-q")
+        assert result.exit_code == 0, f"{name}: {result.output}"
+        ds = IndexedDataset(tmp_path / f"out-{name}")
+        got = [ds[i].tolist() for i in range(len(ds))]
+        want = want or got
+        assert got == want == [[25521, 0], [10186, 0]], name
+
+
 BAD_LINES = [
     ("{not json}", "invalid JSON"),
     ('{"meta": {}}', 'no "text" field'),
@@ -409,3 +429,33 @@ def test_large_vocabulary_writes_int32(tmp_path):
     assert ds.dtype == np.int32
     ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
     assert ds[0].tolist() == ref.encode("a").ids + [70000] + ref.encode("b").ids + [0]
+
+
+def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp_path / "other.parquet")
+    result = run(tmp_path / "other.parquet", "--output", tmp_path / "o")
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'other.parquet'}: no 'text' column (columns: body, id)" in result.output
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    result = run(tmp_path / "bad.parquet", "--output", tmp_path / "o")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'bad.parquet'}: not a readable Parquet file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "other.parquet"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\x1f"])
+def test_gzip_input_that_is_not_gzip_is_an_error(tmp_path, content):
+    # It was read as no data: 0 documents, no error, however corrupt the file.
+    src = tmp_path / "in.jsonl.gz"
+    src.write_bytes(content)
+    result = run(src, "--output", tmp_path / "o")
+    assert result.exit_code == 1 and f"{src}: " in result.output
+    assert "not a gzip stream" in result.output
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"text": "after"}\n')
+    result = run(src, good, "--output", tmp_path / "s", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines or streams" in result.output
+    assert len(IndexedDataset(tmp_path / "s")) == 1

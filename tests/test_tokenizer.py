@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -243,6 +244,18 @@ def test_bad_tokenizer_files(tmp_path):
         Tokenizer.from_str(json.dumps(cfg))
 
 
+@pytest.mark.parametrize("where", ["vocab", "added"])
+def test_absurd_token_id_is_an_error_not_an_abort(where):
+    # Ids index dense tables: an id of 4e9 asked for 64 GB and the process aborted.
+    cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
+    if where == "vocab":
+        cfg["model"]["vocab"]["hello"] = 4_000_000_000
+    else:
+        cfg["added_tokens"][0]["id"] = 4_000_000_000
+    with pytest.raises(PythiaDataError, match="not a valid id|no valid id"):
+        Tokenizer.from_str(json.dumps(cfg))
+
+
 def test_every_16th_code_point_in_context_matches_reference(ours, ref):
     # The full sweep over all 1,112,064 code points (a minute here) also matched; this stride
     # keeps the test fast while touching every Unicode block's letter, number and space classes.
@@ -256,3 +269,40 @@ def test_every_16th_code_point_in_context_matches_reference(ours, ref):
     want = ref.encode_batch(texts)
     mismatches = [t for t, g, w in zip(texts, got, want, strict=True) if g.tolist() != w.ids]
     assert not mismatches, f"{len(mismatches)} differ, e.g. {mismatches[0]!r}"
+
+
+def _child_uses_rayon(queue) -> None:
+    from pythia_data import GPTDataset
+
+    from golden import CASES, FIXTURES, golden_case
+
+    c = CASES["lognormal_e1"]
+    ds = GPTDataset(
+        golden_case("lognormal_e1"),
+        num_samples=c["num_samples"],
+        seq_length=c["seq_length"],
+        seed=c["seed"],
+        cache_dir=FIXTURES,
+    )
+    flat, _ = Tokenizer.from_file().encode_batch_flat(["hello world"] * 2000)
+    queue.put((int(ds.rows(0, 1000).sum()), int(flat.sum())))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_forked_child_after_batch_encoding_does_not_hang(ours):
+    # The batch APIs start rayon's global pool; its threads do not exist in a forked child
+    # (a DataLoader worker), which then waited for ever on its first parallel call.
+    import multiprocessing
+
+    ours.encode_batch_flat(["warm the pool"] * 2000)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_uses_rayon, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on rayon's pool")
+    assert child.exitcode == 0
+    _, ids_sum = queue.get(timeout=5)
+    assert ids_sum == int(ours.encode_batch_flat(["hello world"] * 2000)[0].sum())

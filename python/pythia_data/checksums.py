@@ -19,7 +19,11 @@ def read_checksum_file(path: str | os.PathLike) -> dict[str, str]:
     """Map file name -> lowercase sha256 hex. Blank lines and ``#`` comments are ignored."""
     path = Path(path)
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PythiaDataError(f"{path}: not a sha256sum text file ({e})") from e
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -50,8 +54,12 @@ def write_checksum_file(path: str | os.PathLike, entries: dict[str, str]) -> Non
     """Write ``HEX  NAME`` lines atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{path}: {e.strerror}") from e
 
 
 def find_expected(checksums: dict[str, str], file: Path) -> str | None:

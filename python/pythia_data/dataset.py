@@ -140,6 +140,26 @@ class RowDataset:
         return out
 
 
+def _source_files(ds: RowDataset) -> list[Path]:
+    """Every file the rows of ``ds`` are read from: ``.bin`` (or shards), ``.idx``, index."""
+    if hasattr(ds, "datasets"):  # BlendedDataset
+        return [f for d in ds.datasets for f in _source_files(d)]
+    indexed = getattr(ds, "indexed", None)
+    files = [] if indexed is None else [*indexed.bin_paths, indexed.idx_path]
+    return files + list(getattr(ds, "paths", ()))
+
+
+def _refuse_overwriting_sources(ds: RowDataset, outputs: Sequence[Path], name: Path) -> None:
+    """Raise if writing ``outputs`` would replace a file the rows of ``ds`` are read from."""
+    targets = {Path(p).resolve() for p in outputs}
+    for f in _source_files(ds):
+        if f.resolve() in targets:
+            raise PythiaDataError(
+                f"the output {name} would overwrite {f}, which the rows are read from: "
+                "choose another output"
+            )
+
+
 def micro_batch_rows(
     step: int,
     micro_step: int,
@@ -174,7 +194,9 @@ def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_si
     return batch_size // (world_size * micro_batch_size)
 
 
-def _read_subsets(prefix: Path) -> tuple[np.ndarray, list[str]] | None:
+def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] | None:
+    """The per-item subset codes and their names (``PREFIX.subsets.{npy,json}``), checked
+    against the dataset's ``num_items``; None when the files are absent."""
     codes_path = prefix.with_name(prefix.name + ".subsets.npy")
     names_path = prefix.with_name(prefix.name + ".subsets.json")
     if not (codes_path.exists() and names_path.exists()):
@@ -182,9 +204,16 @@ def _read_subsets(prefix: Path) -> tuple[np.ndarray, list[str]] | None:
     try:
         names = json.loads(names_path.read_text())["names"]
         codes = np.load(codes_path, mmap_mode="r")
-    except (ValueError, KeyError, OSError) as e:
+    except (ValueError, KeyError, TypeError, OSError) as e:
         raise PythiaDataError(f"{codes_path} / {names_path}: unreadable subset labels ({e})") from e
-    return codes, list(names)
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise PythiaDataError(f"{names_path}: 'names' must be a list of strings")
+    if codes.ndim != 1 or codes.dtype.kind not in "ui" or len(codes) != num_items:
+        raise PythiaDataError(
+            f"{codes_path}: holds {codes.dtype} of shape {codes.shape}, but the dataset has "
+            f"{num_items:,} items, one integer code each: it belongs to other data or is damaged"
+        )
+    return codes, names
 
 
 class GPTDataset(RowDataset):
@@ -232,7 +261,7 @@ class GPTDataset(RowDataset):
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
         self.dtype = self.indexed.dtype
-        self._subsets = _read_subsets(self.prefix)
+        self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
     def _check_record(self, seq_length: int) -> None:
         """Our build leaves a record beside the index; an index of other data is refused here
@@ -243,7 +272,7 @@ class GPTDataset(RowDataset):
             return
         try:
             meta = json.loads(record.read_text())
-            start, stop = meta["documents"]
+            start, stop = (int(x) for x in meta["documents"])
             tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
         except (ValueError, KeyError, TypeError) as e:
             raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
@@ -311,6 +340,12 @@ class PreshuffledDataset(RowDataset):
         if len(sizes) == 0:
             raise PythiaDataError(f"{self.prefix}.idx: the dataset has no items, so no rows")
         self.seq_length = int(sizes[0]) - 1 if seq_length is None else int(seq_length)
+        if self.seq_length < 1:
+            raise PythiaDataError(
+                f"{self.prefix}.idx: rows of seq_length {self.seq_length} "
+                f"({self.seq_length + 1} tokens) are impossible: a preshuffled dataset's items "
+                "are rows of seq_length + 1 >= 2 tokens"
+            )
         bad = np.flatnonzero(sizes != self.seq_length + 1)
         if bad.size:
             raise PythiaDataError(
@@ -353,6 +388,7 @@ class BlendedDataset(RowDataset):
             raise PythiaDataError(f"blended datasets must share seq_length, got {sorted(lengths)}")
         self.datasets = list(datasets)
         self.seq_length = lengths.pop()
+        _core.blend_num_samples([float(x) for x in weights], 0)  # refuses NaN, < 0, all zero
         w = np.asarray(weights, dtype=np.float64)
         self.weights = w / w.sum()
         self.size = sum(len(d) for d in datasets)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pythia_data.dataset import RowDataset
+from pythia_data.dataset import RowDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDatasetBuilder
 
@@ -29,6 +29,7 @@ def export_preshuffled(
     out = Path(output)
     if out.suffix in (".bin", ".idx"):
         out = out.with_suffix("")
+    _refuse_overwriting_sources(ds, [out.with_name(out.name + s) for s in (".bin", ".idx")], out)
     with (
         IndexedDatasetBuilder(out, ds.dtype) as b,
         tqdm(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,

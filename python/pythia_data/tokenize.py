@@ -158,14 +158,30 @@ def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
 ARROW_BATCH_ROWS = 2048
 
 
-def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
-    """Record batches of a Parquet file or of a saved dataset's Arrow files, in order."""
+def _parquet_file(source: Path):
+    """``pq.ParquetFile``, with a file that is not Parquet reported under its name."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        return pq.ParquetFile(source)
+    except pa.ArrowException as e:
+        raise PythiaDataError(f"{source}: not a readable Parquet file ({e})") from e
+
+
+def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
+    """Record batches of a Parquet file or of a saved dataset's Arrow files, in order;
+    ``columns[0]`` (the text) must be there."""
+    import pyarrow as pa
+
     if source.suffix == ".parquet":
-        pf = pq.ParquetFile(source)
-        present = [c for c in columns if c in pf.schema_arrow.names]
+        pf = _parquet_file(source)
+        names = pf.schema_arrow.names
+        if columns[0] not in names:  # named here: the batches below only hold `present`
+            raise PythiaDataError(
+                f"{source}: no {columns[0]!r} column (columns: {', '.join(names)})"
+            )
+        present = [c for c in columns if c in names]
         yield from pf.iter_batches(batch_size=ARROW_BATCH_ROWS, columns=present)
         return
     state = json.loads((source / "state.json").read_text())
@@ -176,10 +192,9 @@ def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
 
 def _num_rows(source: Path) -> int:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if source.suffix == ".parquet":
-        return pq.ParquetFile(source).metadata.num_rows
+        return _parquet_file(source).metadata.num_rows
     state = json.loads((source / "state.json").read_text())
     total = 0
     for entry in state["_data_files"]:
@@ -245,10 +260,11 @@ def _tokenize_arrow(
         [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
         + [f"{p} {_size(p)} {p.stat().st_mtime_ns}" for p in sources]
     )
+    # Opens every source first: one that cannot be read fails before any output is started.
+    rows_total = sum(_num_rows(p) for p in sources)
     writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
     resumed = writer.resumed_documents
     start_source, start_row = writer.position
-    rows_total = sum(_num_rows(p) for p in sources)
     bytes_total = sum(_size(p) for p in sources)
     rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
     text_bytes = 0

@@ -45,6 +45,8 @@ def unshard(
             )
 
     final = out.with_name(out.name + ".bin")
+    if final.resolve() in {p.resolve() for p in ds.bin_paths}:
+        raise PythiaDataError(f"the output {final} is one of the shards it would be joined from")
     partial = out.with_name(f".{out.name}.bin.partial")
     record_path = out.with_name(f".{out.name}.bin.partial.json")
     shards = [(p, p.stat().st_size) for p in ds.bin_paths]

@@ -6,7 +6,9 @@ with status 1, never as a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -24,16 +26,30 @@ USER_ERRORS = (
 )
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so that every
+        # command removes its temporary files (the default action would leave them behind).
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
         try:
             return super().invoke(ctx)
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except OverflowError as e:  # a number beyond what the files can hold (64-bit)
+            click.echo(f"error: a number given is too large: {e}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; no partial output was left behind", err=True)
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from pythia_data.cli._index_options import with_index_options
-from pythia_data.dataset import GPTDataset, PreshuffledDataset
+from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.index import find_datasets
 
@@ -117,6 +117,8 @@ def command(
             f"of {batch_size} rows"
         )
     dtype = np.int64 if as_int64 else None
+    if output is not None:
+        _refuse_overwriting_sources(ds, [Path(output)], Path(output))
     if decode:
         _decode(ds, step, end_step, batch_size, tokenizer, output)
         return
@@ -151,6 +153,10 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
         out.flush()
         del out, flat
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, f"{path}: {e.strerror}") from e  # name the file
     finally:
         if tmp.exists():
             tmp.unlink()

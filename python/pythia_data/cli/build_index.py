@@ -109,6 +109,7 @@ def command(
                 num_samples=base,
                 seq_length=seq_length,
                 seed=seed,
+                separate_last_epoch=separate_last_epoch,
                 cache_dir=cache_dir,
                 overwrite=overwrite,
                 progress=not quiet,

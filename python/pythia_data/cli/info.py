@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from pythia_data.dataset import _read_subsets
 from pythia_data.indexed import IndexedDataset
 
 
@@ -45,12 +46,15 @@ def describe(ds: IndexedDataset) -> dict:
             "max": int(sizes.max()),
             "empty_items": int(np.count_nonzero(sizes == 0)),
         }
-    subsets = ds.prefix.with_name(ds.prefix.name + ".subsets.json")
-    codes = ds.prefix.with_name(ds.prefix.name + ".subsets.npy")
-    if subsets.exists() and codes.exists():
-        names = json.loads(subsets.read_text())["names"]
-        counts = np.bincount(np.load(codes, mmap_mode="r"), minlength=len(names))
-        out["subsets"] = {name: int(c) for name, c in zip(names, counts, strict=False)}
+    subsets = _read_subsets(ds.prefix, len(ds))
+    if subsets is not None:
+        codes, names = subsets
+        counts = np.bincount(codes, minlength=len(names))
+        # A code without a name is shown as such rather than dropped from the counts.
+        labels = names + [f"<code {i}>" for i in range(len(names), len(counts))]
+        out["subsets"] = {
+            name: int(c) for name, c in zip(labels, counts, strict=True) if c or name in names
+        }
     return out
 
 

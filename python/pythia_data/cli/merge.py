@@ -59,9 +59,12 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
     """
     output = _strip_extension(output)
     datasets = [IndexedDataset(p) for p in _dataset_args(inputs)]
+    # Compared as files: an output named like an input's shard would be renamed over it.
+    outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
     for ds in datasets:
-        if ds.prefix.resolve() == output.resolve():
-            raise click.UsageError(f"the output {output} is also an input")
+        for f in [*ds.bin_paths, ds.idx_path]:
+            if f.resolve() in outputs:
+                raise click.UsageError(f"the output {output} would overwrite {f}, an input")
     dtypes = {ds.dtype.name for ds in datasets}
     if len(dtypes) > 1:
         detail = ", ".join(f"{ds.prefix} ({ds.dtype.name})" for ds in datasets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -31,5 +32,13 @@ def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bo
     The output appears only when complete and verified. If the run is interrupted, run the same
     command again: it continues after the last shard that was fully copied.
     """
-    out = unshard(prefix, output, checksums, progress=not quiet)
+    try:
+        out = unshard(prefix, output, checksums, progress=not quiet)
+    except KeyboardInterrupt:
+        # The copied shards are kept (a hidden .partial file) for the rerun to continue from.
+        click.echo(
+            "interrupted; run the same command again to continue after the last shard copied",
+            err=True,
+        )
+        sys.exit(130)
     click.echo(f"wrote {out.with_name(out.name + '.bin')}")

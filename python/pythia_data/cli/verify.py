@@ -15,6 +15,7 @@ from pythia_data.checksums import (
     sha256_file,
     write_checksum_file,
 )
+from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset
 
 
@@ -45,6 +46,10 @@ def command(
     if not checksums and not write_checksums:
         return
     files = [ds.idx_path, *ds.bin_paths]
+    if write_checksums and write_checksums.resolve() in {f.resolve() for f in files}:
+        raise PythiaDataError(
+            f"--write-checksums {write_checksums} would overwrite a file of the dataset"
+        )
     expected = read_checksum_file(checksums) if checksums else {}
     if checksums:
         files = [f for f in files if find_expected(expected, f) is not None]

@@ -12,14 +12,9 @@ use crate::index::{index_paths, IndexPaths, NpyArray, NpyDType};
 use crate::indexed::{DType, IndexedDataset};
 use crate::{Error, Result};
 
-/// rayon's worker threads do not survive `fork` (PyTorch DataLoader workers are forked): a
-/// child that used the parent's pool would wait forever. Parallel assembly is only used in the
-/// process that first used it; a forked child assembles rows on its own thread.
-fn may_use_rayon() -> bool {
-    static POOL_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let pid = std::process::id();
-    *POOL_PID.get_or_init(|| pid) == pid
-}
+// Parallel assembly is only used in the process that owns rayon's pool (see
+// `crate::may_use_rayon`); a forked child (a DataLoader worker) assembles rows on its own thread.
+use crate::may_use_rayon;
 
 /// One piece of a row: `length` tokens of dataset item `document` from token `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +181,8 @@ impl GptDataset {
     }
 
     fn spans_of_sample(&self, j: usize) -> Result<Vec<Span>> {
-        if j + 1 >= self.sample_idx.shape()[0] {
+        // sample_idx has at least one row (checked on open); `j + 1` could overflow.
+        if j >= self.sample_idx.shape()[0] - 1 {
             return Err(Error::corrupt(
                 self.shuffle_idx.path(),
                 format!(
@@ -266,7 +262,13 @@ impl GptDataset {
     /// The sample behind row k (its position in sample_idx).
     pub fn sample_of_row(&self, k: usize) -> Result<usize> {
         self.check_row(k)?;
-        Ok(self.shuffle_idx.get_i64(k) as usize)
+        let j = self.shuffle_idx.get_i64(k);
+        usize::try_from(j).map_err(|_| {
+            Error::corrupt(
+                self.shuffle_idx.path(),
+                format!("entry {k} is {j}, not a sample number"),
+            )
+        })
     }
 
     /// Where row k's tokens come from: documents, offsets and lengths, in order.

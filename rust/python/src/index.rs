@@ -135,17 +135,16 @@ fn build_index<'py>(
         documents,
         separate_last_epoch,
     );
-    // An exception in the callback (Ctrl-C arrives as KeyboardInterrupt there) stops the build
-    // and is re-raised once the engine has cleaned up.
+    // An exception in the callback, or a pending signal (Ctrl-C arrives as KeyboardInterrupt),
+    // stops the build and is re-raised once the engine has cleaned up. Signals are checked with
+    // or without a callback, so a quiet build stops on Ctrl-C too.
     let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
     let report = |stage: &str, done: u64, total: u64| -> bool {
-        let Some(cb) = &progress else {
-            return true;
-        };
         Python::attach(|py| {
-            let result = py
-                .check_signals()
-                .and_then(|_| cb.call1(py, (stage, done, total)));
+            let result = py.check_signals().and_then(|_| match &progress {
+                Some(cb) => cb.call1(py, (stage, done, total)).map(drop),
+                None => Ok(()),
+            });
             match result {
                 Ok(_) => true,
                 Err(e) => {
@@ -218,13 +217,13 @@ fn index_paths(
 }
 
 #[pyfunction]
-fn num_samples_for(iters: u64, global_batch: u64) -> u64 {
-    index::num_samples_for(iters, global_batch)
+fn num_samples_for(iters: u64, global_batch: u64) -> PyResult<u64> {
+    index::num_samples_for(iters, global_batch).py_err()
 }
 
 #[pyfunction]
-fn blend_num_samples(weights: Vec<f64>, total: u64) -> (Vec<f64>, Vec<u64>) {
-    index::blend_num_samples(&weights, total)
+fn blend_num_samples(weights: Vec<f64>, total: u64) -> PyResult<(Vec<f64>, Vec<u64>)> {
+    index::blend_num_samples(&weights, total).py_err()
 }
 
 type BlendingArrays<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyArray1<i64>>);

@@ -43,6 +43,17 @@ fn fill<'py, T: Element>(
     Ok(arr.into_any())
 }
 
+/// `out` is filled as raw row-major bytes: a Fortran-ordered array (also "contiguous" to
+/// numpy) would silently get its rows scrambled.
+fn check_out<T: Element>(a: &Bound<'_, PyArray2<T>>, want: &[usize; 2]) -> PyResult<()> {
+    if !a.is_c_contiguous() {
+        return Err(crate::errors::PythiaDataError::new_err(
+            "out must be a C-contiguous array (np.ascontiguousarray, or order='C')",
+        ));
+    }
+    check_shape(a.shape(), want)
+}
+
 fn check_shape(got: &[usize], want: &[usize; 2]) -> PyResult<()> {
     if got != want {
         return Err(crate::errors::PythiaDataError::new_err(format!(
@@ -66,7 +77,7 @@ fn fill_into<T: Element>(
             g.dataset().dtype().numpy_name()
         ))
     })?;
-    check_shape(a.shape(), want)?;
+    check_out(&a, want)?;
     let mut rw = a.try_readwrite()?;
     let slice = rw.as_slice_mut()?;
     // SAFETY: reinterpreting plain integers as their bytes.
@@ -153,7 +164,7 @@ impl GptDataset {
         let want = [stop.saturating_sub(start), g.row_len()];
         if let Ok(a) = out.cast::<PyArray2<i64>>() {
             if g.dataset().dtype() != DType::I64 {
-                check_shape(a.shape(), &want)?;
+                check_out(&a, &want)?;
                 let mut rw = a.try_readwrite()?;
                 let slice = rw.as_slice_mut()?;
                 let g = g.clone();

@@ -202,17 +202,19 @@ impl TokenizeWriter {
             .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
         let (tok, eod, dtype) = (&self.tokenizer, self.eod, out.dtype());
         py.detach(|| {
-            let items: Vec<Option<Vec<u8>>> = texts
-                .par_iter()
-                .map_init(Vec::new, |ids, t| {
-                    if t.is_empty() {
-                        return None;
-                    }
-                    let mut bytes = Vec::with_capacity(t.len() / 2);
-                    tokenize::document_bytes(tok, t, dtype, eod, ids, &mut bytes);
-                    Some(bytes)
-                })
-                .collect();
+            let items: Vec<Option<Vec<u8>>> = pythia_engine::in_pool(|| {
+                texts
+                    .par_iter()
+                    .map_init(Vec::new, |ids, t| {
+                        if t.is_empty() {
+                            return None;
+                        }
+                        let mut bytes = Vec::with_capacity(t.len() / 2);
+                        tokenize::document_bytes(tok, t, dtype, eod, ids, &mut bytes);
+                        Some(bytes)
+                    })
+                    .collect()
+            })?;
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Some(bytes) => {

@@ -58,10 +58,13 @@ impl Tokenizer {
         &self,
         py: Python<'py>,
         texts: Vec<PyBackedStr>,
-    ) -> Vec<Bound<'py, PyArray1<u32>>> {
-        let all: Vec<Vec<u32>> =
-            py.detach(|| texts.par_iter().map(|t| self.inner.encode(t)).collect());
-        all.into_iter().map(|ids| ids.into_pyarray(py)).collect()
+    ) -> PyResult<Vec<Bound<'py, PyArray1<u32>>>> {
+        let all: Vec<Vec<u32>> = py
+            .detach(|| {
+                pythia_engine::in_pool(|| texts.par_iter().map(|t| self.inner.encode(t)).collect())
+            })
+            .py_err()?;
+        Ok(all.into_iter().map(|ids| ids.into_pyarray(py)).collect())
     }
 
     /// (ids of all texts concatenated, offsets): text i is `ids[offsets[i]:offsets[i + 1]]`.
@@ -69,23 +72,27 @@ impl Tokenizer {
         &self,
         py: Python<'py>,
         texts: Vec<PyBackedStr>,
-    ) -> (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>) {
-        let (ids, offsets) = py.detach(|| {
-            let all: Vec<Vec<u32>> = texts.par_iter().map(|t| self.inner.encode(t)).collect();
-            let mut offsets = Vec::with_capacity(all.len() + 1);
-            offsets.push(0i64);
-            let mut total = 0i64;
-            for ids in &all {
-                total += ids.len() as i64;
-                offsets.push(total);
-            }
-            let mut flat = Vec::with_capacity(total as usize);
-            for ids in &all {
-                flat.extend_from_slice(ids);
-            }
-            (flat, offsets)
-        });
-        (ids.into_pyarray(py), offsets.into_pyarray(py))
+    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
+        let (ids, offsets) = py
+            .detach(|| {
+                let all: Vec<Vec<u32>> = pythia_engine::in_pool(|| {
+                    texts.par_iter().map(|t| self.inner.encode(t)).collect()
+                })?;
+                let mut offsets = Vec::with_capacity(all.len() + 1);
+                offsets.push(0i64);
+                let mut total = 0i64;
+                for ids in &all {
+                    total += ids.len() as i64;
+                    offsets.push(total);
+                }
+                let mut flat = Vec::with_capacity(total as usize);
+                for ids in &all {
+                    flat.extend_from_slice(ids);
+                }
+                Ok::<_, pythia_engine::Error>((flat, offsets))
+            })
+            .py_err()?;
+        Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
     }
 
     /// Ids outside 0..vocab_size (negative ones included) are ignored, as by the reference.

@@ -42,7 +42,8 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// A buffered reader of the decompressed bytes of `path`; `counter` (if any) counts the bytes
-/// read from the file.
+/// read from the file. A UTF-8 byte-order mark at the start (editors on Windows write one) is
+/// an encoding marker, not text: it is skipped, as Python's `utf-8-sig` does.
 pub fn open_lines(path: &Path, counter: Option<Arc<AtomicU64>>) -> Result<Box<dyn BufRead + Send>> {
     let file = Counting {
         inner: File::open(path).at(path)?,
@@ -52,9 +53,28 @@ pub fn open_lines(path: &Path, counter: Option<Arc<AtomicU64>>) -> Result<Box<dy
         Compression::None => Box::new(file),
         // Both decoders read every concatenated frame / member, as `zstd -d` and `gzip -d` do.
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).at(path)?),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Gzip => {
+            // The decoder reads a file that is not gzip at all (or is empty) as no data, so a
+            // corrupt input would give no documents and no error: check the magic bytes.
+            let mut file = BufReader::new(file);
+            if !file.fill_buf().at(path)?.starts_with(&[0x1f, 0x8b]) {
+                return Err(Error::corrupt(
+                    path,
+                    "not a gzip stream: empty, truncated or not gzip-compressed",
+                ));
+            }
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        }
     };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, inner)))
+    let mut reader = BufReader::with_capacity(1 << 20, inner);
+    // An error here (a corrupt stream) is left for the first read, which names the line.
+    if reader
+        .fill_buf()
+        .is_ok_and(|b| b.starts_with(b"\xef\xbb\xbf"))
+    {
+        reader.consume(3);
+    }
+    Ok(Box::new(reader))
 }
 
 /// Whole lines of one file: `data[ends[i-1]..ends[i]]` is line `first_line + i` (1-based),

@@ -118,25 +118,25 @@ pub fn plan(
             stop - start
         )));
     }
-    // Smallest E >= 1 with (E·T − 1) div L >= num_samples.
-    let mut e = (num_samples.saturating_mul(seq_length) + 1)
-        .div_ceil(tokens)
+    // Smallest E >= 1 with (E·T − 1) div L >= num_samples, that is ceil((num_samples·L + 1) / T),
+    // in u128: with a huge num_samples the u64 products wrapped and the search never ended.
+    let e = (num_samples as u128 * seq_length as u128 + 1)
+        .div_ceil(tokens as u128)
         .max(1);
-    while e > 1 && ((e - 1) * tokens - 1) / seq_length >= num_samples {
-        e -= 1;
-    }
-    while (e * tokens - 1) / seq_length < num_samples {
-        e += 1;
-    }
-    let n = (e * tokens - 1) / seq_length;
-    let doc_idx_len = (stop - start) as u64 * e;
-    if doc_idx_len > i32::MAX as u64 || stop > i32::MAX as usize {
+    let doc_idx_len = (stop - start) as u128 * e;
+    if doc_idx_len > i32::MAX as u128 || stop > i32::MAX as usize {
         return Err(Error::invalid(format!(
             "doc_idx would have {doc_idx_len} entries ({e} epochs of {} documents); GPT-NeoX stores \
              it as int32, which cannot hold that",
             stop - start
         )));
     }
+    // Now E·T <= 2^31 · 2^31 (at most i32::MAX documents' worth of i32 sizes): no overflow.
+    let e = e as u64;
+    let n = (e * tokens - 1) / seq_length;
+    debug_assert!(
+        n >= num_samples && (e == 1 || ((e - 1) * tokens - 1) / seq_length < num_samples)
+    );
     let (sle, n_first) = if separate_last_epoch && e > 1 {
         let n_prev = ((e - 1) * tokens - 1) / seq_length;
         let last = num_samples - n_prev;
@@ -303,6 +303,7 @@ pub fn build_blending_indices(weights: &[f64], size: usize) -> Result<(Vec<u8>, 
             weights.len()
         )));
     }
+    super::check_blend_weights(weights)?;
     let mut current = vec![0i64; weights.len()];
     let mut dataset_index = Vec::with_capacity(size);
     let mut dataset_sample_index = Vec::with_capacity(size);

@@ -160,12 +160,19 @@ impl NpyWriter {
             )));
         }
         let out = self.out.take().unwrap();
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().at(&self.tmp)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).at(&self.dest)?;
+        let result = (|| {
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+            file.sync_all().at(&self.tmp)?;
+            drop(file);
+            std::fs::rename(&self.tmp, &self.dest).at(&self.dest)
+        })();
+        if let Err(e) = result {
+            // A full disk fails the last flush or sync: no temporary file may stay behind.
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         Ok(self.dest.clone())
     }
 }
@@ -247,9 +254,13 @@ impl NpyArray {
         // SAFETY: read-only map of a file we do not modify.
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         let (dtype, shape, data_offset) = parse_header(&path, &map)?;
-        let need = shape.iter().product::<usize>() * dtype.itemsize();
+        // A hand-edited shape can overflow: checked, so it cannot wrap round to the data size.
+        let need = shape
+            .iter()
+            .try_fold(dtype.itemsize(), |acc, &d| acc.checked_mul(d));
         let have = map.len() - data_offset;
-        if have != need {
+        if need != Some(have) {
+            let need = need.map_or("more than 2^64".to_string(), |n| n.to_string());
             return Err(Error::corrupt(
                 &path,
                 format!(

@@ -183,6 +183,15 @@ impl IndexedDatasetBuilder {
     /// Flush, sync and rename both files into place.
     pub fn finish(mut self) -> Result<PathBuf> {
         let w = self.bin.take().expect("builder finished twice");
+        let result = self.finish_files(w);
+        if result.is_err() {
+            // A full disk fails the last flush or sync: no temporary file may stay behind.
+            let _ = std::fs::remove_file(&self.bin_tmp);
+        }
+        result
+    }
+
+    fn finish_files(&self, w: BufWriter<File>) -> Result<PathBuf> {
         let file = w
             .into_inner()
             .map_err(|e| Error::io(&self.bin_tmp, e.into_error()))?;
@@ -223,12 +232,27 @@ pub fn merge_datasets(out: impl AsRef<Path>, inputs: &[impl AsRef<Path>]) -> Res
         .map(IndexedDataset::open)
         .collect::<Result<Vec<_>>>()?;
     let out = out.as_ref();
+    // Compared as files, not prefixes: an output named like an input's shard (or reached by
+    // another path) would be renamed over a file still being read.
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
     for d in &datasets {
-        if d.prefix() == out {
-            return Err(Error::invalid(format!(
-                "the output {} is also an input",
-                out.display()
-            )));
+        let inputs = d
+            .bin()
+            .shards()
+            .iter()
+            .map(|s| s.path.as_path())
+            .chain([d.index().path()]);
+        for f in inputs {
+            if same(f, &bin_path(out)) || same(f, &idx_path(out)) {
+                return Err(Error::invalid(format!(
+                    "the output {} would overwrite {}, an input",
+                    out.display(),
+                    f.display()
+                )));
+            }
         }
     }
     let mut builder = IndexedDatasetBuilder::create(out, datasets[0].dtype())?;

@@ -9,6 +9,10 @@ use serde_json::Value;
 use super::byte_level::CharToByte;
 use crate::{Error, Result};
 
+/// Token ids index dense tables (16 bytes per id), so an id of 4e9 in a hand-edited vocab would
+/// ask for 64 GB and abort the process. Real vocabularies stay far below 2^24.
+const MAX_TOKEN_ID: u64 = (1 << 24) - 1;
+
 pub struct AddedToken {
     pub id: u32,
     pub content: String,
@@ -141,8 +145,9 @@ impl TokenizerConfig {
         for (token, id) in vocab {
             let id = id
                 .as_u64()
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| invalid(format!("vocab id of {token:?} is not a valid id")))?;
+                .filter(|&i| i <= MAX_TOKEN_ID)
+                .ok_or_else(|| invalid(format!("vocab id of {token:?} is not a valid id")))?
+                as u32;
             ids.insert(token.as_str(), id);
         }
 
@@ -196,8 +201,9 @@ impl TokenizerConfig {
             let id = t
                 .get("id")
                 .and_then(Value::as_u64)
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| invalid(format!("added token {content:?} has no valid id")))?;
+                .filter(|&i| i <= MAX_TOKEN_ID)
+                .ok_or_else(|| invalid(format!("added token {content:?} has no valid id")))?
+                as u32;
             for key in ["lstrip", "rstrip", "single_word"] {
                 if flag(t, key) {
                     return Err(invalid(format!(

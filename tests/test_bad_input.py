@@ -1,0 +1,251 @@
+"""Messy and hand-edited inputs: each must give a clear PythiaDataError (or a one-line CLI
+error), never a Rust panic, a hang or silent garbage."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from pythia_data import GPTDataset, IndexedDatasetBuilder, PreshuffledDataset, PythiaDataError
+
+
+def small_index(tmp_path) -> GPTDataset:
+    prefix = tmp_path / "d"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for n in (50, 3, 70, 9, 0, 31):
+            b.add_document(np.arange(n))
+    return GPTDataset(prefix, num_samples=20, seq_length=6, seed=0, build=True)
+
+
+def reopen(ds: GPTDataset) -> GPTDataset:
+    return GPTDataset(ds.prefix, seq_length=ds.seq_length, paths=ds.paths)
+
+
+def test_negative_shuffle_idx_entry_is_an_error_not_a_panic(tmp_path):
+    ds = small_index(tmp_path)
+    shuffle = ds.paths[2]
+    a = np.load(shuffle).astype(np.int64)  # int64 is a valid shuffle_idx dtype
+    a[1] = -1
+    np.save(shuffle, a)
+    ds = reopen(ds)
+    with pytest.raises(PythiaDataError, match="shuffle_idx.npy: entry 1 is -1"):
+        ds.rows(0, 2)
+    with pytest.raises(PythiaDataError, match="entry 1 is -1"):
+        ds.provenance(1)
+
+
+def test_npy_shape_that_overflows_is_refused(tmp_path):
+    # 2^62 int32 entries need 2^64 bytes: a product that wraps to 0 must not match empty data.
+    ds = small_index(tmp_path)
+    doc_idx = ds.paths[0]
+    raw = doc_idx.read_bytes()
+    hlen = int.from_bytes(raw[8:10], "little")
+    header = raw[10 : 10 + hlen].decode("latin1")
+    header = re.sub(r"'shape': \([^)]*\)", "'shape': (4611686018427387904,)", header)
+    header = header.rstrip().ljust(hlen - 1) + "\n"
+    assert len(header) == hlen
+    doc_idx.write_bytes(raw[:10] + header.encode("latin1"))  # the header alone: no data
+    with pytest.raises(PythiaDataError, match="doc_idx.npy: holds 0 bytes"):
+        reopen(ds)
+
+
+def test_export_preshuffled_onto_its_own_source_is_refused(tmp_path):
+    from pythia_data.preshuffle import export_preshuffled
+
+    ds = small_index(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "d.bin", tmp_path / "d.idx")}
+    for out in (tmp_path / "d", tmp_path / "d.idx", tmp_path / "." / "d.bin"):
+        with pytest.raises(PythiaDataError, match="would overwrite .*d\\.(bin|idx)"):
+            export_preshuffled(ds, out, 4)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.parametrize("size, seq_length", [(0, None), (1, None), (3, 0), (3, -1)])
+def test_preshuffled_rows_need_two_tokens(tmp_path, size, seq_length):
+    # Items of 0 tokens gave seq_length -1 and empty "rows" and batches: silent garbage.
+    with IndexedDatasetBuilder(tmp_path / "p", np.uint16) as b:
+        for _ in range(4):
+            b.add_document(np.arange(size))
+    with pytest.raises(PythiaDataError, match="p.idx: rows of seq_length"):
+        PreshuffledDataset(tmp_path / "p", seq_length)
+
+
+def test_damaged_subset_files_are_clear_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    ds = small_index(tmp_path)  # 6 items
+    codes, names = tmp_path / "d.subsets.npy", tmp_path / "d.subsets.json"
+
+    def info():
+        r = CliRunner().invoke(main, ["info", str(tmp_path / "d")])
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+        return r.exit_code, r.output
+
+    names.write_text('{"key": "meta.pile_set_name", "names": ["A", "B"]}')
+    np.save(codes, np.array([0, 1, 1, 0, 0, 7], dtype=np.uint16))
+    code, out = info()  # a code without a name is counted, not dropped
+    assert code == 0 and re.search(r"3  A\n +2  B\n +1  <code 7>", out), out
+    for bad_codes, bad_names, message in [
+        (b"garbage", None, "d.subsets.npy / .*d.subsets.json: unreadable subset labels"),
+        (np.zeros(3, np.uint16), None, "d.subsets.npy: holds uint16 of shape \\(3,\\).* 6 items"),
+        (np.zeros(6, np.float32), None, "d.subsets.npy: holds float32"),
+        (None, '{"names": 5}', "d.subsets.json: 'names' must be a list of strings"),
+        (None, "[1, 2]", "unreadable subset labels"),
+    ]:
+        np.save(codes, np.zeros(6, np.uint16))
+        names.write_text('{"names": ["A"]}')
+        if isinstance(bad_codes, bytes):
+            codes.write_bytes(bad_codes)
+        elif bad_codes is not None:
+            np.save(codes, bad_codes)
+        if bad_names is not None:
+            names.write_text(bad_names)
+        code, out = info()
+        assert code == 1 and re.search("^error: .*" + message, out), out
+        with pytest.raises(PythiaDataError, match=message):
+            reopen(ds)
+
+
+@pytest.mark.parametrize(
+    "weights", [[0, 0], [1, -1], [-1, -1], [float("nan"), 1], [float("inf"), 1], [1e308, 1e308]]
+)
+def test_blend_weights_that_do_not_normalise_are_refused(tmp_path, weights):
+    # These gave NaN, infinite or zero weights (or silently flipped signs) and a meaningless order.
+    from pythia_data import BlendedDataset
+    from pythia_data.index import build_blended_index
+
+    ds = small_index(tmp_path)
+    with pytest.raises(PythiaDataError, match="blend weights must be finite"):
+        BlendedDataset([ds, ds], weights)
+    with pytest.raises(PythiaDataError, match="weights must be finite"):
+        build_blended_index([tmp_path / "d", tmp_path / "d"], weights, num_samples=10, seq_length=6)
+
+
+def test_steps_times_batch_that_overflow_are_refused(tmp_path):
+    # 2^40 steps of 2^30 rows wrapped round to 0 samples, and an index of 0 samples was built.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    args = ["--train-iters", str(2**40), "--global-batch-size", str(2**30), "--seq-length", "6"]
+    for extra in ([], ["--weights", "1"]):
+        r = CliRunner().invoke(main, ["build-index", str(tmp_path / "d"), *args, *extra, "-q"])
+        assert r.exit_code == 1 and "more rows than an index can hold" in r.output, r.output
+    assert not list(tmp_path.glob("*_0ns_*"))
+
+
+def test_huge_numbers_on_the_command_line(tmp_path):
+    # num_samples · seq_length beyond 2^64 wrapped inside the index plan and build-index looped
+    # forever (and could not be interrupted); numbers beyond 2^64 gave an OverflowError traceback.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    for extra, message in [
+        (["--num-samples", str(2**64 - 1)], "doc_idx would have"),
+        (["--num-samples", str(2**63), "--seq-length", str(2**62)], "doc_idx would have"),
+        (["--num-samples", str(2**70)], "a number given is too large"),
+        (["--seq-length", str(2**70)], "a number given is too large"),
+    ]:
+        r = CliRunner().invoke(main, ["build-index", str(tmp_path / "d"), *extra, "-q"])
+        assert r.exit_code == 1 and message in r.output, r.output
+        assert "Traceback" not in r.output
+
+
+def test_binary_checksum_file_is_named_in_the_error(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--checksums", str(sums)])
+    assert r.exit_code == 1 and f"error: {sums}: not a sha256sum text file" in r.output, r.output
+
+
+def test_batch_output_onto_a_file_it_reads_is_refused(tmp_path):
+    # `batch -o d.idx` (or onto the .bin or an index .npy) replaced that file with the .npy.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    ds = small_index(tmp_path)
+    args = ["--num-samples", "20", "--seq-length", "6", "--seed", "0", "--batch-size", "2"]
+    for target in (tmp_path / "d.idx", tmp_path / "d.bin", ds.paths[2]):
+        before = target.read_bytes()
+        for extra in ([], ["--decode"]):
+            r = CliRunner().invoke(
+                main,
+                ["batch", str(tmp_path / "d"), "--step", "0", *args, "-o", str(target), *extra],
+            )
+            assert r.exit_code == 1 and "which the rows are read from" in r.output, r.output
+        assert target.read_bytes() == before
+    r = CliRunner().invoke(
+        main, ["batch", str(tmp_path / "d"), "--step", "0", *args, "-o", str(tmp_path / "b.npy")]
+    )
+    assert r.exit_code == 0, r.output
+
+
+def test_verify_write_checksums_onto_the_dataset_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    idx = tmp_path / "d.idx"
+    before = idx.read_bytes()
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "d"), "--write-checksums", str(idx)])
+    assert r.exit_code == 1 and "would overwrite a file of the dataset" in r.output, r.output
+    assert idx.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_leaves_no_temporary_file(tmp_path):
+    # The temporary output is made a link to /dev/full, where every write fails with ENOSPC.
+    # The last flush (in finish) failing left `.NAME.tmp-PID` behind for good.
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+
+    small_index(tmp_path)
+    d = str(tmp_path / "d")
+    index = ["--num-samples", "20", "--seq-length", "6", "--seed", "0"]
+    runs = [
+        ("m.bin", ["merge", str(tmp_path / "m"), d]),
+        (
+            "x_train_0_indexmap_20ns_6sl_0s_doc_idx.npy",
+            ["build-index", d, *index, "-q", "--cache-dir", str(tmp_path / "c")],
+        ),
+        ("sums", ["verify", d, "--write-checksums", str(tmp_path / "sums")]),
+        (
+            "b.npy",
+            ["batch", d, "--step", "0", "--batch-size", "2", *index, "-o", str(tmp_path / "b.npy")],
+        ),
+    ]
+    (tmp_path / "c").mkdir()
+    for name, args in runs:
+        where = tmp_path / "c" if args[0] == "build-index" else tmp_path
+        name = name.replace("x_", "d_")
+        (where / f".{name}.tmp-{os.getpid()}").symlink_to("/dev/full")
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1 and "No space left on device" in r.output, (args, r.output)
+        assert name.split("_")[0].split(".")[0] in r.output, r.output  # the file is named
+        assert not [p.name for p in where.iterdir() if ".tmp-" in p.name], args
+
+
+@pytest.mark.parametrize("documents", ['"ab"', '["a", "b"]', "[1]", "[0, null]"])
+def test_hand_edited_index_record_is_a_clear_error(tmp_path, documents):
+    ds = small_index(tmp_path)
+    record = ds.paths[0].with_name(ds.paths[0].name.replace("_doc_idx.npy", "_meta.json"))
+    meta = record.read_text()
+    record.write_text(re.sub(r'"documents": \[[^]]*\]', f'"documents": {documents}', meta))
+    with pytest.raises(PythiaDataError, match="meta.json: unreadable index record"):
+        reopen(ds)
