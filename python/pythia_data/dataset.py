@@ -76,6 +76,8 @@ class RowDataset:
         return self.row(key)
 
     def _check_steps(self, first: int, last: int, batch_size: int) -> None:
+        if batch_size < 1:
+            raise PythiaDataError(f"batch_size must be at least 1, not {batch_size}")
         if first < 0:
             raise IndexError(f"step {first} is negative")
         if (last + 1) * batch_size > len(self):
