@@ -290,6 +290,10 @@ class GPTDataset(RowDataset):
     def __len__(self) -> int:
         return len(self._core)
 
+    def __reduce__(self):
+        # Reopened from the same files in the receiving process (see IndexedDataset.__reduce__).
+        return (_reopen_gpt_dataset, (self.indexed, self.paths, self.seq_length))
+
     def __repr__(self) -> str:
         return f"GPTDataset({str(self.prefix)!r}, rows={len(self):,}, seq_length={self.seq_length})"
 
@@ -329,6 +333,10 @@ class GPTDataset(RowDataset):
         return spans
 
 
+def _reopen_gpt_dataset(indexed: IndexedDataset, paths, seq_length: int) -> GPTDataset:
+    return GPTDataset(indexed, seq_length=seq_length, paths=paths)
+
+
 class PreshuffledDataset(RowDataset):
     """Pythia's released preshuffled data: item k of the indexed dataset is training row k,
     ``seq_length + 1`` tokens long. Rows are read in place (a zero-copy view when possible)."""
@@ -357,6 +365,9 @@ class PreshuffledDataset(RowDataset):
 
     def __len__(self) -> int:
         return len(self.indexed)
+
+    def __reduce__(self):
+        return (PreshuffledDataset, (self.indexed, self.seq_length))
 
     def __repr__(self) -> str:
         return f"PreshuffledDataset({str(self.prefix)!r}, rows={len(self):,})"

@@ -59,6 +59,11 @@ class IndexedDataset:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def __reduce__(self):
+        # Pickled by name and reopened (memory maps cannot travel): DataLoader workers started
+        # with spawn or forkserver (macOS; Linux from Python 3.14) receive the dataset this way.
+        return (IndexedDataset, (self.prefix,))
+
     def __repr__(self) -> str:
         return (
             f"IndexedDataset({str(self.prefix)!r}, items={len(self)}, "
