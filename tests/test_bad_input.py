@@ -249,3 +249,13 @@ def test_hand_edited_index_record_is_a_clear_error(tmp_path, documents):
     record.write_text(re.sub(r'"documents": \[[^]]*\]', f'"documents": {documents}', meta))
     with pytest.raises(PythiaDataError, match="meta.json: unreadable index record"):
         reopen(ds)
+
+
+@pytest.mark.parametrize("batch_size", [0, -4])
+def test_batch_size_below_one_is_refused(tmp_path, batch_size):
+    # batch(step, 0) returned an empty (0, seq_length + 1) batch for every step.
+    ds = small_index(tmp_path)
+    with pytest.raises(PythiaDataError, match="batch_size must be at least 1"):
+        ds.batch(0, batch_size)
+    with pytest.raises(PythiaDataError, match="batch_size must be at least 1"):
+        ds.batches(0, 1, batch_size)

@@ -198,3 +198,27 @@ def test_cli_errors_have_no_traceback(tmp_path):
 def test_help(cmd):
     code, out = run(cmd, "--help")
     assert code == 0 and "Usage:" in out and len(out) > 200
+
+
+def test_merge_refuses_damaged_subset_files_before_writing(tmp_path):
+    from pythia_data import IndexedDatasetBuilder, PythiaDataError
+    from pythia_data.tokenize import merge_subsets
+
+    for name in ("a", "b"):
+        with IndexedDatasetBuilder(tmp_path / name, np.uint16) as b:
+            for n in (3, 5, 2):
+                b.add_document(np.arange(n))
+        (tmp_path / f"{name}.subsets.json").write_text('{"key": "k", "names": ["X", "Y"]}')
+        np.save(tmp_path / f"{name}.subsets.npy", np.array([0, 1, 0], dtype=np.uint16))
+    # b's codes cover one item of three: the merged labels were silently shifted.
+    np.save(tmp_path / "b.subsets.npy", np.array([1], dtype=np.uint16))
+    with pytest.raises(PythiaDataError, match="b.subsets.npy: holds 1 subset codes .* 3 items"):
+        merge_subsets(tmp_path / "m", [tmp_path / "a", tmp_path / "b"])
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert code == 1 and "b.subsets.npy" in out, out
+    # A bad names table was found only after m.bin/.idx were written: nothing may be left.
+    np.save(tmp_path / "b.subsets.npy", np.array([0, 1, 0], dtype=np.uint16))
+    (tmp_path / "b.subsets.json").write_text('{"names": 3}')
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert code == 1 and "b.subsets.json" in out, out
+    assert not list(tmp_path.glob("m.*"))

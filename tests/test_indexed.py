@@ -278,6 +278,9 @@ def test_gather(tmp_path, sharded):
     assert len(ds.gather([])[0]) == 0
     with pytest.raises(PythiaDataError, match="out of range"):
         ds.gather([0, 40])
+    # Float indices were cast silently (1.5 read item 1); numpy refuses them too.
+    with pytest.raises(IndexError, match="must be integers"):
+        ds.gather([0, 1.5])
 
 
 def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):

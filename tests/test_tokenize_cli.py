@@ -459,3 +459,23 @@ def test_gzip_input_that_is_not_gzip_is_an_error(tmp_path, content):
     result = run(src, good, "--output", tmp_path / "s", "--on-error", "skip")
     assert result.exit_code == 0 and "skipped 1 bad lines or streams" in result.output
     assert len(IndexedDataset(tmp_path / "s")) == 1
+
+
+def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
+    pytest.importorskip("pyarrow")
+    saved = tmp_path / "saved"
+    write_saved_dataset(saved, lines[:20], files=1)
+    state = saved / "state.json"
+    arrow = saved / "data-00000-of-00001.arrow"
+    for what, damage, message in [
+        ("state", lambda: state.write_text('{"x": 1}'), f"{state}: not a save_to_disk state.json"),
+        ("state", lambda: state.write_text("not json"), f"{state}: not a save_to_disk state.json"),
+        ("arrow", lambda: arrow.write_bytes(b"garbage!" * 4), f"{arrow}: unreadable Arrow file"),
+        ("arrow", lambda: arrow.unlink(), f"{arrow}: unreadable Arrow file"),
+    ]:
+        shutil.rmtree(saved)
+        write_saved_dataset(saved, lines[:20], files=1)
+        damage()
+        result = run(saved, "--output", tmp_path / "o")
+        assert result.exit_code == 1 and f"error: {message}" in result.output, (what, result.output)
+        assert not list(tmp_path.glob("o*")), what

@@ -85,3 +85,26 @@ def test_forked_workers_after_the_parent_used_the_engine():
     loader.timeout = 20  # a hung worker fails the test instead of hanging it
     got = torch.cat(list(loader)).numpy()
     np.testing.assert_array_equal(got, ds.rows(128, 256, np.int64))
+
+
+def test_data_loader_workers_started_with_spawn(tmp_path):
+    # spawn / forkserver workers (macOS; Linux from Python 3.14) receive the dataset pickled:
+    # "cannot pickle 'pythia_data._core.IndexedDataset' object" before datasets could be.
+    import pickle
+
+    from pythia_data import BlendedDataset, PreshuffledDataset
+
+    ds = dataset()
+    again = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(again.rows(0, len(again)), ds.rows(0, len(ds)))
+    blend = pickle.loads(pickle.dumps(BlendedDataset([ds, ds], [1, 2])))
+    np.testing.assert_array_equal(blend.rows(0, 5), BlendedDataset([ds, ds], [1, 2]).rows(0, 5))
+    from pythia_data.preshuffle import export_preshuffled
+
+    pre = PreshuffledDataset(export_preshuffled(ds, tmp_path / "pre", 8))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(pre)).rows(0, 8), pre.rows(0, 8))
+    loader = make_data_loader(ds, micro_batch_size=2, end_step=3, num_workers=2)
+    loader.multiprocessing_context = "spawn"
+    got = torch.cat(list(loader))
+    want = torch.from_numpy(ds.rows(0, len(got), np.int64))
+    assert torch.equal(got, want)

@@ -76,6 +76,8 @@ class RowDataset:
         return self.row(key)
 
     def _check_steps(self, first: int, last: int, batch_size: int) -> None:
+        if batch_size < 1:
+            raise PythiaDataError(f"batch_size must be at least 1, not {batch_size}")
         if first < 0:
             raise IndexError(f"step {first} is negative")
         if (last + 1) * batch_size > len(self):
@@ -288,6 +290,10 @@ class GPTDataset(RowDataset):
     def __len__(self) -> int:
         return len(self._core)
 
+    def __reduce__(self):
+        # Reopened from the same files in the receiving process (see IndexedDataset.__reduce__).
+        return (_reopen_gpt_dataset, (self.indexed, self.paths, self.seq_length))
+
     def __repr__(self) -> str:
         return f"GPTDataset({str(self.prefix)!r}, rows={len(self):,}, seq_length={self.seq_length})"
 
@@ -327,6 +333,10 @@ class GPTDataset(RowDataset):
         return spans
 
 
+def _reopen_gpt_dataset(indexed: IndexedDataset, paths, seq_length: int) -> GPTDataset:
+    return GPTDataset(indexed, seq_length=seq_length, paths=paths)
+
+
 class PreshuffledDataset(RowDataset):
     """Pythia's released preshuffled data: item k of the indexed dataset is training row k,
     ``seq_length + 1`` tokens long. Rows are read in place (a zero-copy view when possible)."""
@@ -355,6 +365,9 @@ class PreshuffledDataset(RowDataset):
 
     def __len__(self) -> int:
         return len(self.indexed)
+
+    def __reduce__(self):
+        return (PreshuffledDataset, (self.indexed, self.seq_length))
 
     def __repr__(self) -> str:
         return f"PreshuffledDataset({str(self.prefix)!r}, rows={len(self):,})"

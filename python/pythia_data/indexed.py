@@ -59,6 +59,11 @@ class IndexedDataset:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def __reduce__(self):
+        # Pickled by name and reopened (memory maps cannot travel): DataLoader workers started
+        # with spawn or forkserver (macOS; Linux from Python 3.14) receive the dataset this way.
+        return (IndexedDataset, (self.prefix,))
+
     def __repr__(self) -> str:
         return (
             f"IndexedDataset({str(self.prefix)!r}, items={len(self)}, "
@@ -115,7 +120,10 @@ class IndexedDataset:
         """Items ``indices`` copied into one flat array, with int64 ``offsets`` of length
         ``len(indices) + 1`` (item k is ``tokens[offsets[k]:offsets[k+1]]``). One native call,
         GIL released: the fast way to read many random items."""
-        idx = np.ascontiguousarray(indices, dtype=np.int64)
+        arr = np.asarray(indices)
+        if arr.size and arr.dtype.kind not in "iu":  # 1.5 was silently read as item 1
+            raise IndexError(f"item indices must be integers, got dtype {arr.dtype}")
+        idx = np.ascontiguousarray(arr, dtype=np.int64)
         data, offsets = self._core.gather(idx)
         return data.view(self.dtype), offsets
 

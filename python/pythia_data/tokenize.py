@@ -57,7 +57,12 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
-            splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+            try:
+                splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise PythiaDataError(
+                    f"{p / 'dataset_dict.json'}: no list of splits ({e!r})"
+                ) from e
             files.extend(p / split for split in splits)
         elif _is_hf_dataset(p):
             files.append(p)
@@ -172,7 +177,6 @@ def _parquet_file(source: Path):
 def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
     """Record batches of a Parquet file or of a saved dataset's Arrow files, in order;
     ``columns[0]`` (the text) must be there."""
-    import pyarrow as pa
 
     if source.suffix == ".parquet":
         pf = _parquet_file(source)
@@ -184,23 +188,36 @@ def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
         present = [c for c in columns if c in names]
         yield from pf.iter_batches(batch_size=ARROW_BATCH_ROWS, columns=present)
         return
-    state = json.loads((source / "state.json").read_text())
-    for entry in state["_data_files"]:
-        with pa.memory_map(str(source / entry["filename"])) as mm:
+    for path in _saved_data_files(source):
+        yield from _arrow_stream(path)
+
+
+def _saved_data_files(source: Path) -> list[Path]:
+    """The Arrow files a ``save_to_disk`` directory lists in its ``state.json``."""
+    state = source / "state.json"
+    try:
+        return [
+            source / entry["filename"] for entry in json.loads(state.read_text())["_data_files"]
+        ]
+    except (ValueError, KeyError, TypeError) as e:
+        raise PythiaDataError(f"{state}: not a save_to_disk state.json ({e!r})") from e
+
+
+def _arrow_stream(path: Path) -> Iterator:
+    """Record batches of one Arrow IPC stream file, with read errors naming the file."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as mm:
             yield from pa.ipc.open_stream(mm)
+    except (pa.ArrowException, OSError) as e:
+        raise PythiaDataError(f"{path}: unreadable Arrow file ({e})") from e
 
 
 def _num_rows(source: Path) -> int:
-    import pyarrow as pa
-
     if source.suffix == ".parquet":
         return _parquet_file(source).metadata.num_rows
-    state = json.loads((source / "state.json").read_text())
-    total = 0
-    for entry in state["_data_files"]:
-        with pa.memory_map(str(source / entry["filename"])) as mm:
-            total += sum(b.num_rows for b in pa.ipc.open_stream(mm))
-    return total
+    return sum(b.num_rows for path in _saved_data_files(source) for b in _arrow_stream(path))
 
 
 def _size(source: Path) -> int:

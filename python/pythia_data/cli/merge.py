@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from pythia_data.dataset import _read_subsets
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
 
 
@@ -69,6 +70,8 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
     if len(dtypes) > 1:
         detail = ", ".join(f"{ds.prefix} ({ds.dtype.name})" for ds in datasets)
         raise click.UsageError(f"inputs have different dtypes: {detail}")
+    for ds in datasets:  # damaged subset files are refused before any output is written
+        _read_subsets(ds.prefix, len(ds))
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:

@@ -77,7 +77,7 @@ fn fill_into<T: Element>(
             g.dataset().dtype().numpy_name()
         ))
     })?;
-    check_out(&a, want)?;
+    check_out(a, want)?;
     let mut rw = a.try_readwrite()?;
     let slice = rw.as_slice_mut()?;
     // SAFETY: reinterpreting plain integers as their bytes.
@@ -164,7 +164,7 @@ impl GptDataset {
         let want = [stop.saturating_sub(start), g.row_len()];
         if let Ok(a) = out.cast::<PyArray2<i64>>() {
             if g.dataset().dtype() != DType::I64 {
-                check_out(&a, &want)?;
+                check_out(a, &want)?;
                 let mut rw = a.try_readwrite()?;
                 let slice = rw.as_slice_mut()?;
                 let g = g.clone();

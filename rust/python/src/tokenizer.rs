@@ -13,6 +13,9 @@ use pythia_engine::tokenizer;
 
 use crate::errors::IntoPy;
 
+/// (ids of all texts concatenated, offsets).
+type FlatIds<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>);
+
 #[pyclass(frozen, module = "pythia_data._core", name = "Tokenizer")]
 pub struct Tokenizer {
     pub inner: Arc<tokenizer::Tokenizer>,
@@ -72,7 +75,7 @@ impl Tokenizer {
         &self,
         py: Python<'py>,
         texts: Vec<PyBackedStr>,
-    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>)> {
+    ) -> PyResult<FlatIds<'py>> {
         let (ids, offsets) = py
             .detach(|| {
                 let all: Vec<Vec<u32>> = pythia_engine::in_pool(|| {

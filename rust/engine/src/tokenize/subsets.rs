@@ -67,6 +67,18 @@ pub fn merge_subsets(output: &Path, inputs: &[PathBuf]) -> Result<()> {
     let mut out = Vec::new();
     for prefix in inputs {
         let (k, part_names, codes) = read_subsets(prefix)?;
+        // One code per item: codes of other data would shift every later document's label.
+        let items = crate::indexed::IndexFile::open(crate::indexed::idx_path(prefix))?.len();
+        if codes.len() != items {
+            return Err(Error::corrupt(
+                subsets_npy_path(prefix),
+                format!(
+                    "holds {} subset codes but the dataset has {items} items: it belongs to \
+                     other data or is damaged",
+                    codes.len()
+                ),
+            ));
+        }
         match &key {
             None => key = Some(k),
             Some(first) if *first != k => {
