@@ -397,7 +397,11 @@ mod tests {
         let mut rng = RandomState::from_u32(1234);
         let doc_idx = build_doc_idx(&p, &mut rng).unwrap();
         let mut rows = Vec::new();
-        build_sample_idx(&p, s, &doc_idx, |c| Ok(rows.extend_from_slice(c))).unwrap();
+        build_sample_idx(&p, s, &doc_idx, |c| {
+            rows.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(rows.len() as u64, p.n + 1);
         // Global token position of each boundary must be k·L.
         let mut starts = vec![0i64];

@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(run(&m, "a  b"), ["T\"a\"", "#50276", "T\"b\""]);
         let s = format!("a{}b", " ".repeat(25));
         assert_eq!(run(&m, &s), ["T\"a\"", "#50254", "T\" b\""]);
-        let s = format!("{}", " ".repeat(50));
+        let s = " ".repeat(50);
         assert_eq!(run(&m, &s), ["#50254", "#50254", "#50276"]);
         // The generic automaton agrees with the fast path.
         let mut tokens2 = tokens.clone();
