@@ -147,7 +147,7 @@ def tokenize_files(
     meta_key: str | None = None,
     on_error: str = "fail",
     threads: int = 0,
-    chunk_bytes: int = 1048576,
+    chunk_bytes: int = 8388608,
     checkpoint_seconds: float = 30.0,
     progress: Callable[[int, int, int, int, int], object] | None = None,
     progress_seconds: float = 0.1,

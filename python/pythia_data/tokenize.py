@@ -108,7 +108,7 @@ def tokenize_files(
     on_error: str = "fail",
     threads: int = 0,
     checkpoint_seconds: float = 30.0,
-    chunk_bytes: int = 1 << 20,
+    chunk_bytes: int = 8 << 20,
     progress: ProgressCallback | None = None,
     progress_seconds: float = 0.1,
 ) -> dict:

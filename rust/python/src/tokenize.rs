@@ -20,7 +20,7 @@ use crate::tokenizer::Tokenizer;
 
 #[pyfunction]
 #[pyo3(signature = (tokenizer, inputs, prefix, *, text_key = "text".to_string(), meta_key = None,
-                    on_error = "fail", threads = 0, chunk_bytes = 1 << 20,
+                    on_error = "fail", threads = 0, chunk_bytes = 8 << 20,
                     checkpoint_seconds = 30.0, progress = None,
                     progress_seconds = 0.1))]
 #[allow(clippy::too_many_arguments)]
