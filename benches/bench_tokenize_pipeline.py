@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 import zstandard
@@ -45,11 +46,17 @@ def _report(benchmark, text_bytes, key, **extra):
     mb_s = text_bytes / benchmark.stats.stats.min / 1e6
     RESULTS[key] = mb_s
     line = f"{mb_s:.1f} MB/s of text"
+    if key == "batch":
+        line += f" = {100 * mb_s / (extra['threads'] * RESULTS['encode']):.0f} % of "
+        line += f"{extra['threads']} x the one-core encode rate"
     if key.startswith("pipeline") and "encode" in RESULTS:
         threads = extra["threads"]
         share = mb_s / (threads * RESULTS["encode"])
         extra["share_of_threads_x_encode"] = round(share, 3)
         line += f" = {100 * share:.0f} % of {threads} x the one-core encode rate"
+        if threads == os.cpu_count() and "batch" in RESULTS:
+            extra["share_of_batch_encode"] = round(mb_s / RESULTS["batch"], 3)
+            line += f", {100 * mb_s / RESULTS['batch']:.0f} % of batch encode on all cores"
     benchmark.extra_info.update({"MB/s": round(mb_s, 1), **extra})
     print(f"\n{benchmark.name}: {line}")
 
@@ -65,6 +72,15 @@ def test_encode_one_core(benchmark, corpus, tok):
     run()
     benchmark.pedantic(run, rounds=3, iterations=1)
     _report(benchmark, text_bytes, "encode")
+
+
+def test_encode_batch_all_cores(benchmark, corpus, tok):
+    """What tokenizing alone reaches on every core (no reading, parsing or writing): the
+    ceiling of any pipeline on this machine."""
+    _, texts, text_bytes = corpus
+    tok.encode_batch_flat(texts)
+    benchmark.pedantic(tok.encode_batch_flat, args=(texts,), rounds=3, iterations=1)
+    _report(benchmark, text_bytes, "batch", threads=os.cpu_count())
 
 
 @pytest.mark.parametrize("threads", [1, 2])

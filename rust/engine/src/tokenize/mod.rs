@@ -490,11 +490,9 @@ fn write_in_order(
                                 .push(format!("{}:{line}: {msg}", path.display()));
                         }
                     }
-                    let mut start = 0;
-                    for (end, meta) in &r.docs {
-                        out.add_document(&r.tokens[start..*end], meta.as_deref())?;
-                        start = *end;
-                    }
+                    let ends: Vec<(usize, Option<&str>)> =
+                        r.docs.iter().map(|(e, m)| (*e, m.as_deref())).collect();
+                    out.add_documents(&r.tokens, &ends)?;
                     out.counts.empty_skipped += r.empty;
                     let _ = tokens_back.send(r.tokens);
                     text_bytes += n as u64;

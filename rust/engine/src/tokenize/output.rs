@@ -131,7 +131,8 @@ fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
         .open(path)
         .at(path)?;
     f.set_len(len).at(path)?;
-    let mut w = BufWriter::with_capacity(1 << 22, f);
+    // Small next to a chunk's tokens, which skip it (see `add_documents`).
+    let mut w = BufWriter::with_capacity(256 << 10, f);
     std::io::Seek::seek(&mut w, std::io::SeekFrom::Start(len)).at(path)?;
     Ok(w)
 }
@@ -217,27 +218,47 @@ impl TokenizedOutput {
 
     /// Append one document: its tokens as little-endian bytes of the dtype (EOD included).
     pub fn add_document(&mut self, token_bytes: &[u8], meta: Option<&str>) -> Result<()> {
-        let n_tokens = token_bytes.len() / self.dtype.itemsize();
-        let size = i32::try_from(n_tokens).map_err(|_| {
-            Error::invalid(format!(
-                "a document of {n_tokens} tokens does not fit the .idx int32 sizes"
-            ))
-        })?;
+        self.add_documents(token_bytes, &[(token_bytes.len(), meta)])
+    }
+
+    /// Append documents whose tokens lie back to back in `token_bytes`: `ends[i]` is the
+    /// end offset of document `i` and its metadata. One write for all of them: a chunk's
+    /// megabytes then go to the file without first being copied into the write buffer.
+    pub fn add_documents(
+        &mut self,
+        token_bytes: &[u8],
+        ends: &[(usize, Option<&str>)],
+    ) -> Result<()> {
+        let itemsize = self.dtype.itemsize();
+        let mut sizes = Vec::with_capacity(4 * ends.len());
+        let mut codes = Vec::with_capacity(2 * ends.len());
+        let mut start = 0;
+        for &(end, meta) in ends {
+            let n_tokens = (end - start) / itemsize;
+            let size = i32::try_from(n_tokens).map_err(|_| {
+                Error::invalid(format!(
+                    "a document of {n_tokens} tokens does not fit the .idx int32 sizes"
+                ))
+            })?;
+            sizes.extend_from_slice(&size.to_le_bytes());
+            if self.meta_key.is_some() {
+                codes.extend_from_slice(&self.code(meta.unwrap_or(""))?.to_le_bytes());
+            }
+            start = end;
+        }
+        let token_bytes = &token_bytes[..start];
         self.tokens
             .write_all(token_bytes)
             .at(self.dir.join("tokens.bin"))?;
         self.sizes
-            .write_all(&size.to_le_bytes())
+            .write_all(&sizes)
             .at(self.dir.join("sizes.i32"))?;
-        if self.meta_key.is_some() {
-            let code = self.code(meta.unwrap_or(""))?;
-            self.subsets
-                .write_all(&code.to_le_bytes())
-                .at(self.dir.join("subsets.u16"))?;
-        }
+        self.subsets
+            .write_all(&codes)
+            .at(self.dir.join("subsets.u16"))?;
         self.tokens_bytes += token_bytes.len() as u64;
-        self.counts.documents += 1;
-        self.counts.tokens += n_tokens as u64;
+        self.counts.documents += ends.len() as u64;
+        self.counts.tokens += (token_bytes.len() / itemsize) as u64;
         Ok(())
     }
 
