@@ -33,7 +33,12 @@ fn main() {
         .split(b'\n')
         .map(|l| l.unwrap())
         .filter(|l| !l.is_empty())
-        .map(|l| parse_document(&l, &fields).unwrap().text.into_owned())
+        .map(|l| {
+            parse_document(&l, &fields, &mut Vec::new())
+                .unwrap()
+                .text
+                .into_owned()
+        })
         .collect();
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let rounds = 10;

@@ -35,7 +35,12 @@ fn main() {
         for line in open_lines(p, None).unwrap().split(b'\n') {
             let line = line.unwrap();
             if !line.is_empty() {
-                texts.push(parse_document(&line, &fields).unwrap().text.into_owned());
+                texts.push(
+                    parse_document(&line, &fields, &mut Vec::new())
+                        .unwrap()
+                        .text
+                        .into_owned(),
+                );
             }
         }
     }

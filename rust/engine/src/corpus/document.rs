@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::fast_document::parse_fast;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Which fields to take from each JSON object.
@@ -34,7 +35,26 @@ pub struct Document<'a> {
 }
 
 /// Parse one line; the error is a message without file or line (the caller adds both).
-pub fn parse_document<'a>(line: &'a [u8], fields: &DocumentFields) -> Result<Document<'a>, String> {
+/// `scratch` may receive the unescaped text: one buffer reused saves an allocation per line.
+pub fn parse_document<'a>(
+    line: &'a [u8],
+    fields: &DocumentFields,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Document<'a>, String> {
+    if let Some(d) = parse_fast(line, fields, scratch) {
+        return Ok(Document {
+            text: Cow::Borrowed(d.text),
+            meta: d.meta,
+        });
+    }
+    parse_with_serde(line, fields)
+}
+
+/// The reference parser, which words every error; the fast path agrees with it or defers.
+pub(crate) fn parse_with_serde<'a>(
+    line: &'a [u8],
+    fields: &DocumentFields,
+) -> Result<Document<'a>, String> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let (text, meta) = DocSeed(fields)
         .deserialize(&mut de)
@@ -198,6 +218,10 @@ impl<'de> Visitor<'de> for MetaSeed<'_> {
 mod tests {
     use super::*;
 
+    fn parse<'a>(line: &'a [u8], f: &DocumentFields) -> Result<Document<'a>, String> {
+        parse_document(line, f, Box::leak(Box::default()))
+    }
+
     fn pile() -> DocumentFields {
         DocumentFields::new("text", Some("meta.pile_set_name"))
     }
@@ -206,10 +230,10 @@ mod tests {
     fn pile_lines() {
         let line =
             br#"{"text": "a\nb \u00e9", "meta": {"x": [1, {"y": 2}], "pile_set_name": "Pile-CC"}}"#;
-        let d = parse_document(line, &pile()).unwrap();
+        let d = parse(line, &pile()).unwrap();
         assert_eq!(d.text, "a\nb é");
         assert_eq!(d.meta.as_deref(), Some("Pile-CC"));
-        let d = parse_document(br#"{"meta": 3, "text": "plain"}"#, &pile()).unwrap();
+        let d = parse(br#"{"meta": 3, "text": "plain"}"#, &pile()).unwrap();
         assert!(matches!(d.text, Cow::Borrowed("plain")));
         assert_eq!(d.meta, None);
     }
@@ -217,20 +241,18 @@ mod tests {
     #[test]
     fn bad_lines() {
         let f = pile();
-        assert!(parse_document(b"{\"text\": \"x\"", &f)
+        assert!(parse(b"{\"text\": \"x\"", &f)
             .unwrap_err()
             .starts_with("invalid JSON"));
-        assert!(parse_document(b"[1]", &f)
-            .unwrap_err()
-            .starts_with("invalid JSON"));
-        assert_eq!(parse_document(b"{}", &f).unwrap_err(), "no \"text\" field");
+        assert!(parse(b"[1]", &f).unwrap_err().starts_with("invalid JSON"));
+        assert_eq!(parse(b"{}", &f).unwrap_err(), "no \"text\" field");
         assert_eq!(
-            parse_document(br#"{"text": 5}"#, &f).unwrap_err(),
+            parse(br#"{"text": 5}"#, &f).unwrap_err(),
             "the \"text\" field is a number, not a string"
         );
-        assert!(parse_document(b"{\"text\": \"\xff\"}", &f)
+        assert!(parse(b"{\"text\": \"\xff\"}", &f)
             .unwrap_err()
             .contains("invalid"));
-        assert!(parse_document(br#"{"text": "x"} trailing"#, &f).is_err());
+        assert!(parse(br#"{"text": "x"} trailing"#, &f).is_err());
     }
 }

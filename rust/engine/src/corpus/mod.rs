@@ -3,6 +3,7 @@
 //! sits in memory. Every error names the file, and the line where there is one.
 
 mod document;
+mod fast_document;
 mod lines;
 
 pub use document::{parse_document, Document, DocumentFields};

@@ -136,13 +136,14 @@ fn process_chunk(
         ..Default::default()
     };
     let mut ids = Vec::new();
+    let mut scratch = Vec::new();
     for i in 0..chunk.len() {
         let line = chunk.line(i);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not documents
         }
         let line_no = chunk.first_line + i as u64;
-        let doc = match parse_document(line, fields) {
+        let doc = match parse_document(line, fields, &mut scratch) {
             Ok(d) => d,
             Err(msg) => {
                 r.bad.push((line_no, msg));
