@@ -93,7 +93,8 @@ class _Bar:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Tokenizer threads (0: all cores). The output does not depend on it.",
+    help="Worker threads, each decompressing and tokenizing in turn (0: all cores). The output "
+    "does not depend on it.",
 )
 @click.option(
     "--shard-index",
