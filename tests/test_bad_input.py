@@ -259,3 +259,31 @@ def test_batch_size_below_one_is_refused(tmp_path, batch_size):
         ds.batch(0, batch_size)
     with pytest.raises(PythiaDataError, match="batch_size must be at least 1"):
         ds.batches(0, 1, batch_size)
+
+
+def test_outputs_that_name_no_file_are_refused(tmp_path, monkeypatch):
+    """`-o ""` or `-o out/` (an existing directory) once wrote hidden files like `out/.bin`."""
+    from click.testing import CliRunner
+
+    from pythia_data.cli import main
+    from pythia_data.data import SAMPLE_CORPUS
+
+    monkeypatch.chdir(tmp_path)
+    small_index(tmp_path)  # tmp_path/d.bin + d.idx
+    (tmp_path / "out").mkdir()
+    for args in (
+        ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", ""],
+        ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", "out/"],
+        ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", "."],
+        ["merge", "out", str(tmp_path / "d")],
+        ["unshard", str(tmp_path / "d"), "-o", "out"],
+        ["export-preshuffled", str(tmp_path / "d"), "out", "--seq-length", "6",
+         "--train-iters", "1", "--global-batch-size", "2", "--seed", "0"],
+    ):  # fmt: skip
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code != 0 and "not a dataset prefix" in r.output, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("d")) == ["out"]
+    assert list((tmp_path / "out").iterdir()) == []
+    with pytest.raises(PythiaDataError, match="not a dataset prefix"):
+        IndexedDatasetBuilder(tmp_path / "out", np.uint16)

@@ -58,6 +58,7 @@ class IndexedDatasetBuilder:
 def merge_datasets(
     out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]]
 ) -> str: ...
+def check_output_prefix(prefix: str | os.PathLike[str]) -> None: ...
 
 # --- sample index (rust/python/src/index.rs) -------------------------------------------------
 

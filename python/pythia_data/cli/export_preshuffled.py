@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pythia_data import _core
 from pythia_data.cli._index_options import with_index_options
 from pythia_data.cli.batch import open_rows
 from pythia_data.preshuffle import export_preshuffled
@@ -24,6 +25,7 @@ from pythia_data.preshuffle import export_preshuffled
 def command(prefix, output, num_rows, quiet, **index_opts):
     """Write the first ROWS training rows of PREFIX's index to OUTPUT.bin/.idx, one item of
     seq_length + 1 tokens per row, as in Pythia's released preshuffled datasets."""
+    _core.check_output_prefix(output)  # before the index is opened, not after
     ds = open_rows(prefix, False, **index_opts)
     if num_rows is None:
         num_rows = min(len(ds), index_opts["train_iters"] * index_opts["global_batch_size"])

@@ -225,6 +225,12 @@ impl IndexedDatasetBuilder {
     }
 }
 
+/// Raise unless `prefix` can name an output dataset (not empty, not a directory).
+#[pyfunction]
+fn check_output_prefix(prefix: std::path::PathBuf) -> PyResult<()> {
+    indexed::check_output_prefix(&prefix).py_err()
+}
+
 #[pyfunction]
 fn merge_datasets(
     py: Python<'_>,
@@ -240,5 +246,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<IndexedDataset>()?;
     m.add_class::<IndexedDatasetBuilder>()?;
     m.add_function(wrap_pyfunction!(merge_datasets, m)?)?;
+    m.add_function(wrap_pyfunction!(check_output_prefix, m)?)?;
     Ok(())
 }

@@ -25,6 +25,7 @@ pub struct IndexedDatasetBuilder {
 impl IndexedDatasetBuilder {
     pub fn create(prefix: impl AsRef<Path>, dtype: DType) -> Result<Self> {
         let prefix = prefix.as_ref().to_path_buf();
+        super::check_output_prefix(&prefix)?;
         let bin_tmp = temp_path(&bin_path(&prefix));
         if let Some(parent) = bin_tmp.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).at(parent)?;
@@ -227,6 +228,7 @@ pub fn merge_datasets(out: impl AsRef<Path>, inputs: &[impl AsRef<Path>]) -> Res
     if inputs.is_empty() {
         return Err(Error::invalid("merge needs at least one input dataset"));
     }
+    super::check_output_prefix(&out)?;
     let datasets = inputs
         .iter()
         .map(IndexedDataset::open)

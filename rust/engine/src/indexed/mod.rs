@@ -13,7 +13,9 @@ pub use dtype::DType;
 pub use index_file::{IndexFile, HEADER_LEN, MAGIC};
 pub use reader::IndexedDataset;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use crate::{Error, Result};
 
 /// `PREFIX.idx` for a dataset prefix (the prefix never includes the extension).
 pub fn idx_path(prefix: impl AsRef<Path>) -> PathBuf {
@@ -23,6 +25,29 @@ pub fn idx_path(prefix: impl AsRef<Path>) -> PathBuf {
 /// `PREFIX.bin` for a dataset prefix.
 pub fn bin_path(prefix: impl AsRef<Path>) -> PathBuf {
     with_suffix(prefix, ".bin")
+}
+
+/// Refuse an output prefix that names no file: empty, ending in a separator, `.` or `..`, or
+/// an existing directory (`-o out/` would otherwise write `out/.bin`, a hidden file).
+pub fn check_output_prefix(prefix: impl AsRef<Path>) -> Result<()> {
+    let prefix = prefix.as_ref();
+    let text = prefix.as_os_str().to_string_lossy();
+    let names_a_file = !text.is_empty()
+        && !text.ends_with(std::path::MAIN_SEPARATOR)
+        && !text.ends_with('/')
+        && matches!(prefix.components().next_back(), Some(Component::Normal(_)));
+    if !names_a_file || prefix.is_dir() {
+        return Err(Error::invalid(format!(
+            "the output {text:?} is not a dataset prefix: give a path like out/pile, which \
+             writes out/pile.bin and out/pile.idx{}",
+            if prefix.is_dir() {
+                " (this one is a directory)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn with_suffix(prefix: impl AsRef<Path>, suffix: &str) -> PathBuf {

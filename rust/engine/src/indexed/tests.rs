@@ -127,3 +127,26 @@ fn corrupt_headers_are_errors_not_panics() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn output_prefixes_must_name_a_file() {
+    let dir = std::env::temp_dir().join(format!("pythia-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for bad in [
+        PathBuf::new(),
+        PathBuf::from("."),
+        PathBuf::from(".."),
+        PathBuf::from("out/"),
+        PathBuf::from("out/.."),
+        dir.clone(),
+    ] {
+        let err = super::check_output_prefix(&bad).unwrap_err().to_string();
+        assert!(err.contains("not a dataset prefix"), "{bad:?}: {err}");
+        assert!(IndexedDatasetBuilder::create(&bad, DType::U16).is_err());
+    }
+    assert!(dir.join("x.bin").metadata().is_err());
+    for good in ["pile", "out/pile", "./pile", "out/pile.v2", "../x/pile"] {
+        super::check_output_prefix(good).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

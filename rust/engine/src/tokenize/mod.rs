@@ -674,4 +674,21 @@ mod tests {
         assert_eq!(read(&prefix), read(&full));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_second_run_on_the_same_output_is_refused_while_the_first_runs() {
+        let dir = std::env::temp_dir().join(format!("pythia-tok-lock-{}", std::process::id()));
+        let prefix = dir.join("out");
+        let first = TokenizedOutput::open(&prefix, DType::U16, "f", None).unwrap();
+        let err = TokenizedOutput::open(&prefix, DType::U16, "f", None)
+            .err()
+            .expect("the output is locked")
+            .to_string();
+        assert!(err.contains("another run is writing this output"), "{err}");
+        first.discard();
+        TokenizedOutput::open(&prefix, DType::U16, "f", None)
+            .unwrap()
+            .discard();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -119,6 +119,25 @@ pub struct TokenizedOutput {
     pub position: Position,
     /// Documents already written when this run started (resumed from a checkpoint).
     pub resumed_documents: u64,
+    /// Held while this run owns the work directory.
+    _lock: Option<File>,
+}
+
+/// Lock the work directory so that a second run writing the same output stops with a clear
+/// error instead of both appending to the same files. Filesystems without locks (some network
+/// mounts) run unlocked, as before.
+fn lock_work_dir(prefix: &Path, dir: &Path) -> Result<Option<File>> {
+    let file = File::open(dir).at(dir)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(format!(
+            "{}: another run is writing this output (its work directory {} is locked); wait \
+             for it to finish or stop it first",
+            prefix.display(),
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(_)) => Ok(None),
+    }
 }
 
 const CHECKPOINT: &str = "checkpoint.json";
@@ -147,7 +166,10 @@ impl TokenizedOutput {
         fingerprint: &str,
         meta_key: Option<&str>,
     ) -> Result<Self> {
+        crate::indexed::check_output_prefix(prefix)?;
         let dir = work_dir(prefix);
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
         let saved: Option<Value> = match std::fs::read(&checkpoint_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).ok(),
@@ -165,10 +187,17 @@ impl TokenizedOutput {
                 && has("sizes.i32", need("documents", 4))
                 && has("subsets.u16", need("documents", 2))
         });
-        if saved.is_none() && dir.exists() {
-            std::fs::remove_dir_all(&dir).at(&dir)?;
+        if saved.is_none() {
+            // Emptied, not removed: the lock is on the directory itself.
+            for entry in std::fs::read_dir(&dir).at(&dir)? {
+                let path = entry.at(&dir)?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).at(&path)?;
+                } else {
+                    std::fs::remove_file(&path).at(&path)?;
+                }
+            }
         }
-        std::fs::create_dir_all(&dir).at(&dir)?;
         let get = |key: &str| saved.as_ref().and_then(|v| v[key].as_u64()).unwrap_or(0);
         let counts = Counts {
             documents: get("documents"),
@@ -209,6 +238,7 @@ impl TokenizedOutput {
             resumed_documents: n,
             counts,
             position,
+            _lock: lock,
         })
     }
 
