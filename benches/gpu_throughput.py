@@ -12,6 +12,10 @@ that has torch with CUDA.
     python benches/gpu_throughput.py                     # all three sizes, prints a table
     python benches/gpu_throughput.py --models 1b --micro-batch 1b=12 --out results.json
 
+`--device cpu` runs the same code on the CPU (a smoke test of the script, not a measurement:
+tests/test_gpu_throughput_script.py runs it with pythia-14m so the script is known to work
+before a GPU session is spent on it).
+
 MFU = achieved model FLOP/s ÷ peak dense bf16 FLOP/s (989.5 TFLOP/s for H100/H200 SXM), with
 FLOPs per token = 6·(non-embedding + output-head parameters) + 12·layers·d·seq (PaLM, App. B).
 Goal from the issue: ≥ 45 % MFU at 1b (GPT-NeoX ≈ 35 % on A100, MPT-1B 41.8 % on H100).
@@ -60,13 +64,19 @@ def run_one(name: str, micro_batch: int, args) -> dict:
         save_steps=[],
         peak_tflops=args.peak_tflops,
     )
-    torch.cuda.reset_peak_memory_stats()
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    records = train(cfg, tc, rows, device="cuda", progress=False)
+    records = train(cfg, tc, rows, device=args.device, progress=False)
     wall = time.perf_counter() - t0
     timed = records[args.warmup_steps :]
     tps = statistics.median(r["tokens_per_s"] for r in timed)
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(torch.device("cuda"), "bf16")
+    peak = (
+        args.peak_tflops * 1e12
+        if args.peak_tflops
+        else peak_flops(torch.device(args.device), "bf16")
+    )
     flops_per_token = cfg.flops_per_token(args.seq)
     return {
         "model": f"pythia-{name}",
@@ -77,7 +87,7 @@ def run_one(name: str, micro_batch: int, args) -> dict:
         "tflops": tps * flops_per_token / 1e12,
         "mfu": tps * flops_per_token / peak if peak else None,
         "step_time_s": statistics.median(r["step_time_s"] for r in timed),
-        "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "final_loss": records[-1]["loss"],
         "wall_s_incl_compile": wall,
     }
@@ -95,13 +105,17 @@ def main() -> None:
     ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--peak-tflops", type=float, help="per-GPU dense bf16 peak (known GPUs: guessed)")
     ap.add_argument("--out", help="write the results as JSON here (default: $OUT/gpu_throughput.json)")
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke test")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("gpu_throughput.py: no CUDA GPU available")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            sys.exit("gpu_throughput.py: no CUDA GPU available (--device cpu for a smoke test)")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        card = torch.cuda.get_device_name()
+    else:
+        card = f"{args.device} (smoke test, not a measurement)"
     mbs = {**DEFAULT_MICRO_BATCH, **parse_pairs(args.micro_batch)}
-    card = torch.cuda.get_device_name()
     print(f"# {card}, torch {torch.__version__}, bf16, compile={not args.no_compile}", flush=True)
     results = []
     for name in args.models.split(","):
@@ -112,16 +126,18 @@ def main() -> None:
                 break
             except torch.OutOfMemoryError:
                 print(f"pythia-{name}: out of memory at micro batch {mb}, halving", flush=True)
-                torch.cuda.empty_cache()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
                 mb //= 2
         else:
             continue
         res["device"] = card
         results.append(res)
         mfu = f"{res['mfu']:.1%}" if res["mfu"] is not None else "n/a"
+        mem = f"{res['max_memory_gib']:.1f} GiB" if res["max_memory_gib"] is not None else "n/a"
         print(
             f"| {res['model']} | {res['micro_batch']} | {res['tokens_per_s']:,.0f} | "
-            f"{res['tflops']:.0f} | {mfu} | {res['max_memory_gib']:.1f} GiB |",
+            f"{res['tflops']:.0f} | {mfu} | {mem} |",
             flush=True,
         )
     out = args.out or os.path.join(os.environ.get("OUT", "."), "gpu_throughput.json")
