@@ -261,9 +261,6 @@ impl LineChunker {
             }
         }
         data.truncate(filled);
-        if self.at_start && self.eof && data.starts_with(BOM) {
-            data.drain(..BOM.len()); // a file of fewer bytes than one read
-        }
         // Up to the last newline are whole lines; the rest starts the next chunk, except at
         // the end of the input, where it is the last line (without a newline).
         let complete = match memchr::memrchr(b'\n', &data) {
