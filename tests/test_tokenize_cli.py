@@ -3,6 +3,7 @@ built from the reference tokenizer (Hugging Face ``tokenizers``) through the ind
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -12,12 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zstandard
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pythia_data
 from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
@@ -58,6 +62,16 @@ def reference(tmp_path_factory, lines):
             names.append(d["meta"]["pile_set_name"])
     codes = [names.index(d["meta"]["pile_set_name"]) for d in docs]
     return prefix, names, codes
+
+
+@functools.cache
+def ours():
+    return pythia_data.Tokenizer.from_file()
+
+
+@functools.cache
+def oracle():
+    return tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -479,3 +493,35 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
         result = run(saved, "--output", tmp_path / "o")
         assert result.exit_code == 1 and f"error: {message}" in result.output, (what, result.output)
         assert not list(tmp_path.glob("o*")), what
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    docs=st.lists(
+        st.tuples(
+            st.text(st.characters(codec="utf-8"), max_size=200),
+            st.text(st.characters(codec="utf-8"), max_size=12),
+            st.booleans(),
+            st.dictionaries(st.text(max_size=5), st.integers() | st.floats(allow_nan=False, allow_infinity=False)),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_json_python_writes_reads_back_exactly(tmp_path, docs):
+    """Lines as Python's json writes them (ASCII-only escapes with surrogate pairs, or raw
+    UTF-8), with other fields around the text: the tokens are the oracle's for json.loads."""
+    ref = oracle()
+    lines = [
+        json.dumps({**extra, "text": text, "meta": {"pile_set_name": name}}, ensure_ascii=ascii_)
+        for text, name, ascii_, extra in docs
+    ]
+    path = tmp_path / f"{uuid.uuid4().hex}.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / uuid.uuid4().hex
+    tokenize_files([path], out, tokenizer=ours())
+    ds = IndexedDataset(out)
+    texts = [t for t, *_ in docs if t]
+    assert len(ds) == len(texts)
+    for i, text in enumerate(texts):
+        assert ds[i].tolist() == ref.encode(text).ids + [0]
