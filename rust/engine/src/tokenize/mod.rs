@@ -120,6 +120,14 @@ struct ChunkResult {
     bad: Vec<(u64, String)>,
 }
 
+/// A worker's buffers, kept from chunk to chunk: allocating them per chunk cost page faults.
+#[derive(Default)]
+struct Scratch {
+    ids: Vec<u32>,
+    text: Vec<u8>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn process_chunk(
     chunk: &LineChunk,
     tok: &Tokenizer,
@@ -128,6 +136,7 @@ fn process_chunk(
     eod: u32,
     on_error: OnError,
     mut tokens: Vec<u8>,
+    scratch: &mut Scratch,
 ) -> ChunkResult {
     tokens.clear();
     tokens.reserve(chunk.data.len() / 2);
@@ -135,15 +144,13 @@ fn process_chunk(
         tokens,
         ..Default::default()
     };
-    let mut ids = Vec::new();
-    let mut scratch = Vec::new();
     for i in 0..chunk.len() {
         let line = chunk.line(i);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not documents
         }
         let line_no = chunk.first_line + i as u64;
-        let doc = match parse_document(line, fields, &mut scratch) {
+        let doc = match parse_document(line, fields, &mut scratch.text) {
             Ok(d) => d,
             Err(msg) => {
                 r.bad.push((line_no, msg));
@@ -157,7 +164,7 @@ fn process_chunk(
             r.empty += 1;
             continue;
         }
-        document_bytes(tok, &doc.text, dtype, eod, &mut ids, &mut r.tokens);
+        document_bytes(tok, &doc.text, dtype, eod, &mut scratch.ids, &mut r.tokens);
         r.docs.push((r.tokens.len(), doc.meta));
     }
     r
@@ -369,6 +376,7 @@ pub fn tokenize_files(
             scope.spawn(move || {
                 tok.with_pooled_cache(|| {
                     let mut spare = LineChunk::default();
+                    let mut scratch = Scratch::default();
                     loop {
                         if permit_rx.lock().unwrap().recv().is_err() {
                             return;
@@ -390,6 +398,7 @@ pub fn tokenize_files(
                                     eod,
                                     opts.on_error,
                                     buffer,
+                                    &mut scratch,
                                 );
                                 let outcome = Outcome::Done {
                                     file: c.file_index,
