@@ -7,14 +7,9 @@ use std::time::Instant;
 use pythia_engine::corpus::{open_lines, parse_document, DocumentFields};
 use pythia_engine::tokenizer::Tokenizer;
 
-/// User + system CPU seconds of this process (a shared machine steals wall time, not CPU time).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_seconds;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
