@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::direct_append::DirectAppend;
 pub(crate) use crate::atomic::write_atomically;
 use crate::error::IoContext;
 use crate::indexed::{bin_path, idx_path, DType, MAGIC};
@@ -109,7 +110,8 @@ pub struct TokenizedOutput {
     dtype: DType,
     fingerprint: String,
     meta_key: Option<String>,
-    tokens: BufWriter<File>,
+    /// Most of the output: written past the page cache (see `direct_append`).
+    tokens: DirectAppend,
     sizes: BufWriter<File>,
     subsets: BufWriter<File>,
     tokens_bytes: u64,
@@ -225,7 +227,7 @@ impl TokenizedOutput {
         let n = counts.documents;
         Ok(TokenizedOutput {
             prefix: prefix.to_path_buf(),
-            tokens: open_truncated(&dir.join("tokens.bin"), tokens_bytes)?,
+            tokens: DirectAppend::open(&dir.join("tokens.bin"), tokens_bytes, true)?,
             sizes: open_truncated(&dir.join("sizes.i32"), 4 * n)?,
             subsets: open_truncated(&dir.join("subsets.u16"), 2 * n)?,
             dir,
@@ -252,8 +254,7 @@ impl TokenizedOutput {
     }
 
     /// Append documents whose tokens lie back to back in `token_bytes`: `ends[i]` is the
-    /// end offset of document `i` and its metadata. One write for all of them: a chunk's
-    /// megabytes then go to the file without first being copied into the write buffer.
+    /// end offset of document `i` and its metadata.
     pub fn add_documents(
         &mut self,
         token_bytes: &[u8],
@@ -277,9 +278,7 @@ impl TokenizedOutput {
             start = end;
         }
         let token_bytes = &token_bytes[..start];
-        self.tokens
-            .write_all(token_bytes)
-            .at(self.dir.join("tokens.bin"))?;
+        self.tokens.write_all(token_bytes)?;
         self.sizes
             .write_all(&sizes)
             .at(self.dir.join("sizes.i32"))?;
@@ -304,8 +303,8 @@ impl TokenizedOutput {
     }
 
     fn sync(&mut self) -> Result<()> {
+        self.tokens.sync_data()?;
         for (w, name) in [
-            (&mut self.tokens, "tokens.bin"),
             (&mut self.sizes, "sizes.i32"),
             (&mut self.subsets, "subsets.u16"),
         ] {
