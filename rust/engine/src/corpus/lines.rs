@@ -175,6 +175,11 @@ impl LineChunker {
         self.file_index
     }
 
+    /// Change the size of the chunks read from now on.
+    pub fn set_chunk_bytes(&mut self, chunk_bytes: usize) {
+        self.chunk_bytes = chunk_bytes.max(1);
+    }
+
     /// Skip the first `lines` lines (resuming after a checkpoint).
     pub fn skip_lines(&mut self, lines: u64) -> Result<()> {
         let mut skipped = 0;
@@ -239,7 +244,7 @@ impl LineChunker {
             if data.len() < filled + want {
                 data.resize(filled + want, 0);
             }
-            match self.reader.read(&mut data[filled..]) {
+            match self.reader.read(&mut data[filled..filled + want]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     whole_lines =
@@ -316,6 +321,24 @@ mod tests {
                 Err(e) => return (out, Some(e.to_string())),
             }
         }
+    }
+
+    #[test]
+    fn a_recycled_buffer_does_not_make_chunks_larger_than_asked() {
+        let dir = std::env::temp_dir().join(format!("pythia-lines-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.jsonl");
+        let line = format!("{{\"text\": \"{}\"}}\n", "x".repeat(90)); // 103 bytes
+        std::fs::write(&path, line.repeat(2000)).unwrap();
+        let mut c = LineChunker::open(&path, 0, 100_000, None).unwrap();
+        let big = c.next_chunk().unwrap().unwrap();
+        // The lines that end within the first 100,000 bytes; the cut one waits for the next.
+        assert_eq!(big.len(), 970);
+        c.set_chunk_bytes(1000);
+        let small = c.next_chunk_in(big).unwrap().unwrap();
+        // 90 carried bytes and a read of 1000: the 10 lines that end within those 1090.
+        assert_eq!((small.first_line, small.len()), (971, 10));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

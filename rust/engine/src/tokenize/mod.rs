@@ -7,6 +7,7 @@
 //! the output is byte-identical for any thread count or chunk size. Memory is bounded by the
 //! number of chunks in flight, never by the input.
 
+mod direct_append;
 mod output;
 mod subsets;
 
@@ -52,7 +53,7 @@ pub struct TokenizeOptions {
     pub on_error: OnError,
     /// Worker threads; 0 for all cores.
     pub threads: usize,
-    /// Bytes of input lines per work unit.
+    /// Bytes of input lines per work unit (the first and last few are smaller).
     pub chunk_bytes: usize,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
@@ -201,8 +202,16 @@ struct InputReader<'a> {
     inputs: &'a [PathBuf],
     start: Position,
     chunk_bytes: usize,
+    threads: usize,
     on_error: OnError,
+    /// Input bytes (compressed, as stored) read so far by this run.
     counter: Arc<AtomicU64>,
+    /// Input bytes this run reads in all: what `counter` ends at.
+    input_bytes: u64,
+    /// Text bytes handed out, and the input bytes read for them: the compression ratio that
+    /// turns the input left into text left.
+    text_out: u64,
+    input_for_text: u64,
     next_file: usize,
     current: Option<LineChunker>,
     stopped: bool,
@@ -210,7 +219,34 @@ struct InputReader<'a> {
     seq: u64,
 }
 
+/// Chunks smaller than this cost more in hand-offs than they save in balance.
+const MIN_CHUNK_BYTES: usize = 256 << 10;
+
+/// Text bytes for chunk `seq`. The first few are small, so that every worker has work within
+/// milliseconds (the first chunks also pay for their fresh buffers), and near the end of the
+/// input chunks shrink with the text left, so that the workers finish together instead of one
+/// tokenizing a last full chunk alone: on 2 cores and 300 MB of text the two cost 3 % together.
+fn chunk_size(full: usize, seq: u64, threads: usize, text_left: Option<u64>) -> usize {
+    let ramp = if seq < 3 { full >> (3 - seq) } else { full };
+    let tail = text_left.map_or(usize::MAX, |left| {
+        usize::try_from(left / (2 * threads.max(1) as u64)).unwrap_or(usize::MAX)
+    });
+    ramp.min(tail).max(full.min(MIN_CHUNK_BYTES)).max(1)
+}
+
 impl InputReader<'_> {
+    /// Text left to read, estimated from the input left and the compression ratio so far.
+    fn text_left(&self) -> Option<u64> {
+        if self.input_for_text == 0 {
+            return None;
+        }
+        let input_left = self
+            .input_bytes
+            .saturating_sub(self.counter.load(Ordering::Relaxed));
+        let ratio = self.text_out as f64 / self.input_for_text as f64;
+        Some((input_left as f64 * ratio) as u64)
+    }
+
     fn open(&self, f: usize) -> Result<LineChunker> {
         let path = &self.inputs[f];
         let mut c = LineChunker::open(path, f, self.chunk_bytes, Some(self.counter.clone()))?;
@@ -228,6 +264,7 @@ impl InputReader<'_> {
             if self.stopped {
                 return None;
             }
+            let size = chunk_size(self.chunk_bytes, self.seq, self.threads, self.text_left());
             let current = match &mut self.current {
                 Some(c) => c,
                 None => {
@@ -243,8 +280,15 @@ impl InputReader<'_> {
                     }
                 }
             };
-            match current.next_chunk_in(recycled.take().unwrap_or_default()) {
-                Ok(Some(chunk)) => break Item::Chunk(chunk),
+            current.set_chunk_bytes(size);
+            let before = self.counter.load(Ordering::Relaxed);
+            let next = current.next_chunk_in(recycled.take().unwrap_or_default());
+            self.input_for_text += self.counter.load(Ordering::Relaxed) - before;
+            match next {
+                Ok(Some(chunk)) => {
+                    self.text_out += chunk.data.len() as u64;
+                    break Item::Chunk(chunk);
+                }
                 Ok(None) => self.current = None,
                 Err(error) => {
                     let file = current.file_index();
@@ -349,8 +393,12 @@ pub fn tokenize_files(
         inputs: &opts.inputs,
         start,
         chunk_bytes: opts.chunk_bytes,
+        threads,
         on_error: opts.on_error,
         counter: counter.clone(),
+        input_bytes: input_bytes_total - already,
+        text_out: 0,
+        input_for_text: 0,
         next_file: start.file,
         current: None,
         stopped: false,
@@ -562,6 +610,24 @@ mod tests {
     use super::*;
     use crate::indexed::{IndexedDataset, IndexedDatasetBuilder};
     use std::io::Write;
+
+    #[test]
+    fn chunks_ramp_up_then_shrink_with_the_text_left() {
+        let full = 8 << 20;
+        // The first three: an eighth, a quarter, a half.
+        assert_eq!(chunk_size(full, 0, 2, None), 1 << 20);
+        assert_eq!(chunk_size(full, 1, 2, None), 2 << 20);
+        assert_eq!(chunk_size(full, 2, 2, None), 4 << 20);
+        assert_eq!(chunk_size(full, 3, 2, None), full);
+        assert_eq!(chunk_size(full, 9, 2, Some(1 << 40)), full);
+        // Near the end, a quarter of what is left on 2 workers, an eighth on 4...
+        assert_eq!(chunk_size(full, 9, 2, Some(20 << 20)), 5 << 20);
+        assert_eq!(chunk_size(full, 9, 4, Some(20 << 20)), (20 << 20) / 8);
+        // ...but never below the floor, nor above a small configured size.
+        assert_eq!(chunk_size(full, 9, 2, Some(1000)), MIN_CHUNK_BYTES);
+        assert_eq!(chunk_size(0, 9, 2, Some(0)), 1);
+        assert_eq!(chunk_size(100, 0, 2, Some(1 << 30)), 100);
+    }
 
     fn neox() -> Tokenizer {
         Tokenizer::from_file(concat!(
