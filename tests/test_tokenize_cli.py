@@ -525,3 +525,57 @@ def test_any_json_python_writes_reads_back_exactly(tmp_path, docs):
     assert len(ds) == len(texts)
     for i, text in enumerate(texts):
         assert ds[i].tolist() == ref.encode(text).ids + [0]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("kind", ["jsonl.zst", "parquet"])
+@pytest.mark.parametrize("checkpoint_seconds", ["0", "3600"])
+def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_seconds):
+    # A file-size limit makes the token file's writes fail past 2 MB (EFBIG), as a full disk
+    # would with ENOSPC. With checkpoints written, the work so far stays and the message says
+    # how to continue; the same command then finishes byte-identical to an undisturbed run.
+    # Without a checkpoint there is nothing to continue from and nothing is left behind.
+    import resource
+
+    source = tmp_path / f"in.{kind}"
+    if kind == "parquet":
+        write_parquet(source, lines * 2, row_group_size=40)
+    else:
+        write_zst_frames(source, lines * 2, frames=4)
+    prefix = tmp_path / "out"
+    # Small Parquet batches, so that there are checkpoints before the limit is reached.
+    code = "import pythia_data.tokenize as t; t.ARROW_BATCH_ROWS = 40; from pythia_data.cli import main; main()"
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "tokenize",
+        "-q",
+        str(source),
+        "--output",
+        str(prefix),
+        "--checkpoint-seconds",
+        checkpoint_seconds,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    failed = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size)
+    assert failed.returncode == 1, failed.stderr
+    assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
+    assert not Path(f"{prefix}.idx").exists()
+    work = Path(f"{prefix}.partial")
+    if checkpoint_seconds == "3600":
+        assert "kept in" not in failed.stderr
+        assert not work.exists()
+        return
+    assert f"kept in {work}" in failed.stderr and "run the same command again" in failed.stderr
+    assert (work / "checkpoint.json").exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed after" in done.stdout
+    tokenize_files([source], tmp_path / "clean")
+    assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")

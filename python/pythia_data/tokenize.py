@@ -330,6 +330,12 @@ def _tokenize_arrow(
     except KeyboardInterrupt:
         writer.checkpoint()
         raise
+    except OSError as e:
+        # A full disk or a lost mount is no reason to lose the work up to the last checkpoint.
+        hint = writer.keep_if_resumable()
+        if hint is None:
+            raise
+        raise OSError(f"{e}; {hint}") from e
     except BaseException:
         writer.discard()
         raise

@@ -138,7 +138,9 @@ def command(
     them (sorted), or Hugging Face datasets saved with `save_to_disk` (Parquet and saved
     datasets need pyarrow).
 
-    Killed runs continue from their last checkpoint when started again with the same command.
+    Killed runs continue from their last checkpoint when started again with the same command;
+    so do runs stopped by a full disk or another system error, whose work directory
+    (PREFIX.partial/) is kept. Bad input stops the run and leaves nothing behind.
     """
     output = _strip_extension(output)
     files = find_inputs(inputs)

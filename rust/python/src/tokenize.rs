@@ -239,12 +239,10 @@ impl TokenizeWriter {
     }
 
     /// Move the dataset into place; returns (documents, tokens, empty_skipped, errors_skipped).
+    /// On failure the writer stays open, for `discard` or `keep_if_resumable`.
     fn finish(&self, py: Python<'_>) -> PyResult<(u64, u64, u64, u64)> {
-        let out =
-            self.out.lock().unwrap().take().ok_or_else(|| {
-                PyValueError::new_err("the writer is already finished or discarded")
-            })?;
-        let c = py.detach(|| out.finish()).py_err()?;
+        let c = py.detach(|| self.with_out(|o| o.finish()))?;
+        self.out.lock().unwrap().take();
         Ok((c.documents, c.tokens, c.empty_skipped, c.errors_skipped))
     }
 
@@ -253,6 +251,16 @@ impl TokenizeWriter {
         if let Some(out) = self.out.lock().unwrap().take() {
             out.discard();
         }
+    }
+
+    /// Stop after an OS error: keep the work directory if it holds a checkpoint, returning
+    /// what to tell the user; otherwise delete it and return None.
+    fn keep_if_resumable(&self) -> Option<String> {
+        self.out
+            .lock()
+            .unwrap()
+            .take()
+            .and_then(TokenizedOutput::keep_if_resumable)
     }
 }
 

@@ -486,16 +486,13 @@ pub fn tokenize_files(
             },
         )
     });
-    match result {
-        Ok(()) => {
-            report.counts = out.finish()?;
+    match result.and_then(|()| out.finish()) {
+        Ok(counts) => {
+            report.counts = counts;
             Ok(report)
         }
         Err(e) if e.to_string() == INTERRUPTED => Err(e), // checkpoint kept for a restart
-        Err(e) => {
-            out.discard();
-            Err(e)
-        }
+        Err(e) => Err(out.abandon(e)),
     }
 }
 

@@ -121,6 +121,8 @@ pub struct TokenizedOutput {
     pub position: Position,
     /// Documents already written when this run started (resumed from a checkpoint).
     pub resumed_documents: u64,
+    /// Whether the work directory holds a checkpoint to continue from.
+    checkpointed: bool,
     /// Held while this run owns the work directory.
     _lock: Option<File>,
 }
@@ -238,6 +240,7 @@ impl TokenizedOutput {
             names,
             codes,
             resumed_documents: n,
+            checkpointed: saved.is_some(),
             counts,
             position,
             _lock: lock,
@@ -335,11 +338,14 @@ impl TokenizedOutput {
         self.position = position;
         self.sync()?;
         let bytes = serde_json::to_vec_pretty(&self.checkpoint_json()).unwrap();
-        write_atomically(&self.dir.join(CHECKPOINT), &bytes)
+        write_atomically(&self.dir.join(CHECKPOINT), &bytes)?;
+        self.checkpointed = true;
+        Ok(())
     }
 
-    /// Move the dataset into place and delete the work directory.
-    pub fn finish(mut self) -> Result<Counts> {
+    /// Move the dataset into place and delete the work directory. On failure the work
+    /// directory is left for the caller to keep or discard.
+    pub fn finish(&mut self) -> Result<Counts> {
         self.sync()?;
         let n = self.counts.documents;
         let idx_dest = idx_path(&self.prefix);
@@ -393,5 +399,38 @@ impl TokenizedOutput {
     /// Give up for good (a data error): nothing of this run is kept.
     pub fn discard(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Stop after an operating-system error (a full disk, a lost mount, a permission): hours of
+    /// work are not thrown away for a cause outside the data, so with a checkpoint to continue
+    /// from the work directory stays and the returned text says so; without one it is deleted.
+    pub fn keep_if_resumable(self) -> Option<String> {
+        if !self.checkpointed {
+            self.discard();
+            return None;
+        }
+        Some(format!(
+            "the work up to the last checkpoint is kept in {}: fix the cause and run the same \
+             command again to continue from there, or delete that directory to start over",
+            self.dir.display()
+        ))
+    }
+
+    /// Stop after `error`: [`Self::keep_if_resumable`] for an operating-system error (its
+    /// message then ends with what to do), [`Self::discard`] for any other.
+    pub fn abandon(self, error: Error) -> Error {
+        match error {
+            Error::Io { path, source } => match self.keep_if_resumable() {
+                Some(hint) => Error::Io {
+                    path,
+                    source: std::io::Error::new(source.kind(), format!("{source}; {hint}")),
+                },
+                None => Error::Io { path, source },
+            },
+            other => {
+                self.discard();
+                other
+            }
+        }
     }
 }
