@@ -120,7 +120,8 @@ def tokenize_files(
     per-document string to keep as subsets (None: no subset files). Returns the counts
     (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
-    stops the run after a checkpoint, so the same call later continues where it stopped.
+    stops the run after a checkpoint, so the same call later continues where it stopped; so
+    does an OSError (a full disk), which keeps the work up to the last checkpoint.
     """
     tok = tokenizer or Tokenizer.from_file()
     paths = [Path(p) for p in inputs]
