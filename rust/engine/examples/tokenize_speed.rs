@@ -1,9 +1,9 @@
 //! The tokenize pipeline against the bare tokenizer, in one process on the same text:
 //! `cargo run --release -p pythia-engine --example tokenize_speed -- THREADS CORPUS.jsonl.zst...`
 //! prints per-document encode MB/s on one core, the pipeline's MB/s on THREADS workers, and
-//! the ratio the pipeline goal is stated in (pipeline ÷ THREADS × encode). Environment:
-//! `CHUNK_BYTES` overrides the chunk size; `PIPELINE_ONLY=1` skips the encode measurement (to
-//! profile the pipeline alone).
+//! the ratio the pipeline goal is stated in (pipeline ÷ THREADS × encode), round by round and
+//! the median. Environment: `ROUNDS` (default 3); `CHUNK_BYTES` overrides the chunk size;
+//! `PIPELINE_ONLY=1` skips the encode measurement (to profile the pipeline alone).
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -50,18 +50,13 @@ fn main() {
     }
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let mb = bytes as f64 / 1e6;
-    let encode = if std::env::var_os("PIPELINE_ONLY").is_some() {
-        None
-    } else {
+    let pipeline_only = std::env::var_os("PIPELINE_ONLY").is_some();
+    let rounds: usize = std::env::var("ROUNDS").map_or(3, |r| r.parse().expect("ROUNDS"));
+    if !pipeline_only {
         for t in &texts {
             tok.encode(t); // warm the caches, as the pipeline's workers are warm after a chunk
         }
-        let t0 = Instant::now();
-        for t in &texts {
-            tok.encode(t);
-        }
-        Some(mb / t0.elapsed().as_secs_f64())
-    };
+    }
 
     let dir = std::env::temp_dir().join(format!("tokenize-speed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -70,25 +65,47 @@ fn main() {
     if let Ok(cb) = std::env::var("CHUNK_BYTES") {
         opts.chunk_bytes = cb.parse().expect("CHUNK_BYTES");
     }
-    let mut best = f64::MAX;
-    let mut cpu = 0.0;
-    for _ in 0..3 {
+    // Encode and pipeline take turns, so that each round's ratio compares the same minute of
+    // a shared machine (neighbours change its speed from one minute to the next).
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let encode = (!pipeline_only).then(|| {
+            let t0 = Instant::now();
+            for t in &texts {
+                tok.encode(t);
+            }
+            mb / t0.elapsed().as_secs_f64()
+        });
+        let _ = std::fs::remove_file(dir.join("out.bin"));
         let (t0, c0) = (Instant::now(), cpu_seconds());
         tokenize_files(&tok, &opts, &mut |_| true).unwrap();
-        best = best.min(t0.elapsed().as_secs_f64());
-        cpu = cpu_seconds() - c0;
+        let pipeline = mb / t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
+        print!(
+            "round {round}: {mb:.1} MB of text, pipeline on {threads} threads {pipeline:.1} MB/s \
+             ({:.2} ms CPU per MB)",
+            cpu * 1e3 / mb
+        );
+        match encode {
+            Some(e) => {
+                let ratio = pipeline / (threads as f64 * e);
+                ratios.push(ratio);
+                println!(
+                    "; encode {e:.1} MB/s on one core; pipeline = {:.0} % of {threads} × encode",
+                    100.0 * ratio
+                )
+            }
+            None => println!(),
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
-    let pipeline = mb / best;
-    print!(
-        "{mb:.1} MB of text: pipeline on {threads} threads {pipeline:.1} MB/s ({:.1} ms CPU per MB)",
-        cpu * 1e3 / mb
-    );
-    match encode {
-        Some(e) => println!(
-            "; encode {e:.1} MB/s on one core; pipeline = {:.0} % of {threads} × encode",
-            100.0 * pipeline / (threads as f64 * e)
-        ),
-        None => println!(),
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "pipeline ÷ ({threads} × encode): median {:.1} %, range {:.1}–{:.1} %",
+            100.0 * ratios[ratios.len() / 2],
+            100.0 * ratios[0],
+            100.0 * ratios[ratios.len() - 1]
+        );
     }
 }
