@@ -610,18 +610,22 @@ mod tests {
         }
     }
 
+    /// A reproducible random index below `n` per call (xorshift64).
+    fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
     /// Long strings dense with escapes of every kind, at every offset from a 64-byte block
     /// boundary: the bulk unescaper (where the CPU has it) and the scalar loop hand over
     /// exactly, also when an escape straddles two blocks or a `\\` pair meets a boundary.
     #[test]
     fn long_escaped_texts_agree_at_every_block_offset() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1du64);
         let pieces: &[&str] = &[
             "a",
             "plain words ",
@@ -657,13 +661,7 @@ mod tests {
     /// Random documents and random damage to them: the fast path never disagrees.
     #[test]
     fn random_lines_never_disagree() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let pieces: &[&str] = &[
             "a",
             " ",
