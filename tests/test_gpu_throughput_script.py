@@ -16,13 +16,16 @@ def test_the_gpu_benchmark_script_runs_end_to_end_on_cpu(tmp_path):
     cmd = [
         sys.executable, str(SCRIPT), "--device", "cpu", "--models", "14m",
         "--micro-batch", "14m=2", "--seq", "32", "--steps", "2", "--warmup-steps", "1",
-        "--no-compile", "--out", str(out),
+        "--no-compile", "--anchor", "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    (r,) = report["results"]
-    assert r["model"] == "pythia-14m" and r["micro_batch"] == 2 and r["seq_length"] == 32
-    assert r["tokens_per_s"] > 0 and r["tflops"] > 0 and r["mfu"] is None
-    assert 9.0 < r["final_loss"] < 12.0  # random init on random tokens: about ln(50k) = 10.8
-    assert "| pythia-14m | 2 |" in done.stdout
+    ours, anchor = report["results"]
+    assert (ours["impl"], anchor["impl"]) == ("pythia_train", "transformers")
+    for r in (ours, anchor):
+        assert r["model"] == "pythia-14m" and r["micro_batch"] == 2 and r["seq_length"] == 32
+        assert r["tokens_per_s"] > 0 and r["tflops"] > 0 and r["mfu"] is None
+        assert 9.0 < r["final_loss"] < 12.0  # random init on random tokens: about ln(50k) = 10.8
+    assert "| pythia-14m | pythia_train | 2 |" in done.stdout
+    assert "| pythia-14m | transformers | 2 |" in done.stdout
