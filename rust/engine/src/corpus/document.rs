@@ -60,6 +60,13 @@ pub(crate) fn parse_with_serde<'a>(
         .deserialize(&mut de)
         .and_then(|r| de.end().map(|_| r))
         .map_err(|e| format!("invalid JSON: {e}"))?;
+    // serde_json checks the strings it keeps, not the ones it skips.
+    if let Err(e) = std::str::from_utf8(line) {
+        return Err(format!(
+            "invalid JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to() + 1
+        ));
+    }
     match text {
         Field::Str(text) => Ok(Document { text, meta }),
         Field::Missing => Err(format!("no {:?} field", fields.text_key)),
@@ -224,6 +231,24 @@ mod tests {
 
     fn pile() -> DocumentFields {
         DocumentFields::new("text", Some("meta.pile_set_name"))
+    }
+
+    #[test]
+    fn bad_utf8_anywhere_in_the_line_is_an_error() {
+        // Python's json refuses these lines too; the fields we skip must not hide it.
+        let lines: [&[u8]; 4] = [
+            b"{\"text\": \"x\", \"junk\": \"\xff\"}",
+            b"{\"text\": \"x\", \"junk\": [1, \"a\xc3\"]}",
+            b"{\"junk\": {\"k\": \"\xe2\x82\"}, \"text\": \"x\", \"meta\": {}}",
+            b"{\"text\": \"x\", \"meta\": {\"pile_set_name\": \"a\", \"o\": \"\xff\"}}",
+        ];
+        for line in lines {
+            let err = parse(line, &pile()).expect_err("invalid UTF-8 must be refused");
+            assert!(err.contains("invalid UTF-8"), "{err}");
+        }
+        // Valid multi-byte text in a skipped field is fine.
+        let ok = "{\"text\": \"x\", \"junk\": \"é中😀\"}".as_bytes();
+        assert_eq!(parse(ok, &pile()).unwrap().text, "x");
     }
 
     #[test]
