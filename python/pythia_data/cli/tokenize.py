@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import time
@@ -12,6 +13,12 @@ import click
 from pythia_data.indexed import _strip_extension
 from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
 from pythia_data.tokenizer import Tokenizer
+
+
+def _not_nan(param, value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("must be a number of seconds, not nan", param=param)
+    return value
 
 
 def _raise_interrupt(signum, frame):
@@ -116,7 +123,8 @@ class _Bar:
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="How often to checkpoint for resuming after a kill.",
+    callback=lambda ctx, param, value: _not_nan(param, value),
+    help="How often to checkpoint for resuming after a kill ('inf': never).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(
@@ -152,8 +160,10 @@ def command(
         files = shard_inputs(files, shard_index, num_shards)
         output = shard_prefix(output, shard_index, num_shards)
         if not files:
+            total = len(find_inputs(inputs))
             raise click.ClickException(
-                f"shard {shard_index} of {num_shards} has no input files (only {len(find_inputs(inputs))})"
+                f"shard {shard_index} of {num_shards} has no input files: shards are made of "
+                f"whole files and there are only {total}; use --num-shards {total} or fewer"
             )
     tokenizer = Tokenizer.from_file(tokenizer_path)
     bar = _Bar(enabled=not quiet)
@@ -179,6 +189,8 @@ def command(
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         bar.close()
+    if report.get("restart_note"):
+        click.echo(f"note: {report['restart_note']}", err=True)
     if report["resumed_documents"]:
         click.echo(f"resumed after {report['resumed_documents']:,} documents from a checkpoint")
     click.echo(

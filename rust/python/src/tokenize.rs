@@ -18,6 +18,16 @@ use pythia_engine::tokenize::{self, OnError, Position, TokenizeOptions, Tokenize
 use crate::errors::IntoPy;
 use crate::tokenizer::Tokenizer;
 
+/// A time interval in seconds: negative means "every time", too large or infinite "never".
+fn interval(name: &str, seconds: f64) -> PyResult<Duration> {
+    if seconds.is_nan() {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a number of seconds, not NaN"
+        )));
+    }
+    Ok(Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX))
+}
+
 #[pyfunction]
 #[pyo3(signature = (tokenizer, inputs, prefix, *, text_key = "text".to_string(), meta_key = None,
                     on_error = "fail", threads = 0, chunk_bytes = 8 << 20,
@@ -53,8 +63,8 @@ fn tokenize_files<'py>(
     opts.on_error = on_error;
     opts.threads = threads;
     opts.chunk_bytes = chunk_bytes;
-    opts.checkpoint_interval = Duration::from_secs_f64(checkpoint_seconds.max(0.0));
-    opts.progress_interval = Duration::from_secs_f64(progress_seconds.max(0.0));
+    opts.checkpoint_interval = interval("checkpoint_seconds", checkpoint_seconds)?;
+    opts.progress_interval = interval("progress_seconds", progress_seconds)?;
     let tok = tokenizer.inner.clone();
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {
@@ -95,6 +105,7 @@ fn tokenize_files<'py>(
     d.set_item("empty_skipped", report.counts.empty_skipped)?;
     d.set_item("errors_skipped", report.counts.errors_skipped)?;
     d.set_item("resumed_documents", report.resumed_documents)?;
+    d.set_item("restart_note", report.restart_note)?;
     d.set_item("skipped_examples", report.skipped_examples)?;
     d.set_item("dtype", report.dtype.map(|t| t.numpy_name()))?;
     Ok(d)
@@ -167,6 +178,12 @@ impl TokenizeWriter {
     #[getter]
     fn resumed_documents(&self) -> PyResult<u64> {
         self.with_out(|o| Ok(o.resumed_documents))
+    }
+
+    /// Why a checkpoint in the work directory was not resumed from, if one was there.
+    #[getter]
+    fn restart_note(&self) -> PyResult<Option<String>> {
+        self.with_out(|o| Ok(o.restart_note.clone()))
     }
 
     /// Counts so far: documents, tokens, empty_skipped, errors_skipped.

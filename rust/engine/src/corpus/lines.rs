@@ -134,12 +134,29 @@ pub struct LineChunker {
     pending: Option<Error>,
 }
 
+/// How zstd and flate2 report a checksum that does not match the data they produced.
+const CHECKSUM_MESSAGES: [&str; 2] = [
+    "doesn't match checksum",
+    "does not have a matching checksum",
+];
+
 fn read_error(path: &Path, line: u64, e: std::io::Error) -> Error {
     let what = match Compression::of(path) {
         Compression::Zstd => "zstd stream",
         Compression::Gzip => "gzip stream",
         Compression::None => "file",
     };
+    let text = e.to_string();
+    if CHECKSUM_MESSAGES.iter().any(|m| text.contains(m)) {
+        return Error::Damaged {
+            path: path.to_path_buf(),
+            message: format!(
+                "reading line {line}: the {what} fails its checksum ({text}), so lines already \
+                 read from it may be wrong; this cannot be skipped: replace the file with an \
+                 intact copy"
+            ),
+        };
+    }
     Error::corrupt(
         path,
         format!("reading line {line}: truncated or corrupt {what}: {e}"),

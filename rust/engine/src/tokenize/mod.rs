@@ -94,6 +94,8 @@ pub struct TokenizeReport {
     pub counts: Counts,
     /// Documents taken over from an interrupted run's checkpoint.
     pub resumed_documents: u64,
+    /// Why a checkpoint in the work directory was not resumed from, if one was there.
+    pub restart_note: Option<String>,
     /// The first few skipped problems, `path:line: message`.
     pub skipped_examples: Vec<String>,
     pub dtype: Option<DType>,
@@ -385,6 +387,7 @@ pub fn tokenize_files(
         .sum();
     let mut report = TokenizeReport {
         resumed_documents,
+        restart_note: out.restart_note.clone(),
         dtype: Some(dtype),
         ..Default::default()
     };
@@ -486,7 +489,11 @@ pub fn tokenize_files(
             },
         )
     });
-    match result.and_then(|()| out.finish()) {
+    let finished = result.and_then(|()| {
+        out.inputs_done(opts.inputs.len());
+        out.finish()
+    });
+    match finished {
         Ok(counts) => {
             report.counts = counts;
             Ok(report)
@@ -557,7 +564,7 @@ fn write_in_order(
                     };
                 }
                 Outcome::Failed { file, error } => {
-                    if opts.on_error == OnError::Fail {
+                    if opts.on_error == OnError::Fail || matches!(error, Error::Damaged { .. }) {
                         return Err(error);
                     }
                     out.counts.errors_skipped += 1;

@@ -104,6 +104,24 @@ fn write_streamed(
     std::fs::rename(tmp, dest).at(dest)
 }
 
+/// A run killed inside `finish`, after `tokens.bin` became `PREFIX.bin` but before the `.idx`
+/// was written, would otherwise find its checkpoint without tokens and start over: move the
+/// tokens back so the same command only has to finish. Not once the `.idx` exists: then the
+/// output is whole, and moving its `.bin` away could lose it.
+fn recover_finished_tokens(prefix: &Path, dir: &Path, saved: &Value) -> Result<()> {
+    let bin = bin_path(prefix);
+    let tokens = dir.join("tokens.bin");
+    let recorded = saved["tokens_bytes"].as_u64();
+    if saved["finished"].as_bool() == Some(true)
+        && !tokens.exists()
+        && !idx_path(prefix).exists()
+        && std::fs::metadata(&bin).is_ok_and(|m| Some(m.len()) == recorded)
+    {
+        std::fs::rename(&bin, &tokens).at(&tokens)?;
+    }
+    Ok(())
+}
+
 pub struct TokenizedOutput {
     prefix: PathBuf,
     dir: PathBuf,
@@ -121,6 +139,8 @@ pub struct TokenizedOutput {
     pub position: Position,
     /// Documents already written when this run started (resumed from a checkpoint).
     pub resumed_documents: u64,
+    /// Why a checkpoint found in the work directory was not used, for the user.
+    pub restart_note: Option<String>,
     /// Whether the work directory holds a checkpoint to continue from.
     checkpointed: bool,
     /// Held while this run owns the work directory.
@@ -145,6 +165,31 @@ fn lock_work_dir(prefix: &Path, dir: &Path) -> Result<Option<File>> {
 }
 
 const CHECKPOINT: &str = "checkpoint.json";
+/// Marks a work directory as ours: only such a directory is ever emptied or deleted, so an
+/// output named after a user's own `NAME.partial/` folder (an input folder, say) never costs
+/// them its files.
+const MARKER: &str = ".pythia-data-tokenize";
+
+/// Create `dir` as this output's work directory, or check that an existing one is ours.
+fn claim_work_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).at(dir)?;
+    } else {
+        let entries = std::fs::read_dir(dir).at(dir)?.count();
+        // Work directories of earlier versions have no marker but always a checkpoint.
+        let ours = dir.join(MARKER).exists() || dir.join(CHECKPOINT).exists();
+        if !ours && entries > 0 {
+            return Err(Error::invalid(format!(
+                "{}: this folder is in the way of the run's work directory, and it was not made \
+                 by pythia-data tokenize (no {MARKER} in it), so it is left alone: move it away \
+                 or choose another --output",
+                dir.display()
+            )));
+        }
+    }
+    File::create(dir.join(MARKER)).at(dir.join(MARKER))?;
+    Ok(())
+}
 
 fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
     let f = OpenOptions::new()
@@ -172,29 +217,52 @@ impl TokenizedOutput {
     ) -> Result<Self> {
         crate::indexed::check_output_prefix(prefix)?;
         let dir = work_dir(prefix);
-        std::fs::create_dir_all(&dir).at(&dir)?;
+        claim_work_dir(&dir)?;
         let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
         let saved: Option<Value> = match std::fs::read(&checkpoint_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).ok(),
             Err(_) => None,
         };
+        let same_command = saved
+            .as_ref()
+            .is_some_and(|v| v["fingerprint"].as_str() == Some(fingerprint));
+        if same_command {
+            recover_finished_tokens(prefix, &dir, saved.as_ref().unwrap())?;
+        }
         // Resume only the same command, and only if every file still holds what the checkpoint
-        // counted (a crash inside `finish` may have moved tokens.bin away already).
-        let saved = saved.filter(|v| {
+        // counted.
+        let has_files = |v: &Value| {
             let need = |key: &str, scale: u64| v[key].as_u64().unwrap_or(0) * scale;
             let has = |name: &str, len: u64| {
                 std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() >= len)
             };
-            v["fingerprint"].as_str() == Some(fingerprint)
-                && has("tokens.bin", need("tokens_bytes", 1))
+            has("tokens.bin", need("tokens_bytes", 1))
                 && has("sizes.i32", need("documents", 4))
                 && has("subsets.u16", need("documents", 2))
-        });
+        };
+        let restart_note = match &saved {
+            None => None,
+            Some(_) if !same_command => Some(format!(
+                "the checkpoint in {} was made by a different command (other inputs, options or \
+                 tokenizer), so this run starts over",
+                dir.display()
+            )),
+            Some(v) if !has_files(v) => Some(format!(
+                "the checkpoint in {} no longer matches the files beside it, so this run starts \
+                 over",
+                dir.display()
+            )),
+            Some(_) => None,
+        };
+        let saved = saved.filter(|_| restart_note.is_none());
         if saved.is_none() {
             // Emptied, not removed: the lock is on the directory itself.
             for entry in std::fs::read_dir(&dir).at(&dir)? {
                 let path = entry.at(&dir)?.path();
+                if path.file_name() == Some(std::ffi::OsStr::new(MARKER)) {
+                    continue;
+                }
                 if path.is_dir() {
                     std::fs::remove_dir_all(&path).at(&path)?;
                 } else {
@@ -240,6 +308,7 @@ impl TokenizedOutput {
             names,
             codes,
             resumed_documents: n,
+            restart_note,
             checkpointed: saved.is_some(),
             counts,
             position,
@@ -298,8 +367,14 @@ impl TokenizedOutput {
         if let Some(&c) = self.codes.get(name) {
             return Ok(c);
         }
-        let c = u16::try_from(self.names.len())
-            .map_err(|_| Error::invalid("more than 65,536 distinct subset names"))?;
+        let c = u16::try_from(self.names.len()).map_err(|_| {
+            Error::invalid(format!(
+                "more than 65,536 distinct values of the meta key {:?} (it names a subset per \
+                 document, such as meta.pile_set_name): choose another --meta-key, or none with \
+                 --meta-key ''",
+                self.meta_key.as_deref().unwrap_or("")
+            ))
+        })?;
         self.names.push(name.to_string());
         self.codes.insert(name.to_string(), c);
         Ok(c)
@@ -318,9 +393,10 @@ impl TokenizedOutput {
         Ok(())
     }
 
-    fn checkpoint_json(&self) -> Value {
+    fn checkpoint_json(&self, finished: bool) -> Value {
         json!({
             "format": 1,
+            "finished": finished,
             "fingerprint": self.fingerprint,
             "file": self.position.file,
             "line": self.position.line,
@@ -336,17 +412,31 @@ impl TokenizedOutput {
     /// Make everything written so far durable and record `position` as the restart point.
     pub fn checkpoint(&mut self, position: Position) -> Result<()> {
         self.position = position;
+        self.write_checkpoint(false)
+    }
+
+    fn write_checkpoint(&mut self, finished: bool) -> Result<()> {
         self.sync()?;
-        let bytes = serde_json::to_vec_pretty(&self.checkpoint_json()).unwrap();
+        let bytes = serde_json::to_vec_pretty(&self.checkpoint_json(finished)).unwrap();
         write_atomically(&self.dir.join(CHECKPOINT), &bytes)?;
         self.checkpointed = true;
         Ok(())
     }
 
+    /// Every one of `inputs` input files is consumed: a restart after a crash inside `finish`
+    /// then reads nothing again.
+    pub fn inputs_done(&mut self, inputs: usize) {
+        self.position = Position {
+            file: inputs,
+            line: 0,
+        };
+    }
+
     /// Move the dataset into place and delete the work directory. On failure the work
     /// directory is left for the caller to keep or discard.
     pub fn finish(&mut self) -> Result<Counts> {
-        self.sync()?;
+        // Recorded first, so that a run killed between the renames below can be finished.
+        self.write_checkpoint(true)?;
         let n = self.counts.documents;
         let idx_dest = idx_path(&self.prefix);
         // A stale .idx must not pair with the new .bin if we die between the renames.

@@ -1,0 +1,180 @@
+"""`pythia-data tokenize` when things go wrong around the run rather than in the text: a folder in
+the way of the work directory, a crash inside the final step, a rerun with other arguments,
+compressed streams that fail their checksums, odd option values."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+import tokenizers
+import zstandard
+from click.testing import CliRunner
+
+from pythia_data import IndexedDataset
+from pythia_data.cli import main
+from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
+from pythia_data.tokenize import tokenize_files
+
+DOCS = [f"document {i}: some text to tokenize, number {i * 7}" for i in range(40)]
+
+
+def run(*args) -> object:
+    return CliRunner().invoke(main, ["tokenize", "--quiet", *map(str, args)])
+
+
+def write_jsonl(path: Path, texts=DOCS) -> Path:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def oracle_ids(texts=DOCS) -> list[list[int]]:
+    tok = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    return [tok.encode(t).ids + [0] for t in texts]
+
+
+def items(prefix: Path) -> list[list[int]]:
+    ds = IndexedDataset(prefix)
+    return [ds[i].tolist() for i in range(len(ds))]
+
+
+def output_bytes(prefix: Path) -> bytes:
+    return b"".join(Path(f"{prefix}{ext}").read_bytes() for ext in (".bin", ".idx"))
+
+
+def test_an_input_folder_named_like_the_work_directory_is_left_alone(tmp_path):
+    # `-o data` makes data.partial/ the work directory; here that is the user's input folder.
+    folder = tmp_path / "data.partial"
+    folder.mkdir()
+    src = write_jsonl(folder / "a.jsonl")
+    result = run(folder, "-o", tmp_path / "data")
+    assert result.exit_code == 1
+    assert "not made by pythia-data tokenize" in result.output and "data.partial" in result.output
+    assert src.read_text() == write_jsonl(tmp_path / "copy.jsonl").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jsonl"]
+    assert not (tmp_path / "data.bin").exists()
+
+
+def test_a_foreign_folder_in_the_way_is_not_emptied_but_an_empty_one_is_used(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    keep = tmp_path / "keep.partial"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    result = run(src, "-o", tmp_path / "keep")
+    assert result.exit_code == 1 and "move it away or choose another --output" in result.output
+    assert (keep / "notes.txt").read_text() == "mine"
+    (tmp_path / "empty.partial").mkdir()
+    result = run(src, "-o", tmp_path / "empty")
+    assert result.exit_code == 0, result.output
+    assert items(tmp_path / "empty") == oracle_ids()
+    assert not (tmp_path / "empty.partial").exists()
+
+
+def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    blocker = tmp_path / "out.partial" / "final.idx"
+
+    def block_the_index(*_):
+        # A folder where the .idx is built makes the final step fail after tokens.bin has
+        # become out.bin: the state a kill at that moment leaves behind.
+        blocker.mkdir(exist_ok=True)
+
+    with pytest.raises(OSError, match="run the same command again"):
+        tokenize_files([src], prefix, progress=block_the_index, progress_seconds=0)
+    assert (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
+    blocker.rmdir()
+    report = tokenize_files([src], prefix)
+    # Nothing was tokenized again: every document came from the interrupted run.
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert items(prefix) == oracle_ids()
+    assert not (tmp_path / "out.partial").exists()
+    tokenize_files([src], tmp_path / "clean")
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
+    prefix = tmp_path / "out"
+    calls = 0
+
+    def stop_soon(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS], prefix, threads=1, chunk_bytes=20_000, checkpoint_seconds=0,
+            progress=stop_soon, progress_seconds=0,
+        )  # fmt: skip
+    assert (tmp_path / "out.partial" / "checkpoint.json").exists()
+    result = run(SAMPLE_CORPUS, "-o", prefix, "--meta-key", "")
+    assert result.exit_code == 0, result.output
+    assert "note: the checkpoint in" in result.output and "starts over" in result.output
+    assert "resumed after" not in result.output
+    tokenize_files([SAMPLE_CORPUS], tmp_path / "clean", meta_key=None)
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def zstd_with_bad_checksum(path: Path) -> Path:
+    data = zstandard.ZstdCompressor(write_checksum=True).compress(
+        write_jsonl(path.with_suffix(".tmp")).read_bytes()
+    )
+    # The frame's last 4 bytes are its checksum: the data decodes, the check then fails.
+    path.write_bytes(data[:-4] + bytes(b ^ 0xFF for b in data[-4:]))
+    return path
+
+
+def gzip_with_bad_checksum(path: Path) -> Path:
+    data = bytearray(gzip.compress(write_jsonl(path.with_suffix(".tmp")).read_bytes()))
+    data[-8] ^= 0xFF  # the CRC-32 in the member's trailer
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [(zstd_with_bad_checksum, "in.jsonl.zst"), (gzip_with_bad_checksum, "in.jsonl.gz")],
+)
+def test_a_stream_failing_its_checksum_is_not_skipped(tmp_path, make, name):
+    src = make(tmp_path / name)
+    good = write_jsonl(tmp_path / "good.jsonl", ["after"])
+    for extra in ([], ["--on-error", "skip"]):
+        result = run(src, good, "-o", tmp_path / "out", *extra)
+        assert result.exit_code == 1, result.output
+        assert str(src) in result.output and "fails its checksum" in result.output
+        assert "cannot be skipped" in result.output
+        assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_bad_utf8_in_a_field_that_is_not_read_is_still_an_error(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(
+        b'{"text": "ok", "meta": {"pile_set_name": "A"}}\n'
+        b'{"text": "bad", "other": "caf\xe9"}\n'
+        b'{"text": "fine"}\n'
+    )
+    result = run(src, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and f"{src}: line 2: invalid JSON" in result.output
+    assert "invalid UTF-8" in result.output
+    result = run(src, "-o", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output
+    assert items(tmp_path / "out") == oracle_ids(["ok", "fine"])
+
+
+def test_checkpoint_seconds_infinite_means_never_and_nan_is_refused(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    result = run(src, "-o", tmp_path / "inf", "--checkpoint-seconds", "inf")
+    assert result.exit_code == 0, result.output
+    assert items(tmp_path / "inf") == oracle_ids()
+    result = run(src, "-o", tmp_path / "nan", "--checkpoint-seconds", "nan")
+    assert result.exit_code == 2 and "not nan" in result.output
+    for value in (math.inf, 1e300):
+        tokenize_files([src], tmp_path / "api", checkpoint_seconds=value, progress_seconds=value)
+        assert items(tmp_path / "api") == oracle_ids()
+    with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds"):
+        tokenize_files([src], tmp_path / "api", checkpoint_seconds=math.nan)
