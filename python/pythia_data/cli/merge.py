@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from pythia_data.dataset import _read_subsets
+from pythia_data import _core
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
+
+SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
 
 
 def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
@@ -19,7 +23,11 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     previous: Path | None = None
     for arg in inputs:
         prefix = _strip_extension(arg)
-        pair = previous is not None and prefix == _strip_extension(previous) and arg.suffix != previous.suffix
+        pair = (
+            previous is not None
+            and prefix == _strip_extension(previous)
+            and arg.suffix != previous.suffix
+        )
         if pair and {arg.suffix, previous.suffix} == {".bin", ".idx"}:
             previous = None
             continue
@@ -28,21 +36,65 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     return out
 
 
-def _merge_subsets(output: Path, datasets: list[IndexedDataset]) -> None:
-    """Join the per-document subset files that `pythia-data tokenize` writes, when every input
-    has them, so the merged parts equal one tokenize run over all the inputs."""
+def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
+    """The merged subset files (npy, json) when every input has them, so the merged parts equal
+    one tokenize run over all the inputs; read and checked before any output is written."""
     has = [ds.prefix.with_name(ds.prefix.name + ".subsets.json").exists() for ds in datasets]
     if all(has):
-        from pythia_data.tokenize import merge_subsets
-
-        merge_subsets(output, [ds.prefix for ds in datasets])
-    elif any(has):
+        return _core.join_subsets([ds.prefix for ds in datasets])
+    if any(has):
         missing = next(ds.prefix for ds, h in zip(datasets, has, strict=True) if not h)
         click.echo(
             f"note: {missing} has no .subsets files, so {output} gets none (subset provenance "
             "is only kept when every input has it)",
             err=True,
         )
+    return None
+
+
+def _subsets_paths(output: Path) -> list[Path]:
+    return [output.with_name(output.name + s) for s in SUBSET_SUFFIXES]
+
+
+def _temp(dest: Path) -> Path:
+    """The engine's temporary name for `dest` (atomic.rs), so a killed run's is found stale."""
+    return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+
+
+def _stage_subsets(output: Path, joined: tuple[bytes, bytes]) -> None:
+    for dest, data in zip(_subsets_paths(output), joined, strict=True):
+        _core.remove_stale_temps(dest)
+        with open(_temp(dest), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _move_into_place(output: Path, builder: IndexedDatasetBuilder, staged: bool) -> None:
+    """The stale .idx goes first, so that a new .bin never pairs with an old one; then the
+    subsets, or the removal of old ones that would describe other documents; then the
+    builder's .bin, and its .idx last: only a complete output ever has an .idx."""
+    idx = output.with_name(output.name + ".idx")
+    idx.unlink(missing_ok=True)
+    try:
+        for dest in _subsets_paths(output):
+            if staged:
+                os.replace(_temp(dest), dest)
+            else:
+                dest.unlink(missing_ok=True)
+        builder.finish()
+    except BaseException:
+        if not idx.exists():  # an interrupt can land after finish: a complete output stays
+            _remove_half_output(output)
+        raise
+
+
+def _remove_half_output(output: Path) -> None:
+    """Without its .idx, OUTPUT is no dataset: a .bin or subsets left of it (new or from an
+    earlier run) would only be mistaken for part of one."""
+    for dest in [output.with_name(output.name + ".bin"), *_subsets_paths(output)]:
+        with contextlib.suppress(OSError):  # best effort: the first error is the one to report
+            dest.unlink(missing_ok=True)
 
 
 @click.command("merge")
@@ -70,8 +122,7 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
     if len(dtypes) > 1:
         detail = ", ".join(f"{ds.prefix} ({ds.dtype.name})" for ds in datasets)
         raise click.UsageError(f"inputs have different dtypes: {detail}")
-    for ds in datasets:  # damaged subset files are refused before any output is written
-        _read_subsets(ds.prefix, len(ds))
+    subsets = _join_subsets(output, datasets)
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:
@@ -79,11 +130,14 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
             for ds in datasets:
                 builder.append_dataset(ds)
                 bar.update(ds.total_tokens * ds.dtype.itemsize)
-        builder.finish()
+        if subsets is not None:
+            _stage_subsets(output, subsets)
+        _move_into_place(output, builder, staged=subsets is not None)
     except BaseException:
         builder.abort()
+        for dest in _subsets_paths(output):
+            _temp(dest).unlink(missing_ok=True)
         raise
-    _merge_subsets(output, datasets)
     items = sum(len(ds) for ds in datasets)
     tokens = sum(ds.total_tokens for ds in datasets)
     click.echo(f"wrote {output} ({len(datasets)} inputs, {items:,} items, {tokens:,} tokens)")
