@@ -294,6 +294,28 @@ def test_merge_failing_in_the_final_step_leaves_nothing(tmp_path):
     }
 
 
+def test_merge_refuses_incomplete_shard_sets(tmp_path):
+    parts = [tmp_path / f"p-{i:05d}-of-00003" for i in range(3)]
+    for i, part in enumerate(parts):
+        write_dataset(part, [i + 1])
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2])
+    assert code == 2 and "p-*-of-00003: part(s) 00001 missing" in out, out
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2], parts[1])
+    assert code == 2 and "out of order or repeated: 00002 is given where 00001 belongs" in out, out
+    assert leftovers(tmp_path, "m") == []
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2], "--allow-partial")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 3]
+    code, out = run("merge", tmp_path / "m", *parts)
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 2, 3]
+    # Names of two different runs are no shard set: any order is taken.
+    write_dataset(tmp_path / "q-00001-of-00002", [4])
+    code, out = run("merge", tmp_path / "m", tmp_path / "q-00001-of-00002", parts[0])
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 1]
+
+
 def test_a_killed_merge_leaves_a_temporary_the_next_merge_removes(tmp_path):
     from pythia_data import IndexedDatasetBuilder
 

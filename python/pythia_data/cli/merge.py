@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import click
@@ -13,6 +14,8 @@ from pythia_data import _core
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
 
 SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
+# What `pythia-data tokenize --shard-index I --num-shards N` names its output (shard_prefix).
+SHARD_NAME = re.compile(r"(.*)-(\d{5,})-of-(\d{5,})")
 
 
 def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
@@ -34,6 +37,33 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
         out.append(prefix)
         previous = arg
     return out
+
+
+def _check_shard_set(prefixes: list[Path]) -> None:
+    """Refuse the parts of one sharded tokenize run unless all are given, in order: a missing
+    or misplaced part silently drops or reorders documents."""
+    names = [SHARD_NAME.fullmatch(p.name) for p in prefixes]
+    if not all(names):
+        return
+    runs = {(p.parent.resolve(), m[1], m[3]) for p, m in zip(prefixes, names, strict=True)}
+    if len(runs) != 1:
+        return
+    stem, n = prefixes[0].with_name(names[0][1]), names[0][3]
+    got = [int(m[2]) for m in names]
+    if got == list(range(int(n))):
+        return
+    missing = sorted(set(range(int(n))) - set(got))
+    if missing:
+        shown = ", ".join(f"{i:05d}" for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        problem = f"part(s) {shown}{more} missing"
+    else:
+        k = next(k for k, i in enumerate(got) if i != k)
+        problem = f"parts out of order or repeated: {got[k]:05d} is given where {k:05d} belongs"
+    raise click.UsageError(
+        f"{stem}-*-of-{n}: {problem}; give parts 00000 to {int(n) - 1:05d} in order (a glob "
+        f"like {stem}-*-of-{n}.idx does), or pass --allow-partial to merge them as given"
+    )
 
 
 def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
@@ -100,18 +130,29 @@ def _remove_half_output(output: Path) -> None:
 @click.command("merge")
 @click.argument("output", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def command(output: Path, inputs: tuple[Path, ...]) -> None:
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Merge parts of a sharded tokenize run (PREFIX-IIIII-of-NNNNN) even when some are "
+    "missing or out of order.",
+)
+def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None:
     """Concatenate the datasets INPUTS..., in the order given, into OUTPUT.
 
     OUTPUT and INPUTS are dataset prefixes (PREFIX.bin/.idx, with or without the extension;
     a glob like `out/pile-*-of-00030.idx` lists the parts of a sharded tokenize run in order).
-    The result is byte-identical to GPT-NeoX's tools/merge_datasets.py: items appended in order,
-    doc_idx shifted. When every input has the PREFIX.subsets.* files of `pythia-data tokenize`,
-    they are joined too. All inputs must share one dtype. OUTPUT appears only when the merge is
-    complete; an interrupted merge leaves nothing behind.
+    Parts of a sharded run must all be given, in order,
+    unless --allow-partial. The result is byte-identical to GPT-NeoX's
+    tools/merge_datasets.py: items appended in order, doc_idx shifted. When every input has the
+    PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. All inputs must share
+    one dtype. OUTPUT appears only when the merge is complete; an interrupted merge leaves
+    nothing behind.
     """
     output = _strip_extension(output)
-    datasets = [IndexedDataset(p) for p in _dataset_args(inputs)]
+    prefixes = _dataset_args(inputs)
+    if not allow_partial:
+        _check_shard_set(prefixes)
+    datasets = [IndexedDataset(p) for p in prefixes]
     # Compared as files: an output named like an input's shard would be renamed over it.
     outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
     for ds in datasets:
