@@ -316,6 +316,16 @@ def test_merge_refuses_incomplete_shard_sets(tmp_path):
     assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 1]
 
 
+def test_merge_glob_skips_subsets_files(tmp_path):
+    write_dataset(tmp_path / "a", [3, 5], ("k", ["X", "Y"], [1, 0]))
+    write_dataset(tmp_path / "b", [2], ("k", ["Y"], [0]))
+    globbed = sorted(p for p in tmp_path.iterdir() if p.name[0] in "ab")
+    assert [p.name for p in globbed][:4] == ["a.bin", "a.idx", "a.subsets.json", "a.subsets.npy"]
+    code, out = run("merge", tmp_path / "m", *globbed)
+    assert code == 0 and "2 inputs, 3 items" in out, out
+    assert np.load(tmp_path / "m.subsets.npy").tolist() == [0, 1, 0]
+
+
 def test_a_killed_merge_leaves_a_temporary_the_next_merge_removes(tmp_path):
     from pythia_data import IndexedDatasetBuilder
 

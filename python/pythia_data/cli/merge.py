@@ -20,11 +20,14 @@ SHARD_NAME = re.compile(r"(.*)-(\d{5,})-of-(\d{5,})")
 
 def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     """Prefixes from the arguments. A shell glob such as `part-*` names each dataset twice in
-    a row (its .bin, then its .idx): such a pair counts once. A dataset named twice on purpose
-    (its prefix twice, or apart) is merged twice."""
+    a row (its .bin, then its .idx): such a pair counts once. The glob also matches tokenize's
+    PREFIX.subsets.npy/.json, which travel with their dataset anyway: they are skipped. A
+    dataset named twice on purpose (its prefix twice, or apart) is merged twice."""
     out: list[Path] = []
     previous: Path | None = None
     for arg in inputs:
+        if arg.name.endswith(SUBSET_SUFFIXES):
+            continue
         prefix = _strip_extension(arg)
         pair = (
             previous is not None
@@ -140,8 +143,8 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None
     """Concatenate the datasets INPUTS..., in the order given, into OUTPUT.
 
     OUTPUT and INPUTS are dataset prefixes (PREFIX.bin/.idx, with or without the extension;
-    a glob like `out/pile-*-of-00030.idx` lists the parts of a sharded tokenize run in order).
-    Parts of a sharded run must all be given, in order,
+    a glob like `out/pile-*-of-00030*` lists the parts of a sharded tokenize run in order, and
+    its PREFIX.subsets.* files are skipped). Parts of a sharded run must all be given, in order,
     unless --allow-partial. The result is byte-identical to GPT-NeoX's
     tools/merge_datasets.py: items appended in order, doc_idx shifted. When every input has the
     PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. All inputs must share
