@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -222,3 +223,128 @@ def test_merge_refuses_damaged_subset_files_before_writing(tmp_path):
     code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
     assert code == 1 and "b.subsets.json" in out, out
     assert not list(tmp_path.glob("m.*"))
+
+
+def write_dataset(prefix, sizes, subsets=None):
+    """Documents of `sizes` tokens (0, 1, 2, ... on) and, given (key, names, codes), the
+    PREFIX.subsets.* files tokenize writes."""
+    from pythia_data import IndexedDatasetBuilder
+
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for n in sizes:
+            b.add_document(np.arange(n))
+    if subsets is not None:
+        key, names, codes = subsets
+        (prefix.parent / f"{prefix.name}.subsets.json").write_text(
+            json.dumps({"key": key, "names": names})
+        )
+        np.save(prefix.parent / f"{prefix.name}.subsets.npy", np.array(codes, dtype=np.uint16))
+
+
+def leftovers(directory, name):
+    """OUTPUT's files and hidden temporaries in `directory`."""
+    return sorted(p.name for p in directory.iterdir() if p.name.lstrip(".").startswith(name + "."))
+
+
+def test_merge_checks_every_subsets_key_before_writing(tmp_path):
+    # b's key was found to differ only after m.bin/.idx had been renamed into place.
+    write_dataset(tmp_path / "a", [3, 5], ("meta.pile_set_name", ["X"], [0, 0]))
+    write_dataset(tmp_path / "b", [2], ("meta.other", ["Y"], [0]))
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert (
+        code == 1 and out.splitlines()[-1].startswith("error: ") and "b: subsets of key" in out
+    ), out
+    assert leftovers(tmp_path, "m") == []
+
+
+def test_merge_drops_old_subsets_of_the_output(tmp_path):
+    # A merge without subsets into an OUTPUT that had some kept them: with the same item count,
+    # `info` showed the old labels against the new documents.
+    write_dataset(tmp_path / "a", [3, 5], ("meta.pile_set_name", ["X", "Y"], [1, 0]))
+    write_dataset(tmp_path / "b", [2, 4])
+    write_dataset(tmp_path / "c", [1, 1])
+    assert run("merge", tmp_path / "m", tmp_path / "a")[0] == 0
+    assert (tmp_path / "m.subsets.npy").exists()
+    code, out = run("merge", tmp_path / "m", tmp_path / "b", tmp_path / "c")
+    assert code == 0, out
+    assert leftovers(tmp_path, "m") == ["m.bin", "m.idx"]
+    code, out = run("info", tmp_path / "m", "--json")
+    assert code == 0, out
+    info = json.loads(out)
+    assert info["items"] == 4 and info["tokens"] == 8 and "subsets" not in info
+
+
+def test_merge_failing_in_the_final_step_leaves_nothing(tmp_path):
+    write_dataset(tmp_path / "a", [3, 5], ("k", ["X", "Y"], [1, 0]))
+    write_dataset(tmp_path / "b", [2], ("k", ["Y"], [0]))
+    # The .bin cannot be renamed into place, after the subsets were: they must go again.
+    (tmp_path / "m.bin").mkdir()
+    (tmp_path / "m.bin" / "keep").write_text("")
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert code == 1 and out.splitlines()[-1].startswith("error: ") and "m.bin" in out, out
+    assert leftovers(tmp_path, "m") == ["m.bin"] and (tmp_path / "m.bin").is_dir()
+    (tmp_path / "m.bin" / "keep").unlink()
+    (tmp_path / "m.bin").rmdir()
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert code == 0, out
+    assert np.load(tmp_path / "m.subsets.npy").tolist() == [0, 1, 0]  # codes by first appearance
+    assert json.loads((tmp_path / "m.subsets.json").read_text()) == {
+        "key": "k",
+        "names": ["Y", "X"],
+    }
+
+
+def test_merge_refuses_incomplete_shard_sets(tmp_path):
+    parts = [tmp_path / f"p-{i:05d}-of-00003" for i in range(3)]
+    for i, part in enumerate(parts):
+        write_dataset(part, [i + 1])
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2])
+    assert code == 2 and "p-*-of-00003: part(s) 00001 missing" in out, out
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2], parts[1])
+    assert code == 2 and "out of order or repeated: 00002 is given where 00001 belongs" in out, out
+    assert leftovers(tmp_path, "m") == []
+    code, out = run("merge", tmp_path / "m", parts[0], parts[2], "--allow-partial")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 3]
+    code, out = run("merge", tmp_path / "m", *parts)
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 2, 3]
+    # Names of two different runs are no shard set: any order is taken.
+    write_dataset(tmp_path / "q-00001-of-00002", [4])
+    code, out = run("merge", tmp_path / "m", tmp_path / "q-00001-of-00002", parts[0])
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 1]
+
+
+def test_merge_glob_skips_subsets_files(tmp_path):
+    write_dataset(tmp_path / "a", [3, 5], ("k", ["X", "Y"], [1, 0]))
+    write_dataset(tmp_path / "b", [2], ("k", ["Y"], [0]))
+    globbed = sorted(p for p in tmp_path.iterdir() if p.name[0] in "ab")
+    assert [p.name for p in globbed][:4] == ["a.bin", "a.idx", "a.subsets.json", "a.subsets.npy"]
+    code, out = run("merge", tmp_path / "m", *globbed)
+    assert code == 0 and "2 inputs, 3 items" in out, out
+    assert np.load(tmp_path / "m.subsets.npy").tolist() == [0, 1, 0]
+
+
+def test_a_killed_merge_leaves_a_temporary_the_next_merge_removes(tmp_path):
+    from pythia_data import IndexedDatasetBuilder
+
+    with IndexedDatasetBuilder(tmp_path / "big", np.uint16) as b:
+        b.add_document(np.zeros(25_000_000, dtype=np.uint16))  # 50 MB
+    cmd = [sys.executable, "-c", "from pythia_data.cli import main; main()", "merge"]
+    cmd += [str(tmp_path / "m")] + [str(tmp_path / "big")] * 8
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    temps = []
+    while not temps and proc.poll() is None and time.monotonic() < deadline:
+        temps = list(tmp_path.glob(".m.bin.tmp-*"))
+    proc.kill()
+    proc.wait()
+    if not temps or (tmp_path / "m.idx").exists():
+        pytest.skip("the merge finished before it could be killed")
+    assert [p.name for p in tmp_path.glob(".m.bin.tmp-*")] == [f".m.bin.tmp-{proc.pid}"]
+    write_dataset(tmp_path / "small", [2, 3])
+    code, out = run("merge", tmp_path / "m", tmp_path / "small")
+    assert code == 0, out
+    assert leftovers(tmp_path, "m") == ["m.bin", "m.idx"]
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [2, 3]

@@ -320,10 +320,10 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     merge_datasets(tmp_path / "merged", parts)
     merge_subsets(tmp_path / "merged", parts)
     assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
-    # The CLI does both, and takes a shell glob that names each part's .bin and .idx.
-    globbed = sorted(tmp_path.glob("pile-*-of-00003.bin")) + sorted(tmp_path.glob("pile-*-of-00003.idx"))
-    globbed.sort()
-    assert len(globbed) == 6
+    # The CLI does both, and takes a shell glob that names each part's .bin, .idx and the
+    # .subsets.json/.npy (which failed as "pile-….subsets.json.idx: No such file").
+    globbed = sorted(tmp_path.glob("pile-*"))
+    assert len(globbed) == 12
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "cli"), *map(str, globbed)])
     assert result.exit_code == 0, result.output
     assert dataset_bytes(tmp_path / "cli") == dataset_bytes(tmp_path / "single")

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from pythia_data.dataset import _read_subsets
+from pythia_data import _core
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
+
+SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
+# What `pythia-data tokenize --shard-index I --num-shards N` names its output (shard_prefix).
+SHARD_NAME = re.compile(r"(.*)-(\d{5,})-of-(\d{5,})")
 
 
 def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     """Prefixes from the arguments. A shell glob such as `part-*` names each dataset twice in
-    a row (its .bin, then its .idx): such a pair counts once. A dataset named twice on purpose
-    (its prefix twice, or apart) is merged twice."""
+    a row (its .bin, then its .idx): such a pair counts once. The glob also matches tokenize's
+    PREFIX.subsets.npy/.json, which travel with their dataset anyway: they are skipped. A
+    dataset named twice on purpose (its prefix twice, or apart) is merged twice."""
     out: list[Path] = []
     previous: Path | None = None
     for arg in inputs:
+        if arg.name.endswith(SUBSET_SUFFIXES):
+            continue
         prefix = _strip_extension(arg)
-        pair = previous is not None and prefix == _strip_extension(previous) and arg.suffix != previous.suffix
+        pair = (
+            previous is not None
+            and prefix == _strip_extension(previous)
+            and arg.suffix != previous.suffix
+        )
         if pair and {arg.suffix, previous.suffix} == {".bin", ".idx"}:
             previous = None
             continue
@@ -28,38 +42,120 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     return out
 
 
-def _merge_subsets(output: Path, datasets: list[IndexedDataset]) -> None:
-    """Join the per-document subset files that `pythia-data tokenize` writes, when every input
-    has them, so the merged parts equal one tokenize run over all the inputs."""
+def _check_shard_set(prefixes: list[Path]) -> None:
+    """Refuse the parts of one sharded tokenize run unless all are given, in order: a missing
+    or misplaced part silently drops or reorders documents."""
+    names = [SHARD_NAME.fullmatch(p.name) for p in prefixes]
+    if not all(names):
+        return
+    runs = {(p.parent.resolve(), m[1], m[3]) for p, m in zip(prefixes, names, strict=True)}
+    if len(runs) != 1:
+        return
+    stem, n = prefixes[0].with_name(names[0][1]), names[0][3]
+    got = [int(m[2]) for m in names]
+    if got == list(range(int(n))):
+        return
+    missing = sorted(set(range(int(n))) - set(got))
+    if missing:
+        shown = ", ".join(f"{i:05d}" for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        problem = f"part(s) {shown}{more} missing"
+    else:
+        k = next(k for k, i in enumerate(got) if i != k)
+        problem = f"parts out of order or repeated: {got[k]:05d} is given where {k:05d} belongs"
+    raise click.UsageError(
+        f"{stem}-*-of-{n}: {problem}; give parts 00000 to {int(n) - 1:05d} in order (a glob "
+        f"like {stem}-*-of-{n}.idx does), or pass --allow-partial to merge them as given"
+    )
+
+
+def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
+    """The merged subset files (npy, json) when every input has them, so the merged parts equal
+    one tokenize run over all the inputs; read and checked before any output is written."""
     has = [ds.prefix.with_name(ds.prefix.name + ".subsets.json").exists() for ds in datasets]
     if all(has):
-        from pythia_data.tokenize import merge_subsets
-
-        merge_subsets(output, [ds.prefix for ds in datasets])
-    elif any(has):
+        return _core.join_subsets([ds.prefix for ds in datasets])
+    if any(has):
         missing = next(ds.prefix for ds, h in zip(datasets, has, strict=True) if not h)
         click.echo(
             f"note: {missing} has no .subsets files, so {output} gets none (subset provenance "
             "is only kept when every input has it)",
             err=True,
         )
+    return None
+
+
+def _subsets_paths(output: Path) -> list[Path]:
+    return [output.with_name(output.name + s) for s in SUBSET_SUFFIXES]
+
+
+def _temp(dest: Path) -> Path:
+    """The engine's temporary name for `dest` (atomic.rs), so a killed run's is found stale."""
+    return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+
+
+def _stage_subsets(output: Path, joined: tuple[bytes, bytes]) -> None:
+    for dest, data in zip(_subsets_paths(output), joined, strict=True):
+        _core.remove_stale_temps(dest)
+        with open(_temp(dest), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _move_into_place(output: Path, builder: IndexedDatasetBuilder, staged: bool) -> None:
+    """The stale .idx goes first, so that a new .bin never pairs with an old one; then the
+    subsets, or the removal of old ones that would describe other documents; then the
+    builder's .bin, and its .idx last: only a complete output ever has an .idx."""
+    idx = output.with_name(output.name + ".idx")
+    idx.unlink(missing_ok=True)
+    try:
+        for dest in _subsets_paths(output):
+            if staged:
+                os.replace(_temp(dest), dest)
+            else:
+                dest.unlink(missing_ok=True)
+        builder.finish()
+    except BaseException:
+        if not idx.exists():  # an interrupt can land after finish: a complete output stays
+            _remove_half_output(output)
+        raise
+
+
+def _remove_half_output(output: Path) -> None:
+    """Without its .idx, OUTPUT is no dataset: a .bin or subsets left of it (new or from an
+    earlier run) would only be mistaken for part of one."""
+    for dest in [output.with_name(output.name + ".bin"), *_subsets_paths(output)]:
+        with contextlib.suppress(OSError):  # best effort: the first error is the one to report
+            dest.unlink(missing_ok=True)
 
 
 @click.command("merge")
 @click.argument("output", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-def command(output: Path, inputs: tuple[Path, ...]) -> None:
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Merge parts of a sharded tokenize run (PREFIX-IIIII-of-NNNNN) even when some are "
+    "missing or out of order.",
+)
+def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None:
     """Concatenate the datasets INPUTS..., in the order given, into OUTPUT.
 
     OUTPUT and INPUTS are dataset prefixes (PREFIX.bin/.idx, with or without the extension;
-    a glob like `out/pile-*-of-00030.idx` lists the parts of a sharded tokenize run in order).
-    The result is byte-identical to GPT-NeoX's tools/merge_datasets.py: items appended in order,
-    doc_idx shifted. When every input has the PREFIX.subsets.* files of `pythia-data tokenize`,
-    they are joined too. All inputs must share one dtype. OUTPUT appears only when the merge is
-    complete; an interrupted merge leaves nothing behind.
+    a glob like `out/pile-*-of-00030*` lists the parts of a sharded tokenize run in order, and
+    its PREFIX.subsets.* files are skipped). Parts of a sharded run must all be given, in order,
+    unless --allow-partial. The result is byte-identical to GPT-NeoX's
+    tools/merge_datasets.py: items appended in order, doc_idx shifted. When every input has the
+    PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. All inputs must share
+    one dtype. OUTPUT appears only when the merge is complete; an interrupted merge leaves
+    nothing behind.
     """
     output = _strip_extension(output)
-    datasets = [IndexedDataset(p) for p in _dataset_args(inputs)]
+    prefixes = _dataset_args(inputs)
+    if not allow_partial:
+        _check_shard_set(prefixes)
+    datasets = [IndexedDataset(p) for p in prefixes]
     # Compared as files: an output named like an input's shard would be renamed over it.
     outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
     for ds in datasets:
@@ -70,8 +166,7 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
     if len(dtypes) > 1:
         detail = ", ".join(f"{ds.prefix} ({ds.dtype.name})" for ds in datasets)
         raise click.UsageError(f"inputs have different dtypes: {detail}")
-    for ds in datasets:  # damaged subset files are refused before any output is written
-        _read_subsets(ds.prefix, len(ds))
+    subsets = _join_subsets(output, datasets)
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:
@@ -79,11 +174,14 @@ def command(output: Path, inputs: tuple[Path, ...]) -> None:
             for ds in datasets:
                 builder.append_dataset(ds)
                 bar.update(ds.total_tokens * ds.dtype.itemsize)
-        builder.finish()
+        if subsets is not None:
+            _stage_subsets(output, subsets)
+        _move_into_place(output, builder, staged=subsets is not None)
     except BaseException:
         builder.abort()
+        for dest in _subsets_paths(output):
+            _temp(dest).unlink(missing_ok=True)
         raise
-    _merge_subsets(output, datasets)
     items = sum(len(ds) for ds in datasets)
     tokens = sum(ds.total_tokens for ds in datasets)
     click.echo(f"wrote {output} ({len(datasets)} inputs, {items:,} items, {tokens:,} tokens)")

@@ -231,6 +231,12 @@ fn check_output_prefix(prefix: std::path::PathBuf) -> PyResult<()> {
     indexed::check_output_prefix(&prefix).py_err()
 }
 
+/// Remove the temporaries of `dest` left by killed runs; returns the files removed.
+#[pyfunction]
+fn remove_stale_temps(dest: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+    pythia_engine::atomic::remove_stale_temps(&dest)
+}
+
 #[pyfunction]
 fn merge_datasets(
     py: Python<'_>,
@@ -247,5 +253,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<IndexedDatasetBuilder>()?;
     m.add_function(wrap_pyfunction!(merge_datasets, m)?)?;
     m.add_function(wrap_pyfunction!(check_output_prefix, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_stale_temps, m)?)?;
     Ok(())
 }

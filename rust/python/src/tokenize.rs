@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::pybacked::PyBackedStr;
@@ -116,6 +116,16 @@ fn tokenize_files<'py>(
 fn merge_subsets(py: Python<'_>, output: PathBuf, inputs: Vec<PathBuf>) -> PyResult<()> {
     py.detach(|| tokenize::merge_subsets(&output, &inputs))
         .py_err()
+}
+
+/// The merged `.subsets.npy` and `.subsets.json` bytes, every input checked, nothing written.
+#[pyfunction]
+fn join_subsets(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
+    let (npy, json) = py.detach(|| tokenize::join_subsets(&inputs)).py_err()?;
+    Ok((
+        PyBytes::new(py, &npy).unbind(),
+        PyBytes::new(py, &json).unbind(),
+    ))
 }
 
 /// The checkpointed output fed with batches of texts from Python (Parquet files and Hugging Face
@@ -284,5 +294,6 @@ impl TokenizeWriter {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TokenizeWriter>()?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
-    m.add_function(wrap_pyfunction!(merge_subsets, m)?)
+    m.add_function(wrap_pyfunction!(merge_subsets, m)?)?;
+    m.add_function(wrap_pyfunction!(join_subsets, m)?)
 }

@@ -127,6 +127,8 @@ pub struct NpyWriter {
 impl NpyWriter {
     pub fn create(dest: impl AsRef<Path>, dtype: NpyDType, shape: &[usize]) -> Result<Self> {
         let dest = dest.as_ref().to_path_buf();
+        // The index arrays of a big dataset are gigabytes: drop those of killed runs.
+        crate::atomic::remove_stale_temps(&dest);
         let tmp = temp_path(&dest);
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).at(&tmp)?);
         out.write_all(&header(dtype, shape)).at(&tmp)?;

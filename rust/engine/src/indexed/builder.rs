@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
-use crate::atomic::{temp_path, write_atomically};
+use crate::atomic::{remove_stale_temps, temp_path, write_atomically};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -29,6 +29,10 @@ impl IndexedDatasetBuilder {
         let bin_tmp = temp_path(&bin_path(&prefix));
         if let Some(parent) = bin_tmp.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).at(parent)?;
+        }
+        // A killed earlier run left its temporaries; a merge's is as large as its output.
+        for dest in [bin_path(&prefix), idx_path(&prefix)] {
+            remove_stale_temps(&dest);
         }
         let file = File::create(&bin_tmp).at(&bin_tmp)?;
         Ok(IndexedDatasetBuilder {

@@ -15,7 +15,7 @@ pub use output::{
     npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
     TokenizedOutput,
 };
-pub use subsets::{merge_subsets, read_subsets};
+pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -58,6 +58,14 @@ pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
 }
 
 pub fn merge_subsets(output: &Path, inputs: &[PathBuf]) -> Result<()> {
+    let (npy, json) = join_subsets(inputs)?;
+    write_atomically(&subsets_npy_path(output), &npy)?;
+    write_atomically(&subsets_json_path(output), &json)
+}
+
+/// The bytes of the merged `.subsets.npy` and `.subsets.json`, every input checked (readable,
+/// one code per item, one key), so a caller can refuse bad inputs before writing anything.
+pub fn join_subsets(inputs: &[PathBuf]) -> Result<(Vec<u8>, Vec<u8>)> {
     if inputs.is_empty() {
         return Err(Error::invalid("merge needs at least one input dataset"));
     }
@@ -105,8 +113,14 @@ pub fn merge_subsets(output: &Path, inputs: &[PathBuf]) -> Result<()> {
             let code = match index.get(name) {
                 Some(&code) => code,
                 None => {
-                    let code = u16::try_from(names.len())
-                        .map_err(|_| Error::invalid("more than 65,536 distinct subset names"))?;
+                    let code = u16::try_from(names.len()).map_err(|_| {
+                        Error::invalid(format!(
+                            "{}: its subset names bring the merged inputs past 65,536 distinct \
+                             names, more than the uint16 codes of .subsets.npy hold; tokenize \
+                             with --meta-key '' to keep no subsets",
+                            prefix.display()
+                        ))
+                    })?;
                     names.push(name.clone());
                     index.insert(name.clone(), code);
                     code
@@ -119,8 +133,50 @@ pub fn merge_subsets(output: &Path, inputs: &[PathBuf]) -> Result<()> {
             out.extend_from_slice(&remap[c as usize].to_le_bytes());
         }
     }
-    write_atomically(&subsets_npy_path(output), &npy_u16_bytes(&out))?;
     let mut text = serde_json::to_vec_pretty(&json!({"key": key, "names": names})).unwrap();
     text.push(b'\n');
-    write_atomically(&subsets_json_path(output), &text)
+    Ok((npy_u16_bytes(&out), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indexed::{DType, IndexedDatasetBuilder};
+
+    /// A dataset of `names.len()` empty documents, document i labelled `names[i]`.
+    fn labelled(prefix: &Path, names: &[String]) {
+        let mut b = IndexedDatasetBuilder::create(prefix, DType::U16).unwrap();
+        for _ in names {
+            b.add_document_u32(&[]).unwrap();
+        }
+        b.finish().unwrap();
+        let codes: Vec<u8> = (0..names.len() as u16).flat_map(u16::to_le_bytes).collect();
+        std::fs::write(subsets_npy_path(prefix), npy_u16_bytes(&codes)).unwrap();
+        let table = json!({"key": "meta.pile_set_name", "names": names});
+        std::fs::write(subsets_json_path(prefix), table.to_string()).unwrap();
+    }
+
+    #[test]
+    fn too_many_names_across_inputs_names_the_input() {
+        let dir = std::env::temp_dir().join(format!("pythia-subsets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Each input fits uint16 codes; together they hold 80,000 distinct names.
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        labelled(
+            &a,
+            &(0..40_000).map(|i| format!("a{i}")).collect::<Vec<_>>(),
+        );
+        labelled(
+            &b,
+            &(0..40_000).map(|i| format!("b{i}")).collect::<Vec<_>>(),
+        );
+        let err = join_subsets(&[a.clone(), b.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&b.display().to_string()), "{err}");
+        assert!(err.contains("--meta-key ''"), "{err}");
+        assert!(join_subsets(&[a.clone(), a]).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
