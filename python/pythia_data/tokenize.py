@@ -57,13 +57,7 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
-            try:
-                splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise PythiaDataError(
-                    f"{p / 'dataset_dict.json'}: no list of splits ({e!r})"
-                ) from e
-            files.extend(p / split for split in splits)
+            files.extend(_dataset_dict_splits(p))
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
@@ -82,6 +76,22 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     if not files:
         raise ValueError("no input files given")
     return files
+
+
+def _dataset_dict_splits(p: Path) -> list[Path]:
+    """The split directories a saved DatasetDict lists in its ``dataset_dict.json``."""
+    listing = p / "dataset_dict.json"
+    try:
+        splits = json.loads(listing.read_text())["splits"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise PythiaDataError(f"{listing}: no list of splits ({e!r})") from e
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise PythiaDataError(f'{listing}: "splits" must be a list of split names')
+    for split in splits:
+        if not _is_hf_dataset(p / split):
+            what = "has no state.json" if (p / split).exists() else "not found"
+            raise PythiaDataError(f"{p / split}: split listed in dataset_dict.json {what}")
+    return [p / split for split in splits]
 
 
 def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
