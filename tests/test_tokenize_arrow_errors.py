@@ -11,6 +11,7 @@ import pytest
 from test_tokenize_cli import oracle, run, write_saved_dataset
 
 from pythia_data import IndexedDataset
+from pythia_data.tokenize import find_inputs
 
 
 def token_lists(prefix: Path) -> list[list[int]]:
@@ -26,6 +27,45 @@ def expected(texts: list[str]) -> list[list[int]]:
 def write_jsonl(path: Path, texts: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+# --- directories --------------------------------------------------------------------------------
+
+
+def test_directory_expansion_skips_hidden_names(tmp_path):
+    d = tmp_path / "in"
+    write_jsonl(d / "a.jsonl", ["first document"])
+    write_jsonl(d / "sub" / "b.jsonl", ["second document"])
+    write_jsonl(d / ".hidden" / "h.jsonl", ["from a hidden directory"])
+    write_jsonl(d / ".x.jsonl", ["a hidden file"])
+    assert find_inputs([d]) == [d / "a.jsonl", d / "sub" / "b.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(["first document", "second document"])
+    # Named on the command line, a hidden file is an input like any other.
+    assert find_inputs([d / ".x.jsonl", d]) == [
+        d / ".x.jsonl",
+        d / "a.jsonl",
+        d / "sub" / "b.jsonl",
+    ]
+    result = run(d / ".x.jsonl", "--output", tmp_path / "hidden")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "hidden") == expected(["a hidden file"])
+
+
+def test_directory_expansion_reads_a_linked_file_once(tmp_path):
+    d = tmp_path / "in"
+    write_jsonl(d / "a.jsonl", ["the linked document"])
+    write_jsonl(d / "c.jsonl", ["another document"])
+    (d / "b.jsonl").symlink_to(d / "a.jsonl")  # sorts after its target: the target is kept
+    (d / "sub").mkdir()
+    (d / "sub" / "z.jsonl").symlink_to("../c.jsonl")
+    assert find_inputs([d]) == [d / "a.jsonl", d / "c.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(["the linked document", "another document"])
+    # A file named before the directory is listed first; the directory's copy is dropped.
+    assert find_inputs([d / "c.jsonl", d]) == [d / "c.jsonl", d / "a.jsonl"]
 
 
 # --- saved DatasetDict directories --------------------------------------------------------------

@@ -53,7 +53,10 @@ def _is_arrow_source(p: Path) -> bool:
 
 def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     """The input files: files as given, directories expanded (recursively, sorted by path);
-    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split)."""
+    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split).
+
+    Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
+    and files whose resolved path is already listed (a link to an input read twice)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -61,9 +64,7 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES)
-            )
+            found = _directory_inputs(p, {f.resolve() for f in files})
             if not found:
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
@@ -92,6 +93,21 @@ def _dataset_dict_splits(p: Path) -> list[Path]:
             what = "has no state.json" if (p / split).exists() else "not found"
             raise PythiaDataError(f"{p / split}: split listed in dataset_dict.json {what}")
     return [p / split for split in splits]
+
+
+def _directory_inputs(directory: Path, listed: set[Path]) -> list[Path]:
+    """The input files under ``directory``, sorted, without hidden ones or ones whose resolved
+    path is in ``listed`` (to which those taken are added)."""
+    found = []
+    for f in sorted(directory.rglob("*")):
+        hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
+        if hidden or not f.is_file() or not f.name.endswith(INPUT_SUFFIXES):
+            continue
+        real = f.resolve()
+        if real not in listed:
+            listed.add(real)
+            found.append(f)
+    return found
 
 
 def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
