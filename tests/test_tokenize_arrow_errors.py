@@ -5,13 +5,14 @@ exactly as the oracle tokenizer reads the same texts."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
-from test_tokenize_cli import oracle, run, write_saved_dataset
+from test_tokenize_cli import oracle, run, sample_lines, write_saved_dataset
 
 from pythia_data import IndexedDataset
-from pythia_data.tokenize import find_inputs
+from pythia_data.tokenize import find_inputs, tokenize_files
 
 
 def token_lists(prefix: Path) -> list[list[int]]:
@@ -112,3 +113,108 @@ def test_dataset_dict_splits_that_are_not_a_list_of_names(tmp_path, splits):
     listing = root / "dataset_dict.json"
     assert result.output == f'error: {listing}: "splits" must be a list of split names\n'
     assert not list(tmp_path.glob("out*"))
+
+
+# --- damaged Parquet ----------------------------------------------------------------------------
+
+
+def damaged_parquet(path: Path, group: int = 2) -> list[str]:
+    """5 row groups of 1,000 rows (snappy, pages of 50 rows); 200 random bytes overwritten in a
+    late page of row group ``group``, the footer intact. Returns the texts written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    sample = [json.loads(line)["text"] for line in sample_lines()]
+    texts = [f"{i}: {sample[i % len(sample)][:300]}" for i in range(5000)]
+    pq.write_table(
+        pa.table({"text": texts}), path, row_group_size=1000, compression="snappy",
+        data_page_size=8192, write_batch_size=50, use_dictionary=False,
+    )  # fmt: skip
+    chunk = pq.ParquetFile(path).metadata.row_group(group).column(0)
+    at = chunk.data_page_offset + chunk.total_compressed_size * 3 // 4
+    data = bytearray(path.read_bytes())
+    data[at : at + 200] = random.Random(0).randbytes(200)
+    path.write_bytes(bytes(data))
+    pf = pq.ParquetFile(path)
+    for g in range(5):  # the damage is where it was meant to be
+        if g != group:
+            pf.read_row_group(g)
+    with pytest.raises(OSError, match="Corrupt snappy"):
+        pf.read_row_group(group)
+    # ...and the group's first pages still decode, as a reader in small batches sees.
+    assert next(pf.iter_batches(batch_size=7, row_groups=[group])).num_rows == 7
+    return texts
+
+
+def test_corrupt_parquet_page_is_a_data_error_naming_the_file(tmp_path, monkeypatch):
+    # It was `error: Corrupt snappy compressed data.`, an OSError: after a checkpoint the run
+    # kept its work directory and said to run the same command again, which cannot succeed.
+    import pythia_data.tokenize
+
+    source = tmp_path / "d.parquet"
+    damaged_parquet(source)
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 500)  # checkpoints before it
+    result = run(source, "--output", tmp_path / "out", "--checkpoint-seconds", "0")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"error: {source}: corrupt Parquet data in row group 2, rows 2001-3000 (Corrupt snappy"
+    ), result.output
+    assert "re-download" in result.output and "again" not in result.output
+    assert len(result.output.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+def test_corrupt_parquet_footer_is_a_data_error_naming_the_file(tmp_path):
+    # pyarrow raises it as an OSError: it was `error: Couldn't deserialize thrift: ...`.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"] * 50}), source, row_group_size=20)
+    data = bytearray(source.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    at = len(data) - 8 - footer * 2 // 3
+    data[at : at + 16] = random.Random(0).randbytes(16)
+    source.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="deserialize thrift"):
+        pq.ParquetFile(source)
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {source}: not a readable Parquet file (Couldn't")
+    assert len(result.output.splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
+    import pythia_data.tokenize
+
+    source = tmp_path / "d.parquet"
+    texts = damaged_parquet(source)
+    good = texts[:2000] + texts[3000:]
+    outputs = []
+    for batch_rows in (2048, 7):  # the group's first pages decode in small batches
+        monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", batch_rows)
+        out = tmp_path / f"out{batch_rows}"
+        result = run(source, "--output", out, "--on-error", "skip")
+        assert result.exit_code == 0, result.output
+        assert "skipped 1,000 bad lines" in result.output
+        assert f"{source}: corrupt Parquet data in row group 2, rows 2001-3000" in result.output
+        outputs.append(b"".join(Path(f"{out}{e}").read_bytes() for e in (".bin", ".idx")))
+    assert outputs[0] == outputs[1]
+    assert token_lists(tmp_path / "out2048") == expected(good)
+    # Stopped right after the skipped group and continued, it ends the same.
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 2048)  # a batch per group
+    calls = 0
+
+    def stop(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([source], part, on_error="skip", checkpoint_seconds=0, progress=stop)
+    report = tokenize_files([source], part, on_error="skip")
+    assert report["resumed_documents"] == 2000 and report["errors_skipped"] == 1000
+    assert token_lists(part) == expected(good)

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
@@ -142,8 +143,9 @@ def tokenize_files(
     ``.zst``, ``.gz``), or else Parquet files / ``save_to_disk`` dataset directories (pyarrow).
 
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
-    and line (nothing is kept); ``"skip"`` skips and counts them. ``meta_key``: dotted path of a
-    per-document string to keep as subsets (None: no subset files). Returns the counts
+    and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
+    group that cannot be decoded). ``meta_key``: dotted path of a per-document string to keep
+    as subsets (None: no subset files). Returns the counts
     (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
@@ -190,6 +192,17 @@ def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
 ARROW_BATCH_ROWS = 2048
 
 
+def _is_damage(e: Exception) -> bool:
+    """Whether pyarrow's ``e`` says the bytes read are not valid data, not that reading them
+    failed: pyarrow raises both as OSError (corrupt compressed pages among them), but only a
+    failed system call, which a rerun may get past, carries an errno."""
+    import pyarrow as pa
+
+    if isinstance(e, (MemoryError, pa.ArrowCancelled)):
+        return False
+    return e.errno is None if isinstance(e, OSError) else isinstance(e, pa.ArrowException)
+
+
 def _parquet_file(source: Path):
     """``pq.ParquetFile``, with a file that is not Parquet reported under its name."""
     import pyarrow as pa
@@ -197,13 +210,23 @@ def _parquet_file(source: Path):
 
     try:
         return pq.ParquetFile(source)
-    except pa.ArrowException as e:
-        raise PythiaDataError(f"{source}: not a readable Parquet file ({e})") from e
+    except (pa.ArrowException, OSError) as e:
+        if not _is_damage(e):
+            raise
+        raise PythiaDataError(f"{source}: not a readable Parquet file ({str(e).strip()})") from e
 
 
-def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
+class _Unreadable(NamedTuple):
+    """A Parquet row group that cannot be decoded, skipped whole in place of its batches."""
+
+    num_rows: int
+    message: str
+
+
+def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iterator:
     """Record batches of a Parquet file or of a saved dataset's Arrow files, in order;
-    ``columns[0]`` (the text) must be there."""
+    ``columns[0]`` (the text) must be there. With ``skip_damaged``, a Parquet row group that
+    cannot be decoded comes as one ``_Unreadable``."""
 
     if source.suffix == ".parquet":
         pf = _parquet_file(source)
@@ -213,10 +236,47 @@ def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
                 f"{source}: no {columns[0]!r} column (columns: {', '.join(names)})"
             )
         present = [c for c in columns if c in names]
-        yield from pf.iter_batches(batch_size=ARROW_BATCH_ROWS, columns=present)
+        first_row = 0
+        for group in range(pf.num_row_groups):
+            yield from _row_group_batches(source, pf, group, first_row, present, skip_damaged)
+            first_row += pf.metadata.row_group(group).num_rows
         return
     for path in _saved_data_files(source):
         yield from _arrow_stream(path)
+
+
+def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, skip_damaged):
+    """The batches of one row group. Read a group at a time, damage stays within its group, and
+    dictionary columns nested in structs can be read (pyarrow cannot join them across groups)."""
+    import pyarrow as pa
+
+    rows = pf.metadata.row_group(group).num_rows
+
+    def batches():
+        return pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=[group], columns=columns)
+
+    def message(e: Exception) -> str:
+        where = f"row group {group}, rows {first_row + 1}-{first_row + rows}"
+        return f"{source}: corrupt Parquet data in {where} ({str(e).strip()})"
+
+    if skip_damaged:
+        # Decoded once before any row is used, so that a group is kept or skipped whole,
+        # whatever the batch size.
+        try:
+            for _ in batches():
+                pass
+        except (pa.ArrowException, OSError) as e:
+            if not _is_damage(e):
+                raise
+            yield _Unreadable(rows, message(e))
+            return
+    try:
+        yield from batches()
+    except (pa.ArrowException, OSError) as e:
+        if not _is_damage(e):
+            raise
+        hint = "re-create or re-download the file, or skip such row groups with --on-error skip"
+        raise PythiaDataError(f"{message(e)}; {hint}") from e
 
 
 def _saved_data_files(source: Path) -> list[Path]:
@@ -320,30 +380,36 @@ def _tokenize_arrow(
             if si < start_source:
                 continue
             row = 0
-            for batch in _arrow_batches(source, columns):
+            for batch in _arrow_batches(source, columns, skip_damaged=on_error == "skip"):
                 n = batch.num_rows
-                skip = start_row - row if si == start_source else 0
+                skip = max(start_row - row, 0) if si == start_source else 0
                 if skip >= n:
                     row += n
                     continue
-                if skip > 0:
-                    batch = batch.slice(skip)
-                first_row = row + max(skip, 0)
-                texts = _texts_of(batch, source, text_key)
-                metas = _metas_of(batch, meta_key) if meta_key else None
-                bad = [i for i, t in enumerate(texts) if t is None]
-                if bad:
-                    message = (
-                        f"{source}: row {first_row + bad[0] + 1}: the {text_key!r} field is null"
-                    )
-                    if on_error == "fail":
-                        raise PythiaDataError(message)
-                    examples.extend([message][: max(0, 10 - len(examples))])
-                    keep = [i for i, t in enumerate(texts) if t is not None]
-                    texts = [texts[i] for i in keep]
-                    metas = [metas[i] for i in keep] if metas is not None else None
-                writer.add_texts(texts, metas, si, row + n, len(bad))
-                rows_done += n - max(skip, 0)
+                if isinstance(batch, _Unreadable):
+                    examples.extend([batch.message][: max(0, 10 - len(examples))])
+                    texts, metas = [], [] if meta_key else None
+                    writer.add_texts(texts, metas, si, row + n, n - skip)
+                else:
+                    if skip > 0:
+                        batch = batch.slice(skip)
+                    first_row = row + skip
+                    texts = _texts_of(batch, source, text_key)
+                    metas = _metas_of(batch, meta_key) if meta_key else None
+                    bad = [i for i, t in enumerate(texts) if t is None]
+                    if bad:
+                        message = (
+                            f"{source}: row {first_row + bad[0] + 1}: "
+                            f"the {text_key!r} field is null"
+                        )
+                        if on_error == "fail":
+                            raise PythiaDataError(message)
+                        examples.extend([message][: max(0, 10 - len(examples))])
+                        keep = [i for i, t in enumerate(texts) if t is not None]
+                        texts = [texts[i] for i in keep]
+                        metas = [metas[i] for i in keep] if metas is not None else None
+                    writer.add_texts(texts, metas, si, row + n, len(bad))
+                rows_done += n - skip
                 text_bytes += sum(len(t) for t in texts)
                 row += n
                 if progress is not None:

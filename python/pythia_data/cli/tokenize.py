@@ -85,8 +85,8 @@ class _Bar:
     type=click.Choice(["fail", "skip"]),
     default="fail",
     show_default=True,
-    help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream: "
-    "stop with an error naming file and line, or skip and count them.",
+    help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream, corrupt "
+    "Parquet row group: stop with an error naming file and line, or skip and count them.",
 )
 @click.option(
     "--threads",
