@@ -313,17 +313,31 @@ def _size(source: Path) -> int:
     return source.stat().st_size
 
 
-def _texts_of(batch, source: Path, text_key: str):
+def _string_array(col):
+    """``col`` as a string or large_string array, or None when it holds something else: the
+    dictionary-encoded and string_view columns other writers make (pandas categoricals,
+    Polars) hold the same strings."""
+    import pyarrow as pa
     import pyarrow.types as pat
 
+    if pat.is_dictionary(col.type):
+        values = _string_array(col.dictionary)
+        return None if values is None else values.take(col.indices)
+    if pat.is_string_view(col.type):
+        col = col.cast(pa.large_string())
+    return col if pat.is_string(col.type) or pat.is_large_string(col.type) else None
+
+
+def _texts_of(batch, source: Path, text_key: str):
     if text_key not in batch.schema.names:
         raise PythiaDataError(
             f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
         )
     col = batch.column(text_key)
-    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
+    strings = _string_array(col)
+    if strings is None:
         raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
-    return col.to_pylist()
+    return strings.to_pylist()
 
 
 def _metas_of(batch, meta_key: str) -> list[str | None]:
@@ -337,9 +351,10 @@ def _metas_of(batch, meta_key: str) -> list[str | None]:
         if not pat.is_struct(col.type) or col.type.get_field_index(name) < 0:
             return [None] * batch.num_rows
         col = col.field(name)
-    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
+    strings = _string_array(col)
+    if strings is None:
         return [None] * batch.num_rows
-    return col.to_pylist()
+    return strings.to_pylist()
 
 
 def _tokenize_arrow(
