@@ -313,3 +313,60 @@ def test_dictionary_of_numbers_is_still_not_text(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"{tmp_path / 'saved'}: the 'text' column is dictionary<values=int64" in result.output
     assert "not a string" in result.output
+
+
+# --- invalid UTF-8 ------------------------------------------------------------------------------
+
+
+def raw_strings(values: list[bytes]):
+    """A string array holding ``values`` unchecked, as a file written by another tool can."""
+    pa = pytest.importorskip("pyarrow")
+    offsets = np.cumsum([0] + [len(v) for v in values], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+def test_invalid_utf8_text_names_the_row_and_is_skipped(tmp_path, docs, name):
+    # It was `error: 'utf-8' codec can't decode byte 0xff ...`, and --on-error skip did not skip.
+    pa = pytest.importorskip("pyarrow")
+    texts = [t.encode() for t, _ in docs[:30]]
+    texts[22] = b"ok\xffbad"
+    write_tables(
+        tmp_path / name, [pa.table({"text": raw_strings(texts[i : i + 16])}) for i in (0, 16)]
+    )
+    source = tmp_path / name
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "")
+    assert result.exit_code == 1, result.output
+    message = f"{source}: row 23: invalid UTF-8 (byte 0xff at offset 2) in the 'text' field"
+    assert result.output == f"error: {message}\n"
+    assert not list(tmp_path.glob("out*"))
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines" in result.output and message in result.output
+    assert token_lists(tmp_path / "out") == expected([t.decode() for t in texts[:22] + texts[23:]])
+
+
+def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
+    pa = pytest.importorskip("pyarrow")
+    texts = [t for t, _ in docs[:10]]
+    names = [s.encode() for _, s in docs[:10]]
+    names[4] = b"Pile-\xc3("  # a cut two-byte sequence
+    meta = pa.StructArray.from_arrays([raw_strings(names)], ["pile_set_name"])
+    source = tmp_path / "m.parquet"
+    write_tables(source, [pa.table({"text": texts, "meta": meta})])
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    message = (
+        f"{source}: row 5: invalid UTF-8 (byte 0xc3 at offset 5) in the 'meta.pile_set_name' field"
+    )
+    assert result.output == f"error: {message}\n"
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines" in result.output and message in result.output
+    kept = [i for i in range(10) if i != 4]
+    assert token_lists(tmp_path / "out") == expected([texts[i] for i in kept])
+    subsets = [docs[i][1] for i in kept]
+    table = list(dict.fromkeys(subsets))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == table
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [table.index(s) for s in subsets]

@@ -328,7 +328,28 @@ def _string_array(col):
     return col if pat.is_string(col.type) or pat.is_large_string(col.type) else None
 
 
-def _texts_of(batch, source: Path, text_key: str):
+def _decoded(strings) -> tuple[list[str | None], dict[int, str]]:
+    """The values of a string array, None for nulls and for values that are not UTF-8 (Arrow
+    does not check when reading), with why for each of the latter, by row."""
+    import pyarrow as pa
+
+    try:
+        return strings.to_pylist(), {}
+    except UnicodeDecodeError:
+        pass  # which rows: below, one at a time
+    values: list[str | None] = []
+    invalid: dict[int, str] = {}
+    for i, raw in enumerate(strings.cast(pa.large_string()).view(pa.large_binary()).to_pylist()):
+        try:
+            values.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            values.append(None)
+            invalid[i] = f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    return values, invalid
+
+
+def _texts_of(batch, source: Path, text_key: str) -> tuple[list[str | None], dict[int, str]]:
+    """The batch's texts, None for rows without a usable one, with why for each such row."""
     if text_key not in batch.schema.names:
         raise PythiaDataError(
             f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
@@ -337,24 +358,30 @@ def _texts_of(batch, source: Path, text_key: str):
     strings = _string_array(col)
     if strings is None:
         raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
-    return strings.to_pylist()
+    texts, invalid = _decoded(strings)
+    problems = {i: f"the {text_key!r} field is null" for i, t in enumerate(texts) if t is None}
+    problems.update((i, f"{why} in the {text_key!r} field") for i, why in invalid.items())
+    return texts, problems
 
 
-def _metas_of(batch, meta_key: str) -> list[str | None]:
+def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
+    """The batch's subset names (None where there is none), and why for each row whose name
+    is not UTF-8."""
     import pyarrow.types as pat
 
     first, *rest = meta_key.split(".")
     if first not in batch.schema.names:
-        return [None] * batch.num_rows
+        return [None] * batch.num_rows, {}
     col = batch.column(first)
     for name in rest:
         if not pat.is_struct(col.type) or col.type.get_field_index(name) < 0:
-            return [None] * batch.num_rows
+            return [None] * batch.num_rows, {}
         col = col.field(name)
     strings = _string_array(col)
     if strings is None:
-        return [None] * batch.num_rows
-    return strings.to_pylist()
+        return [None] * batch.num_rows, {}
+    metas, invalid = _decoded(strings)
+    return metas, {i: f"{why} in the {meta_key!r} field" for i, why in invalid.items()}
 
 
 def _tokenize_arrow(
@@ -409,21 +436,23 @@ def _tokenize_arrow(
                     if skip > 0:
                         batch = batch.slice(skip)
                     first_row = row + skip
-                    texts = _texts_of(batch, source, text_key)
-                    metas = _metas_of(batch, meta_key) if meta_key else None
-                    bad = [i for i, t in enumerate(texts) if t is None]
-                    if bad:
-                        message = (
-                            f"{source}: row {first_row + bad[0] + 1}: "
-                            f"the {text_key!r} field is null"
-                        )
+                    texts, problems = _texts_of(batch, source, text_key)
+                    metas = None
+                    if meta_key:
+                        metas, meta_problems = _metas_of(batch, meta_key)
+                        problems = meta_problems | problems
+                    if problems:
+                        messages = [
+                            f"{source}: row {first_row + i + 1}: {problems[i]}"
+                            for i in sorted(problems)[:10]
+                        ]
                         if on_error == "fail":
-                            raise PythiaDataError(message)
-                        examples.extend([message][: max(0, 10 - len(examples))])
-                        keep = [i for i, t in enumerate(texts) if t is not None]
+                            raise PythiaDataError(messages[0])
+                        examples.extend(messages[: max(0, 10 - len(examples))])
+                        keep = [i for i in range(len(texts)) if i not in problems]
                         texts = [texts[i] for i in keep]
                         metas = [metas[i] for i in keep] if metas is not None else None
-                    writer.add_texts(texts, metas, si, row + n, len(bad))
+                    writer.add_texts(texts, metas, si, row + n, len(problems))
                 rows_done += n - skip
                 text_bytes += sum(len(t) for t in texts)
                 row += n
