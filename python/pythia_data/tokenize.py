@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
@@ -53,23 +54,18 @@ def _is_arrow_source(p: Path) -> bool:
 
 def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     """The input files: files as given, directories expanded (recursively, sorted by path);
-    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split)."""
+    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split).
+
+    Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
+    and files whose resolved path is already listed (a link to an input read twice)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
-            try:
-                splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise PythiaDataError(
-                    f"{p / 'dataset_dict.json'}: no list of splits ({e!r})"
-                ) from e
-            files.extend(p / split for split in splits)
+            files.extend(_dataset_dict_splits(p))
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES)
-            )
+            found = _directory_inputs(p, {f.resolve() for f in files})
             if not found:
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
@@ -82,6 +78,37 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     if not files:
         raise ValueError("no input files given")
     return files
+
+
+def _dataset_dict_splits(p: Path) -> list[Path]:
+    """The split directories a saved DatasetDict lists in its ``dataset_dict.json``."""
+    listing = p / "dataset_dict.json"
+    try:
+        splits = json.loads(listing.read_text())["splits"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise PythiaDataError(f"{listing}: no list of splits ({e!r})") from e
+    if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+        raise PythiaDataError(f'{listing}: "splits" must be a list of split names')
+    for split in splits:
+        if not _is_hf_dataset(p / split):
+            what = "has no state.json" if (p / split).exists() else "not found"
+            raise PythiaDataError(f"{p / split}: split listed in dataset_dict.json {what}")
+    return [p / split for split in splits]
+
+
+def _directory_inputs(directory: Path, listed: set[Path]) -> list[Path]:
+    """The input files under ``directory``, sorted, without hidden ones or ones whose resolved
+    path is in ``listed`` (to which those taken are added)."""
+    found = []
+    for f in sorted(directory.rglob("*")):
+        hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
+        if hidden or not f.is_file() or not f.name.endswith(INPUT_SUFFIXES):
+            continue
+        real = f.resolve()
+        if real not in listed:
+            listed.add(real)
+            found.append(f)
+    return found
 
 
 def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
@@ -116,8 +143,9 @@ def tokenize_files(
     ``.zst``, ``.gz``), or else Parquet files / ``save_to_disk`` dataset directories (pyarrow).
 
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
-    and line (nothing is kept); ``"skip"`` skips and counts them. ``meta_key``: dotted path of a
-    per-document string to keep as subsets (None: no subset files). Returns the counts
+    and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
+    group that cannot be decoded). ``meta_key``: dotted path of a per-document string to keep
+    as subsets (None: no subset files). Returns the counts
     (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
@@ -164,6 +192,17 @@ def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
 ARROW_BATCH_ROWS = 2048
 
 
+def _is_damage(e: Exception) -> bool:
+    """Whether pyarrow's ``e`` says the bytes read are not valid data, not that reading them
+    failed: pyarrow raises both as OSError (corrupt compressed pages among them), but only a
+    failed system call, which a rerun may get past, carries an errno."""
+    import pyarrow as pa
+
+    if isinstance(e, (MemoryError, pa.ArrowCancelled)):
+        return False
+    return e.errno is None if isinstance(e, OSError) else isinstance(e, pa.ArrowException)
+
+
 def _parquet_file(source: Path):
     """``pq.ParquetFile``, with a file that is not Parquet reported under its name."""
     import pyarrow as pa
@@ -171,13 +210,23 @@ def _parquet_file(source: Path):
 
     try:
         return pq.ParquetFile(source)
-    except pa.ArrowException as e:
-        raise PythiaDataError(f"{source}: not a readable Parquet file ({e})") from e
+    except (pa.ArrowException, OSError) as e:
+        if not _is_damage(e):
+            raise
+        raise PythiaDataError(f"{source}: not a readable Parquet file ({str(e).strip()})") from e
 
 
-def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
+class _Unreadable(NamedTuple):
+    """A Parquet row group that cannot be decoded, skipped whole in place of its batches."""
+
+    num_rows: int
+    message: str
+
+
+def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iterator:
     """Record batches of a Parquet file or of a saved dataset's Arrow files, in order;
-    ``columns[0]`` (the text) must be there."""
+    ``columns[0]`` (the text) must be there. With ``skip_damaged``, a Parquet row group that
+    cannot be decoded comes as one ``_Unreadable``."""
 
     if source.suffix == ".parquet":
         pf = _parquet_file(source)
@@ -187,10 +236,47 @@ def _arrow_batches(source: Path, columns: list[str]) -> Iterator:
                 f"{source}: no {columns[0]!r} column (columns: {', '.join(names)})"
             )
         present = [c for c in columns if c in names]
-        yield from pf.iter_batches(batch_size=ARROW_BATCH_ROWS, columns=present)
+        first_row = 0
+        for group in range(pf.num_row_groups):
+            yield from _row_group_batches(source, pf, group, first_row, present, skip_damaged)
+            first_row += pf.metadata.row_group(group).num_rows
         return
     for path in _saved_data_files(source):
         yield from _arrow_stream(path)
+
+
+def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, skip_damaged):
+    """The batches of one row group. Read a group at a time, damage stays within its group, and
+    dictionary columns nested in structs can be read (pyarrow cannot join them across groups)."""
+    import pyarrow as pa
+
+    rows = pf.metadata.row_group(group).num_rows
+
+    def batches():
+        return pf.iter_batches(batch_size=ARROW_BATCH_ROWS, row_groups=[group], columns=columns)
+
+    def message(e: Exception) -> str:
+        where = f"row group {group}, rows {first_row + 1}-{first_row + rows}"
+        return f"{source}: corrupt Parquet data in {where} ({str(e).strip()})"
+
+    if skip_damaged:
+        # Decoded once before any row is used, so that a group is kept or skipped whole,
+        # whatever the batch size.
+        try:
+            for _ in batches():
+                pass
+        except (pa.ArrowException, OSError) as e:
+            if not _is_damage(e):
+                raise
+            yield _Unreadable(rows, message(e))
+            return
+    try:
+        yield from batches()
+    except (pa.ArrowException, OSError) as e:
+        if not _is_damage(e):
+            raise
+        hint = "re-create or re-download the file, or skip such row groups with --on-error skip"
+        raise PythiaDataError(f"{message(e)}; {hint}") from e
 
 
 def _saved_data_files(source: Path) -> list[Path]:
@@ -227,33 +313,75 @@ def _size(source: Path) -> int:
     return source.stat().st_size
 
 
-def _texts_of(batch, source: Path, text_key: str):
+def _string_array(col):
+    """``col`` as a string or large_string array, or None when it holds something else: the
+    dictionary-encoded and string_view columns other writers make (pandas categoricals,
+    Polars) hold the same strings."""
+    import pyarrow as pa
     import pyarrow.types as pat
 
+    if pat.is_dictionary(col.type):
+        values = _string_array(col.dictionary)
+        return None if values is None else values.take(col.indices)
+    if pat.is_string_view(col.type):
+        col = col.cast(pa.large_string())
+    return col if pat.is_string(col.type) or pat.is_large_string(col.type) else None
+
+
+def _decoded(strings) -> tuple[list[str | None], dict[int, str]]:
+    """The values of a string array, None for nulls and for values that are not UTF-8 (Arrow
+    does not check when reading), with why for each of the latter, by row."""
+    import pyarrow as pa
+
+    try:
+        return strings.to_pylist(), {}
+    except UnicodeDecodeError:
+        pass  # which rows: below, one at a time
+    values: list[str | None] = []
+    invalid: dict[int, str] = {}
+    for i, raw in enumerate(strings.cast(pa.large_string()).view(pa.large_binary()).to_pylist()):
+        try:
+            values.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            values.append(None)
+            invalid[i] = f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    return values, invalid
+
+
+def _texts_of(batch, source: Path, text_key: str) -> tuple[list[str | None], dict[int, str]]:
+    """The batch's texts, None for rows without a usable one, with why for each such row."""
     if text_key not in batch.schema.names:
         raise PythiaDataError(
             f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
         )
     col = batch.column(text_key)
-    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
+    strings = _string_array(col)
+    if strings is None:
         raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
-    return col.to_pylist()
+    texts, invalid = _decoded(strings)
+    problems = {i: f"the {text_key!r} field is null" for i, t in enumerate(texts) if t is None}
+    problems.update((i, f"{why} in the {text_key!r} field") for i, why in invalid.items())
+    return texts, problems
 
 
-def _metas_of(batch, meta_key: str) -> list[str | None]:
+def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
+    """The batch's subset names (None where there is none), and why for each row whose name
+    is not UTF-8."""
     import pyarrow.types as pat
 
     first, *rest = meta_key.split(".")
     if first not in batch.schema.names:
-        return [None] * batch.num_rows
+        return [None] * batch.num_rows, {}
     col = batch.column(first)
     for name in rest:
         if not pat.is_struct(col.type) or col.type.get_field_index(name) < 0:
-            return [None] * batch.num_rows
+            return [None] * batch.num_rows, {}
         col = col.field(name)
-    if not (pat.is_string(col.type) or pat.is_large_string(col.type)):
-        return [None] * batch.num_rows
-    return col.to_pylist()
+    strings = _string_array(col)
+    if strings is None:
+        return [None] * batch.num_rows, {}
+    metas, invalid = _decoded(strings)
+    return metas, {i: f"{why} in the {meta_key!r} field" for i, why in invalid.items()}
 
 
 def _tokenize_arrow(
@@ -294,30 +422,38 @@ def _tokenize_arrow(
             if si < start_source:
                 continue
             row = 0
-            for batch in _arrow_batches(source, columns):
+            for batch in _arrow_batches(source, columns, skip_damaged=on_error == "skip"):
                 n = batch.num_rows
-                skip = start_row - row if si == start_source else 0
+                skip = max(start_row - row, 0) if si == start_source else 0
                 if skip >= n:
                     row += n
                     continue
-                if skip > 0:
-                    batch = batch.slice(skip)
-                first_row = row + max(skip, 0)
-                texts = _texts_of(batch, source, text_key)
-                metas = _metas_of(batch, meta_key) if meta_key else None
-                bad = [i for i, t in enumerate(texts) if t is None]
-                if bad:
-                    message = (
-                        f"{source}: row {first_row + bad[0] + 1}: the {text_key!r} field is null"
-                    )
-                    if on_error == "fail":
-                        raise PythiaDataError(message)
-                    examples.extend([message][: max(0, 10 - len(examples))])
-                    keep = [i for i, t in enumerate(texts) if t is not None]
-                    texts = [texts[i] for i in keep]
-                    metas = [metas[i] for i in keep] if metas is not None else None
-                writer.add_texts(texts, metas, si, row + n, len(bad))
-                rows_done += n - max(skip, 0)
+                if isinstance(batch, _Unreadable):
+                    examples.extend([batch.message][: max(0, 10 - len(examples))])
+                    texts, metas = [], [] if meta_key else None
+                    writer.add_texts(texts, metas, si, row + n, n - skip)
+                else:
+                    if skip > 0:
+                        batch = batch.slice(skip)
+                    first_row = row + skip
+                    texts, problems = _texts_of(batch, source, text_key)
+                    metas = None
+                    if meta_key:
+                        metas, meta_problems = _metas_of(batch, meta_key)
+                        problems = meta_problems | problems
+                    if problems:
+                        messages = [
+                            f"{source}: row {first_row + i + 1}: {problems[i]}"
+                            for i in sorted(problems)[:10]
+                        ]
+                        if on_error == "fail":
+                            raise PythiaDataError(messages[0])
+                        examples.extend(messages[: max(0, 10 - len(examples))])
+                        keep = [i for i in range(len(texts)) if i not in problems]
+                        texts = [texts[i] for i in keep]
+                        metas = [metas[i] for i in keep] if metas is not None else None
+                    writer.add_texts(texts, metas, si, row + n, len(problems))
+                rows_done += n - skip
                 text_bytes += sum(len(t) for t in texts)
                 row += n
                 if progress is not None:

@@ -92,8 +92,8 @@ class _Bar:
     type=click.Choice(["fail", "skip"]),
     default="fail",
     show_default=True,
-    help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream: "
-    "stop with an error naming file and line, or skip and count them.",
+    help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream, corrupt "
+    "Parquet row group: stop with an error naming file and line, or skip and count them.",
 )
 @click.option(
     "--threads",
@@ -143,8 +143,9 @@ def command(
     """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files, directories of
-    them (sorted), or Hugging Face datasets saved with `save_to_disk` (Parquet and saved
-    datasets need pyarrow).
+    them (searched recursively and sorted, skipping names that start with "." and links to
+    files already listed), or Hugging Face datasets saved with `save_to_disk` (Parquet and
+    saved datasets need pyarrow).
 
     Killed runs continue from their last checkpoint when started again with the same command;
     so do runs stopped by a full disk or another system error, whose work directory

@@ -1,0 +1,372 @@
+"""Damaged or unusual Parquet / saved-dataset inputs and directory expansion for `tokenize`:
+each gives a one-line error naming the file (data errors leave no work directory), or is read
+exactly as the oracle tokenizer reads the same texts."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_tokenize_cli import oracle, run, sample_lines, write_saved_dataset
+
+from pythia_data import IndexedDataset
+from pythia_data.tokenize import find_inputs, tokenize_files
+
+
+def token_lists(prefix: Path) -> list[list[int]]:
+    ds = IndexedDataset(prefix)
+    return [ds[i].tolist() for i in range(len(ds))]
+
+
+def expected(texts: list[str]) -> list[list[int]]:
+    """What GPT-NeoX writes for these texts: the oracle's ids then EOD, empty texts dropped."""
+    return [oracle().encode(t).ids + [0] for t in texts if t]
+
+
+def write_jsonl(path: Path, texts: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+# --- directories --------------------------------------------------------------------------------
+
+
+def test_directory_expansion_skips_hidden_names(tmp_path):
+    d = tmp_path / "in"
+    write_jsonl(d / "a.jsonl", ["first document"])
+    write_jsonl(d / "sub" / "b.jsonl", ["second document"])
+    write_jsonl(d / ".hidden" / "h.jsonl", ["from a hidden directory"])
+    write_jsonl(d / ".x.jsonl", ["a hidden file"])
+    assert find_inputs([d]) == [d / "a.jsonl", d / "sub" / "b.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(["first document", "second document"])
+    # Named on the command line, a hidden file is an input like any other.
+    assert find_inputs([d / ".x.jsonl", d]) == [
+        d / ".x.jsonl",
+        d / "a.jsonl",
+        d / "sub" / "b.jsonl",
+    ]
+    result = run(d / ".x.jsonl", "--output", tmp_path / "hidden")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "hidden") == expected(["a hidden file"])
+
+
+def test_directory_expansion_reads_a_linked_file_once(tmp_path):
+    d = tmp_path / "in"
+    write_jsonl(d / "a.jsonl", ["the linked document"])
+    write_jsonl(d / "c.jsonl", ["another document"])
+    (d / "b.jsonl").symlink_to(d / "a.jsonl")  # sorts after its target: the target is kept
+    (d / "sub").mkdir()
+    (d / "sub" / "z.jsonl").symlink_to("../c.jsonl")
+    assert find_inputs([d]) == [d / "a.jsonl", d / "c.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(["the linked document", "another document"])
+    # A file named before the directory is listed first; the directory's copy is dropped.
+    assert find_inputs([d / "c.jsonl", d]) == [d / "c.jsonl", d / "a.jsonl"]
+
+
+# --- saved DatasetDict directories --------------------------------------------------------------
+
+
+def saved_dataset_dict(root: Path, splits) -> None:
+    """A DatasetDict saved with one split, "train", whose listing names ``splits``."""
+    if not root.exists():
+        root.mkdir()
+        write_saved_dataset(root / "train", [json.dumps({"text": "a train document"})], files=1)
+    (root / "dataset_dict.json").write_text(json.dumps({"splits": splits}))
+
+
+def test_dataset_dict_listing_a_missing_split(tmp_path):
+    root = tmp_path / "dd"
+    saved_dataset_dict(root, ["train"])
+    result = run(root, "--output", tmp_path / "ok")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "ok") == expected(["a train document"])
+
+    saved_dataset_dict(root, ["train", "missing"])
+    result = run(root, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert (
+        result.output == f"error: {root / 'missing'}: split listed in dataset_dict.json not found\n"
+    )
+    assert not list(tmp_path.glob("out*"))
+    (root / "empty").mkdir()
+    saved_dataset_dict(root, ["train", "empty"])
+    result = run(root, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert f"error: {root / 'empty'}: split listed in dataset_dict.json has no state.json" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("splits", ["train", {"train": 1}, ["train", 3], None])
+def test_dataset_dict_splits_that_are_not_a_list_of_names(tmp_path, splits):
+    # "train" was iterated as the splits "t", "r", "a", "i", "n".
+    root = tmp_path / "dd"
+    saved_dataset_dict(root, splits)
+    result = run(root, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    listing = root / "dataset_dict.json"
+    assert result.output == f'error: {listing}: "splits" must be a list of split names\n'
+    assert not list(tmp_path.glob("out*"))
+
+
+# --- damaged Parquet ----------------------------------------------------------------------------
+
+
+def damaged_parquet(path: Path, group: int = 2) -> list[str]:
+    """5 row groups of 1,000 rows (snappy, pages of 50 rows); 200 random bytes overwritten in a
+    late page of row group ``group``, the footer intact. Returns the texts written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    sample = [json.loads(line)["text"] for line in sample_lines()]
+    texts = [f"{i}: {sample[i % len(sample)][:300]}" for i in range(5000)]
+    pq.write_table(
+        pa.table({"text": texts}), path, row_group_size=1000, compression="snappy",
+        data_page_size=8192, write_batch_size=50, use_dictionary=False,
+    )  # fmt: skip
+    chunk = pq.ParquetFile(path).metadata.row_group(group).column(0)
+    at = chunk.data_page_offset + chunk.total_compressed_size * 3 // 4
+    data = bytearray(path.read_bytes())
+    data[at : at + 200] = random.Random(0).randbytes(200)
+    path.write_bytes(bytes(data))
+    pf = pq.ParquetFile(path)
+    for g in range(5):  # the damage is where it was meant to be
+        if g != group:
+            pf.read_row_group(g)
+    with pytest.raises(OSError, match="Corrupt snappy"):
+        pf.read_row_group(group)
+    # ...and the group's first pages still decode, as a reader in small batches sees.
+    assert next(pf.iter_batches(batch_size=7, row_groups=[group])).num_rows == 7
+    return texts
+
+
+def test_corrupt_parquet_page_is_a_data_error_naming_the_file(tmp_path, monkeypatch):
+    # It was `error: Corrupt snappy compressed data.`, an OSError: after a checkpoint the run
+    # kept its work directory and said to run the same command again, which cannot succeed.
+    import pythia_data.tokenize
+
+    source = tmp_path / "d.parquet"
+    damaged_parquet(source)
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 500)  # checkpoints before it
+    result = run(source, "--output", tmp_path / "out", "--checkpoint-seconds", "0")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"error: {source}: corrupt Parquet data in row group 2, rows 2001-3000 (Corrupt snappy"
+    ), result.output
+    assert "re-download" in result.output and "again" not in result.output
+    assert len(result.output.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+def test_corrupt_parquet_footer_is_a_data_error_naming_the_file(tmp_path):
+    # pyarrow raises it as an OSError: it was `error: Couldn't deserialize thrift: ...`.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"] * 50}), source, row_group_size=20)
+    data = bytearray(source.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    at = len(data) - 8 - footer * 2 // 3
+    data[at : at + 16] = random.Random(0).randbytes(16)
+    source.write_bytes(bytes(data))
+    with pytest.raises(OSError, match="deserialize thrift"):
+        pq.ParquetFile(source)
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {source}: not a readable Parquet file (Couldn't")
+    assert len(result.output.splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
+    import pythia_data.tokenize
+
+    source = tmp_path / "d.parquet"
+    texts = damaged_parquet(source)
+    good = texts[:2000] + texts[3000:]
+    outputs = []
+    for batch_rows in (2048, 7):  # the group's first pages decode in small batches
+        monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", batch_rows)
+        out = tmp_path / f"out{batch_rows}"
+        result = run(source, "--output", out, "--on-error", "skip")
+        assert result.exit_code == 0, result.output
+        assert "skipped 1,000 bad lines" in result.output
+        assert f"{source}: corrupt Parquet data in row group 2, rows 2001-3000" in result.output
+        outputs.append(b"".join(Path(f"{out}{e}").read_bytes() for e in (".bin", ".idx")))
+    assert outputs[0] == outputs[1]
+    assert token_lists(tmp_path / "out2048") == expected(good)
+    # Stopped right after the skipped group and continued, it ends the same.
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 2048)  # a batch per group
+    calls = 0
+
+    def stop(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([source], part, on_error="skip", checkpoint_seconds=0, progress=stop)
+    report = tokenize_files([source], part, on_error="skip")
+    assert report["resumed_documents"] == 2000 and report["errors_skipped"] == 1000
+    assert token_lists(part) == expected(good)
+
+
+# --- Arrow column types -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[tuple[str, str]]:
+    """(text, subset) of the sample's first documents, one repeated (for dictionaries to share)
+    and one empty (skipped, as GPT-NeoX does)."""
+    parsed = [json.loads(line) for line in sample_lines()[:40]]
+    pairs = [(d["text"], d["meta"]["pile_set_name"]) for d in parsed]
+    return pairs + [pairs[3], ("", "Empty")]
+
+
+def typed(values, type_):
+    """``values`` as an Arrow array of ``type_``; dictionaries built directly, as pyarrow cannot
+    cast to every dictionary type."""
+    pa = pytest.importorskip("pyarrow")
+    if not pa.types.is_dictionary(type_):
+        return pa.array(values, type_)
+    codes = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    return pa.DictionaryArray.from_arrays(
+        pa.array([codes[v] for v in values], type_.index_type),
+        pa.array(list(codes), type_.value_type),
+    )
+
+
+def write_tables(path: Path, tables: list) -> None:
+    """``tables`` (one schema) as the row groups of a Parquet file (``*.parquet``), or else as
+    the batches of a save_to_disk dataset directory; written whole, as pyarrow cannot slice
+    every type."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        with pq.ParquetWriter(path, tables[0].schema) as w:
+            for table in tables:
+                w.write_table(table)
+        return
+    path.mkdir()
+    with pa.OSFile(str(path / "data.arrow"), "wb") as sink:
+        with pa.ipc.new_stream(sink, tables[0].schema) as w:
+            for table in tables:
+                w.write_table(table)
+    (path / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data.arrow"}]}))
+
+
+def string_types() -> dict:
+    pa = pytest.importorskip("pyarrow")
+    return {
+        "large_string": pa.large_string(),
+        "string_view": pa.string_view(),
+        "dictionary<string>": pa.dictionary(pa.int32(), pa.string()),
+        "dictionary<large_string>": pa.dictionary(pa.int8(), pa.large_string()),
+        "dictionary<string_view>": pa.dictionary(pa.int64(), pa.string_view()),
+    }
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+@pytest.mark.parametrize(
+    "type_name",
+    ["large_string", "string_view", "dictionary<string>", "dictionary<large_string>",
+     "dictionary<string_view>"],
+)  # fmt: skip
+def test_dictionary_and_view_string_columns_are_read_as_text(tmp_path, docs, name, type_name):
+    # They were refused: "the 'text' column is dictionary<values=string, ...>, not a string",
+    # and such a meta column was read as no subset at all.
+    pa = pytest.importorskip("pyarrow")
+    type_ = string_types()[type_name]
+    if name.endswith(".parquet") and type_name == "dictionary<string_view>":
+        pytest.skip("pyarrow cannot write it to Parquet")
+    tables = []
+    for i in range(0, len(docs), 16):  # several row groups, each with its own dictionary
+        texts, subsets = zip(*docs[i : i + 16], strict=True)
+        meta = pa.StructArray.from_arrays([typed(subsets, type_)], ["pile_set_name"])
+        tables.append(pa.table({"text": typed(texts, type_), "meta": meta}))
+    write_tables(tmp_path / name, tables)
+    result = run(tmp_path / name, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected([t for t, _ in docs])
+    kept = [s for t, s in docs if t]
+    names = list(dict.fromkeys(kept))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [names.index(s) for s in kept]
+
+
+def test_dictionary_of_numbers_is_still_not_text(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    numbers = pa.array([1, 2, 1]).dictionary_encode()
+    write_tables(tmp_path / "saved", [pa.table({"text": numbers})])  # Parquet would decode it
+    result = run(tmp_path / "saved", "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path / 'saved'}: the 'text' column is dictionary<values=int64" in result.output
+    assert "not a string" in result.output
+
+
+# --- invalid UTF-8 ------------------------------------------------------------------------------
+
+
+def raw_strings(values: list[bytes]):
+    """A string array holding ``values`` unchecked, as a file written by another tool can."""
+    pa = pytest.importorskip("pyarrow")
+    offsets = np.cumsum([0] + [len(v) for v in values], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+def test_invalid_utf8_text_names_the_row_and_is_skipped(tmp_path, docs, name):
+    # It was `error: 'utf-8' codec can't decode byte 0xff ...`, and --on-error skip did not skip.
+    pa = pytest.importorskip("pyarrow")
+    texts = [t.encode() for t, _ in docs[:30]]
+    texts[22] = b"ok\xffbad"
+    write_tables(
+        tmp_path / name, [pa.table({"text": raw_strings(texts[i : i + 16])}) for i in (0, 16)]
+    )
+    source = tmp_path / name
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "")
+    assert result.exit_code == 1, result.output
+    message = f"{source}: row 23: invalid UTF-8 (byte 0xff at offset 2) in the 'text' field"
+    assert result.output == f"error: {message}\n"
+    assert not list(tmp_path.glob("out*"))
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines" in result.output and message in result.output
+    assert token_lists(tmp_path / "out") == expected([t.decode() for t in texts[:22] + texts[23:]])
+
+
+def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
+    pa = pytest.importorskip("pyarrow")
+    texts = [t for t, _ in docs[:10]]
+    names = [s.encode() for _, s in docs[:10]]
+    names[4] = b"Pile-\xc3("  # a cut two-byte sequence
+    meta = pa.StructArray.from_arrays([raw_strings(names)], ["pile_set_name"])
+    source = tmp_path / "m.parquet"
+    write_tables(source, [pa.table({"text": texts, "meta": meta})])
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    message = (
+        f"{source}: row 5: invalid UTF-8 (byte 0xc3 at offset 5) in the 'meta.pile_set_name' field"
+    )
+    assert result.output == f"error: {message}\n"
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines" in result.output and message in result.output
+    kept = [i for i in range(10) if i != 4]
+    assert token_lists(tmp_path / "out") == expected([texts[i] for i in kept])
+    subsets = [docs[i][1] for i in kept]
+    table = list(dict.fromkeys(subsets))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == table
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [table.index(s) for s in subsets]
