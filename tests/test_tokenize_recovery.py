@@ -120,6 +120,25 @@ def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
 
 
+def test_a_parquet_rerun_with_other_arguments_says_it_starts_over(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": DOCS, "title": DOCS[::-1]}), src, row_group_size=5)
+    prefix = tmp_path / "out"
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([src], prefix, checkpoint_seconds=0, progress=stop)
+    assert (tmp_path / "out.partial" / "checkpoint.json").exists()
+    report = tokenize_files([src], prefix, text_key="title")
+    assert "starts over" in report["restart_note"] and report["resumed_documents"] == 0
+    assert items(prefix) == oracle_ids(DOCS[::-1])
+    assert tokenize_files([src], tmp_path / "fresh")["restart_note"] is None
+
+
 def zstd_with_bad_checksum(path: Path) -> Path:
     data = zstandard.ZstdCompressor(write_checksum=True).compress(
         write_jsonl(path.with_suffix(".tmp")).read_bytes()

@@ -410,6 +410,7 @@ def _tokenize_arrow(
     rows_total = sum(_num_rows(p) for p in sources)
     writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
     resumed = writer.resumed_documents
+    restart_note = writer.restart_note
     start_source, start_row = writer.position
     bytes_total = sum(_size(p) for p in sources)
     rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
@@ -482,6 +483,7 @@ def _tokenize_arrow(
         "empty_skipped": empty,
         "errors_skipped": errors,
         "resumed_documents": resumed,
+        "restart_note": restart_note,
         "skipped_examples": examples,
         "dtype": "uint16" if tok.vocab_size < 65_500 else "int32",
     }
