@@ -71,3 +71,57 @@ def test_pair_listed_twice_takes_its_last_rank(tmp_path):
     ours, ref = load_both(cfg, tmp_path)
     assert ref.encode(" the").ids != [253], "the oracle no longer keeps the last rank"
     assert_same(ours, ref, [*TEXTS, " the", " t", " this is the test"])
+
+
+def _set_added(key, value):
+    def edit(cfg):
+        cfg["added_tokens"].append(dict(added(N_VOCAB + 23, "<|a|>"), **{key: value}))
+
+    return edit
+
+
+def _drop_added(key):
+    def edit(cfg):
+        token = added(N_VOCAB + 23, "<|a|>")
+        del token[key]
+        cfg["added_tokens"].append(token)
+
+    return edit
+
+
+def _set(section, key, value):
+    def edit(cfg):
+        cfg[section][key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set_added("rstrip", "true"), r'"rstrip": invalid type: string "true", expected a bool'),
+        (_set_added("special", "yes"), r'"special": invalid type: string "yes", expected a bool'),
+        (_set_added("normalized", 1), r'"normalized": invalid type: integer `1`, expected a bool'),
+        (_set_added("single_word", None), r'"single_word": invalid type: null, expected a bool'),
+        (_set_added("content", 5), r'"content": invalid type: integer `5`, expected a'),
+        (_drop_added("special"), r'no "special" \(a required field\)'),
+        (_set("model", "ignore_merges", "false"), r'"ignore_merges": invalid type: string'),
+        (_set("pre_tokenizer", "add_prefix_space", 0), r'"add_prefix_space": invalid type'),
+        (_set("decoder", "trim_offsets", "true"), r'"trim_offsets": invalid type: string'),
+        (_set("model", "end_of_word_suffix", 1), r'"end_of_word_suffix": invalid type'),
+    ],
+)
+def test_wrong_typed_fields_are_refused_like_the_reference(tmp_path, edit, match):
+    cfg = config()
+    edit(cfg)
+    with pytest.raises(Exception):  # noqa: B017 - the oracle's own error type
+        tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    refused(cfg, tmp_path, match)
+
+
+def test_null_where_the_reference_allows_it(tmp_path):
+    cfg = config()
+    cfg["model"]["ignore_merges"] = None
+    cfg["model"]["end_of_word_suffix"] = None
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, TEXTS)

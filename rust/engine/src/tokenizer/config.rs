@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::byte_level::CharToByte;
@@ -40,8 +41,29 @@ fn type_of(v: &Value) -> Option<&str> {
     v.get("type").and_then(Value::as_str)
 }
 
-fn flag(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+/// `v[key]` as `T`, None when absent. A value of the wrong type is refused with serde's message,
+/// as the reference refuses it: read as absent, `"rstrip": "true"` would be silently false.
+fn field<'a, T: Deserialize<'a>>(v: &'a Value, key: &str, what: &str) -> Result<Option<T>> {
+    v.get(key)
+        .map(|x| T::deserialize(x).map_err(|e| invalid(format!("{what} \"{key}\": {e}"))))
+        .transpose()
+}
+
+/// A boolean field that may be absent (false). `null` is only accepted where the reference's
+/// field is an `Option` (`nullable`).
+fn flag(v: &Value, key: &str, what: &str, nullable: bool) -> Result<bool> {
+    if nullable {
+        Ok(field::<Option<bool>>(v, key, what)?
+            .flatten()
+            .unwrap_or(false))
+    } else {
+        Ok(field::<bool>(v, key, what)?.unwrap_or(false))
+    }
+}
+
+/// A string field that may be absent or null.
+fn opt_str<'a>(v: &'a Value, key: &str, what: &str) -> Result<Option<&'a str>> {
+    Ok(field::<Option<&str>>(v, key, what)?.flatten())
 }
 
 fn check_normalizer(v: &Value) -> Result<bool> {
@@ -76,12 +98,13 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
             type_of(v)
         )));
     }
-    if flag(v, "add_prefix_space") {
+    if flag(v, "add_prefix_space", what, false)? {
         return Err(invalid(format!(
             "{what} ByteLevel with add_prefix_space=true is not supported"
         )));
     }
-    if v.get("use_regex").and_then(Value::as_bool) == Some(false) {
+    flag(v, "trim_offsets", what, false)?;
+    if field::<bool>(v, "use_regex", what)? == Some(false) {
         return Err(invalid(format!(
             "{what} ByteLevel with use_regex=false is not supported"
         )));
@@ -107,14 +130,11 @@ impl TokenizerConfig {
             ));
         }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if model
-                .get(key)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            {
+            if opt_str(model, key, "BPE")?.is_some_and(|s| !s.is_empty()) {
                 return Err(invalid(format!("BPE {key} is not supported")));
             }
         }
+        let ignore_merges = flag(model, "ignore_merges", "BPE", true)?;
         for key in ["truncation", "padding"] {
             if root.get(key).is_some_and(|v| !v.is_null()) {
                 return Err(invalid(format!("{key} is not supported; set it to null")));
@@ -188,38 +208,48 @@ impl TokenizerConfig {
         }
 
         let mut added = Vec::new();
-        for t in root
-            .get("added_tokens")
-            .and_then(Value::as_array)
-            .map(|a| a.as_slice())
-            .unwrap_or(&[])
-        {
-            let content = t
-                .get("content")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("an added token has no \"content\""))?;
-            let id = t
-                .get("id")
-                .and_then(Value::as_u64)
+        let added_list: Option<Vec<Value>> = field(&root, "added_tokens", "tokenizer.json")?;
+        for (i, t) in added_list.unwrap_or_default().iter().enumerate() {
+            // The reference requires every field of an added token, with its type.
+            let required = |key: &str| {
+                t.get(key).ok_or_else(|| {
+                    invalid(format!(
+                        "added token {i} has no \"{key}\" (a required field)"
+                    ))
+                })
+            };
+            let what = format!("added token {i}");
+            let content = <&str>::deserialize(required("content")?)
+                .map_err(|e| invalid(format!("{what} \"content\": {e}")))?;
+            let what = format!("added token {content:?}");
+            let id = u64::deserialize(required("id")?)
+                .ok()
                 .filter(|&i| i <= MAX_TOKEN_ID)
-                .ok_or_else(|| invalid(format!("added token {content:?} has no valid id")))?
+                .ok_or_else(|| invalid(format!("{what} has no valid id")))?
                 as u32;
-            for key in ["lstrip", "rstrip", "single_word"] {
-                if flag(t, key) {
-                    return Err(invalid(format!(
-                        "added token {content:?}: {key}=true is not supported"
-                    )));
+            let mut flags = [false; 5];
+            for (key, value) in ["special", "normalized", "lstrip", "rstrip", "single_word"]
+                .iter()
+                .zip(&mut flags)
+            {
+                required(key)?;
+                *value = flag(t, key, &what, false)?;
+            }
+            let [special, normalized, lstrip, rstrip, single_word] = flags;
+            for (key, on) in [
+                ("lstrip", lstrip),
+                ("rstrip", rstrip),
+                ("single_word", single_word),
+            ] {
+                if on {
+                    return Err(invalid(format!("{what}: {key}=true is not supported")));
                 }
             }
             added.push(AddedToken {
                 id,
                 content: content.to_string(),
-                special: flag(t, "special"),
-                // The reference's default for added tokens is normalized = !special.
-                normalized: t
-                    .get("normalized")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(!flag(t, "special")),
+                special,
+                normalized,
             });
         }
 
@@ -256,7 +286,7 @@ impl TokenizerConfig {
             nfc,
             bpe_tokens,
             merges,
-            ignore_merges: flag(model, "ignore_merges"),
+            ignore_merges,
             added,
             decoded,
         })
