@@ -125,3 +125,77 @@ def test_null_where_the_reference_allows_it(tmp_path):
     cfg["model"]["end_of_word_suffix"] = None
     ours, ref = load_both(cfg, tmp_path)
     assert_same(ours, ref, TEXTS)
+
+
+def test_bundled_and_gpt2_style_files_still_load(tmp_path):
+    cfg = config()
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, TEXTS, [0, 1, 12092, 50254, 50276])
+    cfg["added_tokens"] = [t for t in cfg["added_tokens"] if t["special"]]
+    cfg["normalizer"] = None
+    cfg["model"]["merges"] = [m.split(" ") for m in cfg["model"]["merges"]]
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, TEXTS, [0, 1, 12092, 50254, 50276])
+
+
+def test_added_tokens_numbered_as_the_reference_does_load(tmp_path):
+    cfg = config()
+    # Content already in the vocab takes its vocab id; new content the next id after the vocab
+    # and the earlier new added tokens, special or not.
+    cfg["added_tokens"] += [
+        added(N_VOCAB + 23, "<|b|>"),
+        added(25521, "hello", special=True),
+        added(N_VOCAB + 24, "<|a|>", special=False),
+    ]
+    ours, ref = load_both(cfg, tmp_path)
+    assert [ref.token_to_id(t) for t in ["<|b|>", "hello", "<|a|>"]] == [50277, 25521, 50278]
+    ids = [25521, 50277, 50278, 12092, 0]
+    assert_same(ours, ref, [*TEXTS, "<|a|><|b|>hello  hello"], ids)
+    assert ours.vocab_size == ref.get_vocab_size() == 50279
+
+
+@pytest.mark.parametrize(
+    ("tokens", "match"),
+    [
+        # Listed out of id order: the reference numbers them in listing order.
+        ([added(50278, "<|b|>"), added(50277, "<|a|>")], r'"<\|b\|>" has id 50278 .* id 50277'),
+        # A gap after the vocab: the reference closes it.
+        ([added(60000, "<|a|>")], r'"<\|a\|>" has id 60000 .* id 50277'),
+        # Content in the vocab under another id: the reference uses the vocab id.
+        ([added(50277, "hello")], r'"hello" has id 50277 .* id 25521'),
+        # The id of another vocab token ("Hello"): the reference gives a new id.
+        ([added(12092, "<|a|>")], r'"<\|a\|>" has id 12092 .* id 50277'),
+        ([added(50277, "")], r"added token 50277 has empty content"),
+        ([added(50277, "<|a|>"), added(50277, "<|a|>")], r'"<\|a\|>" is listed twice'),
+    ],
+)
+def test_added_token_ids_the_reference_would_not_use_are_refused(tmp_path, tokens, match):
+    cfg = config()
+    cfg["added_tokens"] += tokens
+    refused(cfg, tmp_path, match)
+
+
+def test_vocab_id_shared_by_two_tokens_is_refused(tmp_path):
+    cfg = config()
+    cfg["model"]["vocab"]["zzqq"] = 7  # "&" has id 7; the reference decodes 7 to either
+    refused(cfg, tmp_path, r'vocab tokens "&" and "zzqq" share id 7')
+
+
+def test_vocab_id_gap_shifts_added_ids_and_is_refused(tmp_path):
+    cfg = config()
+    del cfg["model"]["vocab"]["ĠPlaying"]  # id 50000: the vocab has one entry fewer
+    cfg["model"]["merges"] = [m for m in cfg["model"]["merges"] if m != "ĠPlay ing"]
+    ref = tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    assert ref.token_to_id("  ") == 50275  # not the 50276 written in the file
+    refused(cfg, tmp_path, r'"                        " has id 50254 .* id 50253')
+
+
+def test_vocab_id_gap_with_the_reference_numbering_matches_it(tmp_path):
+    cfg = config()
+    del cfg["model"]["vocab"]["ĠPlaying"]
+    cfg["model"]["merges"] = [m for m in cfg["model"]["merges"] if m != "ĠPlay ing"]
+    for t in cfg["added_tokens"][2:]:
+        t["id"] -= 1  # the first space run now shares 50253 with the vocab's "ĠOutcomes"
+    ours, ref = load_both(cfg, tmp_path)
+    ids = [50253, 50252, 50275, 49999, 1]
+    assert_same(ours, ref, [*TEXTS, " Outcomes  Playing", "a" + " " * 24 + "b"], ids)

@@ -112,6 +112,68 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
     Ok(())
 }
 
+/// Two vocab tokens with one id: the reference decodes that id to either of them, whichever its
+/// HashMap iteration happens to visit last, so no one answer can match it.
+fn check_unique_ids(ids: &HashMap<&str, u32>) -> Result<()> {
+    let mut sorted: Vec<u32> = ids.values().copied().collect();
+    sorted.sort_unstable();
+    let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) else {
+        return Ok(());
+    };
+    let mut names: Vec<&str> = ids
+        .iter()
+        .filter(|(_, &id)| id == w[0])
+        .map(|(t, _)| *t)
+        .collect();
+    names.sort_unstable();
+    Err(invalid(format!(
+        "vocab tokens {:?} and {:?} share id {} (the reference decodes it to either at random)",
+        names[0], names[1], w[0]
+    )))
+}
+
+/// The reference ignores the ids written in `added_tokens`: in listing order, a token whose
+/// content is already in the vocab takes that id, and every other one the next id after the
+/// vocab's entries (`len(vocab)`, then up). Files it saves agree; one that does not (ids edited
+/// by hand, a vocab with gaps in its ids) would encode to ids other than its own, so it is
+/// refused rather than followed. Empty and repeated contents, which the reference skips, are
+/// refused too: the entry's id and flags would otherwise mean something it does not.
+fn check_added_ids(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut next = vocab.len() as u64;
+    for t in added {
+        if t.content.is_empty() {
+            return Err(invalid(format!(
+                "added token {} has empty content (the reference ignores such an entry)",
+                t.id
+            )));
+        }
+        if !seen.insert(t.content.as_str()) {
+            return Err(invalid(format!(
+                "added token {:?} is listed twice (the reference ignores the second entry)",
+                t.content
+            )));
+        }
+        let expected = match vocab.get(t.content.as_str()) {
+            Some(&id) => id as u64,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+        if t.id as u64 != expected {
+            return Err(invalid(format!(
+                "added token {:?} has id {} but the reference gives it id {expected} \
+                 (its vocab id, or the next id after the {} vocab entries, in listing order)",
+                t.content,
+                t.id,
+                vocab.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl TokenizerConfig {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let root: Value = serde_json::from_slice(json)
@@ -170,6 +232,7 @@ impl TokenizerConfig {
                 as u32;
             ids.insert(token.as_str(), id);
         }
+        check_unique_ids(&ids)?;
 
         let merge_list = model
             .get("merges")
@@ -253,6 +316,8 @@ impl TokenizerConfig {
             });
         }
 
+        check_added_ids(&added, &ids)?;
+
         let alphabet = CharToByte::new();
         let bpe_tokens: Vec<(Vec<u8>, u32)> = ids
             .iter()
@@ -290,5 +355,52 @@ impl TokenizerConfig {
             added,
             decoded,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(id: u32, content: &str) -> AddedToken {
+        AddedToken {
+            id,
+            content: content.to_string(),
+            special: true,
+            normalized: false,
+        }
+    }
+
+    fn refusal(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> String {
+        check_added_ids(added, vocab).err().unwrap().to_string()
+    }
+
+    #[test]
+    fn added_ids_follow_the_reference_numbering() {
+        let vocab = HashMap::from([("a", 0), ("b", 1), ("<s>", 2)]);
+        // In the vocab: its id; new: 3, 4... in listing order.
+        let ok = [token(3, "<x>"), token(2, "<s>"), token(4, "<y>")];
+        assert!(check_added_ids(&ok, &vocab).is_ok());
+        let swapped = [token(4, "<x>"), token(3, "<y>")];
+        assert!(
+            refusal(&swapped, &vocab).contains("\"<x>\" has id 4 but the reference gives it id 3")
+        );
+        let moved = [token(7, "<s>")];
+        assert!(
+            refusal(&moved, &vocab).contains("\"<s>\" has id 7 but the reference gives it id 2")
+        );
+        assert!(refusal(&[token(3, "")], &vocab).contains("empty content"));
+        let twice = [token(3, "<x>"), token(3, "<x>")];
+        assert!(refusal(&twice, &vocab).contains("listed twice"));
+    }
+
+    #[test]
+    fn shared_vocab_id_is_refused() {
+        assert!(check_unique_ids(&HashMap::from([("a", 0), ("b", 1)])).is_ok());
+        let err = check_unique_ids(&HashMap::from([("a", 0), ("c", 1), ("b", 1)])).unwrap_err();
+        assert!(
+            err.to_string().contains("\"b\" and \"c\" share id 1"),
+            "{err}"
+        );
     }
 }
