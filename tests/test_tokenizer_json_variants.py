@@ -199,3 +199,27 @@ def test_vocab_id_gap_with_the_reference_numbering_matches_it(tmp_path):
     ours, ref = load_both(cfg, tmp_path)
     ids = [50253, 50252, 50275, 49999, 1]
     assert_same(ours, ref, [*TEXTS, " Outcomes  Playing", "a" + " " * 24 + "b"], ids)
+
+
+@pytest.mark.parametrize("special", [True, False])
+def test_normalized_added_token_not_in_nfc_is_refused(tmp_path, special):
+    cfg = config()
+    cfg["added_tokens"].append(added(N_VOCAB + 23, "A\u030a", special=special, normalized=True))
+    ref = tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    assert ref.decode([N_VOCAB + 23]) == "\ufffd"  # its NFC form "Å", as byte-level text
+    refused(cfg, tmp_path, r"normalized=true with content not in NFC is not supported")
+
+
+def test_added_tokens_whose_nfc_form_does_not_matter_load(tmp_path):
+    cfg = config()
+    cfg["added_tokens"] += [
+        added(N_VOCAB + 23, "A\u030a", special=True, normalized=False),  # matched as written
+        added(N_VOCAB + 24, "\u00c5x", special=True, normalized=True),  # NFC already
+    ]
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, [*TEXTS, "A\u030a \u00c5x A\u030ax"], [N_VOCAB + 23, N_VOCAB + 24, 5])
+    # Without a normalizer the content is the text as written.
+    cfg["added_tokens"][-1] = added(N_VOCAB + 24, "B\u030a", special=True, normalized=True)
+    cfg["normalizer"] = None
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, [*TEXTS, "A\u030a B\u030a"], [N_VOCAB + 23, N_VOCAB + 24, 5])

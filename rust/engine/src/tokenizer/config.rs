@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::byte_level::CharToByte;
+use super::normalize;
 use crate::{Error, Result};
 
 /// Token ids index dense tables (16 bytes per id), so an id of 4e9 in a hand-edited vocab would
@@ -307,6 +308,14 @@ impl TokenizerConfig {
                 if on {
                     return Err(invalid(format!("{what}: {key}=true is not supported")));
                 }
+            }
+            // The reference keeps such a token's NFC form as its text: it decodes to that, and
+            // is not dropped as special. Saved files hold NFC already.
+            if normalized && nfc && normalize::nfc(content) != content {
+                return Err(invalid(format!(
+                    "{what}: normalized=true with content not in NFC is not supported \
+                     (write the content in NFC)"
+                )));
             }
             added.push(AddedToken {
                 id,
