@@ -223,3 +223,44 @@ def test_added_tokens_whose_nfc_form_does_not_matter_load(tmp_path):
     cfg["normalizer"] = None
     ours, ref = load_both(cfg, tmp_path)
     assert_same(ours, ref, [*TEXTS, "A\u030a B\u030a"], [N_VOCAB + 23, N_VOCAB + 24, 5])
+
+
+def without_byte_b() -> dict:
+    """The bundled file with the byte "b" (and every merge using it) removed, renumbered."""
+    cfg = config()
+    vocab = cfg["model"]["vocab"]
+    gone = vocab.pop("b")
+    for token, id in vocab.items():
+        if id > gone:
+            vocab[token] = id - 1
+    cfg["model"]["merges"] = [m for m in cfg["model"]["merges"] if "b" not in m]
+    for t in cfg["added_tokens"]:
+        if t["id"] > gone:
+            t["id"] -= 1
+    return cfg
+
+
+def test_missing_byte_without_unk_token_is_dropped_like_the_reference(tmp_path):
+    ours, ref = load_both(without_byte_b(), tmp_path)
+    assert ref.encode("abc").ids == ref.encode("ac").ids
+    assert_same(ours, ref, [*TEXTS, "abc", "bbb", " b b", "about  a bbq"], [65, 66, 67])
+
+
+@pytest.mark.parametrize("key", ["unk_token", "byte_fallback"])
+def test_missing_byte_with_unk_token_or_byte_fallback_is_refused(tmp_path, key):
+    cfg = without_byte_b()
+    cfg["model"][key] = "<|padding|>" if key == "unk_token" else True
+    if key == "unk_token":
+        # The reference emits the unknown token where the byte is.
+        ref = tokenizers.Tokenizer.from_str(json.dumps(cfg))
+        assert ref.encode("ab").ids == [66, 1]
+    refused(cfg, tmp_path, rf'no token for byte 0x62 \("b"\) and the model sets {key}')
+
+
+def test_unk_token_is_harmless_when_every_byte_has_a_token(tmp_path):
+    cfg = config()
+    cfg["model"]["unk_token"] = "<|padding|>"
+    cfg["model"]["fuse_unk"] = True
+    cfg["model"]["byte_fallback"] = True
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, [*TEXTS, "\x00\x7f\u00ff\U0001f600"], [1, 12092])

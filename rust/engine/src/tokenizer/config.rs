@@ -175,6 +175,41 @@ fn check_added_ids(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> Result<(
     Ok(())
 }
 
+/// A byte with no single-byte token is dropped from the text, as the reference drops it when the
+/// model has no `unk_token` and no `byte_fallback`; with either, the reference emits other ids
+/// there (the unknown token, `<0x..>` tokens, fused runs), which are not implemented.
+fn check_byte_coverage(model: &Value, bpe_tokens: &[(Vec<u8>, u32)]) -> Result<()> {
+    let unk = opt_str(model, "unk_token", "BPE")?;
+    let byte_fallback = flag(model, "byte_fallback", "BPE", true)?;
+    flag(model, "fuse_unk", "BPE", true)?;
+    if unk.is_none() && !byte_fallback {
+        return Ok(());
+    }
+    let mut covered = [false; 256];
+    // Bytes that never occur in UTF-8 text need no token (GPT-NeoX's vocab has none for them).
+    for b in [0xC0, 0xC1].into_iter().chain(0xF5..=0xFF) {
+        covered[b] = true;
+    }
+    for (bytes, _) in bpe_tokens {
+        if let [b] = bytes[..] {
+            covered[b as usize] = true;
+        }
+    }
+    match covered.iter().position(|&c| !c) {
+        None => Ok(()),
+        Some(b) => Err(invalid(format!(
+            "the vocab has no token for byte 0x{b:02X} (\"{}\") and the model sets {}: \
+             unknown-byte handling is not supported",
+            super::byte_level::byte_to_char()[b],
+            if unk.is_some() {
+                "unk_token"
+            } else {
+                "byte_fallback"
+            }
+        ))),
+    }
+}
+
 impl TokenizerConfig {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let root: Value = serde_json::from_slice(json)
@@ -332,6 +367,7 @@ impl TokenizerConfig {
             .iter()
             .filter_map(|(t, &id)| alphabet.token_bytes(t).map(|b| (b, id)))
             .collect();
+        check_byte_coverage(model, &bpe_tokens)?;
 
         // The reference's ByteLevel decoder: a token whose chars are all in the byte alphabet
         // stands for those bytes; any other token (the space runs) for its own UTF-8.
