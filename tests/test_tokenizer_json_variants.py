@@ -264,3 +264,31 @@ def test_unk_token_is_harmless_when_every_byte_has_a_token(tmp_path):
     cfg["model"]["byte_fallback"] = True
     ours, ref = load_both(cfg, tmp_path)
     assert_same(ours, ref, [*TEXTS, "\x00\x7f\u00ff\U0001f600"], [1, 12092])
+
+
+def test_eod_id_from_the_model_vocab(tmp_path):
+    cfg = config()
+    cfg["added_tokens"] = []  # "<|endoftext|>" is still in the model vocab, id 0
+    ours, ref = load_both(cfg, tmp_path)
+    assert ours.eod_id == ref.token_to_id("<|endoftext|>") == 0
+    assert_same(ours, ref, TEXTS, [0, 12092])
+
+
+def test_eod_id_from_a_new_added_token(tmp_path):
+    cfg = config()
+    del cfg["model"]["vocab"]["<|endoftext|>"]
+    cfg["model"]["vocab"]["<|unused|>"] = 0
+    cfg["added_tokens"] = [added(N_VOCAB, "<|endoftext|>")]
+    ours, ref = load_both(cfg, tmp_path)
+    assert ours.eod_id == ref.token_to_id("<|endoftext|>") == N_VOCAB
+
+
+def test_no_eod_id(tmp_path):
+    cfg = config()
+    del cfg["model"]["vocab"]["<|endoftext|>"]
+    cfg["model"]["vocab"]["<|unused|>"] = 0
+    cfg["added_tokens"] = []
+    ours, ref = load_both(cfg, tmp_path)
+    assert ref.token_to_id("<|endoftext|>") is None
+    with pytest.raises(ValueError, match="no <\\|endoftext\\|> token"):
+        _ = ours.eod_id

@@ -32,6 +32,8 @@ pub struct TokenizerConfig {
     pub added: Vec<AddedToken>,
     /// id → bytes it decodes to, for every id below the vocabulary size.
     pub decoded: Vec<Option<Box<[u8]>>>,
+    /// The id of `<|endoftext|>`: an added token's, else the vocab's, as `token_to_id` looks it up.
+    pub eod_id: Option<u32>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -392,6 +394,12 @@ impl TokenizerConfig {
             decoded[t.id as usize] = Some(spell(&t.content));
         }
 
+        const EOD: &str = "<|endoftext|>";
+        let eod_id = added
+            .iter()
+            .find(|t| t.content == EOD)
+            .map(|t| t.id)
+            .or_else(|| ids.get(EOD).copied());
         Ok(TokenizerConfig {
             nfc,
             bpe_tokens,
@@ -399,6 +407,7 @@ impl TokenizerConfig {
             ignore_merges,
             added,
             decoded,
+            eod_id,
         })
     }
 }
