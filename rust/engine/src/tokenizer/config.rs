@@ -115,24 +115,19 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
     Ok(())
 }
 
-/// Two vocab tokens with one id: the reference decodes that id to either of them, whichever its
-/// HashMap iteration happens to visit last, so no one answer can match it.
-fn check_unique_ids(ids: &HashMap<&str, u32>) -> Result<()> {
-    let mut sorted: Vec<u32> = ids.values().copied().collect();
-    sorted.sort_unstable();
-    let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) else {
-        return Ok(());
-    };
+/// The refusal of two vocab tokens with one id: the reference decodes that id to either of them,
+/// whichever its HashMap iteration happens to visit last, so no one answer can match it.
+fn shared_id(ids: &HashMap<&str, u32>, id: u32) -> Error {
     let mut names: Vec<&str> = ids
         .iter()
-        .filter(|(_, &id)| id == w[0])
+        .filter(|(_, &i)| i == id)
         .map(|(t, _)| *t)
         .collect();
     names.sort_unstable();
-    Err(invalid(format!(
-        "vocab tokens {:?} and {:?} share id {} (the reference decodes it to either at random)",
-        names[0], names[1], w[0]
-    )))
+    invalid(format!(
+        "vocab tokens {:?} and {:?} share id {id} (the reference decodes it to either at random)",
+        names[0], names[1]
+    ))
 }
 
 /// The reference ignores the ids written in `added_tokens`: in listing order, a token whose
@@ -270,7 +265,6 @@ impl TokenizerConfig {
                 as u32;
             ids.insert(token.as_str(), id);
         }
-        check_unique_ids(&ids)?;
 
         let merge_list = model
             .get("merges")
@@ -362,8 +356,6 @@ impl TokenizerConfig {
             });
         }
 
-        check_added_ids(&added, &ids)?;
-
         let alphabet = CharToByte::new();
         let bpe_tokens: Vec<(Vec<u8>, u32)> = ids
             .iter()
@@ -387,8 +379,13 @@ impl TokenizerConfig {
                 .into_boxed_slice()
         };
         for (t, &id) in &ids {
-            decoded[id as usize] = Some(spell(t));
+            let slot = &mut decoded[id as usize];
+            if slot.is_some() {
+                return Err(shared_id(&ids, id));
+            }
+            *slot = Some(spell(t));
         }
+        check_added_ids(&added, &ids)?;
         // Added tokens win over the model's spelling of the same id, as in `id_to_token`.
         for t in &added {
             decoded[t.id as usize] = Some(spell(&t.content));
@@ -450,8 +447,16 @@ mod tests {
 
     #[test]
     fn shared_vocab_id_is_refused() {
-        assert!(check_unique_ids(&HashMap::from([("a", 0), ("b", 1)])).is_ok());
-        let err = check_unique_ids(&HashMap::from([("a", 0), ("c", 1), ("b", 1)])).unwrap_err();
+        let json = |vocab: &str| {
+            format!(
+                r#"{{"model": {{"type": "BPE", "vocab": {vocab}, "merges": []}},
+                     "pre_tokenizer": {{"type": "ByteLevel"}}, "decoder": {{"type": "ByteLevel"}}}}"#
+            )
+        };
+        assert!(TokenizerConfig::parse(json(r#"{"a": 0, "b": 1}"#).as_bytes()).is_ok());
+        let err = TokenizerConfig::parse(json(r#"{"a": 0, "c": 1, "b": 1}"#).as_bytes())
+            .err()
+            .unwrap();
         assert!(
             err.to_string().contains("\"b\" and \"c\" share id 1"),
             "{err}"
