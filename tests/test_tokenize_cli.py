@@ -429,12 +429,15 @@ def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
 def test_large_vocabulary_writes_int32(tmp_path):
     # GPT-NeoX's best_fitting_dtype: int32 from 65,500 ids on.
     cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
-    cfg["added_tokens"].append(
-        {"id": 70000, "content": "<|big|>", "special": True, "single_word": False,
-         "lstrip": False, "rstrip": False, "normalized": False}
-    )  # fmt: skip
+    # The reference numbers added tokens itself, one after another: fill 50,277..69,999 first.
+    for i, content in enumerate([f"<|x{i}|>" for i in range(70000 - 50277)] + ["<|big|>"]):
+        cfg["added_tokens"].append(
+            {"id": 50277 + i, "content": content, "special": True, "single_word": False,
+             "lstrip": False, "rstrip": False, "normalized": False}
+        )  # fmt: skip
     tok_path = tmp_path / "big.json"
     tok_path.write_text(json.dumps(cfg))
+    assert tokenizers.Tokenizer.from_file(str(tok_path)).token_to_id("<|big|>") == 70000
     src = tmp_path / "c.jsonl"
     src.write_text('{"text": "a<|big|>b"}\n')
     result = run(src, "--output", tmp_path / "big", "--tokenizer", tok_path, "--meta-key", "")
@@ -495,14 +498,19 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
         assert not list(tmp_path.glob("o*")), what
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     docs=st.lists(
         st.tuples(
             st.text(st.characters(codec="utf-8"), max_size=200),
             st.text(st.characters(codec="utf-8"), max_size=12),
             st.booleans(),
-            st.dictionaries(st.text(max_size=5), st.integers() | st.floats(allow_nan=False, allow_infinity=False)),
+            st.dictionaries(
+                st.text(max_size=5),
+                st.integers() | st.floats(allow_nan=False, allow_infinity=False),
+            ),
         ),
         min_size=1,
         max_size=8,
@@ -563,7 +571,9 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
 
-    failed = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size)
+    failed = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size
+    )
     assert failed.returncode == 1, failed.stderr
     assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
     assert not Path(f"{prefix}.idx").exists()

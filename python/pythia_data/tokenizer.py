@@ -43,7 +43,10 @@ class Tokenizer:
 
     @property
     def eod_id(self) -> int:
-        """The id of ``<|endoftext|>`` that GPT-NeoX appends to every document (0 for NeoX)."""
+        """The id of ``<|endoftext|>`` that GPT-NeoX appends to every document (0 for NeoX).
+
+        As ``tokenizers``' ``token_to_id`` finds it: an added token's id, else the model vocab's.
+        """
         eod = self._core.eod_id
         if eod is None:
             raise ValueError("this tokenizer has no <|endoftext|> token")

@@ -98,10 +98,9 @@ impl Bpe {
         }
         let mut merge_map = FxHashMap::default();
         for (rank, &(a, b, out)) in merges.iter().enumerate() {
-            // The reference keeps the first rank of a pair listed twice.
-            merge_map
-                .entry(pair_key(a, b))
-                .or_insert(((rank as u64) << 32) | out as u64);
+            // A pair listed twice takes its last rank: the reference collects the merges into a
+            // HashMap, where the later insert overwrites the earlier one.
+            merge_map.insert(pair_key(a, b), ((rank as u64) << 32) | out as u64);
         }
         let mut bpe = Bpe {
             byte_ids,
@@ -388,5 +387,19 @@ mod tests {
         out.clear();
         bpe.encode_piece(b"aba", &mut out, &mut BpeCache::default());
         assert_eq!(out, [4]);
+    }
+
+    #[test]
+    fn pair_listed_twice_takes_its_last_rank() {
+        // (b,c) first ranks above (a,b), then again below it: "abc" → [ab, c], not [a, bc].
+        let tokens = vec![
+            (b"a".to_vec(), 0),
+            (b"b".to_vec(), 1),
+            (b"c".to_vec(), 2),
+            (b"ab".to_vec(), 3),
+            (b"bc".to_vec(), 4),
+        ];
+        let bpe = Bpe::new(&tokens, &[(1, 2, 4), (0, 1, 3), (1, 2, 4)], false);
+        assert_eq!(both(&bpe, b"abc"), [3, 2]);
     }
 }

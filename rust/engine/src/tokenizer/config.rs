@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::byte_level::CharToByte;
+use super::normalize;
 use crate::{Error, Result};
 
 /// Token ids index dense tables (16 bytes per id), so an id of 4e9 in a hand-edited vocab would
@@ -30,6 +32,8 @@ pub struct TokenizerConfig {
     pub added: Vec<AddedToken>,
     /// id → bytes it decodes to, for every id below the vocabulary size.
     pub decoded: Vec<Option<Box<[u8]>>>,
+    /// The id of `<|endoftext|>`: an added token's, else the vocab's, as `token_to_id` looks it up.
+    pub eod_id: Option<u32>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -40,8 +44,29 @@ fn type_of(v: &Value) -> Option<&str> {
     v.get("type").and_then(Value::as_str)
 }
 
-fn flag(v: &Value, key: &str) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+/// `v[key]` as `T`, None when absent. A value of the wrong type is refused with serde's message,
+/// as the reference refuses it: read as absent, `"rstrip": "true"` would be silently false.
+fn field<'a, T: Deserialize<'a>>(v: &'a Value, key: &str, what: &str) -> Result<Option<T>> {
+    v.get(key)
+        .map(|x| T::deserialize(x).map_err(|e| invalid(format!("{what} \"{key}\": {e}"))))
+        .transpose()
+}
+
+/// A boolean field that may be absent (false). `null` is only accepted where the reference's
+/// field is an `Option` (`nullable`).
+fn flag(v: &Value, key: &str, what: &str, nullable: bool) -> Result<bool> {
+    if nullable {
+        Ok(field::<Option<bool>>(v, key, what)?
+            .flatten()
+            .unwrap_or(false))
+    } else {
+        Ok(field::<bool>(v, key, what)?.unwrap_or(false))
+    }
+}
+
+/// A string field that may be absent or null.
+fn opt_str<'a>(v: &'a Value, key: &str, what: &str) -> Result<Option<&'a str>> {
+    Ok(field::<Option<&str>>(v, key, what)?.flatten())
 }
 
 fn check_normalizer(v: &Value) -> Result<bool> {
@@ -76,17 +101,110 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
             type_of(v)
         )));
     }
-    if flag(v, "add_prefix_space") {
+    if flag(v, "add_prefix_space", what, false)? {
         return Err(invalid(format!(
             "{what} ByteLevel with add_prefix_space=true is not supported"
         )));
     }
-    if v.get("use_regex").and_then(Value::as_bool) == Some(false) {
+    flag(v, "trim_offsets", what, false)?;
+    if field::<bool>(v, "use_regex", what)? == Some(false) {
         return Err(invalid(format!(
             "{what} ByteLevel with use_regex=false is not supported"
         )));
     }
     Ok(())
+}
+
+/// The refusal of two vocab tokens with one id: the reference decodes that id to either of them,
+/// whichever its HashMap iteration happens to visit last, so no one answer can match it.
+fn shared_id(ids: &HashMap<&str, u32>, id: u32) -> Error {
+    let mut names: Vec<&str> = ids
+        .iter()
+        .filter(|(_, &i)| i == id)
+        .map(|(t, _)| *t)
+        .collect();
+    names.sort_unstable();
+    invalid(format!(
+        "vocab tokens {:?} and {:?} share id {id} (the reference decodes it to either at random)",
+        names[0], names[1]
+    ))
+}
+
+/// The reference ignores the ids written in `added_tokens`: in listing order, a token whose
+/// content is already in the vocab takes that id, and every other one the next id after the
+/// vocab's entries (`len(vocab)`, then up). Files it saves agree; one that does not (ids edited
+/// by hand, a vocab with gaps in its ids) would encode to ids other than its own, so it is
+/// refused rather than followed. Empty and repeated contents, which the reference skips, are
+/// refused too: the entry's id and flags would otherwise mean something it does not.
+fn check_added_ids(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut next = vocab.len() as u64;
+    for t in added {
+        if t.content.is_empty() {
+            return Err(invalid(format!(
+                "added token {} has empty content (the reference ignores such an entry)",
+                t.id
+            )));
+        }
+        if !seen.insert(t.content.as_str()) {
+            return Err(invalid(format!(
+                "added token {:?} is listed twice (the reference ignores the second entry)",
+                t.content
+            )));
+        }
+        let expected = match vocab.get(t.content.as_str()) {
+            Some(&id) => id as u64,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+        if t.id as u64 != expected {
+            return Err(invalid(format!(
+                "added token {:?} has id {} but the reference gives it id {expected} \
+                 (its vocab id, or the next id after the {} vocab entries, in listing order)",
+                t.content,
+                t.id,
+                vocab.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A byte with no single-byte token is dropped from the text, as the reference drops it when the
+/// model has no `unk_token` and no `byte_fallback`; with either, the reference emits other ids
+/// there (the unknown token, `<0x..>` tokens, fused runs), which are not implemented.
+fn check_byte_coverage(model: &Value, bpe_tokens: &[(Vec<u8>, u32)]) -> Result<()> {
+    let unk = opt_str(model, "unk_token", "BPE")?;
+    let byte_fallback = flag(model, "byte_fallback", "BPE", true)?;
+    flag(model, "fuse_unk", "BPE", true)?;
+    if unk.is_none() && !byte_fallback {
+        return Ok(());
+    }
+    let mut covered = [false; 256];
+    // Bytes that never occur in UTF-8 text need no token (GPT-NeoX's vocab has none for them).
+    for b in [0xC0, 0xC1].into_iter().chain(0xF5..=0xFF) {
+        covered[b] = true;
+    }
+    for (bytes, _) in bpe_tokens {
+        if let [b] = bytes[..] {
+            covered[b as usize] = true;
+        }
+    }
+    match covered.iter().position(|&c| !c) {
+        None => Ok(()),
+        Some(b) => Err(invalid(format!(
+            "the vocab has no token for byte 0x{b:02X} (\"{}\") and the model sets {}: \
+             unknown-byte handling is not supported",
+            super::byte_level::byte_to_char()[b],
+            if unk.is_some() {
+                "unk_token"
+            } else {
+                "byte_fallback"
+            }
+        ))),
+    }
 }
 
 impl TokenizerConfig {
@@ -107,14 +225,11 @@ impl TokenizerConfig {
             ));
         }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if model
-                .get(key)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            {
+            if opt_str(model, key, "BPE")?.is_some_and(|s| !s.is_empty()) {
                 return Err(invalid(format!("BPE {key} is not supported")));
             }
         }
+        let ignore_merges = flag(model, "ignore_merges", "BPE", true)?;
         for key in ["truncation", "padding"] {
             if root.get(key).is_some_and(|v| !v.is_null()) {
                 return Err(invalid(format!("{key} is not supported; set it to null")));
@@ -188,38 +303,56 @@ impl TokenizerConfig {
         }
 
         let mut added = Vec::new();
-        for t in root
-            .get("added_tokens")
-            .and_then(Value::as_array)
-            .map(|a| a.as_slice())
-            .unwrap_or(&[])
-        {
-            let content = t
-                .get("content")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("an added token has no \"content\""))?;
-            let id = t
-                .get("id")
-                .and_then(Value::as_u64)
+        let added_list: Option<Vec<Value>> = field(&root, "added_tokens", "tokenizer.json")?;
+        for (i, t) in added_list.unwrap_or_default().iter().enumerate() {
+            // The reference requires every field of an added token, with its type.
+            let required = |key: &str| {
+                t.get(key).ok_or_else(|| {
+                    invalid(format!(
+                        "added token {i} has no \"{key}\" (a required field)"
+                    ))
+                })
+            };
+            let what = format!("added token {i}");
+            let content = <&str>::deserialize(required("content")?)
+                .map_err(|e| invalid(format!("{what} \"content\": {e}")))?;
+            let what = format!("added token {content:?}");
+            let id = u64::deserialize(required("id")?)
+                .ok()
                 .filter(|&i| i <= MAX_TOKEN_ID)
-                .ok_or_else(|| invalid(format!("added token {content:?} has no valid id")))?
+                .ok_or_else(|| invalid(format!("{what} has no valid id")))?
                 as u32;
-            for key in ["lstrip", "rstrip", "single_word"] {
-                if flag(t, key) {
-                    return Err(invalid(format!(
-                        "added token {content:?}: {key}=true is not supported"
-                    )));
+            let mut flags = [false; 5];
+            for (key, value) in ["special", "normalized", "lstrip", "rstrip", "single_word"]
+                .iter()
+                .zip(&mut flags)
+            {
+                required(key)?;
+                *value = flag(t, key, &what, false)?;
+            }
+            let [special, normalized, lstrip, rstrip, single_word] = flags;
+            for (key, on) in [
+                ("lstrip", lstrip),
+                ("rstrip", rstrip),
+                ("single_word", single_word),
+            ] {
+                if on {
+                    return Err(invalid(format!("{what}: {key}=true is not supported")));
                 }
+            }
+            // The reference keeps such a token's NFC form as its text: it decodes to that, and
+            // is not dropped as special. Saved files hold NFC already.
+            if normalized && nfc && normalize::nfc(content) != content {
+                return Err(invalid(format!(
+                    "{what}: normalized=true with content not in NFC is not supported \
+                     (write the content in NFC)"
+                )));
             }
             added.push(AddedToken {
                 id,
                 content: content.to_string(),
-                special: flag(t, "special"),
-                // The reference's default for added tokens is normalized = !special.
-                normalized: t
-                    .get("normalized")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(!flag(t, "special")),
+                special,
+                normalized,
             });
         }
 
@@ -228,6 +361,7 @@ impl TokenizerConfig {
             .iter()
             .filter_map(|(t, &id)| alphabet.token_bytes(t).map(|b| (b, id)))
             .collect();
+        check_byte_coverage(model, &bpe_tokens)?;
 
         // The reference's ByteLevel decoder: a token whose chars are all in the byte alphabet
         // stands for those bytes; any other token (the space runs) for its own UTF-8.
@@ -245,20 +379,87 @@ impl TokenizerConfig {
                 .into_boxed_slice()
         };
         for (t, &id) in &ids {
-            decoded[id as usize] = Some(spell(t));
+            let slot = &mut decoded[id as usize];
+            if slot.is_some() {
+                return Err(shared_id(&ids, id));
+            }
+            *slot = Some(spell(t));
         }
+        check_added_ids(&added, &ids)?;
         // Added tokens win over the model's spelling of the same id, as in `id_to_token`.
         for t in &added {
             decoded[t.id as usize] = Some(spell(&t.content));
         }
 
+        const EOD: &str = "<|endoftext|>";
+        let eod_id = added
+            .iter()
+            .find(|t| t.content == EOD)
+            .map(|t| t.id)
+            .or_else(|| ids.get(EOD).copied());
         Ok(TokenizerConfig {
             nfc,
             bpe_tokens,
             merges,
-            ignore_merges: flag(model, "ignore_merges"),
+            ignore_merges,
             added,
             decoded,
+            eod_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(id: u32, content: &str) -> AddedToken {
+        AddedToken {
+            id,
+            content: content.to_string(),
+            special: true,
+            normalized: false,
+        }
+    }
+
+    fn refusal(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> String {
+        check_added_ids(added, vocab).err().unwrap().to_string()
+    }
+
+    #[test]
+    fn added_ids_follow_the_reference_numbering() {
+        let vocab = HashMap::from([("a", 0), ("b", 1), ("<s>", 2)]);
+        // In the vocab: its id; new: 3, 4... in listing order.
+        let ok = [token(3, "<x>"), token(2, "<s>"), token(4, "<y>")];
+        assert!(check_added_ids(&ok, &vocab).is_ok());
+        let swapped = [token(4, "<x>"), token(3, "<y>")];
+        assert!(
+            refusal(&swapped, &vocab).contains("\"<x>\" has id 4 but the reference gives it id 3")
+        );
+        let moved = [token(7, "<s>")];
+        assert!(
+            refusal(&moved, &vocab).contains("\"<s>\" has id 7 but the reference gives it id 2")
+        );
+        assert!(refusal(&[token(3, "")], &vocab).contains("empty content"));
+        let twice = [token(3, "<x>"), token(3, "<x>")];
+        assert!(refusal(&twice, &vocab).contains("listed twice"));
+    }
+
+    #[test]
+    fn shared_vocab_id_is_refused() {
+        let json = |vocab: &str| {
+            format!(
+                r#"{{"model": {{"type": "BPE", "vocab": {vocab}, "merges": []}},
+                     "pre_tokenizer": {{"type": "ByteLevel"}}, "decoder": {{"type": "ByteLevel"}}}}"#
+            )
+        };
+        assert!(TokenizerConfig::parse(json(r#"{"a": 0, "b": 1}"#).as_bytes()).is_ok());
+        let err = TokenizerConfig::parse(json(r#"{"a": 0, "c": 1, "b": 1}"#).as_bytes())
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("\"b\" and \"c\" share id 1"),
+            "{err}"
+        );
     }
 }

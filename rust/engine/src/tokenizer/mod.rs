@@ -108,11 +108,6 @@ impl Tokenizer {
         for t in &cfg.added {
             special[t.id as usize] = t.special;
         }
-        let eod_id = cfg
-            .added
-            .iter()
-            .find(|t| t.content == "<|endoftext|>")
-            .map(|t| t.id);
         Ok(Tokenizer {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             classes: char_classes(),
@@ -122,7 +117,7 @@ impl Tokenizer {
             nfc: cfg.nfc,
             decoded: cfg.decoded,
             special,
-            eod_id,
+            eod_id: cfg.eod_id,
             spare_caches: Default::default(),
             sha256,
         })
@@ -250,6 +245,20 @@ mod tests {
             t.decode(&[25521, 50276, 10186, 60000], true),
             "hello  world"
         );
+    }
+
+    #[test]
+    fn eod_id_from_the_model_vocab() {
+        // `<|endoftext|>` listed only in the model vocab still has an id, as in the reference.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../python/pythia_data/data/20B_tokenizer.json"
+        );
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        cfg["added_tokens"] = serde_json::json!([]);
+        let t = Tokenizer::from_json(cfg.to_string().as_bytes()).unwrap();
+        assert_eq!(t.eod_id(), Some(0));
     }
 
     #[test]
