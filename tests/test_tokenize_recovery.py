@@ -73,7 +73,65 @@ def test_a_foreign_folder_in_the_way_is_not_emptied_but_an_empty_one_is_used(tmp
     assert not (tmp_path / "empty.partial").exists()
 
 
-def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_path):
+def test_a_symbolic_link_or_a_stray_checkpoint_does_not_make_a_folder_ours(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "link.partial").symlink_to(target)
+    result = run(src, "-o", tmp_path / "link")
+    assert result.exit_code == 1 and "a symbolic link" in result.output
+    assert list(target.iterdir()) == []
+    stray = tmp_path / "stray.partial"
+    stray.mkdir()
+    (stray / "checkpoint.json").write_text("[]")
+    (stray / "notes.txt").write_text("mine")
+    result = run(src, "-o", tmp_path / "stray")
+    assert result.exit_code == 1 and "not made by pythia-data tokenize" in result.output
+    assert (stray / "notes.txt").read_text() == "mine"
+
+
+def interrupt_after(calls: int):
+    seen = 0
+
+    def progress(*_):
+        nonlocal seen
+        seen += 1
+        if seen == calls:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+@pytest.mark.parametrize("meta_key", ["meta.pile_set_name", None])
+def test_an_interrupted_run_resumes_with_or_without_a_meta_key(tmp_path, meta_key):
+    prefix = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS], prefix, meta_key=meta_key, threads=1, chunk_bytes=20_000,
+            checkpoint_seconds=0, progress=interrupt_after(3), progress_seconds=0,
+        )  # fmt: skip
+    report = tokenize_files([SAMPLE_CORPUS], prefix, meta_key=meta_key)
+    assert report["resumed_documents"] > 0 and report["restart_note"] is None
+    tokenize_files([SAMPLE_CORPUS], tmp_path / "clean", meta_key=meta_key)
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def test_an_unreadable_checkpoint_is_reported(tmp_path):
+    prefix = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS], prefix, threads=1, chunk_bytes=20_000, checkpoint_seconds=0,
+            progress=interrupt_after(3), progress_seconds=0,
+        )  # fmt: skip
+    (tmp_path / "out.partial" / "checkpoint.json").write_text('{"format": 1, "fingerpr')
+    report = tokenize_files([SAMPLE_CORPUS], prefix)
+    assert "could not be read" in report["restart_note"] and report["resumed_documents"] == 0
+    tokenize_files([SAMPLE_CORPUS], tmp_path / "clean")
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("meta_key", ["meta.pile_set_name", None])
+def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_path, meta_key):
     src = write_jsonl(tmp_path / "in.jsonl")
     prefix = tmp_path / "out"
     blocker = tmp_path / "out.partial" / "final.idx"
@@ -84,15 +142,17 @@ def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_
         blocker.mkdir(exist_ok=True)
 
     with pytest.raises(OSError, match="run the same command again"):
-        tokenize_files([src], prefix, progress=block_the_index, progress_seconds=0)
+        tokenize_files(
+            [src], prefix, meta_key=meta_key, progress=block_the_index, progress_seconds=0
+        )
     assert (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
     blocker.rmdir()
-    report = tokenize_files([src], prefix)
+    report = tokenize_files([src], prefix, meta_key=meta_key)
     # Nothing was tokenized again: every document came from the interrupted run.
     assert report["resumed_documents"] == report["documents"] == len(DOCS)
     assert items(prefix) == oracle_ids()
     assert not (tmp_path / "out.partial").exists()
-    tokenize_files([src], tmp_path / "clean")
+    tokenize_files([src], tmp_path / "clean", meta_key=meta_key)
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
 
 

@@ -172,23 +172,41 @@ const MARKER: &str = ".pythia-data-tokenize";
 
 /// Create `dir` as this output's work directory, or check that an existing one is ours.
 fn claim_work_dir(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).at(dir)?;
-    } else {
-        let entries = std::fs::read_dir(dir).at(dir)?.count();
-        // Work directories of earlier versions have no marker but always a checkpoint.
-        let ours = dir.join(MARKER).exists() || dir.join(CHECKPOINT).exists();
-        if !ours && entries > 0 {
-            return Err(Error::invalid(format!(
-                "{}: this folder is in the way of the run's work directory, and it was not made \
-                 by pythia-data tokenize (no {MARKER} in it), so it is left alone: move it away \
-                 or choose another --output",
-                dir.display()
-            )));
+    let refuse = |why: &str| {
+        Err(Error::invalid(format!(
+            "{}: this is in the way of the run's work directory ({why}), so it is left alone: \
+             move it away or choose another --output",
+            dir.display()
+        )))
+    };
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => std::fs::create_dir_all(dir).at(dir)?,
+        // Through a link, finishing would delete only the link and leave our files behind.
+        Ok(m) if m.file_type().is_symlink() => return refuse("a symbolic link"),
+        Ok(_) => {
+            let entries = std::fs::read_dir(dir).at(dir)?.count();
+            // Work directories of earlier versions have no marker but always a checkpoint.
+            let ours = dir.join(MARKER).exists() || is_checkpoint(&dir.join(CHECKPOINT));
+            if !ours && entries > 0 {
+                return refuse(&format!(
+                    "a folder not made by pythia-data tokenize: no {MARKER} in it"
+                ));
+            }
         }
     }
-    File::create(dir.join(MARKER)).at(dir.join(MARKER))?;
+    let marker = dir.join(MARKER);
+    if !marker.exists() {
+        File::create(&marker).at(&marker)?;
+    }
     Ok(())
+}
+
+/// Whether `path` holds a checkpoint this module wrote (of any version).
+fn is_checkpoint(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .is_some_and(|v| v["format"].is_u64() && v["fingerprint"].is_string())
 }
 
 fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
@@ -220,10 +238,10 @@ impl TokenizedOutput {
         claim_work_dir(&dir)?;
         let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
-        let saved: Option<Value> = match std::fs::read(&checkpoint_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
-            Err(_) => None,
-        };
+        let found = checkpoint_path.exists();
+        let saved: Option<Value> = std::fs::read(&checkpoint_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let same_command = saved
             .as_ref()
             .is_some_and(|v| v["fingerprint"].as_str() == Some(fingerprint));
@@ -231,7 +249,12 @@ impl TokenizedOutput {
             recover_finished_tokens(prefix, &dir, saved.as_ref().unwrap())?;
         }
         // Resume only the same command, and only if every file still holds what the checkpoint
-        // counted.
+        // counted (subset codes are only written with a meta key).
+        let subset_bytes = if meta_key.is_some_and(|k| !k.is_empty()) {
+            2
+        } else {
+            0
+        };
         let has_files = |v: &Value| {
             let need = |key: &str, scale: u64| v[key].as_u64().unwrap_or(0) * scale;
             let has = |name: &str, len: u64| {
@@ -239,9 +262,13 @@ impl TokenizedOutput {
             };
             has("tokens.bin", need("tokens_bytes", 1))
                 && has("sizes.i32", need("documents", 4))
-                && has("subsets.u16", need("documents", 2))
+                && has("subsets.u16", need("documents", subset_bytes))
         };
         let restart_note = match &saved {
+            None if found => Some(format!(
+                "the checkpoint in {} could not be read, so this run starts over",
+                dir.display()
+            )),
             None => None,
             Some(_) if !same_command => Some(format!(
                 "the checkpoint in {} was made by a different command (other inputs, options or \
