@@ -93,7 +93,9 @@ class _Bar:
     default="fail",
     show_default=True,
     help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream, corrupt "
-    "Parquet row group: stop with an error naming file and line, or skip and count them.",
+    "Parquet row group: stop with an error naming file and line, or skip and count them. A "
+    "compressed stream failing its checksum always stops the run: lines already read from it "
+    "may be wrong.",
 )
 @click.option(
     "--threads",
