@@ -70,6 +70,41 @@ def test_directory_expansion_reads_a_linked_file_once(tmp_path):
     assert find_inputs([d / "c.jsonl", d]) == [d / "c.jsonl", d / "a.jsonl"]
 
 
+def test_directory_expansion_drops_a_link_that_sorts_before_its_target(tmp_path):
+    # The link a_link.jsonl was kept and z.jsonl dropped: z's documents came before m's.
+    d = tmp_path / "ord"
+    write_jsonl(d / "m.jsonl", ["the middle document"])
+    write_jsonl(d / "z.jsonl", ["the last document", "and its second"])
+    (d / "a_link.jsonl").symlink_to("z.jsonl")
+    assert find_inputs([d]) == [d / "m.jsonl", d / "z.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(
+        ["the middle document", "the last document", "and its second"]
+    )
+    # A link to a file outside the directory is an input, in its name's place.
+    write_jsonl(tmp_path / "outside.jsonl", ["from outside"])
+    (d / "b_link.jsonl").symlink_to("../outside.jsonl")
+    assert find_inputs([d]) == [d / "b_link.jsonl", d / "m.jsonl", d / "z.jsonl"]
+
+
+def test_directory_whose_files_are_all_listed_adds_nothing(tmp_path):
+    # Each was refused: "no input files in this directory", which was false.
+    d = tmp_path / "a"
+    write_jsonl(d / "x.jsonl", ["the only document"])
+    (tmp_path / "alink").symlink_to("a")
+    for args in ([d, d], [d, tmp_path / "alink"], [d / "x.jsonl", d]):
+        assert find_inputs(args) == [args[0] if args[0].is_file() else d / "x.jsonl"]
+        result = run(*args, "--output", tmp_path / "out")
+        assert result.exit_code == 0, result.output
+        assert token_lists(tmp_path / "out") == expected(["the only document"])
+    # A directory with no input files at all still is an error.
+    (tmp_path / "empty").mkdir()
+    result = run(d, tmp_path / "empty", "--output", tmp_path / "none")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'empty'}: no input files in this directory" in result.output
+
+
 # --- saved DatasetDict directories --------------------------------------------------------------
 
 

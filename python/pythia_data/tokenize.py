@@ -57,7 +57,9 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split).
 
     Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
-    and files whose resolved path is already listed (a link to an input read twice)."""
+    and files whose resolved path is already listed (a link to an input read twice), as well as
+    links to files the expansion finds itself, whatever their names' order. A directory whose
+    files are all listed already adds nothing."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -65,12 +67,12 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = _directory_inputs(p, {f.resolve() for f in files})
+            found = _directory_files(p)
             if not found:
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
                 )
-            files.extend(found)
+            files.extend(_unlisted(p, found, {f.resolve() for f in files}))
         elif p.exists():
             files.append(p)
         else:
@@ -96,19 +98,31 @@ def _dataset_dict_splits(p: Path) -> list[Path]:
     return [p / split for split in splits]
 
 
-def _directory_inputs(directory: Path, listed: set[Path]) -> list[Path]:
-    """The input files under ``directory``, sorted, without hidden ones or ones whose resolved
-    path is in ``listed`` (to which those taken are added)."""
+def _directory_files(directory: Path) -> list[Path]:
+    """The input files under ``directory``, sorted, without hidden ones."""
     found = []
     for f in sorted(directory.rglob("*")):
         hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
-        if hidden or not f.is_file() or not f.name.endswith(INPUT_SUFFIXES):
-            continue
-        real = f.resolve()
-        if real not in listed:
-            listed.add(real)
+        if not hidden and f.is_file() and f.name.endswith(INPUT_SUFFIXES):
             found.append(f)
     return found
+
+
+def _unlisted(directory: Path, found: list[Path], listed: set[Path]) -> list[Path]:
+    """``found`` (under ``directory``) without the files whose resolved path is in ``listed``
+    or repeats an earlier one. A file reached through a link goes when the file itself is among
+    ``found``, even when the link's name sorts first: keeping the link would move the file's
+    documents to the link's place."""
+    base = directory.resolve()
+    reals = [f.resolve() for f in found]
+    direct = {r for f, r in zip(found, reals, strict=True) if r == base / f.relative_to(directory)}
+    taken = []
+    for f, real in zip(found, reals, strict=True):
+        if real in listed or (real in direct and real != base / f.relative_to(directory)):
+            continue
+        listed.add(real)
+        taken.append(f)
+    return taken
 
 
 def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
