@@ -256,6 +256,71 @@ def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
     assert token_lists(part) == expected(good)
 
 
+def damaged_group_1(path: Path, at: int, **write) -> list[str]:
+    """60 of the sample's documents in row groups of 20, with 64 bytes of row group 1's text
+    column inverted from ``at`` bytes into its first page. Returns the texts written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    texts = [json.loads(line)["text"] for line in sample_lines()[:60]]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=20, **write)
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    start = chunk.data_page_offset + at
+    data[start : start + 64] = bytes(b ^ 0xFF for b in data[start : start + 64])
+    path.write_bytes(bytes(data))
+    return texts
+
+
+def test_parquet_page_checksums_are_checked(tmp_path):
+    # A page written with a CRC and damaged where zstd still decodes it was tokenized as
+    # garbage, exit 0: the CRC was never checked.
+    pq = pytest.importorskip("pyarrow.parquet")
+    source = tmp_path / "d.parquet"
+    texts = damaged_group_1(
+        source, 100_000, compression="zstd", use_dictionary=False, write_page_checksum=True
+    )
+    garbled = pq.ParquetFile(source).read_row_group(1).column(0).to_pylist()
+    assert len(garbled) == 20 and garbled != texts[20:40]  # unchecked, it reads as text
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    message = f"{source}: corrupt Parquet data in row group 1, rows 21-40 (could not verify page"
+    assert result.output.startswith(f"error: {message}"), result.output
+    assert "CRC checksum verification failed" in result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 20 bad lines" in result.output and message in result.output
+    assert token_lists(tmp_path / "out") == expected(texts[:20] + texts[40:])
+    # Files without checksums (pyarrow's default) read as before.
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pq.read_table(source, columns=[]).append_column("text", [texts]), plain)
+    result = run(plain, "--output", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "plain") == expected(texts)
+
+
+def test_corrupt_parquet_page_header_is_a_one_line_error(tmp_path):
+    # pyarrow's message spans two lines ("Couldn't deserialize thrift: ...\nDeserializing page
+    # header failed."), and so did ours.
+    pq = pytest.importorskip("pyarrow.parquet")
+    source = tmp_path / "d.parquet"
+    texts = damaged_group_1(source, 1, use_dictionary=False)
+    with pytest.raises(OSError, match="\nDeserializing page header failed"):
+        pq.ParquetFile(source).read_row_group(1)
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"error: {source}: corrupt Parquet data in row group 1, rows 21-40 (Couldn't deserialize"
+    ), result.output
+    assert " Deserializing page header failed.); re-create" in result.output, result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts[:20] + texts[40:])
+
+
 # --- Arrow column types -------------------------------------------------------------------------
 
 

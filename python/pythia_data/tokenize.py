@@ -217,17 +217,23 @@ def _is_damage(e: Exception) -> bool:
     return e.errno is None if isinstance(e, OSError) else isinstance(e, pa.ArrowException)
 
 
+def _one_line(e: Exception) -> str:
+    """pyarrow's message for ``e``, whose lines (some span two) joined: errors are one line."""
+    return " ".join(str(e).split())
+
+
 def _parquet_file(source: Path):
-    """``pq.ParquetFile``, with a file that is not Parquet reported under its name."""
+    """``pq.ParquetFile``, with a file that is not Parquet reported under its name. Pages that
+    carry a CRC are checked against it: a damaged uncompressed page otherwise reads as text."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(source)
+        return pq.ParquetFile(source, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         if not _is_damage(e):
             raise
-        raise PythiaDataError(f"{source}: not a readable Parquet file ({str(e).strip()})") from e
+        raise PythiaDataError(f"{source}: not a readable Parquet file ({_one_line(e)})") from e
 
 
 class _Unreadable(NamedTuple):
@@ -271,7 +277,7 @@ def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, sk
 
     def message(e: Exception) -> str:
         where = f"row group {group}, rows {first_row + 1}-{first_row + rows}"
-        return f"{source}: corrupt Parquet data in {where} ({str(e).strip()})"
+        return f"{source}: corrupt Parquet data in {where} ({_one_line(e)})"
 
     if skip_damaged:
         # Decoded once before any row is used, so that a group is kept or skipped whole,
@@ -312,7 +318,7 @@ def _arrow_stream(path: Path) -> Iterator:
         with pa.memory_map(str(path)) as mm:
             yield from pa.ipc.open_stream(mm)
     except (pa.ArrowException, OSError) as e:
-        raise PythiaDataError(f"{path}: unreadable Arrow file ({e})") from e
+        raise PythiaDataError(f"{path}: unreadable Arrow file ({_one_line(e)})") from e
 
 
 def _num_rows(source: Path) -> int:
