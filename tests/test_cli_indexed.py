@@ -309,11 +309,80 @@ def test_merge_refuses_incomplete_shard_sets(tmp_path):
     code, out = run("merge", tmp_path / "m", *parts)
     assert code == 0, out
     assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 2, 3]
-    # Names of two different runs are no shard set: any order is taken.
-    write_dataset(tmp_path / "q-00001-of-00002", [4])
-    code, out = run("merge", tmp_path / "m", tmp_path / "q-00001-of-00002", parts[0])
+    # Complete runs of two names go in either order.
+    write_dataset(tmp_path / "q-00000-of-00001", [4])
+    code, out = run("merge", tmp_path / "m", tmp_path / "q-00000-of-00001", *parts)
     assert code == 0, out
-    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 1]
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 1, 2, 3]
+
+
+def test_merge_refuses_incomplete_shard_sets_among_other_inputs(tmp_path):
+    # With any other input given, the parts were not checked: part 00001 was silently dropped.
+    parts = [tmp_path / f"p-{i:05d}-of-00003" for i in range(3)]
+    for i, part in enumerate(parts):
+        write_dataset(part, [i + 1])
+    write_dataset(tmp_path / "whole", [7])
+    write_dataset(tmp_path / "other", [8])
+    code, out = run(
+        "merge", tmp_path / "m", tmp_path / "other", parts[0], parts[2], tmp_path / "whole"
+    )
+    assert code == 2 and "p-*-of-00003: part(s) 00001 missing" in out, out
+    # Parts must come one after another: another input between them is refused too.
+    code, out = run("merge", tmp_path / "m", parts[0], tmp_path / "whole", parts[1], parts[2])
+    assert code == 2, out
+    assert f"{tmp_path / 'whole'} is given between parts 00000 and 00001" in out, out
+    assert leftovers(tmp_path, "m") == []
+    code, out = run("merge", tmp_path / "m", tmp_path / "other", *parts, tmp_path / "whole")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [8, 1, 2, 3, 7]
+    code, out = run(
+        "merge", tmp_path / "m", parts[0], tmp_path / "whole", parts[2], "--allow-partial"
+    )
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 7, 3]
+
+
+def test_merge_counts_shard_parts_per_folder(tmp_path):
+    # Parts of one run in two folders were taken as two names: nothing was checked.
+    a = [tmp_path / "a" / f"p-{i:05d}-of-00002" for i in range(2)]
+    b = [tmp_path / "b" / f"p-{i:05d}-of-00002" for i in range(2)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_dataset(a[0], [1])
+    write_dataset(b[1], [2])
+    code, out = run("merge", tmp_path / "m", a[0], b[1])
+    assert code == 2, out
+    assert f"{tmp_path / 'a' / 'p'}-*-of-00002: part(s) 00001 missing" in out, out
+    assert f"others in {tmp_path / 'b'}" in out, out
+    code, out = run("merge", tmp_path / "m", a[0], b[1], "--allow-partial")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 2]
+    # Complete runs of one name in two folders are two runs.
+    write_dataset(a[1], [3])
+    write_dataset(b[0], [4])
+    code, out = run("merge", tmp_path / "m", *b, *a)
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == [4, 2, 1, 3]
+
+
+@pytest.mark.parametrize("names", [["y-00000-of-00002", "y-00001-of-00002", "y-00002-of-00002"],
+                                   ["x-00000-of-00000"]])  # fmt: skip
+def test_merge_refuses_part_numbers_past_the_count(tmp_path, names):
+    # It was a traceback (StopIteration).
+    for i, name in enumerate(names):
+        write_dataset(tmp_path / name, [i + 1])
+    code, out = run("merge", tmp_path / "m", *(tmp_path / n for n in names))
+    assert code == 2, out
+    error = out.splitlines()[-1]
+    assert error == (
+        f"Error: {tmp_path / names[-1]}: part {names[-1][2:7]} of {names[-1][-5:]} is no tokenize "
+        "shard (--num-shards N names parts 00000 to N-1); rename it, or pass --allow-partial to "
+        "merge it as given"
+    ), out
+    assert "Traceback" not in out and leftovers(tmp_path, "m") == []
+    code, out = run("merge", tmp_path / "m", *(tmp_path / n for n in names), "--allow-partial")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").sizes.tolist() == list(range(1, len(names) + 1))
 
 
 def test_merge_glob_skips_subsets_files(tmp_path):

@@ -70,6 +70,41 @@ def test_directory_expansion_reads_a_linked_file_once(tmp_path):
     assert find_inputs([d / "c.jsonl", d]) == [d / "c.jsonl", d / "a.jsonl"]
 
 
+def test_directory_expansion_drops_a_link_that_sorts_before_its_target(tmp_path):
+    # The link a_link.jsonl was kept and z.jsonl dropped: z's documents came before m's.
+    d = tmp_path / "ord"
+    write_jsonl(d / "m.jsonl", ["the middle document"])
+    write_jsonl(d / "z.jsonl", ["the last document", "and its second"])
+    (d / "a_link.jsonl").symlink_to("z.jsonl")
+    assert find_inputs([d]) == [d / "m.jsonl", d / "z.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(
+        ["the middle document", "the last document", "and its second"]
+    )
+    # A link to a file outside the directory is an input, in its name's place.
+    write_jsonl(tmp_path / "outside.jsonl", ["from outside"])
+    (d / "b_link.jsonl").symlink_to("../outside.jsonl")
+    assert find_inputs([d]) == [d / "b_link.jsonl", d / "m.jsonl", d / "z.jsonl"]
+
+
+def test_directory_whose_files_are_all_listed_adds_nothing(tmp_path):
+    # Each was refused: "no input files in this directory", which was false.
+    d = tmp_path / "a"
+    write_jsonl(d / "x.jsonl", ["the only document"])
+    (tmp_path / "alink").symlink_to("a")
+    for args in ([d, d], [d, tmp_path / "alink"], [d / "x.jsonl", d]):
+        assert find_inputs(args) == [args[0] if args[0].is_file() else d / "x.jsonl"]
+        result = run(*args, "--output", tmp_path / "out")
+        assert result.exit_code == 0, result.output
+        assert token_lists(tmp_path / "out") == expected(["the only document"])
+    # A directory with no input files at all still is an error.
+    (tmp_path / "empty").mkdir()
+    result = run(d, tmp_path / "empty", "--output", tmp_path / "none")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'empty'}: no input files in this directory" in result.output
+
+
 # --- saved DatasetDict directories --------------------------------------------------------------
 
 
@@ -219,6 +254,71 @@ def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
     report = tokenize_files([source], part, on_error="skip")
     assert report["resumed_documents"] == 2000 and report["errors_skipped"] == 1000
     assert token_lists(part) == expected(good)
+
+
+def damaged_group_1(path: Path, at: int, **write) -> list[str]:
+    """60 of the sample's documents in row groups of 20, with 64 bytes of row group 1's text
+    column inverted from ``at`` bytes into its first page. Returns the texts written."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    texts = [json.loads(line)["text"] for line in sample_lines()[:60]]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=20, **write)
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    start = chunk.data_page_offset + at
+    data[start : start + 64] = bytes(b ^ 0xFF for b in data[start : start + 64])
+    path.write_bytes(bytes(data))
+    return texts
+
+
+def test_parquet_page_checksums_are_checked(tmp_path):
+    # A page written with a CRC and damaged where zstd still decodes it was tokenized as
+    # garbage, exit 0: the CRC was never checked.
+    pq = pytest.importorskip("pyarrow.parquet")
+    source = tmp_path / "d.parquet"
+    texts = damaged_group_1(
+        source, 100_000, compression="zstd", use_dictionary=False, write_page_checksum=True
+    )
+    garbled = pq.ParquetFile(source).read_row_group(1).column(0).to_pylist()
+    assert len(garbled) == 20 and garbled != texts[20:40]  # unchecked, it reads as text
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    message = f"{source}: corrupt Parquet data in row group 1, rows 21-40 (could not verify page"
+    assert result.output.startswith(f"error: {message}"), result.output
+    assert "CRC checksum verification failed" in result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 20 bad lines" in result.output and message in result.output
+    assert token_lists(tmp_path / "out") == expected(texts[:20] + texts[40:])
+    # Files without checksums (pyarrow's default) read as before.
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pq.read_table(source, columns=[]).append_column("text", [texts]), plain)
+    result = run(plain, "--output", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "plain") == expected(texts)
+
+
+def test_corrupt_parquet_page_header_is_a_one_line_error(tmp_path):
+    # pyarrow's message spans two lines ("Couldn't deserialize thrift: ...\nDeserializing page
+    # header failed."), and so did ours.
+    pq = pytest.importorskip("pyarrow.parquet")
+    source = tmp_path / "d.parquet"
+    texts = damaged_group_1(source, 1, use_dictionary=False)
+    with pytest.raises(OSError, match="\nDeserializing page header failed"):
+        pq.ParquetFile(source).read_row_group(1)
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"error: {source}: corrupt Parquet data in row group 1, rows 21-40 (Couldn't deserialize"
+    ), result.output
+    assert " Deserializing page header failed.); re-create" in result.output, result.output
+    assert len(result.output.splitlines()) == 1, result.output
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts[:20] + texts[40:])
 
 
 # --- Arrow column types -------------------------------------------------------------------------

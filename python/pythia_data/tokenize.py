@@ -57,7 +57,9 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split).
 
     Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
-    and files whose resolved path is already listed (a link to an input read twice)."""
+    and files whose resolved path is already listed (a link to an input read twice), as well as
+    links to files the expansion finds itself, whatever their names' order. A directory whose
+    files are all listed already adds nothing."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -65,12 +67,12 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = _directory_inputs(p, {f.resolve() for f in files})
+            found = _directory_files(p)
             if not found:
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
                 )
-            files.extend(found)
+            files.extend(_unlisted(p, found, {f.resolve() for f in files}))
         elif p.exists():
             files.append(p)
         else:
@@ -96,19 +98,31 @@ def _dataset_dict_splits(p: Path) -> list[Path]:
     return [p / split for split in splits]
 
 
-def _directory_inputs(directory: Path, listed: set[Path]) -> list[Path]:
-    """The input files under ``directory``, sorted, without hidden ones or ones whose resolved
-    path is in ``listed`` (to which those taken are added)."""
+def _directory_files(directory: Path) -> list[Path]:
+    """The input files under ``directory``, sorted, without hidden ones."""
     found = []
     for f in sorted(directory.rglob("*")):
         hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
-        if hidden or not f.is_file() or not f.name.endswith(INPUT_SUFFIXES):
-            continue
-        real = f.resolve()
-        if real not in listed:
-            listed.add(real)
+        if not hidden and f.is_file() and f.name.endswith(INPUT_SUFFIXES):
             found.append(f)
     return found
+
+
+def _unlisted(directory: Path, found: list[Path], listed: set[Path]) -> list[Path]:
+    """``found`` (under ``directory``) without the files whose resolved path is in ``listed``
+    or repeats an earlier one. A file reached through a link goes when the file itself is among
+    ``found``, even when the link's name sorts first: keeping the link would move the file's
+    documents to the link's place."""
+    base = directory.resolve()
+    reals = [f.resolve() for f in found]
+    direct = {r for f, r in zip(found, reals, strict=True) if r == base / f.relative_to(directory)}
+    taken = []
+    for f, real in zip(found, reals, strict=True):
+        if real in listed or (real in direct and real != base / f.relative_to(directory)):
+            continue
+        listed.add(real)
+        taken.append(f)
+    return taken
 
 
 def shard_inputs(files: Sequence[Path], shard_index: int, num_shards: int) -> list[Path]:
@@ -203,17 +217,23 @@ def _is_damage(e: Exception) -> bool:
     return e.errno is None if isinstance(e, OSError) else isinstance(e, pa.ArrowException)
 
 
+def _one_line(e: Exception) -> str:
+    """pyarrow's message for ``e``, whose lines (some span two) joined: errors are one line."""
+    return " ".join(str(e).split())
+
+
 def _parquet_file(source: Path):
-    """``pq.ParquetFile``, with a file that is not Parquet reported under its name."""
+    """``pq.ParquetFile``, with a file that is not Parquet reported under its name. Pages that
+    carry a CRC are checked against it: a damaged uncompressed page otherwise reads as text."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(source)
+        return pq.ParquetFile(source, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         if not _is_damage(e):
             raise
-        raise PythiaDataError(f"{source}: not a readable Parquet file ({str(e).strip()})") from e
+        raise PythiaDataError(f"{source}: not a readable Parquet file ({_one_line(e)})") from e
 
 
 class _Unreadable(NamedTuple):
@@ -257,7 +277,7 @@ def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, sk
 
     def message(e: Exception) -> str:
         where = f"row group {group}, rows {first_row + 1}-{first_row + rows}"
-        return f"{source}: corrupt Parquet data in {where} ({str(e).strip()})"
+        return f"{source}: corrupt Parquet data in {where} ({_one_line(e)})"
 
     if skip_damaged:
         # Decoded once before any row is used, so that a group is kept or skipped whole,
@@ -298,7 +318,7 @@ def _arrow_stream(path: Path) -> Iterator:
         with pa.memory_map(str(path)) as mm:
             yield from pa.ipc.open_stream(mm)
     except (pa.ArrowException, OSError) as e:
-        raise PythiaDataError(f"{path}: unreadable Arrow file ({e})") from e
+        raise PythiaDataError(f"{path}: unreadable Arrow file ({_one_line(e)})") from e
 
 
 def _num_rows(source: Path) -> int:

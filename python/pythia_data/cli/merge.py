@@ -43,30 +43,48 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
 
 
 def _check_shard_set(prefixes: list[Path]) -> None:
-    """Refuse the parts of one sharded tokenize run unless all are given, in order: a missing
-    or misplaced part silently drops or reorders documents."""
-    names = [SHARD_NAME.fullmatch(p.name) for p in prefixes]
-    if not all(names):
-        return
-    runs = {(p.parent.resolve(), m[1], m[3]) for p, m in zip(prefixes, names, strict=True)}
-    if len(runs) != 1:
-        return
-    stem, n = prefixes[0].with_name(names[0][1]), names[0][3]
-    got = [int(m[2]) for m in names]
-    if got == list(range(int(n))):
-        return
-    missing = sorted(set(range(int(n))) - set(got))
-    if missing:
-        shown = ", ".join(f"{i:05d}" for i in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        problem = f"part(s) {shown}{more} missing"
-    else:
-        k = next(k for k, i in enumerate(got) if i != k)
-        problem = f"parts out of order or repeated: {got[k]:05d} is given where {k:05d} belongs"
-    raise click.UsageError(
-        f"{stem}-*-of-{n}: {problem}; give parts 00000 to {int(n) - 1:05d} in order (a glob "
-        f"like {stem}-*-of-{n}.idx does), or pass --allow-partial to merge them as given"
-    )
+    """Refuse the parts of a sharded tokenize run unless all are given, in order, one after
+    another: a missing or misplaced part silently drops or reorders documents. A run is the
+    parts in one folder with one PREFIX and N; other inputs may come before or after it. Parts
+    of one run spread over folders count as runs with parts missing (two complete runs of the
+    same name in two folders are fine)."""
+    runs: dict[tuple[Path, str, int], list[tuple[int, int]]] = {}
+    for k, p in enumerate(prefixes):
+        m = SHARD_NAME.fullmatch(p.name)
+        if m is None:
+            continue
+        i, n = int(m[2]), int(m[3])
+        if i >= n:
+            raise click.UsageError(
+                f"{p}: part {m[2]} of {m[3]} is no tokenize shard (--num-shards N names parts "
+                "00000 to N-1); rename it, or pass --allow-partial to merge it as given"
+            )
+        runs.setdefault((p.parent.resolve(), m[1], n), []).append((k, i))
+    for (folder, name, n), parts in runs.items():
+        stem = prefixes[parts[0][0]].with_name(name)
+        got = [i for _, i in parts]
+        missing = sorted(set(range(n)) - set(got))
+        if missing:
+            shown = ", ".join(f"{i:05d}" for i in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            problem = f"part(s) {shown}{more} missing"
+            elsewhere = sorted(str(f) for f, o, m in runs if (o, m) == (name, n) and f != folder)
+            if elsewhere:
+                problem += f" (parts of one run are counted per folder; others in {elsewhere[0]})"
+        elif got != list(range(n)):
+            k = next(k for k, i in enumerate(got) if i != k)
+            problem = f"parts out of order or repeated: {got[k]:05d} is given where {k:05d} belongs"
+        elif parts[-1][0] - parts[0][0] != n - 1:
+            k = next(k for k, (at, _) in enumerate(parts) if at != parts[0][0] + k)
+            between = prefixes[parts[0][0] + k]
+            problem = f"{between} is given between parts {k - 1:05d} and {k:05d}"
+        else:
+            continue
+        raise click.UsageError(
+            f"{stem}-*-of-{n:05d}: {problem}; give parts 00000 to {n - 1:05d} in order, one "
+            f"after another (a glob like {stem}-*-of-{n:05d}.idx does), or pass --allow-partial "
+            "to merge them as given"
+        )
 
 
 def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
@@ -137,15 +155,16 @@ def _remove_half_output(output: Path) -> None:
     "--allow-partial",
     is_flag=True,
     help="Merge parts of a sharded tokenize run (PREFIX-IIIII-of-NNNNN) even when some are "
-    "missing or out of order.",
+    "missing, out of order, apart, or numbered past NNNNN.",
 )
 def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None:
     """Concatenate the datasets INPUTS..., in the order given, into OUTPUT.
 
     OUTPUT and INPUTS are dataset prefixes (PREFIX.bin/.idx, with or without the extension;
     a glob like `out/pile-*-of-00030*` lists the parts of a sharded tokenize run in order, and
-    its PREFIX.subsets.* files are skipped). Parts of a sharded run must all be given, in order,
-    unless --allow-partial. The result is byte-identical to GPT-NeoX's
+    its PREFIX.subsets.* files are skipped). Parts of a sharded run (those in one folder with one
+    PREFIX-*-of-NNNNN) must all be given, in order and one after another, unless --allow-partial;
+    other inputs may come before or after them. The result is byte-identical to GPT-NeoX's
     tools/merge_datasets.py: items appended in order, doc_idx shifted. When every input has the
     PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. All inputs must share
     one dtype. OUTPUT appears only when the merge is complete; an interrupted merge leaves

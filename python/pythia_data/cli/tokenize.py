@@ -146,8 +146,8 @@ def command(
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files, directories of
     them (searched recursively and sorted, skipping names that start with "." and links to
-    files already listed), or Hugging Face datasets saved with `save_to_disk` (Parquet and
-    saved datasets need pyarrow).
+    files found or listed already), or Hugging Face datasets saved with `save_to_disk` (Parquet
+    and saved datasets need pyarrow).
 
     Killed runs continue from their last checkpoint when started again with the same command;
     so do runs stopped by a full disk or another system error, whose work directory
