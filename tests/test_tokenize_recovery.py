@@ -90,26 +90,27 @@ def test_a_symbolic_link_or_a_stray_checkpoint_does_not_make_a_folder_ours(tmp_p
     assert (stray / "notes.txt").read_text() == "mine"
 
 
-def interrupt_after(calls: int):
-    seen = 0
+def interrupt_sample_run(prefix: Path, meta_key: str | None = "meta.pile_set_name") -> None:
+    """Tokenize the sample into `prefix` and stop it (Ctrl-C) after a few checkpoints."""
+    calls = 0
 
     def progress(*_):
-        nonlocal seen
-        seen += 1
-        if seen == calls:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
             raise KeyboardInterrupt
 
-    return progress
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS], prefix, meta_key=meta_key, threads=1, chunk_bytes=20_000,
+            checkpoint_seconds=0, progress=progress, progress_seconds=0,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("meta_key", ["meta.pile_set_name", None])
 def test_an_interrupted_run_resumes_with_or_without_a_meta_key(tmp_path, meta_key):
     prefix = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        tokenize_files(
-            [SAMPLE_CORPUS], prefix, meta_key=meta_key, threads=1, chunk_bytes=20_000,
-            checkpoint_seconds=0, progress=interrupt_after(3), progress_seconds=0,
-        )  # fmt: skip
+    interrupt_sample_run(prefix, meta_key)
     report = tokenize_files([SAMPLE_CORPUS], prefix, meta_key=meta_key)
     assert report["resumed_documents"] > 0 and report["restart_note"] is None
     tokenize_files([SAMPLE_CORPUS], tmp_path / "clean", meta_key=meta_key)
@@ -118,11 +119,7 @@ def test_an_interrupted_run_resumes_with_or_without_a_meta_key(tmp_path, meta_ke
 
 def test_an_unreadable_checkpoint_is_reported(tmp_path):
     prefix = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        tokenize_files(
-            [SAMPLE_CORPUS], prefix, threads=1, chunk_bytes=20_000, checkpoint_seconds=0,
-            progress=interrupt_after(3), progress_seconds=0,
-        )  # fmt: skip
+    interrupt_sample_run(prefix)
     (tmp_path / "out.partial" / "checkpoint.json").write_text('{"format": 1, "fingerpr')
     report = tokenize_files([SAMPLE_CORPUS], prefix)
     assert "could not be read" in report["restart_note"] and report["resumed_documents"] == 0
@@ -158,19 +155,7 @@ def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_
 
 def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     prefix = tmp_path / "out"
-    calls = 0
-
-    def stop_soon(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        tokenize_files(
-            [SAMPLE_CORPUS], prefix, threads=1, chunk_bytes=20_000, checkpoint_seconds=0,
-            progress=stop_soon, progress_seconds=0,
-        )  # fmt: skip
+    interrupt_sample_run(prefix)
     assert (tmp_path / "out.partial" / "checkpoint.json").exists()
     result = run(SAMPLE_CORPUS, "-o", prefix, "--meta-key", "")
     assert result.exit_code == 0, result.output
