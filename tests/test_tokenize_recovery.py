@@ -73,6 +73,18 @@ def test_a_foreign_folder_in_the_way_is_not_emptied_but_an_empty_one_is_used(tmp
     assert not (tmp_path / "empty.partial").exists()
 
 
+def test_a_failed_run_removes_the_folders_it_made_for_its_output(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": 5}\n')
+    result = run(bad, "-o", tmp_path / "new" / "deeper" / "out")
+    assert result.exit_code == 1 and "line 2" in result.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    result = run(bad, "-o", tmp_path / "kept" / "new" / "out")
+    assert result.exit_code == 1
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []
+
+
 def test_a_symbolic_link_or_a_stray_checkpoint_does_not_make_a_folder_ours(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl")
     target = tmp_path / "elsewhere"

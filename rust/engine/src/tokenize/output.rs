@@ -144,6 +144,8 @@ pub struct TokenizedOutput {
     /// Whether the work directory holds a checkpoint to continue from.
     checkpointed: bool,
     /// Held while this run owns the work directory.
+    /// Folders this run created above its work directory, deepest first.
+    made_parents: Vec<PathBuf>,
     _lock: Option<File>,
 }
 
@@ -171,6 +173,17 @@ const CHECKPOINT: &str = "checkpoint.json";
 const MARKER: &str = ".pythia-data-tokenize";
 
 /// Create `dir` as this output's work directory, or check that an existing one is ours.
+/// The folders above `dir` that do not exist yet, deepest first: a failed run removes those it
+/// made, so `-o new/folder/x` on bad input leaves nothing behind.
+fn missing_parents(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| std::fs::symlink_metadata(p).is_err())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
 fn claim_work_dir(dir: &Path) -> Result<()> {
     let refuse = |why: &str| {
         Err(Error::invalid(format!(
@@ -235,6 +248,7 @@ impl TokenizedOutput {
     ) -> Result<Self> {
         crate::indexed::check_output_prefix(prefix)?;
         let dir = work_dir(prefix);
+        let made_parents = missing_parents(&dir);
         claim_work_dir(&dir)?;
         let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
@@ -339,6 +353,7 @@ impl TokenizedOutput {
             checkpointed: saved.is_some(),
             counts,
             position,
+            made_parents,
             _lock: lock,
         })
     }
@@ -516,6 +531,12 @@ impl TokenizedOutput {
     /// Give up for good (a data error): nothing of this run is kept.
     pub fn discard(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        for parent in &self.made_parents {
+            // Only while empty: the first one holding anything else stops the climb.
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+        }
     }
 
     /// Stop after an operating-system error (a full disk, a lost mount, a permission): hours of
