@@ -95,6 +95,14 @@ pub fn plan(
     if seq_length == 0 {
         return Err(Error::invalid("seq_length must be at least 1"));
     }
+    // A sample is seq_length + 1 tokens, which GPT-NeoX's helper counts in an int32.
+    if seq_length >= i32::MAX as u64 {
+        return Err(Error::invalid(format!(
+            "seq_length {seq_length} is too large: GPT-NeoX counts a sample's seq_length + 1 \
+             tokens in int32, so at most {}",
+            i32::MAX - 1
+        )));
+    }
     let (start, stop) = documents;
     if start > stop || stop > sizes.len() {
         return Err(Error::invalid(format!(
@@ -357,6 +365,10 @@ mod tests {
             .contains("no tokens"));
         let s = toy_sizes();
         assert!(plan(Sizes::from_slice(&s), (0, 7), 1, 4, 1 << 32, false).is_err());
+        for too_long in [i32::MAX as u64, 1 << 31, u64::MAX] {
+            let err = plan(Sizes::from_slice(&s), (0, 7), 1, too_long, 1, false).unwrap_err();
+            assert!(err.to_string().contains("at most 2147483646"), "{err}");
+        }
     }
 
     #[test]
