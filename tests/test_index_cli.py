@@ -213,6 +213,58 @@ def test_batch_decode(tmp_path):
     assert out.read_bytes().decode("utf-8") == want
 
 
+VALID_OPTS = (
+    "--train-iters",
+    100,
+    "--global-batch-size",
+    2,
+    "--seq-length",
+    8,
+    "--eval-interval",
+    40,
+    "--eval-iters",
+    3,
+)
+
+
+def test_batch_reads_the_valid_and_test_index_build_index_built(tmp_path):
+    # batch sized every index as the train split's, so it never found valid_0 / test_0.
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "a", "--split", "valid", "--split", "test", *VALID_OPTS)
+    assert code == 0, out
+    # valid: (100 // 40 + 1)·3 = 9 steps → 19 samples; test: 3 steps → 7 samples.
+    for split, ns, step in (("valid", 19, 8), ("test", 7, 2)):
+        ds = GPTDataset(d / "a", name=f"{split}_0", num_samples=ns, seq_length=8, seed=1234)
+        o = tmp_path / f"{split}.npy"
+        code, text = run("batch", d / "a", "--split", split, "--step", step, "-o", o, *VALID_OPTS)
+        assert code == 0, text
+        np.testing.assert_array_equal(np.load(o), ds.rows(2 * step, 2 * step + 2))
+
+
+def test_build_index_num_samples_for_one_split(tmp_path):
+    # --split valid ignored an explicit --num-samples, and called its rows "training rows".
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "a", "--split", "valid", "--num-samples", 30, *VALID_OPTS)
+    assert code == 0, out
+    assert (d / "a_valid_0_indexmap_30ns_8sl_1234s_doc_idx.npy").exists()
+    # 9 valid steps of 2 rows are used.
+    assert "validation rows [0, 18)" in out and "training rows" not in out
+    ds = GPTDataset(d / "a", name="valid_0", num_samples=30, seq_length=8, seed=1234)
+    o = tmp_path / "v.npy"
+    code, text = run(
+        "batch", d / "a", "--split", "valid", "--num-samples", 30, "--step", 4, "-o", o, *VALID_OPTS
+    )
+    assert code == 0, text
+    np.testing.assert_array_equal(np.load(o), ds.rows(8, 10))
+    code, out = run("build-index", d / "a", "--split", "test", *VALID_OPTS)
+    assert code == 0 and "test rows [0, 6)" in out, out
+    # One count cannot size two splits: a usage error.
+    code, out = run(
+        "build-index", d / "a", "--split", "valid", "--split", "test", "--num-samples", 30
+    )
+    assert code == 2 and "--num-samples sizes one split" in out, out
+
+
 def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):
     d = tmp_path / "one"
     d.mkdir()

@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pythia_data.cli._index_options import with_index_options
+from pythia_data.cli._index_options import (
+    EVAL_INTERVAL,
+    EVAL_ITERS,
+    SPLIT_HELP,
+    SPLITS,
+    split_name,
+    split_num_samples,
+    with_eval_options,
+    with_index_options,
+)
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.index import find_datasets
@@ -24,9 +33,13 @@ def open_rows(
     seq_length,
     seed,
     cache_dir,
+    split="train",
+    eval_interval=EVAL_INTERVAL,
+    eval_iters=EVAL_ITERS,
 ):
     """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
-    PREFIX may be a directory holding exactly one dataset."""
+    PREFIX may be a directory holding exactly one dataset. The split's name and sample count
+    are worked out as `build-index` does, so the same options find the index it built."""
     found = find_datasets(prefix)
     if len(found) != 1:
         raise PythiaDataError(
@@ -36,9 +49,12 @@ def open_rows(
     prefix = found[0]
     if preshuffled:
         return PreshuffledDataset(prefix, seq_length=seq_length)
+    num_samples = split_num_samples(
+        split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+    )
     return GPTDataset(
         prefix,
-        name=name,
+        name=split_name(split, name),
         num_samples=num_samples,
         train_iters=train_iters,
         global_batch_size=global_batch_size,
@@ -86,6 +102,14 @@ def open_rows(
     help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.",
 )
 @with_index_options
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="train",
+    show_default=True,
+    help="Which of GPT-NeoX's datasets to read: " + SPLIT_HELP,
+)
+@with_eval_options
 def command(
     prefix,
     step,
