@@ -136,10 +136,12 @@ def command(
     steps = end_step - step + 1
     last_full = len(ds) // batch_size - 1
     if end_step > last_full:
-        raise PythiaDataError(
-            f"step {end_step} is beyond the index: {len(ds):,} rows hold steps 0..{last_full:,} "
-            f"of {batch_size} rows"
+        held = (
+            f"steps 0..{last_full:,} of {batch_size} rows"
+            if last_full >= 0
+            else f"no full step of {batch_size} rows"
         )
+        raise PythiaDataError(f"step {end_step} is beyond the index: {len(ds):,} rows hold {held}")
     dtype = np.int64 if as_int64 else None
     if output is not None:
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
@@ -198,6 +200,16 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     chunks = []
     for s in range(step, end_step + 1):
         rows = ds.batch(s, batch_size, np.int64)
+        # decode() skips ids outside the vocabulary, so text from another tokenizer's ids
+        # (or int32 data's negatives) would come out silently shortened: refuse it instead.
+        bad = (rows < 0) | (rows >= tok.vocab_size)
+        if bad.any():
+            i, j = (int(x) for x in np.argwhere(bad)[0])
+            raise PythiaDataError(
+                f"row {s * batch_size + i} (step {s}) holds token id {int(rows[i, j])}, outside "
+                f"the tokenizer's vocabulary [0, {tok.vocab_size:,}): the dataset was not made "
+                "with this tokenizer; give the one it was (--tokenizer)"
+            )
         for i, row in enumerate(rows):
             chunks.append(
                 f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n"
