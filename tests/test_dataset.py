@@ -135,6 +135,61 @@ def test_provenance_rebuilds_the_row_and_names_subsets(tmp_path):
             assert s["subset"] == names[token]
 
 
+def small_dataset(tmp_path, **kw) -> GPTDataset:
+    prefix = tmp_path / "small"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for i, n in enumerate([40, 7, 25, 60]):
+            b.add_document(np.arange(n) + 100 * i)
+    return GPTDataset(prefix, num_samples=10, seq_length=8, seed=3, build=True, **kw)
+
+
+def test_row_indices_must_be_integers_and_errors_name_them(tmp_path):
+    ds = small_dataset(tmp_path)
+    n = len(ds)
+    full = ds.rows(0, n)
+    # A float, a bool or a string was read as row int(key).
+    for bad in (1.7, True, "1", np.float64(1.0), np.bool_(True)):
+        with pytest.raises(TypeError, match="must be integers"):
+            ds[bad]
+    np.testing.assert_array_equal(ds[np.int64(1)], full[1])
+    np.testing.assert_array_equal(ds[np.uint8(2)], full[2])
+    # The error named the index after wrapping (-n-1 → -1).
+    with pytest.raises(IndexError, match=rf"^row {-n - 1} is out of range for {n} rows$"):
+        ds[-n - 1]
+    # An empty stepped slice failed in np.stack.
+    for key in (slice(5, 5, 2), slice(5, 2, 2), slice(0, n, -1)):
+        empty = ds[key]
+        assert empty.shape == (0, 9) and empty.dtype == np.uint16
+    np.testing.assert_array_equal(ds[::3], full[::3])
+
+
+def test_provenance_indices_like_row(tmp_path):
+    ds = small_dataset(tmp_path)
+    n = len(ds)
+    # These raised OverflowError (and n a PythiaDataError) where row() raises IndexError.
+    for k in (n, -n - 1, 2**64, -(2**64)):
+        with pytest.raises(IndexError, match=rf"^row {k} is out of range for {n} rows$"):
+            ds.provenance(k)
+    with pytest.raises(TypeError, match="must be integers"):
+        ds.provenance(1.5)
+    assert ds.provenance(-1) == ds.provenance(n - 1)
+
+
+def test_range_errors_count_steps_of_the_dataset_batch(tmp_path):
+    ds = small_dataset(tmp_path, global_batch_size=4)
+    n = len(ds)
+    # The count was of hard-coded steps of 1024.
+    with pytest.raises(IndexError, match=rf"\({n // 4} full steps of 4\)"):
+        ds.rows(0, n + 1)
+    with pytest.raises(IndexError, match=rf"\(no full step of {n + 1}\)"):
+        small_dataset(tmp_path, global_batch_size=n + 1).rows(0, n + 1)
+    # With no full step it said "the last full step is -1".
+    with pytest.raises(IndexError, match=rf"it holds no full step of {n + 1}$"):
+        ds.batch(0, n + 1)
+    with pytest.raises(ValueError, match="checkpoint step -5 is negative"):
+        ds.checkpoint_rows(-5)
+
+
 def indexed_token(prefix, doc):
     return IndexedDataset(prefix).get(doc)[0]
 

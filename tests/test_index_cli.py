@@ -195,22 +195,111 @@ def test_export_preshuffled_then_batch(tmp_path):
 def test_batch_decode(tmp_path):
     from pythia_data import tokenizer
 
-    from golden import golden_case
-
-    name = "long_docs"
-    prefix = golden_case(name)
-    ds = GPTDataset(prefix, num_samples=150, seq_length=2048, seed=1234, cache_dir=FIXTURES)
-    out = tmp_path / "step1.txt"
-    code, text = run(
-        "batch", prefix, "--step", 1, "--batch-size", 2, "--decode", "-o", out, *golden_args(name)
-    )
-    assert code == 0, text
+    # Data tokenized with the bundled tokenizer, so every id is in its vocabulary.
     tok = tokenizer.Tokenizer.from_file(None)
+    texts = ["The quick brown fox jumps over the lazy dog. " * 3, "Pythia\r\nrows, in order.\n"]
+    with IndexedDatasetBuilder(tmp_path / "t", np.uint16) as b:
+        for t in texts * 4:
+            b.add_document(np.append(tok.encode(t), tok.eod_id))
+    opts = ("--train-iters", 3, "--global-batch-size", 2, "--seq-length", 16, "--seed", 5)
+    assert run("build-index", tmp_path / "t", *opts, "-q")[0] == 0
+    ds = GPTDataset(tmp_path / "t", train_iters=3, global_batch_size=2, seq_length=16, seed=5)
+    out = tmp_path / "step1.txt"
+    code, text = run("batch", tmp_path / "t", "--step", 1, "--decode", "-o", out, *opts)
+    assert code == 0, text
     want = "".join(
         f"=== step 1 row {k} ===\n{tok.decode(ds[k].astype(np.int64).tolist())}\n" for k in (2, 3)
     )
     # Bytes, not read_text: universal newlines would turn a decoded "\r" into "\n".
     assert out.read_bytes().decode("utf-8") == want
+
+
+def test_batch_decode_refuses_ids_outside_the_vocabulary(tmp_path):
+    # decode() skips such ids: the text came out silently shortened.
+    from golden import golden_case
+
+    name = "long_docs"  # random uint16 ids, most beyond GPT-NeoX-20B's 50,277
+    prefix = golden_case(name)
+    ds = GPTDataset(prefix, num_samples=150, seq_length=2048, seed=1234, cache_dir=FIXTURES)
+    assert (ds[2] >= 50277).any()
+    out = tmp_path / "step1.txt"
+    code, text = run(
+        "batch", prefix, "--step", 1, "--batch-size", 2, "--decode", "-o", out, *golden_args(name)
+    )
+    assert code == 1 and text.count("\n") == 1 and "Traceback" not in text, text
+    bad = int(ds[2][ds[2] >= 50277][0])
+    assert f"row 2 (step 1) holds token id {bad}," in text
+    assert "not made with this tokenizer" in text and "--tokenizer" in text
+    assert not out.exists()
+    # int32 data can hold negative ids.
+    with IndexedDatasetBuilder(tmp_path / "neg", np.int32) as b:
+        b.add_document(np.full(40, -5))
+    opts = ("--num-samples", 2, "--seq-length", 8)
+    assert run("build-index", tmp_path / "neg", *opts, "-q")[0] == 0
+    code, text = run("batch", tmp_path / "neg", "--step", 0, "--batch-size", 1, "--decode", *opts)
+    assert code == 1 and "row 0 (step 0) holds token id -5," in text, text
+
+
+VALID_OPTS = (
+    "--train-iters",
+    100,
+    "--global-batch-size",
+    2,
+    "--seq-length",
+    8,
+    "--eval-interval",
+    40,
+    "--eval-iters",
+    3,
+)
+
+
+def test_batch_reads_the_valid_and_test_index_build_index_built(tmp_path):
+    # batch sized every index as the train split's, so it never found valid_0 / test_0.
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "a", "--split", "valid", "--split", "test", *VALID_OPTS)
+    assert code == 0, out
+    # valid: (100 // 40 + 1)·3 = 9 steps → 19 samples; test: 3 steps → 7 samples.
+    for split, ns, step in (("valid", 19, 8), ("test", 7, 2)):
+        ds = GPTDataset(d / "a", name=f"{split}_0", num_samples=ns, seq_length=8, seed=1234)
+        o = tmp_path / f"{split}.npy"
+        code, text = run("batch", d / "a", "--split", split, "--step", step, "-o", o, *VALID_OPTS)
+        assert code == 0, text
+        np.testing.assert_array_equal(np.load(o), ds.rows(2 * step, 2 * step + 2))
+
+
+def test_build_index_num_samples_for_one_split(tmp_path):
+    # --split valid ignored an explicit --num-samples, and called its rows "training rows".
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "a", "--split", "valid", "--num-samples", 30, *VALID_OPTS)
+    assert code == 0, out
+    assert (d / "a_valid_0_indexmap_30ns_8sl_1234s_doc_idx.npy").exists()
+    # 9 valid steps of 2 rows are used.
+    assert "validation rows [0, 18)" in out and "training rows" not in out
+    ds = GPTDataset(d / "a", name="valid_0", num_samples=30, seq_length=8, seed=1234)
+    o = tmp_path / "v.npy"
+    code, text = run(
+        "batch", d / "a", "--split", "valid", "--num-samples", 30, "--step", 4, "-o", o, *VALID_OPTS
+    )
+    assert code == 0, text
+    np.testing.assert_array_equal(np.load(o), ds.rows(8, 10))
+    code, out = run("build-index", d / "a", "--split", "test", *VALID_OPTS)
+    assert code == 0 and "test rows [0, 6)" in out, out
+    # One count cannot size two splits: a usage error.
+    code, out = run(
+        "build-index", d / "a", "--split", "valid", "--split", "test", "--num-samples", 30
+    )
+    assert code == 2 and "--num-samples sizes one split" in out, out
+
+
+def test_batch_with_no_full_step_says_so(tmp_path):
+    d = make_dir(tmp_path)
+    opts = ("--num-samples", 3, "--seq-length", 16)
+    assert run("build-index", d / "b", *opts, "-q")[0] == 0
+    n = len(GPTDataset(d / "b", num_samples=3, seq_length=16))
+    code, text = run("batch", d / "b", *opts, "--step", 0, "--batch-size", n + 1)
+    assert code == 1 and f"{n} rows hold no full step of {n + 1} rows" in text, text
+    assert "0..-1" not in text
 
 
 def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):

@@ -10,6 +10,7 @@ is GPT-NeoX's ``BlendableDataset``. All share the step arithmetic of shared/spec
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,26 +53,42 @@ class RowDataset:
         if not 0 <= start <= stop:
             raise IndexError(f"bad row range [{start}, {stop})")
         if stop > n:
+            # Only a dataset that knows its global batch size can count steps.
+            gbs = getattr(self, "global_batch_size", None)
+            steps = "" if gbs is None else f" ({_full_steps(n, gbs)})"
             raise IndexError(
-                f"rows [{start}, {stop}) go beyond the index, which has {n:,} rows "
-                f"({n // 1024:,} full steps of 1024)"
+                f"rows [{start}, {stop}) go beyond the index, which has {n:,} rows{steps}"
             )
         return start, stop
 
+    def _row_index(self, k) -> int:
+        """Row ``k`` (negative counts from the end) as an index in [0, len): IndexError when out
+        of range, TypeError when not an integer (floats, bools and strings are not rows)."""
+        if isinstance(k, bool | np.bool_):
+            raise TypeError(f"row indices must be integers, not {type(k).__name__}")
+        try:
+            k = operator.index(k)
+        except TypeError:
+            raise TypeError(f"row indices must be integers, not {type(k).__name__}") from None
+        n = len(self)
+        j = k + n if k < 0 else k
+        if not 0 <= j < n:
+            raise IndexError(f"row {k} is out of range for {n:,} rows")
+        return j
+
     def row(self, k: int, dtype=None) -> np.ndarray:
         """Row k (seq_length + 1 tokens), in the dataset's dtype or ``dtype`` (e.g. np.int64)."""
-        k = int(k)
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(f"row {k} is out of range for {len(self):,} rows")
+        k = self._row_index(k)
         return self.rows(k, k + 1, dtype)[0]
 
     def __getitem__(self, key: int | slice) -> np.ndarray:
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
-                return np.stack([self[i] for i in range(start, stop, step)])
+                picks = range(start, stop, step)
+                if not picks:  # np.stack needs at least one row; rows(0, 0) has the dtype
+                    return self.rows(0, 0)
+                return np.stack([self[i] for i in picks])
             return self.rows(start, max(start, stop))
         return self.row(key)
 
@@ -81,10 +98,15 @@ class RowDataset:
         if first < 0:
             raise IndexError(f"step {first} is negative")
         if (last + 1) * batch_size > len(self):
+            n = len(self)
+            last_full = (
+                f"the last full step is {n // batch_size - 1:,}"
+                if n >= batch_size
+                else f"it holds no full step of {batch_size}"
+            )
             raise IndexError(
                 f"step {last} needs rows [{last * batch_size:,}, {(last + 1) * batch_size:,}) but "
-                f"the index has {len(self):,} rows: the last full step is "
-                f"{len(self) // batch_size - 1:,}"
+                f"the index has {n:,} rows: {last_full}"
             )
 
     def batch(
@@ -115,7 +137,10 @@ class RowDataset:
         checkpoint_step: int, batch_size: int = PYTHIA["global_batch_size"]
     ) -> range:
         """Rows checkpoint ``stepN`` has been trained on: ``[0, batch_size·N)`` (step0: none)."""
-        return range(0, int(checkpoint_step) * batch_size)
+        checkpoint_step = int(checkpoint_step)
+        if checkpoint_step < 0:  # an empty range would pass for step0
+            raise ValueError(f"checkpoint step {checkpoint_step} is negative")
+        return range(0, checkpoint_step * batch_size)
 
     def data_parallel_rows(
         self,
@@ -140,6 +165,13 @@ class RowDataset:
             r = micro_batch_rows(step, m, rank, world_size, micro_batch_size, batch_size)
             out[m] = self.rows(r.start, r.stop, dtype)
         return out
+
+
+def _full_steps(n: int, batch_size: int) -> str:
+    """How many full steps of ``batch_size`` rows ``n`` rows hold, in words."""
+    if n < batch_size:
+        return f"no full step of {batch_size}"
+    return f"{n // batch_size:,} full steps of {batch_size}"
 
 
 def _source_files(ds: RowDataset) -> list[Path]:
@@ -262,6 +294,8 @@ class GPTDataset(RowDataset):
         self._check_record(int(seq_length))
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
+        #: Only for counting steps in error messages; batch() takes its own batch_size.
+        self.global_batch_size = int(global_batch_size)
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
@@ -292,7 +326,10 @@ class GPTDataset(RowDataset):
 
     def __reduce__(self):
         # Reopened from the same files in the receiving process (see IndexedDataset.__reduce__).
-        return (_reopen_gpt_dataset, (self.indexed, self.paths, self.seq_length))
+        return (
+            _reopen_gpt_dataset,
+            (self.indexed, self.paths, self.seq_length, self.global_batch_size),
+        )
 
     def __repr__(self) -> str:
         return f"GPTDataset({str(self.prefix)!r}, rows={len(self):,}, seq_length={self.seq_length})"
@@ -321,9 +358,7 @@ class GPTDataset(RowDataset):
         ``document`` is the item of the indexed dataset (one per document for the Pile);
         ``subset`` (its Pile subset) appears when the tokenizer saved ``PREFIX.subsets.*``.
         """
-        k = int(k)
-        if k < 0:
-            k += len(self)
+        k = self._row_index(k)  # IndexError / TypeError exactly as row() raises them
         spans = [{"document": d, "offset": o, "length": n} for d, o, n in self._core.provenance(k)]
         if self._subsets is not None:
             codes, names = self._subsets
@@ -333,8 +368,15 @@ class GPTDataset(RowDataset):
         return spans
 
 
-def _reopen_gpt_dataset(indexed: IndexedDataset, paths, seq_length: int) -> GPTDataset:
-    return GPTDataset(indexed, seq_length=seq_length, paths=paths)
+def _reopen_gpt_dataset(
+    indexed: IndexedDataset,
+    paths,
+    seq_length: int,
+    global_batch_size: int = PYTHIA["global_batch_size"],
+) -> GPTDataset:
+    return GPTDataset(
+        indexed, seq_length=seq_length, paths=paths, global_batch_size=global_batch_size
+    )
 
 
 class PreshuffledDataset(RowDataset):

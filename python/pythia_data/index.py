@@ -71,8 +71,8 @@ class IndexInfo:
     def paths(self) -> tuple[Path, Path, Path]:
         return (self.doc_idx_path, self.sample_idx_path, self.shuffle_idx_path)
 
-    def describe(self, rows_used: int | None = None) -> str:
-        """The lines ``pythia-data build-index`` prints."""
+    def describe(self, rows_used: int | None = None, split: str = "train") -> str:
+        """The lines ``pythia-data build-index`` prints; ``split`` words the rows used."""
         rows_used = self.num_samples if rows_used is None else rows_used
         tokens = self.tokens_per_epoch
         end = min(rows_used, self.dataset_len)
@@ -83,7 +83,7 @@ class IndexInfo:
             f"epochs {self.num_epochs}",
             f"  samples requested {self.num_samples:,}, samples in the index {self.num_index_samples:,}"
             f" (dataset length {self.dataset_len:,}), seq_length {self.seq_length}, seed {self.seed}",
-            f"  training rows [0, {end:,}) end at {frac:.2%} of the index "
+            f"  {_ROWS_WORD.get(split, split)} rows [0, {end:,}) end at {frac:.2%} of the index "
             f"({end * self.seq_length:,} tokens, {end * self.seq_length / tokens:.3f} epochs' worth)",
         ]
         if self.sample_idx_dtype == "int64":
@@ -126,6 +126,9 @@ def find_datasets(path: PathLike) -> list[Path]:
     if not idx.exists():
         raise FileNotFoundError(f"{idx}: no such index file (expected PREFIX.idx and PREFIX.bin)")
     return [prefix]
+
+
+_ROWS_WORD = {"train": "training", "valid": "validation", "test": "test"}
 
 
 def num_samples_for(iters: int, global_batch_size: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pythia_data.index import PYTHIA
+from pythia_data.index import PYTHIA, num_samples_for
 
 index_options = [
     click.option(
@@ -31,7 +31,8 @@ index_options = [
         "--num-samples",
         type=click.IntRange(min=0),
         default=None,
-        help="Samples to request, overriding ceil(train_iters · global_batch_size · 1.005).",
+        help="Samples to request, overriding GPT-NeoX's ceil(steps · global_batch_size · 1.005) "
+        "for the --split's steps.",
     ),
     click.option(
         "--seq-length",
@@ -56,7 +57,71 @@ index_options = [
 ]
 
 
-def with_index_options(f):
-    for opt in reversed(index_options):
+#: The options that size the valid and test splits, as GPT-NeoX does. Shared so that
+#: `build-index --split valid` and `batch --split valid` name the same index.
+EVAL_INTERVAL, EVAL_ITERS = 40_000, 10
+eval_options = [
+    click.option(
+        "--eval-interval",
+        type=click.IntRange(min=1),
+        default=EVAL_INTERVAL,
+        show_default=True,
+        help="GPT-NeoX's eval_interval (sets the valid split's size).",
+    ),
+    click.option(
+        "--eval-iters",
+        type=click.IntRange(min=0),
+        default=EVAL_ITERS,
+        show_default=True,
+        help="GPT-NeoX's eval_iters (sets the valid and test sizes).",
+    ),
+]
+
+SPLITS = ("train", "valid", "test")
+SPLIT_HELP = (
+    "train_0, valid_0 (eval_iters · (train_iters // eval_interval + 1) steps) and test_0 "
+    "(eval_iters steps). valid and test override --name."
+)
+
+
+def split_iters(split: str, train_iters: int, eval_interval: int, eval_iters: int) -> int:
+    """Optimizer steps GPT-NeoX runs on ``split`` (its train_val_test_num_samples)."""
+    return {
+        "train": train_iters,
+        "valid": (train_iters // eval_interval + 1) * eval_iters,
+        "test": eval_iters,
+    }[split]
+
+
+def split_name(split: str, name: str) -> str:
+    """The dataset name in the cache file names: --name for train, else GPT-NeoX's own."""
+    return name if split == "train" else f"{split}_0"
+
+
+def split_num_samples(
+    split: str,
+    num_samples: int | None,
+    train_iters: int,
+    global_batch_size: int,
+    eval_interval: int,
+    eval_iters: int,
+) -> int:
+    """Samples requested for ``split``: --num-samples when given, else GPT-NeoX's count."""
+    if num_samples is not None:
+        return num_samples
+    iters = split_iters(split, train_iters, eval_interval, eval_iters)
+    return num_samples_for(iters, global_batch_size)
+
+
+def _apply(options, f):
+    for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def with_index_options(f):
+    return _apply(index_options, f)
+
+
+def with_eval_options(f):
+    return _apply(eval_options, f)

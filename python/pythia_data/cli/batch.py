@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pythia_data.cli._index_options import with_index_options
+from pythia_data.cli._index_options import (
+    EVAL_INTERVAL,
+    EVAL_ITERS,
+    SPLIT_HELP,
+    SPLITS,
+    split_name,
+    split_num_samples,
+    with_eval_options,
+    with_index_options,
+)
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.index import find_datasets
@@ -24,9 +33,13 @@ def open_rows(
     seq_length,
     seed,
     cache_dir,
+    split="train",
+    eval_interval=EVAL_INTERVAL,
+    eval_iters=EVAL_ITERS,
 ):
     """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
-    PREFIX may be a directory holding exactly one dataset."""
+    PREFIX may be a directory holding exactly one dataset. The split's name and sample count
+    are worked out as `build-index` does, so the same options find the index it built."""
     found = find_datasets(prefix)
     if len(found) != 1:
         raise PythiaDataError(
@@ -36,9 +49,12 @@ def open_rows(
     prefix = found[0]
     if preshuffled:
         return PreshuffledDataset(prefix, seq_length=seq_length)
+    num_samples = split_num_samples(
+        split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+    )
     return GPTDataset(
         prefix,
-        name=name,
+        name=split_name(split, name),
         num_samples=num_samples,
         train_iters=train_iters,
         global_batch_size=global_batch_size,
@@ -86,6 +102,14 @@ def open_rows(
     help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.",
 )
 @with_index_options
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default="train",
+    show_default=True,
+    help="Which of GPT-NeoX's datasets to read: " + SPLIT_HELP,
+)
+@with_eval_options
 def command(
     prefix,
     step,
@@ -112,10 +136,12 @@ def command(
     steps = end_step - step + 1
     last_full = len(ds) // batch_size - 1
     if end_step > last_full:
-        raise PythiaDataError(
-            f"step {end_step} is beyond the index: {len(ds):,} rows hold steps 0..{last_full:,} "
-            f"of {batch_size} rows"
+        held = (
+            f"steps 0..{last_full:,} of {batch_size} rows"
+            if last_full >= 0
+            else f"no full step of {batch_size} rows"
         )
+        raise PythiaDataError(f"step {end_step} is beyond the index: {len(ds):,} rows hold {held}")
     dtype = np.int64 if as_int64 else None
     if output is not None:
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
@@ -174,6 +200,16 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     chunks = []
     for s in range(step, end_step + 1):
         rows = ds.batch(s, batch_size, np.int64)
+        # decode() skips ids outside the vocabulary, so text from another tokenizer's ids
+        # (or int32 data's negatives) would come out silently shortened: refuse it instead.
+        bad = (rows < 0) | (rows >= tok.vocab_size)
+        if bad.any():
+            i, j = (int(x) for x in np.argwhere(bad)[0])
+            raise PythiaDataError(
+                f"row {s * batch_size + i} (step {s}) holds token id {int(rows[i, j])}, outside "
+                f"the tokenizer's vocabulary [0, {tok.vocab_size:,}): the dataset was not made "
+                "with this tokenizer; give the one it was (--tokenizer)"
+            )
         for i, row in enumerate(rows):
             chunks.append(
                 f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n"

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import click
 
-from pythia_data.cli._index_options import with_index_options
+from pythia_data.cli._index_options import (
+    SPLIT_HELP,
+    SPLITS,
+    split_iters,
+    split_name,
+    split_num_samples,
+    with_eval_options,
+    with_index_options,
+)
 from pythia_data.errors import PythiaDataError
-from pythia_data.index import build_blended_index, build_index, find_datasets, num_samples_for
+from pythia_data.index import build_blended_index, build_index, find_datasets
 
 
 @click.command("build-index")
@@ -15,27 +23,14 @@ from pythia_data.index import build_blended_index, build_index, find_datasets, n
 @click.option(
     "--split",
     "splits",
-    type=click.Choice(["train", "valid", "test"]),
+    type=click.Choice(SPLITS),
     multiple=True,
     default=("train",),
     show_default=True,
-    help="Which of GPT-NeoX's datasets to build (repeatable): train_0, valid_0 (eval_iters · "
-    "(train_iters // eval_interval + 1) steps) and test_0 (eval_iters steps). Overrides --name.",
+    help="Which of GPT-NeoX's datasets to build (repeatable): " + SPLIT_HELP + " --num-samples "
+    "sizes a single split; with several it is refused.",
 )
-@click.option(
-    "--eval-interval",
-    type=click.IntRange(min=1),
-    default=40_000,
-    show_default=True,
-    help="GPT-NeoX's eval_interval (sets the valid split's size).",
-)
-@click.option(
-    "--eval-iters",
-    type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="GPT-NeoX's eval_iters (sets the valid and test sizes).",
-)
+@with_eval_options
 @click.option(
     "--weights",
     default=None,
@@ -77,19 +72,21 @@ def command(
     """
     if not 0 <= seed <= 2**32 - 1:
         raise PythiaDataError(f"--seed {seed} is out of range [0, 4294967295]")
+    splits = tuple(dict.fromkeys(splits))  # `--split valid --split valid` is one split
+    if num_samples is not None and len(splits) > 1:
+        # One count cannot size splits GPT-NeoX sizes differently: build them one at a time.
+        raise click.UsageError(
+            f"--num-samples sizes one split, but {len(splits)} were given "
+            f"({', '.join(splits)}): build each split with its own --num-samples"
+        )
     prefixes = find_datasets(path)
-    multi_split = splits != ("train",)
-    split_iters = {
-        "train": train_iters,
-        "valid": (train_iters // eval_interval + 1) * eval_iters,
-        "test": eval_iters,
-    }
     for split in splits:
-        split_name = f"{split}_0" if multi_split else name
-        explicit = num_samples if not multi_split else None
-        iters = split_iters[split]
-        ns = explicit if explicit is not None else num_samples_for(iters, global_batch_size)
-        rows_used = train_iters * global_batch_size if split == "train" else None
+        ds_name = split_name(split, name)
+        iters = split_iters(split, train_iters, eval_interval, eval_iters)
+        ns = split_num_samples(
+            split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+        )
+        rows_used = iters * global_batch_size
         if weights is not None:
             try:
                 ws = [float(w) for w in weights.split(",")]
@@ -101,11 +98,11 @@ def command(
                     + ", ".join(p.name for p in prefixes)
                 )
             # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
-            base = explicit if explicit is not None else iters * global_batch_size
+            base = num_samples if num_samples is not None else iters * global_batch_size
             blend = build_blended_index(
                 prefixes,
                 ws,
-                name=split_name,
+                name=ds_name,
                 num_samples=base,
                 seq_length=seq_length,
                 seed=seed,
@@ -117,12 +114,12 @@ def command(
             shown = ", ".join(f"{w:.6g}" for w in blend.weights)
             click.echo(f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}")
             for info in blend.components:
-                click.echo(info.describe())
+                click.echo(info.describe(split=split))
             continue
         for prefix in prefixes:
             info = build_index(
                 prefix,
-                name=split_name,
+                name=ds_name,
                 num_samples=ns,
                 seq_length=seq_length,
                 seed=seed,
@@ -131,4 +128,4 @@ def command(
                 overwrite=overwrite,
                 progress=not quiet,
             )
-            click.echo(info.describe(rows_used=rows_used))
+            click.echo(info.describe(rows_used=rows_used, split=split))
