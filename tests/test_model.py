@@ -72,6 +72,31 @@ def test_greedy_generation_matches_transformers_and_uncached_argmax():
     assert torch.equal(ours, seq)
 
 
+def test_greedy_generation_pads_finished_rows_with_eos_like_transformers():
+    cfg = tiny_config()
+    model = build_model(cfg, seed=3).eval()
+    hf = hf_twin(model)
+    prompt = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
+    free = model.generate(prompt, max_new_tokens=12)[:, 7:]
+    # Without EOS, row 0 greedily emits 147 at its 6th new token and row 1 never does.
+    eos = 147
+    assert free[0, 5] == eos and eos not in free[0, :5] and eos not in free[1]
+    ours = model.generate(prompt, max_new_tokens=12, eos_token_id=eos)
+    # No pad_token_id: transformers pads finished rows with the EOS id.
+    theirs = hf.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=eos,
+    )
+    assert torch.equal(ours, theirs)
+    assert ours[0, 7 + 5 :].eq(eos).all() and torch.equal(ours[1, 7:], free[1])
+    # Once every row has finished, generation stops early.
+    alone = model.generate(prompt[:1], max_new_tokens=12, eos_token_id=eos)
+    assert torch.equal(alone, ours[:1, : 7 + 6])
+
+
 def test_cached_chunks_equal_one_forward():
     cfg = tiny_config()
     model = build_model(cfg, seed=5).eval()
@@ -87,6 +112,14 @@ def test_generation_rejects_overlong_requests():
     model = build_model(tiny_config(max_seq_len=16), seed=0)
     with pytest.raises(ValueError, match="exceed the context of 16"):
         model.generate(torch.zeros(1, 10, dtype=torch.long), max_new_tokens=7)
+
+
+def test_generation_rejects_negative_max_new_tokens_and_empty_prompts():
+    model = build_model(tiny_config(), seed=0)
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        model.generate(torch.zeros(1, 5, dtype=torch.long), max_new_tokens=-1)
+    with pytest.raises(ValueError, match="at least one token"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=3)
 
 
 def _std(model, suffix):

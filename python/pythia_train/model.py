@@ -181,6 +181,11 @@ class GPTNeoX(nn.Module):
         """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len)."""
         if prompt.ndim == 1:
             prompt = prompt[None]
+        # Checked here: otherwise they surface as an opaque KV-cache size error or IndexError.
+        if max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
+        if prompt.shape[1] == 0:
+            raise ValueError("the prompt needs at least one token to condition on")
         total = prompt.shape[1] + max_new_tokens
         if total > self.cfg.max_seq_len:
             raise ValueError(
@@ -194,6 +199,10 @@ class GPTNeoX(nn.Module):
         done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
         for _ in range(max_new_tokens):
             nxt = logits[:, -1].argmax(dim=-1)
+            if eos_token_id is not None:
+                # A finished row only pads while others go on; like transformers, whose pad id
+                # defaults to the EOS id, it repeats EOS.
+                nxt = nxt.masked_fill(done, eos_token_id)
             out = torch.cat((out, nxt[:, None]), dim=1)
             if eos_token_id is not None:
                 done |= nxt == eos_token_id
