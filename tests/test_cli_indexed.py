@@ -236,6 +236,22 @@ def test_verify_detects_corruption(tmp_path):
     assert code == 1 and "SUMS:1: not a sha256sum line" in out
 
 
+def test_verify_rejects_doc_idx_not_ending_at_the_item_count(tmp_path):
+    src = golden_case("toy_e1")
+    shutil.copyfile(src.with_name("toy_e1.bin"), tmp_path / "t.bin")
+    raw = bytearray(src.with_name("toy_e1.idx").read_bytes())
+    n = int.from_bytes(raw[18:26], "little")
+    docs = int.from_bytes(raw[26:34], "little")
+    last = 34 + 12 * n + 8 * (docs - 1)  # header, sizes (int32), pointers (int64), doc_idx
+    assert int.from_bytes(raw[last:], "little") == n == 7
+    raw[last:] = (n - 1).to_bytes(8, "little")  # still non-decreasing, within the items
+    (tmp_path / "t.idx").write_bytes(bytes(raw))
+    code, out = run("verify", tmp_path / "t", "--quiet")
+    assert code == 1 and "structure OK" not in out, out
+    assert "t.idx" in out and "doc_idx" in out and len(out.strip().splitlines()) == 1
+    assert run("verify", src, "--quiet") == (0, "structure OK: 7 items, 30 tokens (uint16)\n")
+
+
 def test_cli_errors_have_no_traceback(tmp_path):
     (tmp_path / "x.idx").write_bytes(b"garbage")
     proc = subprocess.run(
