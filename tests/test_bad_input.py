@@ -194,6 +194,39 @@ def test_batch_output_onto_a_file_it_reads_is_refused(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.parametrize("cmd", ["batch", "batch --decode", "unshard"])
+def test_output_in_a_missing_folder_names_the_output(tmp_path, cmd):
+    # The error named only the hidden temporary file: "[Errno 2] ... '.b.npy.tmp-15924'".
+    from click.testing import CliRunner
+    from test_indexed import shard
+
+    from pythia_data.cli import main
+
+    from golden import golden_case
+
+    small_index(tmp_path)
+    (tmp_path / "afile").write_bytes(b"")
+    for folder, what in (
+        (tmp_path / "x" / "nope", "does not exist"),
+        (tmp_path / "afile", "is not a folder"),
+    ):
+        if cmd == "unshard":
+            prefix = shard(golden_case("long_docs"), tmp_path / f"s-{folder.name}", [100_001])
+            out = folder / "whole.bin"
+            args = ["unshard", str(prefix), "-o", str(folder / "whole"), "--quiet"]
+        else:
+            out = folder / "b.npy"
+            index = ["--num-samples", "20", "--seq-length", "6", "--seed", "0"]
+            args = ["batch", str(tmp_path / "d"), "--step", "0", "--batch-size", "2", *index]
+            args += ["-o", str(out), *cmd.split()[1:]]
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        line = f"error: cannot write {out}: its folder {folder} {what}"
+        assert r.output.startswith(line) and ".tmp" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_verify_write_checksums_onto_the_dataset_is_refused(tmp_path):
     from click.testing import CliRunner
 

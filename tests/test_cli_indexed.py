@@ -139,6 +139,65 @@ def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
     ).read_bytes()
 
 
+def _unshard_interrupted_after_first_shard(monkeypatch, prefix, checksums=None):
+    """Run unshard through the API and stop it once shard 0 is copied and recorded."""
+    import pythia_data.unshard as u
+
+    real, calls = u._write_record, []
+
+    def interrupt_after_first_shard(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(u, "_write_record", interrupt_after_first_shard)
+    with pytest.raises(KeyboardInterrupt):
+        u.unshard(prefix, checksums=checksums, progress=False)
+    monkeypatch.setattr(u, "_write_record", real)
+
+
+def test_unshard_resumed_with_checksums_verifies_shards_copied_without(tmp_path, monkeypatch):
+    # A run without checksums copied a corrupt shard 0; the resumed run with checksums only
+    # compared shard names and sizes, and promoted the corrupt output with exit 0.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    sums = tmp_path / "SUMS"
+    assert run("verify", prefix, "--write-checksums", sums, "--quiet")[0] == 0
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    intact = first.read_bytes()
+    raw = bytearray(intact)
+    raw[10] ^= 0xFF
+    raw[5000] ^= 0x01
+    first.write_bytes(bytes(raw))
+    _unshard_interrupted_after_first_shard(monkeypatch, prefix)
+
+    code, out = run("unshard", prefix, "--checksums", sums, "--quiet")
+    assert code == 1 and first.name in out and "does not match" in out, out
+    assert len(out.strip().splitlines()) == 1
+    final = tmp_path / "s" / "long_docs.bin"
+    assert not final.exists()
+    # The shard downloaded again: the rerun copies it again and the output is right.
+    first.write_bytes(intact)
+    code, out = run("unshard", prefix, "--checksums", sums, "--quiet")
+    assert code == 0, out
+    assert sha256(final) == sha256(src.with_name("long_docs.bin"))
+    assert not list((tmp_path / "s").glob(".long_docs*"))
+
+
+def test_unshard_resumed_without_checksums_after_a_verified_start(tmp_path, monkeypatch):
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    sums = tmp_path / "SUMS"
+    assert run("verify", prefix, "--write-checksums", sums, "--quiet")[0] == 0
+    _unshard_interrupted_after_first_shard(monkeypatch, prefix, checksums=sums)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    final = tmp_path / "s" / "long_docs.bin"
+    assert sha256(final) == sha256(src.with_name("long_docs.bin"))
+    assert not list((tmp_path / "s").glob(".long_docs*"))
+
+
 def test_unshard_onto_one_of_its_shards_is_refused(tmp_path):
     # `-o s/long_docs-00000-of-00003` replaced shard 0 with the whole file: the shards were lost.
     src = golden_case("long_docs")
@@ -175,6 +234,22 @@ def test_verify_detects_corruption(tmp_path):
     sums.write_text("not a checksum line\n")
     code, out = run("verify", prefix, "--checksums", sums)
     assert code == 1 and "SUMS:1: not a sha256sum line" in out
+
+
+def test_verify_rejects_doc_idx_not_ending_at_the_item_count(tmp_path):
+    src = golden_case("toy_e1")
+    shutil.copyfile(src.with_name("toy_e1.bin"), tmp_path / "t.bin")
+    raw = bytearray(src.with_name("toy_e1.idx").read_bytes())
+    n = int.from_bytes(raw[18:26], "little")
+    docs = int.from_bytes(raw[26:34], "little")
+    last = 34 + 12 * n + 8 * (docs - 1)  # header, sizes (int32), pointers (int64), doc_idx
+    assert int.from_bytes(raw[last:], "little") == n == 7
+    raw[last:] = (n - 1).to_bytes(8, "little")  # still non-decreasing, within the items
+    (tmp_path / "t.idx").write_bytes(bytes(raw))
+    code, out = run("verify", tmp_path / "t", "--quiet")
+    assert code == 1 and "structure OK" not in out, out
+    assert "t.idx" in out and "doc_idx" in out and len(out.strip().splitlines()) == 1
+    assert run("verify", src, "--quiet") == (0, "structure OK: 7 items, 30 tokens (uint16)\n")
 
 
 def test_cli_errors_have_no_traceback(tmp_path):

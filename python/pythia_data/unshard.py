@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from pythia_data import _core
 from pythia_data.checksums import CHUNK, find_expected, read_checksum_file
-from pythia_data.errors import PythiaDataError
+from pythia_data.errors import PythiaDataError, check_output_folder
 from pythia_data.indexed import IndexedDataset, _strip_extension
 
 
@@ -34,6 +34,7 @@ def unshard(
     ds = IndexedDataset(prefix)  # validates the index and that the shards add up
     out = _strip_extension(output) if output is not None else prefix
     _core.check_output_prefix(out)
+    check_output_folder(out.with_name(out.name + ".bin"))
     if not ds.is_sharded:
         raise PythiaDataError(
             f"{prefix} is not sharded: its tokens are already in {ds.bin_paths[0]}"
@@ -52,7 +53,19 @@ def unshard(
     partial = out.with_name(f".{out.name}.bin.partial")
     record_path = out.with_name(f".{out.name}.bin.partial.json")
     shards = [(p, p.stat().st_size) for p in ds.bin_paths]
-    done = _resume_point(record_path, partial, shards)
+    done, digests = _resume_point(record_path, partial, shards)
+    if expected:
+        # An earlier run may have copied shards without checksums (or against other ones): the
+        # bytes it copied must match this run's checksums too, or the output would be promoted
+        # with a corrupt shard inside. A mismatching shard and those after it are copied again
+        # below, and the copy fails with the usual error if the shard itself is still corrupt.
+        for k in range(done):
+            if digests[k] != find_expected(expected, shards[k][0]):
+                done, digests = k, digests[:k]
+                # So that a rerun after a failed copy still keeps the k shards before it.
+                names = [p.name for p, _ in shards[:k]]
+                _write_record(record_path, names, digests, sum(s for _, s in shards[:k]))
+                break
     total = sum(size for _, size in shards)
     with (
         open(partial, "r+b" if done else "wb") as f,
@@ -85,7 +98,8 @@ def unshard(
                 )
             f.flush()
             os.fsync(f.fileno())
-            _write_record(record_path, [p.name for p, _ in shards[: k + 1]], f.tell())
+            digests.append(h.hexdigest())
+            _write_record(record_path, [p.name for p, _ in shards[: k + 1]], digests, f.tell())
     os.replace(partial, final)
     record_path.unlink(missing_ok=True)
     if out != prefix:
@@ -97,23 +111,31 @@ def unshard(
     return out
 
 
-def _write_record(path: Path, shards_done: list[str], size: int) -> None:
+def _write_record(path: Path, shards_done: list[str], sha256: list[str], size: int) -> None:
+    # sha256 of the bytes copied for each shard: a resumed run checks them against its checksums.
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"shards_done": shards_done, "bytes": size}))
+    tmp.write_text(json.dumps({"shards_done": shards_done, "sha256": sha256, "bytes": size}))
     os.replace(tmp, path)
 
 
-def _resume_point(record_path: Path, partial: Path, shards: list[tuple[Path, int]]) -> int:
-    """How many leading shards an earlier interrupted run already copied and verified."""
+def _resume_point(
+    record_path: Path, partial: Path, shards: list[tuple[Path, int]]
+) -> tuple[int, list[str]]:
+    """How many leading shards an earlier interrupted run already copied, and the sha256 of the
+    bytes it copied for each."""
     if not (record_path.exists() and partial.exists()):
-        return 0
+        return 0, []
     try:
         record = json.loads(record_path.read_text())
         names = record["shards_done"]
+        digests = record["sha256"]
     except (ValueError, KeyError, TypeError):
-        return 0
+        return 0, []
+    # A record without a digest per shard (e.g. written by an older version) is not trusted.
+    if not (isinstance(names, list) and isinstance(digests, list)) or len(digests) != len(names):
+        return 0, []
     if names != [p.name for p, _ in shards[: len(names)]]:
-        return 0
+        return 0, []
     if partial.stat().st_size < sum(size for _, size in shards[: len(names)]):
-        return 0
-    return len(names)
+        return 0, []
+    return len(names), digests

@@ -37,11 +37,22 @@ def command(
 ) -> None:
     """Check that dataset PREFIX is intact.
 
-    Always validates the structure (header, dtype, sizes against pointers, doc_idx, that the
-    .bin or its shards hold exactly the indexed tokens). With --checksums, also hashes each file
-    the checksum file lists for this dataset and compares. Exits 1 on any mismatch.
+    Always validates the structure (header, dtype, sizes against pointers, doc_idx from 0 to
+    the item count, that the .bin or its shards hold exactly the indexed tokens). With
+    --checksums, also hashes each file the checksum file lists for this dataset and compares.
+    Exits 1 on any mismatch.
     """
     ds = IndexedDataset(prefix)
+    # Opening checks doc_idx starts at 0 and never decreases, but still reads a file whose last
+    # entry falls short of the item count (a builder may leave items outside a document).
+    # GPT-NeoX's preprocessing closes every document, so doc_idx must end at len(items).
+    if len(ds.doc_idx) == 0 or int(ds.doc_idx[-1]) != len(ds):
+        last = int(ds.doc_idx[-1]) if len(ds.doc_idx) else "absent"
+        raise PythiaDataError(
+            f"{ds.idx_path}: the last doc_idx entry is {last} but the index holds {len(ds)} "
+            f"items (doc_idx must end at the item count): the .idx is corrupt or incomplete; "
+            f"rebuild or download it again"
+        )
     click.echo(f"structure OK: {len(ds):,} items, {ds.total_tokens:,} tokens ({ds.dtype.name})")
     if not checksums and not write_checksums:
         return
