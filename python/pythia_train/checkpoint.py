@@ -75,8 +75,12 @@ def save_checkpoint(
     scaler,
     env: DistEnv,
     extra: dict | None = None,
+    data_prefix: str | None = None,
 ) -> Path:
-    """Collective: every rank calls it; rank 0 writes the shared files."""
+    """Collective: every rank calls it; rank 0 writes the shared files.
+
+    ``data_prefix`` (the dataset's resolved prefix) is recorded so that a resume can check it.
+    """
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=full)
     optim_state = get_optimizer_state_dict(model, optimizer, options=full)
@@ -101,6 +105,7 @@ def save_checkpoint(
                     "consumed_rows": step * train_cfg.global_batch,
                     "global_batch": train_cfg.global_batch,
                     "seq_length": train_cfg.seq_length,
+                    "prefix": data_prefix,
                 },
                 "world_size": env.world_size,
                 "model_config": dataclasses.asdict(model_cfg),
@@ -133,6 +138,94 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{p}: not a training checkpoint (no {TRAINER_STATE} and no {LATEST})")
 
 
+# Fields of ModelConfig that change what the weights compute; the init_* ones and
+# max_seq_len (config.json's context) do not, and may differ on resume.
+_ARCH_FIELDS = (
+    "num_layers",
+    "hidden_size",
+    "num_heads",
+    "vocab_size",
+    "rotary_pct",
+    "rotary_base",
+    "layernorm_eps",
+    "parallel_residual",
+    "gelu_approximate",
+)
+
+
+def read_trainer_state(ckpt: Path) -> dict:
+    """``trainer_state.pt`` of a checkpoint, its structure checked (one-line errors)."""
+    f = ckpt / TRAINER_STATE
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as e:
+        msg = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{f}: cannot read ({type(e).__name__}: {msg})") from None
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{f}: {what}; the checkpoint is damaged or not pythia-train's")
+
+    if not isinstance(state, dict):
+        raise bad(f"holds a {type(state).__name__}, not the trainer state")
+    for key, kind in (("iteration", int), ("optimizer", dict), ("schedule", dict), ("data", dict)):
+        if key not in state:
+            raise bad(f"no {key!r} entry")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise bad(f"{key!r} is a {type(state[key]).__name__}, not {kind.__name__}")
+    if state["iteration"] < 0:
+        raise bad(f"iteration {state['iteration']} is negative")
+    data = state["data"]
+    for key in ("global_batch", "seq_length"):
+        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool):
+            raise bad(f"data {key!r} is missing or not an integer")
+    if not isinstance(state["schedule"].get("iteration"), int):
+        raise bad("schedule 'iteration' is missing or not an integer")
+    for key in ("model_config", "train_config", "extra"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise bad(f"{key!r} is a {type(state[key]).__name__}, not dict")
+    if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+        raise bad(f"'scaler' is a {type(state['scaler']).__name__}, not dict")
+    return state
+
+
+def _check_compatible(
+    ckpt: Path,
+    state: dict,
+    train_cfg: TrainConfig,
+    model_cfg: ModelConfig | None,
+    data_prefix: str | None,
+) -> None:
+    """Refuse a resume whose data order or model would not continue the checkpoint's run."""
+    data = state["data"]
+    saved_train = state.get("train_config") or {}
+    checks = [
+        ("global batch", data["global_batch"], train_cfg.global_batch, "--global-batch"),
+        ("seq_length", data["seq_length"], train_cfg.seq_length, "--seq-length"),
+    ]
+    if "seed" in saved_train:
+        checks.append(("seed", saved_train["seed"], train_cfg.seed, "--seed"))
+    if data.get("prefix") is not None and data_prefix is not None:
+        checks.append(("data", data["prefix"], data_prefix, "--data"))
+    for what, saved, now, option in checks:
+        if saved != now:
+            raise CheckpointError(
+                f"{ckpt}: trained with {what} {saved}, this run has {now}; the data order "
+                f"would not continue the run (pass {option} {saved}, or start a new run)"
+            )
+    saved_model = state.get("model_config")
+    if model_cfg is not None and saved_model:
+        diff = [
+            f"{k} {saved_model[k]} (this run: {getattr(model_cfg, k)})"
+            for k in _ARCH_FIELDS
+            if k in saved_model and saved_model[k] != getattr(model_cfg, k)
+        ]
+        if diff:
+            raise CheckpointError(
+                f"{ckpt}: the checkpoint's model has {', '.join(diff)}; resume with the "
+                f"checkpoint's model shape (--model/--num-layers/... as when it was trained)"
+            )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -141,26 +234,45 @@ def load_checkpoint(
     scaler,
     env: DistEnv,
     train_cfg: TrainConfig,
+    model_cfg: ModelConfig | None = None,
+    data_prefix: str | None = None,
 ) -> int:
-    """Restore everything in place; returns the iteration to continue from."""
+    """Restore everything in place; returns the iteration to continue from.
+
+    Refuses (``CheckpointError``) a checkpoint whose global batch, seq_length, seed, data
+    prefix (when recorded) or model architecture differ from this run's. The learning-rate
+    schedule (lr, min_lr, warmup, decay iterations) is the checkpoint's.
+    """
     ckpt = resolve_checkpoint(path)
-    try:
-        state = torch.load(ckpt / TRAINER_STATE, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt / TRAINER_STATE}: cannot read ({e})") from None
-    data = state["data"]
-    if data["global_batch"] != train_cfg.global_batch:
-        raise CheckpointError(
-            f"{ckpt}: trained with global batch {data['global_batch']}, "
-            f"this run has {train_cfg.global_batch}; the data position would not match"
-        )
+    state = read_trainer_state(ckpt)
+    _check_compatible(ckpt, state, train_cfg, model_cfg, data_prefix)
     full = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(model, load_hf_state_dict(ckpt), options=full)
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"], options=full)
-    schedule.load_state_dict(state["schedule"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
+    try:
+        set_model_state_dict(model, load_hf_state_dict(ckpt), options=full)
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{ckpt}: its weights do not fit this run's model ({first[:200]}); resume with the "
+            f"checkpoint's model shape"
+        ) from None
+    try:
+        set_optimizer_state_dict(
+            model, optimizer, optim_state_dict=state["optimizer"], options=full
+        )
+        schedule.load_state_dict(state["schedule"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        msg = " ".join(str(e).split())[:200]
+        raise CheckpointError(
+            f"{ckpt / TRAINER_STATE}: cannot restore the optimizer state "
+            f"({type(e).__name__}: {msg})"
+        ) from None
     rng = ckpt / "rng" / f"rank{env.rank}.pt"
     if rng.is_file():
-        _set_rng_state(torch.load(rng, weights_only=False))
-    return int(state["iteration"])
+        try:
+            _set_rng_state(torch.load(rng, weights_only=False))
+        except Exception as e:
+            msg = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"{rng}: cannot restore ({type(e).__name__}: {msg})") from None
+    return state["iteration"]

@@ -21,49 +21,113 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--model", default="pythia-160m", help="Pythia size (pythia-14m … pythia-12b), the base shape.")
-@click.option("--num-layers", type=int, help="Custom shape: transformer layers (overrides --model).")
+@click.option(
+    "--model", default="pythia-160m", help="Pythia size (pythia-14m … pythia-12b), the base shape."
+)
+@click.option(
+    "--num-layers", type=int, help="Custom shape: transformer layers (overrides --model)."
+)
 @click.option("--hidden-size", type=int, help="Custom shape: model width d.")
 @click.option("--num-attention-heads", type=int, help="Custom shape: attention heads.")
 @click.option("--vocab-size", type=int, help="Padded vocabulary size (Pythia: 50304).")
-@click.option("--gelu", type=click.Choice(["tanh", "exact"]), default="tanh",
-              help="GELU form. Pythia trained with tanh; its HF checkpoints declare the exact one.")
+@click.option(
+    "--max-position-embeddings",
+    "max_seq_len",
+    type=int,
+    help="Model context (default: the size's, 2048); --seq-length may not exceed it.",
+)
+@click.option(
+    "--gelu",
+    type=click.Choice(["tanh", "exact"]),
+    default="tanh",
+    help="GELU form. Pythia trained with tanh; its HF checkpoints declare the exact one.",
+)
 @click.option("--data", help="Data PREFIX (PREFIX.bin/.idx).")
-@click.option("--data-format", type=click.Choice(_FORMATS), default="preshuffled",
-              help="preshuffled: item i is row i; gpt-neox: a document dataset read through "
-                   "GPT-NeoX's index (pythia_data.GPTDataset).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="GPT-NeoX .yml run config (Pythia's key names); options given here win.")
+@click.option(
+    "--data-format",
+    type=click.Choice(_FORMATS),
+    default="preshuffled",
+    help="preshuffled: item i is row i; gpt-neox: a document dataset read through "
+    "GPT-NeoX's index (pythia_data.GPTDataset).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="GPT-NeoX .yml run config (Pythia's key names); options given here win.",
+)
 @click.option("--train-iters", type=int, default=143_000, help="Optimizer steps.")
-@click.option("--global-batch", type=int, default=1024, help="Rows per optimizer step (train_batch_size).")
+@click.option(
+    "--global-batch", type=int, default=1024, help="Rows per optimizer step (train_batch_size)."
+)
 @click.option("--micro-batch", type=int, default=16, help="Rows per forward pass per rank.")
-@click.option("--seq-length", type=int, default=2048, help="Tokens per row, excluding the last target.")
+@click.option(
+    "--seq-length", type=int, default=2048, help="Tokens per row, excluding the last target."
+)
 @click.option("--lr", type=float, help="Peak learning rate (default: the size's Pythia lr).")
 @click.option("--min-lr", type=float, help="Final learning rate (default: 0.1 × lr).")
 @click.option("--warmup", type=float, default=0.01, help="Warmup fraction of lr-decay-iters.")
 @click.option("--lr-decay-iters", type=int, help="Cosine length (default: train-iters).")
-@click.option("--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm).")
+@click.option(
+    "--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm)."
+)
 @click.option("--clip-grad", type=float, default=1.0, help="Gradient-norm clipping.")
 @click.option("--seed", type=int, default=1234, help="Initialisation seed.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
-              help="fp16 uses dynamic loss scaling (initial 2^12, window 1000).")
-@click.option("--parallel", type=click.Choice(["ddp", "fsdp"]), default="ddp",
-              help="Data-parallel strategy under torchrun: DDP or FSDP2 (fully_shard).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    help="fp16 uses dynamic loss scaling (initial 2^12, window 1000).",
+)
+@click.option(
+    "--parallel",
+    type=click.Choice(["ddp", "fsdp"]),
+    default="ddp",
+    help="Data-parallel strategy under torchrun: DDP or FSDP2 (fully_shard).",
+)
 @click.option("--compile/--no-compile", "compile_", default=False, help="torch.compile the model.")
-@click.option("--activation-checkpointing/--no-activation-checkpointing", default=False,
-              help="Recompute each layer in the backward pass (less memory).")
-@click.option("--save", type=click.Path(file_okay=False), help="Checkpoint directory (SAVE/stepN/).")
-@click.option("--resume", type=click.Path(), help="Continue from a checkpoint (a stepN dir or SAVE).")
-@click.option("--init-from", type=click.Path(file_okay=False),
-              help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory.")
+@click.option(
+    "--activation-checkpointing/--no-activation-checkpointing",
+    default=False,
+    help="Recompute each layer in the backward pass (less memory).",
+)
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False),
+    help="Checkpoint directory (SAVE/stepN/); a new run needs it empty or absent.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(),
+    help="Continue from a checkpoint (a stepN dir or SAVE). The global batch, "
+    "seq-length, seed, data and model shape must match the checkpoint's; the "
+    "learning-rate schedule (lr, min-lr, warmup, lr-decay-iters) is the "
+    "checkpoint's (a note says so when this run asks for another); the "
+    "--log-file loses its records past the resume step.",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(file_okay=False),
+    help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory.",
+)
 @click.option("--checkpoint-factor", type=int, default=1000, help="Save every N steps ...")
-@click.option("--extra-save-iters", default="0,1,2,4,8,16,32,64,128,256,512",
-              help="... and at these steps (Pythia's 154-checkpoint schedule).")
+@click.option(
+    "--extra-save-iters",
+    default="0,1,2,4,8,16,32,64,128,256,512",
+    help="... and at these steps (Pythia's 154-checkpoint schedule).",
+)
 @click.option("--save-steps", help="Exactly these steps instead (comma-separated).")
-@click.option("--log-file", "log_path", type=click.Path(dir_okay=False), help="Append metrics as JSON lines here.")
+@click.option(
+    "--log-file",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    help="Metrics as JSON lines (a new run needs a new or empty file).",
+)
 @click.option("--log-interval", type=int, default=1, help="Steps between log lines.")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
-@click.option("--peak-tflops", type=float, help="Per-device peak TFLOP/s for MFU (guessed on known GPUs).")
+@click.option(
+    "--peak-tflops", type=float, help="Per-device peak TFLOP/s for MFU (guessed on known GPUs)."
+)
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def main(**opts) -> None:
     """Train a GPT-NeoX model with Pythia's recipe on rows in exact GPT-NeoX order.
@@ -109,7 +173,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
         "hidden_size": opts.get("hidden_size"),
         "num_heads": opts.get("num_attention_heads"),
         "vocab_size": opts.get("vocab_size"),
-        "max_seq_len": max(opts.get("max_seq_len") or 2048, opts["seq_length"]),
+        "max_seq_len": opts.get("max_seq_len"),
         "rotary_pct": opts.get("rotary_pct"),
         "rotary_base": opts.get("rotary_emb_base"),
         "parallel_residual": opts.get("parallel_residual"),
@@ -169,10 +233,18 @@ def _run(ctx: click.Context, opts: dict) -> None:
         from pythia_train.distributed import destroy_distributed
 
         destroy_distributed()
-    if records and int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if records:
         last = records[-1]
         where = f"; checkpoints in {opts['save']}" if opts["save"] else ""
         click.echo(f"step {last['step']}: loss {last['loss']:.4f}{where}")
+    elif opts["resume"]:
+        n = train_cfg.train_iters
+        click.echo(
+            f"step {n}: the run is already complete (train-iters {n}); nothing to train "
+            f"(pass a larger --train-iters to continue it)"
+        )
 
 
 def _has_checkpoint(path: str) -> bool:

@@ -44,11 +44,15 @@ class ModelConfig:
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
             )
         if self.gelu_approximate not in ("none", "tanh"):
-            raise ValueError(f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
+            raise ValueError(
+                f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}"
+            )
         if self.init_method not in ("small_init", "normal"):
             raise ValueError(f"unknown init_method {self.init_method!r}")
         if self.output_layer_init_method not in ("wang_init", "scaled_normal"):
             raise ValueError(f"unknown output_layer_init_method {self.output_layer_init_method!r}")
+        if not 0 < self.rotary_pct <= 1:
+            raise ValueError(f"rotary_pct must be in (0, 1], got {self.rotary_pct}")
 
     @property
     def head_dim(self) -> int:
@@ -65,7 +69,9 @@ class ModelConfig:
     def non_embedding_params(self) -> int:
         """Parameters outside embed_in and embed_out (Pythia's table counts these)."""
         d, L = self.hidden_size, self.num_layers
-        per_layer = (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d) + 4 * d
+        per_layer = (
+            (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d) + 4 * d
+        )
         return L * per_layer + 2 * d
 
     def flops_per_token(self, seq_len: int) -> float:
@@ -179,7 +185,19 @@ class TrainConfig:
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be ddp or fsdp, got {self.parallel!r}")
         if min(self.global_batch, self.micro_batch, self.seq_length, self.train_iters) <= 0:
-            raise ValueError("global_batch, micro_batch, seq_length and train_iters must be positive")
+            raise ValueError(
+                "global_batch, micro_batch, seq_length and train_iters must be positive"
+            )
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be a fraction >= 0 of lr-decay-iters, got {self.warmup}")
+        if self.lr_decay_iters is not None and self.lr_decay_iters < 0:
+            raise ValueError(f"lr-decay-iters must be >= 0, got {self.lr_decay_iters}")
+        if self.lr < 0 or (self.min_lr is not None and self.min_lr < 0):
+            raise ValueError(f"learning rates must be >= 0 (lr {self.lr}, min-lr {self.min_lr})")
+        if self.min_lr is not None and self.min_lr > self.lr:
+            raise ValueError(
+                f"min-lr {self.min_lr} is above lr {self.lr}; pass a min-lr of at most the lr"
+            )
         self.betas = tuple(self.betas)
         self.extra_save_iters = tuple(self.extra_save_iters)
 
@@ -209,4 +227,3 @@ class TrainConfig:
 
     def tokens_per_step(self) -> int:
         return self.global_batch * self.seq_length
-

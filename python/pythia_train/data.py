@@ -73,14 +73,28 @@ def micro_batch(
     micro_batch_size: int,
     global_batch: int,
     device=None,
+    vocab_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) as int64 tensors: ``row[:-1]`` and ``row[1:]`` of each row."""
+    """(inputs, targets) as int64 tensors: ``row[:-1]`` and ``row[1:]`` of each row.
+
+    With ``vocab_size``, a token id outside the model's vocabulary is a ValueError.
+    """
     start, stop = micro_batch_range(step, micro, rank, world, micro_batch_size, global_batch)
     if stop > len(source):
         raise ValueError(
             f"step {step} needs rows up to {stop}, but the dataset has {len(source)} rows"
         )
-    rows = torch.from_numpy(np.array(source.rows(start, stop), dtype=np.int64))
+    array = np.array(source.rows(start, stop), dtype=np.int64)
+    if vocab_size is not None and array.size and (array.max() >= vocab_size or array.min() < 0):
+        bad = int(array.max()) if array.max() >= vocab_size else int(array.min())
+        row = start + int(np.argwhere(array == bad)[0][0])
+        name = getattr(source, "prefix", None)
+        where = f"{name}: " if name is not None else ""
+        raise ValueError(
+            f"{where}row {row} has token id {bad}, outside the model's vocabulary of "
+            f"{vocab_size}; pass a --vocab-size above the data's largest id (Pythia: 50304)"
+        )
+    rows = torch.from_numpy(array)
     if device is not None:
         rows = rows.to(device, non_blocking=True)
     return rows[:, :-1], rows[:, 1:]

@@ -47,6 +47,118 @@ SUPPORTED_KEYS = sorted(
     + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path"]
 )
 
+# The type GPT-NeoX's NeoXArgs declares for each key we read. As there, an int is accepted where
+# a float is expected; nothing else is converted (a quoted "2" or "false" is an error).
+_INT = {
+    "num_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "seq_length",
+    "max_position_embeddings",
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "train_iters",
+    "lr_decay_iters",
+    "seed",
+    "checkpoint_factor",
+    "log_interval",
+    "padded_vocab_size",
+    "gradient_accumulation_steps",
+    "gas",
+}
+_FLOAT = {
+    "rotary_pct",
+    "rotary_emb_base",
+    "layernorm_epsilon",
+    "init_method_std",
+    "warmup",
+    "min_lr",
+    "weight_decay",
+    "gradient_clipping",
+}
+_BOOL = {"gpt_j_residual", "checkpoint_activations"}
+_STR = {
+    "init_method",
+    "output_layer_init_method",
+    "save",
+    "load",
+    "lr_decay_style",
+    "activation",
+    "precision",
+    "data_path",
+}
+_INT_LIST = {"extra_save_iters"}
+_STR_LIST = {"train_data_paths"}
+
+
+def _type_error(p: Path, key: str, want: str, value) -> ValueError:
+    return ValueError(f"{p}: {key.replace('_', '-')} must be {want}, got {value!r}")
+
+
+def _check_value(p: Path, key: str, value, kind: str):
+    """``value`` as ``kind`` ("int", "float", "bool", "str", "int list", "str list")."""
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(p, key, "an integer", value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(p, key, "a number", value)
+        value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(p, key, "true or false (unquoted)", value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise _type_error(p, key, "a string", value)
+    elif kind == "int list":
+        if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in value
+        ):
+            raise _type_error(p, key, "a list of integers", value)
+    elif kind == "str list":
+        if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+            raise _type_error(p, key, "a list of paths", value)
+    return value
+
+
+def _kind(key: str) -> str | None:
+    for kind, keys in (
+        ("int", _INT),
+        ("float", _FLOAT),
+        ("bool", _BOOL),
+        ("str", _STR),
+        ("int list", _INT_LIST),
+        ("str list", _STR_LIST),
+    ):
+        if key in keys:
+            return kind
+    return None
+
+
+def _loader():
+    """PyYAML's SafeLoader, reading ``1e-3`` as a number like GPT-NeoX's configs mean it
+    (YAML 1.1 needs a dot: PyYAML alone reads ``1e-3`` as a string)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
+
 
 def _norm(key: str) -> str:
     return key.replace("-", "_")
@@ -58,40 +170,64 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
 
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_loader())  # noqa: S506 - safe
     except FileNotFoundError:
         raise ValueError(f"{p}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{p}: not valid YAML ({e})") from None
+        raise ValueError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: cannot read ({e})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping of GPT-NeoX keys")
-    conf = {_norm(k): v for k, v in raw.items()}
+    conf = {_norm(str(k)): v for k, v in raw.items()}
+    for key, value in conf.items():
+        kind = _kind(key)
+        if kind is not None and value is not None:
+            conf[key] = _check_value(p, key, value, kind)
     out: dict = {}
     for key, dest in _DIRECT.items():
         if key in conf and conf[key] is not None:
             out[dest] = conf[key]
     opt = conf.get("optimizer")
+    if opt is not None and not isinstance(opt, dict):
+        raise _type_error(p, "optimizer", 'a mapping like {"type": "Adam", "params": {...}}', opt)
     if isinstance(opt, dict):
         kind = str(opt.get("type", "adam")).lower()
         if kind not in ("adam", "adamw"):
             raise ValueError(f"{p}: optimizer type {opt.get('type')!r} is not supported (Adam)")
         params = opt.get("params") or {}
-        for k in ("lr", "betas", "eps"):
-            if k in params:
-                out[k] = tuple(params[k]) if k == "betas" else params[k]
+        if not isinstance(params, dict):
+            raise _type_error(p, "optimizer params", "a mapping", params)
+        for k in ("lr", "eps"):
+            if params.get(k) is not None:
+                out[k] = _check_value(p, f"optimizer params {k}", params[k], "float")
+        betas = params.get("betas")
+        if betas is not None:
+            if (
+                not isinstance(betas, list)
+                or len(betas) != 2
+                or any(isinstance(b, bool) or not isinstance(b, int | float) for b in betas)
+            ):
+                raise _type_error(p, "optimizer params betas", "a list of two numbers", betas)
+            out["betas"] = tuple(float(b) for b in betas)
     style = conf.get("lr_decay_style", "cosine")
     if style != "cosine":
         raise ValueError(f"{p}: lr_decay_style {style!r} is not supported (cosine)")
-    fp16 = conf.get("fp16")
-    bf16 = conf.get("bf16")
-    if isinstance(bf16, dict) and bf16.get("enabled", False) or conf.get("precision") == "bfloat16":
+    fp16 = _section(p, conf, "fp16")
+    bf16 = _section(p, conf, "bf16")
+    bf16_on = _flag(p, "bf16 enabled", bf16.get("enabled", False))
+    bf16_on = bf16_on or conf.get("precision") == "bfloat16"
+    fp16_on = _flag(p, "fp16 enabled", fp16.get("enabled", fp16.get("fp16", False)))
+    fp16_on = fp16_on or conf.get("precision") == "fp16"
+    if bf16_on and fp16_on:
+        raise ValueError(f"{p}: both fp16 and bf16 are enabled; enable at most one")
+    if bf16_on:
         out["precision"] = "bf16"
-    elif isinstance(fp16, dict) and fp16.get("enabled", fp16.get("fp16", False)):
+    elif fp16_on:
         out["precision"] = "fp16"
-        if "initial_scale_power" in fp16:
-            out["initial_scale_power"] = int(fp16["initial_scale_power"])
-        if "loss_scale_window" in fp16:
-            out["loss_scale_window"] = int(fp16["loss_scale_window"])
+        for k in ("initial_scale_power", "loss_scale_window"):
+            if fp16.get(k) is not None:
+                out[k] = _check_value(p, f"fp16 {k}", fp16[k], "int")
     if "activation" in conf:
         act = conf["activation"]
         if act not in ("gelu",):
@@ -99,13 +235,30 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
     gas = conf.get("gradient_accumulation_steps", conf.get("gas"))
     if "global_batch" not in out and gas is not None and "micro_batch" in out:
         out["global_batch"] = int(out["micro_batch"]) * int(gas) * world_size
-    paths = conf.get("train_data_paths") or (
-        [conf["data_path"]] if conf.get("data_path") else None
-    )
+    paths = conf.get("train_data_paths") or ([conf["data_path"]] if conf.get("data_path") else None)
     if paths:
         if len(paths) != 1:
             raise ValueError(f"{p}: {len(paths)} train data paths; blending is not supported")
         out["data"] = paths[0]
     if "extra_save_iters" in out:
-        out["extra_save_iters"] = tuple(int(s) for s in out["extra_save_iters"])
+        out["extra_save_iters"] = tuple(out["extra_save_iters"])
+    if "rotary_pct" in out and not 0 < out["rotary_pct"] <= 1:
+        raise ValueError(f"{p}: rotary-pct must be in (0, 1], got {out['rotary_pct']}")
+    if out.get("warmup", 0) < 0:
+        raise ValueError(f"{p}: warmup must be a fraction >= 0, got {out['warmup']}")
+    if "min_lr" in out and "lr" in out and out["min_lr"] > out["lr"]:
+        raise ValueError(f"{p}: min_lr {out['min_lr']} is above the optimizer's lr {out['lr']}")
     return out
+
+
+def _section(p: Path, conf: dict, key: str) -> dict:
+    value = conf.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _type_error(p, key, 'a mapping like {"enabled": true}', value)
+    return value
+
+
+def _flag(p: Path, key: str, value) -> bool:
+    return _check_value(p, key, value, "bool")

@@ -51,10 +51,14 @@ def pythia_lr(
     """GPT-NeoX's ``AnnealingLR.get_lr`` (cosine) for the step that follows ``iteration`` steps.
 
     Warmup is linear from 0 (the very first step trains with lr 0, as in GPT-NeoX), then a
-    cosine from lr to min_lr at ``decay_iters``, and min_lr after it.
+    cosine from lr to min_lr at ``decay_iters``, and min_lr after it. A cosine of no length
+    (``decay_iters <= warmup_iters``, e.g. ``lr_decay_iters`` 0) leaves min_lr after warmup
+    (GPT-NeoX would divide by zero there).
     """
     if warmup_iters > 0 and iteration <= warmup_iters:
         return lr * iteration / warmup_iters
+    if decay_iters <= warmup_iters:
+        return min_lr
     progress = (iteration - warmup_iters) / (decay_iters - warmup_iters)
     value = min_lr + (lr - min_lr) / 2.0 * (math.cos(math.pi * min(progress, 1.0)) + 1.0)
     return max(value, min_lr)
@@ -94,5 +98,18 @@ class LRSchedule:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """The iteration and, where saved, the schedule's lr, min_lr, warmup and decay length:
+        a resumed run continues the checkpoint's schedule."""
         self.iteration = int(state["iteration"])
+        for key, cast in (
+            ("lr", float),
+            ("min_lr", float),
+            ("warmup_iters", float),
+            ("decay_iters", int),
+        ):
+            if state.get(key) is not None:
+                setattr(self, key, cast(state[key]))
         self._apply()
+
+    def settings(self) -> dict:
+        return {k: v for k, v in self.state_dict().items() if k != "iteration"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -47,7 +48,9 @@ def _check_data(rows: RowSource, train_cfg: TrainConfig, model_cfg: ModelConfig)
         )
     if train_cfg.seq_length > model_cfg.max_seq_len:
         raise ValueError(
-            f"seq_length {train_cfg.seq_length} exceeds the model's context {model_cfg.max_seq_len}"
+            f"seq_length {train_cfg.seq_length} exceeds the model's context "
+            f"{model_cfg.max_seq_len} (max-position-embeddings); pass a --seq-length of at most "
+            f"{model_cfg.max_seq_len}, or --max-position-embeddings {train_cfg.seq_length}"
         )
     need = train_cfg.train_iters * train_cfg.global_batch
     if len(rows) < need:
@@ -55,6 +58,51 @@ def _check_data(rows: RowSource, train_cfg: TrainConfig, model_cfg: ModelConfig)
             f"{train_cfg.train_iters} steps of {train_cfg.global_batch} rows need {need} rows; "
             f"the data has {len(rows)}"
         )
+
+
+def _data_prefix(rows: RowSource) -> str | None:
+    prefix = getattr(rows, "prefix", None)
+    return None if prefix is None else str(Path(prefix).resolve())
+
+
+def _check_fresh_outputs(save, log_path) -> None:
+    """A new run must not mix its checkpoints or metrics with another run's."""
+    if save is not None and Path(save).is_dir():
+        # A crashed first save leaves only a .stepN.partial, which the next save replaces.
+        entries = [
+            e.name
+            for e in Path(save).iterdir()
+            if not (e.name.startswith(".step") and e.name.endswith(".partial"))
+        ]
+        if entries:
+            raise ValueError(
+                f"{save}: the --save directory is not empty (it holds {sorted(entries)[0]!r}); "
+                f"pass --resume {save} to continue that run, or another --save directory"
+            )
+    if log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
+        raise ValueError(
+            f"{log_path}: the --log-file already holds another run's metrics; pass --resume to "
+            f"continue that run, or another --log-file"
+        )
+
+
+def _truncate_log(log_path, step: int) -> None:
+    """Keep the records of steps <= step (a resumed run logs the later ones again)."""
+    p = Path(log_path)
+    if not p.is_file():
+        return
+    kept = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False  # a line cut short by the interruption
+        if keep:
+            kept.append(line + "\n")
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, p)
 
 
 def train(
@@ -71,7 +119,13 @@ def train(
     """Train (or continue) a run; returns the metric records (on every rank).
 
     Run it as a plain process or under torchrun; ranks split each global batch as GPT-NeoX does.
+
+    A new run (no ``resume``) refuses a ``save`` directory that is not empty and a ``log_path``
+    that holds records; a resumed run drops the log's records past its resume step. A resumed
+    run keeps the checkpoint's learning-rate schedule (printing a note if this one differs).
     """
+    if resume is None:
+        _check_fresh_outputs(save, log_path)
     env = init_distributed(device)
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
@@ -108,13 +162,43 @@ def train(
         )
 
     start = 0
+    data_prefix = _data_prefix(rows)
     if resume is not None:
-        start = load_checkpoint(resume, model, optimizer, schedule, scaler, env, train_cfg)
+        asked = schedule.settings()
+        start = load_checkpoint(
+            resume, model, optimizer, schedule, scaler, env, train_cfg, model_cfg, data_prefix
+        )
+        if start > train_cfg.train_iters:
+            raise ValueError(
+                f"{resume}: the checkpoint is at step {start}, past this run's train-iters "
+                f"{train_cfg.train_iters}; pass --train-iters {start} or more"
+            )
+        saved = schedule.settings()
+        if saved != asked and env.is_main:
+            changed = ", ".join(
+                f"{k} {saved[k]:g} (asked {asked[k]:g})" for k in saved if saved[k] != asked[k]
+            )
+            print(
+                f"pythia-train: note: resuming with the checkpoint's learning-rate "
+                f"schedule: {changed}",
+                file=sys.stderr,
+            )
+        if log_path is not None and env.is_main:
+            _truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
 
     def checkpoint(step: int) -> None:
         save_checkpoint(
-            save, step, model, model_cfg, train_cfg, optimizer, schedule, scaler, env
+            save,
+            step,
+            model,
+            model_cfg,
+            train_cfg,
+            optimizer,
+            schedule,
+            scaler,
+            env,
+            data_prefix=data_prefix,
         )
 
     if start == 0 and 0 in save_steps:
@@ -156,6 +240,7 @@ def train(
                     train_cfg.micro_batch,
                     train_cfg.global_batch,
                     env.device,
+                    vocab_size=model_cfg.vocab_size,
                 )
                 with no_grad_sync(model, skip=m < accum - 1):
                     with autocast:
@@ -209,4 +294,3 @@ def train(
         if log_file is not None:
             log_file.close()
     return records
-

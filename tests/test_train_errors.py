@@ -1,0 +1,242 @@
+"""pythia-train's refusals: bad data, configs, checkpoints and outputs give one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from train_fixtures import random_rows, write_rows
+
+from pythia_train.cli import main
+from pythia_train.neox_config import read_neox_config
+from pythia_train.optim import pythia_lr
+
+SEQ = 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rows")
+    return {
+        "a": write_rows(d / "a", random_rows(64, SEQ, 512, seed=1)),
+        "b": write_rows(d / "b", random_rows(64, SEQ, 512, seed=2)),
+    }
+
+
+def cli(*args, data=None, **kw):
+    base = [
+        "--num-layers",
+        "2",
+        "--hidden-size",
+        "64",
+        "--num-attention-heads",
+        "4",
+        "--vocab-size",
+        "512",
+        "--seq-length",
+        str(SEQ),
+        "--global-batch",
+        "8",
+        "--micro-batch",
+        "4",
+        "--train-iters",
+        "2",
+        "--lr",
+        "1e-2",
+        "--save-steps",
+        "1,2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    if data is not None:
+        base += ["--data", str(data)]
+    return CliRunner().invoke(main, [*base, *map(str, args)], **kw)
+
+
+def one_line_error(result, *fragments: str) -> str:
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "Traceback" not in out and out.count("\n") == 1, out
+    assert out.startswith("pythia-train: error: "), out
+    for f in fragments:
+        assert f in out, out
+    return out
+
+
+def test_token_ids_outside_the_vocabulary_are_a_one_line_error(data):
+    out = one_line_error(cli("--vocab-size", "256", data=data["a"]), "--vocab-size", "256")
+    assert str(data["a"]) in out and "token id" in out
+
+
+def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
+    assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 0.1
+    assert pythia_lr(3, 1.0, 0.1, 2.0, 2) == 0.1  # warmup covers the whole decay
+    assert pythia_lr(1, 1.0, 0.1, 2.0, 2) == 0.5
+    result = cli("--lr-decay-iters", "0", data=data["a"])
+    assert result.exit_code == 0, result.output
+    result = cli("--lr-decay-iters", "-1", data=data["a"])
+    one_line_error(result, "lr-decay-iters")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s.pop("data"),
+        lambda s: s.update(iteration="3"),
+        lambda s: s["data"].pop("global_batch"),
+        lambda s: s.update(optimizer=[1, 2]),
+    ],
+)
+def test_a_damaged_trainer_state_is_a_one_line_error(data, tmp_path, damage):
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    f = tmp_path / "ck" / "step1" / "trainer_state.pt"
+    state = torch.load(f, weights_only=False)
+    damage(state)
+    torch.save(state, f)
+    one_line_error(cli("--resume", tmp_path / "ck", data=data["a"]), str(f))
+
+
+YML_ERRORS = [
+    ('{"num-layers": "2"}', "num-layers must be an integer"),
+    ('{"optimizer": {"type": "Adam", "params": {"betas": 0.9}}}', "betas must be a list"),
+    ('{"optimizer": {"type": "Adam", "params": {"lr": "fast"}}}', "lr must be a number"),
+    ('{"extra-save-iters": 5}', "extra-save-iters must be a list of integers"),
+    ('{"train-data-paths": "/data/x"}', "train-data-paths must be a list"),
+    ('{"gpt-j-residual": "false"}', "gpt-j-residual must be true or false"),
+    ('{"train-iters": true}', "train-iters must be an integer"),
+    ('{"fp16": {"enabled": true}, "bf16": {"enabled": true}}', "both fp16 and bf16"),
+    ('{"rotary-pct": 2.0}', "rotary-pct must be in (0, 1]"),
+    ('{"rotary-pct": 0}', "rotary-pct must be in (0, 1]"),
+    ('{"warmup": -1}', "warmup must be"),
+    ('{"optimizer": {"type": "Adam", "params": {"lr": 1e-3}}, "min_lr": 0.01}', "above"),
+]
+
+
+@pytest.mark.parametrize("text, message", YML_ERRORS)
+def test_yml_values_of_the_wrong_type_are_refused(tmp_path, text, message):
+    p = tmp_path / "bad.yml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match="bad.yml: ") as e:
+        read_neox_config(p)
+    assert message in str(e.value)
+
+
+def test_yml_numbers_are_read_as_gpt_neox_means_them(tmp_path):
+    p = tmp_path / "ok.yml"
+    p.write_text(
+        '{"optimizer": {"params": {"lr": 1e-3, "eps": 1.0e-8, "betas": [0.9, 1]}},'
+        ' "min_lr": 1e-4, "warmup": 0, "gpt-j-residual": false, "seq-length": 16}'
+    )
+    conf = read_neox_config(p)
+    assert conf["lr"] == 1e-3 and conf["min_lr"] == 1e-4 and conf["betas"] == (0.9, 1.0)
+    assert conf["warmup"] == 0.0 and conf["parallel_residual"] is False
+
+
+def test_a_cli_yml_error_is_one_line(data, tmp_path):
+    p = tmp_path / "bad.yml"
+    p.write_text('{"gpt-j-residual": "false"}')
+    one_line_error(cli("--config", p, data=data["a"]), "gpt-j-residual")
+
+
+def test_a_new_run_refuses_another_runs_save_directory_and_log(data, tmp_path):
+    ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    assert cli("--save", ck, "--log-file", log, data=data["a"]).exit_code == 0
+    before = sorted(p.name for p in ck.iterdir())
+    one_line_error(cli("--save", ck, data=data["a"]), str(ck), "--resume")
+    one_line_error(cli("--log-file", log, data=data["a"]), str(log), "--resume")
+    assert sorted(p.name for p in ck.iterdir()) == before
+    assert len(log.read_text().splitlines()) == 2
+    (tmp_path / "empty").mkdir()
+    assert cli("--save", tmp_path / "empty", data=data["a"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (["--seq-length", "8"], "seq_length 16, this run has 8"),
+        (["--seed", "7"], "seed 1234, this run has 7"),
+        (["--data-b"], "trained with data"),
+        (["--num-layers", "3"], "num_layers 2 (this run: 3)"),
+        (["--hidden-size", "128"], "hidden_size 64 (this run: 128)"),
+    ],
+)
+def test_resume_refuses_a_different_run(data, tmp_path, change, fragment):
+    assert cli("--save", tmp_path, "--train-iters", "1", data=data["a"]).exit_code == 0
+    prefix = data["b"] if change == ["--data-b"] else data["a"]
+    args = [] if change == ["--data-b"] else change
+    if change[0] == "--seq-length":  # data with rows of 8 + 1 tokens
+        prefix = write_rows(tmp_path.parent / "short", random_rows(64, 8, 512))
+    one_line_error(cli("--resume", tmp_path, *args, data=prefix), fragment)
+
+
+def test_resume_keeps_the_checkpoints_lr_schedule(data, tmp_path):
+    log = tmp_path / "log.jsonl"
+    ck = tmp_path / "ck"
+    assert (
+        cli(
+            "--save",
+            ck,
+            "--train-iters",
+            "4",
+            "--warmup",
+            "0",
+            "--save-steps",
+            "2",
+            "--log-file",
+            log,
+            data=data["a"],
+        ).exit_code
+        == 0
+    )
+    full = [json.loads(line) for line in log.read_text().splitlines()]
+    result = cli(
+        "--resume",
+        ck / "step2",
+        "--save",
+        ck,
+        "--train-iters",
+        "4",
+        "--lr",
+        "0.5",
+        "--warmup",
+        "0",
+        "--log-file",
+        log,
+        data=data["a"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: resuming with the checkpoint's learning-rate schedule: lr 0.01 (asked 0.5)" in (
+        result.output
+    )
+    again = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in again] == [1, 2, 3, 4]  # steps 3, 4 replaced, not repeated
+    assert [r["lr"] for r in again] == [r["lr"] for r in full]
+    assert [r["loss"] for r in again] == [r["loss"] for r in full]
+
+
+def test_resume_at_or_past_the_last_step(data, tmp_path):
+    assert cli("--save", tmp_path, "--train-iters", "2", data=data["a"]).exit_code == 0
+    result = cli("--resume", tmp_path, "--train-iters", "2", data=data["a"])
+    assert result.exit_code == 0
+    assert result.output == (
+        "step 2: the run is already complete (train-iters 2); nothing to train "
+        "(pass a larger --train-iters to continue it)\n"
+    )
+    one_line_error(
+        cli("--resume", tmp_path, "--train-iters", "1", data=data["a"]),
+        "at step 2",
+        "--train-iters 2 or more",
+    )
+
+
+def test_seq_length_beyond_the_models_context_is_refused(data, tmp_path):
+    one_line_error(
+        cli("--max-position-embeddings", "8", data=data["a"]),
+        "seq_length 16 exceeds the model's context 8",
+    )
+    p = tmp_path / "ctx.yml"
+    p.write_text('{"max-position-embeddings": 8}')
+    one_line_error(cli("--config", p, data=data["a"]), "context 8")
