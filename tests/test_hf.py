@@ -30,8 +30,9 @@ def tokens_for(cfg, seed=0):
         (tiny_config(gelu_approximate="tanh", rotary_pct=0.5), {"safe_serialization": False}),
         (tiny_config(num_layers=3, hidden_size=96, num_heads=6), {"max_shard_bytes": 60_000}),
         (tiny_config(), {"max_shard_bytes": 60_000, "safe_serialization": False}),
+        (tiny_config(rotary_pct=0.0), {}),
     ],
-    ids=["safetensors", "pytorch_model.bin", "sharded-safetensors", "sharded-bin"],
+    ids=["safetensors", "pytorch_model.bin", "sharded-safetensors", "sharded-bin", "no-rotary"],
 )
 def test_our_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, cfg, kwargs):
     model = build_model(cfg, seed=7).eval()

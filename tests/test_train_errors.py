@@ -108,8 +108,8 @@ YML_ERRORS = [
     ('{"gpt-j-residual": "false"}', "gpt-j-residual must be true or false"),
     ('{"train-iters": true}', "train-iters must be an integer"),
     ('{"fp16": {"enabled": true}, "bf16": {"enabled": true}}', "both fp16 and bf16"),
-    ('{"rotary-pct": 2.0}', "rotary-pct must be in (0, 1]"),
-    ('{"rotary-pct": 0}', "rotary-pct must be in (0, 1]"),
+    ('{"rotary-pct": 2.0}', "rotary-pct must be in [0, 1]"),
+    ('{"rotary-pct": -0.5}', "rotary-pct must be in [0, 1]"),
     ('{"warmup": -1}', "warmup must be"),
     ('{"optimizer": {"type": "Adam", "params": {"lr": 1e-3}}, "min_lr": 0.01}', "above"),
 ]

@@ -51,8 +51,9 @@ class ModelConfig:
             raise ValueError(f"unknown init_method {self.init_method!r}")
         if self.output_layer_init_method not in ("wang_init", "scaled_normal"):
             raise ValueError(f"unknown output_layer_init_method {self.output_layer_init_method!r}")
-        if not 0 < self.rotary_pct <= 1:
-            raise ValueError(f"rotary_pct must be in (0, 1], got {self.rotary_pct}")
+        # 0 is a model without positions in attention; transformers loads such configs.
+        if not 0 <= self.rotary_pct <= 1:
+            raise ValueError(f"rotary_pct must be in [0, 1], got {self.rotary_pct}")
 
     @property
     def head_dim(self) -> int:

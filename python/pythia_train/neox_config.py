@@ -242,8 +242,8 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         out["data"] = paths[0]
     if "extra_save_iters" in out:
         out["extra_save_iters"] = tuple(out["extra_save_iters"])
-    if "rotary_pct" in out and not 0 < out["rotary_pct"] <= 1:
-        raise ValueError(f"{p}: rotary-pct must be in (0, 1], got {out['rotary_pct']}")
+    if "rotary_pct" in out and not 0 <= out["rotary_pct"] <= 1:
+        raise ValueError(f"{p}: rotary-pct must be in [0, 1], got {out['rotary_pct']}")
     if out.get("warmup", 0) < 0:
         raise ValueError(f"{p}: warmup must be a fraction >= 0, got {out['warmup']}")
     if "min_lr" in out and "lr" in out and out["min_lr"] > out["lr"]:
