@@ -118,15 +118,7 @@ def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
 
     src = golden_case("long_docs")
     prefix = shard(src, tmp_path / "s", [100_001, 500_000])
-    real, calls = u._write_record, []
-
-    def interrupt_after_first_shard(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(*args)
-
-    monkeypatch.setattr(u, "_write_record", interrupt_after_first_shard)
+    real = _stop_after_first_shard(monkeypatch)
     code, out = run("unshard", prefix, "--quiet")
     # The copied shard is kept for the rerun: the message must not claim nothing was left.
     assert code == 130 and "run the same command again" in out, out
@@ -139,8 +131,9 @@ def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
     ).read_bytes()
 
 
-def _unshard_interrupted_after_first_shard(monkeypatch, prefix, checksums=None):
-    """Run unshard through the API and stop it once shard 0 is copied and recorded."""
+def _stop_after_first_shard(monkeypatch):
+    """Make unshard stop (Ctrl-C) once shard 0 is copied and recorded; returns the real
+    record writer, to put back."""
     import pythia_data.unshard as u
 
     real, calls = u._write_record, []
@@ -152,6 +145,14 @@ def _unshard_interrupted_after_first_shard(monkeypatch, prefix, checksums=None):
         real(*args)
 
     monkeypatch.setattr(u, "_write_record", interrupt_after_first_shard)
+    return real
+
+
+def _unshard_interrupted_after_first_shard(monkeypatch, prefix, checksums=None):
+    """Run unshard through the API and stop it once shard 0 is copied and recorded."""
+    import pythia_data.unshard as u
+
+    real = _stop_after_first_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         u.unshard(prefix, checksums=checksums, progress=False)
     monkeypatch.setattr(u, "_write_record", real)

@@ -64,29 +64,17 @@ def test_build_index_directory_then_reuse_then_refuse(tmp_path):
     assert code == 0 and "built index" in out
 
 
+# 100 steps of 2 rows of 8 tokens; validation every 40 steps for 3 steps.
+VALID_OPTS = (
+    "--train-iters", 100, "--global-batch-size", 2, "--seq-length", 8,
+    "--eval-interval", 40, "--eval-iters", 3,
+)  # fmt: skip
+
+
 def test_build_index_splits_and_blend(tmp_path):
     d = make_dir(tmp_path)
-    code, out = run(
-        "build-index",
-        d / "a",
-        "--split",
-        "train",
-        "--split",
-        "valid",
-        "--split",
-        "test",
-        "--train-iters",
-        100,
-        "--global-batch-size",
-        2,
-        "--seq-length",
-        8,
-        "--eval-interval",
-        40,
-        "--eval-iters",
-        3,
-        "-q",
-    )
+    splits = ("--split", "train", "--split", "valid", "--split", "test")
+    code, out = run("build-index", d / "a", *splits, *VALID_OPTS, "-q")
     assert code == 0, out
     # valid: (100 // 40 + 1)·3 = 9 steps → ceil(9·2·1.005) = 19; test: ceil(3·2·1.005) = 7.
     assert (d / "a_valid_0_indexmap_19ns_8sl_1234s_doc_idx.npy").exists()
@@ -238,20 +226,6 @@ def test_batch_decode_refuses_ids_outside_the_vocabulary(tmp_path):
     assert run("build-index", tmp_path / "neg", *opts, "-q")[0] == 0
     code, text = run("batch", tmp_path / "neg", "--step", 0, "--batch-size", 1, "--decode", *opts)
     assert code == 1 and "row 0 (step 0) holds token id -5," in text, text
-
-
-VALID_OPTS = (
-    "--train-iters",
-    100,
-    "--global-batch-size",
-    2,
-    "--seq-length",
-    8,
-    "--eval-interval",
-    40,
-    "--eval-iters",
-    3,
-)
 
 
 def test_batch_reads_the_valid_and_test_index_build_index_built(tmp_path):
