@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::fast_document::parse_fast;
+use super::python_json::parse_python_json;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Which fields to take from each JSON object.
@@ -34,7 +35,9 @@ pub struct Document<'a> {
     pub meta: Option<String>,
 }
 
-/// Parse one line; the error is a message without file or line (the caller adds both).
+/// Parse one line as Python's `json.loads` reads it (GPT-NeoX's reader): the fast path, else
+/// serde_json, else, for what serde_json refuses, Python's extensions (`NaN`, escaped lone
+/// surrogates, ...). The error is a message without file or line (the caller adds both).
 /// `scratch` may receive the unescaped text: one buffer reused saves an allocation per line.
 pub fn parse_document<'a>(
     line: &'a [u8],
@@ -47,7 +50,13 @@ pub fn parse_document<'a>(
             meta: d.meta,
         });
     }
-    parse_with_serde(line, fields)
+    parse_with_serde(line, fields).or_else(|e| match parse_python_json(line, fields) {
+        Ok((text, meta)) => Ok(Document {
+            text: Cow::Owned(text),
+            meta,
+        }),
+        Err(better) => Err(better.unwrap_or(e)),
+    })
 }
 
 /// The reference parser, which words every error; the fast path agrees with it or defers.

@@ -5,6 +5,7 @@
 mod document;
 mod fast_document;
 mod lines;
+mod python_json;
 
 pub use document::{parse_document, Document, DocumentFields};
 pub use lines::{open_lines, Compression, LineChunk, LineChunker};
