@@ -178,6 +178,30 @@ def test_byte_order_mark_line_ends_and_last_line(tmp_path):
         assert got == want == [[25521, 0], [10186, 0]], name
 
 
+def test_upper_case_extensions_are_decompressed(tmp_path, lines):
+    # `.JSONL.ZST` or `.jsonl.GZ` (files from Windows or old tools) were read as plain text:
+    # "line 1: invalid JSON" given as a file, silently left out of a directory.
+    d = tmp_path / "in"
+    d.mkdir()
+    write_zst_frames(d / "A.JSONL.ZST", lines[:20], frames=2)
+    (d / "B.Jsonl.Gz").write_bytes(gzip.compress("".join(x + "\n" for x in lines[20:30]).encode()))
+    (d / "C.JSONL").write_text("".join(x + "\n" for x in lines[30:40]))
+    ref = oracle()
+    want = [ref.encode(t).ids + [0] for t in (json.loads(x)["text"] for x in lines[:40]) if t]
+    for args in ([d], sorted(d.iterdir())):
+        result = run(*args, "--output", tmp_path / "o")
+        assert result.exit_code == 0, result.output
+        ds = IndexedDataset(tmp_path / "o")
+        assert [ds[i].tolist() for i in range(len(ds))] == want
+        for f in tmp_path.glob("o.*"):
+            f.unlink()
+    write_parquet(tmp_path / "D.PARQUET", lines[:40], row_group_size=15)
+    result = run(tmp_path / "D.PARQUET", "--output", tmp_path / "pq")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "pq")
+    assert [ds[i].tolist() for i in range(len(ds))] == want
+
+
 BAD_LINES = [
     ("{not json}", "invalid JSON"),
     ('{"meta": {}}', 'no "text" field'),

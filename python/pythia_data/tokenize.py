@@ -34,7 +34,7 @@ __all__ = [
 
 PathLike = str | os.PathLike
 
-#: File names taken from a directory (compression is chosen by the last suffix).
+#: File names taken from a directory, in any case (compression is chosen by the last suffix).
 INPUT_SUFFIXES = (
     ".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.zst", ".json.gz", ".parquet",
 )  # fmt: skip
@@ -48,8 +48,12 @@ def _is_hf_dataset(p: Path) -> bool:
     return p.is_dir() and ((p / "state.json").is_file() or (p / "dataset_dict.json").is_file())
 
 
+def _is_parquet(p: Path) -> bool:
+    return p.suffix.lower() == ".parquet"
+
+
 def _is_arrow_source(p: Path) -> bool:
-    return p.suffix == ".parquet" or _is_hf_dataset(p)
+    return _is_parquet(p) or _is_hf_dataset(p)
 
 
 def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
@@ -103,7 +107,7 @@ def _directory_files(directory: Path) -> list[Path]:
     found = []
     for f in sorted(directory.rglob("*")):
         hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
-        if not hidden and f.is_file() and f.name.endswith(INPUT_SUFFIXES):
+        if not hidden and f.is_file() and f.name.lower().endswith(INPUT_SUFFIXES):
             found.append(f)
     return found
 
@@ -248,7 +252,7 @@ def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iter
     ``columns[0]`` (the text) must be there. With ``skip_damaged``, a Parquet row group that
     cannot be decoded comes as one ``_Unreadable``."""
 
-    if source.suffix == ".parquet":
+    if _is_parquet(source):
         pf = _parquet_file(source)
         names = pf.schema_arrow.names
         if columns[0] not in names:  # named here: the batches below only hold `present`
@@ -322,7 +326,7 @@ def _arrow_stream(path: Path) -> Iterator:
 
 
 def _num_rows(source: Path) -> int:
-    if source.suffix == ".parquet":
+    if _is_parquet(source):
         return _parquet_file(source).metadata.num_rows
     return sum(b.num_rows for path in _saved_data_files(source) for b in _arrow_stream(path))
 

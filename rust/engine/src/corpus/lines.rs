@@ -17,9 +17,10 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// From the file name: `.zst` / `.zstd`, `.gz`, anything else plain.
+    /// From the file name, in any case: `.zst` / `.zstd`, `.gz`, anything else plain.
     pub fn of(path: &Path) -> Compression {
-        match path.extension().and_then(|e| e.to_str()) {
+        let ext = path.extension().and_then(|e| e.to_str());
+        match ext.map(str::to_ascii_lowercase).as_deref() {
             Some("zst" | "zstd") => Compression::Zstd,
             Some("gz") => Compression::Gzip,
             _ => Compression::None,
