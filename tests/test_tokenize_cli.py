@@ -487,6 +487,30 @@ def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "other.parquet"]
 
 
+def test_gzip_zero_padding_is_read_as_python_and_gzip_do(tmp_path, lines):
+    # Zero bytes after a member (padding to a block size, as tape and some tools write) end
+    # the data for Python's gzip and `gzip -d`; they were "invalid gzip header" errors.
+    first, second = (
+        "".join(x + "\n" for x in part).encode() for part in (lines[:15], lines[15:30])
+    )
+    padded = gzip.compress(first) + bytes(700) + gzip.compress(second) + bytes(512)
+    src = tmp_path / "padded.jsonl.gz"
+    src.write_bytes(padded)
+    with gzip.open(src) as f:
+        texts = [json.loads(line)["text"] for line in f]
+    ref = oracle()
+    result = run(src, "--output", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "o")
+    assert [ds[i].tolist() for i in range(len(ds))] == [ref.encode(t).ids + [0] for t in texts if t]
+    # Anything else after a member is still damage, as it is for Python.
+    src.write_bytes(gzip.compress(first) + bytes(3) + b"garbage")
+    with pytest.raises(gzip.BadGzipFile), gzip.open(src) as f:
+        f.read()
+    result = run(src, "--output", tmp_path / "bad")
+    assert result.exit_code == 1 and f"{src}: reading line 16: " in result.output, result.output
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage", b"\x1f"])
 def test_gzip_input_that_is_not_gzip_is_an_error(tmp_path, content):
     # It was read as no data: 0 documents, no error, however corrupt the file.

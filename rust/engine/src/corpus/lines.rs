@@ -58,16 +58,52 @@ pub fn open_decompressed(
         Compression::Gzip => {
             // The decoder reads a file that is not gzip at all (or is empty) as no data, so a
             // corrupt input would give no documents and no error: check the magic bytes.
-            let mut file = BufReader::new(file);
+            let mut file = BufReader::with_capacity(128 << 10, file);
             if !file.fill_buf().at(path)?.starts_with(&[0x1f, 0x8b]) {
                 return Err(Error::corrupt(
                     path,
                     "not a gzip stream: empty, truncated or not gzip-compressed",
                 ));
             }
-            Box::new(flate2::read::MultiGzDecoder::new(file))
+            Box::new(GzMembers(Some(flate2::bufread::GzDecoder::new(file))))
         }
     })
+}
+
+/// Every gzip member of a stream, one after another, as `gzip -d` and Python's `gzip` read
+/// them: zero bytes after a member (padding to a block size) are skipped, anything else there
+/// must be another member. (flate2's `MultiGzDecoder` refuses the padding.)
+struct GzMembers<R: BufRead>(Option<flate2::bufread::GzDecoder<R>>);
+
+impl<R: BufRead> Read for GzMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(member) = self.0.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended (the decoder read exactly its bytes): skip zeros, then stop at
+            // the end of the input or start the next member.
+            let input = member.get_mut();
+            loop {
+                let rest = input.fill_buf()?;
+                if rest.is_empty() {
+                    self.0 = None;
+                    return Ok(0);
+                }
+                let zeros = rest.iter().take_while(|&&b| b == 0).count();
+                if zeros == 0 {
+                    break;
+                }
+                input.consume(zeros);
+            }
+            let input = self.0.take().map(|m| m.into_inner());
+            self.0 = input.map(flate2::bufread::GzDecoder::new);
+        }
+    }
 }
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
