@@ -487,6 +487,28 @@ def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "other.parquet"]
 
 
+def test_zstd_long_window_frames_are_read(tmp_path, lines):
+    # `zstd --long=28` (or higher) writes frames whose window exceeds the decoder's default
+    # limit of 128 MB: valid data, which failed as "truncated or corrupt zstd stream".
+    params = zstandard.ZstdCompressionParameters.from_level(
+        3, window_log=28, enable_ldm=True, write_content_size=False
+    )
+    raw = io.BytesIO()
+    with zstandard.ZstdCompressor(compression_params=params).stream_writer(raw, closefd=False) as w:
+        w.write("".join(x + "\n" for x in lines[:30]).encode())
+    src = tmp_path / "long.jsonl.zst"
+    src.write_bytes(raw.getvalue())
+    with pytest.raises(zstandard.ZstdError, match="too much memory"):
+        zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw.getvalue())).read()
+    body = zstandard.ZstdDecompressor(max_window_size=1 << 31).stream_reader(src.open("rb"))
+    texts = [json.loads(line)["text"] for line in io.TextIOWrapper(body, encoding="utf-8")]
+    result = run(src, "--output", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    ds = IndexedDataset(tmp_path / "o")
+    ref = oracle()
+    assert [ds[i].tolist() for i in range(len(ds))] == [ref.encode(t).ids + [0] for t in texts if t]
+
+
 def test_gzip_zero_padding_is_read_as_python_and_gzip_do(tmp_path, lines):
     # Zero bytes after a member (padding to a block size, as tape and some tools write) end
     # the data for Python's gzip and `gzip -d`; they were "invalid gzip header" errors.

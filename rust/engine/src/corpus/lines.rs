@@ -54,7 +54,14 @@ pub fn open_decompressed(
     Ok(match Compression::of(path) {
         Compression::None => Box::new(file),
         // Both decoders read every concatenated frame / member, as `zstd -d` and `gzip -d` do.
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).at(path)?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(file).at(path)?;
+            // Frames written with `zstd --long` have windows past the default limit (128 MB);
+            // allow the format's largest, as `zstd -d --long=31` does. Only a frame that
+            // declares such a window gets one (files are read one at a time).
+            decoder.window_log_max(31).at(path)?;
+            Box::new(decoder)
+        }
         Compression::Gzip => {
             // The decoder reads a file that is not gzip at all (or is empty) as no data, so a
             // corrupt input would give no documents and no error: check the magic bytes.
