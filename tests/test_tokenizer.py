@@ -217,6 +217,42 @@ def test_batch_apis_agree_with_encode(ours):
     assert ours.encode_batch(()) == []
 
 
+def test_decode_takes_integer_ids_numpy_cannot_hold_in_one_dtype(ours, ref):
+    # numpy turns signed and unsigned integer scalars together into float64, and Python ints
+    # past int64 into an object array; both were refused as "not integer ids".
+    want = ref.decode([15, 16, 50276])
+    assert ours.decode([np.int64(15), np.uint64(16), 50276]) == want
+    assert ours.decode(np.array([15, 16, 50276], dtype=object)) == want
+    assert ours.decode([np.int32(15), np.uint32(16), np.uint64(50276)]) == want
+    # Ids past int64 are out of range like any other: ignored.
+    assert ours.decode([15, 2**70, 16, -(2**70), 50276]) == want
+    for not_ids in ([15, 1.5], np.array([15, "x"], dtype=object), [np.uint64(15), np.float64(1)]):
+        with pytest.raises(TypeError, match="integer ids"):
+            ours.decode(not_ids)
+
+
+@pytest.mark.parametrize("not_a_sequence", [None, 15, "15", b"\x0f", np.int64(15)])
+def test_decode_of_a_non_sequence_is_a_type_error(ours, not_a_sequence):
+    with pytest.raises(TypeError, match="1-D sequence of ids"):
+        ours.decode(not_a_sequence)
+
+
+def test_from_str_of_bytes_is_a_type_error():
+    with pytest.raises(TypeError, match="from_str takes the JSON text as a str"):
+        Tokenizer.from_str(DEFAULT_TOKENIZER.read_bytes())
+
+
+def test_tokenizers_pickle(ours, gpt2_pair):
+    # DataLoader and multiprocessing workers started with spawn receive the tokenizer pickled.
+    import pickle
+
+    text = "Hello  world<|endoftext|>"
+    for tok in (ours, gpt2_pair[0]):
+        again = pickle.loads(pickle.dumps(tok))
+        assert again.encode(text).tolist() == tok.encode(text).tolist()
+        assert again.vocab_size == tok.vocab_size and again.path == tok.path
+
+
 def test_lone_surrogate_is_an_error_like_the_reference(ours, ref):
     # The reference refuses such a str (TypeError); ours names the encoding problem.
     with pytest.raises(TypeError):

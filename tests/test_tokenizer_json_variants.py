@@ -138,6 +138,32 @@ def test_bundled_and_gpt2_style_files_still_load(tmp_path):
     assert_same(ours, ref, TEXTS, [0, 1, 12092, 50254, 50276])
 
 
+def test_gpt2_post_processor_and_decoder_flags_load(tmp_path):
+    # GPT-2's own tokenizer.json sets add_prefix_space=true on its ByteLevel post-processor and
+    # decoder (the pre-tokenizer's is false): there the flag touches offsets only, never ids or
+    # decoded text, so such a file loads and matches the reference.
+    cfg = config()
+    cfg["added_tokens"] = [t for t in cfg["added_tokens"] if t["special"]]
+    cfg["normalizer"] = None
+    cfg["post_processor"] = {
+        "type": "ByteLevel",
+        "add_prefix_space": True,
+        "trim_offsets": False,
+        "use_regex": True,
+    }
+    cfg["decoder"] = {
+        "type": "ByteLevel",
+        "add_prefix_space": True,
+        "trim_offsets": True,
+        "use_regex": False,
+    }
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, [*TEXTS, " leading", "Hello"], [12092, 1533, 0, 50253, 15])
+    # In the pre-tokenizer the flag changes ids, and stays refused.
+    cfg["pre_tokenizer"]["add_prefix_space"] = True
+    refused(cfg, tmp_path, "pre_tokenizer ByteLevel with add_prefix_space=true")
+
+
 def test_added_tokens_numbered_as_the_reference_does_load(tmp_path):
     cfg = config()
     # Content already in the vocab takes its vocab id; new content the next id after the vocab

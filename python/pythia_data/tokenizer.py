@@ -7,6 +7,7 @@ never as per-token Python objects.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ class Tokenizer:
     def __init__(self, core: _core.Tokenizer, path: str | None = None):
         self._core = core
         self.path = path
+        self._json: str | None = None  # the text given to from_str, for pickling
 
     @classmethod
     def from_file(cls, path: str | os.PathLike | None = None) -> Tokenizer:
@@ -34,7 +36,22 @@ class Tokenizer:
     @classmethod
     def from_str(cls, json: str) -> Tokenizer:
         """Load from the text of a ``tokenizer.json``."""
-        return cls(_core.Tokenizer.from_json(json.encode()))
+        if not isinstance(json, str):
+            raise TypeError(f"from_str takes the JSON text as a str, got {type(json).__name__}")
+        tok = cls(_core.Tokenizer.from_json(json.encode()))
+        tok._json = json
+        return tok
+
+    def __reduce__(self):
+        # Pickled by path (reloaded from the file, as datasets are reopened by name) or by its JSON
+        # text: DataLoader and multiprocessing workers started with spawn receive it this way.
+        if self.path is not None:
+            return (type(self).from_file, (self.path,))
+        if self._json is not None:
+            return (type(self).from_str, (self._json,))
+        raise TypeError(
+            "cannot pickle a Tokenizer built from a bare core; use from_file or from_str"
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -66,12 +83,7 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD."""
-        arr = np.asarray(ids)
-        if arr.ndim != 1:
-            raise ValueError(f"decode takes a 1-D sequence of ids, got shape {arr.shape}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"decode takes integer ids, got dtype {arr.dtype}")
-        return self._core.decode(arr.astype(np.int64, copy=False), skip_special_tokens)
+        return self._core.decode(_ids_array(ids), skip_special_tokens)
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.path!r}, vocab_size={self.vocab_size})"
@@ -81,3 +93,31 @@ def _as_list(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("encode_batch takes a sequence of texts; use encode for one text")
     return texts if isinstance(texts, list) else list(texts)
+
+
+def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``ids`` as int64 for the core; ids that int64 cannot hold become -1 (ignored, as out of range)."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        raise TypeError(f"decode takes a 1-D sequence of ids, got {type(ids).__name__}")
+    if arr.ndim != 1:
+        raise ValueError(f"decode takes a 1-D sequence of ids, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.empty(0, np.int64)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64, copy=False)
+    # Python ints beyond int64 (object dtype), an object array of ints, or numpy integer scalars
+    # of mixed signedness (which numpy promotes to float64): take each element as an integer.
+    if arr.dtype == object or (arr.dtype.kind == "f" and not isinstance(ids, np.ndarray)):
+        items = arr if isinstance(ids, np.ndarray) else ids
+        out = np.empty(len(arr), np.int64)
+        for k, item in enumerate(items):
+            if isinstance(item, (bool, np.bool_)):
+                raise TypeError("decode takes integer ids, got bool")
+            try:
+                value = operator.index(item)
+            except TypeError:
+                raise TypeError(f"decode takes integer ids, got {type(item).__name__}") from None
+            out[k] = value if 0 <= value < 1 << 32 else -1
+        return out
+    raise TypeError(f"decode takes integer ids, got dtype {arr.dtype}")

@@ -40,22 +40,28 @@ pub struct BpeCache {
     /// Pieces of 16 to [`BpeCache::MAX_LONG`] bytes (long identifiers, URLs, rulers of `=`).
     long: FxHashMap<Box<[u8]>, u64>,
     ids: Vec<u32>,
+    /// Bytes held by the keys of `long`.
+    long_bytes: usize,
 }
 
 impl BpeCache {
-    /// Bound the memory: about 16 MB at most per thread (ids and map entries).
+    /// Bound the memory: about 16 MB at most per thread (ids and map entries)...
     const MAX_IDS: usize = 1 << 20;
     const MAX_LONG: usize = 256;
+    /// ...and the keys of long pieces: pieces of a few long tokens (rulers of `-` and `=`) hold
+    /// up to 256 key bytes per handful of ids, 50 MB and more per thread under `MAX_IDS` alone.
+    const MAX_LONG_BYTES: usize = 8 << 20;
 
     pub fn clear(&mut self) {
         self.map.clear();
         self.long.clear();
         self.ids.clear();
+        self.long_bytes = 0;
     }
 
     /// Keep `out[before..]` as the ids of a piece; returns the (start << 8 | len) to store.
     fn store(&mut self, out: &[u32], before: usize) -> u64 {
-        if self.ids.len() > Self::MAX_IDS {
+        if self.ids.len() > Self::MAX_IDS || self.long_bytes > Self::MAX_LONG_BYTES {
             self.clear();
         }
         let start = self.ids.len();
@@ -188,6 +194,7 @@ impl Bpe {
                     // The stored length is one byte: a piece left as 256 ids is not kept.
                     if out.len() - before < 256 {
                         let at = cache.store(out, before);
+                        cache.long_bytes += piece.len();
                         cache.long.insert(piece.into(), at);
                     }
                 }
@@ -387,6 +394,51 @@ mod tests {
         out.clear();
         bpe.encode_piece(b"aba", &mut out, &mut BpeCache::default());
         assert_eq!(out, [4]);
+    }
+
+    #[test]
+    fn long_piece_keys_stay_bounded() {
+        // Bytes a, b and their runs of 2..64 (ids 0..13): a piece a^i b^j a^k b^l merges into
+        // one token per bit of i, j, k, l, so 60,000 distinct pieces of ~200 bytes hold few ids
+        // (far under MAX_IDS) but 12 MB of keys.
+        let mut tokens = vec![(b"a".to_vec(), 0), (b"b".to_vec(), 1)];
+        let mut merges = Vec::new();
+        for (c, first) in [(b'a', 0u32), (b'b', 1)] {
+            let mut prev = first;
+            for k in 1..7 {
+                let id = tokens.len() as u32;
+                tokens.push((vec![c; 1 << k], id));
+                merges.push((prev, prev, id));
+                prev = id;
+            }
+        }
+        let bpe = Bpe::new(&tokens, &merges, false);
+        let mut cache = BpeCache::default();
+        let mut out = Vec::new();
+        let mut most = 0;
+        for n in 0..60_000usize {
+            let (i, j, k, l) = (40 + n % 31, 30 + n / 31 % 41, 30 + n / 1271 % 47, 64);
+            let piece: Vec<u8> = [(b'a', i), (b'b', j), (b'a', k), (b'b', l)]
+                .iter()
+                .flat_map(|&(c, r)| std::iter::repeat_n(c, r))
+                .collect();
+            out.clear();
+            bpe.encode_piece(&piece, &mut out, &mut cache);
+            assert_eq!(
+                out.iter()
+                    .map(|&t| tokens[t as usize].0.len())
+                    .sum::<usize>(),
+                piece.len()
+            );
+            if n % 1000 == 999 {
+                most = most.max(cache.long.keys().map(|k| k.len()).sum::<usize>());
+            }
+        }
+        assert!(cache.ids.len() < BpeCache::MAX_IDS);
+        assert!(
+            most <= BpeCache::MAX_LONG_BYTES + BpeCache::MAX_LONG,
+            "{most} key bytes"
+        );
     }
 
     #[test]

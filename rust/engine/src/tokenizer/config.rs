@@ -91,7 +91,10 @@ fn check_normalizer(v: &Value) -> Result<bool> {
     }
 }
 
-fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
+/// A ByteLevel component. Its flags change ids only in the pre-tokenizer: the reference's
+/// ByteLevel post-processor uses them for offsets alone, and its decoder ignores them (GPT-2's own
+/// file sets `add_prefix_space: true` on both), so there they are only type-checked.
+fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool) -> Result<()> {
     if v.is_null() && allow_null {
         return Ok(());
     }
@@ -101,13 +104,18 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool) -> Result<()> {
             type_of(v)
         )));
     }
-    if flag(v, "add_prefix_space", what, false)? {
+    let add_prefix_space = flag(v, "add_prefix_space", what, false)?;
+    flag(v, "trim_offsets", what, false)?;
+    let use_regex = field::<bool>(v, "use_regex", what)?;
+    if !flags_matter {
+        return Ok(());
+    }
+    if add_prefix_space {
         return Err(invalid(format!(
             "{what} ByteLevel with add_prefix_space=true is not supported"
         )));
     }
-    flag(v, "trim_offsets", what, false)?;
-    if field::<bool>(v, "use_regex", what)? == Some(false) {
+    if use_regex == Some(false) {
         return Err(invalid(format!(
             "{what} ByteLevel with use_regex=false is not supported"
         )));
@@ -240,15 +248,18 @@ impl TokenizerConfig {
             root.get("pre_tokenizer").unwrap_or(&Value::Null),
             "pre_tokenizer",
             false,
+            true,
         )?;
         check_byte_level(
             root.get("post_processor").unwrap_or(&Value::Null),
             "post_processor",
             true,
+            false,
         )?;
         check_byte_level(
             root.get("decoder").unwrap_or(&Value::Null),
             "decoder",
+            false,
             false,
         )?;
 
