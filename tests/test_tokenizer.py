@@ -253,6 +253,20 @@ def test_tokenizers_pickle(ours, gpt2_pair):
         assert again.vocab_size == tok.vocab_size and again.path == tok.path
 
 
+def test_tokenizer_from_a_relative_path_unpickles_in_another_directory(tmp_path, monkeypatch):
+    import pickle
+    import shutil
+
+    shutil.copy(DEFAULT_TOKENIZER, tmp_path / "tok.json")
+    monkeypatch.chdir(tmp_path)
+    data = pickle.dumps(Tokenizer.from_file("tok.json"))
+    monkeypatch.chdir(tmp_path.parent)
+    again = pickle.loads(data)
+    assert (
+        again.encode("Hello world").tolist() == Tokenizer.from_file().encode("Hello world").tolist()
+    )
+
+
 def test_lone_surrogate_is_an_error_like_the_reference(ours, ref):
     # The reference refuses such a str (TypeError); ours names the encoding problem.
     with pytest.raises(TypeError):

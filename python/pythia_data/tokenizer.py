@@ -31,7 +31,9 @@ class Tokenizer:
     def from_file(cls, path: str | os.PathLike | None = None) -> Tokenizer:
         """Load ``path``; the bundled GPT-NeoX-20B tokenizer when ``path`` is None."""
         path = os.fspath(DEFAULT_TOKENIZER if path is None else path)
-        return cls(_core.Tokenizer.from_file(path), path)
+        # Kept absolute so a pickled tokenizer reloads the same file in a worker whose working
+        # directory differs.
+        return cls(_core.Tokenizer.from_file(path), os.path.abspath(path))
 
     @classmethod
     def from_str(cls, json: str) -> Tokenizer:
