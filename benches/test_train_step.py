@@ -22,7 +22,9 @@ BATCH, SEQ = 2, 128
 
 
 def _tokens():
-    return torch.randint(0, CFG.vocab_size, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0))
+    return torch.randint(
+        0, CFG.vocab_size, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(0)
+    )
 
 
 def _step(model, opt, forward):

@@ -40,14 +40,49 @@ def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]
     roots = {str(Path(m.__file__).resolve().parents[1]) for m in (pythia_data, pythia_train)}
     env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "pythia_train.cli",
-        "--model", "pythia-14m", "--num-layers", "2", "--hidden-size", "64",
-        "--num-attention-heads", "4", "--vocab-size", "512", "--gelu", "exact",
-        "--data", str(prefix), "--seq-length", str(SEQ), "--global-batch", "8",
-        "--micro-batch", "2", "--train-iters", str(steps), "--lr", "1e-2", "--warmup", "0.2",
-        "--device", "cpu", "--save", str(out), "--save-steps", f"2,{steps}",
-        "--log-file", str(out / "log.jsonl"), "--no-progress", *extra,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "pythia_train.cli",
+        "--model",
+        "pythia-14m",
+        "--num-layers",
+        "2",
+        "--hidden-size",
+        "64",
+        "--num-attention-heads",
+        "4",
+        "--vocab-size",
+        "512",
+        "--gelu",
+        "exact",
+        "--data",
+        str(prefix),
+        "--seq-length",
+        str(SEQ),
+        "--global-batch",
+        "8",
+        "--micro-batch",
+        "2",
+        "--train-iters",
+        str(steps),
+        "--lr",
+        "1e-2",
+        "--warmup",
+        "0.2",
+        "--device",
+        "cpu",
+        "--save",
+        str(out),
+        "--save-steps",
+        f"2,{steps}",
+        "--log-file",
+        str(out / "log.jsonl"),
+        "--no-progress",
+        *extra,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -55,8 +90,15 @@ def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]
 
 
 def single_process(prefix: Path, out: Path, steps: int = 4) -> list[dict]:
-    cfg = TrainConfig(lr=1e-2, warmup=0.2, train_iters=steps, global_batch=8, micro_batch=8,
-                      seq_length=SEQ, save_steps=[steps])
+    cfg = TrainConfig(
+        lr=1e-2,
+        warmup=0.2,
+        train_iters=steps,
+        global_batch=8,
+        micro_batch=8,
+        seq_length=SEQ,
+        save_steps=[steps],
+    )
     return train(tiny_config(), cfg, PreshuffledDataset(prefix), save=out, progress=False)
 
 
@@ -84,7 +126,9 @@ def test_ddp_two_processes_equal_one_process(rows_prefix, tmp_path):
     assert_same_run(records, reference, tmp_path / "ddp" / "step4", tmp_path / "one" / "step4")
     # Every rank saved its RNG state into the one checkpoint.
     assert sorted(p.name for p in (tmp_path / "ddp" / "step2" / "rng").iterdir()) == [
-        "rank0.pt", "rank1.pt"]
+        "rank0.pt",
+        "rank1.pt",
+    ]
 
 
 @pytest.mark.slow
@@ -93,6 +137,12 @@ def test_fsdp_two_processes_equal_one_process_and_resume_exactly(rows_prefix, tm
     records = torchrun(rows_prefix, tmp_path / "fsdp", "--parallel", "fsdp")
     assert_same_run(records, reference, tmp_path / "fsdp" / "step4", tmp_path / "one" / "step4")
     # Resume the sharded run from step 2: gathered checkpoints re-shard to the same run.
-    resumed = torchrun(rows_prefix, tmp_path / "again", "--parallel", "fsdp",
-                       "--resume", str(tmp_path / "fsdp" / "step2"))
+    resumed = torchrun(
+        rows_prefix,
+        tmp_path / "again",
+        "--parallel",
+        "fsdp",
+        "--resume",
+        str(tmp_path / "fsdp" / "step2"),
+    )
     assert [r["loss"] for r in resumed] == [r["loss"] for r in records[2:]]

@@ -39,8 +39,11 @@ def test_our_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, cfg, k
     out = save_hf(model, tmp_path / "ckpt", **kwargs)
     names = sorted(p.name for p in out.iterdir())
     if "max_shard_bytes" in kwargs:
-        index = "model.safetensors.index.json" if kwargs.get("safe_serialization", True) else (
-            "pytorch_model.bin.index.json")
+        index = (
+            "model.safetensors.index.json"
+            if kwargs.get("safe_serialization", True)
+            else ("pytorch_model.bin.index.json")
+        )
         assert index in names and len(names) > 3
     hf = transformers.GPTNeoXForCausalLM.from_pretrained(out, local_files_only=True).eval()
     x = tokens_for(cfg)
@@ -56,9 +59,16 @@ def test_our_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, cfg, k
 def test_transformers_checkpoint_loads_in_ours(tmp_path):
     cfg = tiny_config()
     conf = transformers.GPTNeoXConfig(
-        vocab_size=512, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=256, rotary_pct=0.25, rotary_emb_base=10000,
-        max_position_embeddings=64, use_parallel_residual=True, hidden_act="gelu",
+        vocab_size=512,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        rotary_pct=0.25,
+        rotary_emb_base=10000,
+        max_position_embeddings=64,
+        use_parallel_residual=True,
+        hidden_act="gelu",
         tie_word_embeddings=False,
     )
     torch.manual_seed(11)

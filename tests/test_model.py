@@ -35,8 +35,9 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 CONFIGS = {
     "pythia-like": tiny_config(),
     "rotary-full-tanh": tiny_config(rotary_pct=1.0, gelu_approximate="tanh", num_heads=2),
-    "sequential-residual": tiny_config(parallel_residual=False, num_layers=3, hidden_size=48,
-                                       num_heads=3, rotary_base=500.0),
+    "sequential-residual": tiny_config(
+        parallel_residual=False, num_layers=3, hidden_size=48, num_heads=3, rotary_base=500.0
+    ),
     "6.9b-init": tiny_config(init_method="normal", output_layer_init_method="scaled_normal"),
 }
 
@@ -60,8 +61,12 @@ def test_greedy_generation_matches_transformers_and_uncached_argmax():
     prompt = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
     ours = model.generate(prompt, max_new_tokens=12)
     theirs = hf.generate(
-        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False,
-        pad_token_id=0, eos_token_id=None,
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
     )
     assert torch.equal(ours, theirs)
     # Without the cache: argmax of a full forward pass each time.
@@ -104,7 +109,11 @@ def test_cached_chunks_equal_one_forward():
     cache = KVCache(cfg, 2, 20, "cpu", torch.float32)
     with torch.no_grad():
         full = model(tokens)
-        parts = [model(tokens[:, :8], cache), model(tokens[:, 8:13], cache), model(tokens[:, 13:], cache)]
+        parts = [
+            model(tokens[:, :8], cache),
+            model(tokens[:, 8:13], cache),
+            model(tokens[:, 13:], cache),
+        ]
     assert torch.allclose(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
@@ -135,8 +144,12 @@ def test_pythia_init(big):
     d, L = 256, 4
     std_in = 0.02 if big else math.sqrt(2 / (5 * d))
     std_out = 0.02 / math.sqrt(2 * L) if big else 2 / (L * math.sqrt(d))
-    for suffix in ("query_key_value.weight", "dense_h_to_4h.weight", "embed_in.weight",
-                   "embed_out.weight"):
+    for suffix in (
+        "query_key_value.weight",
+        "dense_h_to_4h.weight",
+        "embed_in.weight",
+        "embed_out.weight",
+    ):
         assert _std(model, suffix) == pytest.approx(std_in, rel=0.03), suffix
     for suffix in ("attention.dense.weight", "dense_4h_to_h.weight"):
         assert _std(model, suffix) == pytest.approx(std_out, rel=0.03), suffix
@@ -147,7 +160,9 @@ def test_pythia_init(big):
             assert bool((p == 1).all()), name
     # The same seed gives the same weights (what every data-parallel rank relies on).
     again = build_model(cfg, seed=0)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True)
+    )
 
 
 def test_named_configs_match_pythia_table():

@@ -27,7 +27,9 @@ def test_no_decay_on_biases_and_layernorm():
     )
     assert decayed == expected
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-    assert all(n.endswith("bias") or "norm" in n for n in (names[id(p)] for p in no_decay["params"]))
+    assert all(
+        n.endswith("bias") or "norm" in n for n in (names[id(p)] for p in no_decay["params"])
+    )
 
 
 def test_adamw_decays_only_the_decay_group():

@@ -29,8 +29,15 @@ def rows_prefix(tmp_path_factory):
 
 
 def small_run(**kw) -> TrainConfig:
-    base = dict(lr=1e-2, train_iters=6, global_batch=8, micro_batch=4, seq_length=SEQ,
-                warmup=0.2, save_steps=[])
+    base = dict(
+        lr=1e-2,
+        train_iters=6,
+        global_batch=8,
+        micro_batch=4,
+        seq_length=SEQ,
+        warmup=0.2,
+        save_steps=[],
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -77,10 +84,21 @@ def test_preshuffled_rows_and_micro_batch_tensors(rows_prefix, tmp_path):
 def test_loss_falls_on_the_bundled_sample(tmp_path):
     rows = pack_rows(sample_tokens(max_docs=12), 32)
     prefix = write_rows(tmp_path / "sample", rows)
-    cfg = TrainConfig(lr=5e-3, train_iters=12, global_batch=4, micro_batch=4, seq_length=32,
-                      warmup=0.1, save_steps=[])
-    records = train(tiny_config(vocab_size=50304, max_seq_len=32), cfg, PreshuffledDataset(prefix),
-                    progress=False)
+    cfg = TrainConfig(
+        lr=5e-3,
+        train_iters=12,
+        global_batch=4,
+        micro_batch=4,
+        seq_length=32,
+        warmup=0.1,
+        save_steps=[],
+    )
+    records = train(
+        tiny_config(vocab_size=50304, max_seq_len=32),
+        cfg,
+        PreshuffledDataset(prefix),
+        progress=False,
+    )
     losses = [r["loss"] for r in records]
     assert losses[0] == pytest.approx(np.log(50304), abs=0.3)  # uniform at init
     assert np.mean(losses[-3:]) < losses[0] - 1.5
@@ -95,10 +113,22 @@ def test_gradient_accumulation_equals_one_big_micro_batch(rows_prefix):
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     src = PreshuffledDataset(rows_prefix)
-    full = train(tiny_config(), small_run(save_steps=[3, 6]), src, save=tmp_path / "a",
-                 log_path=tmp_path / "a.jsonl", progress=False)
-    resumed = train(tiny_config(), small_run(save_steps=[6]), src, save=tmp_path / "b",
-                    resume=tmp_path / "a" / "step3", progress=False)
+    full = train(
+        tiny_config(),
+        small_run(save_steps=[3, 6]),
+        src,
+        save=tmp_path / "a",
+        log_path=tmp_path / "a.jsonl",
+        progress=False,
+    )
+    resumed = train(
+        tiny_config(),
+        small_run(save_steps=[6]),
+        src,
+        save=tmp_path / "b",
+        resume=tmp_path / "a" / "step3",
+        progress=False,
+    )
     assert [r["step"] for r in resumed] == [4, 5, 6]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in full[3:]]  # bit-identical
     assert [r["grad_norm"] for r in resumed] == [r["grad_norm"] for r in full[3:]]
@@ -119,8 +149,9 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_pa
     import pythia_train.checkpoint as ckpt
 
     src = PreshuffledDataset(rows_prefix)
-    train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
-          progress=False)
+    train(
+        tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path, progress=False
+    )
     real = ckpt.write_hf_files
 
     def disk_full(directory, *args, **kwargs):
@@ -129,8 +160,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_pa
 
     monkeypatch.setattr(ckpt, "write_hf_files", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train(tiny_config(), small_run(train_iters=2, save_steps=[2]), src, save=tmp_path,
-              resume=tmp_path, progress=False)
+        train(
+            tiny_config(),
+            small_run(train_iters=2, save_steps=[2]),
+            src,
+            save=tmp_path,
+            resume=tmp_path,
+            progress=False,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step1"]
     assert resolve_checkpoint(tmp_path) == tmp_path / "step1"
 
@@ -142,8 +179,14 @@ def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path
     src = PreshuffledDataset(rows_prefix)
     start = build_model(tiny_config(num_layers=3), seed=99)
     save_hf(start, tmp_path / "hf")
-    records = train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src,
-                    init_from=tmp_path / "hf", save=tmp_path / "run", progress=False)
+    records = train(
+        tiny_config(),
+        small_run(train_iters=1, save_steps=[1]),
+        src,
+        init_from=tmp_path / "hf",
+        save=tmp_path / "run",
+        progress=False,
+    )
     x, y = micro_batch(src, 0, 0, 0, 1, 8, 8)
     with torch.no_grad():
         assert records[0]["loss"] == pytest.approx(float(start(x, targets=y)), rel=1e-6)
@@ -152,8 +195,9 @@ def test_init_from_a_hf_checkpoint_starts_from_its_weights(rows_prefix, tmp_path
 
 def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
     src = PreshuffledDataset(rows_prefix)
-    train(tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path,
-          progress=False)
+    train(
+        tiny_config(), small_run(train_iters=1, save_steps=[1]), src, save=tmp_path, progress=False
+    )
     with pytest.raises(ValueError, match="global batch 8, this run has 16"):
         train(tiny_config(), small_run(global_batch=16), src, resume=tmp_path, progress=False)
 
@@ -161,8 +205,13 @@ def test_resume_refuses_a_different_global_batch(rows_prefix, tmp_path):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains(rows_prefix, tmp_path, precision):
     src = PreshuffledDataset(rows_prefix)
-    records = train(tiny_config(), small_run(precision=precision, save_steps=[6]), src,
-                    save=tmp_path, progress=False)
+    records = train(
+        tiny_config(),
+        small_run(precision=precision, save_steps=[6]),
+        src,
+        save=tmp_path,
+        progress=False,
+    )
     reference = train(tiny_config(), small_run(), src, progress=False)
     # Autocast computes in half precision but keeps fp32 master weights: the run stays on the
     # fp32 trajectory within half-precision rounding.
@@ -175,7 +224,12 @@ def test_mixed_precision_trains(rows_prefix, tmp_path, precision):
 
 def test_too_little_data_is_a_clear_error(rows_prefix):
     with pytest.raises(ValueError, match="need 1024 rows; the data has 256"):
-        train(tiny_config(), small_run(train_iters=128), PreshuffledDataset(rows_prefix), progress=False)
+        train(
+            tiny_config(),
+            small_run(train_iters=128),
+            PreshuffledDataset(rows_prefix),
+            progress=False,
+        )
 
 
 PYTHIA_YML = """
@@ -216,11 +270,24 @@ def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp
     yml = tmp_path / "run.yml"
     yml.write_text(PYTHIA_YML)
     runner = CliRunner()
-    result = runner.invoke(main, [
-        "--config", str(yml), "--data", str(rows_prefix), "--vocab-size", "512",
-        "--save", str(tmp_path / "ck"), "--log-file", str(tmp_path / "log.jsonl"), "--no-progress",
-        "--train-iters", "2",  # the command line wins over the file
-    ])
+    result = runner.invoke(
+        main,
+        [
+            "--config",
+            str(yml),
+            "--data",
+            str(rows_prefix),
+            "--vocab-size",
+            "512",
+            "--save",
+            str(tmp_path / "ck"),
+            "--log-file",
+            str(tmp_path / "log.jsonl"),
+            "--no-progress",
+            "--train-iters",
+            "2",  # the command line wins over the file
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "step 2: loss" in result.output
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["latest", "step0", "step2"]
@@ -245,6 +312,4 @@ def test_compiled_model_trains_like_eager(rows_prefix):
     src = PreshuffledDataset(rows_prefix)
     eager = train(tiny_config(), small_run(train_iters=3), src, progress=False)
     compiled = train(tiny_config(), small_run(train_iters=3, compile=True), src, progress=False)
-    np.testing.assert_allclose(
-        [r["loss"] for r in compiled], [r["loss"] for r in eager], rtol=1e-4
-    )
+    np.testing.assert_allclose([r["loss"] for r in compiled], [r["loss"] for r in eager], rtol=1e-4)

@@ -152,9 +152,7 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith(_LEGACY_SUFFIXES)}
 
 
-def load_hf(
-    directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None
-) -> GPTNeoX:
+def load_hf(directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> GPTNeoX:
     """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default)."""
     d = Path(directory)
     if not d.is_dir():
