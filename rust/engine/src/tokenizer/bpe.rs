@@ -45,7 +45,8 @@ pub struct BpeCache {
 }
 
 impl BpeCache {
-    /// Bound the memory: about 16 MB at most per thread (ids and map entries)...
+    /// Bound the memory: about 30 MB at most per thread (4 MB of ids, and maps sized for up to
+    /// a million 25-byte entries, pieces being two ids or more)...
     const MAX_IDS: usize = 1 << 20;
     const MAX_LONG: usize = 256;
     /// ...and the keys of long pieces: pieces of a few long tokens (rulers of `-` and `=`) hold
