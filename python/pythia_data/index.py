@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
+from pythia_data.progress import progress_bar
 
 __all__ = [
     "IndexInfo",
@@ -185,9 +186,7 @@ def _tqdm_progress(
     """One tqdm bar that follows the build's stages (doc_idx, sample_idx, shuffle_idx)."""
     if not enabled:
         return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="entries", unit_scale=True, leave=False, desc="index")
+    bar = progress_bar(total=0, unit="entries", unit_scale=True, leave=False, desc="index")
     state = {"stage": None}
 
     def report(stage: str, done: int, total: int) -> None:

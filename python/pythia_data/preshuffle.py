@@ -9,6 +9,7 @@ from pathlib import Path
 from pythia_data.dataset import RowDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDatasetBuilder
+from pythia_data.progress import progress_bar
 
 __all__ = ["export_preshuffled"]
 
@@ -24,15 +25,13 @@ def export_preshuffled(
     """Rows ``[0, num_rows)`` of ``ds`` to ``output.bin/.idx`` (written atomically)."""
     if num_rows > len(ds):
         raise PythiaDataError(f"asked for {num_rows:,} rows but the index holds {len(ds):,}")
-    from tqdm import tqdm
-
     out = Path(output)
     if out.suffix in (".bin", ".idx"):
         out = out.with_suffix("")
     _refuse_overwriting_sources(ds, [out.with_name(out.name + s) for s in (".bin", ".idx")], out)
     with (
         IndexedDatasetBuilder(out, ds.dtype) as b,
-        tqdm(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
+        progress_bar(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
     ):
         for start in range(0, num_rows, chunk):
             rows = ds.rows(start, min(start + chunk, num_rows))

@@ -14,12 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pythia_data import _core
 from pythia_data.checksums import CHUNK, find_expected, read_checksum_file
 from pythia_data.errors import PythiaDataError, check_output_folder
 from pythia_data.indexed import IndexedDataset, _strip_extension
+from pythia_data.progress import progress_bar
 
 
 def unshard(
@@ -69,7 +68,7 @@ def unshard(
     total = sum(size for _, size in shards)
     with (
         open(partial, "r+b" if done else "wb") as f,
-        tqdm(
+        progress_bar(
             total=total,
             initial=sum(size for _, size in shards[:done]),
             unit="B",

@@ -10,8 +10,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import load_checkpoint, save_checkpoint
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.data import RowSource, micro_batch
@@ -214,7 +214,7 @@ def train(
         else peak_flops(env.device, train_cfg.precision)
     )
     flops_per_step = model_cfg.flops_per_token(train_cfg.seq_length) * train_cfg.tokens_per_step()
-    bar = tqdm(
+    bar = progress_bar(
         total=train_cfg.train_iters,
         initial=start,
         disable=not (progress and env.is_main),

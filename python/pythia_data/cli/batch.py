@@ -21,6 +21,7 @@ from pythia_data.cli._index_options import (
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError, check_output_folder
 from pythia_data.index import find_datasets
+from pythia_data.progress import progress_bar
 
 
 def open_rows(
@@ -163,8 +164,6 @@ def command(
 
 
 def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> None:
-    from tqdm import tqdm
-
     out_dtype = np.dtype(dtype) if dtype is not None else ds.dtype
     shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
     if not stacked:
@@ -174,7 +173,7 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=out_dtype, shape=shape)
         flat = out.reshape(-1, batch_size, ds.seq_length + 1)
         for i, s in enumerate(
-            tqdm(range(step, end_step + 1), unit="step", disable=end_step == step)
+            progress_bar(iterable=range(step, end_step + 1), unit="step", disable=end_step == step)
         ):
             flat[i] = ds.batch(s, batch_size, dtype)
         out.flush()

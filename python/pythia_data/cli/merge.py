@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from pythia_data import _core
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
+from pythia_data.progress import progress_bar
 
 SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
 # What `pythia-data tokenize --shard-index I --num-shards N` names its output (shard_prefix).
@@ -189,7 +189,7 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:
-        with tqdm(total=total, unit="B", unit_scale=True, desc="merge") as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc="merge") as bar:
             for ds in datasets:
                 builder.append_dataset(ds)
                 bar.update(ds.total_tokens * ds.dtype.itemsize)

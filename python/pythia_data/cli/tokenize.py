@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from pythia_data.indexed import _strip_extension
+from pythia_data.progress import progress_bar
 from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
 from pythia_data.tokenizer import Tokenizer
 
@@ -39,16 +40,13 @@ class _Bar:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
+            self.bar = progress_bar(
                 total=total,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc="tokenize",
                 dynamic_ncols=True,
-                file=sys.stderr,
             )
         self.bar.update(read - self.bar.n)
         rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6

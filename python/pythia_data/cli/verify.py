@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from pythia_data.checksums import (
     find_expected,
@@ -17,6 +16,7 @@ from pythia_data.checksums import (
 )
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset
+from pythia_data.progress import progress_bar
 
 
 @click.command("verify")
@@ -67,7 +67,7 @@ def command(
         if not files:
             raise click.UsageError(f"{checksums} lists none of the files of {prefix}")
     total = sum(f.stat().st_size for f in files)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="sha256", disable=quiet) as bar:
+    with progress_bar(total=total, unit="B", unit_scale=True, desc="sha256", disable=quiet) as bar:
         # Hashing is I/O- and hash-bound and hashlib releases the GIL: one thread per core.
         with ThreadPoolExecutor() as pool:
             digests = dict(

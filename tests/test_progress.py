@@ -1,0 +1,77 @@
+"""Progress output: a redrawn bar on a terminal, whole lines in a log (SLURM, a pipe, a file)."""
+
+import fcntl
+import io
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+from pythia_data import progress
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "python" / "pythia_data" / "data" / "sample-pile.jsonl.zst"
+
+
+def _tokenize(tmp_path: Path, stderr) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    cmd = [sys.executable, "-m", "pythia_data.cli", "tokenize", str(SAMPLE), "-o"]
+    return subprocess.run(
+        [*cmd, str(tmp_path / "out")], stderr=stderr, stdout=subprocess.PIPE, env=env, check=True
+    )
+
+
+def test_tokenize_progress_in_a_log_is_whole_lines(tmp_path):
+    run = _tokenize(tmp_path, subprocess.PIPE)
+    err = run.stderr.decode()
+    assert "\r" not in err
+    bar_lines = [line for line in err.splitlines() if line.startswith("tokenize:")]
+    # The first state, and the last one on close: the run is far shorter than a log interval.
+    assert len(bar_lines) == 2, err
+    assert "100%" in bar_lines[-1] and "docs=296" in bar_lines[-1]
+
+
+def test_tokenize_progress_on_a_terminal_is_redrawn(tmp_path):
+    main, tty = pty.openpty()
+    fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        _tokenize(tmp_path, tty)
+        os.close(tty)
+        tty = None
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO once the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if tty is not None:
+            os.close(tty)
+        os.close(main)
+    assert b"\rtokenize:" in out and b"100%" in out
+
+
+def test_log_lines_come_at_most_once_per_interval(monkeypatch):
+    log = io.StringIO()  # isatty() is False
+    monkeypatch.setattr(sys, "stderr", log)
+    with progress.progress_bar(total=1000, desc="job") as bar:
+        for _ in range(1000):
+            bar.update(1)
+    lines = log.getvalue().splitlines()
+    assert [line.split("|")[0].strip() for line in lines] == ["job:   0%", "job: 100%"]
+    assert log.getvalue().endswith("\n")
+
+
+def test_a_bar_that_does_not_stay_leaves_only_its_progress_lines(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress.progress_bar(total=3, desc="index", leave=False)
+    bar.update(3)
+    bar.close()
+    assert all(line.startswith("index:") for line in log.getvalue().splitlines())
