@@ -355,6 +355,23 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert result.exit_code != 0 and "--shard-index" in result.output
 
 
+def test_python_api_takes_prefixes_with_or_without_extension(tmp_path):
+    # As IndexedDataset, IndexedDatasetBuilder and merge_datasets do, and the CLI: "out.bin"
+    # names the dataset "out", so IndexedDataset("out.bin") opens what was written.
+    tokenize_files([SAMPLE_CORPUS], tmp_path / "single.bin")
+    assert not (tmp_path / "single.bin.bin").exists()
+    assert len(IndexedDataset(tmp_path / "single.bin")) == 296
+    lines = sample_lines()
+    parts = []
+    for i, chunk in enumerate([lines[:100], lines[100:]]):
+        (tmp_path / f"p{i}.jsonl").write_text("".join(x + "\n" for x in chunk))
+        tokenize_files([tmp_path / f"p{i}.jsonl"], tmp_path / f"p{i}")
+        parts.append(tmp_path / f"p{i}.idx")
+    merge_datasets(tmp_path / "merged.bin", parts)
+    merge_subsets(tmp_path / "merged.bin", parts)
+    assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
+
+
 def test_help_explains_options():
     result = CliRunner().invoke(main, ["tokenize", "--help"])
     assert result.exit_code == 0

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
+from pythia_data.indexed import _strip_extension
 from pythia_data.tokenizer import Tokenizer
 
 __all__ = [
@@ -170,6 +171,8 @@ def tokenize_files(
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
     """
     tok = tokenizer or Tokenizer.from_file()
+    # "out.bin" names the dataset "out", as for IndexedDataset("out.bin") that reads it.
+    output = _strip_extension(output)
     paths = [Path(p) for p in inputs]
     arrow = [_is_arrow_source(p) for p in paths]
     if any(arrow):
@@ -179,7 +182,7 @@ def tokenize_files(
                 "into its own prefix and join them with `pythia-data merge`"
             )
         return _tokenize_arrow(
-            paths, Path(output), tok, text_key, meta_key or None, on_error,
+            paths, output, tok, text_key, meta_key or None, on_error,
             checkpoint_seconds, progress,
         )  # fmt: skip
     return _core.tokenize_files(
@@ -200,7 +203,7 @@ def tokenize_files(
 def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
     """Join the subsets files of datasets merged in this order (as ``merge_datasets`` joins their
     ``.bin/.idx``); the result equals what one run over all their inputs writes."""
-    _core.merge_subsets(os.fspath(output), [os.fspath(p) for p in inputs])
+    _core.merge_subsets(_strip_extension(output), [_strip_extension(p) for p in inputs])
 
 
 # --- Parquet and `save_to_disk` datasets, read with pyarrow and fed to the same output ----------
