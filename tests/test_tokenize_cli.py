@@ -467,6 +467,37 @@ def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
     assert result.exit_code == 1 and "no 'text' column" in result.output
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_any_exception_from_progress_keeps_a_checkpoint(tmp_path, lines, kind):
+    # tokenize_files' contract: an exception progress raises (not only Ctrl-C) stops the run
+    # after a checkpoint, and the same call continues. Parquet discarded the work.
+    if kind == "jsonl":
+        src = tmp_path / "a.jsonl.zst"
+        write_zst_frames(src, lines, frames=10)
+    else:
+        src = tmp_path / "a.parquet"
+        write_parquet(src, lines, row_group_size=20)
+    tokenize_files([src], tmp_path / "full")
+    calls = 0
+
+    def fail_soon(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a progress display failed")
+
+    with pytest.raises(RuntimeError) as stopped:
+        tokenize_files(
+            [src], tmp_path / "part", threads=1, chunk_bytes=20_000, checkpoint_seconds=0,
+            progress=fail_soon, progress_seconds=0,
+        )  # fmt: skip
+    assert (tmp_path / "part.partial" / "checkpoint.json").exists()
+    # With the traceback still held (as a REPL holds it), the output is not left locked.
+    report = tokenize_files([src], tmp_path / "part")
+    assert stopped.value is not None and report["resumed_documents"] > 0
+    assert dataset_bytes(tmp_path / "part") == dataset_bytes(tmp_path / "full")
+
+
 def test_large_vocabulary_writes_int32(tmp_path):
     # GPT-NeoX's best_fitting_dtype: int32 from 65,500 ids on.
     cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))

@@ -445,6 +445,7 @@ def _tokenize_arrow(
     examples: list[str] = []
     columns = [text_key] + ([meta_key.split(".")[0]] if meta_key else [])
     last_checkpoint = time.monotonic()
+    in_progress = False  # an exception raised meanwhile is the caller's, not bad input
     try:
         for si, source in enumerate(sources):
             if si < start_source:
@@ -487,21 +488,27 @@ def _tokenize_arrow(
                 if progress is not None:
                     docs, tokens, *_ = writer.counts
                     read = bytes_total * rows_done // max(rows_total, 1)
+                    in_progress = True
                     progress(docs, tokens, read, bytes_total, text_bytes)
+                    in_progress = False
                 if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                     writer.checkpoint()
                     last_checkpoint = time.monotonic()
         documents, tokens, empty, errors = writer.finish()
-    except KeyboardInterrupt:
-        writer.checkpoint()
-        raise
-    except OSError as e:
-        # A full disk or a lost mount is no reason to lose the work up to the last checkpoint.
-        hint = writer.keep_if_resumable()
-        if hint is None:
+    except BaseException as e:
+        if in_progress or isinstance(e, KeyboardInterrupt):
+            # Stopped by the caller (Ctrl-C, or progress raising), as the JSON-lines path is:
+            # keep the work, and let go of the output's lock now, not when the traceback goes
+            # (a REPL keeps it, and the same call would find the output locked).
+            writer.checkpoint()
+            writer.keep_if_resumable()
             raise
-        raise OSError(f"{e}; {hint}") from e
-    except BaseException:
+        if isinstance(e, OSError):
+            # A full disk or a lost mount is no reason to lose the work up to the last checkpoint.
+            hint = writer.keep_if_resumable()
+            if hint is None:
+                raise
+            raise OSError(f"{e}; {hint}") from e
         writer.discard()
         raise
     return {
