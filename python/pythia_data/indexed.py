@@ -201,7 +201,9 @@ class IndexedDatasetBuilder:
 
 
 def merge_datasets(output: PathLike, inputs: Sequence[PathLike]) -> Path:
-    """Concatenate datasets in order into ``output`` (GPT-NeoX's ``merge_datasets.py``)."""
+    """Concatenate datasets in order into ``output`` (GPT-NeoX's ``merge_datasets.py``): the
+    ``.bin/.idx`` only; ``pythia_data.tokenize.merge_subsets`` joins their subsets files, and
+    ``pythia-data merge`` does both."""
     return Path(
         _core.merge_datasets(_strip_extension(output), [_strip_extension(p) for p in inputs])
     )

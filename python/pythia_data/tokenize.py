@@ -3,7 +3,8 @@
 One item per document (its tokens, then the EOD id), empty texts skipped, input order kept,
 uint16 tokens below 65,500 ids. Beside ``PREFIX.bin/.idx`` go ``PREFIX.subsets.npy`` (a uint16
 code per item) and ``PREFIX.subsets.json`` (``{"key": ..., "names": [...]}``, code = index in
-names), which tell which subset (the Pile's ``meta.pile_set_name``) each document came from.
+names), which tell which subset (the Pile's ``meta.pile_set_name``) each document came from;
+a document without that string (or with a non-string there) gets the name ``""``.
 
 Runs are streaming, parallel, deterministic (byte-identical output for any thread count) and
 resumable: a killed run, started again with the same arguments, continues from its last
@@ -164,8 +165,11 @@ def tokenize_files(
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
     and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
     group that cannot be decoded). ``meta_key``: dotted path of a per-document string to keep
-    as subsets (None: no subset files). Returns the counts
-    (documents, tokens, empty_skipped, errors_skipped, resumed_documents, skipped_examples, dtype).
+    as subsets (None or "": no subset files). Returns a dict: documents, tokens, empty_skipped,
+    errors_skipped, resumed_documents, restart_note (why a checkpoint was not used, or None),
+    skipped_examples (up to 10 messages), dtype. ``threads``, ``chunk_bytes`` and
+    ``progress_seconds`` apply to JSON lines; Parquet and saved datasets are encoded a batch at
+    a time on all cores, with ``progress`` after each batch.
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.

@@ -101,7 +101,7 @@ class _Bar:
     default=0,
     show_default=True,
     help="Worker threads, each decompressing and tokenizing in turn (0: all cores). The output "
-    "does not depend on it.",
+    "does not depend on it. JSON lines only: Parquet and saved datasets use all cores.",
 )
 @click.option(
     "--shard-index",
@@ -142,8 +142,8 @@ def command(
 ):
     """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
-    kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (suffixes in any
-    case), directories of them (searched recursively and sorted, skipping names that start with
+    kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
+    .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and sorted, skipping names that start with
     "." and links to files found or listed already), or Hugging Face datasets saved with
     `save_to_disk` (Parquet and saved datasets need pyarrow). Each line is read as Python's
     json.loads reads it (NaN and Infinity included).

@@ -29,7 +29,8 @@ from pythia_data.progress import progress_bar
 @click.option(
     "--write-checksums",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the sha256 of every file of the dataset to this file (sha256sum format).",
+    help="Write the sha256 of the dataset's files (.idx, .bin or shards) to this file "
+    "(sha256sum format).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
