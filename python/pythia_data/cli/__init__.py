@@ -1,7 +1,7 @@
 """`pythia-data`: one module per subcommand, registered on the group below.
 
-Errors the user can act on (a bad file, a wrong flag) are printed as one clear line and exit
-with status 1, never as a traceback.
+Errors the user can act on are never a traceback: a bad file is one clear line and exit status
+1; a wrong flag or argument is click's usage error, status 2.
 """
 
 from __future__ import annotations
