@@ -230,7 +230,7 @@ def test_verify_detects_corruption(tmp_path):
     raw = bytearray(p.read_bytes())
     raw[1000] ^= 0xFF
     p.write_bytes(bytes(raw))
-    code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+    code, out = run("verify", prefix, "--checksums", sums, "-q")  # -q as for tokenize
     assert code == 1 and "FAILED  long_docs-00001-of-00002.bin" in out
     sums.write_text("not a checksum line\n")
     code, out = run("verify", prefix, "--checksums", sums)

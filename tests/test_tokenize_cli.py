@@ -229,6 +229,8 @@ def test_invalid_utf8_fails_and_skips(tmp_path):
     result = run(src, "--output", tmp_path / "out", "--on-error", "skip")
     assert result.exit_code == 0, result.output
     assert "skipped 1 bad lines" in result.output
+    # The skipped line is listed in the same words as the error that stops a run.
+    assert f"{src}: line 2: invalid JSON" in result.output
     tok = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
     ds = IndexedDataset(tmp_path / "out")
     assert [ds[i].tolist() for i in range(len(ds))] == [

@@ -237,6 +237,12 @@ def test_decode_of_a_non_sequence_is_a_type_error(ours, not_a_sequence):
         ours.decode(not_a_sequence)
 
 
+def test_a_single_str_given_to_a_batch_call_names_that_call(ours):
+    for name in ("encode_batch", "encode_batch_flat"):
+        with pytest.raises(TypeError, match=f"^{name} takes a sequence of texts"):
+            getattr(ours, name)("one text")
+
+
 def test_from_str_of_bytes_is_a_type_error():
     with pytest.raises(TypeError, match="from_str takes the JSON text as a str"):
         Tokenizer.from_str(DEFAULT_TOKENIZER.read_bytes())

@@ -77,11 +77,11 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Ids of each text, encoded in parallel."""
-        return self._core.encode_batch(_as_list(texts))
+        return self._core.encode_batch(_as_list(texts, "encode_batch"))
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids uint32, offsets int64): text i is ``ids[offsets[i]:offsets[i + 1]]``."""
-        return self._core.encode_batch_flat(_as_list(texts))
+        return self._core.encode_batch_flat(_as_list(texts, "encode_batch_flat"))
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD."""
@@ -91,9 +91,9 @@ class Tokenizer:
         return f"Tokenizer({self.path!r}, vocab_size={self.vocab_size})"
 
 
-def _as_list(texts: Sequence[str]) -> list[str]:
+def _as_list(texts: Sequence[str], caller: str) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("encode_batch takes a sequence of texts; use encode for one text")
+        raise TypeError(f"{caller} takes a sequence of texts; use encode for one text")
     return texts if isinstance(texts, list) else list(texts)
 
 

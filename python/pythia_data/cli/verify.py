@@ -32,7 +32,7 @@ from pythia_data.progress import progress_bar
     help="Write the sha256 of the dataset's files (.idx, .bin or shards) to this file "
     "(sha256sum format).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(
     prefix: Path, checksums: Path | None, write_checksums: Path | None, quiet: bool
 ) -> None:

@@ -549,7 +549,7 @@ fn write_in_order(
                         if report.skipped_examples.len() < MAX_EXAMPLES {
                             report
                                 .skipped_examples
-                                .push(format!("{}:{line}: {msg}", path.display()));
+                                .push(format!("{}: line {line}: {msg}", path.display()));
                         }
                     }
                     let ends: Vec<(usize, Option<&str>)> =
