@@ -253,6 +253,36 @@ def test_verify_rejects_doc_idx_not_ending_at_the_item_count(tmp_path):
     assert run("verify", src, "--quiet") == (0, "structure OK: 7 items, 30 tokens (uint16)\n")
 
 
+def test_verify_checks_the_subset_labels(tmp_path):
+    from pythia_data.tokenize import tokenize_files
+
+    src = tmp_path / "d.jsonl"
+    docs = [("a b", "Pile-CC"), ("c", "Github"), ("d e f", "Pile-CC")]
+    src.write_text(
+        "".join(json.dumps({"text": t, "meta": {"pile_set_name": m}}) + "\n" for t, m in docs)
+    )
+    tokenize_files([src], tmp_path / "d")
+    code, out = run("verify", tmp_path / "d", "-q", "--write-checksums", tmp_path / "SUMS")
+    assert code == 0 and "subsets OK: 2 names over 3 items" in out, out
+    listed = sorted(line.split()[1] for line in (tmp_path / "SUMS").read_text().splitlines())
+    assert listed == ["d.bin", "d.idx", "d.subsets.json", "d.subsets.npy"]
+
+    codes_path = tmp_path / "d.subsets.npy"
+    codes = np.load(codes_path)
+    good = codes.copy()
+    codes[1] = 2  # one past the two names
+    np.save(codes_path, codes)
+    code, out = run("verify", tmp_path / "d", "-q")
+    assert code == 1 and "holds code 2" in out and "names 2 subsets" in out, out
+    code, out = run("verify", tmp_path / "d", "-q", "--checksums", tmp_path / "SUMS")
+    assert code == 1
+
+    np.save(codes_path, good)
+    (tmp_path / "d.subsets.json").unlink()
+    code, out = run("verify", tmp_path / "d", "-q")
+    assert code == 1 and "d.subsets.json is missing" in out, out
+
+
 def test_cli_errors_have_no_traceback(tmp_path):
     (tmp_path / "x.idx").write_bytes(b"garbage")
     proc = subprocess.run(

@@ -14,6 +14,7 @@ from pythia_data.checksums import (
     sha256_file,
     write_checksum_file,
 )
+from pythia_data.dataset import _read_subsets
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
@@ -24,13 +25,14 @@ from pythia_data.progress import progress_bar
 @click.option(
     "--checksums",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="sha256sum-format file to check the dataset's files (.idx, .bin or shards) against.",
+    help="sha256sum-format file to check the dataset's files (.idx, .bin or shards, "
+    ".subsets.*) against.",
 )
 @click.option(
     "--write-checksums",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the sha256 of the dataset's files (.idx, .bin or shards) to this file "
-    "(sha256sum format).",
+    help="Write the sha256 of the dataset's files (.idx, .bin or shards, .subsets.* when "
+    "present) to this file (sha256sum format).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(
@@ -39,7 +41,8 @@ def command(
     """Check that dataset PREFIX is intact.
 
     Always validates the structure (header, dtype, sizes against pointers, doc_idx from 0 to
-    the item count, that the .bin or its shards hold exactly the indexed tokens). With
+    the item count, that the .bin or its shards hold exactly the indexed tokens) and, when
+    present, the subset labels (one code per item, each naming a subset). With
     --checksums, also hashes each file the checksum file lists for this dataset and compares.
     Exits 1 on any mismatch.
     """
@@ -55,9 +58,10 @@ def command(
             f"rebuild or download it again"
         )
     click.echo(f"structure OK: {len(ds):,} items, {ds.total_tokens:,} tokens ({ds.dtype.name})")
+    subsets_files = _verify_subsets(ds)
     if not checksums and not write_checksums:
         return
-    files = [ds.idx_path, *ds.bin_paths]
+    files = [ds.idx_path, *ds.bin_paths, *subsets_files]
     if write_checksums and write_checksums.resolve() in {f.resolve() for f in files}:
         raise PythiaDataError(
             f"--write-checksums {write_checksums} would overwrite a file of the dataset"
@@ -87,3 +91,29 @@ def command(
             click.echo(f"error: {bad} of {len(digests)} files do not match {checksums}", err=True)
             sys.exit(1)
         click.echo(f"all {len(digests)} files match {checksums}")
+
+
+def _verify_subsets(ds: IndexedDataset) -> list[Path]:
+    """Check ``PREFIX.subsets.{npy,json}`` (written by tokenize and merge) when present; their
+    paths, for the checksums."""
+    paths = [ds.prefix.with_name(ds.prefix.name + s) for s in (".subsets.npy", ".subsets.json")]
+    present = [p for p in paths if p.exists()]
+    if not present:
+        return []
+    if len(present) == 1:
+        (missing,) = set(paths) - set(present)
+        raise PythiaDataError(
+            f"{present[0]} is there but {missing} is missing: copy it too, or remove both"
+        )
+    codes, names = _read_subsets(ds.prefix, len(ds))
+    # Read in slices: the Pile's codes are 400 MB, and the check should not hold them in memory.
+    for start in range(0, len(codes), 1 << 24):
+        part = codes[start : start + (1 << 24)]
+        bad = part[(part < 0) | (part >= len(names))]
+        if len(bad):
+            raise PythiaDataError(
+                f"{paths[0]}: holds code {int(bad[0])} but {paths[1]} names {len(names)} "
+                f"subsets: the two files do not belong together or are damaged"
+            )
+    click.echo(f"subsets OK: {len(names)} names over {len(codes):,} items")
+    return paths
