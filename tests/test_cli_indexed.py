@@ -278,6 +278,17 @@ def test_verify_checks_the_subset_labels(tmp_path):
     assert code == 1
 
     np.save(codes_path, good)
+    src.write_text(src.read_text() + json.dumps({"text": "no meta"}) + "\n")
+    tokenize_files([src], tmp_path / "e")
+    code, out = run("info", tmp_path / "e")
+    table = out.split("documents per subset:\n")[1].splitlines()
+    assert code == 0 and sorted(table) == sorted(
+        [
+            "             2  Pile-CC",
+            "             1  Github",
+            "             1  (no subset recorded)",
+        ]
+    ), out
     (tmp_path / "d.subsets.json").unlink()
     code, out = run("verify", tmp_path / "d", "-q")
     assert code == 1 and "d.subsets.json is missing" in out, out

@@ -106,4 +106,5 @@ def command(prefix: Path, as_json: bool) -> None:
     if "subsets" in d:
         click.echo("documents per subset:")
         for name, count in sorted(d["subsets"].items(), key=lambda kv: -kv[1]):
-            click.echo(f"  {count:>12,}  {name}")
+            # Documents whose subset was missing or not a string were recorded under "".
+            click.echo(f"  {count:>12,}  {name or '(no subset recorded)'}")
