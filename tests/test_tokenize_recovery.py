@@ -254,3 +254,14 @@ def test_checkpoint_seconds_infinite_means_never_and_nan_is_refused(tmp_path):
         assert items(tmp_path / "api") == oracle_ids()
     with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds"):
         tokenize_files([src], tmp_path / "api", checkpoint_seconds=math.nan)
+
+
+def test_a_temporary_left_by_a_run_killed_while_writing_the_subsets_is_removed(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())  # no process has this PID
+    stale = tmp_path / f".out.subsets.json.tmp-{pid_max + 1}"
+    stale.write_text('{"key": "meta.pile')
+    assert run(src, "-o", tmp_path / "out").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "out"))) == [
+        f"out{ext}" for ext in (".bin", ".idx", ".subsets.json", ".subsets.npy")
+    ]
