@@ -265,3 +265,35 @@ def test_a_temporary_left_by_a_run_killed_while_writing_the_subsets_is_removed(t
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "out"))) == [
         f"out{ext}" for ext in (".bin", ".idx", ".subsets.json", ".subsets.npy")
     ]
+
+
+def finished_but_for_the_work_directory(tmp_path: Path, src: Path, prefix: Path) -> None:
+    """Leave `prefix` as a run killed after writing its .idx, while deleting its work directory
+    (the last thing it does), leaves it: the output complete, the work directory still there."""
+    blocker = tmp_path / f"{prefix.name}.partial" / "final.idx"
+
+    def block_the_index(*_):
+        blocker.mkdir(exist_ok=True)
+
+    with pytest.raises(OSError, match="run the same command again"):
+        tokenize_files([src], prefix, progress=block_the_index, progress_seconds=0)
+    blocker.rmdir()
+    # The .idx that final step writes is the one an undisturbed run writes.
+    tokenize_files([src], tmp_path / "clean")
+    Path(f"{prefix}.idx").write_bytes((tmp_path / "clean.idx").read_bytes())
+
+
+@pytest.mark.parametrize("deleted", [[], ["sizes.i32", "subsets.u16"]])
+def test_a_run_killed_while_deleting_its_work_directory_is_not_done_again(tmp_path, deleted):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+    for name in deleted:  # killed further into the deletion
+        (tmp_path / "out.partial" / name).unlink()
+    report = tokenize_files([src], prefix)
+    # It used to find the checkpoint "no longer matches the files beside it" and start over.
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert items(prefix) == oracle_ids()
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
