@@ -297,3 +297,51 @@ def test_a_run_killed_while_deleting_its_work_directory_is_not_done_again(tmp_pa
     assert not (tmp_path / "out.partial").exists()
     assert items(prefix) == oracle_ids()
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def write_with_bad_lines(path: Path) -> Path:
+    """DOCS with a bad line after every third: 14 bad lines, more than a report shows."""
+    lines = []
+    for i, text in enumerate(DOCS):
+        lines.append(json.dumps({"text": text}))
+        if i % 3 == 0:
+            lines.append(f'{{"text": {i}}}')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_parquet_with_nulls(path: Path) -> Path:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    texts = [None if i % 3 == 0 else t for i, t in enumerate(DOCS)]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=5)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, name", [(write_with_bad_lines, "in.jsonl"), (write_parquet_with_nulls, "in.parquet")]
+)
+def test_a_resumed_run_reports_the_skipped_lines_of_the_run_it_continues(tmp_path, make, name):
+    # The examples of skipped lines used to be those the last run met itself: none at all when
+    # the interrupted run had read past every bad line.
+    src = make(tmp_path / name)
+    clean = tokenize_files([src], tmp_path / "clean", on_error="skip")
+    calls = 0
+
+    def stop(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [src], tmp_path / "out", on_error="skip", threads=1, chunk_bytes=300,
+            checkpoint_seconds=0, progress=stop, progress_seconds=0,
+        )  # fmt: skip
+    resumed = tokenize_files([src], tmp_path / "out", on_error="skip")
+    assert resumed["resumed_documents"] > 0
+    assert clean["errors_skipped"] == 14 and len(clean["skipped_examples"]) == 10
+    for key in ("documents", "tokens", "empty_skipped", "errors_skipped", "skipped_examples"):
+        assert resumed[key] == clean[key], key
+    assert output_bytes(tmp_path / "out") == output_bytes(tmp_path / "clean")

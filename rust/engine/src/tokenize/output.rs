@@ -134,6 +134,9 @@ fn is_complete(prefix: &Path, dir: &Path, saved: &Value) -> bool {
             .is_ok_and(|m| Some(m.len()) == saved["tokens_bytes"].as_u64())
 }
 
+/// How many skipped problems a report shows.
+pub const MAX_EXAMPLES: usize = 10;
+
 pub struct TokenizedOutput {
     prefix: PathBuf,
     dir: PathBuf,
@@ -153,6 +156,9 @@ pub struct TokenizedOutput {
     pub resumed_documents: u64,
     /// Why a checkpoint found in the work directory was not used, for the user.
     pub restart_note: Option<String>,
+    /// The first few skipped problems (`path:line: message`), kept in the checkpoint so that a
+    /// resumed run reports the same ones as an uninterrupted run.
+    pub skipped_examples: Vec<String>,
     /// Whether the output was already moved into place by a run killed while it deleted its
     /// work directory: `finish` then only has to delete it.
     complete: bool,
@@ -335,6 +341,13 @@ impl TokenizedOutput {
             errors_skipped: get("errors_skipped"),
         };
         let tokens_bytes = get("tokens_bytes");
+        let skipped_examples = saved
+            .as_ref()
+            .and_then(|v| v["skipped_examples"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
         let names: Vec<String> = saved
             .as_ref()
             .and_then(|v| v["subset_names"].as_array().cloned())
@@ -368,6 +381,7 @@ impl TokenizedOutput {
             codes,
             resumed_documents: n,
             restart_note,
+            skipped_examples,
             complete,
             checkpointed: saved.is_some(),
             counts,
@@ -467,7 +481,15 @@ impl TokenizedOutput {
             "errors_skipped": self.counts.errors_skipped,
             "tokens_bytes": self.tokens_bytes,
             "subset_names": self.names,
+            "skipped_examples": self.skipped_examples,
         })
+    }
+
+    /// Note a skipped problem for the report, if it is among the first few.
+    pub fn add_skipped_example(&mut self, message: String) {
+        if self.skipped_examples.len() < MAX_EXAMPLES {
+            self.skipped_examples.push(message);
+        }
     }
 
     /// Make everything written so far durable and record `position` as the restart point.
