@@ -272,8 +272,13 @@ impl TokenizeWriter {
         .py_err()
     }
 
+    /// Make the work so far resumable; nothing to do once the writer is finished (an interrupt
+    /// can arrive just after `finish`) or discarded.
     fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.with_out(|o| o.checkpoint(o.position)))
+        py.detach(|| match self.out.lock().unwrap().as_mut() {
+            Some(o) => o.checkpoint(o.position).py_err(),
+            None => Ok(()),
+        })
     }
 
     /// Move the dataset into place; returns (documents, tokens, empty_skipped, errors_skipped).
