@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,116 @@ def test_checkpoint_seconds_infinite_means_never_and_nan_is_refused(tmp_path):
         assert items(tmp_path / "api") == oracle_ids()
     with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds"):
         tokenize_files([src], tmp_path / "api", checkpoint_seconds=math.nan)
+
+
+def test_a_temporary_left_by_a_run_killed_while_writing_the_subsets_is_removed(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())  # no process has this PID
+    stale = tmp_path / f".out.subsets.json.tmp-{pid_max + 1}"
+    stale.write_text('{"key": "meta.pile')
+    assert run(src, "-o", tmp_path / "out").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "out"))) == [
+        f"out{ext}" for ext in (".bin", ".idx", ".subsets.json", ".subsets.npy")
+    ]
+
+
+def finished_but_for_the_work_directory(tmp_path: Path, src: Path, prefix: Path) -> None:
+    """Leave `prefix` as a run killed after writing its .idx, while deleting its work directory
+    (the last thing it does), leaves it: the output complete, the work directory still there."""
+    blocker = tmp_path / f"{prefix.name}.partial" / "final.idx"
+
+    def block_the_index(*_):
+        blocker.mkdir(exist_ok=True)
+
+    with pytest.raises(OSError, match="run the same command again"):
+        tokenize_files([src], prefix, progress=block_the_index, progress_seconds=0)
+    blocker.rmdir()
+    # The .idx that final step writes is the one an undisturbed run writes.
+    tokenize_files([src], tmp_path / "clean")
+    Path(f"{prefix}.idx").write_bytes((tmp_path / "clean.idx").read_bytes())
+
+
+@pytest.mark.parametrize("deleted", [[], ["sizes.i32", "subsets.u16"]])
+def test_a_run_killed_while_deleting_its_work_directory_is_not_done_again(tmp_path, deleted):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+    for name in deleted:  # killed further into the deletion
+        (tmp_path / "out.partial" / name).unlink()
+    report = tokenize_files([src], prefix)
+    # It used to find the checkpoint "no longer matches the files beside it" and start over.
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert items(prefix) == oracle_ids()
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def write_with_bad_lines(path: Path) -> Path:
+    """DOCS with a bad line after every third: 14 bad lines, more than a report shows."""
+    lines = []
+    for i, text in enumerate(DOCS):
+        lines.append(json.dumps({"text": text}))
+        if i % 3 == 0:
+            lines.append(f'{{"text": {i}}}')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_parquet_with_nulls(path: Path) -> Path:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    texts = [None if i % 3 == 0 else t for i, t in enumerate(DOCS)]
+    pq.write_table(pa.table({"text": texts}), path, row_group_size=5)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, name", [(write_with_bad_lines, "in.jsonl"), (write_parquet_with_nulls, "in.parquet")]
+)
+def test_a_resumed_run_reports_the_skipped_lines_of_the_run_it_continues(tmp_path, make, name):
+    # The examples of skipped lines used to be those the last run met itself: none at all when
+    # the interrupted run had read past every bad line.
+    src = make(tmp_path / name)
+    clean = tokenize_files([src], tmp_path / "clean", on_error="skip")
+    calls = 0
+
+    def stop(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [src], tmp_path / "out", on_error="skip", threads=1, chunk_bytes=300,
+            checkpoint_seconds=0, progress=stop, progress_seconds=0,
+        )  # fmt: skip
+    resumed = tokenize_files([src], tmp_path / "out", on_error="skip")
+    assert resumed["resumed_documents"] > 0
+    assert clean["errors_skipped"] == 14 and len(clean["skipped_examples"]) == 10
+    for key in ("documents", "tokens", "empty_skipped", "errors_skipped", "skipped_examples"):
+        assert resumed[key] == clean[key], key
+    assert output_bytes(tmp_path / "out") == output_bytes(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_during_the_final_step_keeps_the_complete_output(tmp_path, monkeypatch, sig):
+    # A signal that arrives while the output is moved into place (native code, which calls no
+    # progress) is handled when that step returns. It used to be raised there: "interrupted"
+    # with status 130 and no summary though the output was complete, and the same command (a
+    # requeued job) then tokenized everything again.
+    import pythia_data.cli.tokenize as cli_tokenize
+
+    def signalled_at_the_end(*args, **kwargs):
+        report = tokenize_files(*args, **kwargs)
+        os.kill(os.getpid(), sig)
+        return report
+
+    monkeypatch.setattr(cli_tokenize, "tokenize_files", signalled_at_the_end)
+    src = write_jsonl(tmp_path / "in.jsonl")
+    result = run(src, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert f"{len(DOCS)} documents" in result.output and "interrupted" not in result.output
+    assert items(tmp_path / "out") == oracle_ids()
+    assert not (tmp_path / "out.partial").exists()

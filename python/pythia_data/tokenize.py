@@ -446,7 +446,6 @@ def _tokenize_arrow(
     bytes_total = sum(_size(p) for p in sources)
     rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
     text_bytes = 0
-    examples: list[str] = []
     columns = [text_key] + ([meta_key.split(".")[0]] if meta_key else [])
     last_checkpoint = time.monotonic()
     in_progress = False  # an exception raised meanwhile is the caller's, not bad input
@@ -462,15 +461,14 @@ def _tokenize_arrow(
                     row += n
                     continue
                 if isinstance(batch, _Unreadable):
-                    examples.extend([batch.message][: max(0, 10 - len(examples))])
                     texts, metas = [], [] if meta_key else None
-                    writer.add_texts(texts, metas, si, row + n, n - skip)
+                    writer.add_texts(texts, metas, si, row + n, n - skip, [batch.message])
                 else:
                     if skip > 0:
                         batch = batch.slice(skip)
                     first_row = row + skip
                     texts, problems = _texts_of(batch, source, text_key)
-                    metas = None
+                    metas, messages = None, []
                     if meta_key:
                         metas, meta_problems = _metas_of(batch, meta_key)
                         problems = meta_problems | problems
@@ -481,11 +479,10 @@ def _tokenize_arrow(
                         ]
                         if on_error == "fail":
                             raise PythiaDataError(messages[0])
-                        examples.extend(messages[: max(0, 10 - len(examples))])
                         keep = [i for i in range(len(texts)) if i not in problems]
                         texts = [texts[i] for i in keep]
                         metas = [metas[i] for i in keep] if metas is not None else None
-                    writer.add_texts(texts, metas, si, row + n, len(problems))
+                    writer.add_texts(texts, metas, si, row + n, len(problems), messages)
                 rows_done += n - skip
                 text_bytes += sum(len(t) for t in texts)
                 row += n
@@ -498,6 +495,7 @@ def _tokenize_arrow(
                 if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                     writer.checkpoint()
                     last_checkpoint = time.monotonic()
+        examples = writer.skipped_examples  # with those of the run resumed
         documents, tokens, empty, errors = writer.finish()
     except BaseException as e:
         if in_progress or isinstance(e, KeyboardInterrupt):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,21 +23,53 @@ def _not_nan(param, value: float) -> float:
     return value
 
 
-def _raise_interrupt(signum, frame):
-    # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so the run
-    # checkpoints and a requeued job continues from there.
-    raise KeyboardInterrupt
+class _StopRequests:
+    """Ctrl-C and SIGTERM (how SLURM and other schedulers stop jobs) while tokenizing: noted,
+    then raised as KeyboardInterrupt at the run's next progress call, where the run checkpoints
+    and stops, so a requeued job continues from there. A stop that comes during the final step
+    (moving the output into place, which calls no progress) lets that step end, and the output
+    is complete: raised there, it would report an interrupted run, and the same command would
+    tokenize everything again. A second signal is raised at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set there
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 class _Bar:
-    """tqdm over input bytes (for the ETA), with documents and text MB/s beside it."""
+    """tqdm over input bytes (for the ETA), with documents and text MB/s beside it; raises a
+    requested stop."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, stops: _StopRequests):
         self.enabled = enabled
+        self.stops = stops
         self.bar = None
         self.start = time.monotonic()
 
     def __call__(self, documents, tokens, read, total, text_bytes):
+        self.stops.check()
         if not self.enabled:
             return
         if self.bar is None:
@@ -168,36 +201,41 @@ def command(
                 f"whole files and there are only {total}; use --num-shards {total} or fewer"
             )
     tokenizer = Tokenizer.from_file(tokenizer_path)
-    bar = _Bar(enabled=not quiet)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        report = tokenize_files(
-            files,
-            output,
-            tokenizer=tokenizer,
-            text_key=text_key,
-            meta_key=meta_key or None,
-            on_error=on_error,
-            threads=threads,
-            checkpoint_seconds=checkpoint_seconds,
-            progress=bar,
-        )
-    except KeyboardInterrupt:
-        bar.close()
-        click.echo(
-            "interrupted; run the same command again to continue from the last checkpoint", err=True
-        )
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        bar.close()
+    with _StopRequests() as stops:
+        bar = _Bar(enabled=not quiet, stops=stops)
+        try:
+            report = tokenize_files(
+                files,
+                output,
+                tokenizer=tokenizer,
+                text_key=text_key,
+                meta_key=meta_key or None,
+                on_error=on_error,
+                threads=threads,
+                checkpoint_seconds=checkpoint_seconds,
+                progress=bar,
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            click.echo(
+                "interrupted; run the same command again to continue from the last checkpoint",
+                err=True,
+            )
+            sys.exit(130)
+        finally:
+            bar.close()
+        # Still under the handlers: a stop now finds the output complete.
+        _print_summary(report, output, len(files))
+
+
+def _print_summary(report: dict, output: Path, files: int) -> None:
     if report.get("restart_note"):
         click.echo(f"note: {report['restart_note']}", err=True)
     if report["resumed_documents"]:
         click.echo(f"resumed after {report['resumed_documents']:,} documents from a checkpoint")
     click.echo(
         f"wrote {output}.bin/.idx: {report['documents']:,} documents, {report['tokens']:,} tokens "
-        f"({report['dtype']}) from {len(files)} file(s)"
+        f"({report['dtype']}) from {files} file(s)"
     )
     click.echo(f"skipped {report['empty_skipped']:,} empty texts")
     if report["errors_skipped"]:

@@ -18,8 +18,10 @@ pub fn temp_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Write `bytes` to `dest` through a temporary file and a rename.
+/// Write `bytes` to `dest` through a temporary file and a rename. Temporaries of `dest` left
+/// by killed runs go first: the run that writes `dest` now is the one to clean up after them.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
+    remove_stale_temps(dest);
     let tmp = temp_path(dest);
     let result = (|| {
         let mut f = File::create(&tmp).at(&tmp)?;

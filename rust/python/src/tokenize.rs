@@ -190,6 +190,12 @@ impl TokenizeWriter {
         self.with_out(|o| Ok(o.resumed_documents))
     }
 
+    /// The first few skipped problems, this run's and those of the run it resumed.
+    #[getter]
+    fn skipped_examples(&self) -> PyResult<Vec<String>> {
+        self.with_out(|o| Ok(o.skipped_examples.clone()))
+    }
+
     /// Why a checkpoint in the work directory was not resumed from, if one was there.
     #[getter]
     fn restart_note(&self) -> PyResult<Option<String>> {
@@ -207,8 +213,9 @@ impl TokenizeWriter {
 
     /// Tokenize `texts` (in parallel) and append them in order; then the position becomes
     /// (`source`, `end_row`). `metas[i]` is document i's subset name. `skipped` bad rows are
-    /// counted as errors.
-    #[pyo3(signature = (texts, metas, source, end_row, skipped = 0))]
+    /// counted as errors, and `examples` (what was wrong with them) noted for the report.
+    #[pyo3(signature = (texts, metas, source, end_row, skipped = 0, examples = Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
     fn add_texts(
         &self,
         py: Python<'_>,
@@ -217,6 +224,7 @@ impl TokenizeWriter {
         source: usize,
         end_row: u64,
         skipped: u64,
+        examples: Vec<String>,
     ) -> PyResult<()> {
         if let Some(m) = &metas {
             if m.len() != texts.len() {
@@ -252,6 +260,9 @@ impl TokenizeWriter {
                 }
             }
             out.counts.errors_skipped += skipped;
+            for example in examples {
+                out.add_skipped_example(example);
+            }
             out.position = Position {
                 file: source,
                 line: end_row,
@@ -261,8 +272,13 @@ impl TokenizeWriter {
         .py_err()
     }
 
+    /// Make the work so far resumable; nothing to do once the writer is finished (an interrupt
+    /// can arrive just after `finish`) or discarded.
     fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.with_out(|o| o.checkpoint(o.position)))
+        py.detach(|| match self.out.lock().unwrap().as_mut() {
+            Some(o) => o.checkpoint(o.position).py_err(),
+            None => Ok(()),
+        })
     }
 
     /// Move the dataset into place; returns (documents, tokens, empty_skipped, errors_skipped).

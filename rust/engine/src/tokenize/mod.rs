@@ -13,7 +13,7 @@ mod subsets;
 
 pub use output::{
     npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
-    TokenizedOutput,
+    TokenizedOutput, MAX_EXAMPLES,
 };
 pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
@@ -100,8 +100,6 @@ pub struct TokenizeReport {
     pub skipped_examples: Vec<String>,
     pub dtype: Option<DType>,
 }
-
-const MAX_EXAMPLES: usize = 10;
 
 enum Item {
     Chunk(LineChunk),
@@ -477,7 +475,6 @@ pub fn tokenize_files(
             permit_tx,
             tokens_back_tx,
             &mut out,
-            &mut report,
             opts,
             |docs_progress| {
                 let p = Progress {
@@ -496,6 +493,7 @@ pub fn tokenize_files(
     match finished {
         Ok(counts) => {
             report.counts = counts;
+            report.skipped_examples = out.skipped_examples.clone();
             Ok(report)
         }
         Err(e) if e.to_string() == INTERRUPTED => Err(e), // checkpoint kept for a restart
@@ -508,7 +506,6 @@ fn write_in_order(
     permits: SyncSender<()>,
     tokens_back: std::sync::mpsc::Sender<Vec<u8>>,
     out: &mut TokenizedOutput,
-    report: &mut TokenizeReport,
     opts: &TokenizeOptions,
     mut progress: impl FnMut(Progress) -> bool,
 ) -> Result<()> {
@@ -546,11 +543,7 @@ fn write_in_order(
                     }
                     for (line, msg) in &r.bad {
                         out.counts.errors_skipped += 1;
-                        if report.skipped_examples.len() < MAX_EXAMPLES {
-                            report
-                                .skipped_examples
-                                .push(format!("{}: line {line}: {msg}", path.display()));
-                        }
+                        out.add_skipped_example(format!("{}: line {line}: {msg}", path.display()));
                     }
                     let ends: Vec<(usize, Option<&str>)> =
                         r.docs.iter().map(|(e, m)| (*e, m.as_deref())).collect();
@@ -568,9 +561,7 @@ fn write_in_order(
                         return Err(error);
                     }
                     out.counts.errors_skipped += 1;
-                    if report.skipped_examples.len() < MAX_EXAMPLES {
-                        report.skipped_examples.push(error.to_string());
-                    }
+                    out.add_skipped_example(error.to_string());
                     // The rest of this file is unreadable: resume after it.
                     out.position = Position {
                         file: file + 1,

@@ -122,6 +122,21 @@ fn recover_finished_tokens(prefix: &Path, dir: &Path, saved: &Value) -> Result<(
     Ok(())
 }
 
+/// Whether the work directory belongs to an output that a run killed inside `finish`, after the
+/// `.idx` was written, already completed: the checkpoint says finished, the tokens have become
+/// `PREFIX.bin` (at the recorded length) and the `.idx` exists. The old `.idx` is deleted before
+/// the tokens move, so this `.idx` is the new one.
+fn is_complete(prefix: &Path, dir: &Path, saved: &Value) -> bool {
+    saved["finished"].as_bool() == Some(true)
+        && !dir.join("tokens.bin").exists()
+        && idx_path(prefix).exists()
+        && std::fs::metadata(bin_path(prefix))
+            .is_ok_and(|m| Some(m.len()) == saved["tokens_bytes"].as_u64())
+}
+
+/// How many skipped problems a report shows.
+pub const MAX_EXAMPLES: usize = 10;
+
 pub struct TokenizedOutput {
     prefix: PathBuf,
     dir: PathBuf,
@@ -141,6 +156,12 @@ pub struct TokenizedOutput {
     pub resumed_documents: u64,
     /// Why a checkpoint found in the work directory was not used, for the user.
     pub restart_note: Option<String>,
+    /// The first few skipped problems (`path:line: message`), kept in the checkpoint so that a
+    /// resumed run reports the same ones as an uninterrupted run.
+    pub skipped_examples: Vec<String>,
+    /// Whether the output was already moved into place by a run killed while it deleted its
+    /// work directory: `finish` then only has to delete it.
+    complete: bool,
     /// Whether the work directory holds a checkpoint to continue from.
     checkpointed: bool,
     /// Held while this run owns the work directory.
@@ -262,6 +283,7 @@ impl TokenizedOutput {
         if same_command {
             recover_finished_tokens(prefix, &dir, saved.as_ref().unwrap())?;
         }
+        let complete = same_command && is_complete(prefix, &dir, saved.as_ref().unwrap());
         // Resume only the same command, and only if every file still holds what the checkpoint
         // counted (subset codes are only written with a meta key).
         let subset_bytes = if meta_key.is_some_and(|k| !k.is_empty()) {
@@ -289,7 +311,7 @@ impl TokenizedOutput {
                  tokenizer), so this run starts over",
                 dir.display()
             )),
-            Some(v) if !has_files(v) => Some(format!(
+            Some(v) if !complete && !has_files(v) => Some(format!(
                 "the checkpoint in {} no longer matches the files beside it, so this run starts \
                  over",
                 dir.display()
@@ -319,6 +341,13 @@ impl TokenizedOutput {
             errors_skipped: get("errors_skipped"),
         };
         let tokens_bytes = get("tokens_bytes");
+        let skipped_examples = saved
+            .as_ref()
+            .and_then(|v| v["skipped_examples"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
         let names: Vec<String> = saved
             .as_ref()
             .and_then(|v| v["subset_names"].as_array().cloned())
@@ -336,11 +365,13 @@ impl TokenizedOutput {
             line: get("line"),
         };
         let n = counts.documents;
+        // A complete output's work files may be gone already: opened empty, never written.
+        let (kept_tokens, kept_documents) = if complete { (0, 0) } else { (tokens_bytes, n) };
         Ok(TokenizedOutput {
             prefix: prefix.to_path_buf(),
-            tokens: DirectAppend::open(&dir.join("tokens.bin"), tokens_bytes, true)?,
-            sizes: open_truncated(&dir.join("sizes.i32"), 4 * n)?,
-            subsets: open_truncated(&dir.join("subsets.u16"), 2 * n)?,
+            tokens: DirectAppend::open(&dir.join("tokens.bin"), kept_tokens, true)?,
+            sizes: open_truncated(&dir.join("sizes.i32"), 4 * kept_documents)?,
+            subsets: open_truncated(&dir.join("subsets.u16"), 2 * kept_documents)?,
             dir,
             dtype,
             fingerprint: fingerprint.to_string(),
@@ -350,6 +381,8 @@ impl TokenizedOutput {
             codes,
             resumed_documents: n,
             restart_note,
+            skipped_examples,
+            complete,
             checkpointed: saved.is_some(),
             counts,
             position,
@@ -448,7 +481,15 @@ impl TokenizedOutput {
             "errors_skipped": self.counts.errors_skipped,
             "tokens_bytes": self.tokens_bytes,
             "subset_names": self.names,
+            "skipped_examples": self.skipped_examples,
         })
+    }
+
+    /// Note a skipped problem for the report, if it is among the first few.
+    pub fn add_skipped_example(&mut self, message: String) {
+        if self.skipped_examples.len() < MAX_EXAMPLES {
+            self.skipped_examples.push(message);
+        }
     }
 
     /// Make everything written so far durable and record `position` as the restart point.
@@ -477,6 +518,10 @@ impl TokenizedOutput {
     /// Move the dataset into place and delete the work directory. On failure the work
     /// directory is left for the caller to keep or discard.
     pub fn finish(&mut self) -> Result<Counts> {
+        if self.complete {
+            self.remove_work_dir()?;
+            return Ok(self.counts.clone());
+        }
         // Recorded first, so that a run killed between the renames below can be finished.
         self.write_checkpoint(true)?;
         let n = self.counts.documents;
@@ -524,8 +569,39 @@ impl TokenizedOutput {
         write_streamed(&idx_dest, &self.dir.join("final.idx"), |w| {
             write_index(w, dtype, &sizes, n)
         })?;
-        std::fs::remove_dir_all(&self.dir).at(&self.dir)?;
+        self.remove_work_dir()?;
         Ok(self.counts.clone())
+    }
+
+    /// Delete the work directory of a complete output: the checkpoint and the marker last, so
+    /// that a run killed in between leaves a directory the same command recognises as its own
+    /// and finishes (see [`is_complete`]), never one it must refuse as a stranger's.
+    fn remove_work_dir(&self) -> Result<()> {
+        let last = [CHECKPOINT, MARKER];
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let path = entry.at(&self.dir)?.path();
+            if path
+                .file_name()
+                .is_some_and(|n| last.iter().any(|l| n == *l))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).at(&path)?;
+            } else {
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+        for name in last {
+            let path = self.dir.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&path, e))
+                }
+                _ => {}
+            }
+        }
+        std::fs::remove_dir(&self.dir).at(&self.dir)
     }
 
     /// Give up for good (a data error): nothing of this run is kept.
