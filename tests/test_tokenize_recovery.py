@@ -369,3 +369,42 @@ def test_a_stop_during_the_final_step_keeps_the_complete_output(tmp_path, monkey
     assert f"{len(DOCS)} documents" in result.output and "interrupted" not in result.output
     assert items(tmp_path / "out") == oracle_ids()
     assert not (tmp_path / "out.partial").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_during_a_run_does_not_keep_the_output_locked(tmp_path):
+    # A DataLoader worker or multiprocessing pool forked while a run holds its lock (here from
+    # the progress callback) lives on after the run stops; the parent's rerun must not be
+    # refused as if another run were writing.
+    src = write_jsonl(tmp_path / "in.jsonl", DOCS * 50)
+    read_end, write_end = os.pipe()
+    children = []
+
+    class Stop(Exception):
+        pass
+
+    def fork_then_stop(*_):
+        if not children:
+            pid = os.fork()
+            if pid == 0:  # the child waits for the parent's rerun, holding what it inherited
+                os.close(write_end)
+                os.read(read_end, 1)
+                os._exit(0)
+            children.append(pid)
+        raise Stop
+
+    try:
+        with pytest.raises(Stop):
+            tokenize_files(
+                [src], tmp_path / "out", threads=1, chunk_bytes=256, checkpoint_seconds=0,
+                progress=fork_then_stop, progress_seconds=0,
+            )  # fmt: skip
+        assert children and (tmp_path / "out.partial").is_dir()
+        report = tokenize_files([src], tmp_path / "out", threads=1)
+        assert report["resumed_documents"] > 0
+        assert items(tmp_path / "out") == oracle_ids(DOCS * 50)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        for pid in children:
+            os.waitpid(pid, 0)

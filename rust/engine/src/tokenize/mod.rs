@@ -8,6 +8,7 @@
 //! number of chunks in flight, never by the input.
 
 mod direct_append;
+mod lock;
 mod output;
 mod subsets;
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::direct_append::DirectAppend;
+use super::lock::DirLock;
 pub(crate) use crate::atomic::write_atomically;
 use crate::error::IoContext;
 use crate::indexed::{bin_path, idx_path, DType, MAGIC};
@@ -167,16 +168,16 @@ pub struct TokenizedOutput {
     /// Held while this run owns the work directory.
     /// Folders this run created above its work directory, deepest first.
     made_parents: Vec<PathBuf>,
-    _lock: Option<File>,
+    _lock: Option<DirLock>,
 }
 
 /// Lock the work directory so that a second run writing the same output stops with a clear
 /// error instead of both appending to the same files. Filesystems without locks (some network
 /// mounts) run unlocked, as before.
-fn lock_work_dir(prefix: &Path, dir: &Path) -> Result<Option<File>> {
+fn lock_work_dir(prefix: &Path, dir: &Path) -> Result<Option<DirLock>> {
     let file = File::open(dir).at(dir)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
+    match DirLock::try_lock(file) {
+        Ok(lock) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(format!(
             "{}: another run is writing this output (its work directory {} is locked); wait \
              for it to finish or stop it first",
