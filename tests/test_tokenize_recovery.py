@@ -258,6 +258,24 @@ def test_checkpoint_seconds_infinite_means_never_and_nan_is_refused(tmp_path):
         tokenize_files([src], tmp_path / "api", checkpoint_seconds=math.nan)
 
 
+def test_the_python_api_takes_one_path_and_a_tokenizer_path_and_checks_its_options(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl")
+    # One path is one input (not the characters of its name); a tokenizer may be given by path.
+    for one in (str(src), src):
+        tokenize_files(one, tmp_path / "one", tokenizer=str(DEFAULT_TOKENIZER))
+        assert items(tmp_path / "one") == oracle_ids()
+    # Bad options are refused by name before anything is written.
+    for kwargs, error, message in [
+        ({"tokenizer": object()}, TypeError, "tokenizer must be a pythia_data.Tokenizer"),
+        ({"threads": -1}, ValueError, "threads must be 0 or more"),
+        ({"chunk_bytes": -1}, ValueError, "chunk_bytes must be 0 or more"),
+        ({"progress": 5}, TypeError, "progress must be callable"),
+    ]:
+        with pytest.raises(error, match=message):
+            tokenize_files([src], tmp_path / "bad", **kwargs)
+    assert not list(tmp_path.glob("bad*"))
+
+
 def test_a_temporary_left_by_a_run_killed_while_writing_the_subsets_is_removed(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl")
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())  # no process has this PID

@@ -146,10 +146,10 @@ def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
 
 
 def tokenize_files(
-    inputs: Sequence[PathLike],
+    inputs: Sequence[PathLike] | PathLike,
     output: PathLike,
     *,
-    tokenizer: Tokenizer | None = None,
+    tokenizer: Tokenizer | PathLike | None = None,
     text_key: str = "text",
     meta_key: str | None = "meta.pile_set_name",
     on_error: str = "fail",
@@ -173,8 +173,25 @@ def tokenize_files(
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
+    ``inputs`` may be a single path; ``tokenizer`` a ``Tokenizer`` or the path of a
+    ``tokenizer.json`` (default: the bundled GPT-NeoX-20B tokenizer).
     """
-    tok = tokenizer or Tokenizer.from_file()
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]  # one file, not the characters of its name
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        tok = Tokenizer.from_file(tokenizer)
+    elif isinstance(tokenizer, Tokenizer):
+        tok = tokenizer
+    else:
+        raise TypeError(
+            "tokenizer must be a pythia_data.Tokenizer or the path of a tokenizer.json, "
+            f"not {type(tokenizer).__name__}"
+        )
+    for name, value in (("threads", threads), ("chunk_bytes", chunk_bytes)):
+        if value < 0:
+            raise ValueError(f"{name} must be 0 or more, not {value}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     # "out.bin" names the dataset "out", as for IndexedDataset("out.bin") that reads it.
     output = _strip_extension(output)
     paths = [Path(p) for p in inputs]
