@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 
 import numpy as np
@@ -362,3 +363,11 @@ def test_forked_child_after_batch_encoding_does_not_hang(ours):
     assert child.exitcode == 0
     _, ids_sum = queue.get(timeout=5)
     assert ids_sum == int(ours.encode_batch_flat(["hello world"] * 2000)[0].sum())
+
+
+def test_repr_says_where_the_tokenizer_came_from():
+    from_file = Tokenizer.from_file()
+    assert repr(from_file) == f"Tokenizer({os.path.abspath(DEFAULT_TOKENIZER)!r}, vocab_size=50277)"
+    assert repr(Tokenizer.from_str(DEFAULT_TOKENIZER.read_text())) == (
+        "Tokenizer(<JSON text>, vocab_size=50277)"
+    )

@@ -88,7 +88,8 @@ class Tokenizer:
         return self._core.decode(_ids_array(ids), skip_special_tokens)
 
     def __repr__(self) -> str:
-        return f"Tokenizer({self.path!r}, vocab_size={self.vocab_size})"
+        source = repr(self.path) if self.path is not None else "<JSON text>"
+        return f"Tokenizer({source}, vocab_size={self.vocab_size})"
 
 
 def _as_list(texts: Sequence[str], caller: str) -> list[str]:
