@@ -369,3 +369,25 @@ def test_a_stop_during_the_final_step_keeps_the_complete_output(tmp_path, monkey
     assert f"{len(DOCS)} documents" in result.output and "interrupted" not in result.output
     assert items(tmp_path / "out") == oracle_ids()
     assert not (tmp_path / "out.partial").exists()
+
+
+def test_a_run_that_only_has_to_delete_its_work_directory_survives_another_stop(tmp_path):
+    # The rerun of a run killed while deleting its work directory can itself be stopped (Ctrl-C,
+    # a second SIGTERM) before that deletion. Its stop used to record an unfinished checkpoint
+    # beside empty work files, and the run after it tokenized everything again.
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([src], prefix, progress=stop, progress_seconds=0)
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+    report = tokenize_files([src], prefix)
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+

@@ -243,6 +243,14 @@ fn is_checkpoint(path: &Path) -> bool {
         .is_some_and(|v| v["format"].is_u64() && v["fingerprint"].is_string())
 }
 
+/// Remove `path`; one already gone is no error.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
 fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
     let f = OpenOptions::new()
         .create(true)
@@ -367,7 +375,7 @@ impl TokenizedOutput {
         let n = counts.documents;
         // A complete output's work files may be gone already: opened empty, never written.
         let (kept_tokens, kept_documents) = if complete { (0, 0) } else { (tokens_bytes, n) };
-        Ok(TokenizedOutput {
+        let out = TokenizedOutput {
             prefix: prefix.to_path_buf(),
             tokens: DirectAppend::open(&dir.join("tokens.bin"), kept_tokens, true)?,
             sizes: open_truncated(&dir.join("sizes.i32"), 4 * kept_documents)?,
@@ -388,7 +396,15 @@ impl TokenizedOutput {
             position,
             made_parents,
             _lock: lock,
-        })
+        };
+        if complete {
+            // Unlinked at once (the handles stay usable): a `tokens.bin` left by a run killed
+            // before `finish` would make the complete output look unfinished to the next one.
+            for name in ["tokens.bin", "sizes.i32", "subsets.u16"] {
+                remove_if_present(&out.dir.join(name))?;
+            }
+        }
+        Ok(out)
     }
 
     pub fn dtype(&self) -> DType {
@@ -494,6 +510,11 @@ impl TokenizedOutput {
 
     /// Make everything written so far durable and record `position` as the restart point.
     pub fn checkpoint(&mut self, position: Position) -> Result<()> {
+        if self.complete {
+            // The checkpoint on disk already records the finished output; an unfinished one
+            // would make the next run tokenize everything again.
+            return Ok(());
+        }
         self.position = position;
         self.write_checkpoint(false)
     }
@@ -527,12 +548,7 @@ impl TokenizedOutput {
         let n = self.counts.documents;
         let idx_dest = idx_path(&self.prefix);
         // A stale .idx must not pair with the new .bin if we die between the renames.
-        match std::fs::remove_file(&idx_dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&idx_dest, e))
-            }
-            _ => {}
-        }
+        remove_if_present(&idx_dest)?;
         if let Some(key) = &self.meta_key {
             let codes = self.dir.join("subsets.u16");
             write_streamed(
@@ -553,12 +569,7 @@ impl TokenizedOutput {
                 subsets_npy_path(&self.prefix),
                 subsets_json_path(&self.prefix),
             ] {
-                match std::fs::remove_file(&p) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::io(&p, e))
-                    }
-                    _ => {}
-                }
+                remove_if_present(&p)?;
             }
         }
         let bin_dest = bin_path(&self.prefix);
@@ -593,13 +604,7 @@ impl TokenizedOutput {
             }
         }
         for name in last {
-            let path = self.dir.join(name);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&path, e))
-                }
-                _ => {}
-            }
+            remove_if_present(&self.dir.join(name))?;
         }
         std::fs::remove_dir(&self.dir).at(&self.dir)
     }
