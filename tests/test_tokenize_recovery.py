@@ -391,3 +391,26 @@ def test_a_run_that_only_has_to_delete_its_work_directory_survives_another_stop(
     assert not (tmp_path / "out.partial").exists()
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
 
+
+def test_the_checkpoint_is_the_last_file_of_the_work_directory_deleted(tmp_path):
+    # Deleting the work directory of a complete output stops (here: the marker cannot be
+    # removed, standing for a kill at that moment). The checkpoint must still be there, so that
+    # the same command finishes; deleted before the marker, the next run started over.
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    marker = tmp_path / "out.partial" / ".pythia-data-tokenize"
+
+    def block_the_marker(*_):
+        if marker.is_file():
+            marker.unlink()
+            (marker / "x").mkdir(parents=True)
+
+    with pytest.raises(OSError, match="run the same command again"):
+        tokenize_files([src], prefix, progress=block_the_marker, progress_seconds=0)
+    (marker / "x").rmdir()
+    marker.rmdir()
+    report = tokenize_files([src], prefix)
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert items(prefix) == oracle_ids()

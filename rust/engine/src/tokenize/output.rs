@@ -584,11 +584,12 @@ impl TokenizedOutput {
         Ok(self.counts.clone())
     }
 
-    /// Delete the work directory of a complete output: the checkpoint and the marker last, so
+    /// Delete the work directory of a complete output: the marker, then the checkpoint last, so
     /// that a run killed in between leaves a directory the same command recognises as its own
-    /// and finishes (see [`is_complete`]), never one it must refuse as a stranger's.
+    /// (by the checkpoint, with or without the marker) and finishes (see [`is_complete`]); a
+    /// marker alone would make it start over.
     fn remove_work_dir(&self) -> Result<()> {
-        let last = [CHECKPOINT, MARKER];
+        let last = [MARKER, CHECKPOINT];
         for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
             let path = entry.at(&self.dir)?.path();
             if path
