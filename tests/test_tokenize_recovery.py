@@ -414,3 +414,27 @@ def test_the_checkpoint_is_the_last_file_of_the_work_directory_deleted(tmp_path)
     assert report["resumed_documents"] == report["documents"] == len(DOCS)
     assert not (tmp_path / "out.partial").exists()
     assert items(prefix) == oracle_ids()
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
+    # A job started in the background by a script (`cmd &`) ignores SIGINT, as does one a
+    # scheduler told to; Python keeps that. The run's stop handlers used to replace it, so a
+    # Ctrl-C meant for the script stopped the background run too.
+    import pythia_data.cli.tokenize as cli_tokenize
+
+    def signalled_during_the_run(*args, progress, **kwargs):
+        def progress_after_a_signal(*p):
+            os.kill(os.getpid(), signal.SIGINT)
+            progress(*p)
+
+        return tokenize_files(*args, progress=progress_after_a_signal, **kwargs)
+
+    monkeypatch.setattr(cli_tokenize, "tokenize_files", signalled_during_the_run)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = run(write_jsonl(tmp_path / "in.jsonl"), "-o", tmp_path / "out")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 0, result.output
+    assert items(tmp_path / "out") == oracle_ids()
