@@ -156,8 +156,8 @@ pub struct TokenizedOutput {
     pub resumed_documents: u64,
     /// Why a checkpoint found in the work directory was not used, for the user.
     pub restart_note: Option<String>,
-    /// The first few skipped problems (`path:line: message`), kept in the checkpoint so that a
-    /// resumed run reports the same ones as an uninterrupted run.
+    /// The first few skipped problems (`PATH: line N: message`; `row N` for Parquet), kept in
+    /// the checkpoint so that a resumed run reports the same ones as an uninterrupted run.
     pub skipped_examples: Vec<String>,
     /// Whether the output was already moved into place by a run killed while it deleted its
     /// work directory: `finish` then only has to delete it.
