@@ -75,3 +75,21 @@ def test_a_bar_that_does_not_stay_leaves_only_its_progress_lines(monkeypatch):
     bar.update(3)
     bar.close()
     assert all(line.startswith("index:") for line in log.getvalue().splitlines())
+
+
+def test_an_index_build_logs_a_line_per_stage_not_per_call(monkeypatch):
+    # build_index reports every 65,536 samples: thousands of calls for the Pile. Each used to
+    # redraw the bar, so a log got thousands of lines for a build of a minute.
+    from pythia_data import index
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    report, close = index._tqdm_progress(True)
+    stages = ("doc_idx", "sample_idx", "shuffle_idx")
+    for stage in stages:
+        for done in range(0, 1_000_001, 1000):
+            report(stage, done, 1_000_000)
+    close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) <= 2 * len(stages) + 1, lines
+    assert [line.split(":")[0] for line in lines[1:]] == list(stages)

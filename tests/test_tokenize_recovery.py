@@ -426,3 +426,72 @@ def test_a_process_forked_during_a_run_does_not_keep_the_output_locked(tmp_path)
         os.close(read_end)
         for pid in children:
             os.waitpid(pid, 0)
+
+
+def test_a_run_that_only_has_to_delete_its_work_directory_survives_another_stop(tmp_path):
+    # The rerun of a run killed while deleting its work directory can itself be stopped (Ctrl-C,
+    # a second SIGTERM) before that deletion. Its stop used to record an unfinished checkpoint
+    # beside empty work files, and the run after it tokenized everything again.
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([src], prefix, progress=stop, progress_seconds=0)
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+    report = tokenize_files([src], prefix)
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+def test_the_checkpoint_is_the_last_file_of_the_work_directory_deleted(tmp_path):
+    # Deleting the work directory of a complete output stops (here: the marker cannot be
+    # removed, standing for a kill at that moment). The checkpoint must still be there, so that
+    # the same command finishes; deleted before the marker, the next run started over.
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    marker = tmp_path / "out.partial" / ".pythia-data-tokenize"
+
+    def block_the_marker(*_):
+        if marker.is_file():
+            marker.unlink()
+            (marker / "x").mkdir(parents=True)
+
+    with pytest.raises(OSError, match="run the same command again"):
+        tokenize_files([src], prefix, progress=block_the_marker, progress_seconds=0)
+    (marker / "x").rmdir()
+    marker.rmdir()
+    report = tokenize_files([src], prefix)
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not (tmp_path / "out.partial").exists()
+    assert items(prefix) == oracle_ids()
+
+
+def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
+    # A job started in the background by a script (`cmd &`) ignores SIGINT, as does one a
+    # scheduler told to; Python keeps that. The run's stop handlers used to replace it, so a
+    # Ctrl-C meant for the script stopped the background run too.
+    import pythia_data.cli.tokenize as cli_tokenize
+
+    def signalled_during_the_run(*args, progress, **kwargs):
+        def progress_after_a_signal(*p):
+            os.kill(os.getpid(), signal.SIGINT)
+            progress(*p)
+
+        return tokenize_files(*args, progress=progress_after_a_signal, **kwargs)
+
+    monkeypatch.setattr(cli_tokenize, "tokenize_files", signalled_during_the_run)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = run(write_jsonl(tmp_path / "in.jsonl"), "-o", tmp_path / "out")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 0, result.output
+    assert items(tmp_path / "out") == oracle_ids()

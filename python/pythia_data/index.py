@@ -192,10 +192,11 @@ def _tqdm_progress(
     def report(stage: str, done: int, total: int) -> None:
         if stage != state["stage"]:
             state["stage"] = stage
+            bar.set_description(stage, refresh=False)
             bar.reset(total=total or None)
-            bar.set_description(stage)
-        bar.n = done
-        bar.refresh()
+        # update, not refresh: it keeps to the bar's interval, a line a minute in a log, where
+        # the engine's calls (one per 65,536 samples) would otherwise each print one.
+        bar.update(done - bar.n)
 
     return report, bar.close
 

@@ -46,7 +46,11 @@ class _StopRequests:
         if threading.current_thread() is not threading.main_thread():
             return self  # signal handlers can only be set there
         for sig in self.SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._handle)
+            # An ignored signal stays ignored, as Python leaves it: a job a script starts in
+            # the background (`cmd &`) ignores SIGINT, and a Ctrl-C meant for the script must
+            # not stop it.
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):

@@ -97,7 +97,7 @@ pub struct TokenizeReport {
     pub resumed_documents: u64,
     /// Why a checkpoint in the work directory was not resumed from, if one was there.
     pub restart_note: Option<String>,
-    /// The first few skipped problems, `path:line: message`.
+    /// The first few skipped problems, `PATH: line N: message`.
     pub skipped_examples: Vec<String>,
     pub dtype: Option<DType>,
 }

@@ -157,8 +157,8 @@ pub struct TokenizedOutput {
     pub resumed_documents: u64,
     /// Why a checkpoint found in the work directory was not used, for the user.
     pub restart_note: Option<String>,
-    /// The first few skipped problems (`path:line: message`), kept in the checkpoint so that a
-    /// resumed run reports the same ones as an uninterrupted run.
+    /// The first few skipped problems (`PATH: line N: message`; `row N` for Parquet), kept in
+    /// the checkpoint so that a resumed run reports the same ones as an uninterrupted run.
     pub skipped_examples: Vec<String>,
     /// Whether the output was already moved into place by a run killed while it deleted its
     /// work directory: `finish` then only has to delete it.
@@ -242,6 +242,14 @@ fn is_checkpoint(path: &Path) -> bool {
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .is_some_and(|v| v["format"].is_u64() && v["fingerprint"].is_string())
+}
+
+/// Remove `path`; one already gone is no error.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
@@ -368,7 +376,7 @@ impl TokenizedOutput {
         let n = counts.documents;
         // A complete output's work files may be gone already: opened empty, never written.
         let (kept_tokens, kept_documents) = if complete { (0, 0) } else { (tokens_bytes, n) };
-        Ok(TokenizedOutput {
+        let out = TokenizedOutput {
             prefix: prefix.to_path_buf(),
             tokens: DirectAppend::open(&dir.join("tokens.bin"), kept_tokens, true)?,
             sizes: open_truncated(&dir.join("sizes.i32"), 4 * kept_documents)?,
@@ -389,7 +397,15 @@ impl TokenizedOutput {
             position,
             made_parents,
             _lock: lock,
-        })
+        };
+        if complete {
+            // Unlinked at once (the handles stay usable): a `tokens.bin` left by a run killed
+            // before `finish` would make the complete output look unfinished to the next one.
+            for name in ["tokens.bin", "sizes.i32", "subsets.u16"] {
+                remove_if_present(&out.dir.join(name))?;
+            }
+        }
+        Ok(out)
     }
 
     pub fn dtype(&self) -> DType {
@@ -495,6 +511,11 @@ impl TokenizedOutput {
 
     /// Make everything written so far durable and record `position` as the restart point.
     pub fn checkpoint(&mut self, position: Position) -> Result<()> {
+        if self.complete {
+            // The checkpoint on disk already records the finished output; an unfinished one
+            // would make the next run tokenize everything again.
+            return Ok(());
+        }
         self.position = position;
         self.write_checkpoint(false)
     }
@@ -528,12 +549,7 @@ impl TokenizedOutput {
         let n = self.counts.documents;
         let idx_dest = idx_path(&self.prefix);
         // A stale .idx must not pair with the new .bin if we die between the renames.
-        match std::fs::remove_file(&idx_dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&idx_dest, e))
-            }
-            _ => {}
-        }
+        remove_if_present(&idx_dest)?;
         if let Some(key) = &self.meta_key {
             let codes = self.dir.join("subsets.u16");
             write_streamed(
@@ -554,12 +570,7 @@ impl TokenizedOutput {
                 subsets_npy_path(&self.prefix),
                 subsets_json_path(&self.prefix),
             ] {
-                match std::fs::remove_file(&p) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::io(&p, e))
-                    }
-                    _ => {}
-                }
+                remove_if_present(&p)?;
             }
         }
         let bin_dest = bin_path(&self.prefix);
@@ -574,11 +585,12 @@ impl TokenizedOutput {
         Ok(self.counts.clone())
     }
 
-    /// Delete the work directory of a complete output: the checkpoint and the marker last, so
+    /// Delete the work directory of a complete output: the marker, then the checkpoint last, so
     /// that a run killed in between leaves a directory the same command recognises as its own
-    /// and finishes (see [`is_complete`]), never one it must refuse as a stranger's.
+    /// (by the checkpoint, with or without the marker) and finishes (see [`is_complete`]); a
+    /// marker alone would make it start over.
     fn remove_work_dir(&self) -> Result<()> {
-        let last = [CHECKPOINT, MARKER];
+        let last = [MARKER, CHECKPOINT];
         for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
             let path = entry.at(&self.dir)?.path();
             if path
@@ -594,13 +606,7 @@ impl TokenizedOutput {
             }
         }
         for name in last {
-            let path = self.dir.join(name);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&path, e))
-                }
-                _ => {}
-            }
+            remove_if_present(&self.dir.join(name))?;
         }
         std::fs::remove_dir(&self.dir).at(&self.dir)
     }
