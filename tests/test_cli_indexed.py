@@ -292,6 +292,12 @@ def test_verify_checks_the_subset_labels(tmp_path):
     (tmp_path / "d.subsets.json").unlink()
     code, out = run("verify", tmp_path / "d", "-q")
     assert code == 1 and "d.subsets.json is missing" in out, out
+    # Both gone: the dataset alone is intact, but the checksum file says they belong to it.
+    codes_path.unlink()
+    assert run("verify", tmp_path / "d", "-q")[0] == 0
+    code, out = run("verify", tmp_path / "d", "-q", "--checksums", tmp_path / "SUMS")
+    assert code == 1 and "MISSING d.subsets.json" in out and "MISSING d.subsets.npy" in out, out
+    assert "OK      d.bin" in out and "2 of 4 files do not match" in out, out
 
 
 def test_cli_errors_have_no_traceback(tmp_path):

@@ -82,13 +82,21 @@ def command(
         write_checksum_file(write_checksums, {f.name: d for f, d in digests.items()})
         click.echo(f"wrote {write_checksums}")
     if checksums:
-        bad = 0
+        # Subset labels are optional, so a dataset without them is fine, unless the checksum
+        # file says they belong to it.
+        subsets_names = {ds.prefix.name + s for s in (".subsets.npy", ".subsets.json")}
+        listed = {Path(name).name for name in expected} & subsets_names
+        missing = sorted(listed - {f.name for f in subsets_files})
+        for name in missing:
+            click.echo(f"MISSING {name}")
+        bad = len(missing)
         for f, digest in digests.items():
             ok = digest == find_expected(expected, f)
             bad += not ok
             click.echo(f"{'OK    ' if ok else 'FAILED'}  {f.name}")
         if bad:
-            click.echo(f"error: {bad} of {len(digests)} files do not match {checksums}", err=True)
+            n = len(digests) + len(missing)
+            click.echo(f"error: {bad} of {n} files do not match {checksums}", err=True)
             sys.exit(1)
         click.echo(f"all {len(digests)} files match {checksums}")
 

@@ -261,7 +261,7 @@ impl TokenizeWriter {
             }
             out.counts.errors_skipped += skipped;
             for example in examples {
-                out.add_skipped_example(example);
+                out.add_skipped_example(|| example);
             }
             out.position = Position {
                 file: source,

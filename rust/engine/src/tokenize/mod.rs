@@ -544,7 +544,9 @@ fn write_in_order(
                     }
                     for (line, msg) in &r.bad {
                         out.counts.errors_skipped += 1;
-                        out.add_skipped_example(format!("{}: line {line}: {msg}", path.display()));
+                        out.add_skipped_example(|| {
+                            format!("{}: line {line}: {msg}", path.display())
+                        });
                     }
                     let ends: Vec<(usize, Option<&str>)> =
                         r.docs.iter().map(|(e, m)| (*e, m.as_deref())).collect();
@@ -562,7 +564,7 @@ fn write_in_order(
                         return Err(error);
                     }
                     out.counts.errors_skipped += 1;
-                    out.add_skipped_example(error.to_string());
+                    out.add_skipped_example(|| error.to_string());
                     // The rest of this file is unreadable: resume after it.
                     out.position = Position {
                         file: file + 1,

@@ -503,9 +503,11 @@ impl TokenizedOutput {
     }
 
     /// Note a skipped problem for the report, if it is among the first few.
-    pub fn add_skipped_example(&mut self, message: String) {
+    /// `message` is only called for the first few: a corpus with millions of bad lines should
+    /// not format millions of messages.
+    pub fn add_skipped_example(&mut self, message: impl FnOnce() -> String) {
         if self.skipped_examples.len() < MAX_EXAMPLES {
-            self.skipped_examples.push(message);
+            self.skipped_examples.push(message());
         }
     }
 
