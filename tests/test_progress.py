@@ -10,14 +10,16 @@ import sys
 import termios
 from pathlib import Path
 
+import pythia_data
 from pythia_data import progress
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "python" / "pythia_data" / "data" / "sample-pile.jsonl.zst"
+# The package under test, wherever it was imported from (the source tree, or an install).
+PACKAGE = Path(pythia_data.__file__).resolve().parent
+SAMPLE = PACKAGE / "data" / "sample-pile.jsonl.zst"
 
 
 def _tokenize(tmp_path: Path, stderr) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE.parent))
     cmd = [sys.executable, "-m", "pythia_data.cli", "tokenize", str(SAMPLE), "-o"]
     return subprocess.run(
         [*cmd, str(tmp_path / "out")], stderr=stderr, stdout=subprocess.PIPE, env=env, check=True
