@@ -180,10 +180,10 @@ def command(
     """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
-    .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and sorted, skipping names that start with
-    "." and links to files found or listed already), or Hugging Face datasets saved with
-    `save_to_disk` (Parquet and saved datasets need pyarrow). Each line is read as Python's
-    json.loads reads it (NaN and Infinity included).
+    .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and
+    sorted, skipping names that start with "." and links to files found or listed already), or
+    Hugging Face datasets saved with `save_to_disk` (Parquet and saved datasets need pyarrow).
+    Each line is read as Python's json.loads reads it (NaN and Infinity included).
 
     Killed runs continue from their last checkpoint when started again with the same command;
     so do runs stopped by a full disk or another system error, whose work directory
