@@ -151,6 +151,19 @@ def test_dataset_dict_splits_that_are_not_a_list_of_names(tmp_path, splits):
     assert not list(tmp_path.glob("out*"))
 
 
+def test_tokenize_files_reads_a_dataset_dict_split_by_split(tmp_path):
+    # Only the CLI listed the splits: tokenize_files raised FileNotFoundError (dd/state.json).
+    root = tmp_path / "dd"
+    root.mkdir()
+    train, test = ["the first train document", "the second one"], ["a test document"]
+    write_saved_dataset(root / "train", [json.dumps({"text": t}) for t in train], files=1)
+    write_saved_dataset(root / "test", [json.dumps({"text": t}) for t in test], files=1)
+    (root / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    report = tokenize_files(root, tmp_path / "out")
+    assert report["documents"] == 3
+    assert token_lists(tmp_path / "out") == expected(train + test)  # the listing's order
+
+
 # --- damaged Parquet ----------------------------------------------------------------------------
 
 

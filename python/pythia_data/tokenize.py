@@ -173,7 +173,8 @@ def tokenize_files(
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
-    ``inputs`` may be a single path; ``tokenizer`` a ``Tokenizer`` or the path of a
+    ``inputs`` may be a single path; a saved DatasetDict is read split by split, in the order
+    its ``dataset_dict.json`` lists them; ``tokenizer`` a ``Tokenizer`` or the path of a
     ``tokenizer.json`` (default: the bundled GPT-NeoX-20B tokenizer).
     """
     if isinstance(inputs, (str, os.PathLike)):
@@ -194,7 +195,12 @@ def tokenize_files(
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     # "out.bin" names the dataset "out", as for IndexedDataset("out.bin") that reads it.
     output = _strip_extension(output)
-    paths = [Path(p) for p in inputs]
+    # A saved DatasetDict is its splits, in its listing's order (as `find_inputs` lists them).
+    paths = [
+        split
+        for p in map(Path, inputs)
+        for split in (_dataset_dict_splits(p) if (p / "dataset_dict.json").is_file() else [p])
+    ]
     arrow = [_is_arrow_source(p) for p in paths]
     if any(arrow):
         if not all(arrow):
