@@ -428,6 +428,24 @@ def test_dictionary_of_numbers_is_still_not_text(tmp_path):
     assert "not a string" in result.output
 
 
+@pytest.mark.parametrize("name", ["b.parquet", "saved"])
+def test_a_text_column_of_nulls_only_is_rows_without_text(tmp_path, docs, name):
+    # pandas and `datasets` type an all-None column `null`: the file was refused whole ("the
+    # 'text' column is null, not a string"), even with --on-error skip.
+    pa = pytest.importorskip("pyarrow")
+    texts = [t for t, _ in docs[:12]]
+    write_tables(tmp_path / "a.parquet", [pa.table({"text": texts})])
+    write_tables(tmp_path / name, [pa.table({"text": pa.nulls(3)})])
+    inputs = [tmp_path / "a.parquet", tmp_path / name]
+    result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "")
+    assert result.exit_code == 1, result.output
+    assert result.output == f"error: {tmp_path / name}: row 1: the 'text' field is null\n"
+    result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 3 bad lines" in result.output
+    assert token_lists(tmp_path / "out") == expected(texts)
+
+
 # --- invalid UTF-8 ------------------------------------------------------------------------------
 
 

@@ -370,10 +370,13 @@ def _size(source: Path) -> int:
 def _string_array(col):
     """``col`` as a string or large_string array, or None when it holds something else: the
     dictionary-encoded and string_view columns other writers make (pandas categoricals,
-    Polars) hold the same strings."""
+    Polars) hold the same strings, and a column of nulls only (pandas and ``datasets`` give
+    an all-None column that type) holds no string in any row."""
     import pyarrow as pa
     import pyarrow.types as pat
 
+    if pat.is_null(col.type):
+        return pa.nulls(len(col), pa.string())
     if pat.is_dictionary(col.type):
         values = _string_array(col.dictionary)
         return None if values is None else values.take(col.indices)
