@@ -495,3 +495,40 @@ def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
         signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 0, result.output
     assert items(tmp_path / "out") == oracle_ids()
+
+
+def test_a_saved_dataset_saved_again_in_place_is_not_resumed(tmp_path):
+    # save_to_disk over an earlier save rewrites its files in place: the directory's size and
+    # time stayed the same, and the rerun resumed, writing the first save's documents first.
+    pa = pytest.importorskip("pyarrow")
+    texts = [f"document {i:02d} of the first save" for i in range(40)]
+    src = tmp_path / "saved"
+    src.mkdir()
+    (src / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data.arrow"}]}))
+
+    def save(texts):
+        table = pa.table({"text": texts})
+        with pa.OSFile(str(src / "data.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, table.schema) as w:
+                for batch in table.to_batches(max_chunksize=10):
+                    w.write_batch(batch)
+
+    save(texts)
+    calls = 0
+
+    def stop(*_):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(src, tmp_path / "out", checkpoint_seconds=0, progress=stop)
+    size, directory_time = (src / "data.arrow").stat().st_size, src.stat().st_mtime_ns
+    save(texts[::-1])
+    stamp = (src / "data.arrow").stat().st_mtime_ns + 10**9  # whatever the clock's resolution
+    os.utime(src / "data.arrow", ns=(stamp, stamp))
+    assert (src / "data.arrow").stat().st_size == size and src.stat().st_mtime_ns == directory_time
+    report = tokenize_files(src, tmp_path / "out")
+    assert "starts over" in report["restart_note"] and report["resumed_documents"] == 0
+    assert items(tmp_path / "out") == oracle_ids(texts[::-1])

@@ -361,6 +361,14 @@ def _num_rows(source: Path) -> int:
     return sum(b.num_rows for path in _saved_data_files(source) for b in _arrow_stream(path))
 
 
+def _stamp(source: Path) -> str:
+    """Sizes and modification times of the files ``source`` is read from, which a resumed run
+    checks are unchanged. A saved dataset's are its own files': ``save_to_disk`` over an
+    earlier save rewrites them in place, which leaves the directory's time as it was."""
+    files = [source] if _is_parquet(source) else [source / "state.json", *_saved_data_files(source)]
+    return " ".join(f"{st.st_size}:{st.st_mtime_ns}" for st in map(Path.stat, files))
+
+
 def _size(source: Path) -> int:
     if source.is_dir():
         return sum(f.stat().st_size for f in source.iterdir() if f.is_file())
@@ -459,12 +467,12 @@ def _tokenize_arrow(
         ) from None
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
-    fingerprint = "\n".join(
-        [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
-        + [f"{p} {_size(p)} {p.stat().st_mtime_ns}" for p in sources]
-    )
     # Opens every source first: one that cannot be read fails before any output is started.
     rows_total = sum(_num_rows(p) for p in sources)
+    fingerprint = "\n".join(
+        [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
+        + [f"{p} {_stamp(p)}" for p in sources]
+    )
     writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
     resumed = writer.resumed_documents
     restart_note = writer.restart_note
