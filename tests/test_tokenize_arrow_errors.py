@@ -446,6 +446,22 @@ def test_a_text_column_of_nulls_only_is_rows_without_text(tmp_path, docs, name):
     assert token_lists(tmp_path / "out") == expected(texts)
 
 
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+def test_a_flattened_meta_column_is_the_subset(tmp_path, docs, name):
+    # `datasets`' flatten() names the struct's field "meta.pile_set_name": every document
+    # was given the subset "", with no word said.
+    pa = pytest.importorskip("pyarrow")
+    texts, subsets = (list(x) for x in zip(*docs, strict=True))
+    write_tables(tmp_path / name, [pa.table({"text": texts, "meta.pile_set_name": subsets})])
+    result = run(tmp_path / name, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts)
+    kept = [s for t, s in docs if t]
+    names = list(dict.fromkeys(kept))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [names.index(s) for s in kept]
+
+
 # --- invalid UTF-8 ------------------------------------------------------------------------------
 
 

@@ -165,7 +165,8 @@ def tokenize_files(
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
     and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
     group that cannot be decoded). ``meta_key``: dotted path of a per-document string to keep
-    as subsets (None or "": no subset files). Returns a dict: documents, tokens, empty_skipped,
+    as subsets (None or "": no subset files; an Arrow column named with the dots, as
+    ``datasets``' ``flatten()`` makes, is that path too). Returns a dict: documents, tokens, empty_skipped,
     errors_skipped, resumed_documents, restart_note (why a checkpoint was not used, or None),
     skipped_examples (up to 10 messages), dtype. ``threads``, ``chunk_bytes`` and
     ``progress_seconds`` apply to JSON lines; Parquet and saved datasets are encoded a batch at
@@ -429,20 +430,37 @@ def _texts_of(batch, source: Path, text_key: str) -> tuple[list[str | None], dic
     return texts, problems
 
 
+def _meta_columns(meta_key: str) -> list[str]:
+    """The column names ``meta_key`` may start with: its dotted prefixes."""
+    parts = meta_key.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
+
+
+def _meta_column(batch, meta_key: str):
+    """The batch's column at the dotted path ``meta_key``, into struct columns, or None. A
+    column's own name may hold dots: ``datasets``' ``flatten()`` names the field
+    ``pile_set_name`` of the struct column ``meta`` ``meta.pile_set_name``."""
+    import pyarrow.types as pat
+
+    parts = meta_key.split(".")
+    for k, name in enumerate(_meta_columns(meta_key), start=1):
+        if name not in batch.schema.names:
+            continue
+        col = batch.column(name)
+        for field in parts[k:]:
+            if not pat.is_struct(col.type) or col.type.get_field_index(field) < 0:
+                break
+            col = col.field(field)
+        else:
+            return col
+    return None
+
+
 def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
     """The batch's subset names (None where there is none), and why for each row whose name
     is not UTF-8."""
-    import pyarrow.types as pat
-
-    first, *rest = meta_key.split(".")
-    if first not in batch.schema.names:
-        return [None] * batch.num_rows, {}
-    col = batch.column(first)
-    for name in rest:
-        if not pat.is_struct(col.type) or col.type.get_field_index(name) < 0:
-            return [None] * batch.num_rows, {}
-        col = col.field(name)
-    strings = _string_array(col)
+    col = _meta_column(batch, meta_key)
+    strings = None if col is None else _string_array(col)
     if strings is None:
         return [None] * batch.num_rows, {}
     metas, invalid = _decoded(strings)
@@ -480,7 +498,8 @@ def _tokenize_arrow(
     bytes_total = sum(_size(p) for p in sources)
     rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
     text_bytes = 0
-    columns = [text_key] + ([meta_key.split(".")[0]] if meta_key else [])
+    meta_columns = _meta_columns(meta_key) if meta_key else []
+    columns = [text_key] + [c for c in meta_columns if c != text_key]
     last_checkpoint = time.monotonic()
     in_progress = False  # an exception raised meanwhile is the caller's, not bad input
     try:
