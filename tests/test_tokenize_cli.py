@@ -522,6 +522,17 @@ def test_large_vocabulary_writes_int32(tmp_path):
     assert ds[0].tolist() == ref.encode("a").ids + [70000] + ref.encode("b").ids + [0]
 
 
+def test_parquet_progress_counts_text_in_utf8_bytes(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    texts = ["日本語のテキスト", "héllo wörld", "plain", "🙂🙃 emoji"]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "a.parquet")
+    seen = []
+    tokenize_files(tmp_path / "a.parquet", tmp_path / "out", progress=lambda *a: seen.append(a[-1]))
+    # Bytes, as the rate beside the bar says (MB/s), not characters.
+    assert seen[-1] == sum(len(t.encode("utf-8")) for t in texts) == 56
+
+
 def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

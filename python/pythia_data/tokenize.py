@@ -537,7 +537,7 @@ def _tokenize_arrow(
                         metas = [metas[i] for i in keep] if metas is not None else None
                     writer.add_texts(texts, metas, si, row + n, len(problems), messages)
                 rows_done += n - skip
-                text_bytes += sum(len(t) for t in texts)
+                text_bytes += sum(len(t.encode()) for t in texts)  # UTF-8 bytes, as for JSON lines
                 row += n
                 if progress is not None:
                     docs, tokens, *_ = writer.counts
