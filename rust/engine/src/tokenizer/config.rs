@@ -85,10 +85,16 @@ fn check_normalizer(v: &Value) -> Result<bool> {
                 }
             }
             other => Err(invalid(format!(
-                "unsupported normalizer {other:?} (only NFC or none is supported)"
+                "unsupported normalizer {} (only NFC or none is supported)",
+                named(other)
             ))),
         },
     }
+}
+
+/// A component's `"type"` as the messages name it: quoted, or said to be missing.
+fn named(type_name: Option<&str>) -> String {
+    type_name.map_or_else(|| "without a \"type\"".to_string(), |t| format!("{t:?}"))
 }
 
 /// A ByteLevel component. Its flags change ids only in the pre-tokenizer: the reference's
@@ -100,8 +106,8 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool)
     }
     if type_of(v) != Some("ByteLevel") {
         return Err(invalid(format!(
-            "unsupported {what} {:?} (only ByteLevel is supported)",
-            type_of(v)
+            "unsupported {what} {} (only ByteLevel is supported)",
+            named(type_of(v))
         )));
     }
     let add_prefix_space = flag(v, "add_prefix_space", what, false)?;
@@ -470,6 +476,38 @@ mod tests {
             .unwrap();
         assert!(
             err.to_string().contains("\"b\" and \"c\" share id 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_components_are_named_in_plain_words() {
+        // They were named as Rust's Debug dump: `unsupported normalizer Some("Lowercase")`.
+        let json = |normalizer: &str, decoder: &str| {
+            format!(
+                r#"{{"model": {{"type": "BPE", "vocab": {{"a": 0}}, "merges": []}},
+                     "normalizer": {normalizer}, "pre_tokenizer": {{"type": "ByteLevel"}},
+                     "decoder": {decoder}}}"#
+            )
+        };
+        let refusal = |normalizer: &str, decoder: &str| {
+            TokenizerConfig::parse(json(normalizer, decoder).as_bytes())
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let byte_level = r#"{"type": "ByteLevel"}"#;
+        assert_eq!(
+            refusal(r#"{"type": "Lowercase"}"#, byte_level),
+            "unsupported normalizer \"Lowercase\" (only NFC or none is supported)"
+        );
+        assert_eq!(
+            refusal(r#"{"lowercase": true}"#, byte_level),
+            "unsupported normalizer without a \"type\" (only NFC or none is supported)"
+        );
+        let err = refusal("null", r#"{"type": "WordPiece"}"#);
+        assert!(
+            err.ends_with(" \"WordPiece\" (only ByteLevel is supported)"),
             "{err}"
         );
     }
