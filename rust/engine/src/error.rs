@@ -7,8 +7,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An operating-system error while touching `path`.
-    #[error("{path}: {source}")]
+    /// An operating-system error while touching `path`, in the system's words without Rust's
+    /// "(os error N)".
+    #[error("{path}: {}", os_text(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -44,6 +45,30 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid(message.into())
     }
+
+    /// An error creating `made` (a temporary file or a work directory) beside the output
+    /// `dest`: named by the folder, which is what lacks room or permission, and by the output,
+    /// since the user never named `made`.
+    pub fn creating(dest: impl AsRef<Path>, made: &Path, source: std::io::Error) -> Self {
+        // The nearest folder that exists: missing ones above `made` are created with it.
+        let folder = made
+            .ancestors()
+            .skip(1)
+            .find(|p| p.as_os_str().is_empty() || p.exists())
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let text = format!("{} (writing {})", os_text(&source), dest.as_ref().display());
+        Error::io(folder, std::io::Error::new(source.kind(), text))
+    }
+}
+
+/// `e`'s message without the " (os error N)" Rust appends to the system's text.
+pub fn os_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(at)) => text[..at].to_string(),
+        _ => text,
+    }
 }
 
 /// Attach a path to a `std::io::Result`.
@@ -54,5 +79,20 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_errors_read_without_rusts_os_error_number() {
+        let e = Error::io("d/x.idx", std::io::Error::from_raw_os_error(2));
+        assert_eq!(e.to_string(), "d/x.idx: No such file or directory");
+        let e = Error::creating("ro/x.bin", Path::new("ro/.x.bin.tmp-1"), {
+            std::io::Error::from_raw_os_error(13)
+        });
+        assert_eq!(e.to_string(), "ro: Permission denied (writing ro/x.bin)");
     }
 }

@@ -34,7 +34,8 @@ impl IndexedDatasetBuilder {
         for dest in [bin_path(&prefix), idx_path(&prefix)] {
             remove_stale_temps(&dest);
         }
-        let file = File::create(&bin_tmp).at(&bin_tmp)?;
+        let file =
+            File::create(&bin_tmp).map_err(|e| Error::creating(bin_path(&prefix), &bin_tmp, e))?;
         Ok(IndexedDatasetBuilder {
             prefix,
             dtype,

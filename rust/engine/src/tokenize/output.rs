@@ -206,7 +206,7 @@ fn missing_parents(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn claim_work_dir(dir: &Path) -> Result<()> {
+fn claim_work_dir(dir: &Path, output: &str) -> Result<()> {
     let refuse = |why: &str| {
         Err(Error::invalid(format!(
             "{}: this is in the way of the run's work directory ({why}), so it is left alone: \
@@ -215,7 +215,7 @@ fn claim_work_dir(dir: &Path) -> Result<()> {
         )))
     };
     match std::fs::symlink_metadata(dir) {
-        Err(_) => std::fs::create_dir_all(dir).at(dir)?,
+        Err(_) => std::fs::create_dir_all(dir).map_err(|e| Error::creating(output, dir, e))?,
         // Through a link, finishing would delete only the link and leave our files behind.
         Ok(m) if m.file_type().is_symlink() => return refuse("a symbolic link"),
         Ok(_) => {
@@ -279,7 +279,8 @@ impl TokenizedOutput {
         crate::indexed::check_output_prefix(prefix)?;
         let dir = work_dir(prefix);
         let made_parents = missing_parents(&dir);
-        claim_work_dir(&dir)?;
+        let output = format!("{}.bin/.idx", prefix.display());
+        claim_work_dir(&dir, &output)?;
         let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
         let found = checkpoint_path.exists();
@@ -646,7 +647,10 @@ impl TokenizedOutput {
             Error::Io { path, source } => match self.keep_if_resumable() {
                 Some(hint) => Error::Io {
                     path,
-                    source: std::io::Error::new(source.kind(), format!("{source}; {hint}")),
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!("{}; {hint}", crate::error::os_text(&source)),
+                    ),
                 },
                 None => Error::Io { path, source },
             },
