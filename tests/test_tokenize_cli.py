@@ -720,3 +720,29 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
     assert "resumed after" in done.stdout
     tokenize_files([source], tmp_path / "clean")
     assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")
+
+
+def test_outputs_in_the_way_are_refused_before_any_work(tmp_path):
+    # A directory named PREFIX.bin failed the run only when the output was moved into place,
+    # after PREFIX.subsets.* had been; a file where the output's folder belongs was reported
+    # on the hidden work directory ("FILE/x.partial: Not a directory (os error 20)").
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "a"}\n')
+    (tmp_path / "out.bin").mkdir()
+    result = run(src, "--output", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot write {tmp_path / 'out.bin'}: a directory of that name is in the way; "
+        "move it away or choose another output\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.bin"]
+    result = run(src, "--output", src / "x")
+    assert result.exit_code == 1
+    assert result.output == f"error: cannot write {src / 'x.bin'}: {src} is a file, not a folder\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.bin"]
+    # merge too, before it reads and copies every input.
+    with IndexedDatasetBuilder(tmp_path / "a", np.uint16) as b:
+        b.add_document(np.arange(3))
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "out"), str(tmp_path / "a")])
+    assert result.exit_code == 1 and "a directory of that name is in the way" in result.output
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "in.jsonl", "out.bin"]

@@ -28,7 +28,8 @@ pub fn bin_path(prefix: impl AsRef<Path>) -> PathBuf {
 }
 
 /// Refuse an output prefix that names no file: empty, ending in a separator, `.` or `..`, or
-/// an existing directory (`-o out/` would otherwise write `out/.bin`, a hidden file).
+/// an existing directory (`-o out/` would otherwise write `out/.bin`, a hidden file); one below
+/// a file, or whose `.bin`, `.idx` or subsets files would replace a directory.
 pub fn check_output_prefix(prefix: impl AsRef<Path>) -> Result<()> {
     let prefix = prefix.as_ref();
     let text = prefix.as_os_str().to_string_lossy();
@@ -46,6 +47,29 @@ pub fn check_output_prefix(prefix: impl AsRef<Path>) -> Result<()> {
                 ""
             }
         )));
+    }
+    // Missing folders are created; one that exists must be a folder. Checked now, before any
+    // work, rather than found when the output is moved into place.
+    let existing = prefix
+        .ancestors()
+        .skip(1)
+        .find(|p| !p.as_os_str().is_empty() && std::fs::metadata(p).is_ok());
+    if let Some(file) = existing.filter(|p| !p.is_dir()) {
+        return Err(Error::invalid(format!(
+            "cannot write {}: {} is a file, not a folder",
+            with_suffix(prefix, ".bin").display(),
+            file.display()
+        )));
+    }
+    for suffix in [".bin", ".idx", ".subsets.npy", ".subsets.json"] {
+        let dest = with_suffix(prefix, suffix);
+        if dest.is_dir() {
+            return Err(Error::invalid(format!(
+                "cannot write {}: a directory of that name is in the way; move it away or choose \
+                 another output",
+                dest.display()
+            )));
+        }
     }
     Ok(())
 }

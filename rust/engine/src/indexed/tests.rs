@@ -150,3 +150,37 @@ fn output_prefixes_must_name_a_file() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn output_prefixes_in_the_way_are_refused_before_any_work() {
+    // A file where a folder belongs failed as "FILE: File exists (os error 17)", and a directory
+    // named like an output only when the finished output was moved into place.
+    let dir = std::env::temp_dir().join(format!("pythia-in-the-way-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("out.idx")).unwrap();
+    std::fs::write(dir.join("file"), b"").unwrap();
+    let err = super::check_output_prefix(dir.join("file/sub/x"))
+        .unwrap_err()
+        .to_string();
+    let file = dir.join("file");
+    assert_eq!(
+        err,
+        format!(
+            "cannot write {}: {} is a file, not a folder",
+            file.join("sub/x.bin").display(),
+            file.display()
+        )
+    );
+    let err = IndexedDatasetBuilder::create(dir.join("out"), DType::U16)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot write {}: a directory of that name is in the way",
+            dir.join("out.idx").display()
+        )),
+        "{err}"
+    );
+    assert!(!dir.join("out.bin").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
