@@ -439,7 +439,8 @@ def test_a_text_column_of_nulls_only_is_rows_without_text(tmp_path, docs, name):
     inputs = [tmp_path / "a.parquet", tmp_path / name]
     result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "")
     assert result.exit_code == 1, result.output
-    assert result.output == f"error: {tmp_path / name}: row 1: the 'text' field is null\n"
+    message = f"{tmp_path / name}: row 1: the 'text' field is null"
+    assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
     assert result.exit_code == 0, result.output
     assert "skipped 3 bad lines" in result.output
@@ -486,7 +487,7 @@ def test_invalid_utf8_text_names_the_row_and_is_skipped(tmp_path, docs, name):
     result = run(source, "--output", tmp_path / "out", "--meta-key", "")
     assert result.exit_code == 1, result.output
     message = f"{source}: row 23: invalid UTF-8 (byte 0xff at offset 2) in the 'text' field"
-    assert result.output == f"error: {message}\n"
+    assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     assert not list(tmp_path.glob("out*"))
     result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
     assert result.exit_code == 0, result.output
@@ -507,7 +508,7 @@ def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     message = (
         f"{source}: row 5: invalid UTF-8 (byte 0xc3 at offset 5) in the 'meta.pile_set_name' field"
     )
-    assert result.output == f"error: {message}\n"
+    assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
     assert result.exit_code == 0, result.output
     assert "skipped 1 bad lines" in result.output and message in result.output

@@ -237,6 +237,9 @@ def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
 # --- Parquet and `save_to_disk` datasets, read with pyarrow and fed to the same output ----------
 
 
+#: What a run stopped by a bad row can do instead (the skipped examples go without it).
+SKIP_ROWS_HINT = "skip such rows with --on-error skip"
+
 #: Rows per batch read from Parquet (each batch is tokenized in parallel, then appended).
 ARROW_BATCH_ROWS = 2048
 
@@ -531,7 +534,7 @@ def _tokenize_arrow(
                             for i in sorted(problems)[:10]
                         ]
                         if on_error == "fail":
-                            raise PythiaDataError(messages[0])
+                            raise PythiaDataError(f"{messages[0]}; {SKIP_ROWS_HINT}")
                         keep = [i for i in range(len(texts)) if i not in problems]
                         texts = [texts[i] for i in keep]
                         metas = [metas[i] for i in keep] if metas is not None else None

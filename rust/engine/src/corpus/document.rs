@@ -68,7 +68,7 @@ pub(crate) fn parse_with_serde<'a>(
     let (text, meta) = DocSeed(fields)
         .deserialize(&mut de)
         .and_then(|r| de.end().map(|_| r))
-        .map_err(|e| format!("invalid JSON: {e}"))?;
+        .map_err(|e| serde_message(&e, line))?;
     // serde_json checks the strings it keeps, not the ones it skips.
     if let Err(e) = std::str::from_utf8(line) {
         return Err(format!(
@@ -83,6 +83,38 @@ pub(crate) fn parse_with_serde<'a>(
             "the {:?} field is {kind}, not a string",
             fields.text_key
         )),
+    }
+}
+
+/// serde_json's error in the terms of one line of a file: the position as a column of the
+/// line (serde_json counts lines within the line it was given, so its "line 1" would
+/// contradict the caller's line number), and a line that is not an object named by its kind
+/// rather than quoted whole (a line can be megabytes long).
+fn serde_message(e: &serde_json::Error, line: &[u8]) -> String {
+    let first = line.iter().find(|b| !b.is_ascii_whitespace());
+    if e.classify() == serde_json::error::Category::Data && first != Some(&b'{') {
+        let kind = match first {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return format!("not a JSON object: the line is {kind}");
+    }
+    let text = e.to_string();
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(w, _)| w);
+    // Past the line's last character (serde_json's line 2 is the line break the line ends with).
+    let at_end = e.is_eof() || e.line() > 1;
+    let ends_in_string = what.ends_with("while parsing a string");
+    match what.strip_prefix("EOF while parsing ") {
+        Some("a value") => "invalid JSON: the line ends before a value".to_string(),
+        Some(inside) => format!("invalid JSON: the line ends inside {inside}"),
+        None if at_end && ends_in_string => "invalid JSON: the line ends inside a string".into(),
+        None if at_end => format!("invalid JSON: {what} at the end of the line"),
+        None => format!("invalid JSON: {what} at column {}", e.column()),
     }
 }
 
@@ -278,7 +310,28 @@ mod tests {
         assert!(parse(b"{\"text\": \"x\"", &f)
             .unwrap_err()
             .starts_with("invalid JSON"));
-        assert!(parse(b"[1]", &f).unwrap_err().starts_with("invalid JSON"));
+        assert_eq!(
+            parse(b"[1]", &f).unwrap_err(),
+            "not a JSON object: the line is an array"
+        );
+        let long = format!("\"{}\"\n", "x".repeat(10_000));
+        assert_eq!(
+            parse(long.as_bytes(), &f).unwrap_err(),
+            "not a JSON object: the line is a string"
+        );
+        // Positions are columns of the line: the caller names the line.
+        assert_eq!(
+            parse(b"{\"text\": \"a\", \"x\": tru}\n", &f).unwrap_err(),
+            "invalid JSON: expected ident at column 23"
+        );
+        assert_eq!(
+            parse(b"{\"text\": \"a\"\n", &f).unwrap_err(),
+            "invalid JSON: the line ends inside an object"
+        );
+        assert_eq!(
+            parse(b"{\"text\": \"a line cut short\n", &f).unwrap_err(),
+            "invalid JSON: the line ends inside a string"
+        );
         assert_eq!(parse(b"{}", &f).unwrap_err(), "no \"text\" field");
         assert_eq!(
             parse(br#"{"text": 5}"#, &f).unwrap_err(),

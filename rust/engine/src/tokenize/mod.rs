@@ -502,6 +502,10 @@ pub fn tokenize_files(
     }
 }
 
+/// What a run stopped by bad input can do instead (the skipped examples go without it).
+const SKIP_LINES_HINT: &str = "skip such lines with --on-error skip";
+const SKIP_REST_HINT: &str = "skip the unreadable rest of such files with --on-error skip";
+
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
@@ -539,7 +543,10 @@ fn write_in_order(
                     let path = &opts.inputs[file];
                     if opts.on_error == OnError::Fail {
                         if let Some((line, msg)) = r.bad.first() {
-                            return Err(Error::corrupt(path, format!("line {line}: {msg}")));
+                            return Err(Error::corrupt(
+                                path,
+                                format!("line {line}: {msg}; {SKIP_LINES_HINT}"),
+                            ));
                         }
                     }
                     for (line, msg) in &r.bad {
@@ -561,7 +568,15 @@ fn write_in_order(
                 }
                 Outcome::Failed { file, error } => {
                     if opts.on_error == OnError::Fail || matches!(error, Error::Damaged { .. }) {
-                        return Err(error);
+                        return Err(match error {
+                            Error::Corrupt { path, message } if opts.on_error == OnError::Fail => {
+                                Error::Corrupt {
+                                    path,
+                                    message: format!("{message}; {SKIP_REST_HINT}"),
+                                }
+                            }
+                            other => other,
+                        });
                     }
                     out.counts.errors_skipped += 1;
                     out.add_skipped_example(|| error.to_string());
