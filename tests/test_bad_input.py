@@ -91,11 +91,14 @@ def test_damaged_subset_files_are_clear_errors(tmp_path):
     code, out = info()  # a code without a name is counted, not dropped
     assert code == 0 and re.search(r"3  A\n +2  B\n +1  <code 7>", out), out
     for bad_codes, bad_names, message in [
-        (b"garbage", None, "d.subsets.npy / .*d.subsets.json: unreadable subset labels"),
+        # The damaged file named, in plain words: numpy took garbage for a pickle.
+        (b"garbage", None, "d.subsets.npy: not a .npy file$"),
+        (b"\x93NUMPY\x01\x00v\x00{'descr'", None, "d.subsets.npy: truncated or damaged"),
         (np.zeros(3, np.uint16), None, "d.subsets.npy: holds uint16 of shape \\(3,\\).* 6 items"),
         (np.zeros(6, np.float32), None, "d.subsets.npy: holds float32"),
         (None, '{"names": 5}', "d.subsets.json: 'names' must be a list of strings"),
-        (None, "[1, 2]", "unreadable subset labels"),
+        (None, "[1, 2]", "d.subsets.json: 'names' must be a list of strings"),
+        (None, "{not json", "d.subsets.json: not valid JSON"),
     ]:
         np.save(codes, np.zeros(6, np.uint16))
         names.write_text('{"names": ["A"]}')

@@ -236,10 +236,24 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
     if not (codes_path.exists() and names_path.exists()):
         return None
     try:
-        names = json.loads(names_path.read_text())["names"]
-        codes = np.load(codes_path, mmap_mode="r")
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise PythiaDataError(f"{codes_path} / {names_path}: unreadable subset labels ({e})") from e
+        table = json.loads(names_path.read_bytes())
+        with open(codes_path, "rb") as f:
+            magic = f.read(6)
+        codes = np.load(codes_path, mmap_mode="r") if magic == b"\x93NUMPY" else None
+    except OSError as e:  # the file named, in the system's words
+        raise type(e)(f"{e.filename}: {e.strerror}") from e
+    except ValueError as e:
+        # Whichever of the two is damaged is named, as the engine's merge names it. numpy's
+        # own words are no help here (a cut file "has mmap length greater than file size").
+        if isinstance(e, json.JSONDecodeError):
+            raise PythiaDataError(f"{names_path}: not valid JSON ({e})") from e
+        raise PythiaDataError(
+            f"{codes_path}: truncated or damaged .npy file (its header promises more data "
+            "than the file holds, or cannot be read)"
+        ) from e
+    if codes is None:
+        raise PythiaDataError(f"{codes_path}: not a .npy file")
+    names = table.get("names") if isinstance(table, dict) else None
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise PythiaDataError(f"{names_path}: 'names' must be a list of strings")
     if codes.ndim != 1 or codes.dtype.kind not in "ui" or len(codes) != num_items:
