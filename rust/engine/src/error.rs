@@ -90,9 +90,11 @@ mod tests {
     fn system_errors_read_without_rusts_os_error_number() {
         let e = Error::io("d/x.idx", std::io::Error::from_raw_os_error(2));
         assert_eq!(e.to_string(), "d/x.idx: No such file or directory");
-        let e = Error::creating("ro/x.bin", Path::new("ro/.x.bin.tmp-1"), {
-            std::io::Error::from_raw_os_error(13)
-        });
-        assert_eq!(e.to_string(), "ro: Permission denied (writing ro/x.bin)");
+        // Named by the nearest folder that exists: the one lacking room or permission.
+        let tmp = std::env::temp_dir();
+        let made = tmp.join("no-such-folder").join(".x.bin.tmp-1");
+        let e = Error::creating("out/x.bin", &made, std::io::Error::from_raw_os_error(13));
+        let want = format!("{}: Permission denied (writing out/x.bin)", tmp.display());
+        assert_eq!(e.to_string(), want);
     }
 }

@@ -55,11 +55,21 @@ pub fn check_output_prefix(prefix: impl AsRef<Path>) -> Result<()> {
         .skip(1)
         .find(|p| !p.as_os_str().is_empty() && std::fs::metadata(p).is_ok());
     if let Some(file) = existing.filter(|p| !p.is_dir()) {
-        return Err(Error::invalid(format!(
-            "cannot write {}: {} is a file, not a folder",
-            with_suffix(prefix, ".bin").display(),
-            file.display()
-        )));
+        // In the words of Python's `check_output_folder`, which the other commands use.
+        let bin = with_suffix(prefix, ".bin");
+        return Err(Error::invalid(if Some(file) == prefix.parent() {
+            format!(
+                "cannot write {}: its folder {} is not a folder",
+                bin.display(),
+                file.display()
+            )
+        } else {
+            format!(
+                "cannot write {}: {} is a file, not a folder",
+                bin.display(),
+                file.display()
+            )
+        }));
     }
     for suffix in [".bin", ".idx", ".subsets.npy", ".subsets.json"] {
         let dest = with_suffix(prefix, suffix);
