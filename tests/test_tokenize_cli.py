@@ -744,7 +744,14 @@ def test_outputs_in_the_way_are_refused_before_any_work(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.bin"]
     result = run(src, "--output", src / "x")
     assert result.exit_code == 1
-    assert result.output == f"error: cannot write {src / 'x.bin'}: {src} is a file, not a folder\n"
+    assert (
+        result.output == f"error: cannot write {src / 'x.bin'}: its folder {src} is not a folder\n"
+    )
+    result = run(src, "--output", src / "sub" / "x")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot write {src / 'sub' / 'x.bin'}: {src} is a file, not a folder\n"
+    )
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.bin"]
     # merge too, before it reads and copies every input.
     with IndexedDatasetBuilder(tmp_path / "a", np.uint16) as b:
@@ -752,3 +759,14 @@ def test_outputs_in_the_way_are_refused_before_any_work(tmp_path):
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "out"), str(tmp_path / "a")])
     assert result.exit_code == 1 and "a directory of that name is in the way" in result.output
     assert sorted(os.listdir(tmp_path)) == ["a.bin", "a.idx", "in.jsonl", "out.bin"]
+
+
+def test_tokenize_files_given_a_directory_says_how_to_list_it(tmp_path):
+    # It said only "DIR: not a file"; the CLI expands directories, the function does not.
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text('{"text": "a"}\n')
+    with pytest.raises(
+        pythia_data.PythiaDataError, match="a directory, not an input file.*find_inputs"
+    ):
+        tokenize_files([tmp_path / "corpus"], tmp_path / "out")
+    assert sorted(os.listdir(tmp_path)) == ["corpus"]

@@ -355,7 +355,13 @@ pub fn tokenize_files(
     for p in &opts.inputs {
         let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if !m.is_file() {
-            return Err(Error::invalid(format!("{}: not a file", p.display())));
+            let what = if m.is_dir() {
+                "a directory, not an input file: pass the files in it (pythia_data.tokenize's \
+                 find_inputs lists them as `pythia-data tokenize` does)"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::invalid(format!("{}: {what}", p.display())));
         }
         input_bytes_total += m.len();
         let mtime = m
