@@ -178,6 +178,29 @@ def test_byte_order_mark_line_ends_and_last_line(tmp_path):
         assert got == want == [[25521, 0], [10186, 0]], name
 
 
+@pytest.mark.parametrize("first", [b"\n", b"\r\n", b"{}\n"])
+def test_byte_order_mark_after_a_short_first_line_is_not_skipped(tmp_path, first):
+    # Only the file's first bytes can be a byte-order mark; one that starts a later line is a
+    # bad line, as json.loads finds it. With chunks of 1-2 bytes after a first line that short,
+    # the mark on line 2 was dropped and the line read as a document.
+    bom_line = '\ufeff{"text": "hi"}'
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(bom_line)
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(first + bom_line.encode() + b'\n{"text": "x"}\n')
+    want = [oracle().encode("x").ids + [0]]
+    bad = 2 if first.strip() else 1  # "{}" (no text field) is a bad line too
+    for chunk_bytes in (1, 2, 3, 1 << 20):
+        out = tmp_path / f"out-{chunk_bytes}"
+        report = tokenize_files(
+            [src], out, tokenizer=ours(), on_error="skip", threads=1, chunk_bytes=chunk_bytes
+        )
+        assert report["errors_skipped"] == bad, chunk_bytes
+        assert report["skipped_examples"][-1].startswith(f"{src}: line 2: invalid JSON")
+        ds = IndexedDataset(out)
+        assert [ds[i].tolist() for i in range(len(ds))] == want, chunk_bytes
+
+
 def test_upper_case_extensions_are_decompressed(tmp_path, lines):
     # `.JSONL.ZST` or `.jsonl.GZ` (files from Windows or old tools) were read as plain text:
     # "line 1: invalid JSON" given as a file, silently left out of a directory.

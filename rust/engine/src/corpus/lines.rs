@@ -311,12 +311,19 @@ impl LineChunker {
                     whole_lines =
                         whole_lines || memchr::memrchr(b'\n', &data[filled..filled + n]).is_some();
                     filled += n;
-                    if self.at_start && filled >= BOM.len() {
-                        if data.starts_with(BOM) {
+                    // Only the stream's first bytes can be a byte-order mark. The question is
+                    // settled as soon as they differ from one, or once there are three: a
+                    // first line of one or two bytes must not leave it open, or with tiny
+                    // chunks a mark starting line 2 would be dropped too.
+                    if self.at_start {
+                        let k = filled.min(BOM.len());
+                        if data[..k] != BOM[..k] {
+                            self.at_start = false;
+                        } else if filled >= BOM.len() {
                             data.drain(..BOM.len());
                             filled -= BOM.len();
+                            self.at_start = false;
                         }
-                        self.at_start = false;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -459,6 +466,10 @@ mod tests {
             "no newline".into(),
             "\u{feff}after a BOM\nsecond".into(),
             "\u{feff}".into(),
+            // A mark that starts a later line is text, also after a first line of 1–2 bytes.
+            "\n\u{feff}second\n".into(),
+            "a\n\u{feff}\n".into(),
+            "\r\n\u{feff}".into(),
             format!("a\r\n\n\nb\n{long}\nc\n{long}"),
             (0..5000)
                 .map(|i| format!("line {i}{}\n", "y".repeat(i % 97)))
