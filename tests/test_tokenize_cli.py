@@ -284,6 +284,49 @@ def test_truncated_zstd(tmp_path, lines):
     assert dataset_bytes(again) == dataset_bytes(tmp_path / "skip")
 
 
+def test_corrupt_zstd_frame_keeps_the_same_lines_for_any_chunk_size(tmp_path):
+    # One frame that declares its size, with a damaged block past the middle. zstd decoded it
+    # in one go into a read as large as the frame (chunks of 1 MB: nothing kept, "line 1"),
+    # block by block into smaller ones (the lines before the damage kept): the documents kept
+    # and the line named changed with the chunk size.
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
+    body = "".join(
+        json.dumps({"text": " ".join(words[(i * 7 + k * k) % 8] for k in range(40)) + f" {i}"})
+        + "\n"
+        for i in range(3000)
+    ).encode()
+    frame = zstandard.ZstdCompressor(level=3).compress(body)  # writes the content size
+    src = tmp_path / "c.jsonl.zst"
+    for at in range(len(frame) // 2, len(frame) - 16, 97):
+        damaged = bytearray(frame)
+        damaged[at] ^= 0x10
+        try:
+            zstandard.ZstdDecompressor().decompress(bytes(damaged))
+        except zstandard.ZstdError:
+            break  # a flip zstd detects
+    else:
+        pytest.fail("no flip made the frame fail to decode")
+    src.write_bytes(bytes(damaged))
+    results = set()
+    for threads, chunk_bytes in ((1, 1 << 20), (2, 4096), (1, 1), (3, 100_000)):
+        out = tmp_path / f"out-{threads}-{chunk_bytes}"
+        report = tokenize_files(
+            [src], out, tokenizer=ours(), on_error="skip", threads=threads, chunk_bytes=chunk_bytes
+        )
+        assert report["errors_skipped"] == 1
+        with pytest.raises(pythia_data.PythiaDataError) as failed:
+            tokenize_files([src], out, tokenizer=ours(), threads=threads, chunk_bytes=chunk_bytes)
+        assert str(failed.value) == report["skipped_examples"][0]
+        # The documents kept are the lines before the damage, as the oracle tokenizes them.
+        ds = IndexedDataset(out)
+        texts = [json.loads(line)["text"] for line in body.decode().splitlines()[: len(ds)]]
+        assert [ds[i].tolist() for i in range(len(ds))] == [
+            oracle().encode(t).ids + [0] for t in texts
+        ]
+        results.add((dataset_bytes(out), str(failed.value)))
+    assert len(results) == 1
+
+
 def test_interrupt_then_resume_is_byte_identical(tmp_path):
     full = tmp_path / "full"
     tokenize_files([SAMPLE_CORPUS], full)
