@@ -178,6 +178,29 @@ def test_byte_order_mark_line_ends_and_last_line(tmp_path):
         assert got == want == [[25521, 0], [10186, 0]], name
 
 
+@pytest.mark.parametrize("first", [b"\n", b"\r\n", b"{}\n"])
+def test_byte_order_mark_after_a_short_first_line_is_not_skipped(tmp_path, first):
+    # Only the file's first bytes can be a byte-order mark; one that starts a later line is a
+    # bad line, as json.loads finds it. With chunks of 1-2 bytes after a first line that short,
+    # the mark on line 2 was dropped and the line read as a document.
+    bom_line = '\ufeff{"text": "hi"}'
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(bom_line)
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(first + bom_line.encode() + b'\n{"text": "x"}\n')
+    want = [oracle().encode("x").ids + [0]]
+    bad = 2 if first.strip() else 1  # "{}" (no text field) is a bad line too
+    for chunk_bytes in (1, 2, 3, 1 << 20):
+        out = tmp_path / f"out-{chunk_bytes}"
+        report = tokenize_files(
+            [src], out, tokenizer=ours(), on_error="skip", threads=1, chunk_bytes=chunk_bytes
+        )
+        assert report["errors_skipped"] == bad, chunk_bytes
+        assert report["skipped_examples"][-1].startswith(f"{src}: line 2: invalid JSON")
+        ds = IndexedDataset(out)
+        assert [ds[i].tolist() for i in range(len(ds))] == want, chunk_bytes
+
+
 def test_upper_case_extensions_are_decompressed(tmp_path, lines):
     # `.JSONL.ZST` or `.jsonl.GZ` (files from Windows or old tools) were read as plain text:
     # "line 1: invalid JSON" given as a file, silently left out of a directory.
@@ -265,6 +288,49 @@ def test_truncated_zstd(tmp_path, lines):
     again = tmp_path / "again"
     tokenize_files([cut, good], again, on_error="skip", chunk_bytes=1)
     assert dataset_bytes(again) == dataset_bytes(tmp_path / "skip")
+
+
+def test_corrupt_zstd_frame_keeps_the_same_lines_for_any_chunk_size(tmp_path):
+    # One frame that declares its size, with a damaged block past the middle. zstd decoded it
+    # in one go into a read as large as the frame (chunks of 1 MB: nothing kept, "line 1"),
+    # block by block into smaller ones (the lines before the damage kept): the documents kept
+    # and the line named changed with the chunk size.
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
+    body = "".join(
+        json.dumps({"text": " ".join(words[(i * 7 + k * k) % 8] for k in range(40)) + f" {i}"})
+        + "\n"
+        for i in range(3000)
+    ).encode()
+    frame = zstandard.ZstdCompressor(level=3).compress(body)  # writes the content size
+    src = tmp_path / "c.jsonl.zst"
+    for at in range(len(frame) // 2, len(frame) - 16, 97):
+        damaged = bytearray(frame)
+        damaged[at] ^= 0x10
+        try:
+            zstandard.ZstdDecompressor().decompress(bytes(damaged))
+        except zstandard.ZstdError:
+            break  # a flip zstd detects
+    else:
+        pytest.fail("no flip made the frame fail to decode")
+    src.write_bytes(bytes(damaged))
+    results = set()
+    for threads, chunk_bytes in ((1, 1 << 20), (2, 4096), (1, 1), (3, 100_000)):
+        out = tmp_path / f"out-{threads}-{chunk_bytes}"
+        report = tokenize_files(
+            [src], out, tokenizer=ours(), on_error="skip", threads=threads, chunk_bytes=chunk_bytes
+        )
+        assert report["errors_skipped"] == 1
+        with pytest.raises(pythia_data.PythiaDataError) as failed:
+            tokenize_files([src], out, tokenizer=ours(), threads=threads, chunk_bytes=chunk_bytes)
+        assert str(failed.value) == report["skipped_examples"][0]
+        # The documents kept are the lines before the damage, as the oracle tokenizes them.
+        ds = IndexedDataset(out)
+        texts = [json.loads(line)["text"] for line in body.decode().splitlines()[: len(ds)]]
+        assert [ds[i].tolist() for i in range(len(ds))] == [
+            oracle().encode(t).ids + [0] for t in texts
+        ]
+        results.add((dataset_bytes(out), str(failed.value)))
+    assert len(results) == 1
 
 
 def test_interrupt_then_resume_is_byte_identical(tmp_path):

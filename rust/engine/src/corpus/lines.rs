@@ -113,6 +113,58 @@ impl<R: BufRead> Read for GzMembers<R> {
     }
 }
 
+/// The size of every read from a decoder made by [`LineChunker`].
+const DECODER_READ: usize = 128 << 10;
+
+/// Reads from `inner` always with room for exactly [`DECODER_READ`] bytes, whatever the caller
+/// asks for, so that what a decoder gives is the same for any chunk size. A decoder's output
+/// on a corrupt stream depends on the buffers it is handed: zstd decodes a frame whose size it
+/// knows straight into a buffer big enough for all of it, so one bad block loses the whole
+/// frame, while into smaller buffers it first gives the blocks before the bad one; flate2
+/// drops what it decoded in the read that fails. With reads of the chunk's size, the lines
+/// kept before the error, and the line it names, changed with the chunk size.
+struct FixedReads<R> {
+    inner: R,
+    /// What the last read from `inner` gave, not yet handed out: `buf[pos..len]`.
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+impl<R> FixedReads<R> {
+    fn new(inner: R) -> Self {
+        FixedReads {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for FixedReads<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.len {
+            if out.len() >= DECODER_READ {
+                // Straight into the caller's buffer (no copy), in the same size as always.
+                return self.inner.read(&mut out[..DECODER_READ]);
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0; DECODER_READ];
+            }
+            self.len = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = (self.len - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A buffered reader of the decompressed bytes of `path`; `counter` (if any) counts the bytes
@@ -159,7 +211,8 @@ const MIN_READ: usize = 64 << 10;
 
 /// Reads a file as chunks of about `chunk_bytes` of whole lines.
 ///
-/// The decoder writes straight into the chunk's buffer and lines are found afterwards with
+/// The decoder writes straight into the chunk's buffer (in reads of a fixed size, see
+/// [`FixedReads`]) and lines are found afterwards with
 /// `memchr`: going through a `BufRead` line by line cost a second copy of every byte and, on
 /// two cores, about a fifth of the time the tokenizer needs.
 pub struct LineChunker {
@@ -217,7 +270,7 @@ impl LineChunker {
         Ok(LineChunker {
             path: path.to_path_buf(),
             file_index,
-            reader: open_decompressed(path, counter)?,
+            reader: Box::new(FixedReads::new(open_decompressed(path, counter)?)),
             carry: Vec::new(),
             at_start: true,
             eof: false,
@@ -311,12 +364,19 @@ impl LineChunker {
                     whole_lines =
                         whole_lines || memchr::memrchr(b'\n', &data[filled..filled + n]).is_some();
                     filled += n;
-                    if self.at_start && filled >= BOM.len() {
-                        if data.starts_with(BOM) {
+                    // Only the stream's first bytes can be a byte-order mark. The question is
+                    // settled as soon as they differ from one, or once there are three: a
+                    // first line of one or two bytes must not leave it open, or with tiny
+                    // chunks a mark starting line 2 would be dropped too.
+                    if self.at_start {
+                        let k = filled.min(BOM.len());
+                        if data[..k] != BOM[..k] {
+                            self.at_start = false;
+                        } else if filled >= BOM.len() {
                             data.drain(..BOM.len());
                             filled -= BOM.len();
+                            self.at_start = false;
                         }
-                        self.at_start = false;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -445,6 +505,54 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A corrupt block in a zstd frame that declares its size: the lines before the error and
+    /// the error are the same for any chunk size. With chunks of the frame's size or more,
+    /// zstd decoded the frame in one go and nothing came out before the error; with smaller
+    /// ones, the blocks before the bad one did.
+    #[test]
+    fn a_corrupt_frame_gives_the_same_lines_for_any_chunk_size() {
+        let dir = std::env::temp_dir().join(format!("pythia-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Compressible text, so that the whole frame fits zstd's input buffer (128 kB).
+        let words = [
+            "alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta",
+        ];
+        let mut state = 1u64;
+        let text: String = (0..3000)
+            .map(|i| {
+                let line: Vec<&str> = (0..40)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        words[(state >> 61) as usize]
+                    })
+                    .collect();
+                format!("{{\"text\": \"{} {i}\"}}\n", line.join(" "))
+            })
+            .collect();
+        assert!(text.len() > 4 * DECODER_READ);
+        // bulk compression writes the content size into the frame header.
+        let frame = zstd::bulk::compress(text.as_bytes(), 3).unwrap();
+        assert!(frame.len() < DECODER_READ, "{}", frame.len());
+        let path = dir.join("c.jsonl.zst");
+        let mut errors = 0;
+        for at in (frame.len() / 2..frame.len() - 16).step_by(frame.len() / 40) {
+            let mut bytes = frame.clone();
+            bytes[at] ^= 0x10;
+            std::fs::write(&path, &bytes).unwrap();
+            let whole = lines_of(&path, 64 << 20);
+            errors += whole.1.is_some() as usize;
+            for chunk_bytes in [1, 4096, 100_000, 1 << 20] {
+                assert_eq!(
+                    lines_of(&path, chunk_bytes),
+                    whole,
+                    "flip at {at}, {chunk_bytes}"
+                );
+            }
+        }
+        assert!(errors > 0, "no flip made the frame fail to decode");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Lines as `str::split_inclusive` sees them, for files of many shapes: a byte-order mark,
     /// no final newline, blank lines, CRLF, lines far longer than a chunk; read in chunks of
     /// many sizes, whole and after skipping some lines.
@@ -459,6 +567,10 @@ mod tests {
             "no newline".into(),
             "\u{feff}after a BOM\nsecond".into(),
             "\u{feff}".into(),
+            // A mark that starts a later line is text, also after a first line of 1–2 bytes.
+            "\n\u{feff}second\n".into(),
+            "a\n\u{feff}\n".into(),
+            "\r\n\u{feff}".into(),
             format!("a\r\n\n\nb\n{long}\nc\n{long}"),
             (0..5000)
                 .map(|i| format!("line {i}{}\n", "y".repeat(i % 97)))
