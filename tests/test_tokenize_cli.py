@@ -322,7 +322,9 @@ def test_corrupt_zstd_frame_keeps_the_same_lines_for_any_chunk_size(tmp_path):
         assert report["errors_skipped"] == 1
         with pytest.raises(pythia_data.PythiaDataError) as failed:
             tokenize_files([src], out, tokenizer=ours(), threads=threads, chunk_bytes=chunk_bytes)
-        assert str(failed.value) == report["skipped_examples"][0]
+        # The same error, which when it stops the run also says how to skip such files.
+        hint = "; skip the unreadable rest of such files with --on-error skip"
+        assert str(failed.value) == report["skipped_examples"][0] + hint
         # The documents kept are the lines before the damage, as the oracle tokenizes them.
         ds = IndexedDataset(out)
         texts = [json.loads(line)["text"] for line in body.decode().splitlines()[: len(ds)]]
