@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from progress_stops import stop_on_call
 from test_tokenize_cli import oracle, run, sample_lines, write_saved_dataset
 
 from pythia_data import IndexedDataset
@@ -253,13 +254,7 @@ def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
     assert token_lists(tmp_path / "out2048") == expected(good)
     # Stopped right after the skipped group and continued, it ends the same.
     monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 2048)  # a batch per group
-    calls = 0
-
-    def stop(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt
+    stop = stop_on_call(3)
 
     part = tmp_path / "part"
     with pytest.raises(KeyboardInterrupt):

@@ -22,6 +22,7 @@ import zstandard
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from progress_stops import stop_on_call
 
 import pythia_data
 from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
@@ -339,13 +340,7 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
     full = tmp_path / "full"
     tokenize_files([SAMPLE_CORPUS], full)
     prefix = tmp_path / "resumed"
-    calls = 0
-
-    def stop_soon(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt
+    stop_soon = stop_on_call(3)
 
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(
@@ -512,13 +507,7 @@ def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
     monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 20)
     write_parquet(tmp_path / "a.parquet", lines, row_group_size=20)
     tokenize_files([tmp_path / "a.parquet"], tmp_path / "full")
-    calls = 0
-
-    def stop_soon(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise KeyboardInterrupt
+    stop_soon = stop_on_call(2)
 
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(
@@ -554,13 +543,7 @@ def test_any_exception_from_progress_keeps_a_checkpoint(tmp_path, lines, kind):
         src = tmp_path / "a.parquet"
         write_parquet(src, lines, row_group_size=20)
     tokenize_files([src], tmp_path / "full")
-    calls = 0
-
-    def fail_soon(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("a progress display failed")
+    fail_soon = stop_on_call(2, RuntimeError("a progress display failed"))
 
     with pytest.raises(RuntimeError) as stopped:
         tokenize_files(

@@ -15,6 +15,7 @@ import pytest
 import tokenizers
 import zstandard
 from click.testing import CliRunner
+from progress_stops import stop_on_call
 
 from pythia_data import IndexedDataset
 from pythia_data.cli import main
@@ -106,13 +107,7 @@ def test_a_symbolic_link_or_a_stray_checkpoint_does_not_make_a_folder_ours(tmp_p
 
 def interrupt_sample_run(prefix: Path, meta_key: str | None = "meta.pile_set_name") -> None:
     """Tokenize the sample into `prefix` and stop it (Ctrl-C) after a few checkpoints."""
-    calls = 0
-
-    def progress(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt
+    progress = stop_on_call(3)
 
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(
@@ -346,13 +341,7 @@ def test_a_resumed_run_reports_the_skipped_lines_of_the_run_it_continues(tmp_pat
     # the interrupted run had read past every bad line.
     src = make(tmp_path / name)
     clean = tokenize_files([src], tmp_path / "clean", on_error="skip")
-    calls = 0
-
-    def stop(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 4:
-            raise KeyboardInterrupt
+    stop = stop_on_call(4)
 
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(
@@ -514,13 +503,7 @@ def test_a_saved_dataset_saved_again_in_place_is_not_resumed(tmp_path):
                     w.write_batch(batch)
 
     save(texts)
-    calls = 0
-
-    def stop(*_):
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise KeyboardInterrupt
+    stop = stop_on_call(2)
 
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(src, tmp_path / "out", checkpoint_seconds=0, progress=stop)
