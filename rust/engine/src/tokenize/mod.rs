@@ -60,7 +60,18 @@ pub struct TokenizeOptions {
     pub checkpoint_interval: Duration,
     /// Time between progress calls.
     pub progress_interval: Duration,
+    /// Whether one thread of its own reads the input (decompression, line splitting) while
+    /// the workers only tokenize, instead of the workers taking turns at reading; None chooses
+    /// by the number of workers (see [`DEDICATED_READER_MIN_THREADS`]).
+    pub dedicated_reader: Option<bool>,
 }
+
+/// From this many workers on, one thread of its own reads. With few workers, reading in turns
+/// is faster: the chunk a worker has just decompressed is still in its cache when it tokenizes
+/// it, and on two cores a third busy thread costs every switch its caches. With many, reading
+/// one stream is the bottleneck, and it runs faster on a thread that keeps zstd's window and
+/// tables in its own cache than passed from core to core.
+pub const DEDICATED_READER_MIN_THREADS: usize = 6;
 
 impl TokenizeOptions {
     pub fn new(inputs: Vec<PathBuf>, prefix: PathBuf) -> Self {
@@ -74,6 +85,7 @@ impl TokenizeOptions {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             checkpoint_interval: Duration::from_secs(30),
             progress_interval: Duration::from_millis(100),
+            dedicated_reader: None,
         }
     }
 }
@@ -195,10 +207,11 @@ pub fn document_bytes(
     }
 }
 
-/// Every input from the resume position, as chunks. Workers take turns calling it (under a
-/// lock) rather than a reader thread feeding them: on two cores a third busy thread cost every
-/// switch its caches, which made decompression twice as slow as alone and tokenizing 10 %
-/// slower; this way the chunk a worker decompresses is still in its cache when it parses it.
+/// Every input from the resume position, as chunks. With few workers, they take turns calling
+/// it (under a lock) rather than a reader thread feeding them: on two cores a third busy thread
+/// cost every switch its caches, which made decompression twice as slow as alone and tokenizing
+/// 10 % slower; this way the chunk a worker decompresses is still in its cache when it parses
+/// it. From [`DEDICATED_READER_MIN_THREADS`] workers on, one thread of its own calls it.
 struct InputReader<'a> {
     inputs: &'a [PathBuf],
     start: Position,
@@ -320,6 +333,52 @@ enum Outcome {
     },
 }
 
+/// What every worker shares: how to turn a read item into its outcome.
+#[derive(Clone, Copy)]
+struct Worker<'a> {
+    tok: &'a Tokenizer,
+    fields: &'a DocumentFields,
+    dtype: DType,
+    eod: u32,
+    on_error: OnError,
+    /// Token buffers the writer is done with.
+    tokens_back: &'a Mutex<Receiver<Vec<u8>>>,
+}
+
+impl Worker<'_> {
+    /// The item's outcome, and its chunk, whose buffers the next read can reuse.
+    fn process(&self, item: Item, scratch: &mut Scratch) -> (Outcome, Option<LineChunk>) {
+        match item {
+            Item::Chunk(c) => {
+                let buffer = self
+                    .tokens_back
+                    .lock()
+                    .unwrap()
+                    .try_recv()
+                    .unwrap_or_default();
+                let result = process_chunk(
+                    &c,
+                    self.tok,
+                    self.fields,
+                    self.dtype,
+                    self.eod,
+                    self.on_error,
+                    buffer,
+                    scratch,
+                );
+                let outcome = Outcome::Done {
+                    file: c.file_index,
+                    end_line: c.end_line(),
+                    text_bytes: c.data.len(),
+                    result,
+                };
+                (outcome, Some(c))
+            }
+            Item::Failed { file, error } => (Outcome::Failed { file, error }, None),
+        }
+    }
+}
+
 /// Why a run stopped early at the caller's request (the progress callback returned false).
 pub const INTERRUPTED: &str =
     "interrupted; run the same command again to continue from the last checkpoint";
@@ -328,8 +387,11 @@ pub const INTERRUPTED: &str =
 /// returns false the run checkpoints and stops with an error whose message is [`INTERRUPTED`].
 ///
 /// Threads: `opts.threads` workers, each reading a chunk in turn (decompression, line
-/// splitting), then parsing and tokenizing it, and the caller's thread, which puts results back
-/// in input order and writes them. A fixed number of chunks may be in flight at once, so
+/// splitting), then parsing and tokenizing it (from [`DEDICATED_READER_MIN_THREADS`] workers
+/// on, one more thread does all the reading), and the caller's thread, which puts results back
+/// in input order and writes them. The input files are read one after another, each by one
+/// thread at a time, so on many cores reading one zstd stream caps the rate (about 450–800 MB/s
+/// of text); runs of `--num-shards` on one machine read several at once. A fixed number of chunks may be in flight at once, so
 /// memory stays bounded however far a fast worker gets ahead of a slow one.
 pub fn tokenize_files(
     tok: &Tokenizer,
@@ -397,7 +459,7 @@ pub fn tokenize_files(
         ..Default::default()
     };
 
-    let reader = Mutex::new(InputReader {
+    let reader = InputReader {
         inputs: &opts.inputs,
         start,
         chunk_bytes: opts.chunk_bytes,
@@ -411,68 +473,94 @@ pub fn tokenize_files(
         current: None,
         stopped: false,
         seq: 0,
-    });
+    };
+    let dedicated_reader = opts
+        .dedicated_reader
+        .unwrap_or(threads >= DEDICATED_READER_MIN_THREADS);
     let (outcome_tx, outcome_rx) = std::sync::mpsc::channel::<(u64, Outcome)>();
     // Permits bound the items between reading and writing; the writer returns one per item
     // it has written.
     let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
-    let permit_rx = Mutex::new(permit_rx);
     // Written token buffers go back to the workers.
     let (tokens_back_tx, tokens_back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let tokens_back_rx = Mutex::new(tokens_back_rx);
     for _ in 0..in_flight {
         permit_tx.send(()).unwrap();
     }
+    let worker = Worker {
+        tok,
+        fields: &fields,
+        dtype,
+        eod,
+        on_error: opts.on_error,
+        tokens_back: &tokens_back_rx,
+    };
+
+    let (reader, permit_rx) = (Mutex::new(reader), Mutex::new(permit_rx));
+    // With a dedicated reader: read chunks go to whichever worker is free, tokenized ones come
+    // back to the reader for their buffers. Each side stops once the other's end is dropped.
+    let (item_tx, item_rx) = std::sync::mpsc::channel::<(u64, Item)>();
+    let item_rx = Mutex::new(item_rx);
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<LineChunk>();
 
     let result = std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let outcome_tx = outcome_tx.clone();
-            let (reader, permit_rx, fields, tokens_back_rx) =
-                (&reader, &permit_rx, &fields, &tokens_back_rx);
+        let (reader, permit_rx, item_rx) = (&reader, &permit_rx, &item_rx);
+        if dedicated_reader {
             scope.spawn(move || {
-                tok.with_pooled_cache(|| {
-                    let mut spare = LineChunk::default();
-                    let mut scratch = Scratch::default();
-                    loop {
-                        if permit_rx.lock().unwrap().recv().is_err() {
-                            return;
-                        }
-                        let next = reader.lock().unwrap().next(std::mem::take(&mut spare));
-                        let Some((seq, item)) = next else { return };
-                        let outcome = match item {
-                            Item::Chunk(c) => {
-                                let buffer = tokens_back_rx
-                                    .lock()
-                                    .unwrap()
-                                    .try_recv()
-                                    .unwrap_or_default();
-                                let result = process_chunk(
-                                    &c,
-                                    tok,
-                                    fields,
-                                    dtype,
-                                    eod,
-                                    opts.on_error,
-                                    buffer,
-                                    &mut scratch,
-                                );
-                                let outcome = Outcome::Done {
-                                    file: c.file_index,
-                                    end_line: c.end_line(),
-                                    text_bytes: c.data.len(),
-                                    result,
-                                };
-                                spare = c;
-                                outcome
-                            }
-                            Item::Failed { file, error } => Outcome::Failed { file, error },
-                        };
-                        if outcome_tx.send((seq, outcome)).is_err() {
-                            return;
-                        }
+                let (mut reader, permit_rx) = (reader.lock().unwrap(), permit_rx.lock().unwrap());
+                while permit_rx.recv().is_ok() {
+                    let spare = spare_rx.try_recv().unwrap_or_default();
+                    let Some(item) = reader.next(spare) else {
+                        return;
+                    };
+                    if item_tx.send(item).is_err() {
+                        return;
                     }
-                })
+                }
             });
+            for _ in 0..threads {
+                let (outcome_tx, spare_tx) = (outcome_tx.clone(), spare_tx.clone());
+                scope.spawn(move || {
+                    tok.with_pooled_cache(|| {
+                        let mut scratch = Scratch::default();
+                        loop {
+                            let Ok((seq, item)) = item_rx.lock().unwrap().recv() else {
+                                return;
+                            };
+                            let (outcome, spare) = worker.process(item, &mut scratch);
+                            if let Some(spare) = spare {
+                                let _ = spare_tx.send(spare);
+                            }
+                            if outcome_tx.send((seq, outcome)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                });
+            }
+        } else {
+            drop((item_tx, spare_tx));
+            for _ in 0..threads {
+                let outcome_tx = outcome_tx.clone();
+                scope.spawn(move || {
+                    tok.with_pooled_cache(|| {
+                        let mut spare = LineChunk::default();
+                        let mut scratch = Scratch::default();
+                        loop {
+                            if permit_rx.lock().unwrap().recv().is_err() {
+                                return;
+                            }
+                            let next = reader.lock().unwrap().next(std::mem::take(&mut spare));
+                            let Some((seq, item)) = next else { return };
+                            let (outcome, used) = worker.process(item, &mut scratch);
+                            spare = used.unwrap_or_default();
+                            if outcome_tx.send((seq, outcome)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                });
+            }
         }
         drop(outcome_tx);
         // The channels' other ends are moved in and dropped on any early return, which stops
@@ -706,11 +794,19 @@ mod tests {
         }
         b.finish().unwrap();
         let mut outputs = Vec::new();
-        for (threads, chunk_bytes) in [(1, 1 << 20), (2, 100), (3, 1)] {
-            let prefix = dir.join(format!("out-{threads}-{chunk_bytes}"));
+        for (threads, chunk_bytes, dedicated_reader) in [
+            (1, 1 << 20, false),
+            (2, 100, false),
+            (3, 1, false),
+            (1, 1 << 20, true),
+            (2, 100, true),
+            (7, 1, true),
+        ] {
+            let prefix = dir.join(format!("out-{threads}-{chunk_bytes}-{dedicated_reader}"));
             let mut opts = TokenizeOptions::new(paths.clone(), prefix.clone());
             opts.threads = threads;
             opts.chunk_bytes = chunk_bytes;
+            opts.dedicated_reader = Some(dedicated_reader);
             let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
             assert_eq!(report.counts.empty_skipped, 43);
             assert_eq!(report.counts.documents, 257);
@@ -744,28 +840,31 @@ mod tests {
             &mut |_| true,
         )
         .unwrap();
-        let prefix = dir.join("resumed");
-        let mut opts = TokenizeOptions::new(paths, prefix.clone());
-        opts.threads = 1;
-        opts.chunk_bytes = 500;
-        opts.checkpoint_interval = Duration::ZERO;
-        opts.progress_interval = Duration::ZERO;
-        // Stop after a few progress calls, then again later, then run to the end.
-        for stop_after in [3u64, 8] {
-            let mut calls = 0u64;
-            let err = tokenize_files(&tok, &opts, &mut |p| {
-                calls += 1;
-                assert!(p.documents > 0);
-                calls < stop_after
-            });
-            assert_eq!(err.unwrap_err().to_string(), INTERRUPTED);
-            assert!(!crate::indexed::idx_path(&prefix).exists());
-            assert!(work_dir(&prefix).join("checkpoint.json").exists());
-            std::thread::sleep(Duration::from_millis(1));
+        for (threads, dedicated_reader) in [(1, false), (3, true)] {
+            let prefix = dir.join(format!("resumed-{threads}"));
+            let mut opts = TokenizeOptions::new(paths.clone(), prefix.clone());
+            opts.threads = threads;
+            opts.dedicated_reader = Some(dedicated_reader);
+            opts.chunk_bytes = 500;
+            opts.checkpoint_interval = Duration::ZERO;
+            opts.progress_interval = Duration::ZERO;
+            // Stop after a few progress calls, then again later, then run to the end.
+            for stop_after in [3u64, 8] {
+                let mut calls = 0u64;
+                let err = tokenize_files(&tok, &opts, &mut |p| {
+                    calls += 1;
+                    assert!(p.documents > 0);
+                    calls < stop_after
+                });
+                assert_eq!(err.unwrap_err().to_string(), INTERRUPTED);
+                assert!(!crate::indexed::idx_path(&prefix).exists());
+                assert!(work_dir(&prefix).join("checkpoint.json").exists());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+            assert!(report.resumed_documents > 0);
+            assert_eq!(read(&prefix), read(&full));
         }
-        let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
-        assert!(report.resumed_documents > 0);
-        assert_eq!(read(&prefix), read(&full));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
