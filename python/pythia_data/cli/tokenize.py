@@ -137,8 +137,11 @@ class _Bar:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Worker threads, each decompressing and tokenizing in turn (0: all cores). The output "
-    "does not depend on it. JSON lines only: Parquet and saved datasets use all cores.",
+    help="Worker threads, each decompressing and tokenizing in turn (0: all cores; from 6 on, "
+    "one more thread does all the decompressing). The output does not depend on it. One run "
+    "decompresses one file at a time, which caps it near 0.4-0.8 GB/s of text: on 8+ cores "
+    "with many files, run shards side by side (--num-shards). JSON lines only: Parquet and "
+    "saved datasets use all cores.",
 )
 @click.option(
     "--shard-index",
@@ -153,7 +156,8 @@ class _Bar:
     default=1,
     show_default=True,
     help="Split the sorted input files into this many contiguous shares; each writes "
-    "PREFIX-IIIII-of-NNNNN, and `pythia-data merge` joins them in order.",
+    "PREFIX-IIIII-of-NNNNN, and `pythia-data merge` joins them in order. Shares run on many "
+    "machines, or side by side on one with many cores (e.g. 8 of --threads 2 on 16 cores).",
 )
 @click.option(
     "--checkpoint-seconds",
