@@ -458,6 +458,54 @@ def test_a_flattened_meta_column_is_the_subset(tmp_path, docs, name):
     assert np.load(tmp_path / "out.subsets.npy").tolist() == [names.index(s) for s in kept]
 
 
+def class_label_schema(schema, path: list[str], names: list[str]):
+    """``schema`` with the metadata ``datasets`` writes into its Arrow and Parquet files when the
+    feature at ``path`` is a ClassLabel (its layout as datasets 5.2 writes it)."""
+    features = node = {"text": {"dtype": "string", "_type": "Value"}}
+    for field in path[:-1]:
+        node = node.setdefault(field, {})
+    node[path[-1]] = {"names": names, "_type": "ClassLabel"}
+    return schema.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_class_label_meta_column_gives_its_label_names(tmp_path, docs, name, flat):
+    # `datasets` stores a ClassLabel as integers and its names in the schema's metadata: every
+    # document was given the subset "".
+    pa = pytest.importorskip("pyarrow")
+    texts, subsets = (list(x) for x in zip(*docs, strict=True))
+    labels = sorted(set(subsets))
+    codes = [labels.index(s) for s in subsets]
+    codes[5] = -1  # no label
+    if flat:
+        table = pa.table({"text": texts, "meta.pile_set_name": codes})
+        path = ["meta.pile_set_name"]
+    else:
+        table = pa.table(
+            {
+                "text": texts,
+                "meta": pa.StructArray.from_arrays([pa.array(codes)], ["pile_set_name"]),
+            }
+        )
+        path = ["meta", "pile_set_name"]
+    table = table.replace_schema_metadata(class_label_schema(table.schema, path, labels).metadata)
+    write_tables(tmp_path / name, [table.slice(0, 20), table.slice(20)])
+    result = run(tmp_path / name, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts)
+    kept = ["" if i == 5 else s for i, (t, s) in enumerate(docs) if t]
+    names = list(dict.fromkeys(kept))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [names.index(s) for s in kept]
+    # Integers without that metadata (or with other metadata) are still no subset name.
+    plain = table.replace_schema_metadata({"huggingface": "{not json"})
+    write_tables(tmp_path / f"plain-{name}", [plain])
+    result = run(tmp_path / f"plain-{name}", "--output", tmp_path / "plain")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "plain.subsets.json").read_text())["names"] == [""]
+
+
 # --- invalid UTF-8 ------------------------------------------------------------------------------
 
 

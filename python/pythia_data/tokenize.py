@@ -4,7 +4,8 @@ One item per document (its tokens, then the EOD id), empty texts skipped, input 
 uint16 tokens below 65,500 ids. Beside ``PREFIX.bin/.idx`` go ``PREFIX.subsets.npy`` (a uint16
 code per item) and ``PREFIX.subsets.json`` (``{"key": ..., "names": [...]}``, code = index in
 names), which tell which subset (the Pile's ``meta.pile_set_name``) each document came from;
-a document without that string (or with a non-string there) gets the name ``""``.
+a document without that string (or with a non-string there) gets the name ``""``. In Parquet
+files and saved datasets, a ``datasets`` ClassLabel column (integers) gives its label names.
 
 Runs are streaming, parallel, deterministic (byte-identical output for any thread count) and
 resumable: a killed run, started again with the same arguments, continues from its last
@@ -440,9 +441,10 @@ def _meta_columns(meta_key: str) -> list[str]:
 
 
 def _meta_column(batch, meta_key: str):
-    """The batch's column at the dotted path ``meta_key``, into struct columns, or None. A
-    column's own name may hold dots: ``datasets``' ``flatten()`` names the field
-    ``pile_set_name`` of the struct column ``meta`` ``meta.pile_set_name``."""
+    """The batch's column at the dotted path ``meta_key``, into struct columns, and that path
+    as (column name, fields...); (None, None) when there is none. A column's own name may hold
+    dots: ``datasets``' ``flatten()`` names the field ``pile_set_name`` of the struct column
+    ``meta`` ``meta.pile_set_name``."""
     import pyarrow.types as pat
 
     parts = meta_key.split(".")
@@ -455,14 +457,37 @@ def _meta_column(batch, meta_key: str):
                 break
             col = col.field(field)
         else:
-            return col
-    return None
+            return col, [name, *parts[k:]]
+    return None, None
+
+
+def _class_label_names(schema, path: list[str]) -> list[str] | None:
+    """The names of a ``datasets`` ClassLabel feature at ``path`` (its integers index them),
+    from the ``huggingface`` schema metadata ``datasets`` writes into its Arrow and Parquet
+    files; None where the column is not one."""
+    try:
+        node = json.loads((schema.metadata or {})[b"huggingface"])["info"]["features"]
+        for field in path:
+            node = node[field]
+        names = node["names"] if node["_type"] == "ClassLabel" else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    return names if ok else None
 
 
 def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
     """The batch's subset names (None where there is none), and why for each row whose name
-    is not UTF-8."""
-    col = _meta_column(batch, meta_key)
+    is not UTF-8. A ``datasets`` ClassLabel column gives its label names (a row without a
+    label, -1, none)."""
+    import pyarrow.types as pat
+
+    col, path = _meta_column(batch, meta_key)
+    if col is not None and pat.is_integer(col.type):
+        names = _class_label_names(batch.schema, path)
+        if names is not None:
+            codes = col.to_pylist()
+            return [names[c] if c is not None and 0 <= c < len(names) else None for c in codes], {}
     strings = None if col is None else _string_array(col)
     if strings is None:
         return [None] * batch.num_rows, {}
