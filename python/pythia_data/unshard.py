@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pythia_data import _core
 from pythia_data.checksums import CHUNK, find_expected, read_checksum_file
-from pythia_data.errors import PythiaDataError, check_output_folder
+from pythia_data.errors import PythiaDataError, prepare_output_folder
 from pythia_data.indexed import IndexedDataset, _strip_extension
 from pythia_data.progress import progress_bar
 
@@ -33,7 +33,7 @@ def unshard(
     ds = IndexedDataset(prefix)  # validates the index and that the shards add up
     out = _strip_extension(output) if output is not None else prefix
     _core.check_output_prefix(out)
-    check_output_folder(out.with_name(out.name + ".bin"))
+    prepare_output_folder(out.with_name(out.name + ".bin"))
     if not ds.is_sharded:
         raise PythiaDataError(
             f"{prefix} is not sharded: its tokens are already in {ds.bin_paths[0]}"

@@ -19,7 +19,7 @@ from pythia_data.cli._index_options import (
     with_index_options,
 )
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
-from pythia_data.errors import PythiaDataError, check_output_folder
+from pythia_data.errors import PythiaDataError, prepare_output_folder
 from pythia_data.index import find_datasets
 from pythia_data.progress import progress_bar
 
@@ -146,7 +146,7 @@ def command(
     dtype = np.int64 if as_int64 else None
     if output is not None:
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
-        check_output_folder(output)
+        prepare_output_folder(output)
     if decode:
         _decode(ds, step, end_step, batch_size, tokenizer, output)
         return

@@ -55,7 +55,7 @@ pub fn check_output_prefix(prefix: impl AsRef<Path>) -> Result<()> {
         .skip(1)
         .find(|p| !p.as_os_str().is_empty() && std::fs::metadata(p).is_ok());
     if let Some(file) = existing.filter(|p| !p.is_dir()) {
-        // In the words of Python's `check_output_folder`, which the other commands use.
+        // In the words of Python's `prepare_output_folder`, which the other commands use.
         let bin = with_suffix(prefix, ".bin");
         return Err(Error::invalid(if Some(file) == prefix.parent() {
             format!(
