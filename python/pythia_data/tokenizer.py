@@ -80,7 +80,8 @@ class Tokenizer:
         return self._core.encode_batch(_as_list(texts, "encode_batch"))
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids uint32, offsets int64): text i is ``ids[offsets[i]:offsets[i + 1]]``."""
+        """(ids uint32, offsets int64): text i is ``ids[offsets[i]:offsets[i + 1]]``. Encoded
+        in parallel 8 MB of text at a time, so memory peaks near the result's size."""
         return self._core.encode_batch_flat(_as_list(texts, "encode_batch_flat"))
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:

@@ -77,23 +77,7 @@ impl Tokenizer {
         texts: Vec<PyBackedStr>,
     ) -> PyResult<FlatIds<'py>> {
         let (ids, offsets) = py
-            .detach(|| {
-                let all: Vec<Vec<u32>> = pythia_engine::in_pool(|| {
-                    texts.par_iter().map(|t| self.inner.encode(t)).collect()
-                })?;
-                let mut offsets = Vec::with_capacity(all.len() + 1);
-                offsets.push(0i64);
-                let mut total = 0i64;
-                for ids in &all {
-                    total += ids.len() as i64;
-                    offsets.push(total);
-                }
-                let mut flat = Vec::with_capacity(total as usize);
-                for ids in &all {
-                    flat.extend_from_slice(ids);
-                }
-                Ok::<_, pythia_engine::Error>((flat, offsets))
-            })
+            .detach(|| pythia_engine::in_pool(|| self.inner.encode_batch_flat(&texts)))
             .py_err()?;
         Ok((ids.into_pyarray(py), offsets.into_pyarray(py)))
     }

@@ -28,6 +28,11 @@ use classes::CharClasses;
 use crate::error::IoContext;
 use crate::Result;
 
+/// Text per parallel window of [`Tokenizer::encode_batch_flat`] (or 1 MB per thread, if more):
+/// enough for every core to have many texts (a barrier per window costs little), small beside
+/// the batches it is meant for.
+pub const FLAT_BATCH_WINDOW_BYTES: usize = 8 << 20;
+
 pub use config::TokenizerConfig;
 
 /// The char-class table is the same for every tokenizer; build it once per process.
@@ -175,6 +180,57 @@ impl Tokenizer {
             });
     }
 
+    /// The ids of all `texts` back to back, and offsets: text i is `ids[offsets[i]..offsets[i +
+    /// 1]]`. Encoded in parallel (rayon: call it through [`crate::in_pool`]) a window of about
+    /// [`FLAT_BATCH_WINDOW_BYTES`] of text at a time, so that the per-text id vectors of one
+    /// window, not of the whole batch, live beside the flat result: memory peaks near the
+    /// result's size, not twice it. The result is reserved at once from the first window's ids
+    /// per byte (with a margin), so that it is rarely moved; reserved pages that stay unused
+    /// cost address space, not memory.
+    pub fn encode_batch_flat<T: AsRef<str> + Sync>(&self, texts: &[T]) -> (Vec<u32>, Vec<i64>) {
+        let window = FLAT_BATCH_WINDOW_BYTES.max(rayon::current_num_threads() << 20);
+        self.encode_batch_flat_in_windows(texts, window)
+    }
+
+    fn encode_batch_flat_in_windows<T: AsRef<str> + Sync>(
+        &self,
+        texts: &[T],
+        window_bytes: usize,
+    ) -> (Vec<u32>, Vec<i64>) {
+        use rayon::prelude::*;
+        let total_bytes: usize = texts.iter().map(|t| t.as_ref().len()).sum();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut offsets = Vec::with_capacity(texts.len() + 1);
+        offsets.push(0i64);
+        let mut start = 0;
+        let (mut bytes_done, mut reserved) = (0, false);
+        while start < texts.len() {
+            if start > 0 && !reserved {
+                let per_byte = ids.len() as f64 / bytes_done.max(1) as f64;
+                let estimate = (per_byte * 1.125 * total_bytes as f64) as usize + 1024;
+                ids.reserve(estimate.saturating_sub(ids.len()));
+                reserved = true;
+            }
+            let mut end = start;
+            let mut bytes = 0;
+            while end < texts.len() && (end == start || bytes < window_bytes) {
+                bytes += texts[end].as_ref().len();
+                end += 1;
+            }
+            let window: Vec<Vec<u32>> = texts[start..end]
+                .par_iter()
+                .map(|t| self.encode(t.as_ref()))
+                .collect();
+            for text_ids in window {
+                ids.extend_from_slice(&text_ids);
+                offsets.push(ids.len() as i64);
+            }
+            bytes_done += bytes;
+            start = end;
+        }
+        (ids, offsets)
+    }
+
     /// Run `f` on this thread with a warm BPE cache left by an earlier worker of this tokenizer,
     /// and keep this thread's cache for a later one: a job that starts fresh threads (each
     /// `tokenize_files` call) would otherwise redo every BPE merge.
@@ -224,6 +280,29 @@ mod tests {
             "/../../python/pythia_data/data/20B_tokenizer.json"
         );
         Tokenizer::from_file(path).unwrap()
+    }
+
+    #[test]
+    fn flat_batch_is_the_texts_ids_back_to_back_for_any_window() {
+        let t = neox();
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("doc {i}: {}", "Hello world, it's me. ".repeat(i % 17)))
+            .chain(["".to_string(), "<|endoftext|>\r\n  x".to_string()])
+            .collect();
+        let mut want = (Vec::new(), vec![0i64]);
+        for text in &texts {
+            want.0.extend(t.encode(text));
+            want.1.push(want.0.len() as i64);
+        }
+        for window in [1, 7, 1000, usize::MAX] {
+            assert_eq!(
+                t.encode_batch_flat_in_windows(&texts, window),
+                want,
+                "{window}"
+            );
+        }
+        assert_eq!(t.encode_batch_flat(&texts), want);
+        assert_eq!(t.encode_batch_flat::<&str>(&[]), (vec![], vec![0]));
     }
 
     #[test]
