@@ -20,7 +20,7 @@ pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -502,13 +502,17 @@ pub fn tokenize_files(
     let (item_tx, item_rx) = std::sync::mpsc::channel::<(u64, Item)>();
     let item_rx = Mutex::new(item_rx);
     let (spare_tx, spare_rx) = std::sync::mpsc::channel::<LineChunk>();
+    // Set once the writer is done (finished, failed or interrupted): the dedicated reader still
+    // holds permits then, and would read on with them, delaying a Ctrl-C by that many chunks.
+    let writer_done = AtomicBool::new(false);
 
     let result = std::thread::scope(|scope| {
         let (reader, permit_rx, item_rx) = (&reader, &permit_rx, &item_rx);
+        let writer_done = &writer_done;
         if dedicated_reader {
             scope.spawn(move || {
                 let (mut reader, permit_rx) = (reader.lock().unwrap(), permit_rx.lock().unwrap());
-                while permit_rx.recv().is_ok() {
+                while permit_rx.recv().is_ok() && !writer_done.load(Ordering::Relaxed) {
                     let spare = spare_rx.try_recv().unwrap_or_default();
                     let Some(item) = reader.next(spare) else {
                         return;
@@ -527,6 +531,9 @@ pub fn tokenize_files(
                             let Ok((seq, item)) = item_rx.lock().unwrap().recv() else {
                                 return;
                             };
+                            if writer_done.load(Ordering::Relaxed) {
+                                return;
+                            }
                             let (outcome, spare) = worker.process(item, &mut scratch);
                             if let Some(spare) = spare {
                                 let _ = spare_tx.send(spare);
@@ -565,7 +572,7 @@ pub fn tokenize_files(
         drop(outcome_tx);
         // The channels' other ends are moved in and dropped on any early return, which stops
         // the workers (no permits, nowhere to send).
-        write_in_order(
+        let written = write_in_order(
             outcome_rx,
             permit_tx,
             tokens_back_tx,
@@ -579,7 +586,9 @@ pub fn tokenize_files(
                 };
                 progress(&p)
             },
-        )
+        );
+        writer_done.store(true, Ordering::Relaxed);
+        written
     });
     let finished = result.and_then(|()| {
         out.inputs_done(opts.inputs.len());
