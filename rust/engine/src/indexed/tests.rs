@@ -87,6 +87,33 @@ fn merge_shifts_doc_idx() {
 }
 
 #[test]
+fn merge_of_a_bin_that_shrinks_meanwhile_is_an_error() {
+    // The bytes are copied from the file (copy_file_range), not from the map that validated
+    // them: a file cut short since then must not give a short output.
+    let dir = tmpdir("merge-shrink");
+    let mut b = IndexedDatasetBuilder::create(dir.join("a"), DType::U16).unwrap();
+    b.add_document_u32(&[1, 2, 3, 4]).unwrap();
+    b.finish().unwrap();
+    let a = IndexedDataset::open(dir.join("a")).unwrap();
+    let mut m = IndexedDatasetBuilder::create(dir.join("m"), DType::U16).unwrap();
+    m.append_dataset(&a).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(bin_path(dir.join("a")))
+        .unwrap()
+        .set_len(6)
+        .unwrap();
+    let err = m.append_dataset(&a).unwrap_err().to_string();
+    assert!(
+        err.contains("shrank from 8 to 6 bytes while being merged"),
+        "{err}"
+    );
+    drop(m);
+    drop(a);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn corrupt_headers_are_errors_not_panics() {
     let good = std::fs::read(fixtures().join("toy_e1.idx")).unwrap();
     let dir = tmpdir("corrupt");
