@@ -163,9 +163,9 @@ impl IndexedDatasetBuilder {
     }
 
     /// Append the first `len` bytes of the file at `path` through the kernel: `io::copy` from
-    /// one file to another is `copy_file_range`, which on XFS and btrfs shares the bytes'
-    /// blocks instead of copying them (a merge of shards then takes no time and no second copy
-    /// of the space), and elsewhere copies without passing the bytes through this process.
+    /// one file to another is `copy_file_range`, which copies without passing the bytes
+    /// through this process, and on XFS and btrfs shares blocks instead where the offsets are
+    /// block-aligned.
     fn append_file(&mut self, path: &Path, len: u64) -> Result<()> {
         use std::io::Read;
         let w = self.bin.as_mut().expect("builder used after finish");
