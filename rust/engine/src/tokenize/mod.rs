@@ -870,6 +870,10 @@ mod tests {
                 assert!(work_dir(&prefix).join("checkpoint.json").exists());
                 std::thread::sleep(Duration::from_millis(1));
             }
+            // Finished in the other reading design, with another thread count: a checkpoint
+            // does not depend on either.
+            opts.dedicated_reader = Some(!dedicated_reader);
+            opts.threads = if dedicated_reader { 2 } else { 7 };
             let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
             assert!(report.resumed_documents > 0);
             assert_eq!(read(&prefix), read(&full));
