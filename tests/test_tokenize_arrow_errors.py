@@ -506,6 +506,32 @@ def test_a_class_label_meta_column_gives_its_label_names(tmp_path, docs, name, f
     assert json.loads((tmp_path / "plain.subsets.json").read_text())["names"] == [""]
 
 
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+@pytest.mark.parametrize("label", [False, True])
+def test_a_null_meta_struct_gives_no_subset_whatever_its_fields_hold(tmp_path, docs, name, label):
+    # Arrow keeps a struct's fields under a null row (a saved dataset's Arrow file holds them as
+    # written): that row's subset was the field's value, as if the JSON line's "meta" were not
+    # null, where JSON lines give "".
+    pa = pytest.importorskip("pyarrow")
+    texts, subsets = (list(x) for x in zip(*docs, strict=True))
+    labels = sorted(set(subsets))
+    field = pa.array([labels.index(s) for s in subsets]) if label else pa.array(subsets)
+    mask = pa.array([i in (2, 7) for i in range(len(texts))])
+    meta = pa.StructArray.from_arrays([field], ["pile_set_name"], mask=mask)
+    table = pa.table({"text": texts, "meta": meta})
+    if label:
+        schema = class_label_schema(table.schema, ["meta", "pile_set_name"], labels)
+        table = table.replace_schema_metadata(schema.metadata)
+    write_tables(tmp_path / name, [table.slice(0, 5), table.slice(5)])
+    result = run(tmp_path / name, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts)
+    kept = ["" if i in (2, 7) else s for i, (t, s) in enumerate(docs) if t]
+    names = list(dict.fromkeys(kept))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [names.index(s) for s in kept]
+
+
 # --- invalid UTF-8 ------------------------------------------------------------------------------
 
 

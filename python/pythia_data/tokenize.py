@@ -444,7 +444,9 @@ def _meta_column(batch, meta_key: str):
     """The batch's column at the dotted path ``meta_key``, into struct columns, and that path
     as (column name, fields...); (None, None) when there is none. A column's own name may hold
     dots: ``datasets``' ``flatten()`` names the field ``pile_set_name`` of the struct column
-    ``meta`` ``meta.pile_set_name``."""
+    ``meta`` ``meta.pile_set_name``. A field is null in a row where its struct is (Arrow keeps
+    the values written beneath a null struct; JSON lines' ``"meta": null`` has no name)."""
+    import pyarrow.compute as pc
     import pyarrow.types as pat
 
     parts = meta_key.split(".")
@@ -453,9 +455,10 @@ def _meta_column(batch, meta_key: str):
             continue
         col = batch.column(name)
         for field in parts[k:]:
-            if not pat.is_struct(col.type) or col.type.get_field_index(field) < 0:
+            index = col.type.get_field_index(field) if pat.is_struct(col.type) else -1
+            if index < 0:
                 break
-            col = col.field(field)
+            col = pc.struct_field(col, [index])
         else:
             return col, [name, *parts[k:]]
     return None, None

@@ -20,6 +20,9 @@ pub struct BinShard {
     /// Byte offset of the shard's first byte within the logical `.bin`.
     pub start: u64,
     pub map: Arc<Mmap>,
+    /// (device, inode) of the file mapped, where the platform has them: a merge copies the
+    /// file at `path` only while it is still this one.
+    pub id: Option<FileId>,
 }
 
 #[derive(Debug)]
@@ -28,7 +31,24 @@ pub struct BinFile {
     len: u64,
 }
 
-fn map_file(path: &Path) -> Result<Arc<Mmap>> {
+/// (device, inode): which file a path named when it was opened.
+pub type FileId = (u64, u64);
+
+/// The identity of an open file, where the platform has one.
+pub(crate) fn file_id(file: &File) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+fn map_file(path: &Path) -> Result<(Arc<Mmap>, Option<FileId>)> {
     let file = File::open(path).at(path)?;
     // SAFETY: read-only map; a file truncated underneath us by another process is outside what
     // any mmap reader can defend against (the same holds for numpy.memmap).
@@ -38,7 +58,7 @@ fn map_file(path: &Path) -> Result<Arc<Mmap>> {
         // Random row access is the common pattern; the kernel's default read-ahead wastes I/O.
         let _ = map.advise(memmap2::Advice::Random);
     }
-    Ok(Arc::new(map))
+    Ok((Arc::new(map), file_id(&file)))
 }
 
 /// Parse `STEM-00012-of-00082.bin` into (12, 82) when `STEM` is `stem`.
@@ -142,9 +162,14 @@ impl BinFile {
         let mut shards = Vec::with_capacity(paths.len());
         let mut start = 0u64;
         for path in paths {
-            let map = map_file(&path)?;
+            let (map, id) = map_file(&path)?;
             let len = map.len() as u64;
-            shards.push(BinShard { path, start, map });
+            shards.push(BinShard {
+                path,
+                start,
+                map,
+                id,
+            });
             start += len;
         }
         Ok(BinFile { shards, len: start })

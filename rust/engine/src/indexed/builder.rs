@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::bin_file::BinShard;
 use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
 use crate::atomic::{remove_stale_temps, temp_path, write_atomically};
 use crate::error::IoContext;
@@ -157,23 +158,31 @@ impl IndexedDatasetBuilder {
         self.doc_idx
             .extend(doc_idx.iter().skip(1).map(|&d| offset + d));
         for shard in other.bin().shards() {
-            self.append_file(&shard.path, shard.map.len() as u64)?;
+            self.append_shard(shard)?;
         }
         Ok(())
     }
 
-    /// Append the first `len` bytes of the file at `path` through the kernel: `io::copy` from
-    /// one file to another is `copy_file_range`, which copies without passing the bytes
-    /// through this process, and on XFS and btrfs shares blocks instead where the offsets are
-    /// block-aligned.
-    fn append_file(&mut self, path: &Path, len: u64) -> Result<()> {
+    /// Append the bytes of `shard`. While its path still names the file that was mapped, they
+    /// go through the kernel: `io::copy` from one file to another is `copy_file_range`, which
+    /// copies without passing the bytes through this process, and on XFS and btrfs shares
+    /// blocks instead where the offsets are block-aligned. A file renamed over it since (or
+    /// removed) is another dataset's: the mapped bytes, which its index was checked against,
+    /// are written instead.
+    fn append_shard(&mut self, shard: &BinShard) -> Result<()> {
         use std::io::Read;
+        let len = shard.map.len() as u64;
+        let same = File::open(&shard.path)
+            .ok()
+            .filter(|f| shard.id.is_some() && super::bin_file::file_id(f) == shard.id);
+        let Some(file) = same else {
+            return self.write(&shard.map);
+        };
         let w = self.bin.as_mut().expect("builder used after finish");
-        let mut src = File::open(path).at(path)?.take(len);
-        let copied = std::io::copy(&mut src, w).at(&self.bin_tmp)?;
+        let copied = std::io::copy(&mut file.take(len), w).at(&self.bin_tmp)?;
         if copied != len {
             return Err(Error::corrupt(
-                path,
+                &shard.path,
                 format!("shrank from {len} to {copied} bytes while being merged"),
             ));
         }

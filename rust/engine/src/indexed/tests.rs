@@ -114,6 +114,29 @@ fn merge_of_a_bin_that_shrinks_meanwhile_is_an_error() {
 }
 
 #[test]
+fn merge_of_a_bin_replaced_meanwhile_copies_the_bytes_that_were_opened() {
+    // A dataset rewritten since it was opened (tokenize and merge rename a new .bin into
+    // place) must not lend its new bytes to the old index: the output pairs each index with
+    // the bytes validated against it.
+    let dir = tmpdir("merge-replaced");
+    for (name, tokens) in [("a", [1, 2, 3, 4]), ("new", [9, 9, 9, 9])] {
+        let mut b = IndexedDatasetBuilder::create(dir.join(name), DType::U16).unwrap();
+        b.add_document_u32(&tokens).unwrap();
+        b.finish().unwrap();
+    }
+    let a = IndexedDataset::open(dir.join("a")).unwrap();
+    std::fs::rename(bin_path(dir.join("new")), bin_path(dir.join("a"))).unwrap();
+    std::fs::rename(idx_path(dir.join("new")), idx_path(dir.join("a"))).unwrap();
+    let mut m = IndexedDatasetBuilder::create(dir.join("m"), DType::U16).unwrap();
+    m.append_dataset(&a).unwrap();
+    m.finish().unwrap();
+    let merged = IndexedDataset::open(dir.join("m")).unwrap();
+    assert_eq!(merged.get_i64(0, 0, None).unwrap(), vec![1, 2, 3, 4]);
+    drop(a);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn corrupt_headers_are_errors_not_panics() {
     let good = std::fs::read(fixtures().join("toy_e1.idx")).unwrap();
     let dir = tmpdir("corrupt");
