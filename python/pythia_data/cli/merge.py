@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pythia_data import _core
+from pythia_data.cli._stops import StopRequests
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
 from pythia_data.progress import progress_bar
 
@@ -195,7 +196,10 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None
                 bar.update(ds.total_tokens * ds.dtype.itemsize)
         if subsets is not None:
             _stage_subsets(output, subsets)
-        _move_into_place(output, builder, staged=subsets is not None)
+        # A stop now lets the output be finished (its fsync can take a while) rather than
+        # report an interrupted merge whose complete output is there; a second one stops it.
+        with StopRequests():
+            _move_into_place(output, builder, staged=subsets is not None)
     except BaseException:
         builder.abort()
         for dest in _subsets_paths(output):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import click
 
+from pythia_data.cli._stops import StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
 from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
@@ -23,50 +22,11 @@ def _not_nan(param, value: float) -> float:
     return value
 
 
-class _StopRequests:
-    """Ctrl-C and SIGTERM (how SLURM and other schedulers stop jobs) while tokenizing: noted,
-    then raised as KeyboardInterrupt at the run's next progress call, where the run checkpoints
-    and stops, so a requeued job continues from there. A stop that comes during the final step
-    (moving the output into place, which calls no progress) lets that step end, and the output
-    is complete: raised there, it would report an interrupted run, and the same command would
-    tokenize everything again. A second signal is raised at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signal handlers can only be set there
-        for sig in self.SIGNALS:
-            # An ignored signal stays ignored, as Python leaves it: a job a script starts in
-            # the background (`cmd &`) ignores SIGINT, and a Ctrl-C meant for the script must
-            # not stop it.
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def check(self):
-        if self.requested:
-            raise KeyboardInterrupt
-
-
 class _Bar:
     """tqdm over input bytes (for the ETA), with documents and text MB/s beside it; raises a
     requested stop."""
 
-    def __init__(self, enabled: bool, stops: _StopRequests):
+    def __init__(self, enabled: bool, stops: StopRequests):
         self.enabled = enabled
         self.stops = stops
         self.bar = None
@@ -209,7 +169,7 @@ def command(
                 f"whole files and there are only {total}; use --num-shards {total} or fewer"
             )
     tokenizer = Tokenizer.from_file(tokenizer_path)
-    with _StopRequests() as stops:
+    with StopRequests() as stops:
         bar = _Bar(enabled=not quiet, stops=stops)
         try:
             report = tokenize_files(

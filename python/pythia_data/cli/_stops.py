@@ -1,0 +1,46 @@
+"""Signals that stop a command at a point where it can stop cleanly."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class StopRequests:
+    """Ctrl-C and SIGTERM (how SLURM and other schedulers stop jobs), noted, then raised as
+    KeyboardInterrupt by ``check()``, where the command can stop cleanly: a tokenize run
+    checks at each progress call, where it checkpoints and stops, so a requeued job continues
+    from there. A stop that comes during a final step (moving an output into place, which checks
+    nowhere) lets that step end, and the output is complete: raised there, it would report an
+    interrupted run, and the same command would redo all the work. A second signal is raised
+    at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set there
+        for sig in self.SIGNALS:
+            # An ignored signal stays ignored, as Python leaves it: a job a script starts in
+            # the background (`cmd &`) ignores SIGINT, and a Ctrl-C meant for the script must
+            # not stop it.
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
