@@ -151,6 +151,7 @@ fn process_chunk(
     on_error: OnError,
     mut tokens: Vec<u8>,
     scratch: &mut Scratch,
+    writer_done: &AtomicBool,
 ) -> ChunkResult {
     tokens.clear();
     tokens.reserve(chunk.data.len() / 2);
@@ -159,6 +160,11 @@ fn process_chunk(
         ..Default::default()
     };
     for i in 0..chunk.len() {
+        // Nothing reads the result once the writer is done (interrupted, or stopped by an
+        // error): stop now rather than after up to a chunk of slow text (a second or so).
+        if writer_done.load(Ordering::Relaxed) {
+            break;
+        }
         let line = chunk.line(i);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue; // blank lines are not documents
@@ -343,6 +349,8 @@ struct Worker<'a> {
     on_error: OnError,
     /// Token buffers the writer is done with.
     tokens_back: &'a Mutex<Receiver<Vec<u8>>>,
+    /// Set once the writer has returned: results are no longer read.
+    writer_done: &'a AtomicBool,
 }
 
 impl Worker<'_> {
@@ -365,6 +373,7 @@ impl Worker<'_> {
                     self.on_error,
                     buffer,
                     scratch,
+                    self.writer_done,
                 );
                 let outcome = Outcome::Done {
                     file: c.file_index,
@@ -487,6 +496,10 @@ pub fn tokenize_files(
     for _ in 0..in_flight {
         permit_tx.send(()).unwrap();
     }
+    // Set once the writer is done (finished, failed or interrupted): the dedicated reader still
+    // holds permits then, and would read on with them, delaying a Ctrl-C by that many chunks;
+    // workers stop tokenizing what nobody will read.
+    let writer_done = AtomicBool::new(false);
     let worker = Worker {
         tok,
         fields: &fields,
@@ -494,6 +507,7 @@ pub fn tokenize_files(
         eod,
         on_error: opts.on_error,
         tokens_back: &tokens_back_rx,
+        writer_done: &writer_done,
     };
 
     let (reader, permit_rx) = (Mutex::new(reader), Mutex::new(permit_rx));
@@ -502,9 +516,6 @@ pub fn tokenize_files(
     let (item_tx, item_rx) = std::sync::mpsc::channel::<(u64, Item)>();
     let item_rx = Mutex::new(item_rx);
     let (spare_tx, spare_rx) = std::sync::mpsc::channel::<LineChunk>();
-    // Set once the writer is done (finished, failed or interrupted): the dedicated reader still
-    // holds permits then, and would read on with them, delaying a Ctrl-C by that many chunks.
-    let writer_done = AtomicBool::new(false);
 
     let result = std::thread::scope(|scope| {
         let (reader, permit_rx, item_rx) = (&reader, &permit_rx, &item_rx);
