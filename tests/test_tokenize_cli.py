@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import itertools
 import json
 import os
 import shutil
@@ -360,8 +361,10 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
     assert dataset_bytes(prefix) == dataset_bytes(full)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_process_resumes_to_identical_output(tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, files_at_once", [(signal.SIGKILL, 1), (signal.SIGTERM, 1), (signal.SIGKILL, 3)]
+)
+def test_killed_process_resumes_to_identical_output(tmp_path, sig, files_at_once):
     inputs = tmp_path / "in"
     inputs.mkdir()
     # Enough text (75 MB) that a one-thread run lasts long enough to be killed midway.
@@ -379,11 +382,16 @@ def test_killed_process_resumes_to_identical_output(tmp_path, sig):
         "--checkpoint-seconds",
         "0",
         "--threads",
-        "1",
+        str(files_at_once),
+        "--parallel-files",
+        str(files_at_once),
     ]
     env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "killed.partial" / "checkpoint.json"
+    if files_at_once > 1:
+        # The run's own checkpoint is written at its start; wait for one of a file's part.
+        checkpoint = checkpoint.parent / "parts" / "file-000000.partial" / "checkpoint.json"
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -425,6 +433,105 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert dataset_bytes(tmp_path / "cli") == dataset_bytes(tmp_path / "single")
     result = run(d, "--output", tmp_path / "x", "--shard-index", 3, "--num-shards", 3)
     assert result.exit_code != 0 and "--shard-index" in result.output
+
+
+def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    # Unequal files, compressed and not, one of them with no documents at all.
+    cuts = [0, 120, 130, 131, 200, len(lines)]
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+        if i % 2:
+            (d / f"{i:02d}.jsonl").write_text("".join(x + "\n" for x in lines[a:b]))
+        else:
+            write_zst_frames(d / f"{i:02d}.jsonl.zst", lines[a:b], frames=2)
+    (d / "05.jsonl").write_text("")
+    result = run(d, "--output", tmp_path / "one", "--threads", 2)
+    assert result.exit_code == 0, result.output
+    documents = sum(1 for x in lines if json.loads(x)["text"])
+    for files_at_once, threads in [(2, 2), (3, 5), (6, 1)]:
+        prefix = tmp_path / f"at-once-{files_at_once}"
+        result = run(d, "--output", prefix, "--threads", threads, "--parallel-files", files_at_once)
+        assert result.exit_code == 0, result.output
+        assert f"{documents:,} documents" in result.output
+        assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "one")
+        assert not Path(f"{prefix}.partial").exists()
+    # From 12 threads on, files are tokenized at once without asking (one per two threads).
+    report = tokenize_files(sorted(d.iterdir()), tmp_path / "auto", threads=12)
+    assert report["documents"] == documents
+    assert dataset_bytes(tmp_path / "auto") == dataset_bytes(tmp_path / "one")
+
+
+def test_files_at_once_interrupted_resume_one_at_a_time_and_back(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(4):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 70 : (i + 1) * 70], frames=1)
+    files = sorted(d.iterdir())
+    tokenize_files(files, tmp_path / "full", threads=1)
+    prefix = tmp_path / "out"
+    options = dict(chunk_bytes=20_000, checkpoint_seconds=0, progress_seconds=0)
+    for files_at_once, calls in [(3, 4), (1, 3), (2, 6)]:
+        with pytest.raises(KeyboardInterrupt):
+            tokenize_files(
+                files,
+                prefix,
+                threads=2,
+                parallel_files=files_at_once,
+                progress=stop_on_call(calls),
+                **options,
+            )
+        assert not Path(f"{prefix}.idx").exists()
+    report = tokenize_files(files, prefix, threads=2, parallel_files=2)
+    assert report["resumed_documents"] > 0
+    assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "full")
+    assert not Path(f"{prefix}.partial").exists()
+
+
+def test_files_at_once_full_disk_keeps_every_part_to_resume(tmp_path, lines):
+    import resource
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(3):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines * 2, frames=2)
+    prefix = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-c",
+        "from pythia_data.cli import main; main()",
+        "tokenize",
+        "-q",
+        str(d),
+        "--output",
+        str(prefix),
+        "--checkpoint-seconds",
+        "0",
+        "--threads",
+        "3",
+        "--parallel-files",
+        "3",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    failed = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size
+    )
+    assert failed.returncode == 1, failed.stderr
+    assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
+    work = Path(f"{prefix}.partial")
+    assert f"kept in {work}" in failed.stderr
+    assert not Path(f"{prefix}.idx").exists()
+    assert any((work / "parts").glob("*.partial/checkpoint.json"))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed after" in done.stdout
+    tokenize_files(sorted(d.iterdir()), tmp_path / "clean")
+    assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")
 
 
 def test_python_api_takes_prefixes_with_or_without_extension(tmp_path):

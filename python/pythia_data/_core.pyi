@@ -149,6 +149,7 @@ def tokenize_files(
     meta_key: str | None = None,
     on_error: str = "fail",
     threads: int = 0,
+    parallel_files: int = 0,
     chunk_bytes: int = 8388608,
     checkpoint_seconds: float = 30.0,
     progress: Callable[[int, int, int, int, int], object] | None = None,

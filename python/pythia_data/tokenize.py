@@ -155,6 +155,7 @@ def tokenize_files(
     meta_key: str | None = "meta.pile_set_name",
     on_error: str = "fail",
     threads: int = 0,
+    parallel_files: int = 0,
     checkpoint_seconds: float = 30.0,
     chunk_bytes: int = 8 << 20,
     progress: ProgressCallback | None = None,
@@ -169,9 +170,13 @@ def tokenize_files(
     as subsets (None or "": no subset files; an Arrow column named with the dots, as
     ``datasets``' ``flatten()`` makes, is that path too). Returns a dict: documents, tokens, empty_skipped,
     errors_skipped, resumed_documents, restart_note (why a checkpoint was not used, or None),
-    skipped_examples (up to 10 messages), dtype. ``threads``, ``chunk_bytes`` and
-    ``progress_seconds`` apply to JSON lines; Parquet and saved datasets are encoded a batch at
-    a time on all cores, with ``progress`` after each batch.
+    skipped_examples (up to 10 messages), dtype. ``threads`` (0: all cores),
+    ``parallel_files``, ``chunk_bytes`` and ``progress_seconds`` apply to JSON lines; Parquet
+    and saved datasets are encoded a batch at a time on all cores, with ``progress`` after each
+    batch. ``parallel_files``: how many input files to tokenize at once, each into a part in the
+    work directory that is appended to the output in order (0: one per 2 threads from 12
+    threads on, else 1); one zstd stream feeds at most about 8 threads. The output does not
+    depend on it, nor on ``threads``.
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
@@ -190,7 +195,11 @@ def tokenize_files(
             "tokenizer must be a pythia_data.Tokenizer or the path of a tokenizer.json, "
             f"not {type(tokenizer).__name__}"
         )
-    for name, value in (("threads", threads), ("chunk_bytes", chunk_bytes)):
+    for name, value in (
+        ("threads", threads),
+        ("parallel_files", parallel_files),
+        ("chunk_bytes", chunk_bytes),
+    ):
         if value < 0:
             raise ValueError(f"{name} must be 0 or more, not {value}")
     if progress is not None and not callable(progress):
@@ -222,6 +231,7 @@ def tokenize_files(
         meta_key=meta_key or None,
         on_error=on_error,
         threads=threads,
+        parallel_files=parallel_files,
         chunk_bytes=chunk_bytes,
         checkpoint_seconds=checkpoint_seconds,
         progress=progress,

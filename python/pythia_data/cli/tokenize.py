@@ -98,10 +98,20 @@ class _Bar:
     default=0,
     show_default=True,
     help="Worker threads, each decompressing and tokenizing in turn (0: all cores; from 6 on, "
-    "one more thread does all the decompressing). The output does not depend on it. One run "
-    "decompresses one file at a time, which caps it near 0.4-0.8 GB/s of text: on 8+ cores "
-    "with many files, run shards side by side (--num-shards). JSON lines only: Parquet and "
-    "saved datasets use all cores.",
+    "one more thread does all the decompressing). The output does not depend on it. JSON lines "
+    "only: Parquet and saved datasets use all cores.",
+)
+@click.option(
+    "--parallel-files",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Input files to tokenize at once (0: 1 below 12 threads, else one per 2 threads). "
+    "Decompressing one zstd stream feeds at most about 8 threads (0.4-0.8 GB/s of text), so "
+    "on many cores with many files this keeps every core busy: each file becomes a part in "
+    "PREFIX.partial/parts/, appended to the output in input order once the files before it "
+    "are. The output does not depend on it; the cost is writing the tokens twice, with up to "
+    "2 x N finished parts on disk at once.",
 )
 @click.option(
     "--shard-index",
@@ -117,7 +127,7 @@ class _Bar:
     show_default=True,
     help="Split the sorted input files into this many contiguous shares; each writes "
     "PREFIX-IIIII-of-NNNNN, and `pythia-data merge` joins them in order. Shares run on many "
-    "machines, or side by side on one with many cores (e.g. 8 of --threads 2 on 16 cores).",
+    "machines (a SLURM array, say).",
 )
 @click.option(
     "--checkpoint-seconds",
@@ -136,6 +146,7 @@ def command(
     meta_key,
     on_error,
     threads,
+    parallel_files,
     shard_index,
     num_shards,
     checkpoint_seconds,
@@ -180,6 +191,7 @@ def command(
                 meta_key=meta_key or None,
                 on_error=on_error,
                 threads=threads,
+                parallel_files=parallel_files,
                 checkpoint_seconds=checkpoint_seconds,
                 progress=bar,
             )

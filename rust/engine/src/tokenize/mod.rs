@@ -10,6 +10,7 @@
 mod direct_append;
 mod lock;
 mod output;
+mod parallel_files;
 mod subsets;
 
 pub use output::{
@@ -64,6 +65,13 @@ pub struct TokenizeOptions {
     /// the workers only tokenize, instead of the workers taking turns at reading; None chooses
     /// by the number of workers (see [`DEDICATED_READER_MIN_THREADS`]).
     pub dedicated_reader: Option<bool>,
+    /// How many input files to tokenize at once, each into a part of its own that is appended
+    /// to the output once the files before it are (see `parallel_files.rs`); None chooses by the
+    /// number of workers (see [`auto_parallel_files`]). The output does not depend on it.
+    pub parallel_files: Option<usize>,
+    /// Lines of the first input to skip, as if a run had consumed them: a part of a run that
+    /// tokenizes files at once resumes a file that one-at-a-time run had stopped inside.
+    pub first_line: u64,
 }
 
 /// From this many workers on, one thread of its own reads. With few workers, reading in turns
@@ -72,6 +80,16 @@ pub struct TokenizeOptions {
 /// one stream is the bottleneck, and it runs faster on a thread that keeps zstd's window and
 /// tables in its own cache than passed from core to core.
 pub const DEDICATED_READER_MIN_THREADS: usize = 6;
+
+/// From this many workers on, a run over several files tokenizes several at once. One zstd
+/// stream decompresses at 0.4–0.8 GB/s of text, so one file at a time leaves cores idle from
+/// about 8 workers on; on a 16-core machine 8 files of 2 workers each tokenized 2–2.5× as fast
+/// as one file of 16 (docs/benchmarks.md, "Many cores"), which is worth the extra copy of the
+/// output that parts cost. Below this, one file at a time keeps every core busy, without it.
+pub const PARALLEL_FILES_MIN_THREADS: usize = 12;
+/// Workers per file when files are tokenized at once: two take turns reading, which on two
+/// cores is the fastest way to tokenize one stream.
+pub const THREADS_PER_PARALLEL_FILE: usize = 2;
 
 impl TokenizeOptions {
     pub fn new(inputs: Vec<PathBuf>, prefix: PathBuf) -> Self {
@@ -86,6 +104,8 @@ impl TokenizeOptions {
             checkpoint_interval: Duration::from_secs(30),
             progress_interval: Duration::from_millis(100),
             dedicated_reader: None,
+            parallel_files: None,
+            first_line: 0,
         }
     }
 }
@@ -398,15 +418,66 @@ pub const INTERRUPTED: &str =
 /// Threads: `opts.threads` workers, each reading a chunk in turn (decompression, line
 /// splitting), then parsing and tokenizing it (from [`DEDICATED_READER_MIN_THREADS`] workers
 /// on, one more thread does all the reading), and the caller's thread, which puts results back
-/// in input order and writes them. The input files are read one after another, each by one
-/// thread at a time, so on many cores reading one zstd stream caps the rate (about 450–800 MB/s
-/// of text); runs of `--num-shards` on one machine read several at once. A fixed number of chunks may be in flight at once, so
-/// memory stays bounded however far a fast worker gets ahead of a slow one.
+/// in input order and writes them. Reading one zstd stream caps a file's rate (about 0.4–0.8
+/// GB/s of text), so with many workers and files several files are tokenized at once
+/// (`opts.parallel_files`). A fixed number of chunks may be in flight at once, so memory stays
+/// bounded however far a fast worker gets ahead of a slow one.
 pub fn tokenize_files(
     tok: &Tokenizer,
     opts: &TokenizeOptions,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<TokenizeReport> {
+    let prep = prepare(tok, opts)?;
+    let at_once = opts
+        .parallel_files
+        .unwrap_or_else(|| auto_parallel_files(prep.threads))
+        .min(opts.inputs.len());
+    // Parts an interrupted run left are continued as parts, even one file at a time, rather
+    // than tokenized again.
+    if at_once > 1 || parallel_files::has_parts(&opts.prefix) {
+        return parallel_files::tokenize(tok, opts, &prep, at_once, progress);
+    }
+    let mut out = prep.open_output(opts)?;
+    let mut report = prep.report(&out);
+    let result = tokenize_stream(tok, opts, &prep, &mut out, progress);
+    let finished = result.and_then(|()| {
+        out.inputs_done(opts.inputs.len());
+        out.finish()
+    });
+    match finished {
+        Ok(counts) => {
+            report.counts = counts;
+            report.skipped_examples = out.skipped_examples.clone();
+            Ok(report)
+        }
+        Err(e) if e.to_string() == INTERRUPTED => Err(e), // checkpoint kept for a restart
+        Err(e) => Err(out.abandon(e)),
+    }
+}
+
+/// How many input files a run of `threads` workers tokenizes at once by default: one below
+/// [`PARALLEL_FILES_MIN_THREADS`], else one per [`THREADS_PER_PARALLEL_FILE`] workers.
+pub fn auto_parallel_files(threads: usize) -> usize {
+    if threads >= PARALLEL_FILES_MIN_THREADS {
+        threads / THREADS_PER_PARALLEL_FILE
+    } else {
+        1
+    }
+}
+
+/// A command's checked inputs and what identifies it (for resuming only the same command).
+struct Prepared {
+    eod: u32,
+    dtype: DType,
+    fingerprint: String,
+    /// Size of each input file, in bytes as stored.
+    file_bytes: Vec<u64>,
+    input_bytes_total: u64,
+    /// Workers, 0 resolved to the number of cores.
+    threads: usize,
+}
+
+fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
     if opts.inputs.is_empty() {
         return Err(Error::invalid("no input files"));
     }
@@ -414,7 +485,6 @@ pub fn tokenize_files(
         Error::invalid("the tokenizer has no <|endoftext|> token to end documents with")
     })?;
     let dtype = DType::best_fitting(tok.vocab_size());
-    let mut input_bytes_total = 0;
     let mut fingerprint = format!(
         "tokenizer={} text_key={:?} meta_key={:?} on_error={:?} dtype={}",
         tok.sha256(),
@@ -423,6 +493,11 @@ pub fn tokenize_files(
         opts.on_error,
         dtype.numpy_name()
     );
+    // Only when set, so that checkpoints made before the option existed still resume.
+    if opts.first_line > 0 {
+        fingerprint.push_str(&format!(" first_line={}", opts.first_line));
+    }
+    let mut file_bytes = Vec::with_capacity(opts.inputs.len());
     for p in &opts.inputs {
         let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if !m.is_file() {
@@ -434,7 +509,7 @@ pub fn tokenize_files(
             };
             return Err(Error::invalid(format!("{}: {what}", p.display())));
         }
-        input_bytes_total += m.len();
+        file_bytes.push(m.len());
         let mtime = m
             .modified()
             .ok()
@@ -442,32 +517,67 @@ pub fn tokenize_files(
             .map_or(0, |d| d.as_nanos());
         fingerprint.push_str(&format!("\n{} {} {}", p.display(), m.len(), mtime));
     }
-    let fields = DocumentFields::new(&opts.text_key, opts.meta_key.as_deref());
-    let mut out =
-        TokenizedOutput::open(&opts.prefix, dtype, &fingerprint, opts.meta_key.as_deref())?;
-    let resumed_documents = out.resumed_documents;
-    let start = out.position;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         opts.threads
     };
+    Ok(Prepared {
+        eod,
+        dtype,
+        fingerprint,
+        input_bytes_total: file_bytes.iter().sum(),
+        file_bytes,
+        threads,
+    })
+}
+
+impl Prepared {
+    fn open_output(&self, opts: &TokenizeOptions) -> Result<TokenizedOutput> {
+        TokenizedOutput::open(
+            &opts.prefix,
+            self.dtype,
+            &self.fingerprint,
+            opts.meta_key.as_deref(),
+        )
+    }
+
+    /// The report of a run on `out`, before its counts are known.
+    fn report(&self, out: &TokenizedOutput) -> TokenizeReport {
+        TokenizeReport {
+            resumed_documents: out.resumed_documents,
+            restart_note: out.restart_note.clone(),
+            dtype: Some(self.dtype),
+            ..Default::default()
+        }
+    }
+}
+
+/// Read `opts.inputs` from `out`'s position (or line `opts.first_line` of the first input) to
+/// their end, one at a time, and append every document to `out` in input order; `out` is left
+/// unfinished. Stops with [`INTERRUPTED`] after a checkpoint once `progress` returns false.
+fn tokenize_stream(
+    tok: &Tokenizer,
+    opts: &TokenizeOptions,
+    prep: &Prepared,
+    out: &mut TokenizedOutput,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<()> {
+    let (eod, dtype, threads) = (prep.eod, prep.dtype, prep.threads);
+    let input_bytes_total = prep.input_bytes_total;
+    let fields = DocumentFields::new(&opts.text_key, opts.meta_key.as_deref());
+    if out.position == Position::default() && opts.first_line > 0 {
+        out.position.line = opts.first_line;
+    }
+    let start = out.position;
     // Two chunks per worker (one being tokenized, one waiting to be written behind a slower
     // one) keep every worker busy; memory is about 1.5 × chunk_bytes per chunk in flight.
     let in_flight = 2 * threads + 2;
     let counter = Arc::new(AtomicU64::new(0));
     // Bytes of files finished before the resume point count as read, for an honest ETA.
-    let already: u64 = opts.inputs[..start.file.min(opts.inputs.len())]
+    let already: u64 = prep.file_bytes[..start.file.min(opts.inputs.len())]
         .iter()
-        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
         .sum();
-    let mut report = TokenizeReport {
-        resumed_documents,
-        restart_note: out.restart_note.clone(),
-        dtype: Some(dtype),
-        ..Default::default()
-    };
-
     let reader = InputReader {
         inputs: &opts.inputs,
         start,
@@ -587,7 +697,7 @@ pub fn tokenize_files(
             outcome_rx,
             permit_tx,
             tokens_back_tx,
-            &mut out,
+            out,
             opts,
             |docs_progress| {
                 let p = Progress {
@@ -601,19 +711,7 @@ pub fn tokenize_files(
         writer_done.store(true, Ordering::Relaxed);
         written
     });
-    let finished = result.and_then(|()| {
-        out.inputs_done(opts.inputs.len());
-        out.finish()
-    });
-    match finished {
-        Ok(counts) => {
-            report.counts = counts;
-            report.skipped_examples = out.skipped_examples.clone();
-            Ok(report)
-        }
-        Err(e) if e.to_string() == INTERRUPTED => Err(e), // checkpoint kept for a restart
-        Err(e) => Err(out.abandon(e)),
-    }
+    result
 }
 
 /// What a run stopped by bad input can do instead (the skipped examples go without it).

@@ -413,6 +413,11 @@ impl TokenizedOutput {
         self.dtype
     }
 
+    /// Whether a subset code is kept per document (a meta key was given).
+    pub fn has_subsets(&self) -> bool {
+        self.meta_key.is_some()
+    }
+
     /// Append one document: its tokens as little-endian bytes of the dtype (EOD included).
     pub fn add_document(&mut self, token_bytes: &[u8], meta: Option<&str>) -> Result<()> {
         self.add_documents(token_bytes, &[(token_bytes.len(), meta)])

@@ -1,0 +1,697 @@
+//! Several input files tokenized at once, for machines with more cores than one zstd stream
+//! can feed. Each file becomes a part of its own, a complete tokenized output written by the
+//! one-file-at-a-time pipeline into `PREFIX.partial/parts/`; the caller's thread appends each
+//! part to the output once every file before it has been appended, so the output is
+//! byte-identical to a run that reads the files one after another.
+//!
+//! Resuming: a part keeps its own checkpoint, and a finished part a small report beside it
+//! (`file-NNNNNN.done.json`), so a killed run continues every file where it stopped. The output
+//! itself is checkpointed after each part is appended, at a file boundary; a part is deleted only
+//! after that. A checkpoint made inside a file by a one-at-a-time run is continued by a part
+//! that starts at that line (`TokenizeOptions::first_line`).
+//!
+//! Errors: a file's bad input stops its part; the run reports it once every file before it is
+//! done, so with `--on-error fail` the error is the first in input order, as in one stream.
+//!
+//! Cost: every token is written twice (part, then output), and at most `2 × files at once`
+//! finished parts wait on disk for a slow file before them.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use memmap2::Mmap;
+use serde_json::{json, Value};
+
+use super::output::write_atomically;
+use super::{
+    prepare, read_subsets, subsets_json_path, subsets_npy_path, tokenize_stream, work_dir, Counts,
+    Position, Prepared, Progress, TokenizeOptions, TokenizeReport, TokenizedOutput, INTERRUPTED,
+};
+use crate::error::IoContext;
+use crate::indexed::{bin_path, idx_path, IndexFile};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// Token bytes handed to the output per call while a part is appended (tiny in tests, so that
+/// they stop runs in the middle of an append).
+const APPEND_WINDOW: u64 = if cfg!(test) { 64 } else { 16 << 20 };
+
+/// What a finished part holds besides its dataset.
+#[derive(Clone, Debug, Default)]
+struct PartReport {
+    counts: Counts,
+    skipped_examples: Vec<String>,
+    resumed_documents: u64,
+    restart_note: Option<String>,
+}
+
+/// One file's progress as its part last reported it.
+#[derive(Default)]
+struct Live {
+    documents: AtomicU64,
+    tokens: AtomicU64,
+    input_bytes_read: AtomicU64,
+    text_bytes: AtomicU64,
+}
+
+impl Live {
+    fn set(&self, p: &Progress) {
+        self.documents.store(p.documents, Ordering::Relaxed);
+        self.tokens.store(p.tokens, Ordering::Relaxed);
+        self.input_bytes_read
+            .store(p.input_bytes_read, Ordering::Relaxed);
+        self.text_bytes.store(p.text_bytes, Ordering::Relaxed);
+    }
+}
+
+/// Which files the parts may start next.
+struct Schedule {
+    /// The next file no part has started.
+    next: usize,
+    /// The first file not yet appended to the output.
+    head: usize,
+    /// The first file whose part failed: no file after it is started.
+    failed: Option<usize>,
+    stop: bool,
+}
+
+struct Shared<'a> {
+    tok: &'a Tokenizer,
+    opts: &'a TokenizeOptions,
+    parts: PathBuf,
+    /// Line of `first.0` at which its part starts (a resumed one-at-a-time checkpoint).
+    first: (usize, u64),
+    /// How far past the head parts may run ahead, in files.
+    lookahead: usize,
+    schedule: Mutex<Schedule>,
+    wake: Condvar,
+    /// Mirrors `schedule.stop` for the parts' progress calls, which must not wait on a lock.
+    stop: AtomicBool,
+    live: Vec<Live>,
+}
+
+fn parts_dir(prefix: &Path) -> PathBuf {
+    work_dir(prefix).join("parts")
+}
+
+/// Whether an interrupted run of `prefix` left parts to continue.
+pub(super) fn has_parts(prefix: &Path) -> bool {
+    std::fs::read_dir(parts_dir(prefix)).is_ok_and(|mut d| d.next().is_some())
+}
+
+fn part_prefix(parts: &Path, file: usize) -> PathBuf {
+    parts.join(format!("file-{file:06}"))
+}
+
+fn done_path(parts: &Path, file: usize) -> PathBuf {
+    parts.join(format!("file-{file:06}.done.json"))
+}
+
+impl Shared<'_> {
+    fn request_stop(&self) {
+        let mut s = self.schedule.lock().unwrap();
+        s.stop = true;
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_all();
+    }
+
+    /// The next file to tokenize, waiting while it is too far ahead of the head; None when
+    /// there is none left or the run is stopping.
+    fn claim(&self) -> Option<usize> {
+        let mut s = self.schedule.lock().unwrap();
+        loop {
+            let past_failure = s.failed.is_some_and(|f| s.next > f);
+            if s.stop || s.next >= self.opts.inputs.len() || past_failure {
+                return None;
+            }
+            if s.next < s.head + self.lookahead {
+                s.next += 1;
+                return Some(s.next - 1);
+            }
+            s = self.wake.wait(s).unwrap();
+        }
+    }
+
+    fn advance_head(&self, head: usize) {
+        self.schedule.lock().unwrap().head = head;
+        self.wake.notify_all();
+    }
+
+    /// Parts of `threads` workers, one file after another, until none is left.
+    fn lane(&self, threads: usize, results: Sender<(usize, Result<PartReport>)>) {
+        while let Some(file) = self.claim() {
+            let result = self.part(file, threads);
+            let stopped = self.stop.load(Ordering::Relaxed);
+            if let Err(e) = &result {
+                if stopped && e.to_string() == INTERRUPTED {
+                    return;
+                }
+                let mut s = self.schedule.lock().unwrap();
+                s.failed = Some(s.failed.map_or(file, |f| f.min(file)));
+            }
+            if results.send((file, result)).is_err() || stopped {
+                return;
+            }
+        }
+    }
+
+    /// Tokenize input `file` into its part, or take the part a killed run finished.
+    fn part(&self, file: usize, threads: usize) -> Result<PartReport> {
+        let first_line = if file == self.first.0 {
+            self.first.1
+        } else {
+            0
+        };
+        let prefix = part_prefix(&self.parts, file);
+        let done = done_path(&self.parts, file);
+        if let Some(report) = read_done(&done, &prefix, first_line) {
+            self.live[file].set(&Progress {
+                documents: report.counts.documents,
+                tokens: report.counts.tokens,
+                input_bytes_read: std::fs::metadata(&self.opts.inputs[file]).map_or(0, |m| m.len()),
+                ..Default::default()
+            });
+            return Ok(report);
+        }
+        let mut opts = self.opts.clone();
+        opts.inputs = vec![self.opts.inputs[file].clone()];
+        opts.prefix = prefix;
+        opts.threads = threads;
+        opts.parallel_files = Some(1);
+        opts.first_line = first_line;
+        // The parts' progress only feeds the run's: frequent enough to stop promptly.
+        opts.progress_interval = opts.progress_interval.min(Duration::from_millis(100));
+        let prep = prepare(self.tok, &opts)?;
+        let mut out = prep.open_output(&opts)?;
+        let mut report = PartReport {
+            resumed_documents: out.resumed_documents,
+            restart_note: out.restart_note.clone(),
+            ..Default::default()
+        };
+        let live = &self.live[file];
+        // On failure the part is left as it is: the run keeps or discards the whole work
+        // directory, parts included (see `tokenize`).
+        tokenize_stream(self.tok, &opts, &prep, &mut out, &mut |p| {
+            live.set(p);
+            !self.stop.load(Ordering::Relaxed)
+        })?;
+        out.inputs_done(1);
+        report.counts = out.finish()?;
+        report.skipped_examples = out.skipped_examples.clone();
+        let saved = json!({
+            "first_line": first_line,
+            "documents": report.counts.documents,
+            "tokens": report.counts.tokens,
+            "empty_skipped": report.counts.empty_skipped,
+            "errors_skipped": report.counts.errors_skipped,
+            "skipped_examples": report.skipped_examples,
+        });
+        write_atomically(&done, &serde_json::to_vec_pretty(&saved).unwrap())?;
+        Ok(report)
+    }
+}
+
+/// The report of a part a killed run finished, if it is there whole and started at `first_line`.
+fn read_done(done: &Path, prefix: &Path, first_line: u64) -> Option<PartReport> {
+    let v: Value = serde_json::from_slice(&std::fs::read(done).ok()?).ok()?;
+    if v["first_line"].as_u64() != Some(first_line) {
+        return None;
+    }
+    let counts = Counts {
+        documents: v["documents"].as_u64()?,
+        tokens: v["tokens"].as_u64()?,
+        empty_skipped: v["empty_skipped"].as_u64()?,
+        errors_skipped: v["errors_skipped"].as_u64()?,
+    };
+    let idx = IndexFile::open(idx_path(prefix)).ok()?;
+    let bin_len = std::fs::metadata(bin_path(prefix)).ok()?.len();
+    if idx.len() as u64 != counts.documents || idx.bin_bytes() != bin_len {
+        return None;
+    }
+    let skipped_examples = v["skipped_examples"]
+        .as_array()?
+        .iter()
+        .map(|e| e.as_str().map(str::to_string))
+        .collect::<Option<_>>()?;
+    Some(PartReport {
+        resumed_documents: counts.documents,
+        counts,
+        skipped_examples,
+        restart_note: None,
+    })
+}
+
+/// Append part `prefix` to `out`, a window at a time, calling `keep_going` between windows;
+/// false when it said stop (`out` then holds part of the part: its checkpoint does not).
+fn append_part(
+    out: &mut TokenizedOutput,
+    prefix: &Path,
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<bool> {
+    let idx_file = idx_path(prefix);
+    let idx = IndexFile::open(&idx_file)?;
+    let bin_file = bin_path(prefix);
+    let file = File::open(&bin_file).at(&bin_file)?;
+    // SAFETY: read-only map of a file only this run writes, and it is finished.
+    let bin = unsafe { Mmap::map(&file) }.at(&bin_file)?;
+    // Read once, front to back: the kernel's read-ahead should run far ahead.
+    let _ = bin.advise(memmap2::Advice::Sequential);
+    if bin.len() as u64 != idx.bin_bytes() {
+        return Err(Error::corrupt(
+            &bin_file,
+            format!(
+                "{} bytes where its .idx counts {}",
+                bin.len(),
+                idx.bin_bytes()
+            ),
+        ));
+    }
+    let subsets = if out.has_subsets() {
+        let (_, names, codes) = read_subsets(prefix)?;
+        if codes.len() != idx.len() || codes.iter().any(|&c| c as usize >= names.len()) {
+            return Err(Error::corrupt(
+                subsets_npy_path(prefix),
+                format!(
+                    "does not match {} ({} documents, names in {})",
+                    idx_file.display(),
+                    idx.len(),
+                    subsets_json_path(prefix).display()
+                ),
+            ));
+        }
+        Some((names, codes))
+    } else {
+        None
+    };
+    let itemsize = out.dtype().itemsize() as u64;
+    let (mut doc, mut start) = (0usize, 0u64);
+    let mut ends: Vec<(usize, Option<&str>)> = Vec::new();
+    while doc < idx.len() {
+        ends.clear();
+        let mut end = start;
+        while doc < idx.len() && (ends.is_empty() || end - start < APPEND_WINDOW) {
+            end += idx.size(doc) as u64 * itemsize;
+            let meta = subsets
+                .as_ref()
+                .map(|(names, codes)| names[codes[doc] as usize].as_str());
+            ends.push(((end - start) as usize, meta));
+            doc += 1;
+        }
+        out.add_documents(&bin[start as usize..end as usize], &ends)?;
+        start = end;
+        if !keep_going() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn remove_part(parts: &Path, file: usize) {
+    let prefix = part_prefix(parts, file);
+    for p in [
+        bin_path(&prefix),
+        idx_path(&prefix),
+        subsets_npy_path(&prefix),
+        subsets_json_path(&prefix),
+        done_path(parts, file),
+    ] {
+        // What is left goes with the work directory when the run finishes.
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// `tokenize_files` with up to `at_once` files tokenized at a time.
+pub(super) fn tokenize(
+    tok: &Tokenizer,
+    opts: &TokenizeOptions,
+    prep: &Prepared,
+    at_once: usize,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TokenizeReport> {
+    let mut out = prep.open_output(opts)?;
+    let mut report = prep.report(&out);
+    let result = append_parts(tok, opts, prep, at_once, &mut out, &mut report, progress);
+    let finished = result.and_then(|()| {
+        out.inputs_done(opts.inputs.len());
+        out.finish()
+    });
+    match finished {
+        Ok(counts) => {
+            report.counts = counts;
+            report.skipped_examples = out.skipped_examples.clone();
+            Ok(report)
+        }
+        Err(e) if e.to_string() == INTERRUPTED => Err(e),
+        Err(e) => Err(out.abandon(e)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn append_parts(
+    tok: &Tokenizer,
+    opts: &TokenizeOptions,
+    prep: &Prepared,
+    at_once: usize,
+    out: &mut TokenizedOutput,
+    report: &mut TokenizeReport,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<()> {
+    let n = opts.inputs.len();
+    let start = out.position;
+    // Recorded at once, so that an operating-system error keeps the parts' work to resume.
+    out.checkpoint(start)?;
+    let lanes = at_once.min(n.saturating_sub(start.file)).max(1);
+    let shared = Shared {
+        tok,
+        opts,
+        parts: parts_dir(&opts.prefix),
+        first: (start.file, start.line),
+        lookahead: 2 * lanes,
+        schedule: Mutex::new(Schedule {
+            next: start.file,
+            head: start.file,
+            failed: None,
+            stop: false,
+        }),
+        wake: Condvar::new(),
+        stop: AtomicBool::new(false),
+        live: (0..n).map(|_| Live::default()).collect(),
+    };
+    let (results_tx, results) = channel::<(usize, Result<PartReport>)>();
+    std::thread::scope(|scope| {
+        for lane in 0..lanes {
+            // The workers shared out, the first lanes taking what does not divide evenly.
+            let threads = (prep.threads / lanes + usize::from(lane < prep.threads % lanes)).max(1);
+            let (shared, results_tx) = (&shared, results_tx.clone());
+            scope.spawn(move || shared.lane(threads, results_tx));
+        }
+        drop(results_tx);
+        let result = (|| -> Result<()> {
+            let mut finished: BTreeMap<usize, Result<PartReport>> = BTreeMap::new();
+            let mut head = start.file;
+            let mut last_progress = Instant::now();
+            let interval = opts.progress_interval;
+            let tick = interval.clamp(Duration::from_millis(1), Duration::from_millis(100));
+            let total_before = |head: usize| prep.file_bytes[..head].iter().sum::<u64>();
+            // What the run has done: the output up to the head, the parts from it on.
+            let now = |out_docs: u64, out_tokens: u64, head: usize| {
+                let sum = |f: fn(&Live) -> &AtomicU64, from: usize| {
+                    shared.live[from..]
+                        .iter()
+                        .map(|l| f(l).load(Ordering::Relaxed))
+                        .sum::<u64>()
+                };
+                Progress {
+                    documents: out_docs + sum(|l| &l.documents, head),
+                    tokens: out_tokens + sum(|l| &l.tokens, head),
+                    input_bytes_read: total_before(head) + sum(|l| &l.input_bytes_read, head),
+                    input_bytes_total: prep.input_bytes_total,
+                    text_bytes: sum(|l| &l.text_bytes, 0),
+                }
+            };
+            let mut base = (out.counts.documents, out.counts.tokens);
+            while head < n {
+                match results.recv_timeout(tick) {
+                    Ok((file, result)) => {
+                        finished.insert(file, result);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) if finished.contains_key(&head) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Error::invalid(
+                            "internal error: the parts stopped before the last file",
+                        ))
+                    }
+                }
+                while let Some(result) = finished.remove(&head) {
+                    let part = result?;
+                    let prefix = part_prefix(&shared.parts, head);
+                    let appended = append_part(out, &prefix, &mut || {
+                        if last_progress.elapsed() < interval {
+                            return true;
+                        }
+                        last_progress = Instant::now();
+                        progress(&now(base.0, base.1, head))
+                    })?;
+                    if !appended {
+                        // The output now ends inside this part: its last checkpoint, at the
+                        // part's start, is where the next run continues.
+                        return Err(Error::invalid(INTERRUPTED));
+                    }
+                    out.counts.empty_skipped += part.counts.empty_skipped;
+                    out.counts.errors_skipped += part.counts.errors_skipped;
+                    for example in part.skipped_examples {
+                        out.add_skipped_example(|| example);
+                    }
+                    report.resumed_documents += part.resumed_documents;
+                    if report.restart_note.is_none() {
+                        report.restart_note = part.restart_note;
+                    }
+                    head += 1;
+                    out.checkpoint(Position {
+                        file: head,
+                        line: 0,
+                    })?;
+                    remove_part(&shared.parts, head - 1);
+                    base = (out.counts.documents, out.counts.tokens);
+                    shared.advance_head(head);
+                }
+                if head == n || last_progress.elapsed() >= interval {
+                    last_progress = Instant::now();
+                    if !progress(&now(base.0, base.1, head)) {
+                        return Err(Error::invalid(INTERRUPTED));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Whatever ended the run, the parts still running checkpoint and stop.
+        shared.request_stop();
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{tokenize_files, OnError};
+    use super::*;
+    use std::io::Write;
+
+    fn neox() -> Tokenizer {
+        Tokenizer::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../python/pythia_data/data/20B_tokenizer.json"
+        ))
+        .unwrap()
+    }
+
+    /// Seven files of unequal sizes: zstd and plain, one of only empty texts, one empty file.
+    /// `bad` puts an invalid line into these files.
+    fn corpus(dir: &Path, bad: &[usize]) -> Vec<PathBuf> {
+        let sizes = [120, 7, 300, 40, 0, 90, 15];
+        let mut paths = Vec::new();
+        for (f, &n) in sizes.iter().enumerate() {
+            let mut lines = Vec::new();
+            for i in 0..n {
+                let text = match (f, i % 5) {
+                    (3, _) | (_, 4) => String::new(),
+                    (_, 1) => format!("file {f} doc {i} <|endoftext|> with  spaces\r\n"),
+                    _ => format!("File {f}, document {i}: {}", "more words. ".repeat(i % 11)),
+                };
+                let set = format!("set{}", (f + i) % 4);
+                lines.push(
+                    serde_json::json!({"text": text, "meta": {"pile_set_name": set}}).to_string(),
+                );
+                if bad.contains(&f) && i == n / 2 {
+                    lines.push(format!("{{\"text\": \"broken in file {f}\""));
+                }
+            }
+            let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+            let p = if f % 2 == 0 {
+                let p = dir.join(format!("part{f}.jsonl.zst"));
+                let mut enc =
+                    zstd::stream::write::Encoder::new(File::create(&p).unwrap(), 3).unwrap();
+                enc.write_all(text.as_bytes()).unwrap();
+                enc.finish().unwrap();
+                p
+            } else {
+                let p = dir.join(format!("part{f}.jsonl"));
+                std::fs::write(&p, text).unwrap();
+                p
+            };
+            paths.push(p);
+        }
+        paths
+    }
+
+    fn read(prefix: &Path) -> Vec<Vec<u8>> {
+        [
+            bin_path(prefix),
+            idx_path(prefix),
+            subsets_npy_path(prefix),
+            subsets_json_path(prefix),
+        ]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pythia-par-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn options(
+        paths: &[PathBuf],
+        prefix: &Path,
+        at_once: usize,
+        threads: usize,
+    ) -> TokenizeOptions {
+        let mut opts = TokenizeOptions::new(paths.to_vec(), prefix.to_path_buf());
+        opts.parallel_files = Some(at_once);
+        opts.threads = threads;
+        opts.chunk_bytes = 700;
+        opts
+    }
+
+    #[test]
+    fn files_at_once_write_what_one_at_a_time_writes() {
+        let dir = temp("same");
+        let paths = corpus(&dir, &[]);
+        let tok = neox();
+        let one = dir.join("one");
+        let expected = tokenize_files(&tok, &options(&paths, &one, 1, 2), &mut |_| true).unwrap();
+        // Every line is a document or an empty text.
+        assert_eq!(
+            expected.counts.documents + expected.counts.empty_skipped,
+            572
+        );
+        for (at_once, threads) in [(2, 2), (3, 7), (7, 3), (20, 1)] {
+            let prefix = dir.join(format!("at-once-{at_once}-{threads}"));
+            let mut calls = 0;
+            let report = tokenize_files(
+                &tok,
+                &options(&paths, &prefix, at_once, threads),
+                &mut |p| {
+                    calls += 1;
+                    assert!(p.input_bytes_read <= p.input_bytes_total);
+                    true
+                },
+            )
+            .unwrap();
+            assert!(calls > 0);
+            assert_eq!(report.counts, expected.counts);
+            assert_eq!(
+                read(&prefix),
+                read(&one),
+                "{at_once} files at once, {threads} threads"
+            );
+            assert!(!work_dir(&prefix).exists());
+        }
+        // Without a meta key there are no subsets files, and the tokens are the same.
+        let mut opts = options(&paths, &dir.join("no-meta"), 3, 3);
+        opts.meta_key = None;
+        tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+        assert_eq!(
+            std::fs::read(bin_path(&opts.prefix)).unwrap(),
+            read(&one)[0]
+        );
+        assert!(!subsets_npy_path(&opts.prefix).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn skipped_lines_are_counted_and_reported_as_in_one_stream() {
+        let dir = temp("skip");
+        let paths = corpus(&dir, &[0, 2, 5]);
+        let tok = neox();
+        let mut reports = Vec::new();
+        for at_once in [1, 4] {
+            let prefix = dir.join(format!("out-{at_once}"));
+            let mut opts = options(&paths, &prefix, at_once, 4);
+            opts.on_error = OnError::Skip;
+            let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+            assert_eq!(report.counts.errors_skipped, 3);
+            reports.push((report.counts, report.skipped_examples, read(&prefix)));
+        }
+        assert_eq!(reports[0], reports[1]);
+        assert!(
+            reports[1].1[0].contains("part0.jsonl.zst: line 62:"),
+            "{:?}",
+            reports[1].1
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_first_bad_file_in_input_order_stops_the_run_and_nothing_is_left() {
+        let dir = temp("fail");
+        // File 5 is small and fails early; file 2, before it, fails later: file 2 is reported.
+        let paths = corpus(&dir, &[2, 5]);
+        let tok = neox();
+        for at_once in [1, 3, 7] {
+            let prefix = dir.join(format!("out-{at_once}"));
+            let err = tokenize_files(&tok, &options(&paths, &prefix, at_once, 7), &mut |_| true)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("part2.jsonl.zst") && err.contains("line 152"),
+                "{err}"
+            );
+            assert!(!work_dir(&prefix).exists());
+            assert!(!idx_path(&prefix).exists());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interrupted_runs_resume_in_either_mode_to_identical_output() {
+        let dir = temp("resume");
+        let paths = corpus(&dir, &[]);
+        let tok = neox();
+        let full = dir.join("full");
+        tokenize_files(&tok, &options(&paths, &full, 1, 1), &mut |_| true).unwrap();
+        // (files at once, stop after this many progress calls) for each interrupted run, then
+        // a last run to the end.
+        let plans: [&[(usize, u64)]; 5] = [
+            &[(3, 2), (3, 4), (2, 3)],
+            &[(1, 5), (4, 3), (1, 6)],
+            &[(4, 1), (1, 4), (3, 5)],
+            &[(7, 6), (7, 6), (7, 6)],
+            // Later stops, some while a part is being appended.
+            &[(3, 30), (4, 60), (2, 45)],
+        ];
+        let mut resumed = Vec::new();
+        for (k, plan) in plans.iter().enumerate() {
+            let prefix = dir.join(format!("resumed-{k}"));
+            for &(at_once, stop_after) in plan.iter() {
+                let mut opts = options(&paths, &prefix, at_once, 3);
+                opts.chunk_bytes = 300;
+                opts.checkpoint_interval = Duration::ZERO;
+                opts.progress_interval = Duration::ZERO;
+                let mut calls = 0u64;
+                let result = tokenize_files(&tok, &opts, &mut |_| {
+                    calls += 1;
+                    calls < stop_after
+                });
+                assert_eq!(result.unwrap_err().to_string(), INTERRUPTED);
+                assert!(!idx_path(&prefix).exists());
+                assert!(work_dir(&prefix).join("checkpoint.json").exists());
+            }
+            let opts = options(&paths, &prefix, 1 + k % 3, 2);
+            let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+            resumed.push(report.resumed_documents);
+            assert_eq!(read(&prefix), read(&full), "plan {k}");
+            assert!(!work_dir(&prefix).exists());
+        }
+        assert!(resumed.iter().all(|&r| r > 0), "{resumed:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
