@@ -12,6 +12,9 @@
 # SHARDS (default "2x8 4x4 8x2") times K processes of T workers each, on K × T cores, each
 # tokenizing its own input stream, as `--shard-index I --num-shards K` runs do on one machine:
 # one zstd stream is read by one thread at a time, which caps a single run on many cores.
+# FILES_THREADS (default "16") times one run over 16 input files (each the 300 MB stream) at
+# each of those thread counts, with PARALLEL_FILES (default "1 0") files at once: 1 reads them
+# one after another, 0 is the default (one file per two threads from 12 threads on).
 # The input is the bundled sample repeated 48 times as one zstd stream (~300 MB of text), as in
 # benches/bench_tokenize_pipeline.py; from 8 threads on, 192 times (~1.2 GB), so that starting
 # every worker is a small share of the run. There the one-core encode is not timed again (it
@@ -60,4 +63,16 @@ for spec in ${SHARDS-2x8 4x4 8x2}; do
         for (i = 1; i <= NF; i++) if ($i == "MB/s") { sum[$2] += $(i - 1); break }
     } END { for (r in sum) printf "round %s total %.1f MB/s\n", r, sum[r] }' | sort
     rm -f "$tmp"/shard*
+done
+
+# One run over many files: hard links of the 300 MB stream, so that no two are the same path.
+for i in $(seq -w 0 15); do ln -f "$tmp/small.jsonl.zst" "$tmp/file$i.jsonl.zst"; done
+for n in ${FILES_THREADS-16}; do
+    ((n <= ${#cpus[@]})) || continue
+    set=$(IFS=,; echo "${cpus[*]:0:n}")
+    for files in ${PARALLEL_FILES-1 0}; do
+        echo "== one run of $n threads over 16 files, PARALLEL_FILES=$files"
+        PIPELINE_ONLY=1 ROUNDS=2 PARALLEL_FILES="$files" taskset -c "$set" "$BIN" "$n" \
+            "$tmp"/file*.jsonl.zst
+    done
 done

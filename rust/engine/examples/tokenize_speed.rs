@@ -4,6 +4,7 @@
 //! the ratio the pipeline goal is stated in (pipeline ÷ THREADS × encode), round by round and
 //! the median. Environment: `TOKENIZER` (default: the bundled file); `ROUNDS` (default 3); `CHUNK_BYTES` overrides the chunk size;
 //! `DEDICATED_READER=0|1` overrides whether one thread does all the reading;
+//! `PARALLEL_FILES=N` how many of several CORPUS files are tokenized at once (0: the default);
 //! `PIPELINE_ONLY=1` skips the encode measurement (to profile the pipeline alone, or to run
 //! several processes at once, one per shard); `BATCH=1`
 //! also times batch encode (the same texts on a pool of THREADS rayon workers, tokenizing
@@ -93,6 +94,10 @@ fn main() {
     opts.threads = threads;
     if let Ok(d) = std::env::var("DEDICATED_READER") {
         opts.dedicated_reader = Some(d == "1");
+    }
+    if let Ok(n) = std::env::var("PARALLEL_FILES") {
+        let n: usize = n.parse().expect("PARALLEL_FILES");
+        opts.parallel_files = (n > 0).then_some(n);
     }
     if let Ok(cb) = std::env::var("CHUNK_BYTES") {
         opts.chunk_bytes = cb.parse().expect("CHUNK_BYTES");

@@ -365,7 +365,11 @@ fn append_parts(
     let start = out.position;
     // Recorded at once, so that an operating-system error keeps the parts' work to resume.
     out.checkpoint(start)?;
-    let lanes = at_once.min(n.saturating_sub(start.file)).max(1);
+    // Never more files at once than workers: each file needs one.
+    let lanes = at_once
+        .min(n.saturating_sub(start.file))
+        .min(prep.threads)
+        .max(1);
     let shared = Shared {
         tok,
         opts,
@@ -386,7 +390,7 @@ fn append_parts(
     std::thread::scope(|scope| {
         for lane in 0..lanes {
             // The workers shared out, the first lanes taking what does not divide evenly.
-            let threads = (prep.threads / lanes + usize::from(lane < prep.threads % lanes)).max(1);
+            let threads = prep.threads / lanes + usize::from(lane < prep.threads % lanes);
             let (shared, results_tx) = (&shared, results_tx.clone());
             scope.spawn(move || shared.lane(threads, results_tx));
         }
@@ -573,7 +577,7 @@ mod tests {
             expected.counts.documents + expected.counts.empty_skipped,
             572
         );
-        for (at_once, threads) in [(2, 2), (3, 7), (7, 3), (20, 1)] {
+        for (at_once, threads) in [(2, 2), (3, 7), (7, 3), (20, 9), (20, 1)] {
             let prefix = dir.join(format!("at-once-{at_once}-{threads}"));
             let mut calls = 0;
             let report = tokenize_files(
