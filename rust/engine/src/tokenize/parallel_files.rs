@@ -47,7 +47,6 @@ struct PartReport {
     counts: Counts,
     skipped_examples: Vec<String>,
     resumed_documents: u64,
-    restart_note: Option<String>,
 }
 
 /// One file's progress as its part last reported it.
@@ -188,9 +187,11 @@ impl Shared<'_> {
         opts.progress_interval = opts.progress_interval.min(Duration::from_millis(100));
         let prep = prepare(self.tok, &opts)?;
         let mut out = prep.open_output(&opts)?;
+        // A part's restart note is left out: a part restarts when the line it starts at
+        // changed (a run one file at a time continued inside it), which the note would
+        // misreport as a different command.
         let mut report = PartReport {
             resumed_documents: out.resumed_documents,
-            restart_note: out.restart_note.clone(),
             ..Default::default()
         };
         let live = &self.live[file];
@@ -242,7 +243,6 @@ fn read_done(done: &Path, prefix: &Path, first_line: u64) -> Option<PartReport> 
         resumed_documents: counts.documents,
         counts,
         skipped_examples,
-        restart_note: None,
     })
 }
 
@@ -453,9 +453,6 @@ fn append_parts(
                         out.add_skipped_example(|| example);
                     }
                     report.resumed_documents += part.resumed_documents;
-                    if report.restart_note.is_none() {
-                        report.restart_note = part.restart_note;
-                    }
                     head += 1;
                     out.checkpoint(Position {
                         file: head,
