@@ -308,7 +308,7 @@ def test_cli_errors_have_no_traceback(tmp_path):
         [
             sys.executable,
             "-c",
-            "from pythia_data.cli import main; main()",
+            "from pythia_data.cli import run; run()",
             "info",
             str(tmp_path / "x"),
         ],
@@ -548,7 +548,7 @@ def test_a_killed_merge_leaves_a_temporary_the_next_merge_removes(tmp_path):
 
     with IndexedDatasetBuilder(tmp_path / "big", np.uint16) as b:
         b.add_document(np.zeros(25_000_000, dtype=np.uint16))  # 50 MB
-    cmd = [sys.executable, "-c", "from pythia_data.cli import main; main()", "merge"]
+    cmd = [sys.executable, "-c", "from pythia_data.cli import run; run()", "merge"]
     cmd += [str(tmp_path / "m")] + [str(tmp_path / "big")] * 8
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

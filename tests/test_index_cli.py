@@ -304,7 +304,7 @@ def test_interrupted_build_index_leaves_no_file(tmp_path, sig, quiet):
     with IndexedDatasetBuilder(prefix, np.uint16) as b:
         for n in (500, 30, 700, 90, 1000):
             b.add_document(np.arange(n))
-    cmd = [sys.executable, "-c", "from pythia_data.cli import main; main()", "build-index"]
+    cmd = [sys.executable, "-c", "from pythia_data.cli import run; run()", "build-index"]
     cmd += [str(prefix), "--num-samples", "100000000", "--seq-length", "1"] + ["-q"] * quiet
     env = {**os.environ, "PYTHONPATH": str(Path(pythia_data.__file__).resolve().parents[1])}
 

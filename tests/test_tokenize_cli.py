@@ -370,10 +370,14 @@ def test_killed_process_resumes_to_identical_output(tmp_path, sig, files_at_once
     # Enough text (75 MB) that a one-thread run lasts long enough to be killed midway.
     for i in range(12):
         shutil.copy(SAMPLE_CORPUS, inputs / f"part{i}.jsonl.zst")
+    # Parts of one file each (the sample files are far below the default part size).
+    code = (
+        "import pythia_data.tokenize as t; t.PART_BYTES = 1; from pythia_data.cli import run; run()"
+    )
     cmd = [
         sys.executable,
         "-c",
-        "from pythia_data.cli import main; main()",
+        code,
         "tokenize",
         "-q",
         str(inputs),
@@ -390,8 +394,8 @@ def test_killed_process_resumes_to_identical_output(tmp_path, sig, files_at_once
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     checkpoint = tmp_path / "killed.partial" / "checkpoint.json"
     if files_at_once > 1:
-        # The run's own checkpoint is written at its start; wait for one of a file's part.
-        checkpoint = checkpoint.parent / "parts" / "file-000000.partial" / "checkpoint.json"
+        # The run's own checkpoint is written at its start; wait for one of a part's.
+        checkpoint = checkpoint.parent / "parts" / "files-000000-000001.partial" / "checkpoint.json"
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -435,7 +439,35 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert result.exit_code != 0 and "--shard-index" in result.output
 
 
-def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_a_finished_run_exits_keeps_its_success(tmp_path, sig):
+    # The signal comes once the command has returned, while the process exits (an atexit
+    # hook): the output is complete and the summary printed, so the status stays 0; it was 130
+    # with "interrupted", or death by the signal.
+    code = (
+        "import atexit, os, signal; "
+        f"atexit.register(lambda: os.kill(os.getpid(), {int(sig)})); "
+        "from pythia_data.cli import run; run()"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "tokenize",
+        "-q",
+        str(SAMPLE_CORPUS),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "interrupted" not in done.stderr
+    assert "KeyboardInterrupt" not in done.stderr, done.stderr
+    assert Path(f"{tmp_path / 'out'}.idx").exists()
+
+
+def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines, monkeypatch):
     d = tmp_path / "in"
     d.mkdir()
     # Unequal files, compressed and not, one of them with no documents at all.
@@ -449,7 +481,12 @@ def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines
     result = run(d, "--output", tmp_path / "one", "--threads", 2)
     assert result.exit_code == 0, result.output
     documents = sum(1 for x in lines if json.loads(x)["text"])
-    for files_at_once, threads in [(2, 2), (3, 5), (6, 1)]:
+    # Parts of one file each, of two or three, and all files in one (the default size here).
+    for files_at_once, threads, part_bytes in [(2, 2, 1), (3, 5, 200_000), (6, 1, 1), (3, 3, None)]:
+        if part_bytes:
+            monkeypatch.setattr(pythia_data.tokenize, "PART_BYTES", part_bytes)
+        else:
+            monkeypatch.undo()
         prefix = tmp_path / f"at-once-{files_at_once}"
         result = run(d, "--output", prefix, "--threads", threads, "--parallel-files", files_at_once)
         assert result.exit_code == 0, result.output
@@ -457,7 +494,7 @@ def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines
         assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "one")
         assert not Path(f"{prefix}.partial").exists()
     # From 12 threads on, files are tokenized at once without asking (one per two threads).
-    report = tokenize_files(sorted(d.iterdir()), tmp_path / "auto", threads=12)
+    report = tokenize_files(sorted(d.iterdir()), tmp_path / "auto", threads=12, part_bytes=1)
     assert report["documents"] == documents
     assert dataset_bytes(tmp_path / "auto") == dataset_bytes(tmp_path / "one")
 
@@ -478,11 +515,12 @@ def test_files_at_once_interrupted_resume_one_at_a_time_and_back(tmp_path, lines
                 prefix,
                 threads=2,
                 parallel_files=files_at_once,
+                part_bytes=1,
                 progress=stop_on_call(calls),
                 **options,
             )
         assert not Path(f"{prefix}.idx").exists()
-    report = tokenize_files(files, prefix, threads=2, parallel_files=2)
+    report = tokenize_files(files, prefix, threads=2, parallel_files=2, part_bytes=1)
     assert report["resumed_documents"] > 0
     assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "full")
     assert not Path(f"{prefix}.partial").exists()
@@ -499,7 +537,7 @@ def test_files_at_once_full_disk_keeps_every_part_to_resume(tmp_path, lines):
     cmd = [
         sys.executable,
         "-c",
-        "from pythia_data.cli import main; main()",
+        "import pythia_data.tokenize as t; t.PART_BYTES = 1; from pythia_data.cli import run; run()",
         "tokenize",
         "-q",
         str(d),
@@ -848,7 +886,7 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
         write_zst_frames(source, lines * 2, frames=4)
     prefix = tmp_path / "out"
     # Small Parquet batches, so that there are checkpoints before the limit is reached.
-    code = "import pythia_data.tokenize as t; t.ARROW_BATCH_ROWS = 40; from pythia_data.cli import main; main()"
+    code = "import pythia_data.tokenize as t; t.ARROW_BATCH_ROWS = 40; from pythia_data.cli import run; run()"
     cmd = [
         sys.executable,
         "-c",

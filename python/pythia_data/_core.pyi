@@ -150,6 +150,7 @@ def tokenize_files(
     on_error: str = "fail",
     threads: int = 0,
     parallel_files: int = 0,
+    part_bytes: int = 67108864,
     chunk_bytes: int = 8388608,
     checkpoint_seconds: float = 30.0,
     progress: Callable[[int, int, int, int, int], object] | None = None,

@@ -42,6 +42,10 @@ INPUT_SUFFIXES = (
     ".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.zst", ".json.gz", ".parquet",
 )  # fmt: skip
 
+#: Files tokenized at once (``parallel_files``) go in parts of consecutive files of at least
+#: this many bytes as stored: a part costs a work directory and a few syncs.
+PART_BYTES = 64 << 20
+
 #: progress(documents, tokens, input_bytes_read, input_bytes_total, text_bytes)
 ProgressCallback = Callable[[int, int, int, int, int], None]
 
@@ -156,6 +160,7 @@ def tokenize_files(
     on_error: str = "fail",
     threads: int = 0,
     parallel_files: int = 0,
+    part_bytes: int | None = None,
     checkpoint_seconds: float = 30.0,
     chunk_bytes: int = 8 << 20,
     progress: ProgressCallback | None = None,
@@ -175,8 +180,9 @@ def tokenize_files(
     and saved datasets are encoded a batch at a time on all cores, with ``progress`` after each
     batch. ``parallel_files``: how many input files to tokenize at once, each into a part in the
     work directory that is appended to the output in order (0: one per 2 threads from 12
-    threads on, else 1); one zstd stream feeds at most about 8 threads. The output does not
-    depend on it, nor on ``threads``.
+    threads on, else 1); one zstd stream feeds at most about 8 threads. Such parts are runs of
+    consecutive files of at least ``part_bytes`` (default ``PART_BYTES``, 64 MiB as stored).
+    The output depends on none of these.
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
@@ -198,6 +204,7 @@ def tokenize_files(
     for name, value in (
         ("threads", threads),
         ("parallel_files", parallel_files),
+        ("part_bytes", PART_BYTES if part_bytes is None else part_bytes),
         ("chunk_bytes", chunk_bytes),
     ):
         if value < 0:
@@ -232,6 +239,7 @@ def tokenize_files(
         on_error=on_error,
         threads=threads,
         parallel_files=parallel_files,
+        part_bytes=PART_BYTES if part_bytes is None else part_bytes,
         chunk_bytes=chunk_bytes,
         checkpoint_seconds=checkpoint_seconds,
         progress=progress,

@@ -13,6 +13,7 @@ import threading
 import click
 
 from pythia_data import __version__
+from pythia_data.cli import _stops
 from pythia_data.errors import PythiaDataError
 
 # Exceptions that describe a problem with the user's input, not a bug in this program.
@@ -37,7 +38,7 @@ class _Group(click.Group):
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -50,6 +51,8 @@ class _Group(click.Group):
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)
+        _stops.ignore_stops_until_exit()
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,6 +66,12 @@ def main() -> None:
 
     Run `pythia-data COMMAND --help` for each command's options.
     """
+
+
+def run() -> None:
+    """The `pythia-data` program: `main`, in a process that ends with the command."""
+    _stops.process_ends_with_command = True
+    main()
 
 
 def _register() -> None:

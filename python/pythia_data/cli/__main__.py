@@ -1,3 +1,3 @@
-from pythia_data.cli import main
+from pythia_data.cli import run
 
-main()
+run()

@@ -5,6 +5,19 @@ from __future__ import annotations
 import signal
 import threading
 
+#: Whether this process is the `pythia-data` program, which exits once its command is done (set
+#: by `pythia_data.cli.run`, never when a program or test calls the commands in-process). Then a
+#: finished command leaves stop signals ignored: one that comes while the process exits would
+#: otherwise report its complete output as interrupted (status 130) or kill it.
+process_ends_with_command = False
+
+
+def ignore_stops_until_exit() -> None:
+    """The command is done and the process only exits: stop signals have nothing left to stop."""
+    if process_ends_with_command and threading.current_thread() is threading.main_thread():
+        for sig in StopRequests.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
 
 class StopRequests:
     """Ctrl-C and SIGTERM (how SLURM and other schedulers stop jobs), noted, then raised as
@@ -37,9 +50,11 @@ class StopRequests:
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if exc_type is None:
+            ignore_stops_until_exit()
 
     def check(self):
         if self.requested:

@@ -30,7 +30,8 @@ fn interval(name: &str, seconds: f64) -> PyResult<Duration> {
 
 #[pyfunction]
 #[pyo3(signature = (tokenizer, inputs, prefix, *, text_key = "text".to_string(), meta_key = None,
-                    on_error = "fail", threads = 0, parallel_files = 0, chunk_bytes = 8 << 20,
+                    on_error = "fail", threads = 0, parallel_files = 0, part_bytes = 64 << 20,
+                    chunk_bytes = 8 << 20,
                     checkpoint_seconds = 30.0, progress = None,
                     progress_seconds = 0.1))]
 #[allow(clippy::too_many_arguments)]
@@ -44,6 +45,7 @@ fn tokenize_files<'py>(
     on_error: &str,
     threads: usize,
     parallel_files: usize,
+    part_bytes: u64,
     chunk_bytes: usize,
     checkpoint_seconds: f64,
     progress: Option<Py<PyAny>>,
@@ -65,6 +67,7 @@ fn tokenize_files<'py>(
     opts.threads = threads;
     // 0: chosen by the number of workers.
     opts.parallel_files = (parallel_files > 0).then_some(parallel_files);
+    opts.part_bytes = part_bytes;
     opts.chunk_bytes = chunk_bytes;
     opts.checkpoint_interval = interval("checkpoint_seconds", checkpoint_seconds)?;
     opts.progress_interval = interval("progress_seconds", progress_seconds)?;

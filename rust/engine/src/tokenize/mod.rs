@@ -72,6 +72,10 @@ pub struct TokenizeOptions {
     /// Lines of the first input to skip, as if a run had consumed them: a part of a run that
     /// tokenizes files at once resumes a file that one-at-a-time run had stopped inside.
     pub first_line: u64,
+    /// Files tokenized at once go in parts of consecutive files of at least this many bytes
+    /// (as stored): a part costs a work directory and a few syncs, too much for each of
+    /// thousands of small files.
+    pub part_bytes: u64,
 }
 
 /// From this many workers on, one thread of its own reads. With few workers, reading in turns
@@ -87,6 +91,9 @@ pub const DEDICATED_READER_MIN_THREADS: usize = 6;
 /// as one file of 16 (docs/benchmarks.md, "Many cores"), which is worth the extra copy of the
 /// output that parts cost. Below this, one file at a time keeps every core busy, without it.
 pub const PARALLEL_FILES_MIN_THREADS: usize = 12;
+/// See [`TokenizeOptions::part_bytes`]: a part of 64 MB (about 200 MB of text) takes two
+/// workers a second or more, next to milliseconds for its directory and syncs.
+pub const DEFAULT_PART_BYTES: u64 = 64 << 20;
 /// Workers per file when files are tokenized at once: two take turns reading, which on two
 /// cores is the fastest way to tokenize one stream.
 pub const THREADS_PER_PARALLEL_FILE: usize = 2;
@@ -106,6 +113,7 @@ impl TokenizeOptions {
             dedicated_reader: None,
             parallel_files: None,
             first_line: 0,
+            part_bytes: DEFAULT_PART_BYTES,
         }
     }
 }
@@ -718,6 +726,11 @@ fn tokenize_stream(
 const SKIP_LINES_HINT: &str = "skip such lines with --on-error skip";
 const SKIP_REST_HINT: &str = "skip the unreadable rest of such files with --on-error skip";
 
+/// Progress is reported when results were written, and at least this often while a chunk is
+/// being tokenized (with slow text or one worker, a chunk can take a second), so that a stop
+/// asked for through the progress call takes effect promptly.
+const PROGRESS_HEARTBEAT: Duration = Duration::from_millis(100);
+
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
@@ -734,7 +747,10 @@ fn write_in_order(
     let mut next = 0u64;
     let mut finished = false;
     while !finished {
-        match outcomes.recv_timeout(opts.progress_interval.max(Duration::from_millis(1))) {
+        match outcomes.recv_timeout(
+            opts.progress_interval
+                .clamp(Duration::from_millis(1), PROGRESS_HEARTBEAT),
+        ) {
             Ok((seq, outcome)) => {
                 waiting.insert(seq, outcome);
             }
@@ -806,7 +822,9 @@ fn write_in_order(
             ));
         }
         let moved = next > before;
-        if finished || (moved && last_progress.elapsed() >= opts.progress_interval) {
+        let since = last_progress.elapsed();
+        let heartbeat = since >= opts.progress_interval.max(PROGRESS_HEARTBEAT);
+        if finished || (moved && since >= opts.progress_interval) || heartbeat {
             last_progress = Instant::now();
             let keep_going = progress(Progress {
                 documents: out.counts.documents,
@@ -987,6 +1005,50 @@ mod tests {
             assert!(report.resumed_documents > 0);
             assert_eq!(read(&prefix), read(&full));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_os_error_reopening_a_checkpoint_keeps_it_and_says_how_to_continue() {
+        let dir = std::env::temp_dir().join(format!("pythia-tok-reopen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (paths, _) = corpus(&dir);
+        let tok = neox();
+        let full = dir.join("full");
+        tokenize_files(
+            &tok,
+            &TokenizeOptions::new(paths.clone(), full.clone()),
+            &mut |_| true,
+        )
+        .unwrap();
+        let prefix = dir.join("out");
+        let mut opts = TokenizeOptions::new(paths, prefix.clone());
+        opts.chunk_bytes = 500;
+        opts.checkpoint_interval = Duration::ZERO;
+        opts.progress_interval = Duration::ZERO;
+        let mut calls = 0;
+        let stopped = tokenize_files(&tok, &opts, &mut |_| {
+            calls += 1;
+            calls < 4
+        });
+        assert_eq!(stopped.unwrap_err().to_string(), INTERRUPTED);
+        // A work file that cannot be opened (here a folder in its place; a full disk or lost
+        // permissions elsewhere) stops the next run before any work, with the way back.
+        let sizes = work_dir(&prefix).join("sizes.i32");
+        let saved = std::fs::read(&sizes).unwrap();
+        std::fs::remove_file(&sizes).unwrap();
+        std::fs::create_dir(&sizes).unwrap();
+        std::fs::write(sizes.join("x"), vec![0u8; 1 << 16]).unwrap();
+        let err = tokenize_files(&tok, &opts, &mut |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run the same command again"), "{err}");
+        assert!(work_dir(&prefix).join("checkpoint.json").exists());
+        std::fs::remove_dir_all(&sizes).unwrap();
+        std::fs::write(&sizes, saved).unwrap();
+        let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+        assert!(report.resumed_documents > 0);
+        assert_eq!(read(&prefix), read(&full));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

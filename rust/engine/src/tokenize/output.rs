@@ -377,11 +377,21 @@ impl TokenizedOutput {
         let n = counts.documents;
         // A complete output's work files may be gone already: opened empty, never written.
         let (kept_tokens, kept_documents) = if complete { (0, 0) } else { (tokens_bytes, n) };
+        // Failing here (a full disk) keeps the checkpoint, as a failure later does.
+        let hint = |e: Error| match &saved {
+            Some(_) => with_resume_hint(e, &dir),
+            None => e,
+        };
+        let tokens =
+            DirectAppend::open(&dir.join("tokens.bin"), kept_tokens, true).map_err(hint)?;
+        let sizes = open_truncated(&dir.join("sizes.i32"), 4 * kept_documents).map_err(hint)?;
+        let subsets = open_truncated(&dir.join("subsets.u16"), subset_bytes * kept_documents)
+            .map_err(hint)?;
         let out = TokenizedOutput {
             prefix: prefix.to_path_buf(),
-            tokens: DirectAppend::open(&dir.join("tokens.bin"), kept_tokens, true)?,
-            sizes: open_truncated(&dir.join("sizes.i32"), 4 * kept_documents)?,
-            subsets: open_truncated(&dir.join("subsets.u16"), 2 * kept_documents)?,
+            tokens,
+            sizes,
+            subsets,
             dir,
             dtype,
             fingerprint: fingerprint.to_string(),
@@ -638,31 +648,48 @@ impl TokenizedOutput {
             self.discard();
             return None;
         }
-        Some(format!(
-            "the work up to the last checkpoint is kept in {}: fix the cause and run the same \
-             command again to continue from there, or delete that directory to start over",
-            self.dir.display()
-        ))
+        Some(resume_hint(&self.dir))
     }
 
     /// Stop after `error`: [`Self::keep_if_resumable`] for an operating-system error (its
     /// message then ends with what to do), [`Self::discard`] for any other.
     pub fn abandon(self, error: Error) -> Error {
         match error {
-            Error::Io { path, source } => match self.keep_if_resumable() {
-                Some(hint) => Error::Io {
-                    path,
-                    source: std::io::Error::new(
-                        source.kind(),
-                        format!("{}; {hint}", crate::error::os_text(&source)),
-                    ),
-                },
-                None => Error::Io { path, source },
-            },
+            Error::Io { .. } if self.checkpointed => {
+                let dir = self.dir.clone();
+                with_resume_hint(error, &dir)
+            }
+            Error::Io { .. } => {
+                self.discard();
+                error
+            }
             other => {
                 self.discard();
                 other
             }
         }
+    }
+}
+
+fn resume_hint(dir: &Path) -> String {
+    format!(
+        "the work up to the last checkpoint is kept in {}: fix the cause and run the same \
+         command again to continue from there, or delete that directory to start over",
+        dir.display()
+    )
+}
+
+/// An operating-system error whose message ends with how to continue from the checkpoint in
+/// `dir`; any other error as it is.
+fn with_resume_hint(error: Error, dir: &Path) -> Error {
+    match error {
+        Error::Io { path, source } => Error::Io {
+            path,
+            source: std::io::Error::new(
+                source.kind(),
+                format!("{}; {}", crate::error::os_text(&source), resume_hint(dir)),
+            ),
+        },
+        other => other,
     }
 }

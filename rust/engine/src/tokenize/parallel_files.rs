@@ -1,20 +1,23 @@
 //! Several input files tokenized at once, for machines with more cores than one zstd stream
-//! can feed. Each file becomes a part of its own, a complete tokenized output written by the
-//! one-file-at-a-time pipeline into `PREFIX.partial/parts/`; the caller's thread appends each
-//! part to the output once every file before it has been appended, so the output is
-//! byte-identical to a run that reads the files one after another.
+//! can feed. The files are split into parts: runs of consecutive files of at least
+//! `TokenizeOptions::part_bytes` (a Pile shard is a part of its own; a thousand small files are
+//! not a thousand parts, each paying for its work directory and syncs). Each part is a complete
+//! tokenized output written by the one-stream pipeline into `PREFIX.partial/parts/`; the caller's
+//! thread appends each part to the output once every part before it has been appended, so the
+//! output is byte-identical to a run that reads the files one after another.
 //!
 //! Resuming: a part keeps its own checkpoint, and a finished part a small report beside it
-//! (`file-NNNNNN.done.json`), so a killed run continues every file where it stopped. The output
-//! itself is checkpointed after each part is appended, at a file boundary; a part is deleted only
-//! after that. A checkpoint made inside a file by a one-at-a-time run is continued by a part
-//! that starts at that line (`TokenizeOptions::first_line`).
+//! (`files-AAAAAA-BBBBBB.done.json`), so a killed run continues every part where it stopped. The
+//! output itself is checkpointed after each part is appended, at a file boundary; a part is
+//! deleted only after that. Parts are cut from the first file on, so every run of the same
+//! command cuts the same ones; a checkpoint made inside a part by a one-stream run is continued
+//! by a part that starts at that file and line (`TokenizeOptions::first_line`).
 //!
-//! Errors: a file's bad input stops its part; the run reports it once every file before it is
-//! done, so with `--on-error fail` the error is the first in input order, as in one stream.
+//! Errors: bad input stops its part; the run reports it once every part before it is done, so
+//! with `--on-error fail` the error is the first in input order, as in one stream.
 //!
-//! Cost: every token is written twice (part, then output), and at most `2 × files at once`
-//! finished parts wait on disk for a slow file before them.
+//! Cost: every token is written twice (part, then output), and at most `2 × parts at once`
+//! finished parts wait on disk for a slow one before them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -68,13 +71,13 @@ impl Live {
     }
 }
 
-/// Which files the parts may start next.
+/// Which parts may start next (indices into `Shared::parts`).
 struct Schedule {
-    /// The next file no part has started.
+    /// The next part not started.
     next: usize,
-    /// The first file not yet appended to the output.
+    /// The first part not yet appended to the output.
     head: usize,
-    /// The first file whose part failed: no file after it is started.
+    /// The first part that failed: none after it is started.
     failed: Option<usize>,
     stop: bool,
 }
@@ -82,10 +85,14 @@ struct Schedule {
 struct Shared<'a> {
     tok: &'a Tokenizer,
     opts: &'a TokenizeOptions,
-    parts: PathBuf,
-    /// Line of `first.0` at which its part starts (a resumed one-at-a-time checkpoint).
-    first: (usize, u64),
-    /// How far past the head parts may run ahead, in files.
+    /// Where the parts are written.
+    dir: PathBuf,
+    /// The input files of each part: `start..end`.
+    parts: Vec<(usize, usize)>,
+    /// The line of the first part's first file at which it starts (a resumed one-stream
+    /// checkpoint; 0 otherwise).
+    first_line: u64,
+    /// How far past the head parts may run ahead.
     lookahead: usize,
     schedule: Mutex<Schedule>,
     wake: Condvar,
@@ -103,12 +110,31 @@ pub(super) fn has_parts(prefix: &Path) -> bool {
     std::fs::read_dir(parts_dir(prefix)).is_ok_and(|mut d| d.next().is_some())
 }
 
-fn part_prefix(parts: &Path, file: usize) -> PathBuf {
-    parts.join(format!("file-{file:06}"))
+fn part_prefix(dir: &Path, (start, end): (usize, usize)) -> PathBuf {
+    dir.join(format!("files-{start:06}-{end:06}"))
 }
 
-fn done_path(parts: &Path, file: usize) -> PathBuf {
-    parts.join(format!("file-{file:06}.done.json"))
+fn done_path(dir: &Path, files: (usize, usize)) -> PathBuf {
+    crate::indexed::with_suffix(part_prefix(dir, files), ".done.json")
+}
+
+/// The parts of a run that continues at input `start`: runs of consecutive files of at least
+/// `part_bytes` bytes (the last may be smaller), cut from the first file on whatever `start`
+/// is, so that a resumed run finds the parts an earlier one began; the part holding `start`
+/// begins there.
+fn cut_parts(file_bytes: &[u64], part_bytes: u64, start: usize) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let (mut first, mut bytes) = (0, 0u64);
+    for (f, &b) in file_bytes.iter().enumerate() {
+        bytes = bytes.saturating_add(b);
+        if bytes >= part_bytes || f + 1 == file_bytes.len() {
+            if f >= start {
+                parts.push((first.max(start), f + 1));
+            }
+            (first, bytes) = (f + 1, 0);
+        }
+    }
+    parts
 }
 
 impl Shared<'_> {
@@ -125,7 +151,7 @@ impl Shared<'_> {
         let mut s = self.schedule.lock().unwrap();
         loop {
             let past_failure = s.failed.is_some_and(|f| s.next > f);
-            if s.stop || s.next >= self.opts.inputs.len() || past_failure {
+            if s.stop || s.next >= self.parts.len() || past_failure {
                 return None;
             }
             if s.next < s.head + self.lookahead {
@@ -141,44 +167,46 @@ impl Shared<'_> {
         self.wake.notify_all();
     }
 
-    /// Parts of `threads` workers, one file after another, until none is left.
+    /// Parts of `threads` workers, one after another, until none is left.
     fn lane(&self, threads: usize, results: Sender<(usize, Result<PartReport>)>) {
-        while let Some(file) = self.claim() {
-            let result = self.part(file, threads);
+        while let Some(part) = self.claim() {
+            let result = self.part(part, threads);
             let stopped = self.stop.load(Ordering::Relaxed);
             if let Err(e) = &result {
                 if stopped && e.to_string() == INTERRUPTED {
                     return;
                 }
                 let mut s = self.schedule.lock().unwrap();
-                s.failed = Some(s.failed.map_or(file, |f| f.min(file)));
+                s.failed = Some(s.failed.map_or(part, |f| f.min(part)));
             }
-            if results.send((file, result)).is_err() || stopped {
+            if results.send((part, result)).is_err() || stopped {
                 return;
             }
         }
     }
 
-    /// Tokenize input `file` into its part, or take the part a killed run finished.
-    fn part(&self, file: usize, threads: usize) -> Result<PartReport> {
-        let first_line = if file == self.first.0 {
-            self.first.1
-        } else {
-            0
-        };
-        let prefix = part_prefix(&self.parts, file);
-        let done = done_path(&self.parts, file);
+    /// Tokenize part `part`, or take the one a killed run finished.
+    fn part(&self, part: usize, threads: usize) -> Result<PartReport> {
+        let files = self.parts[part];
+        let first_line = if part == 0 { self.first_line } else { 0 };
+        let prefix = part_prefix(&self.dir, files);
+        let done = done_path(&self.dir, files);
+        let inputs = &self.opts.inputs[files.0..files.1];
         if let Some(report) = read_done(&done, &prefix, first_line) {
-            self.live[file].set(&Progress {
+            let input_bytes_read = inputs
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum();
+            self.live[part].set(&Progress {
                 documents: report.counts.documents,
                 tokens: report.counts.tokens,
-                input_bytes_read: std::fs::metadata(&self.opts.inputs[file]).map_or(0, |m| m.len()),
+                input_bytes_read,
                 ..Default::default()
             });
             return Ok(report);
         }
         let mut opts = self.opts.clone();
-        opts.inputs = vec![self.opts.inputs[file].clone()];
+        opts.inputs = inputs.to_vec();
         opts.prefix = prefix;
         opts.threads = threads;
         opts.parallel_files = Some(1);
@@ -194,14 +222,14 @@ impl Shared<'_> {
             resumed_documents: out.resumed_documents,
             ..Default::default()
         };
-        let live = &self.live[file];
+        let live = &self.live[part];
         // On failure the part is left as it is: the run keeps or discards the whole work
         // directory, parts included (see `tokenize`).
         tokenize_stream(self.tok, &opts, &prep, &mut out, &mut |p| {
             live.set(p);
             !self.stop.load(Ordering::Relaxed)
         })?;
-        out.inputs_done(1);
+        out.inputs_done(opts.inputs.len());
         report.counts = out.finish()?;
         report.skipped_examples = out.skipped_examples.clone();
         let saved = json!({
@@ -311,21 +339,21 @@ fn append_part(
     Ok(true)
 }
 
-fn remove_part(parts: &Path, file: usize) {
-    let prefix = part_prefix(parts, file);
+fn remove_part(dir: &Path, files: (usize, usize)) {
+    let prefix = part_prefix(dir, files);
     for p in [
         bin_path(&prefix),
         idx_path(&prefix),
         subsets_npy_path(&prefix),
         subsets_json_path(&prefix),
-        done_path(parts, file),
+        done_path(dir, files),
     ] {
         // What is left goes with the work directory when the run finishes.
         let _ = std::fs::remove_file(p);
     }
 }
 
-/// `tokenize_files` with up to `at_once` files tokenized at a time.
+/// `tokenize_files` with up to `at_once` parts tokenized at a time.
 pub(super) fn tokenize(
     tok: &Tokenizer,
     opts: &TokenizeOptions,
@@ -361,24 +389,23 @@ fn append_parts(
     report: &mut TokenizeReport,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<()> {
-    let n = opts.inputs.len();
     let start = out.position;
     // Recorded at once, so that an operating-system error keeps the parts' work to resume.
     out.checkpoint(start)?;
-    // Never more files at once than workers: each file needs one.
-    let lanes = at_once
-        .min(n.saturating_sub(start.file))
-        .min(prep.threads)
-        .max(1);
+    let parts = cut_parts(&prep.file_bytes, opts.part_bytes, start.file);
+    let n = parts.len();
+    // Never more parts at once than workers: each needs one.
+    let lanes = at_once.min(n).min(prep.threads).max(1);
     let shared = Shared {
         tok,
         opts,
-        parts: parts_dir(&opts.prefix),
-        first: (start.file, start.line),
+        dir: parts_dir(&opts.prefix),
+        parts,
+        first_line: start.line,
         lookahead: 2 * lanes,
         schedule: Mutex::new(Schedule {
-            next: start.file,
-            head: start.file,
+            next: 0,
+            head: 0,
             failed: None,
             stop: false,
         }),
@@ -397,11 +424,17 @@ fn append_parts(
         drop(results_tx);
         let result = (|| -> Result<()> {
             let mut finished: BTreeMap<usize, Result<PartReport>> = BTreeMap::new();
-            let mut head = start.file;
+            let mut head = 0;
             let mut last_progress = Instant::now();
             let interval = opts.progress_interval;
             let tick = interval.clamp(Duration::from_millis(1), Duration::from_millis(100));
-            let total_before = |head: usize| prep.file_bytes[..head].iter().sum::<u64>();
+            let total_before = |head: usize| {
+                let files = shared
+                    .parts
+                    .get(head)
+                    .map_or(prep.file_bytes.len(), |p| p.0);
+                prep.file_bytes[..files].iter().sum::<u64>()
+            };
             // What the run has done: the output up to the head, the parts from it on.
             let now = |out_docs: u64, out_tokens: u64, head: usize| {
                 let sum = |f: fn(&Live) -> &AtomicU64, from: usize| {
@@ -421,20 +454,21 @@ fn append_parts(
             let mut base = (out.counts.documents, out.counts.tokens);
             while head < n {
                 match results.recv_timeout(tick) {
-                    Ok((file, result)) => {
-                        finished.insert(file, result);
+                    Ok((part, result)) => {
+                        finished.insert(part, result);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) if finished.contains_key(&head) => {}
                     Err(RecvTimeoutError::Disconnected) => {
                         return Err(Error::invalid(
-                            "internal error: the parts stopped before the last file",
+                            "internal error: the parts stopped before the last one",
                         ))
                     }
                 }
                 while let Some(result) = finished.remove(&head) {
                     let part = result?;
-                    let prefix = part_prefix(&shared.parts, head);
+                    let files = shared.parts[head];
+                    let prefix = part_prefix(&shared.dir, files);
                     let appended = append_part(out, &prefix, &mut || {
                         if last_progress.elapsed() < interval {
                             return true;
@@ -455,10 +489,10 @@ fn append_parts(
                     report.resumed_documents += part.resumed_documents;
                     head += 1;
                     out.checkpoint(Position {
-                        file: head,
+                        file: files.1,
                         line: 0,
                     })?;
-                    remove_part(&shared.parts, head - 1);
+                    remove_part(&shared.dir, files);
                     base = (out.counts.documents, out.counts.tokens);
                     shared.advance_head(head);
                 }
@@ -559,7 +593,25 @@ mod tests {
         opts.parallel_files = Some(at_once);
         opts.threads = threads;
         opts.chunk_bytes = 700;
+        // Files of 0.1–10 kB: some parts of one file, some of several.
+        opts.part_bytes = 3000;
         opts
+    }
+
+    #[test]
+    fn parts_are_cut_from_the_first_file_whatever_the_start() {
+        let bytes = [5, 1, 1, 9, 0, 0, 2, 2, 2];
+        assert_eq!(
+            cut_parts(&bytes, 4, 0),
+            [(0, 1), (1, 4), (4, 8), (8, 9)].to_vec()
+        );
+        // A resumed run keeps the same cuts; the part holding the start begins there.
+        assert_eq!(cut_parts(&bytes, 4, 2), [(2, 4), (4, 8), (8, 9)].to_vec());
+        assert_eq!(cut_parts(&bytes, 4, 4), [(4, 8), (8, 9)].to_vec());
+        assert_eq!(cut_parts(&bytes, 4, 9), [].to_vec());
+        // One part per file, or all in one.
+        assert_eq!(cut_parts(&bytes, 0, 7), [(7, 8), (8, 9)].to_vec());
+        assert_eq!(cut_parts(&bytes, u64::MAX, 3), [(3, 9)].to_vec());
     }
 
     #[test]
@@ -574,18 +626,23 @@ mod tests {
             expected.counts.documents + expected.counts.empty_skipped,
             572
         );
-        for (at_once, threads) in [(2, 2), (3, 7), (7, 3), (20, 9), (20, 1)] {
-            let prefix = dir.join(format!("at-once-{at_once}-{threads}"));
+        for (at_once, threads, part_bytes) in [
+            (2, 2, 3000),
+            (3, 7, 3000),
+            (7, 3, 0),
+            (20, 9, 0),
+            (20, 1, 3000),
+            (4, 4, u64::MAX),
+        ] {
+            let prefix = dir.join(format!("at-once-{at_once}-{threads}-{part_bytes}"));
             let mut calls = 0;
-            let report = tokenize_files(
-                &tok,
-                &options(&paths, &prefix, at_once, threads),
-                &mut |p| {
-                    calls += 1;
-                    assert!(p.input_bytes_read <= p.input_bytes_total);
-                    true
-                },
-            )
+            let mut opts = options(&paths, &prefix, at_once, threads);
+            opts.part_bytes = part_bytes;
+            let report = tokenize_files(&tok, &opts, &mut |p| {
+                calls += 1;
+                assert!(p.input_bytes_read <= p.input_bytes_total);
+                true
+            })
             .unwrap();
             assert!(calls > 0);
             assert_eq!(report.counts, expected.counts);
@@ -675,6 +732,7 @@ mod tests {
             for &(at_once, stop_after) in plan.iter() {
                 let mut opts = options(&paths, &prefix, at_once, 3);
                 opts.chunk_bytes = 300;
+                opts.part_bytes = [3000, 0, 1000, 3000, 0][k];
                 opts.checkpoint_interval = Duration::ZERO;
                 opts.progress_interval = Duration::ZERO;
                 let mut calls = 0u64;
@@ -686,7 +744,8 @@ mod tests {
                 assert!(!idx_path(&prefix).exists());
                 assert!(work_dir(&prefix).join("checkpoint.json").exists());
             }
-            let opts = options(&paths, &prefix, 1 + k % 3, 2);
+            let mut opts = options(&paths, &prefix, 1 + k % 3, 2);
+            opts.part_bytes = [3000, 0, 1000, 3000, 0][k];
             let report = tokenize_files(&tok, &opts, &mut |_| true).unwrap();
             resumed.push(report.resumed_documents);
             assert_eq!(read(&prefix), read(&full), "plan {k}");
