@@ -108,10 +108,10 @@ class _Bar:
     show_default=True,
     help="Input files to tokenize at once (0: 1 below 12 threads, else one per 2 threads). "
     "Decompressing one zstd stream feeds at most about 8 threads (0.4-0.8 GB/s of text), so "
-    "on many cores with many files this keeps every core busy: each file becomes a part in "
-    "PREFIX.partial/parts/, appended to the output in input order once the files before it "
-    "are. The output does not depend on it; the cost is writing the tokens twice, with up to "
-    "2 x N finished parts on disk at once.",
+    "on many cores with many files this keeps every core busy: each file (or run of "
+    "consecutive files of at least 64 MB) becomes a part in PREFIX.partial/parts/, appended to "
+    "the output in input order. The output does not depend on it; the cost is writing the "
+    "tokens twice, with up to 2 x N finished parts on disk at once.",
 )
 @click.option(
     "--shard-index",
