@@ -5,7 +5,8 @@
 //! Worker threads take turns reading (decompressing the next chunk of whole lines), then parse
 //! and tokenize the chunk they read; the caller's thread appends the results in input order, so
 //! the output is byte-identical for any thread count or chunk size. Memory is bounded by the
-//! number of chunks in flight, never by the input.
+//! number of chunks in flight, never by the input. With many cores and files, several files
+//! are tokenized at once, each into a part appended in order (`parallel_files.rs`).
 
 mod direct_append;
 mod lock;
@@ -65,12 +66,13 @@ pub struct TokenizeOptions {
     /// the workers only tokenize, instead of the workers taking turns at reading; None chooses
     /// by the number of workers (see [`DEDICATED_READER_MIN_THREADS`]).
     pub dedicated_reader: Option<bool>,
-    /// How many input files to tokenize at once, each into a part of its own that is appended
-    /// to the output once the files before it are (see `parallel_files.rs`); None chooses by the
-    /// number of workers (see [`auto_parallel_files`]). The output does not depend on it.
+    /// How many input files to tokenize at once, each (or each run of small ones) into a part
+    /// appended to the output once the parts before it are (see `parallel_files.rs`); None
+    /// chooses by the number of workers (see [`auto_parallel_files`]). The output does not
+    /// depend on it.
     pub parallel_files: Option<usize>,
-    /// Lines of the first input to skip, as if a run had consumed them: a part of a run that
-    /// tokenizes files at once resumes a file that one-at-a-time run had stopped inside.
+    /// Lines of the first input to skip, as if a run had consumed them: with files at once, the
+    /// part that continues a file a run reading one stream had stopped inside.
     pub first_line: u64,
     /// Files tokenized at once go in parts of consecutive files of at least this many bytes
     /// (as stored): a part costs a work directory and a few syncs, too much for each of
@@ -446,10 +448,21 @@ pub fn tokenize_files(
         return parallel_files::tokenize(tok, opts, &prep, at_once, progress);
     }
     let mut out = prep.open_output(opts)?;
-    let mut report = prep.report(&out);
+    let report = prep.report(&out);
     let result = tokenize_stream(tok, opts, &prep, &mut out, progress);
+    finish_run(out, result, report, opts.inputs.len())
+}
+
+/// Move a run's output into place once `result` says every input was read, or else keep its
+/// checkpoint (interrupted, or an operating-system error) or discard it (bad input).
+fn finish_run(
+    mut out: TokenizedOutput,
+    result: Result<()>,
+    mut report: TokenizeReport,
+    inputs: usize,
+) -> Result<TokenizeReport> {
     let finished = result.and_then(|()| {
-        out.inputs_done(opts.inputs.len());
+        out.inputs_done(inputs);
         out.finish()
     });
     match finished {

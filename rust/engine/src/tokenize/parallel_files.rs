@@ -32,8 +32,9 @@ use serde_json::{json, Value};
 
 use super::output::write_atomically;
 use super::{
-    prepare, read_subsets, subsets_json_path, subsets_npy_path, tokenize_stream, work_dir, Counts,
-    Position, Prepared, Progress, TokenizeOptions, TokenizeReport, TokenizedOutput, INTERRUPTED,
+    finish_run, prepare, read_subsets, subsets_json_path, subsets_npy_path, tokenize_stream,
+    work_dir, Counts, Position, Prepared, Progress, TokenizeOptions, TokenizeReport,
+    TokenizedOutput, INTERRUPTED,
 };
 use crate::error::IoContext;
 use crate::indexed::{bin_path, idx_path, IndexFile};
@@ -364,19 +365,7 @@ pub(super) fn tokenize(
     let mut out = prep.open_output(opts)?;
     let mut report = prep.report(&out);
     let result = append_parts(tok, opts, prep, at_once, &mut out, &mut report, progress);
-    let finished = result.and_then(|()| {
-        out.inputs_done(opts.inputs.len());
-        out.finish()
-    });
-    match finished {
-        Ok(counts) => {
-            report.counts = counts;
-            report.skipped_examples = out.skipped_examples.clone();
-            Ok(report)
-        }
-        Err(e) if e.to_string() == INTERRUPTED => Err(e),
-        Err(e) => Err(out.abandon(e)),
-    }
+    finish_run(out, result, report, opts.inputs.len())
 }
 
 #[allow(clippy::too_many_arguments)]
