@@ -37,8 +37,10 @@ class _Group(click.Group):
         # command removes its temporary files (the default action would leave them behind).
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+        succeeded = False
         try:
             result = super().invoke(ctx)
+            succeeded = True
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -49,9 +51,8 @@ class _Group(click.Group):
             click.echo("interrupted; no partial output was left behind", err=True)
             sys.exit(130)
         finally:
-            if main_thread:
+            if main_thread and not (succeeded and _stops.ignoring_stops_until_exit()):
                 signal.signal(signal.SIGTERM, previous)
-        _stops.ignore_stops_until_exit()
         return result
 
 

@@ -12,11 +12,15 @@ import threading
 process_ends_with_command = False
 
 
-def ignore_stops_until_exit() -> None:
-    """The command is done and the process only exits: stop signals have nothing left to stop."""
-    if process_ends_with_command and threading.current_thread() is threading.main_thread():
-        for sig in StopRequests.SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+def ignoring_stops_until_exit() -> bool:
+    """Whether the command is done and the process only exits, with stop signals now ignored:
+    they have nothing left to stop. Then no earlier handler may be put back, not even for an
+    instant: a signal in between would report the finished command as interrupted."""
+    if not process_ends_with_command or threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in StopRequests.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    return True
 
 
 class StopRequests:
@@ -51,10 +55,10 @@ class StopRequests:
         return self
 
     def __exit__(self, exc_type, *exc):
+        if exc_type is None and ignoring_stops_until_exit():
+            return
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-        if exc_type is None:
-            ignore_stops_until_exit()
 
     def check(self):
         if self.requested:
