@@ -95,6 +95,17 @@ def assert_matches_reference(prefix: Path, reference) -> None:
     assert not Path(f"{prefix}.partial").exists()
 
 
+def run_with_files_limited_to_2mb(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run `cmd` where writing past 2 MB of a file fails (EFBIG), as a full disk would."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size)
+
+
 def write_zst_frames(path: Path, lines: list[str], frames: int = 3) -> None:
     """Concatenated zstd frames, as the Pile's shards are written."""
     step = len(lines) // frames + 1
@@ -527,7 +538,6 @@ def test_files_at_once_interrupted_resume_one_at_a_time_and_back(tmp_path, lines
 
 
 def test_files_at_once_full_disk_keeps_every_part_to_resume(tmp_path, lines):
-    import resource
 
     d = tmp_path / "in"
     d.mkdir()
@@ -551,14 +561,7 @@ def test_files_at_once_full_disk_keeps_every_part_to_resume(tmp_path, lines):
         "3",
     ]
     env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
-
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
-
-    failed = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size
-    )
+    failed = run_with_files_limited_to_2mb(cmd, env)
     assert failed.returncode == 1, failed.stderr
     assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
     work = Path(f"{prefix}.partial")
@@ -877,7 +880,6 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
     # would with ENOSPC. With checkpoints written, the work so far stays and the message says
     # how to continue; the same command then finishes byte-identical to an undisturbed run.
     # Without a checkpoint there is nothing to continue from and nothing is left behind.
-    import resource
 
     source = tmp_path / f"in.{kind}"
     if kind == "parquet":
@@ -900,14 +902,7 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
         checkpoint_seconds,
     ]
     env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
-
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
-
-    failed = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, preexec_fn=limit_file_size
-    )
+    failed = run_with_files_limited_to_2mb(cmd, env)
     assert failed.returncode == 1, failed.stderr
     assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
     assert not Path(f"{prefix}.idx").exists()
