@@ -201,10 +201,12 @@ def tokenize_files(
             "tokenizer must be a pythia_data.Tokenizer or the path of a tokenizer.json, "
             f"not {type(tokenizer).__name__}"
         )
+    if part_bytes is None:
+        part_bytes = PART_BYTES  # read at call time, so that setting it applies to the CLI too
     for name, value in (
         ("threads", threads),
         ("parallel_files", parallel_files),
-        ("part_bytes", PART_BYTES if part_bytes is None else part_bytes),
+        ("part_bytes", part_bytes),
         ("chunk_bytes", chunk_bytes),
     ):
         if value < 0:
@@ -239,7 +241,7 @@ def tokenize_files(
         on_error=on_error,
         threads=threads,
         parallel_files=parallel_files,
-        part_bytes=PART_BYTES if part_bytes is None else part_bytes,
+        part_bytes=part_bytes,
         chunk_bytes=chunk_bytes,
         checkpoint_seconds=checkpoint_seconds,
         progress=progress,
