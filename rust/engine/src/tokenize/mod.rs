@@ -976,19 +976,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The test corpus in `dir`, the tokenizer, and the prefix of an uninterrupted run over it.
+    fn corpus_and_full_run(dir: &std::path::Path) -> (Vec<PathBuf>, Tokenizer, PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (paths, _) = corpus(dir);
+        let tok = neox();
+        let full = dir.join("full");
+        let opts = TokenizeOptions::new(paths.clone(), full.clone());
+        tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+        (paths, tok, full)
+    }
+
     #[test]
     fn interrupted_run_resumes_to_identical_output() {
         let dir = std::env::temp_dir().join(format!("pythia-tok-resume-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (paths, _) = corpus(&dir);
-        let tok = neox();
-        let full = dir.join("full");
-        tokenize_files(
-            &tok,
-            &TokenizeOptions::new(paths.clone(), full.clone()),
-            &mut |_| true,
-        )
-        .unwrap();
+        let (paths, tok, full) = corpus_and_full_run(&dir);
         for (threads, dedicated_reader) in [(1, false), (3, true)] {
             let prefix = dir.join(format!("resumed-{threads}"));
             let mut opts = TokenizeOptions::new(paths.clone(), prefix.clone());
@@ -1024,16 +1026,7 @@ mod tests {
     #[test]
     fn an_os_error_reopening_a_checkpoint_keeps_it_and_says_how_to_continue() {
         let dir = std::env::temp_dir().join(format!("pythia-tok-reopen-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (paths, _) = corpus(&dir);
-        let tok = neox();
-        let full = dir.join("full");
-        tokenize_files(
-            &tok,
-            &TokenizeOptions::new(paths.clone(), full.clone()),
-            &mut |_| true,
-        )
-        .unwrap();
+        let (paths, tok, full) = corpus_and_full_run(&dir);
         let prefix = dir.join("out");
         let mut opts = TokenizeOptions::new(paths, prefix.clone());
         opts.chunk_bytes = 500;
