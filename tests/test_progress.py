@@ -95,3 +95,23 @@ def test_an_index_build_logs_a_line_per_stage_not_per_call(monkeypatch):
     lines = log.getvalue().splitlines()
     assert len(lines) <= 2 * len(stages) + 1, lines
     assert [line.split(":")[0] for line in lines[1:]] == list(stages)
+
+
+def test_tokenize_bar_says_finishing_once_all_input_is_read(monkeypatch):
+    # With files at once, the last parts are appended after all input is read: the bar stays
+    # at 100 % for as long as that copy takes, so it must say the run is not done yet.
+    from pythia_data.cli._stops import StopRequests
+    from pythia_data.cli.tokenize import _Bar
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = _Bar(enabled=True, stops=StopRequests())
+    bar(10, 100, 400, 1000, 2_000_000)
+    assert "finishing" not in bar.bar.postfix
+    bar(20, 200, 1000, 1000, 5_000_000)
+    assert "stage=finishing" in bar.bar.postfix and "docs=20" in bar.bar.postfix
+    bar(20, 200, 1000, 1000, 5_000_000)
+    bar.close()
+    # The line written on close is the finished state.
+    last = log.getvalue().splitlines()[-1]
+    assert "100%" in last and "docs=20" in last and "finishing" not in last, last

@@ -31,6 +31,7 @@ class _Bar:
         self.stops = stops
         self.bar = None
         self.start = time.monotonic()
+        self.postfix: dict[str, str] = {}
 
     def __call__(self, documents, tokens, read, total, text_bytes):
         self.stops.check()
@@ -47,11 +48,18 @@ class _Bar:
             )
         self.bar.update(read - self.bar.n)
         rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6
-        self.bar.set_postfix(docs=f"{documents:,}", text=f"{rate:.1f}MB/s", refresh=False)
+        self.postfix = {"docs": f"{documents:,}", "text": f"{rate:.1f}MB/s"}
+        # All input read is not the end: the last chunks are tokenized, and with files at once
+        # the last parts are appended to the output, a copy that can take minutes on the Pile.
+        stage = {"stage": "finishing"} if read >= total else {}
+        self.bar.set_postfix(self.postfix | stage, refresh=False)
 
     def close(self):
         if self.bar is not None:
+            # The last state shown is the finished one, or where an interruption stopped.
+            self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.close()
+            self.bar = None
 
 
 @click.command("tokenize")
