@@ -59,7 +59,7 @@ def _report(benchmark, text_bytes, key, **extra):
         if threads == os.cpu_count() and "batch" in RESULTS:
             extra["share_of_batch_encode"] = round(mb_s / RESULTS["batch"], 3)
             line += f", {100 * mb_s / RESULTS['batch']:.0f} % of batch encode on all cores"
-    if key == "files_at_once" and f"pipeline{extra['threads']}" in RESULTS:
+    if key.startswith("files_at_once") and f"pipeline{extra['threads']}" in RESULTS:
         one_stream = RESULTS[f"pipeline{extra['threads']}"]
         extra["share_of_one_stream"] = round(mb_s / one_stream, 3)
         line += f" = {100 * mb_s / one_stream:.0f} % of one stream on as many threads"
@@ -107,15 +107,18 @@ def test_pipeline(benchmark, corpus, tok, tmp_path, threads):
     _report(benchmark, text_bytes, f"pipeline{threads}", threads=threads)
 
 
-def test_pipeline_files_at_once(benchmark, corpus, tok, tmp_path):
+@pytest.mark.parametrize("extra_files", [0, 1])
+def test_pipeline_files_at_once(benchmark, corpus, tok, tmp_path, extra_files):
     """The stream as one file per core, tokenized at once (`parallel_files`: a part per file,
     one worker each, appended in order). On many cores this is what keeps them all busy (one
     stream feeds about 8); on two it shows what the parts and their extra copy of the output
-    cost, next to the same text read as one stream on as many threads (`test_pipeline`)."""
+    cost, next to the same text read as one stream on as many threads (`test_pipeline`).
+    With one file more than cores, the last file starts alone, and the workers of the lanes
+    that find no file left join it."""
     path, _, text_bytes = corpus
     threads = os.cpu_count()
     files = []
-    for i in range(threads):
+    for i in range(threads + extra_files):
         files.append(tmp_path / f"copy{i}.jsonl.zst")
         os.link(path, files[-1])
 
@@ -130,7 +133,8 @@ def test_pipeline_files_at_once(benchmark, corpus, tok, tmp_path):
 
     run()
     benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
-    _report(benchmark, text_bytes * threads, "files_at_once", threads=threads)
+    name = "files_at_once" if not extra_files else f"files_at_once_plus{extra_files}"
+    _report(benchmark, text_bytes * len(files), name, threads=threads)
 
 
 def test_goal_interleaved(benchmark, corpus, tok, tmp_path):

@@ -118,7 +118,8 @@ class _Bar:
     "Decompressing one zstd stream feeds at most about 8 threads (0.4-0.8 GB/s of text), so "
     "on many cores with many files this keeps every core busy: each file (or run of "
     "consecutive files of at least 64 MB) becomes a part in PREFIX.partial/parts/, appended to "
-    "the output in input order. The output does not depend on it; the cost is writing the "
+    "the output in input order; once no file is left to start, the threads of finished ones "
+    "join those still running. The output does not depend on it; the cost is writing the "
     "tokens twice, with up to 2 x N finished parts on disk at once.",
 )
 @click.option(

@@ -22,8 +22,8 @@ pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -449,7 +449,7 @@ pub fn tokenize_files(
     }
     let mut out = prep.open_output(opts)?;
     let report = prep.report(&out);
-    let result = tokenize_stream(tok, opts, &prep, &mut out, progress);
+    let result = tokenize_stream(tok, opts, &prep, &mut out, None, progress);
     finish_run(out, result, report, opts.inputs.len())
 }
 
@@ -574,14 +574,51 @@ impl Prepared {
     }
 }
 
+/// Workers that may join a running stream: with files at once, the workers of a lane that has
+/// no file left to start go to the files still being tokenized, so that the last ones do not
+/// run on a few cores while the rest idle.
+pub(super) struct SpareWorkers<'a> {
+    /// Workers given up and not yet taken, shared by every stream of the run.
+    pub free: &'a AtomicUsize,
+    /// Most workers one stream may have.
+    pub max: usize,
+    /// Workers this stream took.
+    pub joined: AtomicUsize,
+}
+
+/// The streams that workers joined, for tests to see that they did.
+#[cfg(test)]
+static JOINED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+#[cfg(test)]
+pub(super) fn workers_joined(prefix: &std::path::Path) -> usize {
+    JOINED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == prefix)
+        .count()
+}
+
+impl SpareWorkers<'_> {
+    fn take_one(&self) -> bool {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// Read `opts.inputs` from `out`'s position (or line `opts.first_line` of the first input) to
 /// their end, one at a time, and append every document to `out` in input order; `out` is left
 /// unfinished. Stops with [`INTERRUPTED`] after a checkpoint once `progress` returns false.
+/// With `spare`, workers given up by other streams join this one (workers reading in turns
+/// only: a dedicated reader feeds a fixed pool).
 fn tokenize_stream(
     tok: &Tokenizer,
     opts: &TokenizeOptions,
     prep: &Prepared,
     out: &mut TokenizedOutput,
+    spare: Option<&SpareWorkers>,
     progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<()> {
     let (eod, dtype, threads) = (prep.eod, prep.dtype, prep.threads);
@@ -594,6 +631,12 @@ fn tokenize_stream(
     // Two chunks per worker (one being tokenized, one waiting to be written behind a slower
     // one) keep every worker busy; memory is about 1.5 × chunk_bytes per chunk in flight.
     let in_flight = 2 * threads + 2;
+    let dedicated_reader = opts
+        .dedicated_reader
+        .unwrap_or(threads >= DEDICATED_READER_MIN_THREADS);
+    let spare = spare.filter(|s| !dedicated_reader && s.max > threads);
+    // Room for the permits of the workers that may join (two each, as for the first ones).
+    let most_in_flight = in_flight + spare.map_or(0, |s| 2 * (s.max - threads));
     let counter = Arc::new(AtomicU64::new(0));
     // Bytes of files finished before the resume point count as read, for an honest ETA.
     let already: u64 = prep.file_bytes[..start.file.min(opts.inputs.len())]
@@ -614,13 +657,13 @@ fn tokenize_stream(
         stopped: false,
         seq: 0,
     };
-    let dedicated_reader = opts
-        .dedicated_reader
-        .unwrap_or(threads >= DEDICATED_READER_MIN_THREADS);
     let (outcome_tx, outcome_rx) = std::sync::mpsc::channel::<(u64, Outcome)>();
+    // What a joining worker sends its outcomes with; dropped by the first worker to find the
+    // input done, since the writer only ends once every sender is gone.
+    let joining_tx = Mutex::new(spare.map(|_| outcome_tx.clone()));
     // Permits bound the items between reading and writing; the writer returns one per item
     // it has written.
-    let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+    let (permit_tx, permit_rx) = sync_channel::<()>(most_in_flight);
     // Written token buffers go back to the workers.
     let (tokens_back_tx, tokens_back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let tokens_back_rx = Mutex::new(tokens_back_rx);
@@ -689,29 +732,61 @@ fn tokenize_stream(
             }
         } else {
             drop((item_tx, spare_tx));
-            for _ in 0..threads {
-                let outcome_tx = outcome_tx.clone();
-                scope.spawn(move || {
-                    tok.with_pooled_cache(|| {
-                        let mut spare = LineChunk::default();
-                        let mut scratch = Scratch::default();
-                        loop {
-                            if permit_rx.lock().unwrap().recv().is_err() {
-                                return;
-                            }
-                            let next = reader.lock().unwrap().next(std::mem::take(&mut spare));
-                            let Some((seq, item)) = next else { return };
-                            let (outcome, used) = worker.process(item, &mut scratch);
-                            spare = used.unwrap_or_default();
-                            if outcome_tx.send((seq, outcome)).is_err() {
-                                return;
-                            }
+        }
+        let joining_tx = &joining_tx;
+        let start_worker = move |outcome_tx: Sender<(u64, Outcome)>| {
+            scope.spawn(move || {
+                tok.with_pooled_cache(|| {
+                    let mut spare = LineChunk::default();
+                    let mut scratch = Scratch::default();
+                    loop {
+                        if permit_rx.lock().unwrap().recv().is_err() {
+                            return;
                         }
-                    })
-                });
+                        let next = reader.lock().unwrap().next(std::mem::take(&mut spare));
+                        let Some((seq, item)) = next else {
+                            drop(joining_tx.lock().unwrap().take());
+                            return;
+                        };
+                        let (outcome, used) = worker.process(item, &mut scratch);
+                        spare = used.unwrap_or_default();
+                        if outcome_tx.send((seq, outcome)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            });
+        };
+        if !dedicated_reader {
+            for _ in 0..threads {
+                start_worker(outcome_tx.clone());
             }
         }
         drop(outcome_tx);
+        let more_permits = permit_tx.clone();
+        let mut workers = threads;
+        // A worker joins between results; one per call, so that the workers given up are
+        // shared out between the streams still running.
+        let mut join_one = move || {
+            let Some(spare) = spare else { return };
+            if workers >= spare.max || !spare.take_one() {
+                return;
+            }
+            let Some(tx) = joining_tx.lock().unwrap().clone() else {
+                // The input is done: nothing left for a worker to do.
+                spare.free.fetch_add(1, Ordering::AcqRel);
+                return;
+            };
+            workers += 1;
+            spare.joined.fetch_add(1, Ordering::Relaxed);
+            reader.lock().unwrap().threads = workers;
+            for _ in 0..2 {
+                let _ = more_permits.try_send(());
+            }
+            start_worker(tx);
+            #[cfg(test)]
+            JOINED.lock().unwrap().push(opts.prefix.clone());
+        };
         // The channels' other ends are moved in and dropped on any early return, which stops
         // the workers (no permits, nowhere to send).
         let written = write_in_order(
@@ -721,6 +796,7 @@ fn tokenize_stream(
             out,
             opts,
             |docs_progress| {
+                join_one();
                 let p = Progress {
                     input_bytes_read: already + counter.load(Ordering::Relaxed),
                     input_bytes_total,
