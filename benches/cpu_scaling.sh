@@ -12,9 +12,11 @@
 # SHARDS (default "2x8 4x4 8x2") times K processes of T workers each, on K × T cores, each
 # tokenizing its own input stream, as `--shard-index I --num-shards K` runs do on one machine:
 # one zstd stream is read by one thread at a time, which caps a single run on many cores.
-# FILES_THREADS (default "16") times one run over 16 input files (each the 300 MB stream) at
-# each of those thread counts, with PARALLEL_FILES (default "1 0") files at once: 1 reads them
-# one after another, 0 is the default (one file per two threads from 12 threads on).
+# FILES_THREADS (default "16") times one run over FILES (default "16 12") input files (each the
+# 300 MB stream) at each of those thread counts, with PARALLEL_FILES (default "1 0") files at
+# once: 1 reads them one after another, 0 is the default (one file per two threads from 12
+# threads on). 12 files on 16 threads leave a short second wave (4 files on 8 lanes), where the
+# workers of the lanes with no file left join the files still running.
 # The input is the bundled sample repeated 48 times as one zstd stream (~300 MB of text), as in
 # benches/bench_tokenize_pipeline.py; from 8 threads on, 192 times (~1.2 GB), so that starting
 # every worker is a small share of the run. There the one-core encode is not timed again (it
@@ -70,9 +72,12 @@ for i in $(seq -w 0 15); do ln -f "$tmp/small.jsonl.zst" "$tmp/file$i.jsonl.zst"
 for n in ${FILES_THREADS-16}; do
     ((n <= ${#cpus[@]})) || continue
     set=$(IFS=,; echo "${cpus[*]:0:n}")
-    for files in ${PARALLEL_FILES-1 0}; do
-        echo "== one run of $n threads over 16 files, PARALLEL_FILES=$files"
-        PIPELINE_ONLY=1 ROUNDS=2 PARALLEL_FILES="$files" taskset -c "$set" "$BIN" "$n" \
-            "$tmp"/file*.jsonl.zst
+    for count in ${FILES-16 12}; do
+        inputs=("$tmp"/file*.jsonl.zst)
+        for files in ${PARALLEL_FILES-1 0}; do
+            echo "== one run of $n threads over $count files, PARALLEL_FILES=$files"
+            PIPELINE_ONLY=1 ROUNDS=2 PARALLEL_FILES="$files" taskset -c "$set" "$BIN" "$n" \
+                "${inputs[@]:0:count}"
+        done
     done
 done
