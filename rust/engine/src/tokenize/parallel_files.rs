@@ -684,7 +684,7 @@ mod tests {
         let short = dir.join("short.jsonl");
         std::fs::write(&short, "{\"text\": \"a short one\"}\n").unwrap();
         let long = dir.join("long.jsonl");
-        let lines: String = (0..12000)
+        let lines: String = (0..30000)
             .map(|i| {
                 format!(
                     "{{\"text\": \"document {i}: {}\"}}\n",
