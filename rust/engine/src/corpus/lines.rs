@@ -47,11 +47,26 @@ pub fn open_decompressed(
     path: &Path,
     counter: Option<Arc<AtomicU64>>,
 ) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).at(path)?;
+    let compression = Compression::of(path);
+    // A compressed stream always has a header: an empty file is a failed download or copy,
+    // which the decoders would only call truncated or corrupt.
+    if compression != Compression::None && file.metadata().at(path)?.len() == 0 {
+        let what = if compression == Compression::Zstd {
+            "zstd"
+        } else {
+            "gzip"
+        };
+        return Err(Error::corrupt(
+            path,
+            format!("an empty file, not a {what} stream"),
+        ));
+    }
     let file = Counting {
-        inner: File::open(path).at(path)?,
+        inner: file,
         counter: counter.unwrap_or_default(),
     };
-    Ok(match Compression::of(path) {
+    Ok(match compression {
         Compression::None => Box::new(file),
         // Both decoders read every concatenated frame / member, as `zstd -d` and `gzip -d` do.
         Compression::Zstd => {
