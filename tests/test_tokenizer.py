@@ -371,3 +371,26 @@ def test_repr_says_where_the_tokenizer_came_from():
     assert repr(Tokenizer.from_str(DEFAULT_TOKENIZER.read_text())) == (
         "Tokenizer(<JSON text>, vocab_size=50277)"
     )
+
+
+def test_the_constructor_loads_a_path_or_the_bundled_file(tmp_path, ours, ref):
+    text = "Hello world, it's 2024!"
+    want = ref.encode(text).ids
+    copy = tmp_path / "tok.json"
+    copy.write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    for tok in [Tokenizer(), Tokenizer(copy), Tokenizer(str(copy)), Tokenizer(os.fsencode(copy))]:
+        assert tok.encode(text).tolist() == want
+    assert Tokenizer(os.fsencode(copy)).path == str(copy)
+    assert Tokenizer.from_file(os.fsencode(copy)).path == str(copy)
+    with pytest.raises(TypeError, match="takes the path of a tokenizer.json"):
+        Tokenizer(ours)  # a Tokenizer is no path
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        Tokenizer(tmp_path / "missing.json")
+
+
+def test_bool_ids_decode_as_0_and_1_like_ints(ours, ref):
+    for ids in ([True, False], [True, 15], np.array([True, False]), [np.int64(15), True]):
+        as_ints = [int(i) for i in ids]
+        assert ours.decode(ids, skip_special_tokens=False) == ref.decode(
+            as_ints, skip_special_tokens=False
+        )

@@ -22,25 +22,34 @@ __all__ = ["Tokenizer"]
 class Tokenizer:
     """A byte-level BPE tokenizer loaded from a Hugging Face ``tokenizer.json``."""
 
-    def __init__(self, core: _core.Tokenizer, path: str | None = None):
-        self._core = core
-        self.path = path
+    def __init__(self, path: str | bytes | os.PathLike | None = None):
+        """Load the ``tokenizer.json`` at ``path``; the bundled GPT-NeoX-20B tokenizer when
+        ``path`` is None (the same as ``from_file``)."""
+        if path is not None and not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(
+                "Tokenizer takes the path of a tokenizer.json (or None for the bundled "
+                f"GPT-NeoX-20B), not {type(path).__name__}; from_str takes its JSON text"
+            )
+        path = os.fsdecode(DEFAULT_TOKENIZER if path is None else path)
+        self._core = _core.Tokenizer.from_file(path)
+        # Kept absolute so a pickled tokenizer reloads the same file in a worker whose working
+        # directory differs.
+        self.path: str | None = os.path.abspath(path)
         self._json: str | None = None  # the text given to from_str, for pickling
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike | None = None) -> Tokenizer:
+    def from_file(cls, path: str | bytes | os.PathLike | None = None) -> Tokenizer:
         """Load ``path``; the bundled GPT-NeoX-20B tokenizer when ``path`` is None."""
-        path = os.fspath(DEFAULT_TOKENIZER if path is None else path)
-        # Kept absolute so a pickled tokenizer reloads the same file in a worker whose working
-        # directory differs.
-        return cls(_core.Tokenizer.from_file(path), os.path.abspath(path))
+        return cls(path)
 
     @classmethod
     def from_str(cls, json: str) -> Tokenizer:
         """Load from the text of a ``tokenizer.json``."""
         if not isinstance(json, str):
             raise TypeError(f"from_str takes the JSON text as a str, got {type(json).__name__}")
-        tok = cls(_core.Tokenizer.from_json(json.encode()))
+        tok = cls.__new__(cls)
+        tok._core = _core.Tokenizer.from_json(json.encode())
+        tok.path = None
         tok._json = json
         return tok
 
@@ -49,11 +58,7 @@ class Tokenizer:
         # text: DataLoader and multiprocessing workers started with spawn receive it this way.
         if self.path is not None:
             return (type(self).from_file, (self.path,))
-        if self._json is not None:
-            return (type(self).from_str, (self._json,))
-        raise TypeError(
-            "cannot pickle a Tokenizer built from a bare core; use from_file or from_str"
-        )
+        return (type(self).from_str, (self._json,))
 
     @property
     def vocab_size(self) -> int:
@@ -108,7 +113,8 @@ def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
         raise ValueError(f"decode takes a 1-D sequence of ids, got shape {arr.shape}")
     if arr.size == 0:
         return np.empty(0, np.int64)
-    if np.issubdtype(arr.dtype, np.integer):
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        # Bools are the ids 0 and 1, as for Python's int and Hugging Face's decode.
         return arr.astype(np.int64, copy=False)
     # Python ints beyond int64 (object dtype), an object array of ints, or numpy integer scalars
     # of mixed signedness (which numpy promotes to float64): take each element as an integer.
@@ -116,8 +122,6 @@ def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
         items = arr if isinstance(ids, np.ndarray) else ids
         out = np.empty(len(arr), np.int64)
         for k, item in enumerate(items):
-            if isinstance(item, (bool, np.bool_)):
-                raise TypeError("decode takes integer ids, got bool")
             try:
                 value = operator.index(item)
             except TypeError:
