@@ -29,7 +29,7 @@ import pythia_data
 from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
 from pythia_data.cli import main
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
-from pythia_data.tokenize import merge_subsets, tokenize_files
+from pythia_data.tokenize import find_inputs, merge_subsets, tokenize_files
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -681,6 +681,78 @@ def test_parquet_interrupt_resume_and_bad_rows(tmp_path, lines, monkeypatch):
     assert result.exit_code == 1 and "no 'text' column" in result.output
 
 
+def mixed_corpus(directory: Path, lines: list[str]) -> list[Path]:
+    """The sample cut into every kind of input, in one directory (sorted as listed here)."""
+    cuts = [len(lines) * k // 6 for k in range(7)]
+    part = [lines[a:b] for a, b in itertools.pairwise(cuts)]
+    directory.mkdir()
+    write_zst_frames(directory / "a.jsonl.zst", part[0])
+    (directory / "b.jsonl").write_text("".join(x + "\n" for x in part[1]))
+    write_parquet(directory / "c.parquet", part[2], row_group_size=20)
+    write_saved_dataset(directory / "d-saved", part[3])
+    with gzip.open(directory / "e.jsonl.gz", "wt") as f:
+        f.write("".join(x + "\n" for x in part[4]))
+    write_parquet(directory / "f.parquet", part[5], row_group_size=20)
+    return [directory / n for n in ["a.jsonl.zst", "b.jsonl", "c.parquet", "d-saved",
+                                    "e.jsonl.gz", "f.parquet"]]  # fmt: skip
+
+
+def test_mixed_kinds_match_the_reference_and_their_shards(tmp_path, lines, reference):
+    # A directory of JSON lines, Parquet and a saved dataset was refused ("inputs mix ..."),
+    # while its shards, each of one kind, were not; and a saved dataset in it was not found.
+    corpus = tmp_path / "corpus"
+    files = mixed_corpus(corpus, lines)
+    assert find_inputs([corpus]) == files
+    result = run(corpus, "--output", tmp_path / "one", "--threads", "2")
+    assert result.exit_code == 0, result.output
+    assert "from 6 file(s)" in result.output
+    assert_matches_reference(tmp_path / "one", reference)
+    for shard in range(4):
+        result = run(corpus, "-o", tmp_path / "s", "--shard-index", shard, "--num-shards", 4)
+        assert result.exit_code == 0, result.output
+    parts = sorted(tmp_path.glob("s-*-of-00004.idx"))
+    merged = CliRunner().invoke(main, ["merge", str(tmp_path / "merged"), *map(str, parts)])
+    assert merged.exit_code == 0, merged.output
+    assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "one")
+
+
+def test_mixed_kinds_resume_to_identical_output_wherever_stopped(tmp_path, lines, monkeypatch):
+    import pythia_data.tokenize
+
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 20)
+    files = mixed_corpus(tmp_path / "corpus", lines)
+    full = tokenize_files(files, tmp_path / "full")
+    often = dict(threads=1, chunk_bytes=100_000, progress_seconds=0)
+    calls = []
+    tokenize_files(files, tmp_path / "count", progress=lambda *a: calls.append(a), **often)
+    assert len(calls) > 12
+    # Every place a run can stop: inside JSON-lines parts, their appends and Arrow sources.
+    for stop in range(1, len(calls)):
+        out = tmp_path / f"stopped-{stop}"
+        with pytest.raises(KeyboardInterrupt):
+            tokenize_files(files, out, checkpoint_seconds=0, progress=stop_on_call(stop), **often)
+        assert not Path(f"{out}.idx").exists()
+        report = tokenize_files(files, out)
+        assert dataset_bytes(out) == dataset_bytes(tmp_path / "full"), f"stopped at call {stop}"
+        assert (report["documents"], report["tokens"]) == (full["documents"], full["tokens"])
+        assert report["empty_skipped"] == full["empty_skipped"]
+        assert not Path(f"{out}.partial").exists()
+
+
+def test_mixed_kinds_bad_json_line_fails_naming_it_and_leaves_nothing(tmp_path, lines):
+    files = mixed_corpus(tmp_path / "corpus", lines)
+    with open(files[4], "ab") as f:  # e.jsonl.gz, after two Arrow sources
+        f.write(gzip.compress(b'{"text": "unterminated\n'))
+    result = run(tmp_path / "corpus", "--output", tmp_path / "out")
+    assert result.exit_code == 1 and f"{files[4]}: line " in result.output, result.output
+    assert list(tmp_path.glob("out*")) == []
+    result = run(tmp_path / "corpus", "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output, result.output
+    assert f"{files[4]}: line " in result.output
+    good = [x for x in lines if json.loads(x)["text"]]
+    assert len(IndexedDataset(tmp_path / "out")) == len(good)
+
+
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])
 def test_any_exception_from_progress_keeps_a_checkpoint(tmp_path, lines, kind):
     # tokenize_files' contract: an exception progress raises (not only Ctrl-C) stops the run
@@ -800,14 +872,24 @@ def test_gzip_zero_padding_is_read_as_python_and_gzip_do(tmp_path, lines):
     assert result.exit_code == 1 and f"{src}: reading line 16: " in result.output, result.output
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage", b"\x1f"])
-def test_gzip_input_that_is_not_gzip_is_an_error(tmp_path, content):
-    # It was read as no data: 0 documents, no error, however corrupt the file.
-    src = tmp_path / "in.jsonl.gz"
+@pytest.mark.parametrize(
+    "suffix, content, message",
+    [
+        # gzip's decoder read these as no data: 0 documents, no error, however corrupt the file.
+        (".gz", b"", "an empty file, not a gzip stream"),
+        (".gz", b"garbage", "not a gzip stream: empty, truncated or not gzip-compressed"),
+        (".gz", b"\x1f", "not a gzip stream: empty, truncated or not gzip-compressed"),
+        # zstd's called an empty file truncated, which sends the user looking for a cut.
+        (".zst", b"", "an empty file, not a zstd stream"),
+    ],
+)
+def test_compressed_input_that_is_empty_or_not_compressed_is_an_error(
+    tmp_path, suffix, content, message
+):
+    src = tmp_path / f"in.jsonl{suffix}"
     src.write_bytes(content)
     result = run(src, "--output", tmp_path / "o")
-    assert result.exit_code == 1 and f"{src}: " in result.output
-    assert "not a gzip stream" in result.output
+    assert result.exit_code == 1 and f"{src}: {message}" in result.output, result.output
     good = tmp_path / "good.jsonl"
     good.write_text('{"text": "after"}\n')
     result = run(src, good, "--output", tmp_path / "s", "--on-error", "skip")

@@ -65,7 +65,9 @@ def _is_arrow_source(p: Path) -> bool:
 
 def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     """The input files: files as given, directories expanded (recursively, sorted by path);
-    a ``save_to_disk`` dataset directory is one input (a DatasetDict: one per split).
+    a ``save_to_disk`` dataset directory, given or found in a directory, is one input (a
+    DatasetDict: one per split). JSON-lines files, Parquet files and saved datasets may be
+    mixed.
 
     Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
     and files whose resolved path is already listed (a link to an input read twice), as well as
@@ -81,7 +83,8 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
             found = _directory_files(p)
             if not found:
                 raise FileNotFoundError(
-                    f"{p}: no input files in this directory (looked for {', '.join(INPUT_SUFFIXES)})"
+                    f"{p}: no input files in this directory (looked for "
+                    f"{', '.join(INPUT_SUFFIXES)} and save_to_disk datasets)"
                 )
             files.extend(_unlisted(p, found, {f.resolve() for f in files}))
         elif p.exists():
@@ -110,11 +113,23 @@ def _dataset_dict_splits(p: Path) -> list[Path]:
 
 
 def _directory_files(directory: Path) -> list[Path]:
-    """The input files under ``directory``, sorted, without hidden ones."""
-    found = []
+    """The inputs under ``directory``, sorted, without hidden ones: files with an input suffix,
+    and ``save_to_disk`` datasets (a DatasetDict: its splits, in its listing's order), whose own
+    files are not searched."""
+    found: list[Path] = []
+    datasets: list[Path] = []
     for f in sorted(directory.rglob("*")):
-        hidden = any(part.startswith(".") for part in f.relative_to(directory).parts)
-        if not hidden and f.is_file() and f.name.lower().endswith(INPUT_SUFFIXES):
+        if any(part.startswith(".") for part in f.relative_to(directory).parts):
+            continue
+        if datasets and f.is_relative_to(datasets[-1]):
+            continue  # sorted by path, a dataset's own files come right after it
+        if (f / "dataset_dict.json").is_file():
+            datasets.append(f)
+            found.extend(_dataset_dict_splits(f))
+        elif _is_hf_dataset(f):
+            datasets.append(f)
+            found.append(f)
+        elif f.is_file() and f.name.lower().endswith(INPUT_SUFFIXES):
             found.append(f)
     return found
 
@@ -167,7 +182,9 @@ def tokenize_files(
     progress_seconds: float = 0.1,
 ) -> dict:
     """Tokenize ``inputs`` into ``output``.bin/.idx (+ subsets): JSON-lines files (plain,
-    ``.zst``, ``.gz``), or else Parquet files / ``save_to_disk`` dataset directories (pyarrow).
+    ``.zst``, ``.gz``), Parquet files and ``save_to_disk`` dataset directories (pyarrow), in
+    any mix (with Arrow inputs among them, each run of consecutive JSON-lines files is
+    tokenized into the work directory first and then appended, a second copy of its tokens).
 
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
     and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
@@ -221,16 +238,17 @@ def tokenize_files(
         for p in map(Path, inputs)
         for split in (_dataset_dict_splits(p) if (p / "dataset_dict.json").is_file() else [p])
     ]
-    arrow = [_is_arrow_source(p) for p in paths]
-    if any(arrow):
-        if not all(arrow):
-            raise ValueError(
-                "inputs mix JSON-lines files with Parquet / saved datasets; tokenize each kind "
-                "into its own prefix and join them with `pythia-data merge`"
-            )
-        return _tokenize_arrow(
+    if any(_is_arrow_source(p) for p in paths):
+        json_options = dict(
+            threads=threads,
+            parallel_files=parallel_files,
+            part_bytes=part_bytes,
+            chunk_bytes=chunk_bytes,
+            progress_seconds=progress_seconds,
+        )
+        return _tokenize_with_writer(
             paths, output, tok, text_key, meta_key or None, on_error,
-            checkpoint_seconds, progress,
+            checkpoint_seconds, progress, json_options,
         )  # fmt: skip
     return _core.tokenize_files(
         tok._core,
@@ -390,7 +408,7 @@ def _stamp(source: Path) -> str:
     """Sizes and modification times of the files ``source`` is read from, which a resumed run
     checks are unchanged. A saved dataset's are its own files': ``save_to_disk`` over an
     earlier save rewrites them in place, which leaves the directory's time as it was."""
-    files = [source] if _is_parquet(source) else [source / "state.json", *_saved_data_files(source)]
+    files = [source / "state.json", *_saved_data_files(source)] if source.is_dir() else [source]
     return " ".join(f"{st.st_size}:{st.st_mtime_ns}" for st in map(Path.stat, files))
 
 
@@ -518,7 +536,7 @@ def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
     return metas, {i: f"{why} in the {meta_key!r} field" for i, why in invalid.items()}
 
 
-def _tokenize_arrow(
+def _tokenize_with_writer(
     sources: list[Path],
     output: Path,
     tok: Tokenizer,
@@ -527,7 +545,13 @@ def _tokenize_arrow(
     on_error: str,
     checkpoint_seconds: float,
     progress: ProgressCallback | None,
+    json_options: dict,
 ) -> dict:
+    """Parquet files and saved datasets, read with pyarrow and fed to one output; JSON-lines
+    files among them go, a run of consecutive ones at a time, through the JSON-lines pipeline
+    into a dataset in the output's work directory that is then appended whole (a second copy
+    of their tokens, the price of mixing kinds in one run). The checkpoint's position is
+    (source, row) within Arrow sources and the start of a JSON-lines run otherwise."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -536,8 +560,9 @@ def _tokenize_arrow(
         ) from None
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
-    # Opens every source first: one that cannot be read fails before any output is started.
-    rows_total = sum(_num_rows(p) for p in sources)
+    arrow = [_is_arrow_source(p) for p in sources]
+    # Opens every Arrow source first: one that cannot be read fails before any output is started.
+    rows = [_num_rows(p) if a else 0 for p, a in zip(sources, arrow, strict=True)]
     fingerprint = "\n".join(
         [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
         + [f"{p} {_stamp(p)}" for p in sources]
@@ -546,18 +571,77 @@ def _tokenize_arrow(
     resumed = writer.resumed_documents
     restart_note = writer.restart_note
     start_source, start_row = writer.position
-    bytes_total = sum(_size(p) for p in sources)
-    rows_done = sum(_num_rows(p) for p in sources[:start_source]) + start_row
+    sizes = [_size(p) for p in sources]
+    before = [sum(sizes[:i]) for i in range(len(sources) + 1)]
+    bytes_total = before[-1]
     text_bytes = 0
     meta_columns = _meta_columns(meta_key) if meta_key else []
     columns = [text_key] + [c for c in meta_columns if c != text_key]
     last_checkpoint = time.monotonic()
     in_progress = False  # an exception raised meanwhile is the caller's, not bad input
+    appending = False  # whether the output ends inside a JSON-lines part being appended
+
+    def report(documents: int, tokens: int, read: int, text: int) -> None:
+        nonlocal in_progress
+        if progress is not None:
+            in_progress = True
+            progress(documents, tokens, read, bytes_total, text)
+            in_progress = False
+
     try:
-        for si, source in enumerate(sources):
-            if si < start_source:
+        si = start_source
+        while si < len(sources):
+            if not arrow[si]:
+                end = next((k for k in range(si, len(sources)) if arrow[k]), len(sources))
+                part = _json_lines_part(writer, si, end)
+                done, text_before = None, text_bytes
+                # The part's start recorded first: an interruption then keeps the work
+                # directory, the part's own checkpoint in it, and this place to append it from.
+                writer.checkpoint()
+                if part.done.is_file():
+                    done = _read_part_report(part)
+                if done is None:
+                    docs, tokens, *_ = writer.counts
+
+                    def part_progress(
+                        d, t, read, _total, text, docs=docs, tokens=tokens, si=si, base=text_before
+                    ):
+                        nonlocal text_bytes
+                        text_bytes = base + text
+                        report(docs + d, tokens + t, before[si] + read, text_bytes)
+
+                    done = _core.tokenize_files(
+                        tok._core,
+                        [os.fspath(p) for p in sources[si:end]],
+                        os.fspath(part.prefix),
+                        text_key=text_key,
+                        meta_key=meta_key,
+                        on_error=on_error,
+                        checkpoint_seconds=checkpoint_seconds,
+                        progress=part_progress,
+                        **json_options,
+                    )
+                    part.write_report(done)
+                    resumed += done["resumed_documents"]
+                    restart_note = restart_note or done["restart_note"]
+                else:
+                    resumed += done["documents"]
+                appending = True
+                writer.append_dataset(
+                    os.fspath(part.prefix),
+                    end,
+                    done["empty_skipped"],
+                    done["errors_skipped"],
+                    done["skipped_examples"],
+                    progress=lambda d, t, end=end, text=text_bytes: report(d, t, before[end], text),
+                )
+                appending = False
+                writer.checkpoint()
+                last_checkpoint = time.monotonic()
+                part.remove()
+                si = end
                 continue
-            row = 0
+            source, row = sources[si], 0
             for batch in _arrow_batches(source, columns, skip_damaged=on_error == "skip"):
                 n = batch.num_rows
                 skip = max(start_row - row, 0) if si == start_source else 0
@@ -587,32 +671,32 @@ def _tokenize_arrow(
                         texts = [texts[i] for i in keep]
                         metas = [metas[i] for i in keep] if metas is not None else None
                     writer.add_texts(texts, metas, si, row + n, len(problems), messages)
-                rows_done += n - skip
                 text_bytes += sum(len(t.encode()) for t in texts)  # UTF-8 bytes, as for JSON lines
                 row += n
-                if progress is not None:
-                    docs, tokens, *_ = writer.counts
-                    read = bytes_total * rows_done // max(rows_total, 1)
-                    in_progress = True
-                    progress(docs, tokens, read, bytes_total, text_bytes)
-                    in_progress = False
+                docs, tokens, *_ = writer.counts
+                report(docs, tokens, before[si] + sizes[si] * row // max(rows[si], 1), text_bytes)
                 if time.monotonic() - last_checkpoint >= checkpoint_seconds:
                     writer.checkpoint()
                     last_checkpoint = time.monotonic()
+            si += 1
         examples = writer.skipped_examples  # with those of the run resumed
         documents, tokens, empty, errors = writer.finish()
     except BaseException as e:
         if in_progress or isinstance(e, KeyboardInterrupt):
             # Stopped by the caller (Ctrl-C, or progress raising), as the JSON-lines path is:
             # keep the work, and let go of the output's lock now, not when the traceback goes
-            # (a REPL keeps it, and the same call would find the output locked).
-            writer.checkpoint()
+            # (a REPL keeps it, and the same call would find the output locked). Stopped
+            # inside an append, the output holds part of a part: the checkpoint before it stands.
+            if not appending:
+                writer.checkpoint()
             writer.keep_if_resumable()
             raise
         if isinstance(e, OSError):
             # A full disk or a lost mount is no reason to lose the work up to the last checkpoint.
             hint = writer.keep_if_resumable()
             if hint is None:
+                raise
+            if hint in str(e):  # a JSON-lines part's own error already says it
                 raise
             raise OSError(f"{e}; {hint}") from e
         writer.discard()
@@ -627,3 +711,34 @@ def _tokenize_arrow(
         "skipped_examples": examples,
         "dtype": "uint16" if tok.vocab_size < 65_500 else "int32",
     }
+
+
+class _Part(NamedTuple):
+    """A run of consecutive JSON-lines files tokenized into the work directory."""
+
+    prefix: Path
+    done: Path  # its report, once it is complete
+
+    def write_report(self, report: dict) -> None:
+        temp = self.done.with_name(self.done.name + ".tmp")
+        temp.write_text(json.dumps(report))
+        os.replace(temp, self.done)
+
+    def remove(self) -> None:
+        for suffix in (".bin", ".idx", ".subsets.npy", ".subsets.json"):
+            self.prefix.with_name(self.prefix.name + suffix).unlink(missing_ok=True)
+        self.done.unlink(missing_ok=True)
+
+
+def _json_lines_part(writer, start: int, end: int) -> _Part:
+    prefix = Path(writer.work_dir) / f"files-{start:06d}-{end:06d}"
+    return _Part(prefix, prefix.with_name(prefix.name + ".done.json"))
+
+
+def _read_part_report(part: _Part) -> dict | None:
+    """The report of a part an interrupted run completed, if the part is still whole."""
+    try:
+        done = json.loads(part.done.read_text())
+        return done if len(_core.IndexedDataset(part.prefix)) == done["documents"] else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

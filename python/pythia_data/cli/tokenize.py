@@ -134,7 +134,8 @@ class _Bar:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Split the sorted input files into this many contiguous shares; each writes "
+    help="Split the input files (in the order listed, directories expanded and sorted) into "
+    "this many contiguous shares; each writes "
     "PREFIX-IIIII-of-NNNNN, and `pythia-data merge` joins them in order. Shares run on many "
     "machines (a SLURM array, say).",
 )
@@ -165,8 +166,9 @@ def command(
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
     .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and
-    sorted, skipping names that start with "." and links to files found or listed already), or
-    Hugging Face datasets saved with `save_to_disk` (Parquet and saved datasets need pyarrow).
+    sorted, skipping names that start with "." and links to files found or listed already), and
+    Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
+    (Parquet and saved datasets need pyarrow).
     Each line is read as Python's json.loads reads it (NaN and Infinity included).
 
     Killed runs continue from their last checkpoint when started again with the same command;

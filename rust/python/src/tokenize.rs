@@ -278,6 +278,65 @@ impl TokenizeWriter {
         .py_err()
     }
 
+    /// Where the run keeps its work (`PREFIX.partial/`, deleted by `finish`): the caller's
+    /// intermediate datasets go there too.
+    #[getter]
+    fn work_dir(&self) -> PyResult<PathBuf> {
+        self.with_out(|o| Ok(o.work_dir().to_path_buf()))
+    }
+
+    /// Append the finished dataset `prefix` (tokenized from the inputs before `end_source`, with
+    /// `empty_skipped` and `errors_skipped` documents skipped and `examples` noted); then the
+    /// position becomes (`end_source`, 0). `progress(documents, tokens)` is called between
+    /// windows of 16 MB; an exception it raises (or Ctrl-C) stops the append and is raised, and
+    /// the output then ends inside the dataset, which only its next checkpoint would record.
+    #[pyo3(signature = (prefix, end_source, empty_skipped = 0, errors_skipped = 0,
+                        examples = Vec::new(), progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn append_dataset(
+        &self,
+        py: Python<'_>,
+        prefix: PathBuf,
+        end_source: usize,
+        empty_skipped: u64,
+        errors_skipped: u64,
+        examples: Vec<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let mut guard = self.out.lock().unwrap();
+        let out = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
+        let mut callback_error: Option<PyErr> = None;
+        let appended = py.detach(|| {
+            out.append_dataset(&prefix, &mut |c| {
+                Python::attach(|py| {
+                    let r = py.check_signals().and_then(|_| match &progress {
+                        Some(f) => f.call1(py, (c.documents, c.tokens)).map(|_| ()),
+                        None => Ok(()),
+                    });
+                    r.map_err(|e| callback_error = Some(e)).is_ok()
+                })
+            })
+        });
+        if let Some(e) = callback_error {
+            return Err(e);
+        }
+        if !appended.py_err()? {
+            return Err(PyValueError::new_err("the append was stopped"));
+        }
+        out.counts.empty_skipped += empty_skipped;
+        out.counts.errors_skipped += errors_skipped;
+        for example in examples {
+            out.add_skipped_example(|| example);
+        }
+        out.position = Position {
+            file: end_source,
+            line: 0,
+        };
+        Ok(())
+    }
+
     /// Make the work so far resumable; nothing to do once the writer is finished (an interrupt
     /// can arrive just after `finish`) or discarded.
     fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {

@@ -16,8 +16,15 @@ use super::direct_append::DirectAppend;
 use super::lock::DirLock;
 pub(crate) use crate::atomic::write_atomically;
 use crate::error::IoContext;
-use crate::indexed::{bin_path, idx_path, DType, MAGIC};
+use crate::indexed::{bin_path, idx_path, DType, IndexFile, MAGIC};
+use memmap2::Mmap;
+
+use super::read_subsets;
 use crate::{Error, Result};
+
+/// Token bytes handed to the output per call while a dataset is appended (tiny in tests, so
+/// that they stop runs in the middle of an append).
+const APPEND_WINDOW: u64 = if cfg!(test) { 64 } else { 16 << 20 };
 
 /// Where the inputs stand: `line` lines of input `file` are consumed (files before it are done).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -423,6 +430,11 @@ impl TokenizedOutput {
         self.dtype
     }
 
+    /// `PREFIX.partial/`, which `finish` deletes with whatever else is in it.
+    pub fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether a subset code is kept per document (a meta key was given).
     pub fn has_subsets(&self) -> bool {
         self.meta_key.is_some()
@@ -469,6 +481,80 @@ impl TokenizedOutput {
         self.counts.documents += ends.len() as u64;
         self.counts.tokens += (token_bytes.len() / itemsize) as u64;
         Ok(())
+    }
+
+    /// Append the finished dataset `prefix` (its subsets too, when this output keeps them), a
+    /// window at a time, calling `keep_going` with the counts so far between windows; false
+    /// when it said stop (the output then ends inside that dataset: its checkpoint does not).
+    pub fn append_dataset(
+        &mut self,
+        prefix: &Path,
+        keep_going: &mut dyn FnMut(&Counts) -> bool,
+    ) -> Result<bool> {
+        let idx_file = idx_path(prefix);
+        let idx = IndexFile::open(&idx_file)?;
+        if idx.dtype() != self.dtype {
+            return Err(Error::invalid(format!(
+                "{}: {} tokens, where this output holds {}",
+                idx_file.display(),
+                idx.dtype().numpy_name(),
+                self.dtype.numpy_name()
+            )));
+        }
+        let bin_file = bin_path(prefix);
+        let file = File::open(&bin_file).at(&bin_file)?;
+        // SAFETY: read-only map of a finished dataset that nothing else writes.
+        let bin = unsafe { Mmap::map(&file) }.at(&bin_file)?;
+        // Read once, front to back: the kernel's read-ahead should run far ahead.
+        let _ = bin.advise(memmap2::Advice::Sequential);
+        if bin.len() as u64 != idx.bin_bytes() {
+            return Err(Error::corrupt(
+                &bin_file,
+                format!(
+                    "{} bytes where its .idx counts {}",
+                    bin.len(),
+                    idx.bin_bytes()
+                ),
+            ));
+        }
+        let subsets = if self.has_subsets() {
+            let (_, names, codes) = read_subsets(prefix)?;
+            if codes.len() != idx.len() || codes.iter().any(|&c| c as usize >= names.len()) {
+                return Err(Error::corrupt(
+                    subsets_npy_path(prefix),
+                    format!(
+                        "does not match {} ({} documents, names in {})",
+                        idx_file.display(),
+                        idx.len(),
+                        subsets_json_path(prefix).display()
+                    ),
+                ));
+            }
+            Some((names, codes))
+        } else {
+            None
+        };
+        let itemsize = self.dtype.itemsize() as u64;
+        let (mut doc, mut start) = (0usize, 0u64);
+        let mut ends: Vec<(usize, Option<&str>)> = Vec::new();
+        while doc < idx.len() {
+            ends.clear();
+            let mut end = start;
+            while doc < idx.len() && (ends.is_empty() || end - start < APPEND_WINDOW) {
+                end += idx.size(doc) as u64 * itemsize;
+                let meta = subsets
+                    .as_ref()
+                    .map(|(names, codes)| names[codes[doc] as usize].as_str());
+                ends.push(((end - start) as usize, meta));
+                doc += 1;
+            }
+            self.add_documents(&bin[start as usize..end as usize], &ends)?;
+            start = end;
+            if !keep_going(&self.counts) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn code(&mut self, name: &str) -> Result<u16> {

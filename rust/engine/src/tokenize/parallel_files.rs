@@ -26,30 +26,23 @@
 //! finished parts wait on disk for a slow one before them.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use memmap2::Mmap;
 use serde_json::{json, Value};
 
 use super::output::write_atomically;
 use super::{
-    finish_run, prepare, read_subsets, subsets_json_path, subsets_npy_path, tokenize_stream,
-    work_dir, Counts, Position, Prepared, Progress, SpareWorkers, TokenizeOptions, TokenizeReport,
-    TokenizedOutput, INTERRUPTED,
+    finish_run, prepare, subsets_json_path, subsets_npy_path, tokenize_stream, work_dir, Counts,
+    Position, Prepared, Progress, SpareWorkers, TokenizeOptions, TokenizeReport, TokenizedOutput,
+    INTERRUPTED,
 };
-use crate::error::IoContext;
 use crate::indexed::{bin_path, idx_path, IndexFile};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
-
-/// Token bytes handed to the output per call while a part is appended (tiny in tests, so that
-/// they stop runs in the middle of an append).
-const APPEND_WINDOW: u64 = if cfg!(test) { 64 } else { 16 << 20 };
 
 /// Most workers one part takes over from lanes with no part left: workers reading one zstd
 /// stream in turns stop gaining at about this many (docs/benchmarks.md, "Many cores").
@@ -295,71 +288,6 @@ fn read_done(done: &Path, prefix: &Path, first_line: u64) -> Option<PartReport> 
     })
 }
 
-/// Append part `prefix` to `out`, a window at a time, calling `keep_going` between windows;
-/// false when it said stop (`out` then holds part of the part: its checkpoint does not).
-fn append_part(
-    out: &mut TokenizedOutput,
-    prefix: &Path,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Result<bool> {
-    let idx_file = idx_path(prefix);
-    let idx = IndexFile::open(&idx_file)?;
-    let bin_file = bin_path(prefix);
-    let file = File::open(&bin_file).at(&bin_file)?;
-    // SAFETY: read-only map of a file only this run writes, and it is finished.
-    let bin = unsafe { Mmap::map(&file) }.at(&bin_file)?;
-    // Read once, front to back: the kernel's read-ahead should run far ahead.
-    let _ = bin.advise(memmap2::Advice::Sequential);
-    if bin.len() as u64 != idx.bin_bytes() {
-        return Err(Error::corrupt(
-            &bin_file,
-            format!(
-                "{} bytes where its .idx counts {}",
-                bin.len(),
-                idx.bin_bytes()
-            ),
-        ));
-    }
-    let subsets = if out.has_subsets() {
-        let (_, names, codes) = read_subsets(prefix)?;
-        if codes.len() != idx.len() || codes.iter().any(|&c| c as usize >= names.len()) {
-            return Err(Error::corrupt(
-                subsets_npy_path(prefix),
-                format!(
-                    "does not match {} ({} documents, names in {})",
-                    idx_file.display(),
-                    idx.len(),
-                    subsets_json_path(prefix).display()
-                ),
-            ));
-        }
-        Some((names, codes))
-    } else {
-        None
-    };
-    let itemsize = out.dtype().itemsize() as u64;
-    let (mut doc, mut start) = (0usize, 0u64);
-    let mut ends: Vec<(usize, Option<&str>)> = Vec::new();
-    while doc < idx.len() {
-        ends.clear();
-        let mut end = start;
-        while doc < idx.len() && (ends.is_empty() || end - start < APPEND_WINDOW) {
-            end += idx.size(doc) as u64 * itemsize;
-            let meta = subsets
-                .as_ref()
-                .map(|(names, codes)| names[codes[doc] as usize].as_str());
-            ends.push(((end - start) as usize, meta));
-            doc += 1;
-        }
-        out.add_documents(&bin[start as usize..end as usize], &ends)?;
-        start = end;
-        if !keep_going() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 fn remove_part(dir: &Path, files: (usize, usize)) {
     let prefix = part_prefix(dir, files);
     for p in [
@@ -479,7 +407,7 @@ fn append_parts(
                     let part = result?;
                     let files = shared.parts[head];
                     let prefix = part_prefix(&shared.dir, files);
-                    let appended = append_part(out, &prefix, &mut || {
+                    let appended = out.append_dataset(&prefix, &mut |_| {
                         if last_progress.elapsed() < interval {
                             return true;
                         }
@@ -525,6 +453,7 @@ fn append_parts(
 mod tests {
     use super::super::{tokenize_files, OnError};
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     fn neox() -> Tokenizer {
