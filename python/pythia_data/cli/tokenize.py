@@ -169,7 +169,8 @@ def command(
     sorted, skipping names that start with "." and links to files found or listed already), and
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
     (Parquet and saved datasets need pyarrow).
-    Each line is read as Python's json.loads reads it (NaN and Infinity included).
+    Each line is read as Python's json.loads reads it (NaN and Infinity included); blank
+    lines are no documents and are passed over.
 
     Killed runs continue from their last checkpoint when started again with the same command;
     so do runs stopped by a full disk or another system error, whose work directory
