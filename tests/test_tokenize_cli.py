@@ -1002,6 +1002,32 @@ def test_a_full_disk_keeps_the_work_to_resume(tmp_path, lines, kind, checkpoint_
     assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+@pytest.mark.parametrize("json_first", [True, False])
+def test_a_full_disk_in_a_mixed_run_keeps_the_work_to_resume(tmp_path, lines, json_first):
+    # JSON lines first: the disk fills inside the JSON-lines part (whose own message named its
+    # directory inside the run's); Parquet first: while the part is appended to the output.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_zst_frames(corpus / ("a.jsonl.zst" if json_first else "b.jsonl.zst"), lines * 2)
+    write_parquet(corpus / ("b.parquet" if json_first else "a.parquet"), lines, 40)
+    prefix = tmp_path / "out"
+    code = "import pythia_data.tokenize as t; t.ARROW_BATCH_ROWS = 40; from pythia_data.cli import run; run()"
+    cmd = [sys.executable, "-c", code, "tokenize", "-q", str(corpus), "-o", str(prefix),
+           "--checkpoint-seconds", "0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
+    failed = run_with_files_limited_to_2mb(cmd, env)
+    assert failed.returncode == 1, failed.stderr
+    assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
+    work = Path(f"{prefix}.partial")
+    assert failed.stderr.count("kept in") == 1 and f"kept in {work}: " in failed.stderr
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tokenize_files([corpus / n for n in sorted(os.listdir(corpus))], tmp_path / "clean")
+    assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")
+    assert not work.exists()
+
+
 def test_outputs_in_the_way_are_refused_before_any_work(tmp_path):
     # A directory named PREFIX.bin failed the run only when the output was moved into place,
     # after PREFIX.subsets.* had been; a file where the output's folder belongs was reported

@@ -14,6 +14,7 @@ checkpoint in ``PREFIX.partial/`` and ends byte-identical to an uninterrupted ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -572,7 +573,7 @@ def _tokenize_with_writer(
     restart_note = writer.restart_note
     start_source, start_row = writer.position
     sizes = [_size(p) for p in sources]
-    before = [sum(sizes[:i]) for i in range(len(sources) + 1)]
+    before = list(itertools.accumulate(sizes, initial=0))  # bytes of the sources before each
     bytes_total = before[-1]
     text_bytes = 0
     meta_columns = _meta_columns(meta_key) if meta_key else []
@@ -618,7 +619,7 @@ def _tokenize_with_writer(
                         meta_key=meta_key,
                         on_error=on_error,
                         checkpoint_seconds=checkpoint_seconds,
-                        progress=part_progress,
+                        progress=part_progress if progress is not None else None,
                         **json_options,
                     )
                     part.write_report(done)
@@ -696,9 +697,9 @@ def _tokenize_with_writer(
             hint = writer.keep_if_resumable()
             if hint is None:
                 raise
-            if hint in str(e):  # a JSON-lines part's own error already says it
-                raise
-            raise OSError(f"{e}; {hint}") from e
+            # A JSON-lines part's error names its own directory in the output's: name that.
+            message = str(e).split(_KEPT_HINT)[0]
+            raise OSError(f"{message}; {hint}") from e
         writer.discard()
         raise
     return {
@@ -711,6 +712,10 @@ def _tokenize_with_writer(
         "skipped_examples": examples,
         "dtype": "uint16" if tok.vocab_size < 65_500 else "int32",
     }
+
+
+#: How the engine's resume hint starts (rust/engine/src/tokenize/output.rs, `resume_hint`).
+_KEPT_HINT = "; the work up to the last checkpoint is kept in "
 
 
 class _Part(NamedTuple):
