@@ -434,7 +434,7 @@ def test_a_text_column_of_nulls_only_is_rows_without_text(tmp_path, docs, name):
     inputs = [tmp_path / "a.parquet", tmp_path / name]
     result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "")
     assert result.exit_code == 1, result.output
-    message = f"{tmp_path / name}: row 1: the 'text' field is null"
+    message = f'{tmp_path / name}: row 1: the "text" field is null, not a string'
     assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     result = run(*inputs, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
     assert result.exit_code == 0, result.output
@@ -555,7 +555,7 @@ def test_invalid_utf8_text_names_the_row_and_is_skipped(tmp_path, docs, name):
     source = tmp_path / name
     result = run(source, "--output", tmp_path / "out", "--meta-key", "")
     assert result.exit_code == 1, result.output
-    message = f"{source}: row 23: invalid UTF-8 (byte 0xff at offset 2) in the 'text' field"
+    message = f'{source}: row 23: invalid UTF-8 (byte 0xff at offset 2) in the "text" field'
     assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     assert not list(tmp_path.glob("out*"))
     result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
@@ -575,7 +575,7 @@ def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     result = run(source, "--output", tmp_path / "out")
     assert result.exit_code == 1, result.output
     message = (
-        f"{source}: row 5: invalid UTF-8 (byte 0xc3 at offset 5) in the 'meta.pile_set_name' field"
+        f'{source}: row 5: invalid UTF-8 (byte 0xc3 at offset 5) in the "meta.pile_set_name" field'
     )
     assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
     result = run(source, "--output", tmp_path / "out", "--on-error", "skip")

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from progress_stops import stop_on_call
 
 import pythia_data
-from pythia_data import IndexedDataset, IndexedDatasetBuilder, merge_datasets
+from pythia_data import IndexedDataset, IndexedDatasetBuilder, PythiaDataError, merge_datasets
 from pythia_data.cli import main
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
 from pythia_data.tokenize import find_inputs, merge_subsets, tokenize_files
@@ -1070,3 +1070,22 @@ def test_tokenize_files_given_a_directory_says_how_to_list_it(tmp_path):
     ):
         tokenize_files([tmp_path / "corpus"], tmp_path / "out")
     assert sorted(os.listdir(tmp_path)) == ["corpus"]
+
+
+def test_a_meta_key_that_is_the_text_key_is_refused(tmp_path, lines):
+    # JSON lines gave every document the subset "" and Parquet each text its own subset.
+    src = tmp_path / "a.jsonl"
+    src.write_text("\n".join(lines[:5]) + "\n")
+    result = run(src, "--output", tmp_path / "o", "--meta-key", "text")
+    assert result.exit_code == 1 and "the meta key 'text' is the text key" in result.output
+    assert list(tmp_path.glob("o*")) == []
+
+
+def test_a_directory_among_arrow_inputs_says_to_list_its_files(tmp_path, lines):
+    # It was taken for a saved dataset: "FileNotFoundError: .../state.json".
+    (tmp_path / "jsonl").mkdir()
+    (tmp_path / "jsonl" / "a.jsonl").write_text(lines[0] + "\n")
+    write_parquet(tmp_path / "b.parquet", lines[1:5])
+    with pytest.raises(PythiaDataError, match="a directory, not an input file: pass the files"):
+        tokenize_files([tmp_path / "jsonl", tmp_path / "b.parquet"], tmp_path / "o")
+    assert list(tmp_path.glob("o*")) == []

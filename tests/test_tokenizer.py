@@ -386,6 +386,8 @@ def test_the_constructor_loads_a_path_or_the_bundled_file(tmp_path, ours, ref):
         Tokenizer(ours)  # a Tokenizer is no path
     with pytest.raises(FileNotFoundError, match="missing.json"):
         Tokenizer(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="for the JSON text itself use Tokenizer.from_str"):
+        Tokenizer(DEFAULT_TOKENIZER.read_text())
 
 
 def test_bool_ids_decode_as_0_and_1_like_ints(ours, ref):

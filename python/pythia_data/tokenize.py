@@ -229,6 +229,11 @@ def tokenize_files(
     ):
         if value < 0:
             raise ValueError(f"{name} must be 0 or more, not {value}")
+    if meta_key and meta_key == text_key:
+        raise ValueError(
+            f"the meta key {meta_key!r} is the text key: subsets name a document's source (such "
+            "as meta.pile_set_name), not its text; choose another --meta-key, or none with ''"
+        )
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     # "out.bin" names the dataset "out", as for IndexedDataset("out.bin") that reads it.
@@ -409,7 +414,8 @@ def _stamp(source: Path) -> str:
     """Sizes and modification times of the files ``source`` is read from, which a resumed run
     checks are unchanged. A saved dataset's are its own files': ``save_to_disk`` over an
     earlier save rewrites them in place, which leaves the directory's time as it was."""
-    files = [source / "state.json", *_saved_data_files(source)] if source.is_dir() else [source]
+    saved = _is_hf_dataset(source)
+    files = [source / "state.json", *_saved_data_files(source)] if saved else [source]
     return " ".join(f"{st.st_size}:{st.st_mtime_ns}" for st in map(Path.stat, files))
 
 
@@ -468,8 +474,12 @@ def _texts_of(batch, source: Path, text_key: str) -> tuple[list[str | None], dic
     if strings is None:
         raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
     texts, invalid = _decoded(strings)
-    problems = {i: f"the {text_key!r} field is null" for i, t in enumerate(texts) if t is None}
-    problems.update((i, f"{why} in the {text_key!r} field") for i, why in invalid.items())
+    # Worded as for JSON lines, so that a run's skipped examples read alike whatever the kind.
+    field = json.dumps(text_key, ensure_ascii=False)
+    problems = {
+        i: f"the {field} field is null, not a string" for i, t in enumerate(texts) if t is None
+    }
+    problems.update((i, f"{why} in the {field} field") for i, why in invalid.items())
     return texts, problems
 
 
@@ -534,7 +544,8 @@ def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
     if strings is None:
         return [None] * batch.num_rows, {}
     metas, invalid = _decoded(strings)
-    return metas, {i: f"{why} in the {meta_key!r} field" for i, why in invalid.items()}
+    field = json.dumps(meta_key, ensure_ascii=False)
+    return metas, {i: f"{why} in the {field} field" for i, why in invalid.items()}
 
 
 def _tokenize_with_writer(

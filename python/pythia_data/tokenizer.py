@@ -31,6 +31,10 @@ class Tokenizer:
                 f"GPT-NeoX-20B), not {type(path).__name__}; from_str takes its JSON text"
             )
         path = os.fsdecode(DEFAULT_TOKENIZER if path is None else path)
+        if path.lstrip().startswith("{"):
+            raise ValueError(
+                "Tokenizer takes a path; for the JSON text itself use Tokenizer.from_str"
+            )
         self._core = _core.Tokenizer.from_file(path)
         # Kept absolute so a pickled tokenizer reloads the same file in a worker whose working
         # directory differs.
