@@ -308,8 +308,13 @@ impl TokenizeWriter {
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
         let mut callback_error: Option<PyErr> = None;
+        let end = Position {
+            file: end_source,
+            line: 0,
+        };
+        let skipped = (empty_skipped, errors_skipped);
         let appended = py.detach(|| {
-            out.append_dataset(&prefix, &mut |c| {
+            out.append_dataset(&prefix, skipped, examples, end, &mut |c| {
                 Python::attach(|py| {
                     let r = py.check_signals().and_then(|_| match &progress {
                         Some(f) => f.call1(py, (c.documents, c.tokens)).map(|_| ()),
@@ -325,15 +330,6 @@ impl TokenizeWriter {
         if !appended.py_err()? {
             return Err(PyValueError::new_err("the append was stopped"));
         }
-        out.counts.empty_skipped += empty_skipped;
-        out.counts.errors_skipped += errors_skipped;
-        for example in examples {
-            out.add_skipped_example(|| example);
-        }
-        out.position = Position {
-            file: end_source,
-            line: 0,
-        };
         Ok(())
     }
 

@@ -486,9 +486,14 @@ impl TokenizedOutput {
     /// Append the finished dataset `prefix` (its subsets too, when this output keeps them), a
     /// window at a time, calling `keep_going` with the counts so far between windows; false
     /// when it said stop (the output then ends inside that dataset: its checkpoint does not).
+    /// Once all of it is in, the documents its run skipped (`skipped`: empty, errors; and
+    /// `examples`) are counted and the position becomes `end`, for the next checkpoint.
     pub fn append_dataset(
         &mut self,
         prefix: &Path,
+        skipped: (u64, u64),
+        examples: Vec<String>,
+        end: Position,
         keep_going: &mut dyn FnMut(&Counts) -> bool,
     ) -> Result<bool> {
         let idx_file = idx_path(prefix);
@@ -554,6 +559,12 @@ impl TokenizedOutput {
                 return Ok(false);
             }
         }
+        self.counts.empty_skipped += skipped.0;
+        self.counts.errors_skipped += skipped.1;
+        for example in examples {
+            self.add_skipped_example(|| example);
+        }
+        self.position = end;
         Ok(true)
     }
 

@@ -407,29 +407,28 @@ fn append_parts(
                     let part = result?;
                     let files = shared.parts[head];
                     let prefix = part_prefix(&shared.dir, files);
-                    let appended = out.append_dataset(&prefix, &mut |_| {
-                        if last_progress.elapsed() < interval {
-                            return true;
-                        }
-                        last_progress = Instant::now();
-                        progress(&now(base.0, base.1, head))
-                    })?;
+                    let end = Position {
+                        file: files.1,
+                        line: 0,
+                    };
+                    let skipped = (part.counts.empty_skipped, part.counts.errors_skipped);
+                    let examples = part.skipped_examples;
+                    let appended =
+                        out.append_dataset(&prefix, skipped, examples, end, &mut |_| {
+                            if last_progress.elapsed() < interval {
+                                return true;
+                            }
+                            last_progress = Instant::now();
+                            progress(&now(base.0, base.1, head))
+                        })?;
                     if !appended {
                         // The output now ends inside this part: its last checkpoint, at the
                         // part's start, is where the next run continues.
                         return Err(Error::invalid(INTERRUPTED));
                     }
-                    out.counts.empty_skipped += part.counts.empty_skipped;
-                    out.counts.errors_skipped += part.counts.errors_skipped;
-                    for example in part.skipped_examples {
-                        out.add_skipped_example(|| example);
-                    }
                     report.resumed_documents += part.resumed_documents;
                     head += 1;
-                    out.checkpoint(Position {
-                        file: files.1,
-                        line: 0,
-                    })?;
+                    out.checkpoint(end)?;
                     remove_part(&shared.dir, files);
                     base = (out.counts.documents, out.counts.tokens);
                     shared.advance_head(head);
