@@ -124,13 +124,14 @@ def _directory_files(directory: Path) -> list[Path]:
             continue
         if datasets and f.is_relative_to(datasets[-1]):
             continue  # sorted by path, a dataset's own files come right after it
-        if (f / "dataset_dict.json").is_file():
+        if f.name.lower().endswith(INPUT_SUFFIXES):
+            if f.is_file():
+                found.append(f)
+        elif (f / "dataset_dict.json").is_file():
             datasets.append(f)
             found.extend(_dataset_dict_splits(f))
         elif _is_hf_dataset(f):
             datasets.append(f)
-            found.append(f)
-        elif f.is_file() and f.name.lower().endswith(INPUT_SUFFIXES):
             found.append(f)
     return found
 
