@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import pythia_data
 from pythia_data import GPTDataset, IndexedDatasetBuilder, PreshuffledDataset, PythiaDataError
 
 
@@ -99,6 +103,10 @@ def test_damaged_subset_files_are_clear_errors(tmp_path):
         (None, '{"names": 5}', "d.subsets.json: 'names' must be a list of strings"),
         (None, "[1, 2]", "d.subsets.json: 'names' must be a list of strings"),
         (None, "{not json", "d.subsets.json: not valid JSON"),
+        # It was a RecursionError traceback.
+        (None, "[" * 100_000 + "]" * 100_000, "d.subsets.json: not valid JSON \\(nested"),
+        # -1 named the last subset.
+        (np.array([0, 0, 1, 0, -1, 0], np.int16), None, "d.subsets.npy: negative subset codes"),
     ]:
         np.save(codes, np.zeros(6, np.uint16))
         names.write_text('{"names": ["A"]}')
@@ -329,3 +337,45 @@ def test_outputs_that_name_no_file_are_refused(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
     with pytest.raises(PythiaDataError, match="not a dataset prefix"):
         IndexedDatasetBuilder(tmp_path / "out", np.uint16)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("name", ["d.idx", "d.bin", "d.subsets.npy"])
+def test_a_fifo_or_directory_in_place_of_a_data_file_is_refused_not_waited_on(tmp_path, name):
+    # Opening a FIFO blocked until some writer came: IndexedDataset, info and verify hung.
+    small_index(tmp_path)
+    (tmp_path / "d.subsets.json").write_text('{"names": ["A"]}')
+    np.save(tmp_path / "d.subsets.npy", np.zeros(6, np.uint16))
+    target = tmp_path / name
+    target.unlink()
+    os.mkfifo(target)
+    script = f"import pythia_data.cli as c; c.main(['info', {str(tmp_path / 'd')!r}])"
+    env = {**os.environ, "PYTHONPATH": str(Path(pythia_data.__file__).resolve().parents[1])}
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 1 and f"{target}: not a regular file" in r.stderr, r.stderr
+    target.unlink()
+    target.mkdir()  # was "No such device" for the .idx
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert r.returncode == 1 and str(target) in r.stderr and "directory" in r.stderr, r.stderr
+
+
+def test_a_sample_ending_past_its_document_is_an_error_naming_the_index(tmp_path):
+    # provenance() returned a span far past the document's end, and rows() refused it with
+    # "offset ... is beyond the end of item ...", naming no file (GPT-NeoX reads on silently).
+    ds = small_index(tmp_path)
+    sample_idx = ds.paths[1]
+    a = np.load(sample_idx)
+    a[2:, 1] = np.iinfo(a.dtype).max  # every sample from 1 on ends far past its document
+    np.save(sample_idx, a)
+    ds = reopen(ds)
+    shuffle = np.load(ds.paths[2])
+    k = int(np.flatnonzero(shuffle >= 1)[0])
+    message = r"sample_idx.npy: sample \d+ ends at offset \d+ of document \d+, which has \d+ tokens"
+    with pytest.raises(PythiaDataError, match=message):
+        ds.provenance(k)
+    with pytest.raises(PythiaDataError, match=message):
+        ds.rows(0, len(ds))

@@ -235,6 +235,12 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
     names_path = prefix.with_name(prefix.name + ".subsets.json")
     if not (codes_path.exists() and names_path.exists()):
         return None
+    for path in (codes_path, names_path):
+        if not path.is_file():  # a FIFO would block the read until some writer came
+            what = (
+                "a directory" if path.is_dir() else "not a regular file (a FIFO, socket or device)"
+            )
+            raise PythiaDataError(f"{path}: {what}, where a data file belongs")
     try:
         table = json.loads(names_path.read_bytes())
         with open(codes_path, "rb") as f:
@@ -242,6 +248,8 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
         codes = np.load(codes_path, mmap_mode="r") if magic == b"\x93NUMPY" else None
     except OSError as e:  # the file named, in the system's words
         raise type(e)(f"{e.filename}: {e.strerror}") from e
+    except RecursionError as e:  # json's parser gives up on very deep nesting
+        raise PythiaDataError(f"{names_path}: not valid JSON (nested too deeply)") from e
     except ValueError as e:
         # Whichever of the two is damaged is named, as the engine's merge names it. numpy's
         # own words are no help here (a cut file "has mmap length greater than file size").
@@ -260,6 +268,11 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
         raise PythiaDataError(
             f"{codes_path}: holds {codes.dtype} of shape {codes.shape}, but the dataset has "
             f"{num_items:,} items, one integer code each: it belongs to other data or is damaged"
+        )
+    # Read as indices into names: -1 would name the last subset.
+    if codes.dtype.kind == "i" and len(codes) and int(codes.min()) < 0:
+        raise PythiaDataError(
+            f"{codes_path}: negative subset codes: damaged, or not a subsets file"
         )
     return codes, names
 

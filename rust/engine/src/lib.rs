@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod corpus;
 pub mod error;
+mod files;
 pub mod index;
 pub mod indexed;
 pub mod loader;

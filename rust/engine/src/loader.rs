@@ -223,12 +223,29 @@ impl GptDataset {
             Ok(d as usize)
         };
         let size = |d: usize| self.dataset.index().size(d) as usize;
+        // A sample ends on a token of its last document (GPT-NeoX's sample_idx holds that
+        // token's offset), which damaged or foreign index files need not: GPT-NeoX would read
+        // on into the next documents.
+        let ends_inside = |d: usize| -> Result<()> {
+            if o1 as u64 >= size(d) as u64 {
+                return Err(Error::corrupt(
+                    self.sample_idx.path(),
+                    format!(
+                        "sample {j} ends at offset {o1} of document {d}, which has {} tokens: \
+                         the index files are damaged or were built for other data",
+                        size(d)
+                    ),
+                ));
+            }
+            Ok(())
+        };
         let mut spans = Vec::with_capacity((p1 - p0 + 1) as usize);
         if p0 == p1 {
             let d = doc(p0)?;
             if o1 < o0 {
                 return Err(bad());
             }
+            ends_inside(d)?;
             spans.push(Span {
                 document: d,
                 offset: o0 as usize,
@@ -249,8 +266,10 @@ impl GptDataset {
                     length: size(d),
                 });
             }
+            let last = doc(p1)?;
+            ends_inside(last)?;
             spans.push(Span {
-                document: doc(p1)?,
+                document: last,
                 offset: 0,
                 length: o1 as usize + 1,
             });
@@ -292,7 +311,8 @@ impl GptDataset {
                 return Err(Error::corrupt(
                     self.sample_idx.path(),
                     format!(
-                        "row {k} has more than seq_length + 1 = {} tokens: wrong seq_length?",
+                        "row {k} has more than seq_length + 1 = {} tokens: the index \
+                         files are damaged or were built for other data",
                         self.row_len()
                     ),
                 ));
@@ -305,7 +325,8 @@ impl GptDataset {
             return Err(Error::corrupt(
                 self.sample_idx.path(),
                 format!(
-                    "row {k} has {} tokens, not seq_length + 1 = {}: wrong seq_length?",
+                    "row {k} has {} tokens, not seq_length + 1 = {}: the index files \
+                     are damaged or were built for other data",
                     at / itemsize,
                     self.row_len()
                 ),
@@ -349,7 +370,8 @@ impl GptDataset {
                 return Err(Error::corrupt(
                     self.sample_idx.path(),
                     format!(
-                        "row {k} has more than seq_length + 1 = {} tokens: wrong seq_length?",
+                        "row {k} has more than seq_length + 1 = {} tokens: the index \
+                         files are damaged or were built for other data",
                         self.row_len()
                     ),
                 ));
@@ -364,7 +386,8 @@ impl GptDataset {
             return Err(Error::corrupt(
                 self.sample_idx.path(),
                 format!(
-                    "row {k} has {at} tokens, not seq_length + 1 = {}: wrong seq_length?",
+                    "row {k} has {at} tokens, not seq_length + 1 = {}: the index files \
+                     are damaged or were built for other data",
                     self.row_len()
                 ),
             ));

@@ -3,7 +3,6 @@
 //! cache and the process's resident set; the index needs only the sizes (0.8 GB). The header
 //! and the file size are still checked, and negative sizes are refused by `plan`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -22,7 +21,7 @@ pub struct IdxSizes {
 impl IdxSizes {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).at(&path)?;
+        let file = crate::files::open_regular(&path)?;
         // SAFETY: read-only map of a file this process does not modify.
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         let bad = |m: String| Err(Error::corrupt(&path, m));

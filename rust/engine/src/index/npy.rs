@@ -252,7 +252,7 @@ fn parse_header(path: &Path, b: &[u8]) -> Result<(NpyDType, Vec<usize>, usize)> 
 impl NpyArray {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).at(&path)?;
+        let file = crate::files::open_regular(&path)?;
         // SAFETY: read-only map of a file we do not modify.
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
         let (dtype, shape, data_offset) = parse_header(&path, &map)?;

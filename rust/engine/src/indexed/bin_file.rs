@@ -49,7 +49,7 @@ pub(crate) fn file_id(file: &File) -> Option<FileId> {
 }
 
 fn map_file(path: &Path) -> Result<(Arc<Mmap>, Option<FileId>)> {
-    let file = File::open(path).at(path)?;
+    let file = crate::files::open_regular(path)?;
     // SAFETY: read-only map; a file truncated underneath us by another process is outside what
     // any mmap reader can defend against (the same holds for numpy.memmap).
     let map = unsafe { Mmap::map(&file) }.at(path)?;

@@ -1,7 +1,6 @@
 //! The `.idx` file: header, sizes, pointers and doc_idx, memory-mapped and validated once so
 //! that every later access can trust it.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,7 +35,7 @@ impl IndexFile {
     /// that doc_idx starts at 0, never decreases and stays within `len`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).at(&path)?;
+        let file = crate::files::open_regular(&path)?;
         // SAFETY: the map is read-only; a file truncated underneath us by another process is
         // outside what any mmap reader can defend against (the same holds for numpy.memmap).
         let map = unsafe { Mmap::map(&file) }.at(&path)?;
