@@ -281,6 +281,9 @@ def test_gather(tmp_path, sharded):
     # Float indices were cast silently (1.5 read item 1); numpy refuses them too.
     with pytest.raises(IndexError, match="must be integers"):
         ds.gather([0, 1.5])
+    # 2**64 - 1 wrapped to -1 as int64, and read the last item.
+    with pytest.raises(IndexError, match="18446744073709551615 is outside"):
+        ds.gather(np.array([0, 2**64 - 1], np.uint64))
 
 
 def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):

@@ -123,6 +123,9 @@ class IndexedDataset:
         arr = np.asarray(indices)
         if arr.size and arr.dtype.kind not in "iu":  # 1.5 was silently read as item 1
             raise IndexError(f"item indices must be integers, got dtype {arr.dtype}")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            # As int64 it would wrap to a negative index, which counts from the end.
+            raise IndexError(f"item index {int(arr.max())} is outside the dataset's {len(self)}")
         idx = np.ascontiguousarray(arr, dtype=np.int64)
         data, offsets = self._core.gather(idx)
         return data.view(self.dtype), offsets
