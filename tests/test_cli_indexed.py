@@ -342,6 +342,10 @@ def test_merge_refuses_damaged_subset_files_before_writing(tmp_path):
         merge_subsets(tmp_path / "m", [tmp_path / "a", tmp_path / "b"])
     code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
     assert code == 1 and "b.subsets.npy" in out, out
+    # One code per item, but in a column (3, 1): verify refused it, merge took it.
+    np.save(tmp_path / "b.subsets.npy", np.array([[0], [1], [0]], dtype=np.uint16))
+    with pytest.raises(PythiaDataError, match="b.subsets.npy: expected a 1-D little-endian"):
+        merge_subsets(tmp_path / "m", [tmp_path / "a", tmp_path / "b"])
     # A bad names table was found only after m.bin/.idx were written: nothing may be left.
     np.save(tmp_path / "b.subsets.npy", np.array([0, 1, 0], dtype=np.uint16))
     (tmp_path / "b.subsets.json").write_text('{"names": 3}')

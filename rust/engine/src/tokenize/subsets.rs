@@ -37,7 +37,17 @@ pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
             .ok_or_else(|| bad("truncated header"))?,
     )
     .map_err(|_| bad("bad header"))?;
-    if !header.contains("'descr': '<u2'") || header.contains("'fortran_order': True") {
+    // numpy writes a 1-D shape as `(N,)`.
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    let one_d = shape
+        .trim()
+        .strip_suffix(',')
+        .is_some_and(|n| n.trim().parse::<usize>().is_ok());
+    if !header.contains("'descr': '<u2'") || header.contains("'fortran_order': True") || !one_d {
         return Err(bad("expected a 1-D little-endian uint16 array"));
     }
     let data = &bytes[10 + header_len..];
