@@ -304,6 +304,18 @@ def test_meta_record_is_json(tmp_path):
     assert meta["seed"] == 2 and meta["num_epochs"] == info.num_epochs
 
 
+def test_an_unreadable_meta_record_is_not_taken_for_gpt_neox_files(tmp_path):
+    # Only a missing record means "built by GPT-NeoX itself"; a binary one was reused too.
+    a = make_dataset(tmp_path / "data", [7, 3, 11])
+    info = build_index(a, num_samples=4, seq_length=3, seed=2)
+    meta = info.doc_idx_path.with_name(info.doc_idx_path.name.replace("_doc_idx.npy", "_meta.json"))
+    meta.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(PythiaDataError, match=f"its record {meta} cannot be read"):
+        build_index(a, num_samples=4, seq_length=3, seed=2)
+    meta.unlink()
+    assert build_index(a, num_samples=4, seq_length=3, seed=2).reused
+
+
 def test_valid_split_rows_equal_training_rows(tmp_path):
     # Spec §4: GPT-NeoX's valid_0 for Pythia uses the same files and seed; while both requests
     # fit in one epoch its three arrays are the training ones, so its rows are the first rows.

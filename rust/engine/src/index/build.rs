@@ -168,10 +168,16 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
             meta_text(plan).trim()
         ))),
         // Built by GPT-NeoX itself: shapes match; only the default variant can be assumed.
-        Err(_) if !plan.separate_last_epoch => Ok(true),
-        Err(_) => Err(refuse(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !plan.separate_last_epoch => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(refuse(
             "it has no record of being built with the separate-last-epoch variant".into(),
         )),
+        // Binary, a directory, unreadable: not taken for "built by GPT-NeoX".
+        Err(e) => Err(refuse(format!(
+            "its record {} cannot be read ({})",
+            paths.meta.display(),
+            crate::error::os_text(&e)
+        ))),
     }
 }
 
