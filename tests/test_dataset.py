@@ -87,6 +87,23 @@ def test_batches_steps_and_checkpoints():
     np.testing.assert_array_equal(ds[10:13], full[10:13])
 
 
+def test_the_global_batch_size_given_is_the_default_batch_size():
+    # batch(10) of a dataset opened with global_batch_size=16 read 1,024 rows from row 10,240.
+    c = CASES["lognormal_e1"]
+    ds = GPTDataset(
+        golden_case("lognormal_e1"), num_samples=c["num_samples"], seq_length=c["seq_length"],
+        seed=c["seed"], cache_dir=FIXTURES, global_batch_size=16,
+    )  # fmt: skip
+    full = ds.rows(0, len(ds))
+    np.testing.assert_array_equal(ds.batch(10), full[160:176])
+    np.testing.assert_array_equal(ds.batches(2, 3).reshape(-1, 513), full[32:64])
+    assert ds.checkpoint_rows(10) == range(0, 160)
+    np.testing.assert_array_equal(
+        ds.data_parallel_rows(10, 1, 2, 4), full[160:176].reshape(2, 2, 4, 513)[:, 1]
+    )
+    assert golden_dataset("lognormal_e1").checkpoint_rows(3) == range(0, 3 * 1024)
+
+
 @pytest.mark.parametrize("world,micro", [(1, 64), (2, 32), (4, 8), (8, 2)])
 def test_data_parallel_slices_follow_distributed_batch_sampler(world, micro):
     ds = golden_dataset("lognormal_e1")

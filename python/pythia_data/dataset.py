@@ -109,12 +109,17 @@ class RowDataset:
                 f"the index has {n:,} rows: {last_full}"
             )
 
-    def batch(
-        self, step: int, batch_size: int = PYTHIA["global_batch_size"], dtype=None, out=None
-    ) -> np.ndarray:
+    def _batch_size(self, batch_size: int | None) -> int:
+        """``batch_size``, or by default the dataset's ``global_batch_size`` (Pythia's 1024 for
+        a dataset that has none)."""
+        if batch_size is None:
+            return int(getattr(self, "global_batch_size", PYTHIA["global_batch_size"]))
+        return int(batch_size)
+
+    def batch(self, step: int, batch_size: int | None = None, dtype=None, out=None) -> np.ndarray:
         """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
-        ``out`` when given)."""
-        step = int(step)
+        ``out`` when given); ``batch_size`` defaults to the dataset's global batch size."""
+        step, batch_size = int(step), self._batch_size(batch_size)
         self._check_steps(step, step, batch_size)
         return self.rows(step * batch_size, (step + 1) * batch_size, dtype, out)
 
@@ -122,22 +127,20 @@ class RowDataset:
         self,
         start_step: int,
         end_step: int,
-        batch_size: int = PYTHIA["global_batch_size"],
+        batch_size: int | None = None,
         dtype=None,
     ) -> np.ndarray:
         """Steps ``start_step..=end_step`` (inclusive), shape (steps, batch_size, seq_length + 1)."""
+        batch_size = self._batch_size(batch_size)
         if end_step < start_step:
             raise IndexError(f"end step {end_step} is before start step {start_step}")
         self._check_steps(int(start_step), int(end_step), batch_size)
         rows = self.rows(start_step * batch_size, (end_step + 1) * batch_size, dtype)
         return rows.reshape(end_step - start_step + 1, batch_size, self.seq_length + 1)
 
-    @staticmethod
-    def checkpoint_rows(
-        checkpoint_step: int, batch_size: int = PYTHIA["global_batch_size"]
-    ) -> range:
+    def checkpoint_rows(self, checkpoint_step: int, batch_size: int | None = None) -> range:
         """Rows checkpoint ``stepN`` has been trained on: ``[0, batch_size·N)`` (step0: none)."""
-        checkpoint_step = int(checkpoint_step)
+        checkpoint_step, batch_size = int(checkpoint_step), self._batch_size(batch_size)
         if checkpoint_step < 0:  # an empty range would pass for step0
             raise ValueError(f"checkpoint step {checkpoint_step} is negative")
         return range(0, checkpoint_step * batch_size)
@@ -148,12 +151,13 @@ class RowDataset:
         rank: int,
         world_size: int,
         micro_batch_size: int,
-        batch_size: int = PYTHIA["global_batch_size"],
+        batch_size: int | None = None,
         dtype=None,
     ) -> np.ndarray:
         """The rows data-parallel ``rank`` of ``world_size`` trains on at ``step``, shaped
         (gradient_accumulation_steps, micro_batch_size, seq_length + 1); see
         ``micro_batch_rows``."""
+        batch_size = self._batch_size(batch_size)
         gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
         if not 0 <= rank < world_size:
             raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
@@ -321,7 +325,8 @@ class GPTDataset(RowDataset):
         self._check_record(int(seq_length))
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
-        #: Only for counting steps in error messages; batch() takes its own batch_size.
+        #: The default batch size of batch(), batches(), checkpoint_rows() and
+        #: data_parallel_rows(), and what error messages count steps in.
         self.global_batch_size = int(global_batch_size)
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
