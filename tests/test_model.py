@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from train_fixtures import tiny_config
@@ -75,6 +76,10 @@ def test_greedy_generation_matches_transformers_and_uncached_argmax():
         for _ in range(12):
             seq = torch.cat((seq, model(seq)[:, -1].argmax(-1, keepdim=True)), dim=1)
     assert torch.equal(ours, seq)
+    # Ids as the tokenizer gives them (numpy uint32) or as a list: a TypeError from embedding().
+    ids = prompt[0].numpy().astype(np.uint32)
+    assert torch.equal(model.generate(ids, max_new_tokens=12), ours[:1])
+    assert torch.equal(model.generate(ids.tolist(), max_new_tokens=12), ours[:1])
 
 
 def test_greedy_generation_pads_finished_rows_with_eos_like_transformers():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,9 +177,15 @@ class GPTNeoX(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, prompt: torch.Tensor, max_new_tokens: int, eos_token_id: int | None = None
+        self, prompt, max_new_tokens: int, eos_token_id: int | None = None
     ) -> torch.Tensor:
-        """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len)."""
+        """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len).
+        ``prompt``: token ids, (len,) or (batch, len), as a tensor, a numpy array (such as
+        ``Tokenizer.encode`` returns) or a list."""
+        if not isinstance(prompt, torch.Tensor):
+            # numpy's uint32 ids (tokenizer output) have no torch embedding: as int64.
+            ids = np.asarray(prompt, dtype=np.int64)
+            prompt = torch.from_numpy(ids).to(next(self.parameters()).device)
         if prompt.ndim == 1:
             prompt = prompt[None]
         # Checked here: otherwise they surface as an opaque KV-cache size error or IndexError.
