@@ -320,6 +320,22 @@ def test_cli_errors_have_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="needs SIGPIPE")
+def test_output_read_by_a_reader_that_went_away_stops_quietly():
+    # `pythia-data info X | head -1` printed "error: [Errno 32] Broken pipe", exit 1.
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from pythia_data.cli import run; run()", "info",
+             str(golden_case("long_docs"))],
+            stdout=write_end, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE and proc.stderr == "", proc.stderr
+
+
 @pytest.mark.parametrize("cmd", ["info", "merge", "unshard", "verify"])
 def test_help(cmd):
     code, out = run(cmd, "--help")

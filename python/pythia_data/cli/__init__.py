@@ -6,6 +6,7 @@ Errors the user can act on are never a traceback: a bad file is one clear line a
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -41,6 +42,11 @@ class _Group(click.Group):
         try:
             result = super().invoke(ctx)
             succeeded = True
+        except BrokenPipeError:
+            # The reader of our output went away (`| head`): stop quietly, as a tool killed by
+            # SIGPIPE does, and keep the exit's flush of stdout from failing again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
