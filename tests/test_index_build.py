@@ -211,8 +211,12 @@ def test_reuse_and_refusal(tmp_path):
         build_index(b, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a")
     # The same sizes in another order: every shape matches, only our record tells.
     c = make_dataset(tmp_path / "c" / "data", [11, 4, 7, 3])
-    with pytest.raises(PythiaDataError, match="other parameters"):
+    with pytest.raises(PythiaDataError, match="other parameters") as refused:
         build_index(c, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a")
+    # The field that differs named (both records were printed whole), and the flag as spelt.
+    message = str(refused.value)
+    assert "differs: sizes_fnv1a: recorded " in message and "seed" not in message, message
+    assert "rebuild it with --overwrite (overwrite=True in Python)" in message
     rebuilt = build_index(
         b, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a", overwrite=True
     )

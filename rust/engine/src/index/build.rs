@@ -129,7 +129,8 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
     let refuse = |what: String| {
         Error::invalid(format!(
             "an index already exists at {} but {what}: it was built with other parameters or from \
-             other data. Delete its files (or pass overwrite) to rebuild it",
+             other data. Delete its files, or rebuild it with --overwrite (overwrite=True in \
+             Python)",
             paths.doc_idx.display()
         ))
     };
@@ -162,10 +163,9 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
     match std::fs::read_to_string(&paths.meta) {
         Ok(text) if text == meta_text(plan) => Ok(true),
         Ok(text) => Err(refuse(format!(
-            "its record {} says {} where this build is {}",
+            "its record {} differs: {}",
             paths.meta.display(),
-            text.trim(),
-            meta_text(plan).trim()
+            record_differences(&text, &meta_text(plan))
         ))),
         // Built by GPT-NeoX itself: shapes match; only the default variant can be assumed.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !plan.separate_last_epoch => Ok(true),
@@ -179,6 +179,40 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
             crate::error::os_text(&e)
         ))),
     }
+}
+
+/// What differs between a recorded build and this one, field by field (`name: recorded A, this
+/// build B`), or both records whole when the recorded one is not a JSON object.
+fn record_differences(recorded: &str, this: &str) -> String {
+    let parse = |t: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t);
+    let (Ok(old), Ok(new)) = (parse(recorded), parse(this)) else {
+        return format!(
+            "it says {} where this build is {}",
+            recorded.trim(),
+            this.trim()
+        );
+    };
+    let absent = serde_json::Value::String("(none)".into());
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differences: Vec<String> = keys
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            let (a, b) = (old.get(k).unwrap_or(&absent), new.get(k).unwrap_or(&absent));
+            format!("{k}: recorded {a}, this build {b}")
+        })
+        .collect();
+    if differences.is_empty() {
+        // The same fields written differently (by hand, or by another version).
+        return format!(
+            "it says {} where this build is {}",
+            recorded.trim(),
+            this.trim()
+        );
+    }
+    differences.join("; ")
 }
 
 /// Build (or reuse) the index of `sizes` for `req`, writing GPT-NeoX's three `.npy` files.
