@@ -156,8 +156,9 @@ def test_batch_npy_and_summary(tmp_path):
     # 5,639 rows hold steps 0..21 of 256.
     code, text = run("batch", prefix, "--step", 22, "--batch-size", 256, *golden_args(name))
     assert code == 1 and "beyond the index" in text and "0..21" in text
+    # A wrong argument: a usage error (status 2), as the README promises.
     code, text = run("batch", prefix, "--step", 3, "--end-step", 2, *golden_args(name))
-    assert code == 1 and "before" in text
+    assert code == 2 and "--end-step" in text and "before --step 3" in text
 
 
 def test_export_preshuffled_then_batch(tmp_path):

@@ -448,6 +448,11 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert dataset_bytes(tmp_path / "cli") == dataset_bytes(tmp_path / "single")
     result = run(d, "--output", tmp_path / "x", "--shard-index", 3, "--num-shards", 3)
     assert result.exit_code != 0 and "--shard-index" in result.output
+    # More shards than files: a usage error (status 2) naming the option to change.
+    files = len(find_inputs([d]))
+    result = run(d, "-o", tmp_path / "y", "--shard-index", 0, "--num-shards", files + 1)
+    assert result.exit_code == 2 and "--num-shards" in result.output, result.output
+    assert f"use --num-shards {files} or fewer" in result.output
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

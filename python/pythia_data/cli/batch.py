@@ -132,7 +132,7 @@ def command(
     end_step = step if end_step is None else end_step
     batch_size = batch_size or index_opts["global_batch_size"]
     if end_step < step:
-        raise PythiaDataError(f"--end-step {end_step} is before --step {step}")
+        raise click.BadParameter(f"{end_step} is before --step {step}", param_hint="--end-step")
     ds = open_rows(prefix, preshuffled, **index_opts)
     steps = end_step - step + 1
     last_full = len(ds) // batch_size - 1

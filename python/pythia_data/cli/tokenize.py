@@ -187,9 +187,10 @@ def command(
         output = shard_prefix(output, shard_index, num_shards)
         if not files:
             total = len(find_inputs(inputs))
-            raise click.ClickException(
+            raise click.BadParameter(
                 f"shard {shard_index} of {num_shards} has no input files: shards are made of "
-                f"whole files and there are only {total}; use --num-shards {total} or fewer"
+                f"whole files and there are only {total}; use --num-shards {total} or fewer",
+                param_hint="--num-shards",
             )
     tokenizer = Tokenizer.from_file(tokenizer_path)
     with StopRequests() as stops:
