@@ -94,7 +94,15 @@ def test_an_index_build_logs_a_line_per_stage_not_per_call(monkeypatch):
     close()
     lines = log.getvalue().splitlines()
     assert len(lines) <= 2 * len(stages) + 1, lines
-    assert [line.split(":")[0] for line in lines[1:]] == list(stages)
+    # Each stage's start, then the last one's end: a log used to stop at "0%" (the bar left no
+    # final line) after an opening "index: 0.00entries" of no stage.
+    assert [line.split(":")[0] for line in lines] == [*stages, stages[-1]], lines
+    assert "100%" in lines[-1]
+    # A reused index reports no stage: no bar, no line.
+    log.truncate(0)
+    report, close = index._tqdm_progress(True)
+    close()
+    assert log.getvalue() == ""
 
 
 def test_tokenize_bar_says_finishing_once_all_input_is_read(monkeypatch):

@@ -186,11 +186,17 @@ def _tqdm_progress(
     """One tqdm bar that follows the build's stages (doc_idx, sample_idx, shuffle_idx)."""
     if not enabled:
         return None, lambda: None
-    bar = progress_bar(total=0, unit="entries", unit_scale=True, leave=False, desc="index")
-    state = {"stage": None}
+    # Made at the first stage: a reused index shows no bar (in a log, no line stuck at 0).
+    state: dict = {"stage": None, "bar": None}
 
     def report(stage: str, done: int, total: int) -> None:
-        if stage != state["stage"]:
+        bar = state["bar"]
+        if bar is None:
+            bar = state["bar"] = progress_bar(
+                total=total or None, unit="entries", unit_scale=True, leave=False, desc=stage
+            )
+            state["stage"] = stage
+        elif stage != state["stage"]:
             state["stage"] = stage
             bar.set_description(stage, refresh=False)
             bar.reset(total=total or None)
@@ -198,7 +204,11 @@ def _tqdm_progress(
         # the engine's calls (one per 65,536 samples) would otherwise each print one.
         bar.update(done - bar.n)
 
-    return report, bar.close
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return report, close
 
 
 def build_index(

@@ -40,6 +40,8 @@ def progress_bar(**kwargs: Any):
     if isatty is not None and isatty():
         return tqdm(file=stream, **kwargs)
     kwargs.pop("dynamic_ncols", None)
+    # A bar that clears itself on a terminal still ends with its final line in a log.
+    kwargs["leave"] = True
     return tqdm(
         file=_LineWriter(stream),
         mininterval=LOG_SECONDS,

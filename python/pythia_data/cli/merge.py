@@ -158,7 +158,8 @@ def _remove_half_output(output: Path) -> None:
     help="Merge parts of a sharded tokenize run (PREFIX-IIIII-of-NNNNN) even when some are "
     "missing, out of order, apart, or numbered past NNNNN.",
 )
-def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: bool) -> None:
     """Concatenate the datasets INPUTS..., in the order given, into OUTPUT.
 
     OUTPUT and INPUTS are dataset prefixes (PREFIX.bin/.idx, with or without the extension;
@@ -190,7 +191,9 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool) -> None
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:
-        with progress_bar(total=total, unit="B", unit_scale=True, desc="merge") as bar:
+        with progress_bar(
+            total=total, unit="B", unit_scale=True, desc="merge", disable=quiet
+        ) as bar:
             for ds in datasets:
                 builder.append_dataset(ds)
                 bar.update(ds.total_tokens * ds.dtype.itemsize)

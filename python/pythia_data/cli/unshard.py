@@ -24,7 +24,7 @@ from pythia_data.unshard import unshard
     help="A sha256sum-format file (HEX  NAME per line) listing every shard; each shard is "
     "verified as it is copied.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bool) -> None:
     """Concatenate the shards PREFIX-00000-of-NNNNN.bin, ... into one PREFIX.bin.
 
