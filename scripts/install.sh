@@ -15,6 +15,11 @@ if [[ ",$extras," == *",train,"* ]] && ! "$VPY" -c "import torch" 2>/dev/null; t
   for wheel in ../shared/wheels/torch-*.whl; do
     [ -f "$wheel" ] && "$VPY" -m pip install -q "$wheel"
   done
+  if ! "$VPY" -c "import torch" 2>/dev/null; then
+    echo "note: no CPU build of PyTorch in ../shared/wheels, so pip fetches torch from PyPI" \
+      "(on Linux the CUDA build, several GB). For a CPU-only machine, install it first:" \
+      ".venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu" >&2
+  fi
 fi
 "$VPY" -m pip install -q "maturin>=1.7,<2"
 # Build the abi3 wheel with the release profile, then install it with the extras.
