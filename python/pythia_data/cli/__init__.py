@@ -6,6 +6,7 @@ Errors the user can act on are never a traceback: a bad file is one clear line a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -45,7 +46,8 @@ class _Group(click.Group):
         except BrokenPipeError:
             # The reader of our output went away (`| head`): stop quietly, as a tool killed by
             # SIGPIPE does, and keep the exit's flush of stdout from failing again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            with contextlib.suppress(OSError, ValueError):  # ValueError: no real file
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + signal.SIGPIPE)
         except USER_ERRORS as e:
             click.echo(f"error: {e}", err=True)
