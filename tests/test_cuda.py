@@ -1,0 +1,137 @@
+"""The model and trainer on a CUDA GPU: the same oracles as the CPU tests, on the device.
+
+Skipped where torch sees no GPU (CI has none). Run it on a GPU machine with the native module
+built or the wheel installed: ``python -m pytest tests/test_cuda.py``. It needs no package
+beyond the runtime's (the sample is read by pythia_data's own tokenizer, not zstandard).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_model import CONFIGS, hf_twin, rel_err
+from train_fixtures import pack_rows, tiny_config, write_rows
+
+from pythia_data import IndexedDataset, PreshuffledDataset
+from pythia_data.data import SAMPLE_CORPUS
+from pythia_data.tokenize import tokenize_files
+from pythia_train.configs import TrainConfig
+from pythia_train.hf import load_hf
+from pythia_train.model import build_model
+from pythia_train.train import train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32_matmul():
+    # TF32 would make fp32 products agree to ~1e-3 only; the oracles below are fp32-exact.
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.fixture(scope="module")
+def sample_prefix(tmp_path_factory):
+    """The bundled Pile sample, tokenized by pythia-data, packed into 32-token training rows."""
+    d = tmp_path_factory.mktemp("sample")
+    tokenize_files([SAMPLE_CORPUS], d / "docs", threads=2)
+    docs = IndexedDataset(d / "docs")
+    tokens = np.concatenate([docs[i] for i in range(40)]).astype(np.uint16)
+    return write_rows(d / "rows", pack_rows(tokens, 32))
+
+
+def run_cfg(**kw) -> TrainConfig:
+    base = dict(lr=5e-3, train_iters=12, global_batch=8, micro_batch=4, seq_length=32, warmup=0.1)
+    base.update(kw)
+    return TrainConfig(save_steps=base.pop("save_steps", []), **base)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_logits_equal_transformers_on_cuda(name):
+    cfg = CONFIGS[name]
+    model = build_model(cfg, seed=1).eval()
+    hf = hf_twin(model).cuda()
+    model.cuda()
+    tokens = torch.randint(0, cfg.vocab_size, (3, 37), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours, theirs = model(tokens.cuda()), hf(tokens.cuda()).logits
+        on_cpu = model.cpu()(tokens)
+    assert rel_err(ours, theirs) < 1e-5
+    assert rel_err(ours.cpu(), on_cpu) < 1e-5
+
+
+def test_generation_on_cuda_equals_transformers_and_cpu():
+    cfg = tiny_config()
+    model = build_model(cfg, seed=3).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
+    on_cpu = model.generate(prompt, max_new_tokens=20)
+    hf = hf_twin(model).cuda()
+    model.cuda()
+    ours = model.generate(prompt.cuda(), max_new_tokens=20)
+    theirs = hf.generate(
+        prompt.cuda(),
+        attention_mask=torch.ones_like(prompt.cuda()),
+        max_new_tokens=20,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    assert ours.device.type == "cuda"
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours.cpu(), on_cpu)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_loss_falls_on_cuda(sample_prefix, precision):
+    records = train(
+        tiny_config(vocab_size=50304, max_seq_len=32),
+        run_cfg(precision=precision),
+        PreshuffledDataset(sample_prefix),
+        device="cuda",
+        progress=False,
+    )
+    losses = [r["loss"] for r in records]
+    assert all(np.isfinite(losses))
+    assert losses[0] == pytest.approx(np.log(50304), abs=0.3)  # uniform at init
+    assert np.mean(losses[-3:]) < losses[0] - 1.5
+    if precision == "fp16":
+        assert all(r["loss_scale"] > 0 for r in records)
+
+
+def test_resume_on_cuda_continues_the_run_and_transformers_loads_its_checkpoint(
+    sample_prefix, tmp_path
+):
+    src = PreshuffledDataset(sample_prefix)
+    cfg = tiny_config(vocab_size=50304, max_seq_len=32)
+    full = train(
+        cfg, run_cfg(save_steps=[4, 8]), src, save=tmp_path / "a", device="cuda", progress=False
+    )
+    resumed = train(
+        cfg,
+        run_cfg(save_steps=[8]),
+        src,
+        save=tmp_path / "b",
+        resume=tmp_path / "a" / "step4",
+        device="cuda",
+        progress=False,
+    )
+    assert [r["step"] for r in resumed] == list(range(5, 13))
+    # GPU kernels may reduce in another order from run to run; the trajectory must not move.
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full[4:]], rel=1e-5)
+    a, b = load_hf(tmp_path / "a" / "step8"), load_hf(tmp_path / "b" / "step8")
+    assert (
+        max(
+            rel_err(x.detach(), y.detach())
+            for x, y in zip(a.parameters(), b.parameters(), strict=True)
+        )
+        < 1e-4
+    )
+    # The checkpoint written from the GPU loads, offline, into transformers on the CPU.
+    hf = transformers.GPTNeoXForCausalLM.from_pretrained(tmp_path / "a" / "step8").eval()
+    tokens = torch.from_numpy(src[0][:32].astype(np.int64))[None]
+    with torch.no_grad():
+        assert rel_err(a.eval()(tokens), hf(tokens).logits) < 1e-5
