@@ -106,6 +106,20 @@ def test_directory_whose_files_are_all_listed_adds_nothing(tmp_path):
     assert f"error: {tmp_path / 'empty'}: no input files in this directory" in result.output
 
 
+def test_a_file_named_twice_is_read_twice_but_a_directory_adds_it_once(tmp_path):
+    # As merge merges a dataset named twice: naming is on purpose, expansion is not.
+    d = tmp_path / "in"
+    write_jsonl(d / "x.jsonl", ["the named document"])
+    write_jsonl(d / "y.jsonl", ["another document"])
+    x = d / "x.jsonl"
+    assert find_inputs([x, x]) == [x, x]
+    assert find_inputs([x, d]) == [x, d / "y.jsonl"]
+    assert find_inputs([d, x]) == [x, d / "y.jsonl", x]
+    result = run(x, x, "--output", tmp_path / "twice")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "twice") == expected(["the named document"] * 2)
+
+
 # --- saved DatasetDict directories --------------------------------------------------------------
 
 

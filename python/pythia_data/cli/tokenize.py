@@ -168,7 +168,8 @@ def command(
     .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and
     sorted, skipping names that start with "." and links to files found or listed already), and
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
-    (Parquet and saved datasets need pyarrow).
+    (Parquet and saved datasets need pyarrow). A file named twice is read twice, as `merge`
+    merges a dataset named twice.
     Each line is read as Python's json.loads reads it (NaN and Infinity included); blank
     lines are no documents and are passed over.
 
