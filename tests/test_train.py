@@ -145,6 +145,32 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     assert log[0]["lr"] == 0.0 and log[1]["lr"] == pytest.approx(1e-2 * 1 / 1.2)
 
 
+def test_a_step_0_checkpoint_changes_nothing(rows_prefix, tmp_path):
+    # Saving before the first step once ran a hidden optimizer step (torch fills an empty
+    # optimizer's state that way): Adam's step count, and so every later update, was off by one.
+    src = PreshuffledDataset(rows_prefix)
+    plain = train(tiny_config(), small_run(), src, progress=False)
+    saved = train(
+        tiny_config(), small_run(save_steps=[0, 6]), src, save=tmp_path / "a", progress=False
+    )
+    assert [r["loss"] for r in saved] == [r["loss"] for r in plain]
+    state = torch.load(tmp_path / "a" / "step0" / "trainer_state.pt", weights_only=False)
+    assert state["optimizer"]["state"] == {}
+    state = torch.load(tmp_path / "a" / "step6" / "trainer_state.pt", weights_only=False)
+    assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {6.0}
+    resumed = train(
+        tiny_config(),
+        small_run(save_steps=[6]),
+        src,
+        save=tmp_path / "b",
+        resume=tmp_path / "a" / "step0",
+        progress=False,
+    )
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in plain]
+    a, b = load_hf(tmp_path / "a" / "step6"), load_hf(tmp_path / "b" / "step6")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_path, monkeypatch):
     import pythia_train.checkpoint as ckpt
 

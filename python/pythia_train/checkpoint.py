@@ -83,7 +83,14 @@ def save_checkpoint(
     """
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=full)
+    # torch fills an optimizer without state (before the first step) by stepping it with zero
+    # gradients at lr 0. That step counts: Adam's bias correction would lag a step behind for
+    # the rest of the run. A fresh optimizer is saved, and kept, without state.
+    fresh = not optimizer.state
     optim_state = get_optimizer_state_dict(model, optimizer, options=full)
+    if fresh:
+        optimizer.state.clear()
+        optim_state["state"] = {}
     root = Path(save)
     final = step_dir(root, step)
     tmp = root / f".step{step}.partial"
@@ -259,6 +266,8 @@ def load_checkpoint(
         set_optimizer_state_dict(
             model, optimizer, optim_state_dict=state["optimizer"], options=full
         )
+        if not state["optimizer"].get("state"):
+            optimizer.state.clear()  # saved before the first step: undo torch's filling step
         schedule.load_state_dict(state["schedule"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
