@@ -171,6 +171,25 @@ def test_a_step_0_checkpoint_changes_nothing(rows_prefix, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
+def test_an_fp16_overflow_skips_the_step_and_its_learning_rate(rows_prefix):
+    # As DeepSpeed under GPT-NeoX: the schedule advanced on skipped steps too.
+    src = PreshuffledDataset(rows_prefix)
+    run = dict(train_iters=12, warmup=0.5)
+    fp16 = train(
+        tiny_config(),
+        small_run(precision="fp16", initial_scale_power=24, **run),
+        src,
+        progress=False,
+    )
+    fp32 = train(tiny_config(), small_run(**run), src, progress=False)
+    # 2^24 overflows fp16 gradients here (each overflow halves it); a few halvings later it fits.
+    n = [r["skipped"] for r in fp16].index(False)
+    assert 1 <= n <= 8
+    assert [r["skipped"] for r in fp16] == [True] * n + [False] * (12 - n)
+    assert [r["lr"] for r in fp16] == [fp32[0]["lr"]] * n + [r["lr"] for r in fp32[: 12 - n]]
+    assert not any(r["skipped"] for r in fp32)
+
+
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(rows_prefix, tmp_path, monkeypatch):
     import pythia_train.checkpoint as ckpt
 
@@ -329,7 +348,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.output.startswith("pythia-train: error:") and "missing" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(main, ["--model", "pythia-14m"])
-    assert result.exit_code == 1 and "no data" in result.output
+    assert result.exit_code == 2 and "no data" in result.output
 
 
 def test_compiled_model_trains_like_eager(rows_prefix):

@@ -66,6 +66,16 @@ def one_line_error(result, *fragments: str) -> str:
     return out
 
 
+def usage_error(result, *fragments: str) -> str:
+    """A wrong option value: click's usage error, status 2, naming what is wrong."""
+    out = result.output
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out and "\nError: " in out, out
+    for f in fragments:
+        assert f in out, out
+    return out
+
+
 def test_token_ids_outside_the_vocabulary_are_a_one_line_error(data):
     out = one_line_error(cli("--vocab-size", "256", data=data["a"]), "--vocab-size", "256")
     assert str(data["a"]) in out and "token id" in out
@@ -78,7 +88,7 @@ def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
     result = cli("--lr-decay-iters", "0", data=data["a"])
     assert result.exit_code == 0, result.output
     result = cli("--lr-decay-iters", "-1", data=data["a"])
-    one_line_error(result, "lr-decay-iters")
+    usage_error(result, "lr-decay-iters")
 
 
 @pytest.mark.parametrize(
@@ -158,7 +168,7 @@ def test_a_new_run_refuses_another_runs_save_directory_and_log(data, tmp_path):
     [
         (["--seq-length", "8"], "seq_length 16, this run has 8"),
         (["--seed", "7"], "seed 1234, this run has 7"),
-        (["--data-b"], "trained with data"),
+        (["--data-b"], "the rows of step 0 differ from those the run trained on"),
         (["--num-layers", "3"], "num_layers 2 (this run: 3)"),
         (["--hidden-size", "128"], "hidden_size 64 (this run: 128)"),
     ],
@@ -170,6 +180,23 @@ def test_resume_refuses_a_different_run(data, tmp_path, change, fragment):
     if change[0] == "--seq-length":  # data with rows of 8 + 1 tokens
         prefix = write_rows(tmp_path.parent / "short", random_rows(64, 8, 512))
     one_line_error(cli("--resume", tmp_path, *args, data=prefix), fragment)
+
+
+def test_resume_follows_the_rows_not_the_path(data, tmp_path):
+    # The same rows elsewhere (moved, copied, linked) continue the run; it used to be refused.
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for ext in (".bin", ".idx"):
+        (moved / f"a{ext}").write_bytes(data["a"].with_suffix(ext).read_bytes())
+    result = cli("--resume", tmp_path / "ck", data=moved / "a")
+    assert result.exit_code == 0, result.output
+    # Other rows at the same path do not.
+    (moved / "a.bin").write_bytes(data["b"].with_suffix(".bin").read_bytes())
+    one_line_error(
+        cli("--resume", tmp_path / "ck" / "step1", data=moved / "a"),
+        "the rows of step 0 differ",
+    )
 
 
 def test_resume_keeps_the_checkpoints_lr_schedule(data, tmp_path):
@@ -203,14 +230,22 @@ def test_resume_keeps_the_checkpoints_lr_schedule(data, tmp_path):
         "0.5",
         "--warmup",
         "0",
+        "--weight-decay",
+        "0",
+        "--save-steps",
+        "4",
         "--log-file",
         log,
         data=data["a"],
     )
     assert result.exit_code == 0, result.output
-    assert "note: resuming with the checkpoint's learning-rate schedule: lr 0.01 (asked 0.5)" in (
-        result.output
-    )
+    assert (
+        "note: resuming with the checkpoint's learning-rate schedule and optimizer settings: "
+        "lr 0.01 (asked 0.5), min_lr 0.001 (asked 0.05), weight_decay 0.1 (asked 0)"
+    ) in " ".join(result.output.split())
+    # The new checkpoint records what was trained, not what was asked.
+    state = torch.load(ck / "step4" / "trainer_state.pt", weights_only=False)
+    assert state["train_config"]["lr"] == 0.01 and state["train_config"]["weight_decay"] == 0.1
     again = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in again] == [1, 2, 3, 4]  # steps 3, 4 replaced, not repeated
     assert [r["lr"] for r in again] == [r["lr"] for r in full]
@@ -240,3 +275,81 @@ def test_seq_length_beyond_the_models_context_is_refused(data, tmp_path):
     p = tmp_path / "ctx.yml"
     p.write_text('{"max-position-embeddings": 8}')
     one_line_error(cli("--config", p, data=data["a"]), "context 8")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--micro-batch", "3"], "pass a micro batch that divides 8, such as 2"),
+        (["--warmup", "100"], "warmup must be a fraction of lr-decay-iters in [0, 1]"),
+        (["--clip-grad", "-1"], "clip-grad must be >= 0 (0: no clipping)"),
+        (["--log-interval", "0"], "log-interval must be at least 1"),
+        (["--exit-interval", "0"], "exit-interval must be at least 1"),
+        (["--seed", str(2**40)], "seed must be in [0, 2^32)"),
+        (["--device", "foo"], "--device must be cpu, cuda or cuda:N"),
+        (["--model", "pythia-99m"], "unknown model 'pythia-99m'"),
+        (["--hidden-size", "0"], "sizes must be positive, got hidden_size 0"),
+        (["--save-steps", "-1"], "save steps must be >= 0"),
+    ],
+)
+def test_wrong_option_values_are_usage_errors(data, args, fragment):
+    # They exited with status 1, some with a traceback-like repr or no hint.
+    usage_error(cli(*args, data=data["a"]), fragment)
+
+
+def test_clip_grad_0_turns_clipping_off(data, tmp_path):
+    # It scaled every gradient by 0: nothing was learnt. DeepSpeed's 0 means no clipping.
+    logs = {}
+    for clip in ("0", "1e9", "1e-3"):
+        log = tmp_path / f"{clip}.jsonl"
+        result = cli("--clip-grad", clip, "--train-iters", "4", "--log-file", log, data=data["a"])
+        assert result.exit_code == 0, result.output
+        logs[clip] = [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+    assert logs["0"] == logs["1e9"] != logs["1e-3"]
+
+
+def test_an_explicit_model_overrides_the_configs_shape(data, tmp_path):
+    yml = tmp_path / "shape.yml"
+    yml.write_text('{"num-layers": 3, "hidden-size": 96, "num-attention-heads": 6}\n')
+    log = tmp_path / "log.jsonl"
+    result = CliRunner().invoke(
+        main,
+        [
+            *("--config", str(yml), "--model", "pythia-14m", "--vocab-size", "512"),
+            *("--seq-length", str(SEQ), "--global-batch", "8", "--micro-batch", "4"),
+            *("--train-iters", "1", "--device", "cpu", "--no-progress", "--data", str(data["a"])),
+            *("--save", str(tmp_path / "ck")),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "ck" / "step1" / "config.json").read_text())
+    # pythia-14m: 6 layers of 128 with 4 heads (the config said 3 × 96 × 6).
+    assert (config["num_hidden_layers"], config["hidden_size"]) == (6, 128)
+    assert config["num_attention_heads"] == 4
+    assert not log.exists()
+
+
+def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
+    whole = tmp_path / "whole.jsonl"
+    assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0
+    log, ck = tmp_path / "parts.jsonl", tmp_path / "ck"
+    # One command for the first launch and every requeue: --resume names the --save directory.
+    command = ["--train-iters", "6", "--exit-interval", "4", "--save", ck, "--resume", ck]
+    first = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
+    assert first.exit_code == 0, first.output
+    assert "stopped at step 4 of 6 (exit-interval 4)" in first.output
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step1", "step4"]
+    second = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
+    assert second.exit_code == 0, second.output
+    assert "stopped" not in second.output and second.output.startswith("step 6: loss")
+    parts = [json.loads(line) for line in log.read_text().splitlines()]
+    full = [json.loads(line) for line in whole.read_text().splitlines()]
+    assert [r["step"] for r in parts] == [1, 2, 3, 4, 5, 6]
+    assert [(r["loss"], r["lr"]) for r in parts] == [(r["loss"], r["lr"]) for r in full]
+
+
+def test_saying_where_checkpoints_went(data, tmp_path):
+    result = cli("--save", tmp_path / "ck", "--save-steps", "9", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert "no checkpoint was due in steps 1..2 (--save-steps)" in result.output
+    assert not (tmp_path / "ck").exists()

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,13 @@ def save_checkpoint(
     env: DistEnv,
     extra: dict | None = None,
     data_prefix: str | None = None,
+    data_digests: dict[int, str | None] | None = None,
 ) -> Path:
     """Collective: every rank calls it; rank 0 writes the shared files.
 
-    ``data_prefix`` (the dataset's resolved prefix) is recorded so that a resume can check it.
+    ``data_prefix`` (the dataset's resolved prefix) and ``data_digests`` (step → digest of that
+    step's rows, ``pythia_train.data.batch_digest``) are recorded so that a resume can check
+    that it continues on the same rows.
     """
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=full)
@@ -113,6 +117,7 @@ def save_checkpoint(
                     "global_batch": train_cfg.global_batch,
                     "seq_length": train_cfg.seq_length,
                     "prefix": data_prefix,
+                    "batch_sha256": dict(data_digests or {}),
                 },
                 "world_size": env.world_size,
                 "model_config": dataclasses.asdict(model_cfg),
@@ -201,6 +206,7 @@ def _check_compatible(
     train_cfg: TrainConfig,
     model_cfg: ModelConfig | None,
     data_prefix: str | None,
+    data_digest: Callable[[int], str | None] | None = None,
 ) -> None:
     """Refuse a resume whose data order or model would not continue the checkpoint's run."""
     data = state["data"]
@@ -211,13 +217,36 @@ def _check_compatible(
     ]
     if "seed" in saved_train:
         checks.append(("seed", saved_train["seed"], train_cfg.seed, "--seed"))
-    if data.get("prefix") is not None and data_prefix is not None:
-        checks.append(("data", data["prefix"], data_prefix, "--data"))
     for what, saved, now, option in checks:
         if saved != now:
             raise CheckpointError(
                 f"{ckpt}: trained with {what} {saved}, this run has {now}; the data order "
                 f"would not continue the run (pass {option} {saved}, or start a new run)"
+            )
+    digests = data.get("batch_sha256")
+    if digests and data_digest is not None:
+        # The rows themselves: moved, copied or linked data continues the run; other rows,
+        # another format or another index (gpt-neox data's depends on train-iters) do not.
+        for step, saved in sorted(digests.items()):
+            now = data_digest(int(step))
+            if saved is not None and now != saved:
+                what = (
+                    f"this data has no rows for step {step}"
+                    if now is None
+                    else f"the rows of step {step} differ from those the run trained on"
+                )
+                raise CheckpointError(
+                    f"{ckpt}: {what} (data {data.get('prefix')}); the data, its --data-format or its index "
+                    f"changed (a gpt-neox index depends on --train-iters: keep the run's and "
+                    f"stop early with --exit-interval), so the data order would not continue "
+                    f"the run"
+                )
+    elif data.get("prefix") is not None and data_prefix is not None:
+        if data["prefix"] != data_prefix:
+            raise CheckpointError(
+                f"{ckpt}: trained on data {data['prefix']}, this run has {data_prefix}; the "
+                f"data order would not continue the run (pass --data {data['prefix']}, or "
+                f"start a new run)"
             )
     saved_model = state.get("model_config")
     if model_cfg is not None and saved_model:
@@ -243,16 +272,19 @@ def load_checkpoint(
     train_cfg: TrainConfig,
     model_cfg: ModelConfig | None = None,
     data_prefix: str | None = None,
+    data_digest: Callable[[int], str | None] | None = None,
 ) -> int:
     """Restore everything in place; returns the iteration to continue from.
 
-    Refuses (``CheckpointError``) a checkpoint whose global batch, seq_length, seed, data
-    prefix (when recorded) or model architecture differ from this run's. The learning-rate
+    Refuses (``CheckpointError``) a checkpoint whose global batch, seq_length, seed or model
+    architecture differ from this run's, or whose recorded rows ``data_digest`` (step → digest,
+    as ``pythia_train.data.batch_digest``) does not reproduce; checkpoints written before
+    digests were recorded compare the data prefix instead. The learning-rate
     schedule (lr, min_lr, warmup, decay iterations) is the checkpoint's.
     """
     ckpt = resolve_checkpoint(path)
     state = read_trainer_state(ckpt)
-    _check_compatible(ckpt, state, train_cfg, model_cfg, data_prefix)
+    _check_compatible(ckpt, state, train_cfg, model_cfg, data_prefix, data_digest)
     full = StateDictOptions(full_state_dict=True)
     try:
         set_model_state_dict(model, load_hf_state_dict(ckpt), options=full)

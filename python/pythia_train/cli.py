@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -71,7 +72,9 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm)."
 )
-@click.option("--clip-grad", type=float, default=1.0, help="Gradient-norm clipping.")
+@click.option(
+    "--clip-grad", type=float, default=1.0, help="Gradient-norm clipping (0: none, as in GPT-NeoX)."
+)
 @click.option("--seed", type=int, default=1234, help="Initialisation seed.")
 @click.option(
     "--precision",
@@ -100,10 +103,13 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--resume",
     type=click.Path(),
     help="Continue from a checkpoint (a stepN dir or SAVE). The global batch, "
-    "seq-length, seed, data and model shape must match the checkpoint's; the "
+    "seq-length, seed, model shape and the data's rows at the checkpoint must match the "
+    "run's (the data may have moved); the "
     "learning-rate schedule (lr, min-lr, warmup, lr-decay-iters) is the "
-    "checkpoint's (a note says so when this run asks for another); the "
-    "--log-file loses its records past the resume step.",
+    "checkpoint's, and so are AdamW's weight decay, betas and eps (a note says so when "
+    "this run asks for others); the --log-file loses its records past the resume step. "
+    "--resume naming the --save directory before it holds a checkpoint starts the run "
+    "(one command for the first launch and every requeue).",
 )
 @click.option(
     "--init-from",
@@ -124,6 +130,13 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     help="Metrics as JSON lines (a new run needs a new or empty file).",
 )
 @click.option("--log-interval", type=int, default=1, help="Steps between log lines.")
+@click.option(
+    "--exit-interval",
+    type=int,
+    help="Stop after the first step divisible by N, saving a checkpoint there (GPT-NeoX's "
+    "exit_interval): the learning-rate schedule and the data order stay those of "
+    "--train-iters, so a job can train a share of a long run and a later one --resume it.",
+)
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
 @click.option(
     "--peak-tflops", type=float, help="Per-device peak TFLOP/s for MFU (guessed on known GPUs)."
@@ -152,13 +165,16 @@ def main(**opts) -> None:
 
 
 def _run(ctx: click.Context, opts: dict) -> None:
-    from pythia_train.configs import PYTHIA_LR, TrainConfig, model_config
     from pythia_train.neox_config import read_neox_config
 
+    def given(key: str) -> bool:
+        return key in opts and ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     if opts["config_file"]:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
         for key, value in read_neox_config(opts["config_file"], world).items():
-            if key in opts and ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE:
+            if given(key) or (given("model") and key in _SHAPE_KEYS):
+                # An explicit --model is the whole shape; the config's shape keys give way.
                 continue
             if key == "extra_save_iters":
                 value = ",".join(str(v) for v in value)
@@ -166,7 +182,95 @@ def _run(ctx: click.Context, opts: dict) -> None:
                 continue  # GPT-NeoX's "load" may name a directory that has none yet
             opts[key] = value
     if not opts.get("data"):
-        raise ValueError("no data: pass --data PREFIX (or train_data_paths in --config)")
+        raise click.UsageError("no data: pass --data PREFIX (or train_data_paths in --config)")
+    try:
+        model_cfg, train_cfg = _configs(opts, world)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if opts["resume"] and opts["save"] and not _has_checkpoint(opts["resume"]):
+        if Path(opts["resume"]).resolve() == Path(opts["save"]).resolve():
+            opts["resume"] = None  # the first launch of a requeued job: nothing to resume yet
+    rows = _open_data(opts["data"], opts["data_format"], train_cfg)
+
+    from pythia_train.train import train
+
+    try:
+        records = train(
+            model_cfg,
+            train_cfg,
+            rows,
+            save=opts["save"],
+            resume=opts["resume"],
+            init_from=opts["init_from"],
+            log_path=opts["log_path"],
+            device=opts["device"],
+            progress=opts["progress"],
+        )
+    finally:
+        from pythia_train.distributed import destroy_distributed
+
+        destroy_distributed()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if records:
+        last = records[-1]["step"]
+        click.echo(f"step {last}: loss {records[-1]['loss']:.4f}{_saved(opts, train_cfg, records)}")
+        if last < train_cfg.train_iters:
+            again = " (--resume SAVE)" if opts["save"] else ""
+            click.echo(
+                f"stopped at step {last} of {train_cfg.train_iters} (exit-interval "
+                f"{train_cfg.exit_interval}); the same command with --resume continues{again}"
+            )
+    elif opts["resume"]:
+        n = train_cfg.train_iters
+        click.echo(
+            f"step {n}: the run is already complete (train-iters {n}); nothing to train "
+            f"(pass a larger --train-iters to continue it)"
+        )
+
+
+# Config keys that give the model's shape (an explicit --model overrides them all).
+_SHAPE_KEYS = {
+    "num_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "vocab_size",
+    "max_seq_len",
+    "rotary_pct",
+    "rotary_emb_base",
+    "parallel_residual",
+    "layernorm_eps",
+    "init_method",
+    "output_layer_init_method",
+    "init_method_std",
+}
+
+
+def _saved(opts: dict, train_cfg, records: list[dict]) -> str:
+    """Where this run's checkpoints went, or that none was due."""
+    if not opts["save"]:
+        return ""
+    first, last = records[0]["step"] - 1, records[-1]["step"]
+    steps = [s for s in train_cfg.checkpoint_steps() if first < s <= last or s == first == 0]
+    if last < train_cfg.train_iters and last not in steps:
+        steps.append(last)  # stopped by the exit interval
+    if not steps:
+        return f"; no checkpoint was due in steps {first + 1}..{last} (--save-steps)"
+    return f"; checkpoints in {opts['save']}"
+
+
+def _configs(opts: dict, world: int):
+    from pythia_train.configs import PYTHIA_LR, TrainConfig, model_config
+
+    device = opts.get("device")
+    if device is not None:
+        kind, _, index = device.partition(":")
+        if (
+            kind not in ("cpu", "cuda")
+            or (index and not index.isdigit())
+            or (kind == "cpu" and index)
+        ):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
 
     shape = {
         "num_layers": opts.get("num_layers"),
@@ -207,44 +311,15 @@ def _run(ctx: click.Context, opts: dict) -> None:
         checkpoint_factor=int(opts["checkpoint_factor"]),
         extra_save_iters=_int_list(opts["extra_save_iters"]) or (),
         save_steps=list(_int_list(opts["save_steps"])) if opts["save_steps"] else None,
-        log_interval=max(1, int(opts["log_interval"])),
+        log_interval=int(opts["log_interval"]),
+        exit_interval=opts.get("exit_interval"),
         compile=bool(opts["compile_"]),
         activation_checkpointing=bool(opts["activation_checkpointing"]),
         parallel=opts["parallel"],
         peak_tflops=opts["peak_tflops"],
     )
-    rows = _open_data(opts["data"], opts["data_format"], train_cfg)
-
-    from pythia_train.train import train
-
-    try:
-        records = train(
-            model_cfg,
-            train_cfg,
-            rows,
-            save=opts["save"],
-            resume=opts["resume"],
-            init_from=opts["init_from"],
-            log_path=opts["log_path"],
-            device=opts["device"],
-            progress=opts["progress"],
-        )
-    finally:
-        from pythia_train.distributed import destroy_distributed
-
-        destroy_distributed()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    if records:
-        last = records[-1]
-        where = f"; checkpoints in {opts['save']}" if opts["save"] else ""
-        click.echo(f"step {last['step']}: loss {last['loss']:.4f}{where}")
-    elif opts["resume"]:
-        n = train_cfg.train_iters
-        click.echo(
-            f"step {n}: the run is already complete (train-iters {n}); nothing to train "
-            f"(pass a larger --train-iters to continue it)"
-        )
+    train_cfg.grad_accum_steps(world)  # a micro batch that does not divide: say so now
+    return model_cfg, train_cfg
 
 
 def _has_checkpoint(path: str) -> bool:

@@ -37,8 +37,16 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        if min(self.num_layers, self.hidden_size, self.num_heads, self.vocab_size) <= 0:
-            raise ValueError(f"model shape must be positive: {self}")
+        shape = {
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "num_heads": self.num_heads,
+            "vocab_size": self.vocab_size,
+            "max_seq_len": self.max_seq_len,
+        }
+        bad = [f"{k} {v}" for k, v in shape.items() if v <= 0]
+        if bad:
+            raise ValueError(f"the model's sizes must be positive, got {', '.join(bad)}")
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -175,6 +183,9 @@ class TrainConfig:
     extra_save_iters: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     save_steps: list[int] | None = field(default=None)  # explicit list overrides the factor
     log_interval: int = 1
+    # GPT-NeoX's exit_interval: stop (with a checkpoint when saving) after the first step
+    # divisible by it; the schedule and data order stay those of train_iters.
+    exit_interval: int | None = None
     compile: bool = False
     activation_checkpointing: bool = False
     parallel: str = "ddp"  # ddp | fsdp
@@ -189,10 +200,24 @@ class TrainConfig:
             raise ValueError(
                 "global_batch, micro_batch, seq_length and train_iters must be positive"
             )
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be a fraction >= 0 of lr-decay-iters, got {self.warmup}")
+        if not 0 <= self.warmup <= 1:
+            raise ValueError(
+                f"warmup must be a fraction of lr-decay-iters in [0, 1], got {self.warmup} "
+                f"(Pythia: 0.01)"
+            )
+        if self.log_interval < 1:
+            raise ValueError(f"log-interval must be at least 1, got {self.log_interval}")
+        # GPT-NeoX seeds numpy's RandomState with it, which takes 32 bits.
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
+        if self.exit_interval is not None and self.exit_interval < 1:
+            raise ValueError(f"exit-interval must be at least 1, got {self.exit_interval}")
+        if self.save_steps is not None and any(s < 0 for s in self.save_steps):
+            raise ValueError(f"save steps must be >= 0, got {sorted(self.save_steps)}")
         if self.lr_decay_iters is not None and self.lr_decay_iters < 0:
             raise ValueError(f"lr-decay-iters must be >= 0, got {self.lr_decay_iters}")
+        if self.grad_clip < 0:
+            raise ValueError(f"clip-grad must be >= 0 (0: no clipping), got {self.grad_clip}")
         if self.lr < 0 or (self.min_lr is not None and self.min_lr < 0):
             raise ValueError(f"learning rates must be >= 0 (lr {self.lr}, min-lr {self.min_lr})")
         if self.min_lr is not None and self.min_lr > self.lr:
@@ -213,15 +238,23 @@ class TrainConfig:
     def grad_accum_steps(self, world_size: int) -> int:
         per_pass = self.micro_batch * world_size
         if self.global_batch % per_pass:
+            per_rank, rem = divmod(self.global_batch, world_size)
+            fits = [m for m in range(1, min(per_rank, self.micro_batch) + 1) if per_rank % m == 0]
+            hint = (
+                f"pass a micro batch that divides {per_rank}, such as {fits[-1]}"
+                if not rem and fits
+                else f"pass a global batch that is a multiple of {per_pass}"
+            )
             raise ValueError(
                 f"global batch {self.global_batch} is not a multiple of micro batch "
-                f"{self.micro_batch} × {world_size} data-parallel ranks"
+                f"{self.micro_batch} × {world_size} data-parallel ranks; {hint}"
             )
         return self.global_batch // per_pass
 
     def checkpoint_steps(self) -> list[int]:
         if self.save_steps is not None:
-            return sorted({s for s in self.save_steps if 0 <= s <= self.train_iters})
+            # Steps past train_iters are kept for nothing: a run resumed with more may reach them.
+            return sorted({s for s in self.save_steps if s <= self.train_iters})
         return pythia_checkpoint_steps(
             self.train_iters, self.checkpoint_factor, self.extra_save_iters
         )

@@ -9,6 +9,7 @@ covers rows ``[s·G, (s+1)·G)`` whatever the layout, and micro-batch m of rank 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Protocol, runtime_checkable
 
@@ -17,7 +18,14 @@ import torch
 
 from pythia_data.dataset import micro_batch_rows
 
-__all__ = ["RowSource", "ArrayRows", "micro_batch_range", "micro_batch", "open_rows"]
+__all__ = [
+    "RowSource",
+    "ArrayRows",
+    "batch_digest",
+    "micro_batch_range",
+    "micro_batch",
+    "open_rows",
+]
 
 
 @runtime_checkable
@@ -38,6 +46,8 @@ class ArrayRows:
         rows = np.asarray(rows)
         if rows.ndim != 2 or rows.shape[1] < 2:
             raise ValueError(f"rows must have shape (n, seq_length + 1), got {rows.shape}")
+        if not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(f"rows must hold integer token ids, got dtype {rows.dtype}")
         self._rows = rows
         self.seq_length = rows.shape[1] - 1
 
@@ -46,6 +56,17 @@ class ArrayRows:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         return self._rows[start:stop]
+
+
+def batch_digest(source: RowSource, step: int, global_batch: int) -> str | None:
+    """SHA-256 of the token ids of optimizer step ``step``'s rows (None past the data's end):
+    a checkpoint records it so that a resume can tell that it continues on the same rows,
+    wherever the data now lives and whichever format reads it."""
+    start, stop = step * global_batch, (step + 1) * global_batch
+    if step < 0 or stop > len(source):
+        return None
+    ids = np.ascontiguousarray(source.rows(start, stop), dtype=np.int64)
+    return hashlib.sha256(ids.tobytes()).hexdigest()
 
 
 def open_rows(prefix: str | os.PathLike, seq_length: int | None = None) -> RowSource:

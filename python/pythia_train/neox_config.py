@@ -39,6 +39,7 @@ _DIRECT = {
     "save": "save",
     "load": "resume",
     "log_interval": "log_interval",
+    "exit_interval": "exit_interval",
     "checkpoint_activations": "activation_checkpointing",
     "padded_vocab_size": "vocab_size",
 }
@@ -62,6 +63,8 @@ _INT = {
     "seed",
     "checkpoint_factor",
     "log_interval",
+    "exit_interval",
+    "save_interval",
     "padded_vocab_size",
     "gradient_accumulation_steps",
     "gas",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ import torch
 from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import load_checkpoint, save_checkpoint
 from pythia_train.configs import ModelConfig, TrainConfig
-from pythia_train.data import RowSource, micro_batch
+from pythia_train.data import RowSource, batch_digest, micro_batch
 from pythia_train.distributed import (
     all_reduce_mean,
     init_distributed,
@@ -38,6 +39,31 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
         if key in name:
             return tflops * 1e12
     return None
+
+
+def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
+    """AdamW's settings in effect (the first group is the decayed one)."""
+    group = optimizer.param_groups[0]
+    return {
+        "weight_decay": float(group["weight_decay"]),
+        "betas": tuple(float(b) for b in group["betas"]),
+        "eps": float(group["eps"]),
+    }
+
+
+def _effective_config(cfg: TrainConfig, schedule: LRSchedule, saved: dict) -> TrainConfig:
+    """``cfg`` with the schedule and optimizer settings a resumed run trains with."""
+    decay = schedule.decay_iters
+    return dataclasses.replace(
+        cfg,
+        lr=schedule.lr,
+        min_lr=schedule.min_lr,
+        lr_decay_iters=decay,
+        warmup=schedule.warmup_iters / decay if decay > 0 else cfg.warmup,
+        weight_decay=saved["weight_decay"],
+        betas=saved["betas"],
+        eps=saved["eps"],
+    )
 
 
 def _check_data(rows: RowSource, train_cfg: TrainConfig, model_cfg: ModelConfig) -> None:
@@ -164,25 +190,40 @@ def train(
     start = 0
     data_prefix = _data_prefix(rows)
     if resume is not None:
-        asked = schedule.settings()
+        asked = {**schedule.settings(), **_optimizer_settings(optimizer)}
         start = load_checkpoint(
-            resume, model, optimizer, schedule, scaler, env, train_cfg, model_cfg, data_prefix
+            resume,
+            model,
+            optimizer,
+            schedule,
+            scaler,
+            env,
+            train_cfg,
+            model_cfg,
+            data_prefix,
+            data_digest=lambda step: batch_digest(rows, step, train_cfg.global_batch),
         )
         if start > train_cfg.train_iters:
             raise ValueError(
                 f"{resume}: the checkpoint is at step {start}, past this run's train-iters "
                 f"{train_cfg.train_iters}; pass --train-iters {start} or more"
             )
-        saved = schedule.settings()
+        saved = {**schedule.settings(), **_optimizer_settings(optimizer)}
         if saved != asked and env.is_main:
             changed = ", ".join(
-                f"{k} {saved[k]:g} (asked {asked[k]:g})" for k in saved if saved[k] != asked[k]
+                f"{k} {saved[k]:g} (asked {asked[k]:g})"
+                if not isinstance(saved[k], tuple)
+                else f"{k} {saved[k]} (asked {asked[k]})"
+                for k in saved
+                if saved[k] != asked[k]
             )
             print(
-                f"pythia-train: note: resuming with the checkpoint's learning-rate "
-                f"schedule: {changed}",
+                f"pythia-train: note: resuming with the checkpoint's learning-rate schedule "
+                f"and optimizer settings: {changed}",
                 file=sys.stderr,
             )
+        # Later checkpoints record what is trained, not what was asked.
+        train_cfg = _effective_config(train_cfg, schedule, saved)
         if log_path is not None and env.is_main:
             _truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
@@ -199,6 +240,12 @@ def train(
             scaler,
             env,
             data_prefix=data_prefix,
+            # The last batch trained and the next: a resume must find the same rows there.
+            data_digests={
+                s: batch_digest(rows, s, train_cfg.global_batch) for s in (step - 1, step) if s >= 0
+            }
+            if env.is_main
+            else None,
         )
 
     if start == 0 and 0 in save_steps:
@@ -249,18 +296,25 @@ def train(
                 loss_sum += loss.detach()
             if scaler is not None:
                 scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            # As DeepSpeed's gradient_clipping, 0 turns clipping off (the norm is still logged).
+            max_norm = train_cfg.grad_clip if train_cfg.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
+            overflow = False
             if scaler is not None:
                 scale = scaler.get_scale()
                 scaler.step(optimizer)
                 scaler.update()
+                overflow = scaler.get_scale() < scale
             else:
                 scale = None
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            schedule.step()
+            if not overflow:
+                # As DeepSpeed under GPT-NeoX: a step skipped for an fp16 overflow does not
+                # advance the learning-rate schedule either.
+                schedule.step()
             loss_value = float(all_reduce_mean(loss_sum, env))
             dt = time.perf_counter() - t0
             iteration = step + 1
@@ -273,6 +327,7 @@ def train(
                 "tokens_per_s": tokens_per_s,
                 "mfu": flops_per_step / dt / (env.world_size * peak) if peak else None,
                 "loss_scale": scale,
+                "skipped": overflow,
                 "step_time_s": dt,
             }
             records.append(record)
@@ -287,8 +342,15 @@ def train(
                     refresh=False,
                 )
             bar.update(1)
-            if iteration in save_steps:
+            stop = (
+                train_cfg.exit_interval is not None
+                and iteration % train_cfg.exit_interval == 0
+                and iteration < train_cfg.train_iters
+            )
+            if iteration in save_steps or (stop and save is not None):
                 checkpoint(iteration)
+            if stop:
+                break
     finally:
         bar.close()
         if log_file is not None:
