@@ -122,6 +122,20 @@ YML_ERRORS = [
     ('{"rotary-pct": -0.5}', "rotary-pct must be in [0, 1]"),
     ('{"warmup": -1}', "warmup must be"),
     ('{"optimizer": {"type": "Adam", "params": {"lr": 1e-3}}, "min_lr": 0.01}', "above"),
+    # Keys that would train something else were ignored; now they are refused.
+    ('{"hidden-dropout": 0.1}', "hidden-dropout 0.1 is not supported"),
+    ('{"attention_dropout": 0.1}', "attention-dropout 0.1 is not supported"),
+    ('{"no-weight-tying": false}', "no-weight-tying False is not supported"),
+    ('{"pos-emb": "learned"}', "pos-emb 'learned' is not supported"),
+    ('{"norm": "rmsnorm"}', "norm 'rmsnorm' is not supported"),
+    ('{"precision": "bf16"}', "precision 'bf16' is not one of GPT-NeoX's: fp32, fp16, bfloat16"),
+    ('{"train-iters": 5, "train_iters": 6}', "train-iters is given twice, as 5 and 6"),
+    ('{"save-interval": 500, "checkpoint-factor": 1000}', "disagree"),
+    (
+        '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 4, "gas": 2}',
+        "train-batch-size 16 is not train-micro-batch-size-per-gpu 4 × "
+        "gradient-accumulation-steps 2 × 1 data-parallel ranks (8)",
+    ),
 ]
 
 
@@ -143,6 +157,21 @@ def test_yml_numbers_are_read_as_gpt_neox_means_them(tmp_path):
     conf = read_neox_config(p)
     assert conf["lr"] == 1e-3 and conf["min_lr"] == 1e-4 and conf["betas"] == (0.9, 1.0)
     assert conf["warmup"] == 0.0 and conf["parallel_residual"] is False
+
+
+def test_yml_keys_of_the_pythia_configs(tmp_path):
+    # The published Pythia configs say "save-interval" (GPT-NeoX v1.0), and Pythia's values of
+    # the architecture keys are accepted; "bfloat16" is GPT-NeoX's name for bf16.
+    p = tmp_path / "pythia.yml"
+    p.write_text(
+        '{"save-interval": 500, "hidden-dropout": 0, "attention-dropout": 0.0,'
+        ' "no-weight-tying": true, "pos-emb": "rotary", "norm": "layernorm",'
+        ' "precision": "bfloat16", "train_batch_size": 16,'
+        ' "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2}'
+    )
+    conf = read_neox_config(p, world_size=2)
+    assert conf["checkpoint_factor"] == 500 and conf["precision"] == "bf16"
+    assert conf["global_batch"] == 16 and conf["micro_batch"] == 4
 
 
 def test_a_cli_yml_error_is_one_line(data, tmp_path):

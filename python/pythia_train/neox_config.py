@@ -45,8 +45,20 @@ _DIRECT = {
 }
 SUPPORTED_KEYS = sorted(
     [*_DIRECT, "optimizer", "fp16", "bf16", "precision", "lr_decay_style", "activation"]
-    + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path"]
+    + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path", "save_interval"]
+    + ["hidden_dropout", "attention_dropout", "no_weight_tying", "pos_emb", "norm", "gpt_j_tied"]
 )
+
+# Keys whose other values would train another architecture than Pythia's: refused, not ignored.
+_FIXED = {
+    "hidden_dropout": (0, "no dropout: 0"),
+    "attention_dropout": (0, "no dropout: 0"),
+    "no_weight_tying": (True, "untied input and output embeddings: true"),
+    "pos_emb": ("rotary", "rotary positions"),
+    "norm": ("layernorm", "LayerNorm"),
+    "gpt_j_tied": (False, "two LayerNorms per layer: false"),
+}
+_PRECISIONS = ("fp32", "fp16", "bfloat16")
 
 # The type GPT-NeoX's NeoXArgs declares for each key we read. As there, an int is accepted where
 # a float is expected; nothing else is converted (a quoted "2" or "false" is an error).
@@ -182,7 +194,29 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         raise ValueError(f"{p}: cannot read ({e})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping of GPT-NeoX keys")
-    conf = {_norm(str(k)): v for k, v in raw.items()}
+    conf: dict = {}
+    for k, v in raw.items():
+        key = _norm(str(k))
+        if key in conf and conf[key] != v:
+            raise ValueError(
+                f"{p}: {key.replace('_', '-')} is given twice, as {conf[key]!r} and {v!r}"
+            )
+        conf[key] = v
+    if conf.get("save_interval") is not None:
+        # GPT-NeoX v1.0's name (the Pythia configs' "save-interval") for the checkpoint factor.
+        other = conf.get("checkpoint_factor")
+        if other is not None and other != conf["save_interval"]:
+            raise ValueError(
+                f"{p}: save-interval {conf['save_interval']!r} and checkpoint-factor "
+                f"{other!r} disagree; give one"
+            )
+        conf["checkpoint_factor"] = conf["save_interval"]
+    for key, (supported, what) in _FIXED.items():
+        if conf.get(key) is not None and conf[key] != supported:
+            raise ValueError(
+                f"{p}: {key.replace('_', '-')} {conf[key]!r} is not supported: pythia-train "
+                f"trains Pythia's architecture ({what})"
+            )
     for key, value in conf.items():
         kind = _kind(key)
         if kind is not None and value is not None:
@@ -216,6 +250,11 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
     style = conf.get("lr_decay_style", "cosine")
     if style != "cosine":
         raise ValueError(f"{p}: lr_decay_style {style!r} is not supported (cosine)")
+    precision = conf.get("precision")
+    if precision is not None and precision not in _PRECISIONS:
+        raise ValueError(
+            f"{p}: precision {precision!r} is not one of GPT-NeoX's: {', '.join(_PRECISIONS)}"
+        )
     fp16 = _section(p, conf, "fp16")
     bf16 = _section(p, conf, "bf16")
     bf16_on = _flag(p, "bf16 enabled", bf16.get("enabled", False))
@@ -236,8 +275,18 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         if act not in ("gelu",):
             raise ValueError(f"{p}: activation {act!r} is not supported (gelu)")
     gas = conf.get("gradient_accumulation_steps", conf.get("gas"))
-    if "global_batch" not in out and gas is not None and "micro_batch" in out:
-        out["global_batch"] = int(out["micro_batch"]) * int(gas) * world_size
+    if gas is not None and "micro_batch" in out:
+        implied = int(out["micro_batch"]) * int(gas) * world_size
+        if "global_batch" not in out:
+            out["global_batch"] = implied
+        elif out["global_batch"] != implied:
+            # DeepSpeed refuses this too: the three must agree on the ranks at hand.
+            raise ValueError(
+                f"{p}: train-batch-size {out['global_batch']} is not train-micro-batch-size-"
+                f"per-gpu {out['micro_batch']} × gradient-accumulation-steps {gas} × "
+                f"{world_size} data-parallel ranks ({implied}); drop one of them or make "
+                f"them agree"
+            )
     paths = conf.get("train_data_paths") or ([conf["data_path"]] if conf.get("data_path") else None)
     if paths:
         if len(paths) != 1:
