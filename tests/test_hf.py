@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +146,46 @@ def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):
     loaded = load_hf(tmp_path / "ck")
     assert torch.equal(loaded.embed_out.weight, b.embed_out.weight)
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_the_replaced_directory_is_swapped_or_comes_back_after_a_kill(tmp_path, monkeypatch):
+    import pythia_train.hf as hf
+
+    final, new = tmp_path / "step10", tmp_path / ".step10.partial"
+    for d, text in ((final, "old"), (new, "new")):
+        d.mkdir()
+        (d / "f").write_text(text)
+    hf.replace_dir(new, final)  # one renameat2 swap on Linux
+    assert (final / "f").read_text() == "new" and sorted(tmp_path.iterdir()) == [final]
+    # Where the file system cannot swap, the old directory is parked first; a kill between the
+    # two renames left no step10 at all, so resuming from SAVE (latest: step10) failed.
+    monkeypatch.setattr(hf, "_exchange", lambda a, b: False)
+    new.mkdir()
+    real_rename = os.rename
+
+    def killed_after_parking(src, dst):
+        real_rename(src, dst)
+        if Path(dst) == hf.old_dir(final):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", killed_after_parking)
+    with pytest.raises(KeyboardInterrupt):
+        hf.replace_dir(new, final)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not final.exists()
+    (tmp_path / "latest").write_text("step10\n")
+    (final.with_name(".step10.old") / "trainer_state.pt").write_bytes(b"")
+    from pythia_train.checkpoint import resolve_checkpoint
+
+    assert resolve_checkpoint(tmp_path) == final and (final / "f").read_text() == "new"
+
+
+def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path):
+    # Temp directories are 0700 and safetensors writes 0600: colleagues could not read them.
+    old = os.umask(0o022)
+    try:
+        save_hf(build_model(tiny_config(), seed=1), tmp_path / "ck")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ck").stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "ck").iterdir()} == {0o644}

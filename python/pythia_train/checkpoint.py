@@ -28,7 +28,14 @@ from torch.distributed.checkpoint.state_dict import (
 
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.distributed import DistEnv, barrier
-from pythia_train.hf import CheckpointError, load_hf_state_dict, replace_dir, write_hf_files
+from pythia_train.hf import (
+    CheckpointError,
+    load_hf_state_dict,
+    replace_dir,
+    restore_dir,
+    share_like_umask,
+    write_hf_files,
+)
 
 __all__ = ["save_checkpoint", "load_checkpoint", "resolve_checkpoint", "step_dir"]
 
@@ -127,6 +134,7 @@ def save_checkpoint(
             torch.save(trainer_state, tmp / TRAINER_STATE)
         barrier(env)
         if env.is_main:
+            share_like_umask(tmp)
             replace_dir(tmp, final)
             _write_atomic_text(root / LATEST, final.name + "\n")
     except BaseException:
@@ -140,10 +148,12 @@ def save_checkpoint(
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A step directory, or a save root whose ``latest`` file names one."""
     p = Path(path)
+    restore_dir(p)
     if (p / TRAINER_STATE).is_file():
         return p
     if (p / LATEST).is_file():
         name = (p / LATEST).read_text(encoding="utf-8").strip()
+        restore_dir(p / name)
         if (p / name / TRAINER_STATE).is_file():
             return p / name
         raise CheckpointError(f"{p / LATEST}: names {name!r}, which is not a complete checkpoint")

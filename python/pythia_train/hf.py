@@ -188,15 +188,68 @@ def _atomic_dir(final: Path):
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: a file system without it
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+def old_dir(final: Path) -> Path:
+    """Where ``replace_dir`` parks the directory it replaces, where it cannot swap."""
+    return final.with_name(f".{final.name}.old")
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temp directory into place; an older ``final`` is replaced."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    """Move a finished temp directory into place; an older ``final`` is replaced.
+
+    The two are swapped in one step where the system can, so a kill leaves either the old
+    directory or the new one in place; elsewhere the old one is first parked at
+    ``old_dir(final)``, from which ``restore_dir`` brings it back after a kill."""
+    if not final.exists():
+        os.rename(tmp, final)
+    elif _exchange(tmp, final):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old directory
+    else:
+        old = old_dir(final)
+        shutil.rmtree(old, ignore_errors=True)
         os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
+
+
+def restore_dir(final: Path) -> bool:
+    """After a kill inside ``replace_dir``'s fallback: put the parked directory back."""
+    old = old_dir(final)
+    if final.exists() or not old.is_dir():
+        return False
+    os.rename(old, final)
+    return True
+
+
+def share_like_umask(directory: Path) -> None:
+    """Give ``directory`` and the files in it the modes the umask allows: temp directories are
+    private (0700) and safetensors writes 0600, so colleagues could not read checkpoints."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for root, _dirs, files in os.walk(directory):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 def write_hf_files(
@@ -257,6 +310,7 @@ def save_hf(
     tmp = _atomic_dir(final)
     try:
         write_hf_files(tmp, model.cfg, state, safe_serialization, max_shard_bytes)
+        share_like_umask(tmp)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
