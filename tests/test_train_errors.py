@@ -382,3 +382,33 @@ def test_saying_where_checkpoints_went(data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "no checkpoint was due in steps 1..2 (--save-steps)" in result.output
     assert not (tmp_path / "ck").exists()
+
+
+def test_resume_keeps_the_checkpoints_context_and_notes_later_checkpoints(data, tmp_path):
+    ck = tmp_path / "ck"
+    args = ("--save", ck, "--train-iters", "4", "--save-steps", "2,4")
+    assert cli(*args, "--max-position-embeddings", "32", data=data["a"]).exit_code == 0
+    # Without the option, the run's context would be the default 2048 (config.json changed).
+    result = cli(*args, "--resume", ck / "step2", data=data["a"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "resuming with the checkpoint's context: max-position-embeddings 32 (asked" in out
+    assert "holds checkpoints past step 2 from a run that went further (step4)" in out
+    assert json.loads((ck / "step4" / "config.json").read_text())["max_position_embeddings"] == 32
+
+
+def test_a_config_s_global_batch_is_explained(data, tmp_path):
+    yml = tmp_path / "batch.yml"
+    yml.write_text('{"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2}')
+    result = CliRunner().invoke(
+        main,
+        [
+            *("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4"),
+            *("--vocab-size", "512", "--seq-length", str(SEQ), "--train-iters", "1"),
+            *("--device", "cpu", "--no-progress", "--data", str(data["a"]), "--config", str(yml)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "global batch 8 = train-micro-batch-size-per-gpu 4 × gradient-accumulation-steps 2" in (
+        " ".join(result.output.split())
+    )

@@ -268,7 +268,8 @@ def _check_compatible(
         if diff:
             raise CheckpointError(
                 f"{ckpt}: the checkpoint's model has {', '.join(diff)}; resume with the "
-                f"checkpoint's model shape (--model/--num-layers/... as when it was trained)"
+                f"checkpoint's model shape (--model/--num-layers/.../--gelu as when it was "
+                f"trained)"
             )
 
 

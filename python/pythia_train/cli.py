@@ -172,7 +172,19 @@ def _run(ctx: click.Context, opts: dict) -> None:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if opts["config_file"]:
-        for key, value in read_neox_config(opts["config_file"], world).items():
+        conf = read_neox_config(opts["config_file"], world)
+        parts = conf.pop("global_batch_from", None)
+        rank = int(os.environ.get("RANK", "0"))
+        if parts is not None and not given("global_batch") and rank == 0:
+            micro, gas, ranks = parts
+            click.echo(
+                f"pythia-train: note: global batch {micro * gas * ranks} = train-micro-batch-"
+                f"size-per-gpu {micro} × gradient-accumulation-steps {gas} × {ranks} "
+                f"data-parallel ranks, as DeepSpeed reckons it (Pythia's was 1024: pass "
+                f"--global-batch to keep a run's batch on fewer ranks)",
+                err=True,
+            )
+        for key, value in conf.items():
             if given(key) or (given("model") and key in _SHAPE_KEYS):
                 # An explicit --model is the whole shape; the config's shape keys give way.
                 continue

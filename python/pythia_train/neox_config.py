@@ -279,6 +279,7 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         implied = int(out["micro_batch"]) * int(gas) * world_size
         if "global_batch" not in out:
             out["global_batch"] = implied
+            out["global_batch_from"] = (int(out["micro_batch"]), int(gas), world_size)
         elif out["global_batch"] != implied:
             # DeepSpeed refuses this too: the three must agree on the ranks at hand.
             raise ValueError(

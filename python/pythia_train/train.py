@@ -51,6 +51,44 @@ def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
     }
 
 
+def _checkpoint_context(resume, model_cfg: ModelConfig, env) -> ModelConfig:
+    """The model config with the checkpoint's context (config.json's max_position_embeddings),
+    which only sizes the rotary table: a resume keeps it, as it keeps the weights."""
+    from pythia_train.checkpoint import resolve_checkpoint
+    from pythia_train.hf import config_from_hf
+
+    try:
+        f = resolve_checkpoint(resume) / "config.json"
+        saved = config_from_hf(json.loads(f.read_text(encoding="utf-8")), str(f))
+    except (ValueError, OSError):
+        return model_cfg  # load_checkpoint reports what is wrong with it
+    if saved.max_seq_len == model_cfg.max_seq_len:
+        return model_cfg
+    if env.is_main:
+        print(
+            f"pythia-train: note: resuming with the checkpoint's context: "
+            f"max-position-embeddings {saved.max_seq_len} (asked {model_cfg.max_seq_len})",
+            file=sys.stderr,
+        )
+    return dataclasses.replace(model_cfg, max_seq_len=saved.max_seq_len)
+
+
+def _note_later_checkpoints(save: Path, start: int) -> None:
+    """Resuming from an earlier step leaves the abandoned continuation's checkpoints: say so."""
+    later = sorted(
+        int(d.name[4:])
+        for d in save.glob("step*")
+        if d.name[4:].isdigit() and int(d.name[4:]) > start
+    )
+    if later:
+        names = ", ".join(f"step{n}" for n in later[:5]) + (", ..." if len(later) > 5 else "")
+        print(
+            f"pythia-train: note: {save} holds checkpoints past step {start} from a run that "
+            f"went further ({names}); this run replaces them as it reaches their steps",
+            file=sys.stderr,
+        )
+
+
 def _effective_config(cfg: TrainConfig, schedule: LRSchedule, saved: dict) -> TrainConfig:
     """``cfg`` with the schedule and optimizer settings a resumed run trains with."""
     decay = schedule.decay_iters
@@ -156,6 +194,8 @@ def train(
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
 
+    if resume is not None and init_from is None:
+        model_cfg = _checkpoint_context(resume, model_cfg, env)
     if init_from is not None:
         from pythia_train.hf import load_hf
 
@@ -224,6 +264,8 @@ def train(
             )
         # Later checkpoints record what is trained, not what was asked.
         train_cfg = _effective_config(train_cfg, schedule, saved)
+        if save is not None and env.is_main:
+            _note_later_checkpoints(Path(save), start)
         if log_path is not None and env.is_main:
             _truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
