@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from train_fixtures import random_rows, write_rows
 
+from pythia_data import IndexedDatasetBuilder
 from pythia_train.cli import main
 from pythia_train.neox_config import read_neox_config
 from pythia_train.optim import pythia_lr
@@ -412,3 +414,23 @@ def test_a_config_s_global_batch_is_explained(data, tmp_path):
     assert "global batch 8 = train-micro-batch-size-per-gpu 4 × gradient-accumulation-steps 2" in (
         " ".join(result.output.split())
     )
+
+
+def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
+    # A document dataset read through GPT-NeoX's index, whose shuffle depends on how many
+    # samples the run asks for: more train-iters re-shuffles, so the rows at the checkpoint
+    # change and the resume is refused; a share of the longer run uses --exit-interval.
+    rng = np.random.default_rng(3)
+    with IndexedDatasetBuilder(tmp_path / "docs", dtype=np.uint16) as b:
+        for _ in range(20):
+            b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
+    ck = tmp_path / "ck"
+    neox = ("--data-format", "gpt-neox", "--save", ck)
+    first = cli(*neox, "--train-iters", "2", data=tmp_path / "docs")
+    assert first.exit_code == 0, first.output
+    longer = cli(*neox, "--train-iters", "10", "--resume", ck, data=tmp_path / "docs")
+    one_line_error(longer, "the rows of step", "--exit-interval")
+    again = cli(
+        *neox, "--train-iters", "3", "--resume", ck, "--save-steps", "3", data=tmp_path / "docs"
+    )
+    assert again.exit_code == 0, again.output  # 17 → 25 samples: still one epoch, same order
