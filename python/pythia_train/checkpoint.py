@@ -246,10 +246,10 @@ def _check_compatible(
                     else f"the rows of step {step} differ from those the run trained on"
                 )
                 raise CheckpointError(
-                    f"{ckpt}: {what} (data {data.get('prefix')}); the data, its --data-format or its index "
-                    f"changed (a gpt-neox index depends on --train-iters: keep the run's and "
-                    f"stop early with --exit-interval), so the data order would not continue "
-                    f"the run"
+                    f"{ckpt}: {what} (data {data.get('prefix')}); the data, its --data-format "
+                    f"or its index changed (a gpt-neox index depends on --train-iters: keep "
+                    f"the run's and stop early with --exit-interval), so the data order would "
+                    f"not continue the run"
                 )
     elif data.get("prefix") is not None and data_prefix is not None:
         if data["prefix"] != data_prefix:

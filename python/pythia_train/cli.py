@@ -228,10 +228,14 @@ def _run(ctx: click.Context, opts: dict) -> None:
         last = records[-1]["step"]
         click.echo(f"step {last}: loss {records[-1]['loss']:.4f}{_saved(opts, train_cfg, records)}")
         if last < train_cfg.train_iters:
-            again = " (--resume SAVE)" if opts["save"] else ""
+            how = (
+                f"--resume {opts['save']} continues the run"
+                if opts["save"]
+                else "without --save there is no checkpoint to continue from"
+            )
             click.echo(
                 f"stopped at step {last} of {train_cfg.train_iters} (exit-interval "
-                f"{train_cfg.exit_interval}); the same command with --resume continues{again}"
+                f"{train_cfg.exit_interval}); {how}"
             )
     elif opts["resume"]:
         n = train_cfg.train_iters

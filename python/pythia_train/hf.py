@@ -9,6 +9,7 @@ legacy buffers of older checkpoints (``attention.bias``, ``attention.masked_bias
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -203,10 +204,10 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd, rename_exchange = -100, 2
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
-    errno = ctypes.get_errno()
-    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: a file system without it
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a file system without it
         return False
-    raise OSError(errno, os.strerror(errno), str(b))
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def old_dir(final: Path) -> Path:
@@ -237,8 +238,11 @@ def restore_dir(final: Path) -> bool:
     old = old_dir(final)
     if final.exists() or not old.is_dir():
         return False
-    os.rename(old, final)
-    return True
+    try:
+        os.rename(old, final)
+    except FileNotFoundError:
+        pass  # another rank of the same job put it back first
+    return final.exists()
 
 
 def share_like_umask(directory: Path) -> None:
