@@ -304,7 +304,9 @@ def test_neox_yml_keys():
         conf = read_neox_config(p, world_size=1)
         assert conf["num_layers"] == 2 and conf["num_attention_heads"] == 4
         assert conf["lr"] == 0.01 and conf["betas"] == (0.9, 0.95) and conf["min_lr"] == 0.001
-        assert conf["global_batch"] == 8 and conf["extra_save_iters"] == (0, 2)
+        # The global batch is micro × gas × ranks; the CLI reckons it with its micro batch.
+        assert conf["micro_batch"] * conf["grad_accum"] == 8
+        assert conf["extra_save_iters"] == (0, 2)
         assert "precision" not in conf  # fp16 disabled
         p.write_text(PYTHIA_YML.replace('"cosine"', '"linear"'))
         with pytest.raises(ValueError, match="lr_decay_style 'linear' is not supported"):

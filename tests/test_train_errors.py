@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -132,6 +133,9 @@ YML_ERRORS = [
     ('{"norm": "rmsnorm"}', "norm 'rmsnorm' is not supported"),
     ('{"precision": "bf16"}', "precision 'bf16' is not one of GPT-NeoX's: fp32, fp16, bfloat16"),
     ('{"train-iters": 5, "train_iters": 6}', "train-iters is given twice, as 5 and 6"),
+    ("train-iters: 10\ntrain-iters: 5\n", "the key 'train-iters' is given twice"),
+    ('{"precision": "fp32", "fp16": {"enabled": true}}', "disagree"),
+    ('{"precision": "bfloat16", "bf16": {"enabled": false}}', "disagree"),
     ('{"save-interval": 500, "checkpoint-factor": 1000}', "disagree"),
     (
         '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 4, "gas": 2}',
@@ -299,13 +303,13 @@ def test_resume_at_or_past_the_last_step(data, tmp_path):
 
 
 def test_seq_length_beyond_the_models_context_is_refused(data, tmp_path):
-    one_line_error(
+    usage_error(
         cli("--max-position-embeddings", "8", data=data["a"]),
-        "seq_length 16 exceeds the model's context 8",
+        "seq-length 16 exceeds the model's context 8; pass --max-position-embeddings 16",
     )
     p = tmp_path / "ctx.yml"
     p.write_text('{"max-position-embeddings": 8}')
-    one_line_error(cli("--config", p, data=data["a"]), "context 8")
+    usage_error(cli("--config", p, data=data["a"]), "context 8")
 
 
 @pytest.mark.parametrize(
@@ -321,6 +325,11 @@ def test_seq_length_beyond_the_models_context_is_refused(data, tmp_path):
         (["--model", "pythia-99m"], "unknown model 'pythia-99m'"),
         (["--hidden-size", "0"], "sizes must be positive, got hidden_size 0"),
         (["--save-steps", "-1"], "save steps must be >= 0"),
+        (["--clip-grad", "nan"], "clip-grad must be a finite number"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--weight-decay", "-1"], "weight-decay must be >= 0"),
+        (["--checkpoint-factor", "-3"], "checkpoint-factor must be >= 0"),
+        (["--peak-tflops", "-1"], "peak-tflops must be positive"),
     ],
 )
 def test_wrong_option_values_are_usage_errors(data, args, fragment):
@@ -380,10 +389,19 @@ def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
 
 
 def test_saying_where_checkpoints_went(data, tmp_path):
+    # --save-steps past the run saved nothing, not even the trained model, yet said it had.
     result = cli("--save", tmp_path / "ck", "--save-steps", "9", data=data["a"])
     assert result.exit_code == 0, result.output
-    assert "no checkpoint was due in steps 1..2 (--save-steps)" in result.output
-    assert not (tmp_path / "ck").exists()
+    assert f"checkpoints in {tmp_path / 'ck'}" in result.output
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["latest", "step2"]
+    ck = tmp_path / "ck"
+    result = cli(
+        "--save", ck, "--resume", ck, "--train-iters", "3", "--save-steps", "", data=data["a"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step2", "step3"]
+    result = cli("--save", ck, "--resume", ck, "--train-iters", "3", data=data["a"])
+    assert "the run is already complete" in result.output
 
 
 def test_resume_keeps_the_checkpoints_context_and_notes_later_checkpoints(data, tmp_path):
@@ -402,18 +420,23 @@ def test_resume_keeps_the_checkpoints_context_and_notes_later_checkpoints(data, 
 def test_a_config_s_global_batch_is_explained(data, tmp_path):
     yml = tmp_path / "batch.yml"
     yml.write_text('{"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2}')
-    result = CliRunner().invoke(
-        main,
-        [
-            *("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4"),
-            *("--vocab-size", "512", "--seq-length", str(SEQ), "--train-iters", "1"),
-            *("--device", "cpu", "--no-progress", "--data", str(data["a"]), "--config", str(yml)),
-        ],
-    )
+    args = [
+        *("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4"),
+        *("--vocab-size", "512", "--seq-length", str(SEQ), "--train-iters", "1"),
+        *("--device", "cpu", "--no-progress", "--data", str(data["a"]), "--config", str(yml)),
+    ]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "global batch 8 = train-micro-batch-size-per-gpu 4 × gradient-accumulation-steps 2" in (
+    assert "global batch 8 = micro batch 4 × gradient-accumulation-steps 2" in (
         " ".join(result.output.split())
     )
+    # A micro batch given here counts: the config's accumulation steps are kept (it was 4 × 2).
+    result = CliRunner().invoke(main, [*args, "--micro-batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "global batch 4 = micro batch 2 × gradient-accumulation-steps 2" in (
+        " ".join(result.output.split())
+    )
+    usage_error(CliRunner().invoke(main, [*args, "--global-batch", "16"]), "agree")
 
 
 def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
@@ -434,3 +457,53 @@ def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
         *neox, "--train-iters", "3", "--resume", ck, "--save-steps", "3", data=tmp_path / "docs"
     )
     assert again.exit_code == 0, again.output  # 17 → 25 samples: still one epoch, same order
+
+
+def test_a_requeue_after_a_kill_before_the_first_checkpoint_starts_over(data, tmp_path):
+    # The killed launch left log records and no checkpoint: the requeue was refused ("the
+    # --log-file already holds another run's metrics; pass --resume", which it had).
+    ck, whole = tmp_path / "ck", tmp_path / "whole.jsonl"
+    assert cli("--log-file", whole, data=data["a"]).exit_code == 0
+    ck.mkdir()
+    log = ck / "log.jsonl"  # inside the --save directory, as scripts/sample.sh puts it
+    log.write_text('{"step": 1, "loss": 9.0}\n')
+    (ck / ".latest.tmp-4242").write_text("step0\n")  # a kill's leftover
+    result = cli("--save", ck, "--resume", ck, "--log-file", log, data=data["a"])
+    assert result.exit_code == 0, result.output
+    losses = [json.loads(x)["loss"] for x in log.read_text().splitlines()]
+    assert losses == [json.loads(x)["loss"] for x in whole.read_text().splitlines()]
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
+
+
+def test_a_kill_between_a_first_checkpoint_and_latest_resumes_from_it(data, tmp_path):
+    ck = tmp_path / "ck"
+    args = ("--save", ck, "--resume", ck, "--train-iters", "3", "--save-steps", "1")
+    assert cli(*args, data=data["a"]).exit_code == 0
+    full = torch.load(ck / "step3" / "trainer_state.pt", weights_only=False)["iteration"]
+    assert full == 3
+    # As a kill right after step1's rename, before 'latest' was written, leaves it.
+    shutil.rmtree(ck / "step3")
+    (ck / "latest").unlink()
+    result = cli(*args, data=data["a"])
+    assert result.exit_code == 0, result.output  # was: "the --save directory is not empty"
+    assert (ck / "latest").read_text() == "step3\n"
+
+
+def test_a_rewind_points_latest_at_its_checkpoint_at_once(data, tmp_path, monkeypatch):
+    import pythia_train.train as train_module
+
+    ck = tmp_path / "ck"
+    assert (
+        cli("--save", ck, "--train-iters", "3", "--save-steps", "1,2", data=data["a"]).exit_code
+        == 0
+    )
+    assert (ck / "latest").read_text() == "step3\n"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the job dies before the rewound run's first save
+
+    monkeypatch.setattr(train_module, "micro_batch", killed)
+    result = cli("--save", ck, "--resume", ck / "step1", "--train-iters", "3", data=data["a"])
+    assert result.exit_code != 0
+    # A requeue (--resume SAVE) now continues the rewound run, not the abandoned step3.
+    assert (ck / "latest").read_text() == "step1\n"

@@ -37,7 +37,13 @@ from pythia_train.hf import (
     write_hf_files,
 )
 
-__all__ = ["save_checkpoint", "load_checkpoint", "resolve_checkpoint", "step_dir"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "point_latest",
+    "step_dir",
+]
 
 TRAINER_STATE = "trainer_state.pt"
 LATEST = "latest"
@@ -66,10 +72,40 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(directory: Path) -> None:
+    """Flush every file and directory under ``directory`` to the disk: a checkpoint that
+    ``latest`` names must survive a node crash or power loss, not only a killed process."""
+    for root, _dirs, files in os.walk(directory, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
 def _write_atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def point_latest(save: str | os.PathLike, ckpt: Path) -> None:
+    """Make ``SAVE/latest`` name ``ckpt`` (a step directory in SAVE)."""
+    _write_atomic_text(Path(save) / LATEST, ckpt.name + "\n")
 
 
 def save_checkpoint(
@@ -135,7 +171,9 @@ def save_checkpoint(
         barrier(env)
         if env.is_main:
             share_like_umask(tmp)
+            _sync_tree(tmp)
             replace_dir(tmp, final)
+            _fsync_dir(root)
             _write_atomic_text(root / LATEST, final.name + "\n")
     except BaseException:
         if env.is_main:
@@ -146,7 +184,9 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A step directory, or a save root whose ``latest`` file names one."""
+    """A step directory, or a save root whose ``latest`` file names one (without ``latest``,
+    as after a kill between a first checkpoint's rename and its ``latest``: the highest
+    complete ``stepN``)."""
     p = Path(path)
     restore_dir(p)
     if (p / TRAINER_STATE).is_file():
@@ -157,6 +197,13 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         if (p / name / TRAINER_STATE).is_file():
             return p / name
         raise CheckpointError(f"{p / LATEST}: names {name!r}, which is not a complete checkpoint")
+    steps = sorted(
+        (int(d.name[4:]), d)
+        for d in (p.glob("step*") if p.is_dir() else ())
+        if d.name[4:].isdigit() and (d / TRAINER_STATE).is_file()
+    )
+    if steps:
+        return steps[-1][1]
     raise CheckpointError(f"{p}: not a training checkpoint (no {TRAINER_STATE} and no {LATEST})")
 
 
@@ -246,7 +293,8 @@ def _check_compatible(
                     else f"the rows of step {step} differ from those the run trained on"
                 )
                 raise CheckpointError(
-                    f"{ckpt}: {what} (data {data.get('prefix')}); the data, its --data-format "
+                    f"{ckpt}: {what} (the run's data {data.get('prefix')}, this run's "
+                    f"{data_prefix}); the data, its --data-format "
                     f"or its index changed (a gpt-neox index depends on --train-iters: keep "
                     f"the run's and stop early with --exit-interval), so the data order would "
                     f"not continue the run"

@@ -108,8 +108,9 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "learning-rate schedule (lr, min-lr, warmup, lr-decay-iters) is the "
     "checkpoint's, and so are AdamW's weight decay, betas and eps (a note says so when "
     "this run asks for others); the --log-file loses its records past the resume step. "
-    "--resume naming the --save directory before it holds a checkpoint starts the run "
-    "(one command for the first launch and every requeue).",
+    "--resume naming the --save directory before it holds a checkpoint starts the run, "
+    "dropping the --log-file records of a launch killed before its first checkpoint (one "
+    "command for the first launch and every requeue).",
 )
 @click.option(
     "--init-from",
@@ -122,7 +123,10 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     default="0,1,2,4,8,16,32,64,128,256,512",
     help="... and at these steps (Pythia's 154-checkpoint schedule).",
 )
-@click.option("--save-steps", help="Exactly these steps instead (comma-separated).")
+@click.option(
+    "--save-steps",
+    help="Exactly these steps instead (comma-separated; '' for none), and the last step.",
+)
 @click.option(
     "--log-file",
     "log_path",
@@ -173,17 +177,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if opts["config_file"]:
         conf = read_neox_config(opts["config_file"], world)
-        parts = conf.pop("global_batch_from", None)
-        rank = int(os.environ.get("RANK", "0"))
-        if parts is not None and not given("global_batch") and rank == 0:
-            micro, gas, ranks = parts
-            click.echo(
-                f"pythia-train: note: global batch {micro * gas * ranks} = train-micro-batch-"
-                f"size-per-gpu {micro} × gradient-accumulation-steps {gas} × {ranks} "
-                f"data-parallel ranks, as DeepSpeed reckons it (Pythia's was 1024: pass "
-                f"--global-batch to keep a run's batch on fewer ranks)",
-                err=True,
-            )
+        gas = conf.pop("grad_accum", None)
         for key, value in conf.items():
             if given(key) or (given("model") and key in _SHAPE_KEYS):
                 # An explicit --model is the whole shape; the config's shape keys give way.
@@ -193,6 +187,8 @@ def _run(ctx: click.Context, opts: dict) -> None:
             if key == "resume" and not _has_checkpoint(value):
                 continue  # GPT-NeoX's "load" may name a directory that has none yet
             opts[key] = value
+        if gas is not None:
+            _global_batch_from_accumulation(opts, gas, world, given("global_batch"), conf)
     if not opts.get("data"):
         raise click.UsageError("no data: pass --data PREFIX (or train_data_paths in --config)")
     try:
@@ -201,7 +197,14 @@ def _run(ctx: click.Context, opts: dict) -> None:
         raise click.UsageError(str(e)) from None
     if opts["resume"] and opts["save"] and not _has_checkpoint(opts["resume"]):
         if Path(opts["resume"]).resolve() == Path(opts["save"]).resolve():
-            opts["resume"] = None  # the first launch of a requeued job: nothing to resume yet
+            # The first launch of a requeued job, or a launch killed before its first
+            # checkpoint: start over, dropping that attempt's log records (every rank does it,
+            # before any can train, so no rank finds the old records).
+            from pythia_train.train import truncate_log
+
+            opts["resume"] = None
+            if opts["log_path"]:
+                truncate_log(opts["log_path"], 0)
     rows = _open_data(opts["data"], opts["data_format"], train_cfg)
 
     from pythia_train.train import train
@@ -242,6 +245,28 @@ def _run(ctx: click.Context, opts: dict) -> None:
         click.echo(
             f"step {n}: the run is already complete (train-iters {n}); nothing to train "
             f"(pass a larger --train-iters to continue it)"
+        )
+
+
+def _global_batch_from_accumulation(opts: dict, gas: int, world: int, given: bool, conf) -> None:
+    """DeepSpeed's rule: global batch = micro batch × gradient accumulation × ranks."""
+    implied = int(opts["micro_batch"]) * gas * world
+    if given or "global_batch" in conf:
+        if int(opts["global_batch"]) != implied:
+            raise click.UsageError(
+                f"global batch {opts['global_batch']} is not micro batch {opts['micro_batch']} "
+                f"× the config's gradient-accumulation-steps {gas} × {world} data-parallel "
+                f"ranks ({implied}); drop one of them or make them agree"
+            )
+        return
+    opts["global_batch"] = implied
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(
+            f"pythia-train: note: global batch {implied} = micro batch {opts['micro_batch']} × "
+            f"gradient-accumulation-steps {gas} × {world} data-parallel ranks, as DeepSpeed "
+            f"reckons it (Pythia's was 1024: pass --global-batch to keep a run's batch on "
+            f"fewer ranks)",
+            err=True,
         )
 
 
@@ -326,7 +351,7 @@ def _configs(opts: dict, world: int):
         loss_scale_window=int(opts.get("loss_scale_window") or 1000),
         checkpoint_factor=int(opts["checkpoint_factor"]),
         extra_save_iters=_int_list(opts["extra_save_iters"]) or (),
-        save_steps=list(_int_list(opts["save_steps"])) if opts["save_steps"] else None,
+        save_steps=list(_int_list(opts["save_steps"])) if opts["save_steps"] is not None else None,
         log_interval=int(opts["log_interval"]),
         exit_interval=opts.get("exit_interval"),
         compile=bool(opts["compile_"]),
@@ -335,6 +360,12 @@ def _configs(opts: dict, world: int):
         peak_tflops=opts["peak_tflops"],
     )
     train_cfg.grad_accum_steps(world)  # a micro batch that does not divide: say so now
+    if not opts.get("init_from") and train_cfg.seq_length > model_cfg.max_seq_len:
+        raise ValueError(
+            f"seq-length {train_cfg.seq_length} exceeds the model's context "
+            f"{model_cfg.max_seq_len}; pass --max-position-embeddings {train_cfg.seq_length} or "
+            f"a --seq-length of at most {model_cfg.max_seq_len}"
+        )
     return model_cfg, train_cfg
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -216,8 +217,31 @@ class TrainConfig:
             raise ValueError(f"save steps must be >= 0, got {sorted(self.save_steps)}")
         if self.lr_decay_iters is not None and self.lr_decay_iters < 0:
             raise ValueError(f"lr-decay-iters must be >= 0, got {self.lr_decay_iters}")
+        numbers = {
+            "lr": self.lr,
+            "min-lr": self.min_lr,
+            "warmup": self.warmup,
+            "weight-decay": self.weight_decay,
+            "clip-grad": self.grad_clip,
+            "eps": self.eps,
+            "betas": self.betas[0],
+            "betas ": self.betas[1],
+            "peak-tflops": self.peak_tflops,
+        }
+        bad = [k.strip() for k, v in numbers.items() if v is not None and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be a finite number")
         if self.grad_clip < 0:
             raise ValueError(f"clip-grad must be >= 0 (0: no clipping), got {self.grad_clip}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if self.checkpoint_factor < 0:
+            raise ValueError(
+                f"checkpoint-factor must be >= 0 (0: only the extra save iters), got "
+                f"{self.checkpoint_factor}"
+            )
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ValueError(f"peak-tflops must be positive, got {self.peak_tflops}")
         if self.lr < 0 or (self.min_lr is not None and self.min_lr < 0):
             raise ValueError(f"learning rates must be >= 0 (lr {self.lr}, min-lr {self.min_lr})")
         if self.min_lr is not None and self.min_lr > self.lr:
@@ -253,8 +277,11 @@ class TrainConfig:
 
     def checkpoint_steps(self) -> list[int]:
         if self.save_steps is not None:
-            # Steps past train_iters are kept for nothing: a run resumed with more may reach them.
-            return sorted({s for s in self.save_steps if s <= self.train_iters})
+            # Steps past train_iters wait for a run resumed with more; the last step is always
+            # saved (the model trained is the run's product, and a requeue sees it is done).
+            return sorted(
+                {s for s in self.save_steps if s <= self.train_iters} | {self.train_iters}
+            )
         return pythia_checkpoint_steps(
             self.train_iters, self.checkpoint_factor, self.extra_save_iters
         )

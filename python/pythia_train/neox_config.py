@@ -158,7 +158,17 @@ def _loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            # YAML keeps the last of two equal keys; a run config must not lose one silently.
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep)
 
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -263,6 +273,14 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
     fp16_on = fp16_on or conf.get("precision") == "fp16"
     if bf16_on and fp16_on:
         raise ValueError(f"{p}: both fp16 and bf16 are enabled; enable at most one")
+    if precision is not None:
+        named = {"fp32": "fp32", "fp16": "fp16", "bfloat16": "bf16"}[precision]
+        for section, on, name in ((fp16, fp16_on, "fp16"), (bf16, bf16_on, "bf16")):
+            enabled = section.get("enabled")
+            if (on and named != name) or (enabled is False and named == name):
+                raise ValueError(
+                    f"{p}: precision {precision!r} and {name} enabled: {enabled} disagree; give one"
+                )
     if bf16_on:
         out["precision"] = "bf16"
     elif fp16_on:
@@ -275,12 +293,13 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         if act not in ("gelu",):
             raise ValueError(f"{p}: activation {act!r} is not supported (gelu)")
     gas = conf.get("gradient_accumulation_steps", conf.get("gas"))
-    if gas is not None and "micro_batch" in out:
+    if gas is not None:
+        # The global batch is micro × gas × ranks, with the micro batch that the command line
+        # may still change: the caller reckons it (pythia-train's CLI does).
+        out["grad_accum"] = int(gas)
+    if gas is not None and "micro_batch" in out and "global_batch" in out:
         implied = int(out["micro_batch"]) * int(gas) * world_size
-        if "global_batch" not in out:
-            out["global_batch"] = implied
-            out["global_batch_from"] = (int(out["micro_batch"]), int(gas), world_size)
-        elif out["global_batch"] != implied:
+        if out["global_batch"] != implied:
             # DeepSpeed refuses this too: the three must agree on the ranks at hand.
             raise ValueError(
                 f"{p}: train-batch-size {out['global_batch']} is not train-micro-batch-size-"

@@ -13,7 +13,13 @@ from pathlib import Path
 import torch
 
 from pythia_data.progress import progress_bar
-from pythia_train.checkpoint import load_checkpoint, save_checkpoint
+from pythia_train.checkpoint import (
+    LATEST,
+    load_checkpoint,
+    point_latest,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.data import RowSource, batch_digest, micro_batch
 from pythia_train.distributed import (
@@ -132,11 +138,15 @@ def _data_prefix(rows: RowSource) -> str | None:
 def _check_fresh_outputs(save, log_path) -> None:
     """A new run must not mix its checkpoints or metrics with another run's."""
     if save is not None and Path(save).is_dir():
-        # A crashed first save leaves only a .stepN.partial, which the next save replaces.
+        # A crashed first save leaves only a .stepN.partial (which the next save replaces) or a
+        # .latest.tmp-PID; an empty --log-file may sit in the directory too.
+        log = Path(log_path).resolve() if log_path is not None else None
         entries = [
             e.name
             for e in Path(save).iterdir()
             if not (e.name.startswith(".step") and e.name.endswith(".partial"))
+            and not e.name.startswith(f".{LATEST}.tmp-")
+            and not (e.resolve() == log and e.is_file() and not e.stat().st_size)
         ]
         if entries:
             raise ValueError(
@@ -150,7 +160,7 @@ def _check_fresh_outputs(save, log_path) -> None:
         )
 
 
-def _truncate_log(log_path, step: int) -> None:
+def truncate_log(log_path, step: int) -> None:
     """Keep the records of steps <= step (a resumed run logs the later ones again)."""
     p = Path(log_path)
     if not p.is_file():
@@ -266,8 +276,15 @@ def train(
         train_cfg = _effective_config(train_cfg, schedule, saved)
         if save is not None and env.is_main:
             _note_later_checkpoints(Path(save), start)
+            # A rewind: until its first save, a requeue (--resume SAVE) must come back here,
+            # not to the abandoned run's later checkpoint that 'latest' still names.
+            ckpt = resolve_checkpoint(resume)
+            if ckpt.parent.resolve() == Path(save).resolve() and (
+                resolve_checkpoint(save).resolve() != ckpt.resolve()
+            ):
+                point_latest(save, ckpt)
         if log_path is not None and env.is_main:
-            _truncate_log(log_path, start)
+            truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
 
     def checkpoint(step: int) -> None:
