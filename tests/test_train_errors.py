@@ -473,6 +473,14 @@ def test_a_requeue_after_a_kill_before_the_first_checkpoint_starts_over(data, tm
     losses = [json.loads(x)["loss"] for x in log.read_text().splitlines()]
     assert losses == [json.loads(x)["loss"] for x in whole.read_text().splitlines()]
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
+    # The same through a GPT-NeoX config whose "load" is its "save".
+    yml, other = tmp_path / "run.yml", tmp_path / "other"
+    yml.write_text(json.dumps({"save": str(other), "load": str(other)}))
+    other.mkdir()
+    (other / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    result = cli("--config", yml, "--log-file", other / "log.jsonl", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert (other / "latest").read_text() == "step2\n"
 
 
 def test_a_kill_between_a_first_checkpoint_and_latest_resumes_from_it(data, tmp_path):

@@ -184,7 +184,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
                 continue
             if key == "extra_save_iters":
                 value = ",".join(str(v) for v in value)
-            if key == "resume" and not _has_checkpoint(value):
+            if key == "resume" and not (_has_checkpoint(value) or _same_dir(value, opts["save"])):
                 continue  # GPT-NeoX's "load" may name a directory that has none yet
             opts[key] = value
         if gas is not None:
@@ -195,8 +195,8 @@ def _run(ctx: click.Context, opts: dict) -> None:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    if opts["resume"] and opts["save"] and not _has_checkpoint(opts["resume"]):
-        if Path(opts["resume"]).resolve() == Path(opts["save"]).resolve():
+    if opts["resume"] and not _has_checkpoint(opts["resume"]):
+        if _same_dir(opts["resume"], opts["save"]):
             # The first launch of a requeued job, or a launch killed before its first
             # checkpoint: start over, dropping that attempt's log records (every rank does it,
             # before any can train, so no rank finds the old records).
@@ -246,6 +246,10 @@ def _run(ctx: click.Context, opts: dict) -> None:
             f"step {n}: the run is already complete (train-iters {n}); nothing to train "
             f"(pass a larger --train-iters to continue it)"
         )
+
+
+def _same_dir(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
 
 def _global_batch_from_accumulation(opts: dict, gas: int, world: int, given: bool, conf) -> None:
