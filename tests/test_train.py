@@ -136,7 +136,12 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     # The checkpoints: HF model + trainer state, 'latest' names the last, no partial leftovers.
     assert resolve_checkpoint(tmp_path / "a") == tmp_path / "a" / "step6"
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["latest", "step3", "step6"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        ".log-file",
+        "latest",
+        "step3",
+        "step6",
+    ]
     state = torch.load(tmp_path / "a" / "step3" / "trainer_state.pt", weights_only=False)
     assert state["iteration"] == 3 and state["data"]["consumed_rows"] == 24
     log = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
@@ -337,7 +342,12 @@ def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp
     )
     assert result.exit_code == 0, result.output
     assert "step 2: loss" in result.output
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["latest", "step0", "step2"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        ".log-file",
+        "latest",
+        "step0",
+        "step2",
+    ]
     model = load_hf(tmp_path / "ck" / "step2")
     assert model.cfg.num_layers == 2 and model.cfg.gelu_approximate == "tanh"
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2

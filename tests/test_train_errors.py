@@ -378,7 +378,7 @@ def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     first = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
     assert first.exit_code == 0, first.output
     assert "stopped at step 4 of 6 (exit-interval 4)" in first.output
-    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step1", "step4"]
+    assert sorted(p.name for p in ck.iterdir()) == [".log-file", "latest", "step1", "step4"]
     second = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
     assert second.exit_code == 0, second.output
     assert "stopped" not in second.output and second.output.startswith("step 6: loss")
@@ -459,26 +459,43 @@ def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
     assert again.exit_code == 0, again.output  # 17 → 25 samples: still one epoch, same order
 
 
-def test_a_requeue_after_a_kill_before_the_first_checkpoint_starts_over(data, tmp_path):
+def test_a_requeue_after_a_kill_before_the_first_checkpoint_starts_over(
+    data, tmp_path, monkeypatch
+):
     # The killed launch left log records and no checkpoint: the requeue was refused ("the
     # --log-file already holds another run's metrics; pass --resume", which it had).
+    import pythia_train.train as train_module
+
     ck, whole = tmp_path / "ck", tmp_path / "whole.jsonl"
     assert cli("--log-file", whole, data=data["a"]).exit_code == 0
-    ck.mkdir()
     log = ck / "log.jsonl"  # inside the --save directory, as scripts/sample.sh puts it
-    log.write_text('{"step": 1, "loss": 9.0}\n')
+    command = ("--save", ck, "--resume", ck, "--log-file", log, "--save-steps", "")
+    real = train_module.micro_batch
+
+    def killed_at_step_1(source, step, *a, **k):
+        if step == 1:
+            raise KeyboardInterrupt
+        return real(source, step, *a, **k)
+
+    monkeypatch.setattr(train_module, "micro_batch", killed_at_step_1)
+    assert cli(*command, data=data["a"]).exit_code != 0
+    monkeypatch.setattr(train_module, "micro_batch", real)
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1]
     (ck / ".latest.tmp-4242").write_text("step0\n")  # a kill's leftover
-    result = cli("--save", ck, "--resume", ck, "--log-file", log, data=data["a"])
+    result = cli(*command, data=data["a"])
     assert result.exit_code == 0, result.output
     losses = [json.loads(x)["loss"] for x in log.read_text().splitlines()]
     assert losses == [json.loads(x)["loss"] for x in whole.read_text().splitlines()]
-    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
-    # The same through a GPT-NeoX config whose "load" is its "save".
+    # A log that is not the save directory's own (another run's) is never reset.
+    other_ck, other_log = tmp_path / "ck2", tmp_path / "other.jsonl"
+    other_log.write_text(whole.read_text())
+    result = cli("--save", other_ck, "--resume", other_ck, "--log-file", other_log, data=data["a"])
+    one_line_error(result, "already holds another run's metrics")
+    assert other_log.read_text() == whole.read_text()
+    # The same requeue through a GPT-NeoX config whose "load" is its "save".
     yml, other = tmp_path / "run.yml", tmp_path / "other"
     yml.write_text(json.dumps({"save": str(other), "load": str(other)}))
-    other.mkdir()
-    (other / "log.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
-    result = cli("--config", yml, "--log-file", other / "log.jsonl", data=data["a"])
+    result = cli("--config", yml, data=data["a"])
     assert result.exit_code == 0, result.output
     assert (other / "latest").read_text() == "step2\n"
 
@@ -515,3 +532,42 @@ def test_a_rewind_points_latest_at_its_checkpoint_at_once(data, tmp_path, monkey
     assert result.exit_code != 0
     # A requeue (--resume SAVE) now continues the rewound run, not the abandoned step3.
     assert (ck / "latest").read_text() == "step1\n"
+
+
+def test_a_latest_naming_a_removed_step(data, tmp_path):
+    ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    args = ("--save", ck, "--log-file", log, "--train-iters", "4", "--save-steps", "1,2")
+    assert cli(*args, data=data["a"]).exit_code == 0
+    shutil.rmtree(ck / "step4")  # 'latest' still names it
+    before = log.read_text()
+    # A requeue says what is wrong; it used to take this for a first launch, empty the log,
+    # then refuse the non-empty directory.
+    one_line_error(cli(*args, "--resume", ck, data=data["a"]), "names 'step4'", "stepN")
+    assert log.read_text() == before
+    # A rewind to a step that is there works (it used to stop at the broken 'latest').
+    result = cli(*args, "--resume", ck / "step2", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert (ck / "latest").read_text() == "step4\n"
+
+
+def test_a_parked_checkpoint_comes_back_without_latest(data, tmp_path):
+    # Where no swap is possible, a replace parks the old step at .stepN.old; a kill then,
+    # before any 'latest', left every later launch refused ("it holds '.step1.old'").
+    ck = tmp_path / "ck"
+    assert cli("--save", ck, "--train-iters", "1", data=data["a"]).exit_code == 0
+    (ck / "latest").unlink()
+    (ck / "step1").rename(ck / ".step1.old")
+    result = cli("--save", ck, "--resume", ck, "--train-iters", "2", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step1", "step2"]
+
+
+def test_a_rewind_says_which_later_checkpoints_stay(data, tmp_path):
+    ck = tmp_path / "ck"
+    args = ("--save", ck, "--train-iters", "4")
+    assert cli(*args, "--save-steps", "1,3", data=data["a"]).exit_code == 0
+    result = cli(*args, "--save-steps", "2", "--resume", ck / "step1", data=data["a"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "past step 1 from a run that went further (step3, step4)" in out
+    assert "except step3, which stay from the other run" in out

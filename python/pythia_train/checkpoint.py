@@ -42,6 +42,7 @@ __all__ = [
     "load_checkpoint",
     "resolve_checkpoint",
     "point_latest",
+    "has_checkpoint",
     "step_dir",
 ]
 
@@ -101,6 +102,24 @@ def _write_atomic_text(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def has_checkpoint(save: str | os.PathLike) -> bool:
+    """Whether a save directory holds anything to resume: a complete checkpoint, or a
+    ``latest`` (even one naming a missing step, which resuming then reports)."""
+    p = Path(save)
+    if (p / LATEST).is_file():
+        return True
+    try:
+        resolve_checkpoint(p)
+    except CheckpointError:
+        return False
+    return True
+
+
+#: Written into a new run's save directory: the log file that belongs to the run, so that a
+#: requeue may reset that log and no other.
+RUN_LOG = ".log-file"
 
 
 def point_latest(save: str | os.PathLike, ckpt: Path) -> None:
@@ -196,7 +215,12 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         restore_dir(p / name)
         if (p / name / TRAINER_STATE).is_file():
             return p / name
-        raise CheckpointError(f"{p / LATEST}: names {name!r}, which is not a complete checkpoint")
+        raise CheckpointError(
+            f"{p / LATEST}: names {name!r}, which is not a complete checkpoint; pass --resume "
+            f"{p}/stepN for a complete one, or repair {LATEST}"
+        )
+    for parked in p.glob(".step*.old") if p.is_dir() else ():
+        restore_dir(p / parked.name[1:-4])  # parked by a replace that a kill interrupted
     steps = sorted(
         (int(d.name[4:]), d)
         for d in (p.glob("step*") if p.is_dir() else ())

@@ -195,16 +195,21 @@ def _run(ctx: click.Context, opts: dict) -> None:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    if opts["resume"] and not _has_checkpoint(opts["resume"]):
-        if _same_dir(opts["resume"], opts["save"]):
-            # The first launch of a requeued job, or a launch killed before its first
-            # checkpoint: start over, dropping that attempt's log records (every rank does it,
-            # before any can train, so no rank finds the old records).
-            from pythia_train.train import truncate_log
+    if opts["resume"] and _same_dir(opts["resume"], opts["save"]):
+        from pythia_train.checkpoint import RUN_LOG, has_checkpoint
 
+        if not has_checkpoint(opts["save"]):
+            # The first launch of a requeued job, or a launch killed before its first
+            # checkpoint: start over. That launch's log records go, if the save directory
+            # claims the log (a log of another run stays, and the start refuses it).
             opts["resume"] = None
-            if opts["log_path"]:
-                truncate_log(opts["log_path"], 0)
+            claim = Path(opts["save"]) / RUN_LOG
+            log = opts["log_path"]
+            if log and int(os.environ.get("RANK", "0")) == 0 and claim.is_file():
+                if claim.read_text(encoding="utf-8").strip() == str(Path(log).resolve()):
+                    from pythia_train.train import truncate_log
+
+                    truncate_log(log, 0)
     rows = _open_data(opts["data"], opts["data_format"], train_cfg)
 
     from pythia_train.train import train

@@ -14,7 +14,7 @@ import torch
 
 from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import (
-    LATEST,
+    RUN_LOG,
     load_checkpoint,
     point_latest,
     resolve_checkpoint,
@@ -28,6 +28,7 @@ from pythia_train.distributed import (
     no_grad_sync,
     wrap_model,
 )
+from pythia_train.hf import CheckpointError
 from pythia_train.model import GPTNeoX, build_model
 from pythia_train.optim import LRSchedule, build_optimizer
 
@@ -79,20 +80,32 @@ def _checkpoint_context(resume, model_cfg: ModelConfig, env) -> ModelConfig:
     return dataclasses.replace(model_cfg, max_seq_len=saved.max_seq_len)
 
 
-def _note_later_checkpoints(save: Path, start: int) -> None:
-    """Resuming from an earlier step leaves the abandoned continuation's checkpoints: say so."""
+def _note_later_checkpoints(save: Path, start: int, save_steps: list[int]) -> None:
+    """Resuming from an earlier step leaves the abandoned continuation's checkpoints: say which
+    this run replaces and which stay."""
     later = sorted(
         int(d.name[4:])
         for d in save.glob("step*")
         if d.name[4:].isdigit() and int(d.name[4:]) > start
     )
-    if later:
-        names = ", ".join(f"step{n}" for n in later[:5]) + (", ..." if len(later) > 5 else "")
-        print(
-            f"pythia-train: note: {save} holds checkpoints past step {start} from a run that "
-            f"went further ({names}); this run replaces them as it reaches their steps",
-            file=sys.stderr,
-        )
+    if not later:
+        return
+
+    def names(steps: list[int]) -> str:
+        return ", ".join(f"step{n}" for n in steps[:5]) + (", ..." if len(steps) > 5 else "")
+
+    stay = [n for n in later if n not in set(save_steps)]
+    fate = (
+        f"this run replaces them at its save steps, except {names(stay)}, which stay from "
+        f"the other run (remove them, or save into a new directory, to keep one trajectory)"
+        if stay
+        else "this run replaces them as it reaches their steps"
+    )
+    print(
+        f"pythia-train: note: {save} holds checkpoints past step {start} from a run that went "
+        f"further ({names(later)}); {fate}",
+        file=sys.stderr,
+    )
 
 
 def _effective_config(cfg: TrainConfig, schedule: LRSchedule, saved: dict) -> TrainConfig:
@@ -145,7 +158,8 @@ def _check_fresh_outputs(save, log_path) -> None:
             e.name
             for e in Path(save).iterdir()
             if not (e.name.startswith(".step") and e.name.endswith(".partial"))
-            and not e.name.startswith(f".{LATEST}.tmp-")
+            and not (e.name.startswith(".") and ".tmp-" in e.name)  # an atomic write's temp
+            and e.name != RUN_LOG
             and not (e.resolve() == log and e.is_file() and not e.stat().st_size)
         ]
         if entries:
@@ -153,7 +167,9 @@ def _check_fresh_outputs(save, log_path) -> None:
                 f"{save}: the --save directory is not empty (it holds {sorted(entries)[0]!r}); "
                 f"pass --resume {save} to continue that run, or another --save directory"
             )
-    if log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
+    # Only the main rank writes the log, and only it may have reset it (a requeue).
+    main = os.environ.get("RANK", "0") == "0"
+    if main and log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
         raise ValueError(
             f"{log_path}: the --log-file already holds another run's metrics; pass --resume to "
             f"continue that run, or another --log-file"
@@ -200,6 +216,13 @@ def train(
     """
     if resume is None:
         _check_fresh_outputs(save, log_path)
+        if save is not None and log_path is not None and os.environ.get("RANK", "0") == "0":
+            # Claim the log for this run's save directory (see the CLI's requeue).
+            Path(save).mkdir(parents=True, exist_ok=True)
+            claim = Path(save) / RUN_LOG
+            tmp = claim.with_name(f"{claim.name}.tmp-{os.getpid()}")
+            tmp.write_text(str(Path(log_path).resolve()) + "\n", encoding="utf-8")
+            os.replace(tmp, claim)
     env = init_distributed(device)
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
@@ -275,14 +298,17 @@ def train(
         # Later checkpoints record what is trained, not what was asked.
         train_cfg = _effective_config(train_cfg, schedule, saved)
         if save is not None and env.is_main:
-            _note_later_checkpoints(Path(save), start)
+            _note_later_checkpoints(Path(save), start, train_cfg.checkpoint_steps())
             # A rewind: until its first save, a requeue (--resume SAVE) must come back here,
             # not to the abandoned run's later checkpoint that 'latest' still names.
             ckpt = resolve_checkpoint(resume)
-            if ckpt.parent.resolve() == Path(save).resolve() and (
-                resolve_checkpoint(save).resolve() != ckpt.resolve()
-            ):
-                point_latest(save, ckpt)
+            if ckpt.parent.resolve() == Path(save).resolve():
+                try:
+                    current = resolve_checkpoint(save).resolve()
+                except CheckpointError:
+                    current = None  # 'latest' names a step that is gone
+                if current != ckpt.resolve():
+                    point_latest(save, ckpt)
         if log_path is not None and env.is_main:
             truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
