@@ -137,7 +137,6 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     # The checkpoints: HF model + trainer state, 'latest' names the last, no partial leftovers.
     assert resolve_checkpoint(tmp_path / "a") == tmp_path / "a" / "step6"
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        ".log-file",
         "latest",
         "step3",
         "step6",
@@ -343,7 +342,6 @@ def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp
     assert result.exit_code == 0, result.output
     assert "step 2: loss" in result.output
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
-        ".log-file",
         "latest",
         "step0",
         "step2",

@@ -378,7 +378,7 @@ def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     first = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
     assert first.exit_code == 0, first.output
     assert "stopped at step 4 of 6 (exit-interval 4)" in first.output
-    assert sorted(p.name for p in ck.iterdir()) == [".log-file", "latest", "step1", "step4"]
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step1", "step4"]
     second = cli(*command, "--log-file", log, "--save-steps", "1", data=data["a"])
     assert second.exit_code == 0, second.output
     assert "stopped" not in second.output and second.output.startswith("step 6: loss")
@@ -570,4 +570,60 @@ def test_a_rewind_says_which_later_checkpoints_stay(data, tmp_path):
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "past step 1 from a run that went further (step3, step4)" in out
-    assert "except step3, which stay from the other run" in out
+    assert "except step3, which stays from the other run (remove it," in out
+
+
+def test_a_log_is_reset_only_for_the_run_that_owns_it(data, tmp_path, monkeypatch):
+    import pythia_train.train as train_module
+
+    ref = tmp_path / "ref.jsonl"
+    assert cli("--save", tmp_path / "ref", "--log-file", ref, data=data["a"]).exit_code == 0
+    ref_text = ref.read_text()
+    # A resume or requeue with a checkpoint truncated whichever log it was given.
+    ra = tmp_path / "ra"
+    assert cli("--save", ra, "--log-file", tmp_path / "la.jsonl", data=data["a"]).exit_code == 0
+    one_line_error(
+        cli("--save", ra, "--resume", ra, "--log-file", ref, "--train-iters", "3", data=data["a"]),
+        "is the log of the run saved in",
+    )
+    assert ref.read_text() == ref_text
+    # A run killed before its first record, whose log another run then took over.
+    shared, r1, r2 = tmp_path / "shared.jsonl", tmp_path / "r1", tmp_path / "r2"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "micro_batch", killed)
+    assert cli("--save", r1, "--resume", r1, "--log-file", shared, data=data["a"]).exit_code
+    monkeypatch.undo()
+    assert cli("--save", r2, "--log-file", shared, data=data["a"]).exit_code == 0
+    taken = shared.read_text()
+    assert taken
+    one_line_error(
+        cli("--save", r1, "--resume", r1, "--log-file", shared, data=data["a"]),
+        "already holds another run's metrics",
+    )
+    assert shared.read_text() == taken
+
+
+def test_a_linked_log_stays_a_link(data, tmp_path):
+    real, link, ck = tmp_path / "real.jsonl", tmp_path / "link.jsonl", tmp_path / "ck"
+    real.touch()
+    link.symlink_to(real)
+    args = ("--save", ck, "--resume", ck, "--log-file", link, "--train-iters", "4")
+    for _ in range(2):
+        assert cli(*args, "--exit-interval", "2", data=data["a"]).exit_code == 0
+    assert link.is_symlink()
+    assert [json.loads(x)["step"] for x in real.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_config_load_with_a_broken_latest_is_reported(data, tmp_path):
+    a = tmp_path / "a"
+    assert (
+        cli("--save", a, "--train-iters", "2", "--save-steps", "1", data=data["a"]).exit_code == 0
+    )
+    shutil.rmtree(a / "step2")
+    yml = tmp_path / "c.yml"
+    yml.write_text(json.dumps({"load": str(a), "save": str(tmp_path / "b")}))
+    # It started a new run from scratch.
+    one_line_error(cli("--config", yml, data=data["a"]), "names 'step2'")

@@ -43,6 +43,8 @@ __all__ = [
     "resolve_checkpoint",
     "point_latest",
     "has_checkpoint",
+    "claim_log",
+    "log_owner",
     "step_dir",
 ]
 
@@ -117,9 +119,25 @@ def has_checkpoint(save: str | os.PathLike) -> bool:
     return True
 
 
-#: Written into a new run's save directory: the log file that belongs to the run, so that a
-#: requeue may reset that log and no other.
-RUN_LOG = ".log-file"
+def log_owner_file(log_path: str | os.PathLike) -> Path:
+    """Beside a ``--log-file``: the save directory of the run that writes it, so that a
+    requeue or resume resets that log only for its own run."""
+    log = Path(log_path).resolve()
+    return log.with_name(f".{log.name}.owner")
+
+
+def log_owner(log_path: str | os.PathLike) -> Path | None:
+    f = log_owner_file(log_path)
+    try:
+        return Path(f.read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+
+
+def claim_log(log_path: str | os.PathLike, save: str | os.PathLike) -> None:
+    owner = log_owner_file(log_path)
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic_text(owner, str(Path(save).resolve()) + "\n")
 
 
 def point_latest(save: str | os.PathLike, ckpt: Path) -> None:

@@ -169,6 +169,7 @@ def main(**opts) -> None:
 
 
 def _run(ctx: click.Context, opts: dict) -> None:
+    from pythia_train.checkpoint import has_checkpoint
     from pythia_train.neox_config import read_neox_config
 
     def given(key: str) -> bool:
@@ -184,7 +185,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
                 continue
             if key == "extra_save_iters":
                 value = ",".join(str(v) for v in value)
-            if key == "resume" and not (_has_checkpoint(value) or _same_dir(value, opts["save"])):
+            if key == "resume" and not (has_checkpoint(value) or _same_dir(value, opts["save"])):
                 continue  # GPT-NeoX's "load" may name a directory that has none yet
             opts[key] = value
         if gas is not None:
@@ -196,17 +197,16 @@ def _run(ctx: click.Context, opts: dict) -> None:
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if opts["resume"] and _same_dir(opts["resume"], opts["save"]):
-        from pythia_train.checkpoint import RUN_LOG, has_checkpoint
+        from pythia_train.checkpoint import has_checkpoint, log_owner
 
         if not has_checkpoint(opts["save"]):
             # The first launch of a requeued job, or a launch killed before its first
-            # checkpoint: start over. That launch's log records go, if the save directory
-            # claims the log (a log of another run stays, and the start refuses it).
+            # checkpoint: start over. That launch's log records go, if the log is this run's
+            # (a log of another run stays, and the start refuses it).
             opts["resume"] = None
-            claim = Path(opts["save"]) / RUN_LOG
             log = opts["log_path"]
-            if log and int(os.environ.get("RANK", "0")) == 0 and claim.is_file():
-                if claim.read_text(encoding="utf-8").strip() == str(Path(log).resolve()):
+            if log and int(os.environ.get("RANK", "0")) == 0:
+                if log_owner(log) == Path(opts["save"]).resolve():
                     from pythia_train.train import truncate_log
 
                     truncate_log(log, 0)
@@ -376,16 +376,6 @@ def _configs(opts: dict, world: int):
             f"a --seq-length of at most {model_cfg.max_seq_len}"
         )
     return model_cfg, train_cfg
-
-
-def _has_checkpoint(path: str) -> bool:
-    from pythia_train.checkpoint import resolve_checkpoint
-
-    try:
-        resolve_checkpoint(path)
-    except ValueError:
-        return False
-    return True
 
 
 def _pythia_key(name: str) -> str:

@@ -14,8 +14,9 @@ import torch
 
 from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import (
-    RUN_LOG,
+    claim_log,
     load_checkpoint,
+    log_owner,
     point_latest,
     resolve_checkpoint,
     save_checkpoint,
@@ -96,8 +97,10 @@ def _note_later_checkpoints(save: Path, start: int, save_steps: list[int]) -> No
 
     stay = [n for n in later if n not in set(save_steps)]
     fate = (
-        f"this run replaces them at its save steps, except {names(stay)}, which stay from "
-        f"the other run (remove them, or save into a new directory, to keep one trajectory)"
+        f"this run replaces them at its save steps, except {names(stay)}, which "
+        f"{'stays' if len(stay) == 1 else 'stay'} from the other run (remove "
+        f"{'it' if len(stay) == 1 else 'them'}, or save into a new directory, to keep one "
+        f"trajectory)"
         if stay
         else "this run replaces them as it reaches their steps"
     )
@@ -159,7 +162,7 @@ def _check_fresh_outputs(save, log_path) -> None:
             for e in Path(save).iterdir()
             if not (e.name.startswith(".step") and e.name.endswith(".partial"))
             and not (e.name.startswith(".") and ".tmp-" in e.name)  # an atomic write's temp
-            and e.name != RUN_LOG
+            and not (e.name.startswith(".") and e.name.endswith(".owner"))  # a log's owner
             and not (e.resolve() == log and e.is_file() and not e.stat().st_size)
         ]
         if entries:
@@ -178,7 +181,7 @@ def _check_fresh_outputs(save, log_path) -> None:
 
 def truncate_log(log_path, step: int) -> None:
     """Keep the records of steps <= step (a resumed run logs the later ones again)."""
-    p = Path(log_path)
+    p = Path(log_path).resolve()  # a linked log is rewritten where it lives, link kept
     if not p.is_file():
         return
     kept = []
@@ -214,15 +217,17 @@ def train(
     that holds records; a resumed run drops the log's records past its resume step. A resumed
     run keeps the checkpoint's learning-rate schedule (printing a note if this one differs).
     """
+    if resume is not None and save is not None and log_path is not None:
+        owner = log_owner(log_path)
+        if owner is not None and owner != Path(save).resolve():
+            raise ValueError(
+                f"{log_path}: this --log-file is the log of the run saved in {owner}; pass "
+                f"that run's --save, or another --log-file"
+            )
     if resume is None:
         _check_fresh_outputs(save, log_path)
         if save is not None and log_path is not None and os.environ.get("RANK", "0") == "0":
-            # Claim the log for this run's save directory (see the CLI's requeue).
-            Path(save).mkdir(parents=True, exist_ok=True)
-            claim = Path(save) / RUN_LOG
-            tmp = claim.with_name(f"{claim.name}.tmp-{os.getpid()}")
-            tmp.write_text(str(Path(log_path).resolve()) + "\n", encoding="utf-8")
-            os.replace(tmp, claim)
+            claim_log(log_path, save)  # a requeue may reset this log, and only this run's
     env = init_distributed(device)
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
@@ -310,6 +315,8 @@ def train(
                 if current != ckpt.resolve():
                     point_latest(save, ckpt)
         if log_path is not None and env.is_main:
+            if save is not None:
+                claim_log(log_path, save)
             truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
 
