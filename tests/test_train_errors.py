@@ -627,3 +627,34 @@ def test_a_config_load_with_a_broken_latest_is_reported(data, tmp_path):
     yml.write_text(json.dumps({"load": str(a), "save": str(tmp_path / "b")}))
     # It started a new run from scratch.
     one_line_error(cli("--config", yml, data=data["a"]), "names 'step2'")
+
+
+def test_runs_without_save_own_their_logs_too(data, tmp_path, monkeypatch):
+    import pythia_train.train as train_module
+
+    a, log = tmp_path / "a", tmp_path / "a.jsonl"
+    assert cli("--save", a, "--log-file", log, "--train-iters", "3", data=data["a"]).exit_code == 0
+    text = log.read_text()
+    # A resume without --save cut A's log and appended its own records.
+    one_line_error(
+        cli("--resume", a / "step3", "--log-file", log, "--train-iters", "4", data=data["a"]),
+        "is the log of the run saved in",
+    )
+    assert log.read_text() == text
+    # A no-save run took over a log whose owner file still named a killed run: that run's
+    # requeue emptied the no-save run's records.
+    r, shared = tmp_path / "r", tmp_path / "shared.jsonl"
+
+    def killed(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "micro_batch", killed)
+    assert cli("--save", r, "--resume", r, "--log-file", shared, data=data["a"]).exit_code
+    monkeypatch.undo()
+    assert cli("--log-file", shared, data=data["a"]).exit_code == 0
+    taken = shared.read_text()
+    one_line_error(
+        cli("--save", r, "--resume", r, "--log-file", shared, data=data["a"]),
+        "already holds another run's metrics",
+    )
+    assert shared.read_text() == taken

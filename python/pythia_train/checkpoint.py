@@ -45,6 +45,7 @@ __all__ = [
     "has_checkpoint",
     "claim_log",
     "log_owner",
+    "run_id",
     "step_dir",
 ]
 
@@ -120,24 +121,34 @@ def has_checkpoint(save: str | os.PathLike) -> bool:
 
 
 def log_owner_file(log_path: str | os.PathLike) -> Path:
-    """Beside a ``--log-file``: the save directory of the run that writes it, so that a
-    requeue or resume resets that log only for its own run."""
+    """Beside a ``--log-file``: which run writes it (its save directory, or ``-`` for a run
+    without one), so that a resume or requeue cuts that log only for its own run."""
     log = Path(log_path).resolve()
     return log.with_name(f".{log.name}.owner")
 
 
-def log_owner(log_path: str | os.PathLike) -> Path | None:
-    f = log_owner_file(log_path)
+#: What ``log_owner`` says of a log written by a run without a save directory.
+NO_SAVE = "-"
+
+
+def log_owner(log_path: str | os.PathLike) -> str | None:
+    """The save directory (resolved, as a string) of the run that writes the log, ``NO_SAVE``,
+    or None when nothing is recorded."""
     try:
-        return Path(f.read_text(encoding="utf-8").strip())
+        return log_owner_file(log_path).read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 
 
-def claim_log(log_path: str | os.PathLike, save: str | os.PathLike) -> None:
+def run_id(save: str | os.PathLike | None) -> str:
+    """How ``log_owner`` names the run saved in ``save``."""
+    return NO_SAVE if save is None else str(Path(save).resolve())
+
+
+def claim_log(log_path: str | os.PathLike, save: str | os.PathLike | None) -> None:
     owner = log_owner_file(log_path)
     owner.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic_text(owner, str(Path(save).resolve()) + "\n")
+    _write_atomic_text(owner, run_id(save) + "\n")
 
 
 def point_latest(save: str | os.PathLike, ckpt: Path) -> None:

@@ -197,7 +197,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if opts["resume"] and _same_dir(opts["resume"], opts["save"]):
-        from pythia_train.checkpoint import has_checkpoint, log_owner
+        from pythia_train.checkpoint import has_checkpoint, log_owner, run_id
 
         if not has_checkpoint(opts["save"]):
             # The first launch of a requeued job, or a launch killed before its first
@@ -206,7 +206,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             opts["resume"] = None
             log = opts["log_path"]
             if log and int(os.environ.get("RANK", "0")) == 0:
-                if log_owner(log) == Path(opts["save"]).resolve():
+                if log_owner(log) == run_id(opts["save"]):
                     from pythia_train.train import truncate_log
 
                     truncate_log(log, 0)

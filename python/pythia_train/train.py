@@ -14,11 +14,14 @@ import torch
 
 from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import (
+    NO_SAVE,
     claim_log,
     load_checkpoint,
     log_owner,
+    log_owner_file,
     point_latest,
     resolve_checkpoint,
+    run_id,
     save_checkpoint,
 )
 from pythia_train.configs import ModelConfig, TrainConfig
@@ -217,16 +220,18 @@ def train(
     that holds records; a resumed run drops the log's records past its resume step. A resumed
     run keeps the checkpoint's learning-rate schedule (printing a note if this one differs).
     """
-    if resume is not None and save is not None and log_path is not None:
+    if resume is not None and log_path is not None:
         owner = log_owner(log_path)
-        if owner is not None and owner != Path(save).resolve():
+        if owner is not None and owner != run_id(save):
+            whose = "a run without --save" if owner == NO_SAVE else f"the run saved in {owner}"
             raise ValueError(
-                f"{log_path}: this --log-file is the log of the run saved in {owner}; pass "
-                f"that run's --save, or another --log-file"
+                f"{log_path}: this --log-file is the log of {whose}; pass that run's --save, "
+                f"or another --log-file (if that run's directory moved, delete "
+                f"{log_owner_file(log_path)})"
             )
     if resume is None:
         _check_fresh_outputs(save, log_path)
-        if save is not None and log_path is not None and os.environ.get("RANK", "0") == "0":
+        if log_path is not None and os.environ.get("RANK", "0") == "0":
             claim_log(log_path, save)  # a requeue may reset this log, and only this run's
     env = init_distributed(device)
     accum = train_cfg.grad_accum_steps(env.world_size)
@@ -315,8 +320,7 @@ def train(
                 if current != ckpt.resolve():
                     point_latest(save, ckpt)
         if log_path is not None and env.is_main:
-            if save is not None:
-                claim_log(log_path, save)
+            claim_log(log_path, save)
             truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
 
