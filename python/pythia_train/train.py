@@ -217,8 +217,11 @@ def train(
     Run it as a plain process or under torchrun; ranks split each global batch as GPT-NeoX does.
 
     A new run (no ``resume``) refuses a ``save`` directory that is not empty and a ``log_path``
-    that holds records; a resumed run drops the log's records past its resume step. A resumed
-    run keeps the checkpoint's learning-rate schedule (printing a note if this one differs).
+    that holds records; a resumed run drops the log's records past its resume step, and
+    refuses a log that another run writes (``.LOG.owner`` beside it names that run's save
+    directory). A resumed run keeps the checkpoint's learning-rate schedule and AdamW
+    settings (printing a note if this one asks for others), and continues only on the rows
+    the checkpoint's run trained on.
     """
     if resume is not None and log_path is not None:
         owner = log_owner(log_path)
