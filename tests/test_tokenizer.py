@@ -244,6 +244,13 @@ def test_a_single_str_given_to_a_batch_call_names_that_call(ours):
             getattr(ours, name)("one text")
 
 
+def test_bytes_given_to_a_batch_call_say_texts_are_str(ours):
+    for name in ("encode_batch", "encode_batch_flat"):
+        for texts in (b"abc", bytearray(b"abc")):
+            with pytest.raises(TypeError, match=f"^{name} takes a sequence of str texts"):
+                getattr(ours, name)(texts)
+
+
 def test_from_str_of_bytes_is_a_type_error():
     with pytest.raises(TypeError, match="from_str takes the JSON text as a str"):
         Tokenizer.from_str(DEFAULT_TOKENIZER.read_bytes())
@@ -388,6 +395,13 @@ def test_the_constructor_loads_a_path_or_the_bundled_file(tmp_path, ours, ref):
         Tokenizer(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="for the JSON text itself use Tokenizer.from_str"):
         Tokenizer(DEFAULT_TOKENIZER.read_text())
+
+
+def test_a_file_whose_name_starts_with_a_brace_is_a_path(tmp_path, monkeypatch, ref):
+    # Only text that names no file is taken for JSON given by mistake.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "{neox}.json").write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    assert Tokenizer("{neox}.json").encode("a {b}").tolist() == ref.encode("a {b}").ids
 
 
 def test_bool_ids_decode_as_0_and_1_like_ints(ours, ref):

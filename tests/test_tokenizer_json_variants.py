@@ -119,6 +119,44 @@ def test_wrong_typed_fields_are_refused_like_the_reference(tmp_path, edit, match
     refused(cfg, tmp_path, match)
 
 
+def _drop(section, key):
+    def edit(cfg):
+        if section is None:
+            del cfg[key]
+        else:
+            del cfg[section][key]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        *[
+            (_drop(section, key), rf'{section} ByteLevel has no "{key}" \(a required field\)')
+            for section in ("pre_tokenizer", "post_processor", "decoder")
+            for key in ("add_prefix_space", "trim_offsets")
+        ],
+        (lambda cfg: cfg.update(version=None), r'"version": invalid type: null'),
+        (lambda cfg: cfg.update(version="2.0"), r'unknown tokenizer.json version "2.0"'),
+        (lambda cfg: cfg.update(vocab_extra=[]), r'unknown top-level key "vocab_extra"'),
+    ],
+)
+def test_files_the_reference_refuses_are_refused(tmp_path, edit, match):
+    cfg = config()
+    edit(cfg)
+    with pytest.raises(Exception):  # noqa: B017 - the oracle's own error type
+        tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    refused(cfg, tmp_path, match)
+
+
+def test_a_file_without_a_version_loads_as_the_reference_loads_it(tmp_path):
+    cfg = config()
+    del cfg["version"]
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, TEXTS)
+
+
 def test_null_where_the_reference_allows_it(tmp_path):
     cfg = config()
     cfg["model"]["ignore_merges"] = None

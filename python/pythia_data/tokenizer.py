@@ -31,7 +31,8 @@ class Tokenizer:
                 f"GPT-NeoX-20B), not {type(path).__name__}; from_str takes its JSON text"
             )
         path = os.fsdecode(DEFAULT_TOKENIZER if path is None else path)
-        if path.lstrip().startswith("{"):
+        # JSON text passed by mistake; a file whose name starts with "{" is still a path.
+        if path.lstrip().startswith("{") and not os.path.exists(path):
             raise ValueError(
                 "Tokenizer takes a path; for the JSON text itself use Tokenizer.from_str"
             )
@@ -105,6 +106,11 @@ class Tokenizer:
 def _as_list(texts: Sequence[str], caller: str) -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{caller} takes a sequence of texts; use encode for one text")
+    if isinstance(texts, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{caller} takes a sequence of str texts, not {type(texts).__name__}; "
+            "decode bytes first (for example texts=[b.decode()])"
+        )
     return texts if isinstance(texts, list) else list(texts)
 
 

@@ -92,6 +92,38 @@ fn check_normalizer(v: &Value) -> Result<bool> {
     }
 }
 
+/// The keys the reference reads at the top level; it refuses a file with any other, and a
+/// version other than the one it writes.
+const TOP_LEVEL_KEYS: [&str; 9] = [
+    "version",
+    "truncation",
+    "padding",
+    "added_tokens",
+    "normalizer",
+    "pre_tokenizer",
+    "post_processor",
+    "decoder",
+    "model",
+];
+
+fn check_top_level(root: &Value) -> Result<()> {
+    let Some(map) = root.as_object() else {
+        return Err(invalid("not a tokenizer.json: not a JSON object"));
+    };
+    if let Some(key) = map.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "unknown top-level key {key:?} (the reference refuses it; its keys are {})",
+            TOP_LEVEL_KEYS.join(", ")
+        )));
+    }
+    match field::<&str>(root, "version", "tokenizer.json")? {
+        None | Some("1.0") => Ok(()),
+        Some(v) => Err(invalid(format!(
+            "unknown tokenizer.json version {v:?} (the reference reads version \"1.0\")"
+        ))),
+    }
+}
+
 /// A component's `"type"` as the messages name it: quoted, or said to be missing.
 fn named(type_name: Option<&str>) -> String {
     type_name.map_or_else(|| "without a \"type\"".to_string(), |t| format!("{t:?}"))
@@ -109,6 +141,14 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool)
             "unsupported {what} {} (only ByteLevel is supported)",
             named(type_of(v))
         )));
+    }
+    // The reference has no defaults for these two and refuses a file without them.
+    for key in ["add_prefix_space", "trim_offsets"] {
+        if v.get(key).is_none() {
+            return Err(invalid(format!(
+                "{what} ByteLevel has no \"{key}\" (a required field)"
+            )));
+        }
     }
     let add_prefix_space = flag(v, "add_prefix_space", what, false)?;
     flag(v, "trim_offsets", what, false)?;
@@ -225,6 +265,7 @@ impl TokenizerConfig {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let root: Value = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("not a valid tokenizer.json: {e}")))?;
+        check_top_level(&root)?;
         let model = root
             .get("model")
             .ok_or_else(|| invalid("not a tokenizer.json: no \"model\""))?;
@@ -428,6 +469,46 @@ impl TokenizerConfig {
 
 #[cfg(test)]
 mod tests {
+    /// A ByteLevel component as the reference writes it (it requires both flags).
+    const BL: &str = r#"{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true}"#;
+
+    fn minimal(extra: &str, pre_tokenizer: &str) -> String {
+        format!(
+            r#"{{"model": {{"type": "BPE", "vocab": {{"a": 0}}, "merges": []}},
+                 "pre_tokenizer": {pre_tokenizer}, "decoder": {BL}{extra}}}"#
+        )
+    }
+
+    fn refusal_of(json: &str) -> String {
+        TokenizerConfig::parse(json.as_bytes())
+            .err()
+            .expect("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn files_the_reference_refuses_are_refused() {
+        assert!(TokenizerConfig::parse(minimal("", BL).as_bytes()).is_ok());
+        assert!(TokenizerConfig::parse(minimal(r#", "version": "1.0""#, BL).as_bytes()).is_ok());
+        let err = refusal_of(&minimal(r#", "version": "2.0""#, BL));
+        assert!(err.contains("unknown tokenizer.json version \"2.0\""), "{err}");
+        let err = refusal_of(&minimal(r#", "version": 1"#, BL));
+        assert!(err.contains("\"version\": invalid type"), "{err}");
+        let err = refusal_of(&minimal(r#", "extra": null"#, BL));
+        assert!(err.contains("unknown top-level key \"extra\""), "{err}");
+        for missing in ["add_prefix_space", "trim_offsets"] {
+            let pre = BL.replace(&format!(r#", "{missing}": "#), r#", "x": "#);
+            let pre = pre.replace(r#""x": false"#, "").replace(r#""x": true"#, "");
+            let pre = pre.replace(", ,", ",").replace(", }", "}");
+            let err = refusal_of(&minimal("", &pre));
+            assert!(
+                err.contains(&format!("pre_tokenizer ByteLevel has no \"{missing}\"")),
+                "{pre}: {err}"
+            );
+        }
+        assert_eq!(refusal_of("[1]"), "not a tokenizer.json: not a JSON object");
+    }
+
     use super::*;
 
     fn token(id: u32, content: &str) -> AddedToken {
@@ -467,7 +548,7 @@ mod tests {
         let json = |vocab: &str| {
             format!(
                 r#"{{"model": {{"type": "BPE", "vocab": {vocab}, "merges": []}},
-                     "pre_tokenizer": {{"type": "ByteLevel"}}, "decoder": {{"type": "ByteLevel"}}}}"#
+                     "pre_tokenizer": {BL}, "decoder": {BL}}}"#
             )
         };
         assert!(TokenizerConfig::parse(json(r#"{"a": 0, "b": 1}"#).as_bytes()).is_ok());
@@ -486,7 +567,7 @@ mod tests {
         let json = |normalizer: &str, decoder: &str| {
             format!(
                 r#"{{"model": {{"type": "BPE", "vocab": {{"a": 0}}, "merges": []}},
-                     "normalizer": {normalizer}, "pre_tokenizer": {{"type": "ByteLevel"}},
+                     "normalizer": {normalizer}, "pre_tokenizer": {BL},
                      "decoder": {decoder}}}"#
             )
         };
@@ -496,7 +577,7 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        let byte_level = r#"{"type": "ByteLevel"}"#;
+        let byte_level = BL;
         assert_eq!(
             refusal(r#"{"type": "Lowercase"}"#, byte_level),
             "unsupported normalizer \"Lowercase\" (only NFC or none is supported)"
