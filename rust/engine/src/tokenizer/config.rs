@@ -491,7 +491,10 @@ mod tests {
         assert!(TokenizerConfig::parse(minimal("", BL).as_bytes()).is_ok());
         assert!(TokenizerConfig::parse(minimal(r#", "version": "1.0""#, BL).as_bytes()).is_ok());
         let err = refusal_of(&minimal(r#", "version": "2.0""#, BL));
-        assert!(err.contains("unknown tokenizer.json version \"2.0\""), "{err}");
+        assert!(
+            err.contains("unknown tokenizer.json version \"2.0\""),
+            "{err}"
+        );
         let err = refusal_of(&minimal(r#", "version": 1"#, BL));
         assert!(err.contains("\"version\": invalid type"), "{err}");
         let err = refusal_of(&minimal(r#", "extra": null"#, BL));
