@@ -89,6 +89,25 @@ def test_directory_expansion_drops_a_link_that_sorts_before_its_target(tmp_path)
     assert find_inputs([d]) == [d / "b_link.jsonl", d / "m.jsonl", d / "z.jsonl"]
 
 
+def test_directory_expansion_follows_linked_directories_but_not_loops(tmp_path):
+    # A linked folder's files were silently left out (rglob does not follow links).
+    d = tmp_path / "corpus"
+    write_jsonl(d / "a.jsonl", ["in the corpus itself"])
+    write_jsonl(tmp_path / "elsewhere" / "b.jsonl", ["in a linked folder"])
+    (d / "more").symlink_to("../elsewhere")
+    (d / "loop").symlink_to(".")  # back to the corpus: not followed
+    (d / "sub").mkdir()
+    write_jsonl(d / "sub" / "c.jsonl", ["in a subfolder"])
+    (d / "sub" / "up").symlink_to("..")  # up the tree: not followed either
+    (d / "again").symlink_to("sub")  # sorts before sub: c.jsonl stays at its own place
+    assert find_inputs([d]) == [d / "a.jsonl", d / "more" / "b.jsonl", d / "sub" / "c.jsonl"]
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(
+        ["in the corpus itself", "in a linked folder", "in a subfolder"]
+    )
+
+
 def test_directory_whose_files_are_all_listed_adds_nothing(tmp_path):
     # Each was refused: "no input files in this directory", which was false.
     d = tmp_path / "a"
@@ -601,3 +620,58 @@ def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     table = list(dict.fromkeys(subsets))
     assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == table
     assert np.load(tmp_path / "out.subsets.npy").tolist() == [table.index(s) for s in subsets]
+
+
+# --- outputs and inputs in each other's way ---------------------------------------------------
+
+
+def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path):
+    # `-o data` with data.bin as an input replaced the input by the tokens.
+    for name, prefix in (("data.bin", "data"), ("x.subsets.json", "x"), ("y.idx", "y.bin")):
+        src = tmp_path / name
+        write_jsonl(src, ["precious input"])
+        before = src.read_bytes()
+        result = run(src, "--output", tmp_path / prefix)
+        assert result.exit_code == 2, result.output
+        assert f"would overwrite {src}, an input: choose another --output" in result.output
+        assert src.read_bytes() == before
+    with pytest.raises(ValueError, match="would overwrite"):
+        tokenize_files([tmp_path / "data.bin"], tmp_path / "data")
+
+
+def test_an_output_ending_with_a_slash_is_refused(tmp_path):
+    # Path() dropped the slash: "-o new/" wrote new.bin beside the folder meant.
+    write_jsonl(tmp_path / "a.jsonl", ["a document"])
+    result = run(tmp_path / "a.jsonl", "--output", f"{tmp_path / 'new'}/")
+    assert result.exit_code == 2, result.output
+    assert "names a folder, not a dataset prefix: give a prefix inside it" in result.output
+    assert not (tmp_path / "new.bin").exists() and not (tmp_path / "new").exists()
+
+
+def test_compressed_data_named_as_plain_text_says_what_it_is(tmp_path):
+    # Read as text, it gave "invalid JSON: invalid UTF-8 at byte N".
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    line = json.dumps({"text": "a document"}).encode() + b"\n"
+    cases = {
+        "a.jsonl.bz2": (bz2.compress(line), "bzip2-compressed data, which tokenize does not read"),
+        "a.jsonl.xz": (lzma.compress(line), "xz-compressed data, which tokenize does not read"),
+        "z.jsonl": (zstandard.compress(line), "zstd-compressed data in a file not named .zst"),
+        "g.jsonl": (gzip.compress(line), "gzip-compressed data in a file not named .gz"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        result = run(tmp_path / name, "--output", tmp_path / "out")
+        assert result.exit_code == 1, result.output
+        assert f"{tmp_path / name}: {message}" in result.output
+    # With --on-error skip such a file is skipped and counted, as a corrupt stream is.
+    write_jsonl(tmp_path / "ok.jsonl", ["a document"])
+    result = run(tmp_path / "a.jsonl.xz", tmp_path / "ok.jsonl", "-o", tmp_path / "out",
+                 "--on-error", "skip")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 bad lines or streams" in result.output
+    assert token_lists(tmp_path / "out") == expected(["a document"])

@@ -446,6 +446,10 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "cli"), *map(str, globbed)])
     assert result.exit_code == 0, result.output
     assert dataset_bytes(tmp_path / "cli") == dataset_bytes(tmp_path / "single")
+    # A glob that matches only the subset files names no dataset: said, not "no input".
+    subsets_only = sorted(tmp_path.glob("pile-*.subsets.*"))
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "z"), *map(str, subsets_only)])
+    assert result.exit_code == 2 and "only subset files were given" in result.output
     result = run(d, "--output", tmp_path / "x", "--shard-index", 3, "--num-shards", 3)
     assert result.exit_code != 0 and "--shard-index" in result.output
     # More shards than files: a usage error (status 2) naming the option to change.

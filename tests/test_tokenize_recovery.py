@@ -174,6 +174,32 @@ def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
 
 
+def _edit_keeping_size_and_time(path: Path, old: bytes, new: bytes) -> None:
+    st = path.stat()
+    data = path.read_bytes()
+    assert len(old) == len(new) and old in data
+    path.write_bytes(data.replace(old, new, 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_an_input_edited_in_place_with_its_size_and_time_kept_is_not_resumed(tmp_path):
+    # As `cp -p` or `rsync -t` of an edited copy leaves it: the resumed run mixed the first
+    # run's documents with the edited file's rest.
+    src = write_jsonl(tmp_path / "in.jsonl", DOCS * 50)
+    prefix = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [src], prefix, threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
+            progress=stop_on_call(3), progress_seconds=0,
+        )  # fmt: skip
+    _edit_keeping_size_and_time(src, b"document 0:", b"DOCUMENT 0:")
+    report = tokenize_files([src], prefix)
+    assert "starts over" in report["restart_note"] and report["resumed_documents"] == 0
+    edited = ["DOCUMENT 0:" + DOCS[0][len("document 0:") :], *DOCS[1:], *DOCS * 49]
+    assert items(prefix) == oracle_ids(edited)
+
+
 def test_a_parquet_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")

@@ -70,10 +70,12 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     DatasetDict: one per split). JSON-lines files, Parquet files and saved datasets may be
     mixed.
 
-    Directory expansion skips names starting with ``.`` (editor, VCS and download leftovers)
-    and files whose resolved path is already listed (a link to an input read twice), as well as
-    links to files the expansion finds itself, whatever their names' order. A directory whose
-    files are all listed already adds nothing."""
+    Directory expansion follows links to directories (cluster layouts link dataset folders
+    into one tree), except a link back to a directory it is inside (a loop). It skips names
+    starting with ``.`` (editor, VCS and download leftovers) and files whose resolved path is
+    already listed (a link to an input read twice), as well as files it reaches both directly
+    and through a link, whatever their names' order: such a file is read once, at its own
+    place. A directory whose files are all listed already adds nothing."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -119,9 +121,7 @@ def _directory_files(directory: Path) -> list[Path]:
     files are not searched."""
     found: list[Path] = []
     datasets: list[Path] = []
-    for f in sorted(directory.rglob("*")):
-        if any(part.startswith(".") for part in f.relative_to(directory).parts):
-            continue
+    for f in sorted(_walk(directory, [directory.resolve()])):
         if datasets and f.is_relative_to(datasets[-1]):
             continue  # sorted by path, a dataset's own files come right after it
         if f.name.lower().endswith(INPUT_SUFFIXES):
@@ -134,6 +134,25 @@ def _directory_files(directory: Path) -> list[Path]:
             datasets.append(f)
             found.append(f)
     return found
+
+
+def _walk(directory: Path, inside: list[Path]) -> Iterator[Path]:
+    """Every entry under ``directory`` whose name does not start with ``.``, through links to
+    directories too, but not into one of ``inside`` (the resolved directories the walk is in:
+    a link to one of them would loop)."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as e:
+        raise PythiaDataError(f"{directory}: cannot list this directory ({e.strerror})") from e
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = directory / entry.name
+        yield path
+        if entry.is_dir(follow_symlinks=True):
+            real = path.resolve()
+            if real not in inside:
+                yield from _walk(path, [*inside, real])
 
 
 def _unlisted(directory: Path, found: list[Path], listed: set[Path]) -> list[Path]:
@@ -245,6 +264,7 @@ def tokenize_files(
         for p in map(Path, inputs)
         for split in (_dataset_dict_splits(p) if (p / "dataset_dict.json").is_file() else [p])
     ]
+    _refuse_output_over_input(output, paths)
     if any(_is_arrow_source(p) for p in paths):
         json_options = dict(
             threads=threads,
@@ -272,6 +292,20 @@ def tokenize_files(
         progress=progress,
         progress_seconds=progress_seconds,
     )
+
+
+def _refuse_output_over_input(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an output whose files would replace an input (``-o data`` with ``data.bin`` as
+    an input): compared as resolved files, so links and relative paths do not hide it."""
+    outputs = {
+        Path(f"{os.fspath(output)}{ext}").resolve()
+        for ext in (".bin", ".idx", ".subsets.npy", ".subsets.json")
+    }
+    for p in inputs:
+        if p.resolve() in outputs:
+            raise ValueError(
+                f"the output {output} would overwrite {p}, an input: choose another --output"
+            )
 
 
 def merge_subsets(output: PathLike, inputs: Sequence[PathLike]) -> None:
@@ -412,12 +446,17 @@ def _num_rows(source: Path) -> int:
 
 
 def _stamp(source: Path) -> str:
-    """Sizes and modification times of the files ``source`` is read from, which a resumed run
-    checks are unchanged. A saved dataset's are its own files': ``save_to_disk`` over an
-    earlier save rewrites them in place, which leaves the directory's time as it was."""
+    """Sizes, modification times and sampled-block digests of the files ``source`` is read
+    from, which a resumed run checks are unchanged. A saved dataset's are its own files':
+    ``save_to_disk`` over an earlier save rewrites them in place, which leaves the directory's
+    time as it was."""
     saved = _is_hf_dataset(source)
     files = [source / "state.json", *_saved_data_files(source)] if saved else [source]
-    return " ".join(f"{st.st_size}:{st.st_mtime_ns}" for st in map(Path.stat, files))
+    # Not a file (a directory given by mistake): refused later, with a message that says so.
+    return " ".join(
+        f"{st.st_size}:{st.st_mtime_ns}:{_core.sampled_digest(f) if f.is_file() else '-'}"
+        for f, st in zip(files, map(Path.stat, files), strict=True)
+    )
 
 
 def _size(source: Path) -> int:

@@ -40,6 +40,11 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
             continue
         out.append(prefix)
         previous = arg
+    if not out and inputs:
+        raise click.UsageError(
+            "only subset files were given: name the datasets (PREFIX, PREFIX.bin or PREFIX.idx); "
+            "their PREFIX.subsets.npy/.json are merged with them"
+        )
     return out
 
 

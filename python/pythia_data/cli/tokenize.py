@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,13 @@ import click
 from pythia_data.cli._stops import StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
-from pythia_data.tokenize import find_inputs, shard_inputs, shard_prefix, tokenize_files
+from pythia_data.tokenize import (
+    _refuse_output_over_input,
+    find_inputs,
+    shard_inputs,
+    shard_prefix,
+    tokenize_files,
+)
 from pythia_data.tokenizer import Tokenizer
 
 
@@ -68,7 +75,8 @@ class _Bar:
     "--output",
     "-o",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
+    callback=lambda ctx, param, value: _output_prefix(value),
     help="Dataset prefix: writes PREFIX.bin, PREFIX.idx, PREFIX.subsets.{npy,json}.",
 )
 @click.option(
@@ -165,15 +173,17 @@ def command(
     """Tokenize INPUT... into a GPT-NeoX indexed dataset, as `preprocess_data.py --append-eod`
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
-    .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively and
-    sorted, skipping names that start with "." and links to files found or listed already), and
+    .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively, through
+    linked folders too, and sorted, skipping names that start with "." and links to files found
+    or listed already), and
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
     (Parquet and saved datasets need pyarrow). A file named twice is read twice, as `merge`
     merges a dataset named twice.
     Each line is read as Python's json.loads reads it (NaN and Infinity included); blank
     lines are no documents and are passed over.
 
-    Killed runs continue from their last checkpoint when started again with the same command;
+    Killed runs continue from their last checkpoint when started again with the same command
+    (one whose inputs changed since, in size, time or a digest of 16 sampled blocks, starts over);
     so do runs stopped by a full disk or another system error, whose work directory
     (PREFIX.partial/) is kept. Bad input stops the run and leaves nothing behind.
     """
@@ -193,6 +203,10 @@ def command(
                 f"whole files and there are only {total}; use --num-shards {total} or fewer",
                 param_hint="--num-shards",
             )
+    try:
+        _refuse_output_over_input(output, files)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     tokenizer = Tokenizer.from_file(tokenizer_path)
     with StopRequests() as stops:
         bar = _Bar(enabled=not quiet, stops=stops)
@@ -220,6 +234,17 @@ def command(
             bar.close()
         # Still under the handlers: a stop now finds the output complete.
         _print_summary(report, output, len(files))
+
+
+def _output_prefix(value: str) -> Path:
+    # Path() drops a trailing slash: "-o new/" would write new.bin beside the folder meant.
+    if value.endswith(("/", os.sep)):
+        raise click.BadParameter(
+            f"{value!r} names a folder, not a dataset prefix: give a prefix inside it, such as "
+            f"{os.path.join(value, 'pile')!r} (writes pile.bin and pile.idx there)",
+            param_hint="--output",
+        )
+    return Path(value)
 
 
 def _print_summary(report: dict, output: Path, files: int) -> None:

@@ -134,6 +134,12 @@ fn join_subsets(py: Python<'_>, inputs: Vec<PathBuf>) -> PyResult<(Py<PyBytes>, 
     ))
 }
 
+/// A digest of sampled blocks of `path`, which a resumed run checks with its size and time.
+#[pyfunction]
+fn sampled_digest(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    py.detach(|| tokenize::sampled_digest(&path)).py_err()
+}
+
 /// The checkpointed output fed with batches of texts from Python (Parquet files and Hugging Face
 /// `save_to_disk` datasets, read with pyarrow): the same resumable files and layout as
 /// `tokenize_files`, with the position (source index, rows consumed) kept by the caller.
@@ -372,5 +378,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TokenizeWriter>()?;
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(merge_subsets, m)?)?;
-    m.add_function(wrap_pyfunction!(join_subsets, m)?)
+    m.add_function(wrap_pyfunction!(join_subsets, m)?)?;
+    m.add_function(wrap_pyfunction!(sampled_digest, m)?)
 }

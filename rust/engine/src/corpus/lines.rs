@@ -42,6 +42,49 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The magic bytes of compressed formats. No JSON line starts with any of them, and read as
+/// text such a file would only give "invalid JSON" or "invalid UTF-8" errors.
+const COMPRESSED: [(&[u8], &str); 7] = [
+    (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    (&[0x1f, 0x8b], "gzip"),
+    (b"BZh", "bzip2"),
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    (b"PK\x03\x04", "zip"),
+    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7z"),
+];
+
+/// Refuse a file named as plain text that holds compressed data, saying what to do.
+fn refuse_compressed(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 6];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    let Some((_, format)) = COMPRESSED.iter().find(|(m, _)| head[..n].starts_with(m)) else {
+        return Ok(());
+    };
+    let what = match *format {
+        "zstd" => "zstd-compressed data in a file not named .zst or .zstd: rename it (the \
+                   compression is chosen by the file's last suffix)"
+            .to_string(),
+        "gzip" => "gzip-compressed data in a file not named .gz: rename it (the compression is \
+                   chosen by the file's last suffix)"
+            .to_string(),
+        other => format!(
+            "{other}-compressed data, which tokenize does not read: decompress it, or \
+             recompress it with zstd (.jsonl.zst) or gzip (.jsonl.gz)"
+        ),
+    };
+    Err(Error::corrupt(path, what))
+}
+
 /// The decompressed bytes of `path`; `counter` (if any) counts the bytes read from the file.
 pub fn open_decompressed(
     path: &Path,
@@ -61,6 +104,9 @@ pub fn open_decompressed(
             path,
             format!("an empty file, not a {what} stream"),
         ));
+    }
+    if compression == Compression::None {
+        refuse_compressed(&file, path)?;
     }
     let file = Counting {
         inner: file,

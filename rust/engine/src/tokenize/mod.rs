@@ -9,11 +9,13 @@
 //! are tokenized at once, each into a part appended in order (`parallel_files.rs`).
 
 mod direct_append;
+mod input_digest;
 mod lock;
 mod output;
 mod parallel_files;
 mod subsets;
 
+pub use input_digest::sampled_digest;
 pub use output::{
     npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
     TokenizedOutput, MAX_EXAMPLES,
@@ -526,7 +528,8 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
                 "a directory, not an input file: pass the files in it (pythia_data.tokenize's \
                  find_inputs lists them as `pythia-data tokenize` does)"
             } else {
-                "not a regular file"
+                "not a regular file (a FIFO, socket or device): tokenize reads inputs it can \
+                 measure and reopen to resume; save the stream to a file first"
             };
             return Err(Error::invalid(format!("{}: {what}", p.display())));
         }
@@ -536,7 +539,13 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        fingerprint.push_str(&format!("\n{} {} {}", p.display(), m.len(), mtime));
+        fingerprint.push_str(&format!(
+            "\n{} {} {} {}",
+            p.display(),
+            m.len(),
+            mtime,
+            sampled_digest(p)?
+        ));
     }
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

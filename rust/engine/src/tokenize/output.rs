@@ -325,7 +325,8 @@ impl TokenizedOutput {
             None => None,
             Some(_) if !same_command => Some(format!(
                 "the checkpoint in {} was made by a different command (other inputs, options or \
-                 tokenizer), so this run starts over",
+                 tokenizer, or an input whose size, time or content changed since), so this run \
+                 starts over",
                 dir.display()
             )),
             Some(v) if !complete && !has_files(v) => Some(format!(
