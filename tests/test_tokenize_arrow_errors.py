@@ -108,6 +108,40 @@ def test_directory_expansion_follows_linked_directories_but_not_loops(tmp_path):
     )
 
 
+def test_an_alias_link_to_a_folder_of_the_tree_moves_nothing(tmp_path):
+    # latest -> v2 listed v2's linked file at latest/, ahead of v2's own first file.
+    write_jsonl(tmp_path / "store" / "blob1", ["the linked document"])
+    tree = tmp_path / "tree"
+    write_jsonl(tree / "v2" / "part1.jsonl", ["the first document"])
+    (tree / "v2" / "part2.jsonl").symlink_to("../../store/blob1")
+    want = [tree / "v2" / "part1.jsonl", tree / "v2" / "part2.jsonl"]
+    assert find_inputs([tree]) == want
+    (tree / "latest").symlink_to("v2")
+    assert find_inputs([tree]) == want
+
+
+def test_many_links_to_one_folder_search_it_once(tmp_path):
+    # Each folder was searched once per path to it: 2^n paths down a chain of paired links.
+    n = 30
+    for i in range(n + 1):
+        (tmp_path / f"L{i}").mkdir()
+    for i in range(n):
+        (tmp_path / f"L{i}" / "a").symlink_to(f"../L{i + 1}")
+        (tmp_path / f"L{i}" / "b").symlink_to(f"../L{i + 1}")
+    write_jsonl(tmp_path / f"L{n}" / "x.jsonl", ["at the bottom"])
+    path = tmp_path / "L0" / Path(*["a"] * n) / "x.jsonl"
+    assert find_inputs([tmp_path / "L0"]) == [path]
+
+
+def test_a_broken_link_is_an_error_not_a_gap(tmp_path):
+    d = tmp_path / "in"
+    write_jsonl(d / "a.jsonl", ["a document"])
+    (d / "mnt").symlink_to(tmp_path / "unmounted")
+    result = run(d, "--output", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert f"{d / 'mnt'}: a broken link (to {tmp_path / 'unmounted'})" in result.output
+
+
 def test_directory_whose_files_are_all_listed_adds_nothing(tmp_path):
     # Each was refused: "no input files in this directory", which was false.
     d = tmp_path / "a"
@@ -637,14 +671,23 @@ def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path):
         assert src.read_bytes() == before
     with pytest.raises(ValueError, match="would overwrite"):
         tokenize_files([tmp_path / "data.bin"], tmp_path / "data")
+    # Shard 1's output over an input of shard 0 (each shard checked only its own inputs).
+    src = tmp_path / "cs-00001-of-00002.subsets.json"
+    write_jsonl(src, ["shard 0's input"])
+    write_jsonl(tmp_path / "z.jsonl", ["shard 1's input"])
+    result = run(src, tmp_path / "z.jsonl", "-o", tmp_path / "cs", "--shard-index", 1,
+                 "--num-shards", 2)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"would overwrite {src}, an input" in result.output
 
 
 def test_an_output_ending_with_a_slash_is_refused(tmp_path):
     # Path() dropped the slash: "-o new/" wrote new.bin beside the folder meant.
     write_jsonl(tmp_path / "a.jsonl", ["a document"])
-    result = run(tmp_path / "a.jsonl", "--output", f"{tmp_path / 'new'}/")
-    assert result.exit_code == 2, result.output
-    assert "names a folder, not a dataset prefix: give a prefix inside it" in result.output
+    for output in (f"{tmp_path / 'new'}/", f"{tmp_path / 'new'}/.", f"{tmp_path / 'new'}/.."):
+        result = run(tmp_path / "a.jsonl", "--output", output)
+        assert result.exit_code == 2, result.output
+        assert "names a folder, not a dataset prefix: give a prefix inside it" in result.output
     assert not (tmp_path / "new.bin").exists() and not (tmp_path / "new").exists()
 
 

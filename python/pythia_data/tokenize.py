@@ -70,12 +70,14 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     DatasetDict: one per split). JSON-lines files, Parquet files and saved datasets may be
     mixed.
 
-    Directory expansion follows links to directories (cluster layouts link dataset folders
-    into one tree), except a link back to a directory it is inside (a loop). It skips names
-    starting with ``.`` (editor, VCS and download leftovers) and files whose resolved path is
-    already listed (a link to an input read twice), as well as files it reaches both directly
-    and through a link, whatever their names' order: such a file is read once, at its own
-    place. A directory whose files are all listed already adds nothing."""
+    Directory expansion follows links to folders (cluster layouts link dataset folders into
+    one tree), searching each real folder once: through the tree itself if it is part of it,
+    else at its first link (a loop or an alias such as ``latest -> v2`` adds nothing). A broken
+    link is an error, not a silent gap. It skips names starting with ``.`` (editor, VCS and
+    download leftovers) and files whose resolved path is already listed (a link to an input read
+    twice), as well as files it reaches both directly and through a link, whatever their names'
+    order: such a file is read once, at its own place. A directory whose files are all listed
+    already adds nothing."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -121,7 +123,7 @@ def _directory_files(directory: Path) -> list[Path]:
     files are not searched."""
     found: list[Path] = []
     datasets: list[Path] = []
-    for f in sorted(_walk(directory, [directory.resolve()])):
+    for f in sorted(_walk(directory)):
         if datasets and f.is_relative_to(datasets[-1]):
             continue  # sorted by path, a dataset's own files come right after it
         if f.name.lower().endswith(INPUT_SUFFIXES):
@@ -136,23 +138,53 @@ def _directory_files(directory: Path) -> list[Path]:
     return found
 
 
-def _walk(directory: Path, inside: list[Path]) -> Iterator[Path]:
-    """Every entry under ``directory`` whose name does not start with ``.``, through links to
-    directories too, but not into one of ``inside`` (the resolved directories the walk is in:
-    a link to one of them would loop)."""
+def _walk(directory: Path) -> list[Path]:
+    """Every entry under ``directory`` whose name does not start with ``.``. Each real folder is
+    searched once: first the folders themselves, then those reached only through links to
+    folders, fewest links first and then in name order. So a link to a folder of the tree
+    (``latest -> v2``) adds nothing and moves nothing, a folder linked twice is read at its
+    first link, and loops or many links to one folder cost nothing."""
+    found: list[Path] = []
+    seen = {directory.resolve()}
+    level = [directory]
+    while level:
+        links: list[Path] = []
+        for top in level:
+            stack = [top]
+            while stack:
+                folder = stack.pop()
+                for entry in _entries(folder):
+                    path = folder / entry.name
+                    if entry.is_symlink() and not path.exists():
+                        raise PythiaDataError(
+                            f"{path}: a broken link (to {os.readlink(path)}); a folder or file "
+                            "it named would be left out: fix or remove it, or name the inputs"
+                        )
+                    found.append(path)
+                    if not entry.is_dir(follow_symlinks=True):
+                        continue
+                    if entry.is_symlink():
+                        links.append(path)
+                        continue
+                    real = path.resolve()
+                    if real not in seen:  # a folder met again (under a linked one): once
+                        seen.add(real)
+                        stack.append(path)
+        level = []
+        for link in sorted(links):
+            real = link.resolve()
+            if real not in seen:
+                seen.add(real)
+                level.append(link)
+    return found
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(folder))
     except OSError as e:
-        raise PythiaDataError(f"{directory}: cannot list this directory ({e.strerror})") from e
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = directory / entry.name
-        yield path
-        if entry.is_dir(follow_symlinks=True):
-            real = path.resolve()
-            if real not in inside:
-                yield from _walk(path, [*inside, real])
+        raise PythiaDataError(f"{folder}: cannot list this directory ({e.strerror})") from e
+    return [e for e in entries if not e.name.startswith(".")]
 
 
 def _unlisted(directory: Path, found: list[Path], listed: set[Path]) -> list[Path]:
@@ -264,7 +296,7 @@ def tokenize_files(
         for p in map(Path, inputs)
         for split in (_dataset_dict_splits(p) if (p / "dataset_dict.json").is_file() else [p])
     ]
-    _refuse_output_over_input(output, paths)
+    _refuse_output_over_input([output], paths)
     if any(_is_arrow_source(p) for p in paths):
         json_options = dict(
             threads=threads,
@@ -294,15 +326,16 @@ def tokenize_files(
     )
 
 
-def _refuse_output_over_input(output: Path, inputs: Sequence[Path]) -> None:
-    """Refuse an output whose files would replace an input (``-o data`` with ``data.bin`` as
-    an input): compared as resolved files, so links and relative paths do not hide it."""
-    outputs = {
-        Path(f"{os.fspath(output)}{ext}").resolve()
+def _refuse_output_over_input(outputs: Sequence[Path], inputs: Sequence[Path]) -> None:
+    """Refuse outputs whose files would replace an input (``-o data`` with ``data.bin`` as an
+    input): compared as resolved files, so links and relative paths do not hide it."""
+    files = {
+        Path(f"{os.fspath(output)}{ext}").resolve(): output
+        for output in outputs
         for ext in (".bin", ".idx", ".subsets.npy", ".subsets.json")
     }
     for p in inputs:
-        if p.resolve() in outputs:
+        if (output := files.get(p.resolve())) is not None:
             raise ValueError(
                 f"the output {output} would overwrite {p}, an input: choose another --output"
             )

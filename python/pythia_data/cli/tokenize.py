@@ -187,8 +187,8 @@ def command(
     so do runs stopped by a full disk or another system error, whose work directory
     (PREFIX.partial/) is kept. Bad input stops the run and leaves nothing behind.
     """
-    output = _strip_extension(output)
-    files = find_inputs(inputs)
+    output = base = _strip_extension(output)
+    files = all_files = find_inputs(inputs)
     if shard_index >= num_shards:
         raise click.BadParameter(
             f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
@@ -204,7 +204,9 @@ def command(
                 param_hint="--num-shards",
             )
     try:
-        _refuse_output_over_input(output, files)
+        # Every shard's output against every input: shard 1 must not replace shard 0's input.
+        every = [shard_prefix(base, i, num_shards) for i in range(num_shards)]
+        _refuse_output_over_input(every if num_shards > 1 else [output], all_files)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     tokenizer = Tokenizer.from_file(tokenizer_path)
@@ -237,8 +239,8 @@ def command(
 
 
 def _output_prefix(value: str) -> Path:
-    # Path() drops a trailing slash: "-o new/" would write new.bin beside the folder meant.
-    if value.endswith(("/", os.sep)):
+    # Path() drops a trailing slash or "/.": "-o new/" would write new.bin beside the folder.
+    if value.endswith(("/", os.sep)) or os.path.basename(value) in (".", ".."):
         raise click.BadParameter(
             f"{value!r} names a folder, not a dataset prefix: give a prefix inside it, such as "
             f"{os.path.join(value, 'pile')!r} (writes pile.bin and pile.idx there)",
