@@ -201,6 +201,39 @@ def test_unshard_resumed_without_checksums_after_a_verified_start(tmp_path, monk
     assert not list((tmp_path / "s").glob(".long_docs*"))
 
 
+def test_unshard_resumed_after_the_partial_file_was_damaged_copies_again(tmp_path, monkeypatch):
+    # The kept shard was trusted from the record alone: damage to the partial file between
+    # runs reached the output, which --help says appears only when complete and verified.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    _unshard_interrupted_after_first_shard(monkeypatch, prefix)
+    partial = tmp_path / "s" / ".long_docs.bin.partial"
+    raw = bytearray(partial.read_bytes())
+    raw[1234] ^= 0xFF
+    partial.write_bytes(bytes(raw))
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert sha256(tmp_path / "s" / "long_docs.bin") == sha256(src.with_name("long_docs.bin"))
+
+
+def test_unshard_resumed_after_a_shard_was_replaced_copies_it_again(tmp_path, monkeypatch):
+    # Without checksums, shard 0 replaced between runs (downloaded again) left its old bytes.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    first = tmp_path / "s" / "long_docs-00000-of-00003.bin"
+    intact = first.read_bytes()
+    raw = bytearray(intact)
+    raw[10] ^= 0xFF
+    first.write_bytes(bytes(raw))
+    _unshard_interrupted_after_first_shard(monkeypatch, prefix)
+    first.write_bytes(intact)
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert sha256(tmp_path / "s" / "long_docs.bin") == sha256(src.with_name("long_docs.bin"))
+
+
 def test_unshard_onto_one_of_its_shards_is_refused(tmp_path):
     # `-o s/long_docs-00000-of-00003` replaced shard 0 with the whole file: the shards were lost.
     src = golden_case("long_docs")

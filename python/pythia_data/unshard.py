@@ -52,7 +52,10 @@ def unshard(
     partial = out.with_name(f".{out.name}.bin.partial")
     record_path = out.with_name(f".{out.name}.bin.partial.json")
     shards = [(p, p.stat().st_size) for p in ds.bin_paths]
-    done, digests = _resume_point(record_path, partial, shards)
+    stamps = [_stamp(p) for p, _ in shards]
+    done, digests = _resume_point(record_path, partial, shards, stamps)
+    done = _kept_intact(partial, shards, digests[:done], progress)
+    digests = digests[:done]
     if expected:
         # An earlier run may have copied shards without checksums (or against other ones): the
         # bytes it copied must match this run's checksums too, or the output would be promoted
@@ -63,7 +66,8 @@ def unshard(
                 done, digests = k, digests[:k]
                 # So that a rerun after a failed copy still keeps the k shards before it.
                 names = [p.name for p, _ in shards[:k]]
-                _write_record(record_path, names, digests, sum(s for _, s in shards[:k]))
+                size = sum(s for _, s in shards[:k])
+                _write_record(record_path, names, digests, stamps[:k], size)
                 break
     total = sum(size for _, size in shards)
     with (
@@ -98,7 +102,8 @@ def unshard(
             f.flush()
             os.fsync(f.fileno())
             digests.append(h.hexdigest())
-            _write_record(record_path, [p.name for p, _ in shards[: k + 1]], digests, f.tell())
+            names = [p.name for p, _ in shards[: k + 1]]
+            _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
     os.replace(partial, final)
     record_path.unlink(missing_ok=True)
     if out != prefix:
@@ -110,18 +115,56 @@ def unshard(
     return out
 
 
-def _write_record(path: Path, shards_done: list[str], sha256: list[str], size: int) -> None:
-    # sha256 of the bytes copied for each shard: a resumed run checks them against its checksums.
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _write_record(
+    path: Path, shards_done: list[str], sha256: list[str], stamps: list[str], size: int
+) -> None:
+    # sha256 of the bytes copied for each shard: a resumed run checks them against its checksums
+    # and the partial file; the shards' sizes and times, which it checks are unchanged.
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"shards_done": shards_done, "sha256": sha256, "bytes": size}))
+    record = {"shards_done": shards_done, "sha256": sha256, "stamps": stamps, "bytes": size}
+    tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
 
 
+def _kept_intact(
+    partial: Path, shards: list[tuple[Path, int]], digests: list[str], progress: bool
+) -> int:
+    """How many of the shards an earlier run copied are still intact in ``partial``: each is
+    hashed again, since the output is promised verified and the partial file may have been
+    damaged between runs. Those from the first damaged one on are copied again."""
+    if not digests:
+        return 0
+    with (
+        open(partial, "rb") as f,
+        progress_bar(
+            total=sum(size for _, size in shards[: len(digests)]),
+            unit="B",
+            unit_scale=True,
+            desc="check kept",
+            disable=not progress,
+        ) as bar,
+    ):
+        for k, ((_, size), want) in enumerate(zip(shards, digests, strict=False)):
+            h, left = hashlib.sha256(), size
+            while left and (chunk := f.read(min(CHUNK, left))):
+                h.update(chunk)
+                left -= len(chunk)
+                bar.update(len(chunk))
+            if left or h.hexdigest() != want:
+                return k
+    return len(digests)
+
+
 def _resume_point(
-    record_path: Path, partial: Path, shards: list[tuple[Path, int]]
+    record_path: Path, partial: Path, shards: list[tuple[Path, int]], stamps: list[str]
 ) -> tuple[int, list[str]]:
-    """How many leading shards an earlier interrupted run already copied, and the sha256 of the
-    bytes it copied for each."""
+    """How many leading shards an earlier interrupted run already copied from shards that are
+    still as they were (size and time), and the sha256 of the bytes it copied for each."""
     if not (record_path.exists() and partial.exists()):
         return 0, []
     try:
@@ -137,4 +180,10 @@ def _resume_point(
         return 0, []
     if partial.stat().st_size < sum(size for _, size in shards[: len(names)]):
         return 0, []
-    return len(names), digests
+    # A record without stamps (an older version's) is not trusted either.
+    kept = record.get("stamps")
+    if not isinstance(kept, list) or len(kept) != len(names):
+        return 0, []
+    same = next((k for k, (a, b) in enumerate(zip(kept, stamps, strict=False)) if a != b), None)
+    done = len(names) if same is None else same
+    return done, digests[:done]
