@@ -339,3 +339,60 @@ def test_blend_keeps_separate_last_epoch(tmp_path):
     assert "separate-last-epoch variant" in out, out
     code, out = run("build-index", d, *args, "--overwrite")
     assert code == 0 and "separate-last-epoch variant" not in out, out
+
+
+def _write(prefix: Path, sizes: list[int], shift: int = 0) -> None:
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        for i, n in enumerate(sizes):
+            b.add_document((np.arange(n) + 17 * i + shift) % 50000)
+
+
+def test_batch_refuses_an_index_built_for_other_documents(tmp_path):
+    # build-index refused these stale indexes, but batch and GPTDataset read them silently.
+    d = tmp_path / "d"
+    args = ("--num-samples", 50, "--seq-length", 16, "--seed", 3)
+    _write(d, [30, 41, 70, 9, 31])
+    assert run("build-index", d, *args, "-q")[0] == 0
+    assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
+    # One more document: the index covers the first five only.
+    _write(d, [30, 41, 70, 9, 31, 12])
+    code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
+    assert code == 1 and "built for documents [0, 5), but" in out and "6 documents" in out, out
+    assert "--overwrite" in out
+    assert run("build-index", d, *args, "-q")[0] != 0  # as build-index says
+    # The same sizes, other tokens are fine (the index holds positions, not tokens); the same
+    # count and total with other sizes are not.
+    _write(d, [30, 41, 70, 9, 31], shift=5)
+    assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
+    _write(d, [41, 30, 70, 9, 31])
+    code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
+    assert code == 1 and "document sizes of" in out and "differ" in out, out
+    with pytest.raises(pythia_data.PythiaDataError, match="document sizes"):
+        GPTDataset(d, num_samples=50, seq_length=16, seed=3)
+
+
+def test_batch_output_onto_the_dataset_subsets_or_the_index_record_is_refused(tmp_path):
+    sample = tmp_path / "s"
+    code, out = run("tokenize", "-q", pythia_data.data.SAMPLE_CORPUS, "-o", sample)
+    assert code == 0, out
+    args = ("--num-samples", 8, "--seq-length", 16, "--seed", 1)
+    assert run("build-index", sample, *args, "-q")[0] == 0
+    record = next(tmp_path.glob("s_*_meta.json"))
+    for target in (f"{sample}.subsets.npy", f"{sample}.subsets.json", record):
+        before = Path(target).read_bytes()
+        code, out = run("batch", sample, *args, "--step", 0, "--batch-size", 2, "-o", target)
+        assert code == 1 and "would overwrite" in out, out
+        assert Path(target).read_bytes() == before
+
+
+def test_batch_notes_an_index_in_megatron_order(tmp_path):
+    d = tmp_path / "d"
+    _write(d, [120, 33, 80])  # 233 tokens = 14 samples of 16 per epoch: a 2-sample last epoch
+    args = ("--num-samples", 16, "--seq-length", 16, "--seed", 3)
+    code, out = run("build-index", d, *args, "--separate-last-epoch")
+    assert code == 0 and "separate-last-epoch variant" in out, out
+    code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
+    assert code == 0 and "note: this index was built with --separate-last-epoch" in out, out
+    assert run("build-index", d, *args, "--overwrite", "-q")[0] == 0
+    code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
+    assert code == 0 and "separate-last-epoch" not in out, out

@@ -76,6 +76,25 @@ def test_rows_reach_torch_without_a_copy():
     np.testing.assert_array_equal(ds[8].numpy(), dataset()[8])
 
 
+def test_rows_read_in_place_from_a_mapped_file_give_writable_tensors(tmp_path):
+    # A tensor over the read-only mapped .bin killed the process at its first in-place write.
+    from pythia_data import IndexedDatasetBuilder, PreshuffledDataset
+
+    rows = np.arange(6 * 9, dtype=np.uint16).reshape(6, 9)
+    with IndexedDatasetBuilder(tmp_path / "p", np.uint16) as b:
+        for row in rows:
+            b.add_document(row)
+    pre = PreshuffledDataset(tmp_path / "p")
+    batch = next(iter(make_data_loader(pre, micro_batch_size=4, dtype=None)))
+    assert batch.dtype == torch.uint16
+    np.testing.assert_array_equal(batch.numpy(), rows[:4])
+    batch[0, 0] = 1  # in place, as a training script may (masking, shifting)
+    assert int(batch[0, 0]) == 1 and pre.rows(0, 1)[0][0] == 0  # the file is untouched
+    single = TorchRowDataset(pre, dtype=None)[5]
+    single[0] = 7
+    assert pre.rows(5, 6)[0][0] == rows[5, 0]
+
+
 def test_forked_workers_after_the_parent_used_the_engine():
     # The parent assembles a batch on all cores first; forked DataLoader workers must still
     # work (rayon's threads do not survive fork) and yield the same rows in the same order.
@@ -108,3 +127,27 @@ def test_data_loader_workers_started_with_spawn(tmp_path):
     got = torch.cat(list(loader))
     want = torch.from_numpy(ds.rows(0, len(got), np.int64))
     assert torch.equal(got, want)
+
+
+def test_negative_steps_are_refused_up_front():
+    # start_step=-1 yielded rows [-2, -1] and one step too many, failing only at the first batch.
+    for kwargs in ({"start_step": -1}, {"end_step": -2}):
+        with pytest.raises(ValueError, match="must be 0 or more"):
+            GPTNeoXBatchSampler(1000, 2, **kwargs)
+    with pytest.raises(ValueError, match="must be 0 or more"):
+        make_data_loader(dataset(), 16, start_step=-1)
+
+
+def test_steps_must_be_integers():
+    # ds.batch(1.5) was step 1, ds.batch("3") step 3, checkpoint_rows(2.7) range(0, 32).
+    ds = dataset()
+    for bad in (1.5, "3", True, 2.0):
+        with pytest.raises(TypeError, match="must be an integer"):
+            ds.batch(bad, 4)
+        with pytest.raises(TypeError, match="must be an integer"):
+            ds.checkpoint_rows(bad, 4)
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        ds.batch(1, 4.0)
+    with pytest.raises(TypeError, match="end_step must be an integer"):
+        ds.batches(0, 1.0, 4)
+    np.testing.assert_array_equal(ds.batch(np.int64(3), np.uint8(4)), ds.rows(12, 16))

@@ -92,6 +92,16 @@ class RowDataset:
             return self.rows(start, max(start, stop))
         return self.row(key)
 
+    @staticmethod
+    def _integer(value, what: str) -> int:
+        """``value`` as an int, as indexing takes one: 1.5 or "3" was silently step 1 or 3."""
+        if isinstance(value, bool):
+            raise TypeError(f"{what} must be an integer, not bool")
+        try:
+            return operator.index(value)
+        except TypeError:
+            raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
+
     def _check_steps(self, first: int, last: int, batch_size: int) -> None:
         if batch_size < 1:
             raise PythiaDataError(f"batch_size must be at least 1, not {batch_size}")
@@ -114,12 +124,12 @@ class RowDataset:
         a dataset that has none)."""
         if batch_size is None:
             return int(getattr(self, "global_batch_size", PYTHIA["global_batch_size"]))
-        return int(batch_size)
+        return self._integer(batch_size, "batch_size")
 
     def batch(self, step: int, batch_size: int | None = None, dtype=None, out=None) -> np.ndarray:
         """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
         ``out`` when given); ``batch_size`` defaults to the dataset's global batch size."""
-        step, batch_size = int(step), self._batch_size(batch_size)
+        step, batch_size = self._integer(step, "step"), self._batch_size(batch_size)
         self._check_steps(step, step, batch_size)
         return self.rows(step * batch_size, (step + 1) * batch_size, dtype, out)
 
@@ -132,15 +142,18 @@ class RowDataset:
     ) -> np.ndarray:
         """Steps ``start_step..=end_step`` (inclusive), shape (steps, batch_size, seq_length + 1)."""
         batch_size = self._batch_size(batch_size)
+        start_step = self._integer(start_step, "start_step")
+        end_step = self._integer(end_step, "end_step")
         if end_step < start_step:
             raise IndexError(f"end step {end_step} is before start step {start_step}")
-        self._check_steps(int(start_step), int(end_step), batch_size)
+        self._check_steps(start_step, end_step, batch_size)
         rows = self.rows(start_step * batch_size, (end_step + 1) * batch_size, dtype)
         return rows.reshape(end_step - start_step + 1, batch_size, self.seq_length + 1)
 
     def checkpoint_rows(self, checkpoint_step: int, batch_size: int | None = None) -> range:
         """Rows checkpoint ``stepN`` has been trained on: ``[0, batch_size·N)`` (step0: none)."""
-        checkpoint_step, batch_size = int(checkpoint_step), self._batch_size(batch_size)
+        checkpoint_step = self._integer(checkpoint_step, "checkpoint_step")
+        batch_size = self._batch_size(batch_size)
         if checkpoint_step < 0:  # an empty range would pass for step0
             raise ValueError(f"checkpoint step {checkpoint_step} is negative")
         return range(0, checkpoint_step * batch_size)
@@ -161,7 +174,7 @@ class RowDataset:
         gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
         if not 0 <= rank < world_size:
             raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
-        step = int(step)
+        step = self._integer(step, "step")
         self._check_steps(step, step, batch_size)
         first = self.rows(0, 0, dtype)  # for the output dtype only
         out = np.empty((gas, micro_batch_size, self.seq_length + 1), dtype=first.dtype)
@@ -179,12 +192,19 @@ def _full_steps(n: int, batch_size: int) -> str:
 
 
 def _source_files(ds: RowDataset) -> list[Path]:
-    """Every file the rows of ``ds`` are read from: ``.bin`` (or shards), ``.idx``, index."""
+    """Every file the rows of ``ds`` are read from or described by: ``.bin`` (or shards),
+    ``.idx``, the subsets files, the index and its record."""
     if hasattr(ds, "datasets"):  # BlendedDataset
         return [f for d in ds.datasets for f in _source_files(d)]
     indexed = getattr(ds, "indexed", None)
-    files = [] if indexed is None else [*indexed.bin_paths, indexed.idx_path]
-    return files + list(getattr(ds, "paths", ()))
+    files = []
+    if indexed is not None:
+        prefix = os.fspath(indexed.prefix)
+        subsets = [Path(f"{prefix}.subsets.npy"), Path(f"{prefix}.subsets.json")]
+        files = [*indexed.bin_paths, indexed.idx_path, *subsets]
+    paths = [Path(p) for p in getattr(ds, "paths", ())]
+    records = [p.with_name(p.name.replace("_doc_idx.npy", "_meta.json")) for p in paths[:1]]
+    return files + paths + [r for r in records if r.name.endswith("_meta.json")]
 
 
 def _refuse_overwriting_sources(ds: RowDataset, outputs: Sequence[Path], name: Path) -> None:
@@ -308,6 +328,7 @@ class GPTDataset(RowDataset):
         if num_samples is None:
             num_samples = num_samples_for(train_iters, global_batch_size)
         self.info: IndexInfo | None = None
+        by_parameters = paths is None
         if paths is None:
             if build:
                 from pythia_data.index import build_index
@@ -322,7 +343,8 @@ class GPTDataset(RowDataset):
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
-        self._check_record(int(seq_length))
+        #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
+        self.record: dict | None = self._check_record(int(seq_length), by_parameters)
         self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
         #: The default batch size of batch(), batches(), checkpoint_rows() and
@@ -331,27 +353,45 @@ class GPTDataset(RowDataset):
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
-    def _check_record(self, seq_length: int) -> None:
+    def _check_record(self, seq_length: int, whole: bool) -> dict | None:
         """Our build leaves a record beside the index; an index of other data is refused here
-        rather than read as silent garbage (GPT-NeoX's own caches have no record)."""
+        rather than read as silent garbage (GPT-NeoX's own caches have no record). ``whole``:
+        opened by its parameters, the index must be the one `build-index` builds for them now,
+        over every document, as `build-index` would refuse any other."""
         doc_idx = self.paths[0]
         record = doc_idx.with_name(doc_idx.name.replace("_doc_idx.npy", "_meta.json"))
         if not record.name.endswith("_meta.json") or not record.exists():
-            return
+            return None
         try:
             meta = json.loads(record.read_text())
             start, stop = (int(x) for x in meta["documents"])
             tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
         except (ValueError, KeyError, TypeError) as e:
             raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
-        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64))
-        if stop > len(self.indexed) or have != tokens or meta_seq != seq_length:
+        n = len(self.indexed)
+        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64)) if stop <= n else -1
+        rebuild = "rebuild it with `pythia-data build-index ... --overwrite`"
+        if stop > n or have != tokens or meta_seq != seq_length:
             raise PythiaDataError(
                 f"{record}: this index was built for documents [{start}, {stop}) holding "
-                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds {have:,} "
-                f"tokens there and seq_length {seq_length} was asked: built from other data or "
-                "parameters"
+                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds "
+                f"{max(have, 0):,} tokens there ({n:,} documents) and seq_length {seq_length} "
+                f"was asked: built from other data or parameters; {rebuild}"
             )
+        if whole and (start, stop) != (0, n):
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [{start}, {stop}), but "
+                f"{self.prefix} now holds {n:,} documents: built for other data; {rebuild}"
+            )
+        recorded = meta.get("sizes_fnv1a")
+        if recorded is not None and recorded != _core.sizes_fnv1a(
+            self.indexed.idx_path, start, stop
+        ):
+            raise PythiaDataError(
+                f"{record}: the document sizes of {self.prefix} differ from those this index "
+                f"was built for (same count and tokens, other documents); {rebuild}"
+            )
+        return meta
 
     def __len__(self) -> int:
         return len(self._core)

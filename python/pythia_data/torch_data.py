@@ -25,7 +25,9 @@ class TorchRowDataset(Dataset):
     """Map-style dataset over any ``RowDataset``: item k is row k as a tensor.
 
     A micro-batch of contiguous rows is fetched in one engine call (``__getitems__``) and
-    handed to torch with ``torch.from_numpy``: no copy after the engine fills the array.
+    handed to torch with ``torch.from_numpy``: no copy after the engine fills the array (rows
+    read in place from a read-only mapped file, ``dtype=None``, are copied once, so that the
+    tensor is writable like any other).
     """
 
     def __init__(self, rows: RowDataset, dtype: np.dtype | type | None = np.int64):
@@ -36,7 +38,7 @@ class TorchRowDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, k: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.rows.rows(k, k + 1, self.dtype)[0]))
+        return _tensor(self.rows.rows(k, k + 1, self.dtype)[0])
 
     def __getitems__(self, indices: list[int]) -> torch.Tensor:
         if (
@@ -47,7 +49,17 @@ class TorchRowDataset(Dataset):
             arr = self.rows.rows(indices[0], indices[-1] + 1, self.dtype)
         else:
             arr = np.stack([self.rows.rows(k, k + 1, self.dtype)[0] for k in indices])
-        return torch.from_numpy(np.ascontiguousarray(arr))
+        return _tensor(arr)
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    """``arr`` as a tensor without a copy when it owns writable memory. Rows read in place
+    (``dtype=None`` over a preshuffled file) view the read-only mapped dataset: a tensor over
+    them killed the process (SIGSEGV) at its first in-place write, so they are copied."""
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr)
 
 
 class GPTNeoXBatchSampler(Sampler[list[int]]):
@@ -68,6 +80,11 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
             raise ValueError(f"rank {rank} is outside [0, {world_size})")
         if micro_batch_size < 1 or gradient_accumulation_steps < 1:
             raise ValueError("micro_batch_size and gradient_accumulation_steps must be >= 1")
+        # A negative start gave negative row indices and a length one step too long.
+        if start_step < 0 or (end_step is not None and end_step < 0):
+            raise ValueError(
+                f"start_step ({start_step}) and end_step ({end_step}) must be 0 or more"
+            )
         self.micro = micro_batch_size
         self.rank = rank
         self.world = world_size

@@ -134,6 +134,12 @@ def command(
     if end_step < step:
         raise click.BadParameter(f"{end_step} is before --step {step}", param_hint="--end-step")
     ds = open_rows(prefix, preshuffled, **index_opts)
+    if (getattr(ds, "record", None) or {}).get("separate_last_epoch"):
+        click.echo(
+            "note: this index was built with --separate-last-epoch, Megatron-LM's order; "
+            "GPT-NeoX v1.0 (and so Pythia) never used it",
+            err=True,
+        )
     steps = end_step - step + 1
     last_full = len(ds) // batch_size - 1
     if end_step > last_full:

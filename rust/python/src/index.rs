@@ -216,6 +216,25 @@ fn index_paths(
     (p.doc_idx, p.sample_idx, p.shuffle_idx)
 }
 
+/// The `sizes_fnv1a` an index record holds for documents `[start, stop)` of this `.idx`.
+#[pyfunction]
+fn sizes_fnv1a(py: Python<'_>, idx_path: PathBuf, start: usize, stop: usize) -> PyResult<String> {
+    py.detach(|| {
+        let sizes = index::IdxSizes::open(&idx_path)?;
+        let n = sizes.sizes().len();
+        if start > stop || stop > n {
+            return Err(pythia_engine::Error::invalid(format!(
+                "documents [{start}, {stop}) are outside the dataset's {n} items"
+            )));
+        }
+        Ok(format!(
+            "{:016x}",
+            index::sizes_fnv1a(sizes.sizes(), start, stop)
+        ))
+    })
+    .py_err()
+}
+
 #[pyfunction]
 fn num_samples_for(iters: u64, global_batch: u64) -> PyResult<u64> {
     index::num_samples_for(iters, global_batch).py_err()
@@ -247,6 +266,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_index_from_sizes, m)?)?;
     m.add_function(wrap_pyfunction!(index_paths, m)?)?;
     m.add_function(wrap_pyfunction!(num_samples_for, m)?)?;
+    m.add_function(wrap_pyfunction!(sizes_fnv1a, m)?)?;
     m.add_function(wrap_pyfunction!(blend_num_samples, m)?)?;
     m.add_function(wrap_pyfunction!(blending_indices, m)?)?;
     Ok(())

@@ -111,15 +111,14 @@ pub fn plan(
         )));
     }
     let mut tokens: u64 = 0;
-    let mut sizes_hash: u64 = 0xcbf2_9ce4_8422_2325;
     for i in start..stop {
         let s = sizes.get(i);
         if s < 0 {
             return Err(Error::invalid(format!("item {i} has negative size {s}")));
         }
         tokens += s as u64;
-        sizes_hash = (sizes_hash ^ s as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
+    let sizes_hash = sizes_fnv1a(sizes, start, stop);
     if tokens == 0 {
         return Err(Error::invalid(format!(
             "the {} documents hold no tokens: there is nothing to sample",
@@ -173,6 +172,15 @@ pub fn plan(
         sample_idx_i64: 2 * (n + 1) >= i32::MAX as u64,
         shuffle_idx_i64: n >= u32::MAX as u64 - 1,
         sizes_hash,
+    })
+}
+
+/// FNV-1a over the sizes of documents `[start, stop)`, one 64-bit word each: the index
+/// record's `sizes_fnv1a`, which tells an index of these documents from one of other data
+/// with the same token count.
+pub fn sizes_fnv1a(sizes: Sizes, start: usize, stop: usize) -> u64 {
+    (start..stop).fold(0xcbf2_9ce4_8422_2325, |hash, i| {
+        (hash ^ sizes.get(i) as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
