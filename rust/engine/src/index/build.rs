@@ -232,12 +232,15 @@ pub fn build_index_files(
         req.seed,
         req.separate_last_epoch,
     )?;
-    if !overwrite && check_existing(&plan, paths)? {
-        return Ok(IndexSummary {
-            plan,
-            paths: paths.clone(),
-            reused: true,
-        });
+    if !overwrite {
+        let _lock = lock_folder(paths, false)?;
+        if check_existing(&plan, paths)? {
+            return Ok(IndexSummary {
+                plan,
+                paths: paths.clone(),
+                reused: true,
+            });
+        }
     }
     if let Some(dir) = paths.doc_idx.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -363,6 +366,7 @@ pub fn build_index_files(
         Ok((doc_w, sample_w, shuffle_w))
     })?;
     // The meta record goes first: a set of three .npy files is only complete with it present.
+    let _lock = lock_folder(paths, true)?;
     let _ = std::fs::remove_file(&paths.meta);
     doc_w.finish()?;
     sample_w.finish()?;
@@ -374,6 +378,25 @@ pub fn build_index_files(
         paths: paths.clone(),
         reused: false,
     })
+}
+
+/// An exclusive lock on the index's folder, held while its files are checked or put in place:
+/// two builds of one index with different parameters (both with --overwrite) interleaved their
+/// renames and left one's arrays beside the other's record. Building itself runs unlocked;
+/// the last build to finish leaves its whole set. None when the folder does not exist yet and
+/// `must_exist` is false (there is nothing to check).
+fn lock_folder(paths: &IndexPaths, must_exist: bool) -> Result<Option<std::fs::File>> {
+    let dir = match paths.doc_idx.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let folder = match std::fs::File::open(dir) {
+        Ok(f) => f,
+        Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    folder.lock().map_err(|e| Error::io(dir, e))?;
+    Ok(Some(folder))
 }
 
 fn write_text_atomically(dest: &Path, text: &str) -> Result<()> {
