@@ -379,3 +379,24 @@ def test_a_sample_ending_past_its_document_is_an_error_naming_the_index(tmp_path
         ds.provenance(k)
     with pytest.raises(PythiaDataError, match=message):
         ds.rows(0, len(ds))
+
+
+def test_preshuffled_rows_of_another_length_name_the_length_to_give(tmp_path):
+    with IndexedDatasetBuilder(tmp_path / "p", np.uint16) as b:
+        for _ in range(4):
+            b.add_document(np.arange(9))
+    with pytest.raises(PythiaDataError, match="give seq_length 8 \\(--seq-length 8 on the"):
+        PreshuffledDataset(tmp_path / "p", 2048)
+    assert PreshuffledDataset(tmp_path / "p", 8).seq_length == 8
+
+
+def test_a_negative_offset_or_length_is_an_index_error(tmp_path):
+    # It reached the engine as a raw OverflowError.
+    prefix = tmp_path / "d"
+    with IndexedDatasetBuilder(prefix, np.uint16) as b:
+        b.add_document(np.arange(9))
+    ds = pythia_data.IndexedDataset(prefix)
+    for kwargs in ({"offset": -1}, {"length": -2}):
+        with pytest.raises(IndexError, match="must be 0 or more"):
+            ds.get(0, **kwargs)
+    assert ds.get(0, offset=2, length=3).tolist() == [2, 3, 4]

@@ -83,7 +83,14 @@ def test_unshard_and_verify(tmp_path):
     for p in (tmp_path / "s").iterdir():
         assert listed[p.name] == sha256(p)
     code, out = run("verify", prefix, "--checksums", sums, "--quiet")
-    assert code == 0 and "all 4 files match" in out
+    assert code == 0 and "all 4 files match" in out and "not checked" not in out
+    # A list without one shard checks the others and says which were not checked.
+    partial_list = tmp_path / "PARTIAL"
+    lines = sums.read_text().splitlines()
+    partial_list.write_text("".join(f"{line}\n" for line in lines if "00001-of" not in line))
+    code, out = run("verify", prefix, "--checksums", partial_list, "--quiet")
+    assert code == 0 and "all 3 files match" in out, out
+    assert "note: 1 files of the dataset are not in it, so were not checked: " in out
 
     code, out = run("unshard", prefix, "--checksums", sums, "-o", tmp_path / "whole", "--quiet")
     assert code == 0, out

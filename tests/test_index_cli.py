@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -396,3 +397,27 @@ def test_batch_notes_an_index_in_megatron_order(tmp_path):
     assert run("build-index", d, *args, "--overwrite", "-q")[0] == 0
     code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
     assert code == 0 and "separate-last-epoch" not in out, out
+
+
+def test_a_read_only_data_folder_names_cache_dir(tmp_path):
+    # The error named a hidden temp file and no way out.
+    import shutil
+
+    ro = tmp_path / "ro"
+    _write(ro / "d", [30, 41, 70, 9, 31])
+    ro.chmod(0o555)
+    cmd = [sys.executable, "-m", "pythia_data.cli", "build-index", str(ro / "d"),
+           "--num-samples", "20", "--seq-length", "16", "-q"]  # fmt: skip
+    if os.geteuid() == 0:  # root writes anywhere unless it drops that capability
+        if shutil.which("capsh") is None:
+            pytest.skip("running as root without capsh to drop CAP_DAC_OVERRIDE")
+        cmd = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c",
+               " ".join(map(shlex.quote, cmd))]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    ro.chmod(0o755)
+    assert r.returncode == 1, r.stderr
+    assert "cannot be written beside the data; write it elsewhere with --cache-dir" in r.stderr
+    code, out = run("build-index", ro / "d", "--num-samples", 20, "--seq-length", 16,
+                    "--cache-dir", tmp_path / "cache", "-q")  # fmt: skip
+    assert code == 0, out

@@ -104,6 +104,9 @@ class IndexedDataset:
         """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None),
         like GPT-NeoX's ``MMapIndexedDataset.get``."""
         i = self._check_index(i)
+        # Negative values reached the engine as an OverflowError from the type conversion.
+        if offset < 0 or (length is not None and length < 0):
+            raise IndexError(f"offset ({offset}) and length ({length}) must be 0 or more")
         start, stop = self._core.byte_range(i, offset, length)
         return self._read(start, stop)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from contextlib import contextmanager
+
 import click
 
 from pythia_data.cli._index_options import (
@@ -80,52 +84,73 @@ def command(
             f"({', '.join(splits)}): build each split with its own --num-samples"
         )
     prefixes = find_datasets(path)
-    for split in splits:
-        ds_name = split_name(split, name)
-        iters = split_iters(split, train_iters, eval_interval, eval_iters)
-        ns = split_num_samples(
-            split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
-        )
-        rows_used = iters * global_batch_size
-        if weights is not None:
-            try:
-                ws = [float(w) for w in weights.split(",")]
-            except ValueError as e:
-                raise PythiaDataError(f"--weights {weights!r}: not comma-separated numbers") from e
-            if len(ws) != len(prefixes):
-                raise PythiaDataError(
-                    f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
-                    + ", ".join(p.name for p in prefixes)
+    with _cache_dir_hint(path, cache_dir):
+        for split in splits:
+            ds_name = split_name(split, name)
+            iters = split_iters(split, train_iters, eval_interval, eval_iters)
+            ns = split_num_samples(
+                split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+            )
+            rows_used = iters * global_batch_size
+            if weights is not None:
+                try:
+                    ws = [float(w) for w in weights.split(",")]
+                except ValueError as e:
+                    raise PythiaDataError(
+                        f"--weights {weights!r}: not comma-separated numbers"
+                    ) from e
+                if len(ws) != len(prefixes):
+                    raise PythiaDataError(
+                        f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
+                        + ", ".join(p.name for p in prefixes)
+                    )
+                # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
+                base = num_samples if num_samples is not None else iters * global_batch_size
+                blend = build_blended_index(
+                    prefixes,
+                    ws,
+                    name=ds_name,
+                    num_samples=base,
+                    seq_length=seq_length,
+                    seed=seed,
+                    separate_last_epoch=separate_last_epoch,
+                    cache_dir=cache_dir,
+                    overwrite=overwrite,
+                    progress=not quiet,
                 )
-            # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
-            base = num_samples if num_samples is not None else iters * global_batch_size
-            blend = build_blended_index(
-                prefixes,
-                ws,
-                name=ds_name,
-                num_samples=base,
-                seq_length=seq_length,
-                seed=seed,
-                separate_last_epoch=separate_last_epoch,
-                cache_dir=cache_dir,
-                overwrite=overwrite,
-                progress=not quiet,
-            )
-            shown = ", ".join(f"{w:.6g}" for w in blend.weights)
-            click.echo(f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}")
-            for info in blend.components:
-                click.echo(info.describe(split=split))
-            continue
-        for prefix in prefixes:
-            info = build_index(
-                prefix,
-                name=ds_name,
-                num_samples=ns,
-                seq_length=seq_length,
-                seed=seed,
-                separate_last_epoch=separate_last_epoch,
-                cache_dir=cache_dir,
-                overwrite=overwrite,
-                progress=not quiet,
-            )
-            click.echo(info.describe(rows_used=rows_used, split=split))
+                shown = ", ".join(f"{w:.6g}" for w in blend.weights)
+                click.echo(
+                    f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}"
+                )
+                for info in blend.components:
+                    click.echo(info.describe(split=split))
+                continue
+            for prefix in prefixes:
+                info = build_index(
+                    prefix,
+                    name=ds_name,
+                    num_samples=ns,
+                    seq_length=seq_length,
+                    seed=seed,
+                    separate_last_epoch=separate_last_epoch,
+                    cache_dir=cache_dir,
+                    overwrite=overwrite,
+                    progress=not quiet,
+                )
+                click.echo(info.describe(rows_used=rows_used, split=split))
+
+
+@contextmanager
+def _cache_dir_hint(path, cache_dir):
+    """A folder the index cannot be written to (read-only data) names the way out."""
+    try:
+        yield
+    except OSError as e:
+        # The engine's errors carry the system's words, not an errno.
+        words = [os.strerror(n) for n in (errno.EACCES, errno.EPERM, errno.EROFS)]
+        if cache_dir is not None or not any(w in str(e) for w in words):
+            raise
+        raise PythiaDataError(
+            f"{e}: the index cannot be written beside the data; write it elsewhere with "
+            "--cache-dir DIR (and give batch the same --cache-dir)"
+        ) from e

@@ -67,7 +67,9 @@ def command(
             f"--write-checksums {write_checksums} would overwrite a file of the dataset"
         )
     expected = read_checksum_file(checksums) if checksums else {}
+    unlisted = []
     if checksums:
+        unlisted = [f.name for f in files if find_expected(expected, f) is None]
         files = [f for f in files if find_expected(expected, f) is not None]
         if not files:
             raise click.UsageError(f"{checksums} lists none of the files of {prefix}")
@@ -99,6 +101,11 @@ def command(
             click.echo(f"error: {bad} of {n} files do not match {checksums}", err=True)
             sys.exit(1)
         click.echo(f"all {len(digests)} files match {checksums}")
+        if unlisted:
+            # A shard left out of the list is not checked: say so, rather than imply it was.
+            shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+            click.echo(f"note: {len(unlisted)} files of the dataset are not in it, so were not "
+                       f"checked: {shown}")  # fmt: skip
 
 
 def _verify_subsets(ds: IndexedDataset) -> list[Path]:
