@@ -28,7 +28,7 @@ step "4. The batch trained at step 10: its rows as text (first lines)"
 pythia-data batch "$out/pile/sample" "${recipe[@]}" --step 10 --decode | head -n 25 || true
 pythia-data batch "$out/pile/sample" "${recipe[@]}" --step 0 --end-step 49 --output "$out/steps-0-49.npy"
 
-step "5. Train a tiny GPT-NeoX (pythia-14m's shape) for 20 steps on that order, on the CPU"
+step "5. Train a tiny GPT-NeoX (pythia-14m's shape) for 20 steps on the CPU, in GPT-NeoX's order for its own rows of 128 tokens and batches of 8"
 pythia-train --model pythia-14m --data "$out/pile/sample" --data-format gpt-neox \
   --seq-length 128 --global-batch 8 --micro-batch 8 --train-iters 20 --lr 1e-3 \
   --save "$out/run" --save-steps 10,20 --log-file "$out/run/log.jsonl" --device cpu

@@ -89,13 +89,13 @@ def test_build_index_splits_and_blend(tmp_path):
     assert (tmp_path / "blend" / "a_train_0_indexmap_16ns_16sl_77s_doc_idx.npy").exists()
     assert (tmp_path / "blend" / "b_train_0_indexmap_6ns_16sl_77s_doc_idx.npy").exists()
     code, out = run("build-index", d, "--weights", "1", *ARGS, "-q")
-    assert code == 1 and "2 datasets" in out
+    assert code == 2 and "2 datasets" in out  # a usage error
 
 
 def test_bad_seed_and_missing_path(tmp_path):
     d = make_dir(tmp_path)
     code, out = run("build-index", d / "a", "--seed", 2**32)
-    assert code == 1 and "out of range" in out and "Traceback" not in out
+    assert code == 2 and "not in the range" in out and "Traceback" not in out, out
     code, out = run("build-index", tmp_path / "nope")
     assert code == 1 and "nope.idx: no such index file" in out
 
@@ -421,3 +421,18 @@ def test_a_read_only_data_folder_names_cache_dir(tmp_path):
     code, out = run("build-index", ro / "d", "--num-samples", 20, "--seq-length", 16,
                     "--cache-dir", tmp_path / "cache", "-q")  # fmt: skip
     assert code == 0, out
+
+
+def test_wrong_seed_or_weights_are_usage_errors(tmp_path):
+    # They exited with status 1 like a data error; batch did not check the seed at all.
+    d = make_dir(tmp_path)
+    for args in (
+        ("build-index", d / "a", "--seed", -1),
+        ("build-index", d / "a", "--seed", 2**32),
+        ("batch", d / "a", "--seed", 99999999999, "--step", 0),
+        ("build-index", d, "--weights", "1,2,3", *ARGS),
+        ("build-index", d, "--weights", "1,x", *ARGS),
+    ):
+        code, out = run(*args)
+        assert code == 2, (args, out)
+        assert "--seed" in out or "--weights" in out, out

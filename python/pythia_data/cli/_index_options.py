@@ -43,7 +43,7 @@ index_options = [
     ),
     click.option(
         "--seed",
-        type=int,
+        type=click.IntRange(0, 2**32 - 1),
         default=PYTHIA["seed"],
         show_default=True,
         help="numpy RandomState seed, in [0, 4294967295].",

@@ -87,7 +87,9 @@ def open_rows(
     default=None,
     help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.",
 )
-@click.option("--decode", is_flag=True, help="Decode rows to text with the GPT-NeoX-20B tokenizer.")
+@click.option(
+    "--decode", is_flag=True, help="Decode rows to text with --tokenizer (default GPT-NeoX-20B)."
+)
 @click.option(
     "--tokenizer",
     type=click.Path(exists=True, dir_okay=False),
@@ -128,6 +130,8 @@ def command(
     Step s is rows [s·batch_size, (s+1)·batch_size) of GPT-NeoX's order: every row of every step
     in the range, nothing more or less. The index is found under GPT-NeoX's names for the
     given (default: Pythia's) parameters; build it with `pythia-data build-index`.
+    Without --output or --decode, each step gets a one-line summary (its rows, shape, token
+    sum and first tokens).
     """
     end_step = step if end_step is None else end_step
     batch_size = batch_size or index_opts["global_batch_size"]

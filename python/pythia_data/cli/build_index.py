@@ -74,8 +74,6 @@ def command(
     built with other parameters. Defaults are Pythia's: 143,000 steps of 1,024 rows of 2,048
     tokens, seed 1234, i.e. 147,164,160 samples, named train_0.
     """
-    if not 0 <= seed <= 2**32 - 1:
-        raise PythiaDataError(f"--seed {seed} is out of range [0, 4294967295]")
     splits = tuple(dict.fromkeys(splits))  # `--split valid --split valid` is one split
     if num_samples is not None and len(splits) > 1:
         # One count cannot size splits GPT-NeoX sizes differently: build them one at a time.
@@ -96,11 +94,11 @@ def command(
                 try:
                     ws = [float(w) for w in weights.split(",")]
                 except ValueError as e:
-                    raise PythiaDataError(
+                    raise click.UsageError(
                         f"--weights {weights!r}: not comma-separated numbers"
                     ) from e
                 if len(ws) != len(prefixes):
-                    raise PythiaDataError(
+                    raise click.UsageError(
                         f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
                         + ", ".join(p.name for p in prefixes)
                     )

@@ -175,7 +175,8 @@ def command(
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
     .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively, through
     linked folders too, and sorted, skipping names that start with "." and links to files found
-    or listed already), and
+    or listed already; files with other suffixes, such as .json or .txt, are passed over there,
+    but read when named), and
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
     (Parquet and saved datasets need pyarrow). A file named twice is read twice, as `merge`
     merges a dataset named twice.
