@@ -6,6 +6,9 @@ import click
 
 from pythia_data.index import PYTHIA, num_samples_for
 
+#: Counts beyond int64 are usage errors naming their option, not an OverflowError later.
+INT64_MAX = 2**63 - 1
+
 index_options = [
     click.option(
         "--name",
@@ -15,28 +18,28 @@ index_options = [
     ),
     click.option(
         "--train-iters",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=INT64_MAX),
         default=PYTHIA["train_iters"],
         show_default=True,
         help="Optimizer steps; with --global-batch-size gives the samples GPT-NeoX requests.",
     ),
     click.option(
         "--global-batch-size",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=INT64_MAX),
         default=PYTHIA["global_batch_size"],
         show_default=True,
         help="Rows per optimizer step.",
     ),
     click.option(
         "--num-samples",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=INT64_MAX),
         default=None,
         help="Samples to request, overriding GPT-NeoX's ceil(steps · global_batch_size · 1.005) "
         "for the --split's steps.",
     ),
     click.option(
         "--seq-length",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=INT64_MAX),
         default=PYTHIA["seq_length"],
         show_default=True,
         help="Tokens per sample (each row holds seq_length + 1).",
@@ -63,14 +66,14 @@ EVAL_INTERVAL, EVAL_ITERS = 40_000, 10
 eval_options = [
     click.option(
         "--eval-interval",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=INT64_MAX),
         default=EVAL_INTERVAL,
         show_default=True,
         help="GPT-NeoX's eval_interval (sets the valid split's size).",
     ),
     click.option(
         "--eval-iters",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=INT64_MAX),
         default=EVAL_ITERS,
         show_default=True,
         help="GPT-NeoX's eval_iters (sets the valid and test sizes).",

@@ -11,6 +11,7 @@ import numpy as np
 from pythia_data.cli._index_options import (
     EVAL_INTERVAL,
     EVAL_ITERS,
+    INT64_MAX,
     SPLIT_HELP,
     SPLITS,
     split_name,
@@ -67,16 +68,18 @@ def open_rows(
 
 @click.command("batch")
 @click.argument("prefix", type=click.Path())
-@click.option("--step", type=click.IntRange(min=0), required=True, help="First optimizer step.")
+@click.option(
+    "--step", type=click.IntRange(min=0, max=INT64_MAX), required=True, help="First optimizer step."
+)
 @click.option(
     "--end-step",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=INT64_MAX),
     default=None,
     help="Last step, inclusive (default: --step).",
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=INT64_MAX),
     default=None,
     help="Rows per step (default: --global-batch-size, i.e. 1024).",
 )

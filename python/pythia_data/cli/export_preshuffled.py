@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pythia_data import _core
-from pythia_data.cli._index_options import with_index_options
+from pythia_data.cli._index_options import INT64_MAX, with_index_options
 from pythia_data.cli.batch import open_rows
 from pythia_data.preshuffle import export_preshuffled
 
@@ -16,7 +16,7 @@ from pythia_data.preshuffle import export_preshuffled
 @click.option(
     "--rows",
     "num_rows",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=INT64_MAX),
     default=None,
     help="Rows to write (default: train_iters · global_batch_size, or all the index holds if fewer).",
 )
