@@ -82,7 +82,7 @@ fn meta_text(plan: &IndexPlan) -> String {
         "{{\"format\": \"pythia-suite gpt2 index 1\", \"documents\": [{}, {}], \
          \"tokens_per_epoch\": {}, \"num_epochs\": {}, \"num_samples\": {}, \"seq_length\": {}, \
          \"seed\": {}, \"separate_last_epoch\": {}, \"sample_idx_dtype\": \"{}\", \
-         \"shuffle_idx_dtype\": \"{}\", \"sizes_fnv1a\": \"{:016x}\"}}\n",
+         \"shuffle_idx_dtype\": \"{}\", \"sizes_fnv1a\": \"{:016x}\", \"items\": {}}}\n",
         plan.documents.0,
         plan.documents.1,
         plan.tokens_per_epoch,
@@ -94,7 +94,29 @@ fn meta_text(plan: &IndexPlan) -> String {
         sample_dtype(plan).descr(),
         shuffle_dtype(plan).descr(),
         plan.sizes_hash,
+        plan.items,
     )
+}
+
+/// The record that stands while a build puts its arrays in place: a build killed there leaves
+/// arrays of two builds, which must be rebuilt, never reused (nor read).
+const BUILDING: &str = "{\"format\": \"pythia-suite gpt2 index 1\", \"building\": true}\n";
+
+/// Whether a recorded build is this plan's. Records written before `items` was recorded
+/// match on every other field.
+fn same_record(recorded: &str, plan: &IndexPlan) -> bool {
+    let this = meta_text(plan);
+    if recorded == this {
+        return true;
+    }
+    let parse = |t: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t);
+    match (parse(recorded), parse(&this)) {
+        (Ok(old), Ok(mut new)) if !old.contains_key("items") => {
+            new.remove("items");
+            old == new
+        }
+        _ => false,
+    }
 }
 
 fn sample_dtype(plan: &IndexPlan) -> NpyDType {
@@ -124,6 +146,10 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
     }
     if present < 3 {
         // GPT-NeoX rebuilds in this case too; a half-written set is never trusted.
+        return Ok(false);
+    }
+    // A build killed while putting its arrays in place: whatever their shapes, rebuilt.
+    if std::fs::read_to_string(&paths.meta).is_ok_and(|t| t == BUILDING) {
         return Ok(false);
     }
     let refuse = |what: String| {
@@ -161,7 +187,7 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
         }
     }
     match std::fs::read_to_string(&paths.meta) {
-        Ok(text) if text == meta_text(plan) => Ok(true),
+        Ok(text) if same_record(&text, plan) => Ok(true),
         Ok(text) => Err(refuse(format!(
             "its record {} differs: {}",
             paths.meta.display(),
@@ -365,9 +391,9 @@ pub fn build_index_files(
         let _ = progress("shuffle_idx", plan.n, plan.n);
         Ok((doc_w, sample_w, shuffle_w))
     })?;
-    // The meta record goes first: a set of three .npy files is only complete with it present.
+    // The record says "building" until the three arrays are in place, then says what they are.
     let _lock = lock_folder(paths, true)?;
-    let _ = std::fs::remove_file(&paths.meta);
+    write_text_atomically(&paths.meta, BUILDING)?;
     doc_w.finish()?;
     sample_w.finish()?;
     shuffle_w.finish()?;
@@ -393,6 +419,9 @@ fn lock_folder(paths: &IndexPaths, must_exist: bool) -> Result<Option<std::fs::F
     let folder = match std::fs::File::open(dir) {
         Ok(f) => f,
         Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A folder one may write but not list (mode 0333) cannot be opened to lock: the build
+        // goes on unlocked rather than refusing a folder it can write.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(Error::io(dir, e)),
     };
     folder.lock().map_err(|e| Error::io(dir, e))?;

@@ -63,6 +63,9 @@ pub struct IndexPlan {
     pub shuffle_idx_i64: bool,
     /// FNV-1a over the documents' sizes: tells an index of other data with the same shapes.
     pub sizes_hash: u64,
+    /// Items the indexed dataset held: documents appended later make the index stale even
+    /// when `documents` was the whole dataset and is unchanged.
+    pub items: usize,
 }
 
 impl IndexPlan {
@@ -172,6 +175,7 @@ pub fn plan(
         sample_idx_i64: 2 * (n + 1) >= i32::MAX as u64,
         shuffle_idx_i64: n >= u32::MAX as u64 - 1,
         sizes_hash,
+        items: sizes.len(),
     })
 }
 
