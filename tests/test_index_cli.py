@@ -358,7 +358,7 @@ def test_batch_refuses_an_index_built_for_other_documents(tmp_path):
     # One more document: the index covers the first five only.
     _write(d, [30, 41, 70, 9, 31, 12])
     code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
-    assert code == 1 and "built for documents [0, 5), but" in out and "6 documents" in out, out
+    assert code == 1 and "built when" in out and "held 5 documents; it now holds 6" in out, out
     assert "--overwrite" in out
     assert run("build-index", d, *args, "-q")[0] != 0  # as build-index says
     # The same sizes, other tokens are fine (the index holds positions, not tokens); the same
@@ -436,3 +436,73 @@ def test_wrong_seed_or_weights_are_usage_errors(tmp_path):
         code, out = run(*args)
         assert code == 2, (args, out)
         assert "--seed" in out or "--weights" in out, out
+
+
+def test_an_index_of_a_document_range_opens_by_its_parameters(tmp_path):
+    # Refused after the stale-index check: "built for documents [3, 5), but d now holds 5".
+    from pythia_data.index import build_index
+
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    build_index(d, name="valid_0", num_samples=10, seq_length=8, seed=2, documents=(3, 5))
+    ds = GPTDataset(d, name="valid_0", num_samples=10, seq_length=8, seed=2)
+    assert len(ds) >= 10 and ds.record["items"] == 5 and ds.record["documents"] == [3, 5]
+
+
+def test_a_record_without_items_from_an_earlier_version_is_still_reused(tmp_path):
+    import json
+
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
+    assert run("build-index", d, *args, "-q")[0] == 0
+    record = next(tmp_path.glob("d_*_meta.json"))
+    meta = json.loads(record.read_text())
+    del meta["items"]
+    record.write_text(json.dumps(meta))
+    code, out = run("build-index", d, *args)
+    assert code == 0 and "reused" in out, out
+    assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
+
+
+def test_a_build_killed_while_putting_files_in_place_is_rebuilt_not_reused(tmp_path):
+    # The record was removed first: arrays of two builds and no record passed for an index
+    # GPT-NeoX built, and the rerun reused the mix.
+    d = tmp_path / "d"
+    _write(d, [120, 33, 80])
+    args = ("--num-samples", 16, "--seq-length", 16, "--seed", 3)
+    assert run("build-index", d, *args, "-q")[0] == 0
+    paths = sorted(tmp_path.glob("d_*_idx.npy"))
+    clean = {p.name: p.read_bytes() for p in paths}
+    assert run("build-index", d, *args, "--overwrite", "--separate-last-epoch", "-q")[0] == 0
+    # As a kill after the first rename leaves it: one array of the new build, the rest old.
+    other = next(p for p in paths if "shuffle" in p.name)
+    other.write_bytes(clean[other.name])
+    record = next(tmp_path.glob("d_*_meta.json"))
+    record.write_text('{"format": "pythia-suite gpt2 index 1", "building": true}\n')
+    with pytest.raises(pythia_data.PythiaDataError, match="stopped while putting its files"):
+        GPTDataset(d, num_samples=16, seq_length=16, seed=3)
+    code, out = run("build-index", d, *args)
+    assert code == 0 and "reused" not in out, out
+    assert {p.name: p.read_bytes() for p in paths} == clean
+
+
+def test_opening_an_index_waits_while_a_build_puts_files_in_place(tmp_path):
+    import fcntl
+    import threading
+
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
+    assert run("build-index", d, *args, "-q")[0] == 0
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as build-index holds it while renaming
+    opened = threading.Event()
+    t = threading.Thread(
+        target=lambda: (GPTDataset(d, num_samples=20, seq_length=16, seed=3), opened.set())
+    )
+    t.start()
+    assert not opened.wait(0.5)
+    os.close(fd)
+    assert opened.wait(10)
+    t.join()

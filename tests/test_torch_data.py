@@ -151,3 +151,12 @@ def test_steps_must_be_integers():
     with pytest.raises(TypeError, match="end_step must be an integer"):
         ds.batches(0, 1.0, 4)
     np.testing.assert_array_equal(ds.batch(np.int64(3), np.uint8(4)), ds.rows(12, 16))
+
+
+def test_sampler_steps_and_ranks_must_be_integers():
+    # start_step=True was step 1; 1.5 failed only when iterated; rank=True was rank 1.
+    for bad in (True, 1.5):
+        with pytest.raises(TypeError, match="start_step must be an integer"):
+            GPTNeoXBatchSampler(1000, 2, start_step=bad)
+    with pytest.raises(TypeError, match="rank must be an integer"):
+        dataset().data_parallel_rows(0, True, 2, 4, 16)

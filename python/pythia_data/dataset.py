@@ -9,6 +9,8 @@ is GPT-NeoX's ``BlendableDataset``. All share the step arithmetic of shared/spec
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import operator
 import os
@@ -171,6 +173,9 @@ class RowDataset:
         (gradient_accumulation_steps, micro_batch_size, seq_length + 1); see
         ``micro_batch_rows``."""
         batch_size = self._batch_size(batch_size)
+        rank = self._integer(rank, "rank")
+        world_size = self._integer(world_size, "world_size")
+        micro_batch_size = self._integer(micro_batch_size, "micro_batch_size")
         gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
         if not 0 <= rank < world_size:
             raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
@@ -301,6 +306,22 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
     return codes, names
 
 
+@contextlib.contextmanager
+def _shared_folder_lock(folder: Path):
+    """A shared lock on ``folder`` (the one `build-index` takes exclusively while it puts an
+    index in place); none where the folder cannot be opened to lock."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing lets go of the lock
+
+
 class GPTDataset(RowDataset):
     """GPT-NeoX v1.0's ``GPT2Dataset`` over a raw indexed dataset and its index files.
 
@@ -328,7 +349,6 @@ class GPTDataset(RowDataset):
         if num_samples is None:
             num_samples = num_samples_for(train_iters, global_batch_size)
         self.info: IndexInfo | None = None
-        by_parameters = paths is None
         if paths is None:
             if build:
                 from pythia_data.index import build_index
@@ -344,8 +364,12 @@ class GPTDataset(RowDataset):
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
         #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
-        self.record: dict | None = self._check_record(int(seq_length), by_parameters)
-        self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
+        # Under the folder's lock, which a build holds while putting its files in place: the
+        # record and the three arrays are then all of one build.
+        with _shared_folder_lock(self.paths[0].parent):
+            #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
+            self.record: dict | None = self._check_record(int(seq_length))
+            self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
         self.seq_length = int(seq_length)
         #: The default batch size of batch(), batches(), checkpoint_rows() and
         #: data_parallel_rows(), and what error messages count steps in.
@@ -353,35 +377,45 @@ class GPTDataset(RowDataset):
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
-    def _check_record(self, seq_length: int, whole: bool) -> dict | None:
+    def _check_record(self, seq_length: int) -> dict | None:
         """Our build leaves a record beside the index; an index of other data is refused here
-        rather than read as silent garbage (GPT-NeoX's own caches have no record). ``whole``:
-        opened by its parameters, the index must be the one `build-index` builds for them now,
-        over every document, as `build-index` would refuse any other."""
+        rather than read as silent garbage (GPT-NeoX's own caches have no record), as
+        `build-index` would refuse it."""
         doc_idx = self.paths[0]
         record = doc_idx.with_name(doc_idx.name.replace("_doc_idx.npy", "_meta.json"))
         if not record.name.endswith("_meta.json") or not record.exists():
             return None
+        rebuild = "rebuild it with `pythia-data build-index ... --overwrite`"
         try:
             meta = json.loads(record.read_text())
+            if meta.get("building"):
+                raise PythiaDataError(
+                    f"{record}: a build of this index stopped while putting its files in place, "
+                    "so they may come from two builds; rebuild it with `pythia-data build-index`"
+                )
             start, stop = (int(x) for x in meta["documents"])
             tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise PythiaDataError(f"{record}: unreadable index record ({e})") from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise PythiaDataError(f"{record}: unreadable index record ({e!r})") from e
         n = len(self.indexed)
-        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64)) if stop <= n else -1
-        rebuild = "rebuild it with `pythia-data build-index ... --overwrite`"
-        if stop > n or have != tokens or meta_seq != seq_length:
-            raise PythiaDataError(
-                f"{record}: this index was built for documents [{start}, {stop}) holding "
-                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds "
-                f"{max(have, 0):,} tokens there ({n:,} documents) and seq_length {seq_length} "
-                f"was asked: built from other data or parameters; {rebuild}"
-            )
-        if whole and (start, stop) != (0, n):
+        if stop > n:
             raise PythiaDataError(
                 f"{record}: this index was built for documents [{start}, {stop}), but "
-                f"{self.prefix} now holds {n:,} documents: built for other data; {rebuild}"
+                f"{self.prefix} holds only {n:,}: built from other data; {rebuild}"
+            )
+        have = int(self.indexed.sizes[start:stop].sum(dtype=np.int64))
+        if have != tokens or meta_seq != seq_length:
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [{start}, {stop}) holding "
+                f"{tokens:,} tokens at seq_length {meta_seq}, but {self.prefix} holds {have:,} "
+                f"tokens there and seq_length {seq_length} was asked: built from other data or "
+                f"parameters; {rebuild}"
+            )
+        items = meta.get("items")
+        if items is not None and items != n:
+            raise PythiaDataError(
+                f"{record}: this index was built when {self.prefix} held {items:,} documents; "
+                f"it now holds {n:,}: built for other data; {rebuild}"
             )
         recorded = meta.get("sizes_fnv1a")
         if recorded is not None and recorded != _core.sizes_fnv1a(
@@ -528,6 +562,15 @@ class BlendedDataset(RowDataset):
         self.dataset_index, self.dataset_sample_index = _core.blending_indices(
             [float(x) for x in self.weights], self.size
         )
+        # GPT-NeoX's length counts positions past the end of some component (each holds its
+        # ceil(N·w·1.005) rows, read only up to N): its rows end at the first such position.
+        self.readable = self.size
+        for d, ds in enumerate(self.datasets):
+            past = np.flatnonzero(
+                (self.dataset_index == d) & (self.dataset_sample_index >= len(ds))
+            )
+            if past.size:
+                self.readable = min(self.readable, int(past[0]))
 
     @classmethod
     def from_blend(cls, blend: BlendInfo) -> BlendedDataset:
@@ -538,7 +581,9 @@ class BlendedDataset(RowDataset):
         return cls(comps, blend.weights)
 
     def __len__(self) -> int:
-        return self.size
+        """The positions that have rows (GPT-NeoX's ``len`` is ``self.size``, more than that:
+        a loader over all of it failed partway)."""
+        return self.readable
 
     def rows(
         self,

@@ -80,6 +80,8 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
             raise ValueError(f"rank {rank} is outside [0, {world_size})")
         if micro_batch_size < 1 or gradient_accumulation_steps < 1:
             raise ValueError("micro_batch_size and gradient_accumulation_steps must be >= 1")
+        start_step = RowDataset._integer(start_step, "start_step")
+        end_step = None if end_step is None else RowDataset._integer(end_step, "end_step")
         # A negative start gave negative row indices and a length one step too long.
         if start_step < 0 or (end_step is not None and end_step < 0):
             raise ValueError(

@@ -96,16 +96,16 @@ def command(
             ok = digest == find_expected(expected, f)
             bad += not ok
             click.echo(f"{'OK    ' if ok else 'FAILED'}  {f.name}")
+        if unlisted:
+            # A shard left out of the list is not checked: say so, rather than imply it was.
+            shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+            are = "file of the dataset is" if len(unlisted) == 1 else "files of the dataset are"
+            click.echo(f"note: {len(unlisted)} {are} not in {checksums}, so not checked: {shown}")
         if bad:
             n = len(digests) + len(missing)
             click.echo(f"error: {bad} of {n} files do not match {checksums}", err=True)
             sys.exit(1)
         click.echo(f"all {len(digests)} files match {checksums}")
-        if unlisted:
-            # A shard left out of the list is not checked: say so, rather than imply it was.
-            shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
-            click.echo(f"note: {len(unlisted)} files of the dataset are not in it, so were not "
-                       f"checked: {shown}")  # fmt: skip
 
 
 def _verify_subsets(ds: IndexedDataset) -> list[Path]:
