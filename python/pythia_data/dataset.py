@@ -363,7 +363,6 @@ class GPTDataset(RowDataset):
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
-        #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
         # Under the folder's lock, which a build holds while putting its files in place: the
         # record and the three arrays are then all of one build.
         with _shared_folder_lock(self.paths[0].parent):
