@@ -241,6 +241,10 @@ fn record_differences(recorded: &str, this: &str) -> String {
     differences.join("; ")
 }
 
+/// One build at a time in a process: temporaries are named by process, so two threads building
+/// one index wrote the same temporary files (and a build is parallel inside already).
+static ONE_BUILD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Build (or reuse) the index of `sizes` for `req`, writing GPT-NeoX's three `.npy` files.
 pub fn build_index_files(
     sizes: Sizes<'_>,
@@ -249,6 +253,10 @@ pub fn build_index_files(
     overwrite: bool,
     progress: Progress<'_>,
 ) -> Result<IndexSummary> {
+    // A build that failed in another thread left nothing this one relies on: go on.
+    let _one = ONE_BUILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let documents = req.documents.unwrap_or((0, sizes.len()));
     let plan = plan(
         sizes,
@@ -442,6 +450,7 @@ struct NpyWriterText {
 
 impl NpyWriterText {
     fn new(dest: &Path) -> Result<Self> {
+        crate::atomic::remove_stale_temps(dest);
         Ok(NpyWriterText {
             dest: dest.to_path_buf(),
             tmp: super::npy::temp_path(dest),
