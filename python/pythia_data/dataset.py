@@ -306,20 +306,43 @@ def _read_subsets(prefix: Path, num_items: int) -> tuple[np.ndarray, list[str]] 
     return codes, names
 
 
+#: Descriptors of the folder locks held now. A process forked meanwhile (a DataLoader worker
+#: started from another thread) would share each lock, and hold it for as long as it lives,
+#: blocking every later build: the child closes its copies at once.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks)
+
+
 @contextlib.contextmanager
 def _shared_folder_lock(folder: Path):
     """A shared lock on ``folder`` (the one `build-index` takes exclusively while it puts an
     index in place); none where the folder cannot be opened to lock."""
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         yield
         return
+    _HELD_LOCKS.add(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
     finally:
+        _HELD_LOCKS.discard(fd)
         os.close(fd)  # closing lets go of the lock
+
+
+def _stamps(paths) -> tuple:
+    """What identifies the index files opened: a rebuilt index has new files (renamed in)."""
+    return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, paths))
 
 
 class GPTDataset(RowDataset):
@@ -349,6 +372,7 @@ class GPTDataset(RowDataset):
         if num_samples is None:
             num_samples = num_samples_for(train_iters, global_batch_size)
         self.info: IndexInfo | None = None
+        by_parameters = paths is None
         if paths is None:
             if build:
                 from pythia_data.index import build_index
@@ -367,8 +391,9 @@ class GPTDataset(RowDataset):
         # record and the three arrays are then all of one build.
         with _shared_folder_lock(self.paths[0].parent):
             #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
-            self.record: dict | None = self._check_record(int(seq_length))
+            self.record: dict | None = self._check_record(int(seq_length), by_parameters)
             self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
+            self._stamps = _stamps(self.paths)
         self.seq_length = int(seq_length)
         #: The default batch size of batch(), batches(), checkpoint_rows() and
         #: data_parallel_rows(), and what error messages count steps in.
@@ -376,7 +401,7 @@ class GPTDataset(RowDataset):
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
-    def _check_record(self, seq_length: int) -> dict | None:
+    def _check_record(self, seq_length: int, by_parameters: bool) -> dict | None:
         """Our build leaves a record beside the index; an index of other data is refused here
         rather than read as silent garbage (GPT-NeoX's own caches have no record), as
         `build-index` would refuse it."""
@@ -387,15 +412,17 @@ class GPTDataset(RowDataset):
         rebuild = "rebuild it with `pythia-data build-index ... --overwrite`"
         try:
             meta = json.loads(record.read_text())
-            if meta.get("building"):
-                raise PythiaDataError(
-                    f"{record}: a build of this index stopped while putting its files in place, "
-                    "so they may come from two builds; rebuild it with `pythia-data build-index`"
-                )
-            start, stop = (int(x) for x in meta["documents"])
-            tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            building = isinstance(meta, dict) and meta.get("building")
+            if not building:
+                start, stop = (int(x) for x in meta["documents"])
+                tokens, meta_seq = int(meta["tokens_per_epoch"]), int(meta["seq_length"])
+        except (ValueError, KeyError, TypeError) as e:
             raise PythiaDataError(f"{record}: unreadable index record ({e!r})") from e
+        if building:
+            raise PythiaDataError(
+                f"{record}: a build of this index stopped while putting its files in place, so "
+                "they may come from two builds; rebuild it with `pythia-data build-index`"
+            )
         n = len(self.indexed)
         if stop > n:
             raise PythiaDataError(
@@ -416,6 +443,15 @@ class GPTDataset(RowDataset):
                 f"{record}: this index was built when {self.prefix} held {items:,} documents; "
                 f"it now holds {n:,}: built for other data; {rebuild}"
             )
+        if items is None and by_parameters and start == 0 and stop < n:
+            # An earlier version's record, without the item count: a range from the first
+            # document that stops short is most likely all the documents there were then.
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [0, {stop}), but {self.prefix} "
+                f"now holds {n:,} (the record, from an earlier version, does not say whether "
+                f"that was all of them): {rebuild}, or, if the range was meant, open it with "
+                "GPTDataset(..., paths=...)"
+            )
         recorded = meta.get("sizes_fnv1a")
         if recorded is not None and recorded != _core.sizes_fnv1a(
             self.indexed.idx_path, start, stop
@@ -433,7 +469,7 @@ class GPTDataset(RowDataset):
         # Reopened from the same files in the receiving process (see IndexedDataset.__reduce__).
         return (
             _reopen_gpt_dataset,
-            (self.indexed, self.paths, self.seq_length, self.global_batch_size),
+            (self.indexed, self.paths, self.seq_length, self.global_batch_size, self._stamps),
         )
 
     def __repr__(self) -> str:
@@ -478,10 +514,19 @@ def _reopen_gpt_dataset(
     paths,
     seq_length: int,
     global_batch_size: int = PYTHIA["global_batch_size"],
+    stamps: tuple | None = None,
 ) -> GPTDataset:
-    return GPTDataset(
+    ds = GPTDataset(
         indexed, seq_length=seq_length, paths=paths, global_batch_size=global_batch_size
     )
+    # A spawned DataLoader worker reopens the files by name: an index rebuilt since the dataset
+    # was opened would give other rows, silently.
+    if stamps is not None and ds._stamps != stamps:
+        raise PythiaDataError(
+            f"{ds.paths[0].parent}: the index was rebuilt after this dataset was opened, so a "
+            "process reopening it would read other rows; open the dataset again"
+        )
+    return ds
 
 
 class PreshuffledDataset(RowDataset):
