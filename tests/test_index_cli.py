@@ -449,7 +449,8 @@ def test_an_index_of_a_document_range_opens_by_its_parameters(tmp_path):
     assert len(ds) >= 10 and ds.record["items"] == 5 and ds.record["documents"] == [3, 5]
 
 
-def test_a_record_without_items_from_an_earlier_version_is_still_reused(tmp_path):
+def _index_with_an_earlier_record(tmp_path) -> tuple[Path, tuple]:
+    """An index of five documents whose record, as earlier versions wrote it, has no "items"."""
     import json
 
     d = tmp_path / "d"
@@ -460,6 +461,11 @@ def test_a_record_without_items_from_an_earlier_version_is_still_reused(tmp_path
     meta = json.loads(record.read_text())
     del meta["items"]
     record.write_text(json.dumps(meta))
+    return d, args
+
+
+def test_a_record_without_items_from_an_earlier_version_is_still_reused(tmp_path):
+    d, args = _index_with_an_earlier_record(tmp_path)
     code, out = run("build-index", d, *args)
     assert code == 0 and "reused" in out, out
     assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
@@ -579,16 +585,7 @@ def test_a_dataset_reopened_after_its_index_was_rebuilt_says_so(tmp_path):
 
 
 def test_an_earlier_record_without_items_still_catches_appended_documents(tmp_path):
-    import json
-
-    d = tmp_path / "d"
-    _write(d, [30, 41, 70, 9, 31])
-    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
-    assert run("build-index", d, *args, "-q")[0] == 0
-    record = next(tmp_path.glob("d_*_meta.json"))
-    meta = json.loads(record.read_text())
-    del meta["items"]
-    record.write_text(json.dumps(meta))
+    d, args = _index_with_an_earlier_record(tmp_path)
     _write(d, [30, 41, 70, 9, 31, 12])
     code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
     assert code == 1 and "built for documents [0, 5), but" in out and "holds 6" in out, out
