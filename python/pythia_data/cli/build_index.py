@@ -90,6 +90,16 @@ def command(
                 split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
             )
             rows_used = iters * global_batch_size
+            # What a blend and a single index are built with alike.
+            common = dict(
+                name=ds_name,
+                seq_length=seq_length,
+                seed=seed,
+                separate_last_epoch=separate_last_epoch,
+                cache_dir=cache_dir,
+                overwrite=overwrite,
+                progress=not quiet,
+            )
             if weights is not None:
                 try:
                     ws = [float(w) for w in weights.split(",")]
@@ -104,18 +114,7 @@ def command(
                     )
                 # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
                 base = num_samples if num_samples is not None else iters * global_batch_size
-                blend = build_blended_index(
-                    prefixes,
-                    ws,
-                    name=ds_name,
-                    num_samples=base,
-                    seq_length=seq_length,
-                    seed=seed,
-                    separate_last_epoch=separate_last_epoch,
-                    cache_dir=cache_dir,
-                    overwrite=overwrite,
-                    progress=not quiet,
-                )
+                blend = build_blended_index(prefixes, ws, num_samples=base, **common)
                 shown = ", ".join(f"{w:.6g}" for w in blend.weights)
                 click.echo(
                     f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}"
@@ -124,17 +123,7 @@ def command(
                     click.echo(info.describe(split=split))
                 continue
             for prefix in prefixes:
-                info = build_index(
-                    prefix,
-                    name=ds_name,
-                    num_samples=ns,
-                    seq_length=seq_length,
-                    seed=seed,
-                    separate_last_epoch=separate_last_epoch,
-                    cache_dir=cache_dir,
-                    overwrite=overwrite,
-                    progress=not quiet,
-                )
+                info = build_index(prefix, num_samples=ns, **common)
                 click.echo(info.describe(rows_used=rows_used, split=split))
 
 
