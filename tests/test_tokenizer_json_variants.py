@@ -96,6 +96,13 @@ def _set(section, key, value):
     return edit
 
 
+def _set_top(key, value):
+    def edit(cfg):
+        cfg[key] = value
+
+    return edit
+
+
 def _drop(section, key):
     def edit(cfg):
         del cfg[section][key]
@@ -125,6 +132,20 @@ def _drop(section, key):
         (lambda cfg: cfg.update(version=None), r'"version": invalid type: null'),
         (lambda cfg: cfg.update(version="2.0"), r'unknown tokenizer.json version "2.0"'),
         (lambda cfg: cfg.update(vocab_extra=[]), r'unknown top-level key "vocab_extra"'),
+        # Shapes the reference's untagged enums do not accept.
+        (
+            lambda cfg: cfg["model"]["merges"].__setitem__(3, cfg["model"]["merges"][3].split()),
+            r'merge 3 is not a string but merge 0 is an "a b" string',
+        ),
+        (_set("model", "type", None), r'model "type" null is not a string'),
+        (
+            _set_top("normalizer", {"type": "Sequence", "normalizers": [None]}),
+            "normalizer Sequence holds null",
+        ),
+        (
+            _set_top("normalizer", {"type": "Sequence"}),
+            r'normalizer Sequence has no "normalizers" list',
+        ),
     ],
 )
 def test_files_the_reference_refuses_are_refused(tmp_path, edit, match):
@@ -132,6 +153,69 @@ def test_files_the_reference_refuses_are_refused(tmp_path, edit, match):
     edit(cfg)
     with pytest.raises(Exception):  # noqa: B017 - the oracle's own error type
         tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    refused(cfg, tmp_path, match)
+
+
+def _repeat_key(text: str, key: str, after: str, value: str) -> str:
+    """``text`` with ``"key": value`` written again right after the first ``key`` that
+    follows ``after``; the first copy keeps its value."""
+    at = text.index(f'"{key}": ', text.index(after))
+    return f'{text[:at]}"{key}": {value}, {text[at:]}'
+
+
+@pytest.mark.parametrize(
+    ("key", "after", "value", "reference_refuses"),
+    [
+        ("content", '"added_tokens"', '"<|x|>"', True),
+        ("special", '"added_tokens"', "false", True),
+        ("type", '"model"', '"WordPiece"', True),
+        ("add_prefix_space", '"pre_tokenizer"', "false", False),
+        ("version", "{", '"1.0"', False),
+    ],
+)
+def test_a_key_written_twice_is_refused(tmp_path, key, after, value, reference_refuses):
+    text = _repeat_key(json.dumps(config()), key, after, value)
+    try:
+        tokenizers.Tokenizer.from_str(text)
+        refuses = False
+    except Exception:  # noqa: BLE001 - the oracle's own error type
+        refuses = True
+    assert refuses == reference_refuses, "the oracle changed how it reads repeated keys"
+    path = tmp_path / "tokenizer.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PythiaDataError, match=f'key "{key}" is written twice in one object'):
+        Tokenizer.from_file(path)
+
+
+def test_what_the_reference_reads_as_no_change_loads(tmp_path):
+    cfg = config()
+    cfg["model"]["dropout"] = 0.0  # no merge skipped
+    cfg["model"]["merges"].insert(0, "#version: 0.2")  # skipped, as in a merges.txt
+    ours, ref = load_both(cfg, tmp_path)
+    assert_same(ours, ref, [*TEXTS, " the theory of everything"], [0, 12092, 50254])
+    cfg["model"]["dropout"] = 0.1
+    refused(cfg, tmp_path, "BPE dropout is not supported")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set_top("pre_tokenizer", None), r"no pre_tokenizer \(this family needs the ByteLevel"),
+        (_set_top("decoder", None), r"no decoder \(this family needs the ByteLevel decoder\)"),
+        (lambda cfg: cfg.pop("decoder"), r"no decoder \(this family needs"),
+        (
+            lambda cfg: cfg["model"]["vocab"].update(zz=1 << 24),
+            r'vocab token "zz" has id 16777216, above 16777215, the largest id supported here',
+        ),
+        (
+            lambda cfg: cfg["model"]["vocab"].update(zz=-1),
+            r'vocab token "zz" has id -1, not a non-negative integer',
+        ),
+    ],
+)
+def test_refusals_name_their_cause(tmp_path, edit, match):
+    cfg = config()
+    edit(cfg)
     refused(cfg, tmp_path, match)
 
 

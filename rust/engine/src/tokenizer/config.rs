@@ -75,10 +75,18 @@ fn check_normalizer(v: &Value) -> Result<bool> {
         _ => match type_of(v) {
             Some("NFC") => Ok(true),
             Some("Sequence") => {
-                let items = v.get("normalizers").and_then(Value::as_array);
-                match items.map(|a| a.as_slice()) {
-                    Some([]) => Ok(false),
-                    Some([one]) => check_normalizer(one),
+                let Some(items) = v.get("normalizers").and_then(Value::as_array) else {
+                    return Err(invalid(
+                        "normalizer Sequence has no \"normalizers\" list (a required field)",
+                    ));
+                };
+                match items.as_slice() {
+                    // The reference refuses a null inside a sequence, where it is no normalizer.
+                    [Value::Null] => Err(invalid(
+                        "normalizer Sequence holds null (the reference refuses it)",
+                    )),
+                    [] => Ok(false),
+                    [one] => check_normalizer(one),
                     _ => Err(invalid(
                         "unsupported normalizer sequence (only NFC is supported)",
                     )),
@@ -124,6 +132,27 @@ fn check_top_level(root: &Value) -> Result<()> {
     }
 }
 
+/// An id as a u32 below [`MAX_TOKEN_ID`], or a message saying which limit it breaks.
+fn token_id(v: &Value, what: &str) -> Result<u32> {
+    match v.as_u64() {
+        Some(id) if id <= MAX_TOKEN_ID => Ok(id as u32),
+        Some(id) => Err(invalid(format!(
+            "{what} has id {id}, above {MAX_TOKEN_ID}, the largest id supported here"
+        ))),
+        None => Err(invalid(format!(
+            "{what} has id {v}, not a non-negative integer"
+        ))),
+    }
+}
+
+fn merge_form(m: &Value) -> &'static str {
+    if m.is_string() {
+        "an \"a b\" string"
+    } else {
+        "not a string"
+    }
+}
+
 /// A component's `"type"` as the messages name it: quoted, or said to be missing.
 fn named(type_name: Option<&str>) -> String {
     type_name.map_or_else(|| "without a \"type\"".to_string(), |t| format!("{t:?}"))
@@ -135,6 +164,11 @@ fn named(type_name: Option<&str>) -> String {
 fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool) -> Result<()> {
     if v.is_null() && allow_null {
         return Ok(());
+    }
+    if v.is_null() {
+        return Err(invalid(format!(
+            "no {what} (this family needs the ByteLevel {what})"
+        )));
     }
     if type_of(v) != Some("ByteLevel") {
         return Err(invalid(format!(
@@ -261,20 +295,113 @@ fn check_byte_coverage(model: &Value, bpe_tokens: &[(Vec<u8>, u32)]) -> Result<(
     }
 }
 
+/// Refuse a key written twice in one object. The reference refuses that in some objects (added
+/// tokens, the model's type) and keeps the first or the last copy in others, by rules of its
+/// deserializers; `serde_json::Value` keeps the last everywhere. No saved file repeats a key, so
+/// refusing every repeat costs no real file and rules out reading one otherwise than the reference.
+fn refuse_repeated_keys(json: &[u8]) -> Result<()> {
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// A key, borrowed from the file unless it holds escapes.
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = std::borrow::Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_str(Key)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = std::borrow::Cow<'de, str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+            Ok(v.into())
+        }
+        fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(v.to_owned().into())
+        }
+    }
+
+    struct Walk;
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(Walk)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> std::result::Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            while seq.next_element_seed(Walk)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            let mut seen = super::hash::FxHashSet::default();
+            while let Some(key) = map.next_key_seed(Key)? {
+                if seen.contains(&key) {
+                    return Err(A::Error::custom(format!(
+                        "key {key:?} is written twice in one object (keep one)"
+                    )));
+                }
+                map.next_value_seed(Walk)?;
+                seen.insert(key);
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Walk.deserialize(&mut de)
+        .map_err(|e| invalid(format!("not a valid tokenizer.json: {e}")))
+}
+
 impl TokenizerConfig {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let root: Value = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("not a valid tokenizer.json: {e}")))?;
+        refuse_repeated_keys(json)?;
         check_top_level(&root)?;
         let model = root
             .get("model")
             .ok_or_else(|| invalid("not a tokenizer.json: no \"model\""))?;
-        if let Some(t) = type_of(model) {
-            if t != "BPE" {
-                return Err(invalid(format!("unsupported model type {t:?} (only BPE)")));
+        match model.get("type") {
+            None => {}
+            Some(Value::String(t)) if t == "BPE" => {}
+            Some(Value::String(t)) => {
+                return Err(invalid(format!("unsupported model type {t:?} (only BPE)")))
             }
+            Some(t) => return Err(invalid(format!("model \"type\" {t} is not a string"))),
         }
-        if model.get("dropout").is_some_and(|d| !d.is_null()) {
+        // Dropout 0 skips no merge: the reference encodes as without it.
+        if field::<Option<f64>>(model, "dropout", "BPE")?
+            .flatten()
+            .is_some_and(|p| p != 0.0)
+        {
             return Err(invalid(
                 "BPE dropout is not supported (it makes encoding random)",
             ));
@@ -316,11 +443,7 @@ impl TokenizerConfig {
             .ok_or_else(|| invalid("BPE model has no \"vocab\" object"))?;
         let mut ids: HashMap<&str, u32> = HashMap::with_capacity(vocab.len());
         for (token, id) in vocab {
-            let id = id
-                .as_u64()
-                .filter(|&i| i <= MAX_TOKEN_ID)
-                .ok_or_else(|| invalid(format!("vocab id of {token:?} is not a valid id")))?
-                as u32;
+            let id = token_id(id, &format!("vocab token {token:?}"))?;
             ids.insert(token.as_str(), id);
         }
 
@@ -329,8 +452,19 @@ impl TokenizerConfig {
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("BPE model has no \"merges\" list"))?;
         let mut merges = Vec::with_capacity(merge_list.len());
+        // The reference reads the list as all "a b" strings or all [a, b] pairs, never a mix.
+        let strings = merge_list.first().is_some_and(Value::is_string);
         for (rank, m) in merge_list.iter().enumerate() {
+            if m.is_string() != strings {
+                return Err(invalid(format!(
+                    "merge {rank} is {} but merge 0 is {} (the reference reads one form per list)",
+                    merge_form(m),
+                    merge_form(&merge_list[0])
+                )));
+            }
             let (a, b) = match m {
+                // As in a `merges.txt`, the reference skips a "#version" line.
+                Value::String(s) if s.starts_with("#version") => continue,
                 Value::String(s) => {
                     let mut parts = s.split(' ');
                     match (parts.next(), parts.next(), parts.next()) {
@@ -375,11 +509,7 @@ impl TokenizerConfig {
             let content = <&str>::deserialize(required("content")?)
                 .map_err(|e| invalid(format!("{what} \"content\": {e}")))?;
             let what = format!("added token {content:?}");
-            let id = u64::deserialize(required("id")?)
-                .ok()
-                .filter(|&i| i <= MAX_TOKEN_ID)
-                .ok_or_else(|| invalid(format!("{what} has no valid id")))?
-                as u32;
+            let id = token_id(required("id")?, &what)?;
             let mut flags = [false; 5];
             for (key, value) in ["special", "normalized", "lstrip", "rstrip", "single_word"]
                 .iter()
@@ -510,6 +640,21 @@ mod tests {
             );
         }
         assert_eq!(refusal_of("[1]"), "not a tokenizer.json: not a JSON object");
+        let twice = minimal(r#", "version": "1.0", "version": "1.0""#, BL);
+        let err = refusal_of(&twice);
+        assert!(
+            err.contains("key \"version\" is written twice in one object"),
+            "{err}"
+        );
+        let mixed = minimal("", BL).replace(
+            r#""vocab": {"a": 0}, "merges": []"#,
+            r#""vocab": {"a": 0, "aa": 1}, "merges": ["a a", ["a", "a"]]"#,
+        );
+        let err = refusal_of(&mixed);
+        assert!(
+            err.contains("merge 1 is not a string but merge 0 is"),
+            "{err}"
+        );
     }
 
     use super::*;
