@@ -316,7 +316,9 @@ def test_absurd_token_id_is_an_error_not_an_abort(where):
         cfg["model"]["vocab"]["hello"] = 4_000_000_000
     else:
         cfg["added_tokens"][0]["id"] = 4_000_000_000
-    with pytest.raises(PythiaDataError, match="has id 4000000000, above 16777215, the largest id supported here"):
+    with pytest.raises(
+        PythiaDataError, match="has id 4000000000, above 16777215, the largest id supported here"
+    ):
         Tokenizer.from_str(json.dumps(cfg))
 
 
