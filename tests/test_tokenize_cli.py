@@ -249,6 +249,10 @@ BAD_LINES = [
     ('{"text": "a line cut short', "invalid JSON: the line ends inside a string"),
     # A line that is a JSON string was quoted whole, megabytes of it in one error line.
     ('"' + "x" * 5000 + '"', "not a JSON object: the line is a string; skip such lines"),
+    # Not JSON's whitespace, so not a blank line (a form feed was passed over as one).
+    ("\f", "invalid JSON"),
+    ("\v", "invalid JSON"),
+    ("\u00a0", "invalid JSON"),
 ]
 
 
@@ -1098,3 +1102,52 @@ def test_a_directory_among_arrow_inputs_says_to_list_its_files(tmp_path, lines):
     with pytest.raises(PythiaDataError, match="a directory, not an input file: pass the files"):
         tokenize_files([tmp_path / "jsonl", tmp_path / "b.parquet"], tmp_path / "o")
     assert list(tmp_path.glob("o*")) == []
+
+
+def test_parquet_meta_in_a_map_column_gives_its_subset_names(tmp_path):
+    # Spark writes a JSON object as map<string, string>: its names were silently "".
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    meta = pa.array(
+        [
+            [("pile_set_name", "Pile-CC")],
+            [("x", "y"), ("pile_set_name", "ArXiv")],
+            None,
+            [("pile_set_name", "a"), ("pile_set_name", "Pile-CC")],  # the last, as json.loads
+        ],
+        pa.map_(pa.string(), pa.string()),
+    )
+    pq.write_table(pa.table({"text": ["a", "b", "c", "d"], "meta": meta}), tmp_path / "m.parquet")
+    result = run(tmp_path / "m.parquet", "--output", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "o.subsets.json").read_text())
+    codes = np.load(tmp_path / "o.subsets.npy").tolist()
+    assert [table["names"][c] for c in codes] == ["Pile-CC", "ArXiv", "", "Pile-CC"]
+
+
+@pytest.mark.parametrize("where", ["text column", "meta column", "meta field"])
+def test_parquet_column_or_field_named_twice_is_refused(tmp_path, where):
+    # Which one was meant is unclear: a KeyError traceback, or silently no subset names.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    text, meta = pa.array(["a", "b"]), pa.array([{"pile_set_name": "P"}] * 2)
+    if where == "text column":
+        table = pa.Table.from_arrays([text, text], names=["text", "text"])
+        message = "has 2 columns named 'text'"
+    elif where == "meta column":
+        table = pa.Table.from_arrays([text, meta, meta], names=["text", "meta", "meta"])
+        message = "has 2 columns named 'meta'"
+    else:
+        twice = pa.StructArray.from_arrays(
+            [pa.array(["P", "Q"]), pa.array(["R", "S"])], names=["pile_set_name"] * 2
+        )
+        table = pa.Table.from_arrays([text, twice], names=["text", "meta"])
+        message = "the struct at 'meta' has 2 fields named 'pile_set_name'"
+    pq.write_table(table, tmp_path / "d.parquet")
+    result = run(tmp_path / "d.parquet", "--output", tmp_path / "o")
+    assert result.exit_code == 1, result.output
+    assert f"error: {tmp_path / 'd.parquet'}" in result.output and message in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]

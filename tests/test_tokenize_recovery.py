@@ -9,6 +9,8 @@ import json
 import math
 import os
 import signal
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -235,9 +237,24 @@ def gzip_with_bad_checksum(path: Path) -> Path:
     return path
 
 
+def gzip_with_bad_header_checksum(path: Path) -> Path:
+    """A member whose header carries a CRC-16 (FHCRC) that does not match it."""
+    header = bytearray(b"\x1f\x8b\x08\x02\0\0\0\0\0\xff")  # FLG = FHCRC
+    header += struct.pack("<H", (zlib.crc32(bytes(header)) & 0xFFFF) ^ 0xFFFF)
+    text = write_jsonl(path.with_suffix(".tmp")).read_bytes()
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = deflate.compress(text) + deflate.flush()
+    path.write_bytes(bytes(header) + body + struct.pack("<II", zlib.crc32(text), len(text)))
+    return path
+
+
 @pytest.mark.parametrize(
     "make, name",
-    [(zstd_with_bad_checksum, "in.jsonl.zst"), (gzip_with_bad_checksum, "in.jsonl.gz")],
+    [
+        (zstd_with_bad_checksum, "in.jsonl.zst"),
+        (gzip_with_bad_checksum, "in.jsonl.gz"),
+        (gzip_with_bad_header_checksum, "in.jsonl.gz"),
+    ],
 )
 def test_a_stream_failing_its_checksum_is_not_skipped(tmp_path, make, name):
     src = make(tmp_path / name)
@@ -245,8 +262,10 @@ def test_a_stream_failing_its_checksum_is_not_skipped(tmp_path, make, name):
     for extra in ([], ["--on-error", "skip"]):
         result = run(src, good, "-o", tmp_path / "out", *extra)
         assert result.exit_code == 1, result.output
-        assert str(src) in result.output and "fails its checksum" in result.output
+        assert str(src) in result.output and "fails a checksum" in result.output
         assert "cannot be skipped" in result.output
+        if make is gzip_with_bad_header_checksum:  # nothing was read from it before
+            assert "line 1: " in result.output and "lines already read" not in result.output
         assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.partial").exists()
 
 

@@ -536,12 +536,22 @@ def _decoded(strings) -> tuple[list[str | None], dict[int, str]]:
     return values, invalid
 
 
+def _refuse_repeated(names: list[str], name: str, what: str, kind: str = "columns") -> None:
+    """Refuse a column or struct field written twice: which one is meant is anyone's guess."""
+    if (n := names.count(name)) > 1:
+        raise PythiaDataError(
+            f"{what} has {n} {kind} named {name!r}: which one to read is unclear; "
+            "rename or drop all but one"
+        )
+
+
 def _texts_of(batch, source: Path, text_key: str) -> tuple[list[str | None], dict[int, str]]:
     """The batch's texts, None for rows without a usable one, with why for each such row."""
     if text_key not in batch.schema.names:
         raise PythiaDataError(
             f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
         )
+    _refuse_repeated(batch.schema.names, text_key, str(source))
     col = batch.column(text_key)
     strings = _string_array(col)
     if strings is None:
@@ -562,12 +572,15 @@ def _meta_columns(meta_key: str) -> list[str]:
     return [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
 
 
-def _meta_column(batch, meta_key: str):
-    """The batch's column at the dotted path ``meta_key``, into struct columns, and that path
-    as (column name, fields...); (None, None) when there is none. A column's own name may hold
-    dots: ``datasets``' ``flatten()`` names the field ``pile_set_name`` of the struct column
-    ``meta`` ``meta.pile_set_name``. A field is null in a row where its struct is (Arrow keeps
-    the values written beneath a null struct; JSON lines' ``"meta": null`` has no name)."""
+def _meta_column(batch, meta_key: str, source: Path):
+    """The batch's column at the dotted path ``meta_key``, into struct columns and maps with
+    string keys (Spark writes a JSON object as one), and that path as (column name,
+    fields...); (None, None) when there is none. A column's own name may hold dots:
+    ``datasets``' ``flatten()`` names the field ``pile_set_name`` of the struct column ``meta``
+    ``meta.pile_set_name``. A field is null in a row where its struct is (Arrow keeps the values
+    written beneath a null struct; JSON lines' ``"meta": null`` has no name); a key a map
+    holds twice takes its last value, as ``json.loads`` keeps the last of a repeated key."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.types as pat
 
@@ -575,12 +588,22 @@ def _meta_column(batch, meta_key: str):
     for k, name in enumerate(_meta_columns(meta_key), start=1):
         if name not in batch.schema.names:
             continue
+        _refuse_repeated(batch.schema.names, name, str(source))
         col = batch.column(name)
-        for field in parts[k:]:
-            index = col.type.get_field_index(field) if pat.is_struct(col.type) else -1
-            if index < 0:
+        for depth, field in enumerate(parts[k:], start=k):
+            if pat.is_struct(col.type):
+                fields = [col.type.field(i).name for i in range(col.type.num_fields)]
+                if field not in fields:
+                    break
+                where = f"{source}: the struct at {'.'.join(parts[:depth])!r}"
+                _refuse_repeated(fields, field, where, "fields")
+                col = pc.struct_field(col, [fields.index(field)])
+            elif pat.is_map(col.type) and (
+                pat.is_string(col.type.key_type) or pat.is_large_string(col.type.key_type)
+            ):
+                col = pc.map_lookup(col, pa.scalar(field, col.type.key_type), "last")
+            else:
                 break
-            col = pc.struct_field(col, [index])
         else:
             return col, [name, *parts[k:]]
     return None, None
@@ -601,13 +624,13 @@ def _class_label_names(schema, path: list[str]) -> list[str] | None:
     return names if ok else None
 
 
-def _metas_of(batch, meta_key: str) -> tuple[list[str | None], dict[int, str]]:
+def _metas_of(batch, meta_key: str, source: Path) -> tuple[list[str | None], dict[int, str]]:
     """The batch's subset names (None where there is none), and why for each row whose name
     is not UTF-8. A ``datasets`` ClassLabel column gives its label names (a row without a
     label, -1, none)."""
     import pyarrow.types as pat
 
-    col, path = _meta_column(batch, meta_key)
+    col, path = _meta_column(batch, meta_key, source)
     if col is not None and pat.is_integer(col.type):
         names = _class_label_names(batch.schema, path)
         if names is not None:
@@ -743,7 +766,7 @@ def _tokenize_with_writer(
                     texts, problems = _texts_of(batch, source, text_key)
                     metas, messages = None, []
                     if meta_key:
-                        metas, meta_problems = _metas_of(batch, meta_key)
+                        metas, meta_problems = _metas_of(batch, meta_key, source)
                         problems = meta_problems | problems
                     if problems:
                         messages = [

@@ -180,8 +180,9 @@ def command(
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
     (Parquet and saved datasets need pyarrow). A file named twice is read twice, as `merge`
     merges a dataset named twice.
-    Each line is read as Python's json.loads reads it (NaN and Infinity included); blank
-    lines are no documents and are passed over.
+    Each line is read as Python's json.loads reads it (NaN and Infinity included; Python's
+    limits on the digits of an integer and on nesting depth are not applied); lines of only
+    spaces, tabs and CRs are no documents and are passed over.
 
     Killed runs continue from their last checkpoint when started again with the same command
     (one whose inputs changed since, in size, time or a digest of 16 sampled blocks, starts over);

@@ -306,12 +306,17 @@ fn read_error(path: &Path, line: u64, e: std::io::Error) -> Error {
     };
     let text = e.to_string();
     if CHECKSUM_MESSAGES.iter().any(|m| text.contains(m)) {
+        // flate2 words a gzip member's header checksum like its data's: "a checksum" covers both.
+        let earlier = if line > 1 {
+            ", so lines already read from it may be wrong"
+        } else {
+            ""
+        };
         return Error::Damaged {
             path: path.to_path_buf(),
             message: format!(
-                "reading line {line}: the {what} fails its checksum ({text}), so lines already \
-                 read from it may be wrong; this cannot be skipped: replace the file with an \
-                 intact copy"
+                "reading line {line}: the {what} fails a checksum ({text}){earlier}; this cannot \
+                 be skipped: replace the file with an intact copy"
             ),
         };
     }

@@ -198,8 +198,13 @@ fn process_chunk(
             break;
         }
         let line = chunk.line(i);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue; // blank lines are not documents
+        // Blank lines are not documents. Only JSON's whitespace makes a line blank: a line of
+        // form feeds is no JSON value, and is invalid like one of vertical tabs.
+        if line
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            continue;
         }
         let line_no = chunk.first_line + i as u64;
         let doc = match parse_document(line, fields, &mut scratch.text) {
