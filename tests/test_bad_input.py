@@ -290,6 +290,7 @@ def test_a_full_disk_leaves_no_temporary_file(tmp_path):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 1 and "No space left on device" in r.output, (args, r.output)
         assert name.split("_")[0].split(".")[0] in r.output, r.output  # the file is named
+        assert "free space on that file system" in r.output  # and what to do
         assert not [p.name for p in where.iterdir() if ".tmp-" in p.name], args
 
 

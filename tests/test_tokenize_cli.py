@@ -443,24 +443,92 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     merge_datasets(tmp_path / "merged", parts)
     merge_subsets(tmp_path / "merged", parts)
     assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
-    # The CLI does both, and takes a shell glob that names each part's .bin, .idx and the
-    # .subsets.json/.npy (which failed as "pile-….subsets.json.idx: No such file").
+    # The CLI does both, and takes a shell glob that names each part's .bin, .idx, the
+    # .subsets.json/.npy (which failed as "pile-….subsets.json.idx: No such file") and the
+    # .shard.json record.
     globbed = sorted(tmp_path.glob("pile-*"))
-    assert len(globbed) == 12
+    assert len(globbed) == 15
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "cli"), *map(str, globbed)])
     assert result.exit_code == 0, result.output
     assert dataset_bytes(tmp_path / "cli") == dataset_bytes(tmp_path / "single")
     # A glob that matches only the subset files names no dataset: said, not "no input".
     subsets_only = sorted(tmp_path.glob("pile-*.subsets.*"))
     result = CliRunner().invoke(main, ["merge", str(tmp_path / "z"), *map(str, subsets_only)])
-    assert result.exit_code == 2 and "only subset files were given" in result.output
+    assert result.exit_code == 2 and "only subset or shard record files" in result.output
     result = run(d, "--output", tmp_path / "x", "--shard-index", 3, "--num-shards", 3)
     assert result.exit_code != 0 and "--shard-index" in result.output
     # More shards than files: a usage error (status 2) naming the option to change.
+    # Every shard of such an array refuses, not only those left empty (shard 1 of 7 over 5
+    # files has one file: its part was work for a merge that refuses the set).
     files = len(find_inputs([d]))
-    result = run(d, "-o", tmp_path / "y", "--shard-index", 0, "--num-shards", files + 1)
-    assert result.exit_code == 2 and "--num-shards" in result.output, result.output
-    assert f"use --num-shards {files} or fewer" in result.output
+    for i in (0, 1, files):
+        result = run(d, "-o", tmp_path / "y", "--shard-index", i, "--num-shards", files + 2)
+        assert result.exit_code == 2 and "--num-shards" in result.output, result.output
+        assert f"use --num-shards {files} or fewer" in result.output
+    assert not list(tmp_path.glob("y-*"))
+
+
+def _shard(d: Path, prefix: Path, i: int, n: int, *extra) -> Path:
+    result = run(d, "--output", prefix, "--shard-index", i, "--num-shards", n, *extra)
+    assert result.exit_code == 0, result.output
+    return Path(f"{prefix}-{i:05d}-of-{n:05d}")
+
+
+def _merge(out: Path, *inputs) -> object:
+    return CliRunner().invoke(main, ["merge", str(out), *map(str, inputs)])
+
+
+def test_parts_of_different_inputs_or_tokenizers_are_not_merged(tmp_path, lines):
+    # Their names alone looked like one run, and the merge silently differed from one.
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(4):
+        write_zst_frames(d / f"{i:02d}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    first = _shard(d, tmp_path / "p", 0, 2)
+    write_zst_frames(d / "01b.jsonl.zst", lines[240:300], frames=1)  # between two array tasks
+    second = _shard(d, tmp_path / "p", 1, 2)
+    result = _merge(tmp_path / "m", first, second)
+    assert result.exit_code == 2, result.output
+    assert "was made from another list of input files than" in result.output
+    assert "(5 files against 4" in result.output
+    assert not (tmp_path / "m.bin").exists()
+    # Asked for, parts of other input lists still merge as given.
+    assert _merge(tmp_path / "m", first, second, "--allow-partial").exit_code == 0
+
+    (d / "01b.jsonl.zst").unlink()
+    second = _shard(d, tmp_path / "p", 1, 2)  # the inputs of the first again: merged
+    assert _merge(tmp_path / "m", first, second).exit_code == 0
+    other = tmp_path / "other_tokenizer.json"  # the same tokenizer, other bytes
+    other.write_text(json.dumps(json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))))
+    second = _shard(d, tmp_path / "p", 1, 2, "--tokenizer", other)
+    for extra in ([], ["--allow-partial"]):
+        result = _merge(tmp_path / "m2", first, second, *extra)
+        assert result.exit_code == 2 and "was tokenized with another tokenizer" in result.output
+
+    # A part whose record is missing (its run stopped before writing it) is named.
+    second = _shard(d, tmp_path / "p", 1, 2)
+    Path(f"{second}.shard.json").unlink()
+    result = _merge(tmp_path / "m3", first, second)
+    assert result.exit_code == 2 and f"{second} has no .shard.json record" in result.output
+    assert "run that shard's tokenize command again" in result.output
+    assert _shard(d, tmp_path / "p", 1, 2) and _merge(tmp_path / "m3", first, second).exit_code == 0
+
+
+def test_merge_names_an_unfinished_part(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
+    # As an interrupted run of the second shard leaves it: its work directory, no .idx.
+    Path(f"{second}.idx").unlink()
+    Path(f"{second}.partial").mkdir()
+    result = _merge(tmp_path / "m", first, second)
+    assert result.exit_code == 2, result.output
+    assert f"{second} has no .idx: its tokenize run has not finished" in result.output
+    result = _merge(tmp_path / "m", *sorted(tmp_path.glob("p-*")))  # the glob finds the folder
+    assert result.exit_code == 2, result.output
+    assert f"{second}.partial is the work directory of an unfinished tokenize run" in result.output
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -1151,3 +1219,25 @@ def test_parquet_column_or_field_named_twice_is_refused(tmp_path, where):
     assert f"error: {tmp_path / 'd.parquet'}" in result.output and message in result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
+
+
+def test_a_full_disk_while_finishing_leaves_no_file_at_a_final_name(tmp_path, lines):
+    # The .bin and the subsets were renamed into place before the .idx was written: a disk
+    # filling up there left them beside no .idx, with the work said to be kept elsewhere.
+    source = tmp_path / "in.jsonl.zst"
+    write_zst_frames(source, lines, frames=2)
+    prefix = tmp_path / "out"
+    work = Path(f"{prefix}.partial")
+
+    def fill_the_disk_at_finish(*_):
+        if work.is_dir() and not (work / "final.idx").is_symlink():
+            (work / "final.idx").symlink_to("/dev/full")  # every write: ENOSPC
+
+    with pytest.raises(OSError, match="No space left on device"):
+        tokenize_files([source], prefix, progress=fill_the_disk_at_finish)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl.zst", "out.partial"]
+    (work / "final.idx").unlink()
+    resumed = tokenize_files([source], prefix)
+    clean = tokenize_files([source], tmp_path / "clean")
+    assert resumed["documents"] == clean["documents"] > 0
+    assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")

@@ -142,19 +142,25 @@ def test_an_unreadable_checkpoint_is_reported(tmp_path):
 def test_a_run_killed_inside_its_final_step_is_finished_by_the_same_command(tmp_path, meta_key):
     src = write_jsonl(tmp_path / "in.jsonl")
     prefix = tmp_path / "out"
-    blocker = tmp_path / "out.partial" / "final.idx"
+    work = tmp_path / "out.partial"
+    blocker = work / "final.idx"
 
     def block_the_index(*_):
-        # A folder where the .idx is built makes the final step fail after tokens.bin has
-        # become out.bin: the state a kill at that moment leaves behind.
-        blocker.mkdir(exist_ok=True)
+        # Every write of the .idx fails (ENOSPC), after the checkpoint that says the run is
+        # finished: the work stays, and nothing is renamed into place yet.
+        if work.is_dir() and not blocker.is_symlink():
+            blocker.symlink_to("/dev/full")
 
     with pytest.raises(OSError, match="run the same command again"):
         tokenize_files(
             [src], prefix, meta_key=meta_key, progress=block_the_index, progress_seconds=0
         )
-    assert (tmp_path / "out.bin").exists() and not (tmp_path / "out.idx").exists()
-    blocker.rmdir()
+    blocker.unlink()
+    # Then the renames, as far as a kill between the .bin's and the .idx's leaves them.
+    for name in ["subsets.npy", "subsets.json"] if meta_key else []:
+        (work / name).rename(tmp_path / f"out.{name}")
+    (work / "tokens.bin").rename(tmp_path / "out.bin")
+    assert not (tmp_path / "out.idx").exists()
     report = tokenize_files([src], prefix, meta_key=meta_key)
     # Nothing was tokenized again: every document came from the interrupted run.
     assert report["resumed_documents"] == report["documents"] == len(DOCS)
@@ -330,15 +336,20 @@ def test_a_temporary_left_by_a_run_killed_while_writing_the_subsets_is_removed(t
 def finished_but_for_the_work_directory(tmp_path: Path, src: Path, prefix: Path) -> None:
     """Leave `prefix` as a run killed after writing its .idx, while deleting its work directory
     (the last thing it does), leaves it: the output complete, the work directory still there."""
-    blocker = tmp_path / f"{prefix.name}.partial" / "final.idx"
+    work = tmp_path / f"{prefix.name}.partial"
+    blocker = work / "final.idx"
 
     def block_the_index(*_):
-        blocker.mkdir(exist_ok=True)
+        if work.is_dir() and not blocker.is_symlink():
+            blocker.symlink_to("/dev/full")  # ENOSPC, after the checkpoint that says finished
 
     with pytest.raises(OSError, match="run the same command again"):
         tokenize_files([src], prefix, progress=block_the_index, progress_seconds=0)
-    blocker.rmdir()
-    # The .idx that final step writes is the one an undisturbed run writes.
+    blocker.unlink()
+    # Then every rename, and the .idx that final step writes: an undisturbed run's.
+    for name in ["subsets.npy", "subsets.json"]:
+        (work / name).rename(f"{prefix}.{name}")
+    (work / "tokens.bin").rename(f"{prefix}.bin")
     tokenize_files([src], tmp_path / "clean")
     Path(f"{prefix}.idx").write_bytes((tmp_path / "clean.idx").read_bytes())
 

@@ -492,7 +492,8 @@ def _stamp(source: Path) -> str:
     )
 
 
-def _size(source: Path) -> int:
+def input_size(source: Path) -> int:
+    """Bytes of an input file, or of the files of a saved dataset's folder."""
     if source.is_dir():
         return sum(f.stat().st_size for f in source.iterdir() if f.is_file())
     return source.stat().st_size
@@ -679,7 +680,7 @@ def _tokenize_with_writer(
     resumed = writer.resumed_documents
     restart_note = writer.restart_note
     start_source, start_row = writer.position
-    sizes = [_size(p) for p in sources]
+    sizes = [input_size(p) for p in sources]
     before = list(itertools.accumulate(sizes, initial=0))  # bytes of the sources before each
     bytes_total = before[-1]
     text_bytes = 0

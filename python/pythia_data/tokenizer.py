@@ -71,6 +71,11 @@ class Tokenizer:
         return self._core.vocab_size
 
     @property
+    def sha256(self) -> str:
+        """sha256 (hex) of the ``tokenizer.json`` bytes it was loaded from: which tokenizer."""
+        return self._core.sha256
+
+    @property
     def eod_id(self) -> int:
         """The id of ``<|endoftext|>`` that GPT-NeoX appends to every document (0 for NeoX).
 

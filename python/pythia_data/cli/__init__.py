@@ -7,6 +7,7 @@ Errors the user can act on are never a traceback: a bad file is one clear line a
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -33,6 +34,22 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _full_disk_hint(e: BaseException) -> str:
+    """What to do about a full disk or quota, which the engine reports in the system's words
+    (its errors carry the message, not the errno), often naming a temporary file already
+    removed: every command cleans up after it, or keeps work to continue from."""
+    text = str(e)
+    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        m in text for m in ("No space left on device", "Disk quota exceeded")
+    )
+    if not full:
+        return ""
+    return (
+        "\nfree space on that file system (or write the output to another), then run the same "
+        "command again"
+    )
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so that every
@@ -50,7 +67,7 @@ class _Group(click.Group):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(128 + signal.SIGPIPE)
         except USER_ERRORS as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {e}{_full_disk_hint(e)}", err=True)
             sys.exit(1)
         except OverflowError as e:  # a number beyond what the files can hold (64-bit)
             click.echo(f"error: a number given is too large: {e}", err=True)

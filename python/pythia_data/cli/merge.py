@@ -11,10 +11,15 @@ import click
 
 from pythia_data import _core
 from pythia_data.cli._stops import StopRequests
+from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
 from pythia_data.progress import progress_bar
+from pythia_data.shard_record import SUFFIX as SHARD_RECORD_SUFFIX
+from pythia_data.shard_record import check_shard_records
 
 SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
+# Files a glob of a run's parts also matches, which travel with their dataset.
+SIDE_SUFFIXES = (*SUBSET_SUFFIXES, SHARD_RECORD_SUFFIX)
 # What `pythia-data tokenize --shard-index I --num-shards N` names its output (shard_prefix).
 SHARD_NAME = re.compile(r"(.*)-(\d{5,})-of-(\d{5,})")
 
@@ -22,13 +27,19 @@ SHARD_NAME = re.compile(r"(.*)-(\d{5,})-of-(\d{5,})")
 def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     """Prefixes from the arguments. A shell glob such as `part-*` names each dataset twice in
     a row (its .bin, then its .idx): such a pair counts once. The glob also matches tokenize's
-    PREFIX.subsets.npy/.json, which travel with their dataset anyway: they are skipped. A
+    PREFIX.subsets.npy/.json and PREFIX.shard.json, which travel with their dataset anyway:
+    they are skipped. A
     dataset named twice on purpose (its prefix twice, or apart) is merged twice."""
     out: list[Path] = []
     previous: Path | None = None
     for arg in inputs:
-        if arg.name.endswith(SUBSET_SUFFIXES):
+        if arg.name.endswith(SIDE_SUFFIXES):
             continue
+        if arg.name.endswith(".partial") and arg.is_dir():
+            raise click.UsageError(
+                f"{arg} is the work directory of an unfinished tokenize run of "
+                f"{arg.with_suffix('')}: run that command again to finish it, then merge"
+            )
         prefix = _strip_extension(arg)
         pair = (
             previous is not None
@@ -42,8 +53,8 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
         previous = arg
     if not out and inputs:
         raise click.UsageError(
-            "only subset files were given: name the datasets (PREFIX, PREFIX.bin or PREFIX.idx); "
-            "their PREFIX.subsets.npy/.json are merged with them"
+            "only subset or shard record files were given: name the datasets (PREFIX, PREFIX.bin "
+            "or PREFIX.idx); their PREFIX.subsets.npy/.json are merged with them"
         )
     return out
 
@@ -93,6 +104,31 @@ def _check_shard_set(prefixes: list[Path]) -> None:
         )
 
 
+def _check_runs_records(prefixes: list[Path], allow_partial: bool) -> None:
+    """Refuse the parts of one sharded run (one folder, PREFIX and N) made from other inputs or
+    with another tokenizer, by the records tokenize writes beside them."""
+    runs: dict[tuple[Path, str, int], list[Path]] = {}
+    for p in prefixes:
+        m = SHARD_NAME.fullmatch(p.name)
+        if m is not None:
+            runs.setdefault((p.parent.resolve(), m[1], int(m[3])), []).append(p)
+    for parts in runs.values():
+        try:
+            check_shard_records(parts, inputs_may_differ=allow_partial)
+        except PythiaDataError as e:
+            raise click.UsageError(str(e)) from None
+
+
+def _open_input(prefix: Path) -> IndexedDataset:
+    idx = prefix.with_name(prefix.name + ".idx")
+    if not idx.exists() and prefix.with_name(prefix.name + ".partial").is_dir():
+        raise click.UsageError(
+            f"{prefix} has no .idx: its tokenize run has not finished ({prefix}.partial/ holds "
+            "its work); run that command again to finish it, then merge"
+        )
+    return IndexedDataset(prefix)
+
+
 def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
     """The merged subset files (npy, json) when every input has them, so the merged parts equal
     one tokenize run over all the inputs; read and checked before any output is written."""
@@ -121,25 +157,29 @@ def _temp(dest: Path) -> Path:
 def _stage_subsets(output: Path, joined: tuple[bytes, bytes]) -> None:
     for dest, data in zip(_subsets_paths(output), joined, strict=True):
         _core.remove_stale_temps(dest)
-        with open(_temp(dest), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(_temp(dest), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # a failed write names no file
+            raise OSError(e.errno, f"writing {dest}: {e.strerror}") from e
 
 
 def _move_into_place(output: Path, builder: IndexedDatasetBuilder, staged: bool) -> None:
     """The stale .idx goes first, so that a new .bin never pairs with an old one; then the
-    subsets, or the removal of old ones that would describe other documents; then the
-    builder's .bin, and its .idx last: only a complete output ever has an .idx."""
+    removal of old subsets that would describe other documents. The builder then writes and
+    syncs its files, and only then renames the staged subsets, its .bin, and its .idx last
+    into place, within moments: only a complete output ever has an .idx, and a full disk or
+    a stop while the large files are synced leaves nothing at a final name."""
     idx = output.with_name(output.name + ".idx")
     idx.unlink(missing_ok=True)
     try:
-        for dest in _subsets_paths(output):
-            if staged:
-                os.replace(_temp(dest), dest)
-            else:
+        if not staged:
+            for dest in _subsets_paths(output):
                 dest.unlink(missing_ok=True)
-        builder.finish()
+        staged_files = [(_temp(dest), dest) for dest in _subsets_paths(output)] if staged else []
+        builder._core.finish(staged_files)
     except BaseException:
         if not idx.exists():  # an interrupt can land after finish: a complete output stays
             _remove_half_output(output)
@@ -161,7 +201,8 @@ def _remove_half_output(output: Path) -> None:
     "--allow-partial",
     is_flag=True,
     help="Merge parts of a sharded tokenize run (PREFIX-IIIII-of-NNNNN) even when some are "
-    "missing, out of order, apart, or numbered past NNNNN.",
+    "missing, out of order, apart, numbered past NNNNN, or made from other input lists (parts "
+    "tokenized with another tokenizer or --text-key are refused all the same).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: bool) -> None:
@@ -173,7 +214,9 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
     PREFIX-*-of-NNNNN) must all be given, in order and one after another, unless --allow-partial;
     other inputs may come before or after them. The result is byte-identical to GPT-NeoX's
     tools/merge_datasets.py: items appended in order, doc_idx shifted. When every input has the
-    PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. All inputs must share
+    PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. The parts of a
+    sharded run must come from the same input files and tokenizer (each part's
+    PREFIX.shard.json says what it was made from). All inputs must share
     one dtype. OUTPUT appears only when the merge is complete; an interrupted merge leaves
     nothing behind.
     """
@@ -181,7 +224,8 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
     prefixes = _dataset_args(inputs)
     if not allow_partial:
         _check_shard_set(prefixes)
-    datasets = [IndexedDataset(p) for p in prefixes]
+    _check_runs_records(prefixes, allow_partial)
+    datasets = [_open_input(p) for p in prefixes]
     # Compared as files: an output named like an input's shard would be renamed over it.
     outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
     for ds in datasets:

@@ -13,9 +13,11 @@ import click
 from pythia_data.cli._stops import StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
+from pythia_data.shard_record import write_shard_record
 from pythia_data.tokenize import (
     _refuse_output_over_input,
     find_inputs,
+    input_size,
     shard_inputs,
     shard_prefix,
     tokenize_files,
@@ -196,15 +198,17 @@ def command(
             f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
         )
     if num_shards > 1:
-        files = shard_inputs(files, shard_index, num_shards)
-        output = shard_prefix(output, shard_index, num_shards)
-        if not files:
-            total = len(find_inputs(inputs))
+        # Refused by every shard of the array, not only by those left empty: the others'
+        # parts would be work for a merge that refuses the set.
+        if num_shards > len(all_files):
+            total = len(all_files)
             raise click.BadParameter(
-                f"shard {shard_index} of {num_shards} has no input files: shards are made of "
-                f"whole files and there are only {total}; use --num-shards {total} or fewer",
+                f"{num_shards} shards of {total} input files would leave {num_shards - total} "
+                f"empty: shards are made of whole files; use --num-shards {total} or fewer",
                 param_hint="--num-shards",
             )
+        files = shard_inputs(files, shard_index, num_shards)
+        output = shard_prefix(output, shard_index, num_shards)
     try:
         # Every shard's output against every input: shard 1 must not replace shard 0's input.
         every = [shard_prefix(base, i, num_shards) for i in range(num_shards)]
@@ -236,6 +240,16 @@ def command(
             sys.exit(130)
         finally:
             bar.close()
+        if num_shards > 1:
+            write_shard_record(
+                output,
+                shard_index,
+                num_shards,
+                all_files,
+                [input_size(f) for f in all_files],
+                tokenizer.sha256,
+                text_key,
+            )
         # Still under the handlers: a stop now finds the output complete.
         _print_summary(report, output, len(files))
 

@@ -213,11 +213,18 @@ impl IndexedDatasetBuilder {
         let o = other.inner.clone();
         py.detach(|| b.append_dataset(&o)).py_err()
     }
-    fn finish(&mut self, py: Python<'_>) -> PyResult<std::path::PathBuf> {
+    /// `with_files`: (temporary, destination) pairs renamed into place just before the
+    /// dataset's own files (see the engine's `finish_with`).
+    #[pyo3(signature = (with_files = Vec::new()))]
+    fn finish(
+        &mut self,
+        py: Python<'_>,
+        with_files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> PyResult<std::path::PathBuf> {
         let b = self.inner.take().ok_or_else(|| {
             crate::errors::PythiaDataError::new_err("this builder is already finished")
         })?;
-        py.detach(|| b.finish()).py_err()
+        py.detach(|| b.finish_with(&with_files)).py_err()
     }
     /// Discard the temporary files without writing anything.
     fn abort(&mut self) {

@@ -53,6 +53,11 @@ impl Tokenizer {
         self.inner.eod_id()
     }
 
+    #[getter]
+    fn sha256(&self) -> &str {
+        self.inner.sha256()
+    }
+
     fn encode<'py>(&self, py: Python<'py>, text: &str) -> Bound<'py, PyArray1<u32>> {
         py.detach(|| self.inner.encode(text)).into_pyarray(py)
     }

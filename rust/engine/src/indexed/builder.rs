@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::bin_file::BinShard;
 use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
-use crate::atomic::{remove_stale_temps, temp_path, write_atomically};
+use crate::atomic::{remove_stale_temps, temp_path};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -214,17 +214,33 @@ impl IndexedDatasetBuilder {
     }
 
     /// Flush, sync and rename both files into place.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    pub fn finish(self) -> Result<PathBuf> {
+        self.finish_with(&[])
+    }
+
+    /// [`Self::finish`], renaming also `with` ((temporary, destination) pairs of files already
+    /// written and synced, such as subsets that belong with this dataset) into place first.
+    /// Both files of the dataset are written and synced before anything is renamed, so a full
+    /// disk or a write error leaves nothing at a final name, and the renames, the `.idx` last,
+    /// follow one another within moments.
+    pub fn finish_with(mut self, with: &[(PathBuf, PathBuf)]) -> Result<PathBuf> {
         let w = self.bin.take().expect("builder finished twice");
-        let result = self.finish_files(w);
+        let idx_tmp = temp_path(&idx_path(&self.prefix));
+        let result = self.finish_files(w, &idx_tmp, with);
         if result.is_err() {
             // A full disk fails the last flush or sync: no temporary file may stay behind.
             let _ = std::fs::remove_file(&self.bin_tmp);
+            let _ = std::fs::remove_file(&idx_tmp);
         }
         result
     }
 
-    fn finish_files(&self, w: BufWriter<File>) -> Result<PathBuf> {
+    fn finish_files(
+        &self,
+        w: BufWriter<File>,
+        idx_tmp: &Path,
+        with: &[(PathBuf, PathBuf)],
+    ) -> Result<PathBuf> {
         let file = w
             .into_inner()
             .map_err(|e| Error::io(&self.bin_tmp, e.into_error()))?;
@@ -232,16 +248,24 @@ impl IndexedDatasetBuilder {
         drop(file);
         let bin_dest = bin_path(&self.prefix);
         let idx_dest = idx_path(&self.prefix);
+        remove_stale_temps(&idx_dest);
+        let mut idx = File::create(idx_tmp).at(idx_tmp)?;
+        idx.write_all(&self.index_bytes()).at(idx_tmp)?;
+        idx.sync_all().at(idx_tmp)?;
+        drop(idx);
         // A stale .idx from an earlier run must not pair with the new .bin if we die between
-        // the two renames.
+        // the renames.
         match std::fs::remove_file(&idx_dest) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::io(&idx_dest, e))
             }
             _ => {}
         }
+        for (from, to) in with {
+            std::fs::rename(from, to).at(to)?;
+        }
         std::fs::rename(&self.bin_tmp, &bin_dest).at(&bin_dest)?;
-        write_atomically(&idx_dest, &self.index_bytes())?;
+        std::fs::rename(idx_tmp, &idx_dest).at(&idx_dest)?;
         Ok(self.prefix.clone())
     }
 }

@@ -3,7 +3,8 @@
 //! records, atomically, how far the inputs were consumed and how long each file was then. A
 //! restart truncates the files to those lengths and continues from that input position, so the
 //! final output is byte-identical to an uninterrupted run. Only `finish` moves the results into
-//! place (`.bin`, subsets, then `.idx` last), so nothing half-written ever looks complete.
+//! place, once all are written and synced (subsets, `.bin`, then `.idx` last), so nothing
+//! half-written ever looks complete.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -99,17 +100,17 @@ pub fn npy_u16_bytes(values: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Write `dest` through `tmp` (same file system) and a rename.
-fn write_streamed(
-    dest: &Path,
-    tmp: &Path,
+/// Write `path` (in the work directory, renamed into place later) and sync it.
+fn write_synced(
+    path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 22, File::create(tmp).at(tmp)?);
-    fill(&mut w).at(tmp)?;
-    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
-    f.sync_all().at(tmp)?;
-    std::fs::rename(tmp, dest).at(dest)
+    let mut w = BufWriter::with_capacity(1 << 22, File::create(path).at(path)?);
+    fill(&mut w).at(path)?;
+    let f = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    f.sync_all().at(path)
 }
 
 /// A run killed inside `finish`, after `tokens.bin` became `PREFIX.bin` but before the `.idx`
@@ -663,24 +664,33 @@ impl TokenizedOutput {
         // Recorded first, so that a run killed between the renames below can be finished.
         self.write_checkpoint(true)?;
         let n = self.counts.documents;
-        let idx_dest = idx_path(&self.prefix);
-        // A stale .idx must not pair with the new .bin if we die between the renames.
-        remove_if_present(&idx_dest)?;
+        // Every file is written and synced in the work directory before any is renamed, so
+        // that a full disk or a write error leaves nothing at a final name; the renames then
+        // put the subsets, the `.bin` and the `.idx` last in place within moments.
+        let mut renames = Vec::new();
         if let Some(key) = &self.meta_key {
             let codes = self.dir.join("subsets.u16");
-            write_streamed(
-                &subsets_npy_path(&self.prefix),
-                &self.dir.join("subsets.npy"),
-                |w| {
-                    w.write_all(&npy_u16_header(n as usize))?;
-                    std::io::copy(&mut File::open(&codes)?, w).map(|_| ())
-                },
-            )?;
+            let npy = self.dir.join("subsets.npy");
+            write_synced(&npy, |w| {
+                w.write_all(&npy_u16_header(n as usize))?;
+                std::io::copy(&mut File::open(&codes)?, w).map(|_| ())
+            })?;
+            renames.push((npy, subsets_npy_path(&self.prefix)));
             let table = json!({"key": key, "names": self.names});
             let mut text = serde_json::to_vec_pretty(&table).unwrap();
             text.push(b'\n');
-            write_atomically(&subsets_json_path(&self.prefix), &text)?;
-        } else {
+            let json_file = self.dir.join("subsets.json");
+            write_synced(&json_file, |w| w.write_all(&text))?;
+            renames.push((json_file, subsets_json_path(&self.prefix)));
+        }
+        let idx = self.dir.join("final.idx");
+        let sizes = self.dir.join("sizes.i32");
+        let dtype = self.dtype;
+        write_synced(&idx, |w| write_index(w, dtype, &sizes, n))?;
+        let idx_dest = idx_path(&self.prefix);
+        // A stale .idx must not pair with the new .bin if we die between the renames.
+        remove_if_present(&idx_dest)?;
+        if self.meta_key.is_none() {
             // Subsets of an earlier run with this prefix would describe other documents.
             for p in [
                 subsets_npy_path(&self.prefix),
@@ -689,14 +699,13 @@ impl TokenizedOutput {
                 remove_if_present(&p)?;
             }
         }
-        let bin_dest = bin_path(&self.prefix);
-        let tmp = self.dir.join("tokens.bin");
-        std::fs::rename(&tmp, &bin_dest).at(&bin_dest)?;
-        let sizes = self.dir.join("sizes.i32");
-        let dtype = self.dtype;
-        write_streamed(&idx_dest, &self.dir.join("final.idx"), |w| {
-            write_index(w, dtype, &sizes, n)
-        })?;
+        renames.push((self.dir.join("tokens.bin"), bin_path(&self.prefix)));
+        renames.push((idx, idx_dest));
+        for (from, to) in renames {
+            // Temporaries earlier versions left beside the output when killed.
+            crate::atomic::remove_stale_temps(&to);
+            std::fs::rename(&from, &to).at(&to)?;
+        }
         self.remove_work_dir()?;
         Ok(self.counts.clone())
     }

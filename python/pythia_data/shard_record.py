@@ -1,0 +1,114 @@
+"""The record a sharded tokenize run writes beside each part (``PREFIX-IIIII-of-NNNNN.shard.json``):
+what the part was made from, so that `pythia-data merge` can refuse parts of different runs. Part
+names alone cannot tell that the input folder changed between two array tasks (a file then falls
+between two shards, or lands in both) or that one task was given another tokenizer; either makes
+the merge differ from one run over all the inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from pythia_data.errors import PythiaDataError
+
+SUFFIX = ".shard.json"
+FORMAT = "pythia-data tokenize shard 1"
+
+
+def record_path(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + SUFFIX)
+
+
+def inputs_digest(files: Sequence[Path], sizes: Sequence[int]) -> str:
+    """The list of all inputs, before sharding, by name and size: array tasks on nodes that
+    mount the data at other paths still agree, and a file added, removed or replaced by one of
+    another size between tasks does not."""
+    listing = json.dumps([[f.name, size] for f, size in zip(files, sizes, strict=True)])
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def write_shard_record(
+    prefix: Path,
+    shard_index: int,
+    num_shards: int,
+    all_files: Sequence[Path],
+    sizes: Sequence[int],
+    tokenizer_sha256: str,
+    text_key: str,
+) -> None:
+    """Written atomically once the part is complete (a rerun of the same command, finding the
+    part done, writes it if a stop came in between)."""
+    record = {
+        "format": FORMAT,
+        "shard_index": shard_index,
+        "num_shards": num_shards,
+        "input_files": len(all_files),
+        "inputs_sha256": inputs_digest(all_files, sizes),
+        "tokenizer_sha256": tokenizer_sha256,
+        "text_key": text_key,
+    }
+    path = record_path(prefix)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PythiaDataError(f"{path}: {e.strerror}") from e
+
+
+def read_shard_record(prefix: Path) -> dict | None:
+    """The part's record; None when it has none (written by an earlier version)."""
+    path = record_path(prefix)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise PythiaDataError(f"{path}: not a readable shard record ({e})") from e
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise PythiaDataError(f"{path}: not a shard record of this version of pythia-data")
+    return record
+
+
+# What must agree across the parts of one run, and what a difference means.
+_SAME = {
+    "tokenizer_sha256": "was tokenized with another tokenizer than",
+    "text_key": "read another --text-key than",
+    "inputs_sha256": "was made from another list of input files than",
+}
+
+
+def check_shard_records(parts: Sequence[Path], inputs_may_differ: bool) -> None:
+    """Refuse parts of one sharded run that were not made from the same inputs with the same
+    tokenizer. Parts without a record (made by an earlier version) pass when none has one; one
+    without among parts with records did not finish writing it, or comes from another run."""
+    records = [(p, read_shard_record(p)) for p in parts]
+    if all(r is None for _, r in records):
+        return
+    missing = next((p for p, r in records if r is None), None)
+    if missing is not None:
+        raise PythiaDataError(
+            f"{missing} has no {SUFFIX} record, which its run writes when it completes: run that "
+            "shard's tokenize command again (a complete part is only checked, not redone)"
+        )
+    first, want = records[0]
+    for p, got in records[1:]:
+        for key, meaning in _SAME.items():
+            if key == "inputs_sha256" and inputs_may_differ:
+                continue
+            if got.get(key) != want.get(key):
+                why = ""
+                if key == "inputs_sha256":
+                    why = (
+                        f" ({got.get('input_files')} files against {want.get('input_files')}, or "
+                        "files renamed or resized: the inputs changed between the shards' runs, "
+                        "so a file would be left out or read twice)"
+                    )
+                raise PythiaDataError(
+                    f"{p} {meaning} {first}{why}; run every shard on the same inputs with the "
+                    "same options"
+                )
