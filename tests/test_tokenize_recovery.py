@@ -8,6 +8,7 @@ import gzip
 import json
 import math
 import os
+import shutil
 import signal
 import struct
 import zlib
@@ -177,9 +178,41 @@ def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     result = run(SAMPLE_CORPUS, "-o", prefix, "--meta-key", "")
     assert result.exit_code == 0, result.output
     assert "note: the checkpoint in" in result.output and "starts over" in result.output
+    assert "made by a different command (another --meta-key)" in result.output
     assert "resumed after" not in result.output
     tokenize_files([SAMPLE_CORPUS], tmp_path / "clean", meta_key=None)
     assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_an_input_named_by_another_path_resumes(tmp_path, monkeypatch, kind):
+    # `in/a.jsonl` and `/abs/in/a.jsonl` are one input: the run started over.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    if kind == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        pq.write_table(pa.table({"text": DOCS * 20}), "in/a.parquet", row_group_size=5)
+        src = Path("in/a.parquet")
+    else:
+        src = write_jsonl(Path("in/a.jsonl"), DOCS * 20)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [src], "out", threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
+            progress=stop_on_call(3), progress_seconds=0,
+        )  # fmt: skip
+    report = tokenize_files([tmp_path / src], tmp_path / "out")
+    assert report["restart_note"] is None and report["resumed_documents"] > 0
+    # Another input in its place is named.
+    other = tmp_path / "in" / f"b{src.suffix}"
+    shutil.copy(src, other)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [src], "out2", threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
+            progress=stop_on_call(3), progress_seconds=0,
+        )  # fmt: skip
+    note = tokenize_files([other], "out2")["restart_note"]
+    assert f"(input {other} where it read {tmp_path / src})" in note
 
 
 def _edit_keeping_size_and_time(path: Path, old: bytes, new: bytes) -> None:
@@ -204,6 +237,7 @@ def test_an_input_edited_in_place_with_its_size_and_time_kept_is_not_resumed(tmp
     _edit_keeping_size_and_time(src, b"document 0:", b"DOCUMENT 0:")
     report = tokenize_files([src], prefix)
     assert "starts over" in report["restart_note"] and report["resumed_documents"] == 0
+    assert f"({src} changed since: its size, time or content)" in report["restart_note"]
     edited = ["DOCUMENT 0:" + DOCS[0][len("document 0:") :], *DOCS[1:], *DOCS * 49]
     assert items(prefix) == oracle_ids(edited)
 
@@ -223,6 +257,7 @@ def test_a_parquet_rerun_with_other_arguments_says_it_starts_over(tmp_path):
     assert (tmp_path / "out.partial" / "checkpoint.json").exists()
     report = tokenize_files([src], prefix, text_key="title")
     assert "starts over" in report["restart_note"] and report["resumed_documents"] == 0
+    assert "(another --text-key)" in report["restart_note"]
     assert items(prefix) == oracle_ids(DOCS[::-1])
     assert tokenize_files([src], tmp_path / "fresh")["restart_note"] is None
 

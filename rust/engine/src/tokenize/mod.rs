@@ -544,9 +544,12 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
+        // The absolute path: `in/a.jsonl` and `/data/in/a.jsonl` are the same input.
         fingerprint.push_str(&format!(
             "\n{} {} {} {}",
-            p.display(),
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display(),
             m.len(),
             mtime,
             sampled_digest(p)?

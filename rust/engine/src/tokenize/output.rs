@@ -143,6 +143,68 @@ fn is_complete(prefix: &Path, dir: &Path, saved: &Value) -> bool {
             .is_ok_and(|m| Some(m.len()) == saved["tokens_bytes"].as_u64())
 }
 
+/// What differs between the fingerprint of a checkpoint and this run's, in the user's terms. A
+/// fingerprint is a line of options (`key=value ...`), then one line per input (its path, then
+/// its size, time and digest, which hold only digits, hex and `:`), and for Parquet and saved
+/// datasets a last `tokenizer=` line.
+/// (the options, with a last `tokenizer=` line's in front; the input lines).
+fn fingerprint_parts(fingerprint: &str) -> (String, Vec<&str>) {
+    let mut lines: Vec<&str> = fingerprint.lines().collect();
+    let mut options = if lines.is_empty() {
+        String::new()
+    } else {
+        lines.remove(0).to_string()
+    };
+    if lines.last().is_some_and(|l| l.starts_with("tokenizer=")) {
+        options = format!("{} {options}", lines.pop().unwrap());
+    }
+    (options, lines)
+}
+
+fn what_changed(old: &str, new: &str) -> String {
+    let ((old_options, old_inputs), (new_options, new_inputs)) =
+        (fingerprint_parts(old), fingerprint_parts(new));
+    if old_options != new_options {
+        let option = old_options
+            .split(' ')
+            .zip(new_options.split(' '))
+            .find(|(a, b)| a != b)
+            .and_then(|(_, b)| b.split_once('=').map(|(key, _)| key));
+        return match option {
+            Some("dtype") => "another tokenizer vocabulary size".to_string(),
+            Some(key) => format!("another --{}", key.replace('_', "-")),
+            None => "other options".to_string(),
+        };
+    }
+    let path_of = |line: &str| {
+        let mut words: Vec<&str> = line.split(' ').collect();
+        while words.len() > 1
+            && words.last().is_some_and(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '-')
+            })
+        {
+            words.pop();
+        }
+        words.join(" ")
+    };
+    for (o, n) in old_inputs.iter().zip(&new_inputs) {
+        if o != n {
+            let (op, np) = (path_of(o), path_of(n));
+            return if op == np {
+                format!("{np} changed since: its size, time or content")
+            } else {
+                format!("input {np} where it read {op}")
+            };
+        }
+    }
+    format!(
+        "{} input files, where it read {}",
+        new_inputs.len(),
+        old_inputs.len()
+    )
+}
+
 /// How many skipped problems a report shows.
 pub const MAX_EXAMPLES: usize = 10;
 
@@ -324,11 +386,11 @@ impl TokenizedOutput {
                 dir.display()
             )),
             None => None,
-            Some(_) if !same_command => Some(format!(
-                "the checkpoint in {} was made by a different command (other inputs, options or \
-                 tokenizer, or an input whose size, time or content changed since), so this run \
-                 starts over",
-                dir.display()
+            Some(v) if !same_command => Some(format!(
+                "the checkpoint in {} was made by a different command ({}), so this run starts \
+                 over",
+                dir.display(),
+                what_changed(v["fingerprint"].as_str().unwrap_or(""), fingerprint)
             )),
             Some(v) if !complete && !has_files(v) => Some(format!(
                 "the checkpoint in {} no longer matches the files beside it, so this run starts \
@@ -798,5 +860,45 @@ fn with_resume_hint(error: Error, dir: &Path) -> Error {
             ),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::what_changed;
+
+    #[test]
+    fn what_changed_names_the_option_or_input() {
+        let json = "tokenizer=ab text_key=\"text\" meta_key=None on_error=Fail dtype=uint16";
+        let a = format!("{json}\n/d/a b.jsonl 10 5 00ff\n/d/c.jsonl 3 4 beef");
+        let other_key = a.replace("text_key=\"text\"", "text_key=\"body\"");
+        assert_eq!(what_changed(&a, &other_key), "another --text-key");
+        let int32 = a.replace("uint16", "int32");
+        assert_eq!(
+            what_changed(&a, &int32),
+            "another tokenizer vocabulary size"
+        );
+        let edited = a.replace(" 10 5 ", " 10 6 ");
+        assert_eq!(
+            what_changed(&a, &edited),
+            "/d/a b.jsonl changed since: its size, time or content"
+        );
+        let moved = a.replace("/d/c.jsonl", "/e/c.jsonl");
+        assert_eq!(
+            what_changed(&a, &moved),
+            "input /e/c.jsonl where it read /d/c.jsonl"
+        );
+        let fewer = format!("{json}\n/d/a b.jsonl 10 5 00ff");
+        assert_eq!(what_changed(&a, &fewer), "1 input files, where it read 2");
+        // Parquet and saved datasets: stamps of several files, the tokenizer on a last line.
+        let arrow =
+            "arrow text_key='text' meta_key=None on_error=fail\n/d/s 1:2:ab 3:4:-\ntokenizer=ab";
+        let other_tokenizer = arrow.replace("tokenizer=ab", "tokenizer=cd");
+        assert_eq!(what_changed(arrow, &other_tokenizer), "another --tokenizer");
+        let resaved = arrow.replace("3:4:-", "3:5:-");
+        assert_eq!(
+            what_changed(arrow, &resaved),
+            "/d/s changed since: its size, time or content"
+        );
     }
 }
