@@ -30,6 +30,12 @@ def inputs_digest(files: Sequence[Path], sizes: Sequence[int]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def remove_shard_record(prefix: Path) -> None:
+    """Before a part is (re)made: until its run completes, the record of an earlier part of
+    that name must not vouch for it."""
+    record_path(prefix).unlink(missing_ok=True)
+
+
 def write_shard_record(
     prefix: Path,
     shard_index: int,
@@ -53,7 +59,10 @@ def write_shard_record(
     path = record_path(prefix)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -28,8 +28,8 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
     """Prefixes from the arguments. A shell glob such as `part-*` names each dataset twice in
     a row (its .bin, then its .idx): such a pair counts once. The glob also matches tokenize's
     PREFIX.subsets.npy/.json and PREFIX.shard.json, which travel with their dataset anyway:
-    they are skipped. A
-    dataset named twice on purpose (its prefix twice, or apart) is merged twice."""
+    they are skipped. A dataset named twice on purpose (its prefix twice, or apart) is merged
+    twice."""
     out: list[Path] = []
     previous: Path | None = None
     for arg in inputs:

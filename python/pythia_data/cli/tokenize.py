@@ -13,7 +13,7 @@ import click
 from pythia_data.cli._stops import StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
-from pythia_data.shard_record import write_shard_record
+from pythia_data.shard_record import remove_shard_record, write_shard_record
 from pythia_data.tokenize import (
     _refuse_output_over_input,
     find_inputs,
@@ -216,6 +216,8 @@ def command(
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     tokenizer = Tokenizer.from_file(tokenizer_path)
+    if num_shards > 1:
+        remove_shard_record(output)
     with StopRequests() as stops:
         bar = _Bar(enabled=not quiet, stops=stops)
         try:
