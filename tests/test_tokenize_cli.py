@@ -1241,3 +1241,48 @@ def test_a_full_disk_while_finishing_leaves_no_file_at_a_final_name(tmp_path, li
     clean = tokenize_files([source], tmp_path / "clean")
     assert resumed["documents"] == clean["documents"] > 0
     assert dataset_bytes(prefix) == dataset_bytes(tmp_path / "clean")
+
+
+def test_merge_checks_tokenizers_across_folders_and_records_against_their_part(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    (tmp_path / "node0").mkdir()
+    (tmp_path / "node1").mkdir()
+    first = _shard(d, tmp_path / "node0" / "p", 0, 2)
+    other = tmp_path / "other_tokenizer.json"  # the same tokenizer, other bytes
+    other.write_text(json.dumps(json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))))
+    second = _shard(d, tmp_path / "node1" / "p", 1, 2, "--tokenizer", other)
+    # Parts of one array spread over folders need --allow-partial, which does not excuse this.
+    result = _merge(tmp_path / "m", first, second, "--allow-partial")
+    assert result.exit_code == 2 and "was tokenized with another tokenizer" in result.output
+    # A record beside a part it does not describe.
+    second = _shard(d, tmp_path / "node1" / "p", 1, 2)
+    record = Path(f"{first}.shard.json")
+    record.write_text(record.read_text().replace('"shard_index": 0', '"shard_index": 1'))
+    result = _merge(tmp_path / "m", first, second, "--allow-partial")
+    assert (
+        result.exit_code == 2 and "the record of part 1 of 2, beside part 0 of 2" in result.output
+    )
+    # A part that is not there is named as such, not as a part without its record.
+    result = _merge(tmp_path / "m", tmp_path / "node0" / "p-00001-of-00002", "--allow-partial")
+    assert result.exit_code == 1 and "record" not in result.output, result.output
+
+
+def test_a_full_disk_in_merge_keeps_an_earlier_output_whole(tmp_path, lines):
+    # The earlier OUTPUT.idx was deleted before the new files were written: a full disk or a
+    # kill there left the earlier output without its .idx, or deleted it.
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
+    assert _merge(tmp_path / "m", first, "--allow-partial").exit_code == 0
+    before = dataset_bytes(tmp_path / "m")
+    (tmp_path / f".m.idx.tmp-{os.getpid()}").symlink_to("/dev/full")  # its writes: ENOSPC
+    result = _merge(tmp_path / "m", first, second)
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert f"{tmp_path / 'm.idx'}: No space" in result.output  # the file, not its temporary
+    assert dataset_bytes(tmp_path / "m") == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name and not p.is_symlink()]

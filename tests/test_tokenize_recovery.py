@@ -186,7 +186,7 @@ def test_a_rerun_with_other_arguments_says_it_starts_over(tmp_path):
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])
 def test_an_input_named_by_another_path_resumes(tmp_path, monkeypatch, kind):
-    # `in/a.jsonl` and `/abs/in/a.jsonl` are one input: the run started over.
+    # `in/a.jsonl` and `../link/a.jsonl` (link -> in) are one input: the run started over.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in").mkdir()
     if kind == "parquet":
@@ -201,17 +201,20 @@ def test_an_input_named_by_another_path_resumes(tmp_path, monkeypatch, kind):
             [src], "out", threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
             progress=stop_on_call(3), progress_seconds=0,
         )  # fmt: skip
-    report = tokenize_files([tmp_path / src], tmp_path / "out")
+    (tmp_path / "link").symlink_to("in")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # then by `..`, through a linked folder
+    report = tokenize_files([Path("../link") / src.name], tmp_path / "out")
     assert report["restart_note"] is None and report["resumed_documents"] > 0
     # Another input in its place is named.
     other = tmp_path / "in" / f"b{src.suffix}"
-    shutil.copy(src, other)
+    shutil.copy(tmp_path / src, other)
     with pytest.raises(KeyboardInterrupt):
         tokenize_files(
-            [src], "out2", threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
+            [tmp_path / src], tmp_path / "out2", threads=1, chunk_bytes=2_000, checkpoint_seconds=0,
             progress=stop_on_call(3), progress_seconds=0,
         )  # fmt: skip
-    note = tokenize_files([other], "out2")["restart_note"]
+    note = tokenize_files([other], tmp_path / "out2")["restart_note"]
     assert f"(input {other} where it read {tmp_path / src})" in note
 
 

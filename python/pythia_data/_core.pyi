@@ -55,6 +55,7 @@ class IndexedDatasetBuilder:
     def finish(
         self,
         with_files: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str]]] = ...,
+        remove: Sequence[str | os.PathLike[str]] = ...,
     ) -> str: ...
     def abort(self) -> None: ...
 

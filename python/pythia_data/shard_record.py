@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from pythia_data import _core
 from pythia_data.errors import PythiaDataError
 
 SUFFIX = ".shard.json"
@@ -57,6 +58,7 @@ def write_shard_record(
         "text_key": text_key,
     }
     path = record_path(prefix)
+    _core.remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w") as f:
@@ -69,7 +71,10 @@ def write_shard_record(
         raise PythiaDataError(f"{path}: {e.strerror}") from e
 
 
-def read_shard_record(prefix: Path) -> dict | None:
+REMAKE = "run that shard's tokenize command again to remake the part and its record"
+
+
+def read_shard_record(prefix: Path, shard_index: int, num_shards: int) -> dict | None:
     """The part's record; None when it has none (written by an earlier version)."""
     path = record_path(prefix)
     try:
@@ -77,13 +82,21 @@ def read_shard_record(prefix: Path) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise PythiaDataError(f"{path}: not a readable shard record ({e})") from e
+        raise PythiaDataError(f"{path}: not a readable shard record ({e}); {REMAKE}") from e
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise PythiaDataError(f"{path}: not a shard record of this version of pythia-data")
+        raise PythiaDataError(
+            f"{path}: not a shard record of this version of pythia-data; {REMAKE}"
+        )
+    said = (record.get("shard_index"), record.get("num_shards"))
+    if said != (shard_index, num_shards):
+        raise PythiaDataError(
+            f"{path}: the record of part {said[0]} of {said[1]}, beside part {shard_index} of "
+            f"{num_shards} (renamed?); {REMAKE}"
+        )
     return record
 
 
-# What must agree across the parts of one run, and what a difference means.
+# What must agree across parts, and what a difference means.
 _SAME = {
     "tokenizer_sha256": "was tokenized with another tokenizer than",
     "text_key": "read another --text-key than",
@@ -91,24 +104,36 @@ _SAME = {
 }
 
 
-def check_shard_records(parts: Sequence[Path], inputs_may_differ: bool) -> None:
-    """Refuse parts of one sharded run that were not made from the same inputs with the same
-    tokenizer. Parts without a record (made by an earlier version) pass when none has one; one
-    without among parts with records did not finish writing it, or comes from another run."""
-    records = [(p, read_shard_record(p)) for p in parts]
-    if all(r is None for _, r in records):
+def check_shard_records(
+    runs: Sequence[Sequence[tuple[Path, int, int]]], inputs_may_differ: bool
+) -> None:
+    """Refuse parts that were not made with the same tokenizer and text key (whatever run they
+    belong to: merged, they would mix vocabularies), and parts of one run (``runs``: each a
+    list of (prefix, shard index, num shards)) made from other inputs. Parts without a record
+    (made by an earlier version) pass when none in their run has one; one without among parts
+    with records was stopped before writing it, or comes from another run."""
+    everyone: list[tuple[Path, dict]] = []
+    for parts in runs:
+        records = [(p, read_shard_record(p, i, n)) for p, i, n in parts]
+        if all(r is None for _, r in records):
+            continue
+        missing = next((p for p, r in records if r is None), None)
+        if missing is not None:
+            raise PythiaDataError(
+                f"{missing} has no {SUFFIX} record (its run was stopped before writing it, or "
+                f"an earlier version made it); {REMAKE}"
+            )
+        _compare(records, ["inputs_sha256"] if not inputs_may_differ else [])
+        everyone += records
+    _compare(everyone, ["tokenizer_sha256", "text_key"])
+
+
+def _compare(records: list[tuple[Path, dict]], keys: list[str]) -> None:
+    if not records:
         return
-    missing = next((p for p, r in records if r is None), None)
-    if missing is not None:
-        raise PythiaDataError(
-            f"{missing} has no {SUFFIX} record, which its run writes when it completes: run that "
-            "shard's tokenize command again (a complete part is only checked, not redone)"
-        )
     first, want = records[0]
     for p, got in records[1:]:
-        for key, meaning in _SAME.items():
-            if key == "inputs_sha256" and inputs_may_differ:
-                continue
+        for key in keys:
             if got.get(key) != want.get(key):
                 why = ""
                 if key == "inputs_sha256":
@@ -118,6 +143,6 @@ def check_shard_records(parts: Sequence[Path], inputs_may_differ: bool) -> None:
                         "so a file would be left out or read twice)"
                     )
                 raise PythiaDataError(
-                    f"{p} {meaning} {first}{why}; run every shard on the same inputs with the "
-                    "same options"
+                    f"{p} {_SAME[key]} {first}{why}; run every shard on the same inputs with "
+                    "the same options"
                 )

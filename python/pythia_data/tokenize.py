@@ -674,7 +674,7 @@ def _tokenize_with_writer(
     rows = [_num_rows(p) if a else 0 for p, a in zip(sources, arrow, strict=True)]
     fingerprint = "\n".join(
         [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
-        + [f"{Path(p).absolute()} {_stamp(p)}" for p in sources]
+        + [f"{Path(p).resolve()} {_stamp(p)}" for p in sources]
     )
     writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
     resumed = writer.resumed_documents

@@ -85,6 +85,13 @@ def _check_shard_set(prefixes: list[Path]) -> None:
             shown = ", ".join(f"{i:05d}" for i in missing[:10])
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             problem = f"part(s) {shown}{more} missing"
+            unfinished = [i for i in missing if Path(f"{stem}-{i:05d}-of-{n:05d}.partial").is_dir()]
+            if unfinished:
+                problem += (
+                    f" (part {unfinished[0]:05d}'s tokenize run has not finished: its work is in "
+                    f"{stem}-{unfinished[0]:05d}-of-{n:05d}.partial/; run that shard's command "
+                    "again to finish it)"
+                )
             elsewhere = sorted(str(f) for f, o, m in runs if (o, m) == (name, n) and f != folder)
             if elsewhere:
                 problem += f" (parts of one run are counted per folder; others in {elsewhere[0]})"
@@ -105,18 +112,18 @@ def _check_shard_set(prefixes: list[Path]) -> None:
 
 
 def _check_runs_records(prefixes: list[Path], allow_partial: bool) -> None:
-    """Refuse the parts of one sharded run (one folder, PREFIX and N) made from other inputs or
-    with another tokenizer, by the records tokenize writes beside them."""
-    runs: dict[tuple[Path, str, int], list[Path]] = {}
+    """Refuse parts made with another tokenizer, and parts of one sharded run (one folder,
+    PREFIX and N) made from other inputs, by the records tokenize writes beside them."""
+    runs: dict[tuple[Path, str, int], list[tuple[Path, int, int]]] = {}
     for p in prefixes:
         m = SHARD_NAME.fullmatch(p.name)
         if m is not None:
-            runs.setdefault((p.parent.resolve(), m[1], int(m[3])), []).append(p)
-    for parts in runs.values():
-        try:
-            check_shard_records(parts, inputs_may_differ=allow_partial)
-        except PythiaDataError as e:
-            raise click.UsageError(str(e)) from None
+            key = (p.parent.resolve(), m[1], int(m[3]))
+            runs.setdefault(key, []).append((p, int(m[2]), int(m[3])))
+    try:
+        check_shard_records(list(runs.values()), inputs_may_differ=allow_partial)
+    except PythiaDataError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _open_input(prefix: Path) -> IndexedDataset:
@@ -163,23 +170,22 @@ def _stage_subsets(output: Path, joined: tuple[bytes, bytes]) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:  # a failed write names no file
-            raise OSError(e.errno, f"writing {dest}: {e.strerror}") from e
+            raise PythiaDataError(f"{dest}: {e.strerror}") from e
 
 
 def _move_into_place(output: Path, builder: IndexedDatasetBuilder, staged: bool) -> None:
-    """The stale .idx goes first, so that a new .bin never pairs with an old one; then the
-    removal of old subsets that would describe other documents. The builder then writes and
-    syncs its files, and only then renames the staged subsets, its .bin, and its .idx last
-    into place, within moments: only a complete output ever has an .idx, and a full disk or
-    a stop while the large files are synced leaves nothing at a final name."""
+    """The builder writes and syncs its files; then, within moments, an earlier OUTPUT's .idx
+    goes (so that a new .bin never pairs with it), and its subsets unless new ones replace
+    them, and the staged subsets, the .bin and the .idx last are renamed into place. Only a
+    complete output ever has an .idx, and a full disk or a stop while the large files are
+    written leaves an earlier OUTPUT as it was and nothing new at a final name."""
     idx = output.with_name(output.name + ".idx")
-    idx.unlink(missing_ok=True)
+    subsets = _subsets_paths(output)
     try:
-        if not staged:
-            for dest in _subsets_paths(output):
-                dest.unlink(missing_ok=True)
-        staged_files = [(_temp(dest), dest) for dest in _subsets_paths(output)] if staged else []
-        builder._core.finish(staged_files)
+        if staged:
+            builder._core.finish([(_temp(dest), dest) for dest in subsets])
+        else:
+            builder._core.finish([], subsets)
     except BaseException:
         if not idx.exists():  # an interrupt can land after finish: a complete output stays
             _remove_half_output(output)
@@ -224,8 +230,8 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
     prefixes = _dataset_args(inputs)
     if not allow_partial:
         _check_shard_set(prefixes)
-    _check_runs_records(prefixes, allow_partial)
     datasets = [_open_input(p) for p in prefixes]
+    _check_runs_records(prefixes, allow_partial)
     # Compared as files: an output named like an input's shard would be renamed over it.
     outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
     for ds in datasets:

@@ -214,17 +214,19 @@ impl IndexedDatasetBuilder {
         py.detach(|| b.append_dataset(&o)).py_err()
     }
     /// `with_files`: (temporary, destination) pairs renamed into place just before the
-    /// dataset's own files (see the engine's `finish_with`).
-    #[pyo3(signature = (with_files = Vec::new()))]
+    /// dataset's own files; `remove`: files removed just before (see the engine's
+    /// `finish_with`).
+    #[pyo3(signature = (with_files = Vec::new(), remove = Vec::new()))]
     fn finish(
         &mut self,
         py: Python<'_>,
         with_files: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+        remove: Vec<std::path::PathBuf>,
     ) -> PyResult<std::path::PathBuf> {
         let b = self.inner.take().ok_or_else(|| {
             crate::errors::PythiaDataError::new_err("this builder is already finished")
         })?;
-        py.detach(|| b.finish_with(&with_files)).py_err()
+        py.detach(|| b.finish_with(&with_files, &remove)).py_err()
     }
     /// Discard the temporary files without writing anything.
     fn abort(&mut self) {

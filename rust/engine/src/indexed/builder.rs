@@ -60,7 +60,7 @@ impl IndexedDatasetBuilder {
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let w = self.bin.as_mut().expect("builder used after finish");
-        w.write_all(bytes).at(&self.bin_tmp)
+        w.write_all(bytes).at(&bin_path(&self.prefix))
     }
 
     fn push_size(&mut self, n: usize) -> Result<()> {
@@ -179,7 +179,7 @@ impl IndexedDatasetBuilder {
             return self.write(&shard.map);
         };
         let w = self.bin.as_mut().expect("builder used after finish");
-        let copied = std::io::copy(&mut file.take(len), w).at(&self.bin_tmp)?;
+        let copied = std::io::copy(&mut file.take(len), w).at(&bin_path(&self.prefix))?;
         if copied != len {
             return Err(Error::corrupt(
                 &shard.path,
@@ -215,18 +215,23 @@ impl IndexedDatasetBuilder {
 
     /// Flush, sync and rename both files into place.
     pub fn finish(self) -> Result<PathBuf> {
-        self.finish_with(&[])
+        self.finish_with(&[], &[])
     }
 
     /// [`Self::finish`], renaming also `with` ((temporary, destination) pairs of files already
-    /// written and synced, such as subsets that belong with this dataset) into place first.
-    /// Both files of the dataset are written and synced before anything is renamed, so a full
-    /// disk or a write error leaves nothing at a final name, and the renames, the `.idx` last,
-    /// follow one another within moments.
-    pub fn finish_with(mut self, with: &[(PathBuf, PathBuf)]) -> Result<PathBuf> {
+    /// written and synced, such as subsets that belong with this dataset) into place first, and
+    /// removing `remove` (files of an earlier dataset of this name that would describe other
+    /// items). Both files of the dataset are written and synced before anything is removed or
+    /// renamed, so a full disk or a write error leaves every file as it was (an earlier dataset
+    /// of this name whole), and the renames, the `.idx` last, follow one another within moments.
+    pub fn finish_with(
+        mut self,
+        with: &[(PathBuf, PathBuf)],
+        remove: &[PathBuf],
+    ) -> Result<PathBuf> {
         let w = self.bin.take().expect("builder finished twice");
         let idx_tmp = temp_path(&idx_path(&self.prefix));
-        let result = self.finish_files(w, &idx_tmp, with);
+        let result = self.finish_files(w, &idx_tmp, with, remove);
         if result.is_err() {
             // A full disk fails the last flush or sync: no temporary file may stay behind.
             let _ = std::fs::remove_file(&self.bin_tmp);
@@ -240,26 +245,30 @@ impl IndexedDatasetBuilder {
         w: BufWriter<File>,
         idx_tmp: &Path,
         with: &[(PathBuf, PathBuf)],
+        remove: &[PathBuf],
     ) -> Result<PathBuf> {
         let file = w
             .into_inner()
-            .map_err(|e| Error::io(&self.bin_tmp, e.into_error()))?;
-        file.sync_all().at(&self.bin_tmp)?;
+            .map_err(|e| Error::io(bin_path(&self.prefix), e.into_error()))?;
+        file.sync_all().at(&bin_path(&self.prefix))?;
         drop(file);
         let bin_dest = bin_path(&self.prefix);
         let idx_dest = idx_path(&self.prefix);
         remove_stale_temps(&idx_dest);
-        let mut idx = File::create(idx_tmp).at(idx_tmp)?;
-        idx.write_all(&self.index_bytes()).at(idx_tmp)?;
-        idx.sync_all().at(idx_tmp)?;
+        // Errors name the destinations: the temporaries are removed on the way out.
+        let mut idx = File::create(idx_tmp).at(&idx_dest)?;
+        idx.write_all(&self.index_bytes()).at(&idx_dest)?;
+        idx.sync_all().at(&idx_dest)?;
         drop(idx);
         // A stale .idx from an earlier run must not pair with the new .bin if we die between
-        // the renames.
-        match std::fs::remove_file(&idx_dest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(&idx_dest, e))
+        // the renames; nor may other files that described that run (`remove`).
+        for stale in std::iter::once(&idx_dest).chain(remove) {
+            match std::fs::remove_file(stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(stale, e))
+                }
+                _ => {}
             }
-            _ => {}
         }
         for (from, to) in with {
             std::fs::rename(from, to).at(to)?;

@@ -544,10 +544,11 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        // The absolute path: `in/a.jsonl` and `/data/in/a.jsonl` are the same input.
+        // The canonical path: `in/a.jsonl`, `/data/in/a.jsonl`, `../in/a.jsonl` and a path
+        // through a linked folder are the same input.
         fingerprint.push_str(&format!(
             "\n{} {} {} {}",
-            std::path::absolute(p)
+            std::fs::canonicalize(p)
                 .unwrap_or_else(|_| p.clone())
                 .display(),
             m.len(),
