@@ -281,6 +281,68 @@ def test_tokenizer_from_a_relative_path_unpickles_in_another_directory(tmp_path,
     )
 
 
+def test_a_tokenizer_file_changed_after_pickling_is_refused_in_the_worker(tmp_path):
+    # The worker reloaded whatever the file then held, and encoded with another tokenizer.
+    import pickle
+
+    path = tmp_path / "tok.json"
+    path.write_bytes(DEFAULT_TOKENIZER.read_bytes())
+    data = pickle.dumps(Tokenizer.from_file(path))
+    cfg = json.loads(DEFAULT_TOKENIZER.read_text(encoding="utf-8"))
+    cfg["added_tokens"] = [t for t in cfg["added_tokens"] if t["special"]]
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(PythiaDataError, match="changed since this tokenizer was loaded from it"):
+        pickle.loads(data)
+
+
+def test_a_signal_during_the_first_encode_raises_its_exception(tmp_path):
+    # numpy's C API was looked up by the first array built, running Python code where a
+    # pending signal's handler raised: the module panicked (PanicException, a Rust backtrace)
+    # instead of raising the handler's exception.
+    import subprocess
+
+    script = """
+import signal, sys
+from pythia_data import Tokenizer
+def timeout(*_):
+    raise TimeoutError
+signal.signal(signal.SIGALRM, timeout)
+tok = Tokenizer()
+signal.setitimer(signal.ITIMER_REAL, 0.05)
+try:
+    text = "a" * int(sys.argv[2])
+    getattr(tok, sys.argv[1])(text if sys.argv[1] == "encode" else [text] * 4)
+except TimeoutError:
+    print("TimeoutError")
+"""
+    for method in ("encode", "encode_batch", "encode_batch_flat"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, method, "2000000"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(pythia_file()))},
+        )
+        assert done.stdout == "TimeoutError\n", (method, done.stdout, done.stderr[-500:])
+        assert "Panic" not in done.stderr
+
+
+def pythia_file() -> str:
+    import pythia_data
+
+    return pythia_data.__file__
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [np.ma.array([12092, 1533], mask=[0, 1]), np.array([12092, 1533], "m8[s]")],
+    ids=["masked", "timedelta"],
+)
+def test_decode_refuses_arrays_that_are_not_ids(ours, ids):
+    # Both decoded to "Hello world": the mask dropped, the durations read as ids.
+    with pytest.raises(TypeError):
+        ours.decode(ids)
+
+
 def test_lone_surrogate_is_an_error_like_the_reference(ours, ref):
     # The reference refuses such a str (TypeError); ours names the encoding problem.
     with pytest.raises(TypeError):

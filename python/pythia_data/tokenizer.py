@@ -15,6 +15,7 @@ import numpy as np
 
 from pythia_data import _core
 from pythia_data.data import DEFAULT_TOKENIZER
+from pythia_data.errors import PythiaDataError
 
 __all__ = ["Tokenizer"]
 
@@ -62,7 +63,7 @@ class Tokenizer:
         # Pickled by path (reloaded from the file, as datasets are reopened by name) or by its JSON
         # text: DataLoader and multiprocessing workers started with spawn receive it this way.
         if self.path is not None:
-            return (type(self).from_file, (self.path,))
+            return (_reload, (type(self), self.path, self.sha256))
         return (type(self).from_str, (self._json,))
 
     @property
@@ -108,6 +109,18 @@ class Tokenizer:
         return f"Tokenizer({source}, vocab_size={self.vocab_size})"
 
 
+def _reload(cls: type[Tokenizer], path: str, sha256: str) -> Tokenizer:
+    """A pickled tokenizer, reloaded from its file, which must still hold the same tokenizer:
+    a worker encoding with another one would write other ids without a word."""
+    tok = cls.from_file(path)
+    if tok.sha256 != sha256:
+        raise PythiaDataError(
+            f"{path} changed since this tokenizer was loaded from it (sha256 {sha256[:12]}…, "
+            f"now {tok.sha256[:12]}…): restore that file, or load the new one in the parent"
+        )
+    return tok
+
+
 def _as_list(texts: Sequence[str], caller: str) -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{caller} takes a sequence of texts; use encode for one text")
@@ -121,6 +134,8 @@ def _as_list(texts: Sequence[str], caller: str) -> list[str]:
 
 def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
     """``ids`` as int64 for the core; ids that int64 cannot hold become -1 (ignored, as out of range)."""
+    if isinstance(ids, np.ma.MaskedArray):  # its mask would be dropped, its masked ids decoded
+        raise TypeError("decode takes ids, not a masked array: select the unmasked ids first")
     arr = np.asarray(ids)
     if arr.ndim == 0:
         raise TypeError(f"decode takes a 1-D sequence of ids, got {type(ids).__name__}")
@@ -128,7 +143,7 @@ def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
         raise ValueError(f"decode takes a 1-D sequence of ids, got shape {arr.shape}")
     if arr.size == 0:
         return np.empty(0, np.int64)
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+    if arr.dtype.kind in "iub":  # not "m": numpy counts timedelta64 among signed integers
         # Bools are the ids 0 and 1, as for Python's int and Hugging Face's decode.
         return arr.astype(np.int64, copy=False)
     # Python ints beyond int64 (object dtype), an object array of ints, or numpy integer scalars

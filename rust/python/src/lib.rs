@@ -13,6 +13,10 @@ mod tokenizer;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The numpy crate looks numpy's C API up when it builds its first array, running Python
+    // code there: a signal handler raising at that moment (Ctrl-C during the first encode)
+    // made the lookup fail and the crate panic. Looked up now, at import, it is done once.
+    numpy::PyArray1::<u32>::zeros(m.py(), 0, false);
     errors::register(m)?;
     indexed::register(m)?;
     index::register(m)?;

@@ -60,7 +60,8 @@ impl IndexedDatasetBuilder {
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         let w = self.bin.as_mut().expect("builder used after finish");
-        w.write_all(bytes).at(&bin_path(&self.prefix))
+        w.write_all(bytes)
+            .map_err(|e| Error::io(bin_path(&self.prefix), e))
     }
 
     fn push_size(&mut self, n: usize) -> Result<()> {
@@ -179,7 +180,8 @@ impl IndexedDatasetBuilder {
             return self.write(&shard.map);
         };
         let w = self.bin.as_mut().expect("builder used after finish");
-        let copied = std::io::copy(&mut file.take(len), w).at(&bin_path(&self.prefix))?;
+        let copied = std::io::copy(&mut file.take(len), w)
+            .map_err(|e| Error::io(bin_path(&self.prefix), e))?;
         if copied != len {
             return Err(Error::corrupt(
                 &shard.path,
@@ -250,7 +252,7 @@ impl IndexedDatasetBuilder {
         let file = w
             .into_inner()
             .map_err(|e| Error::io(bin_path(&self.prefix), e.into_error()))?;
-        file.sync_all().at(&bin_path(&self.prefix))?;
+        file.sync_all().at(bin_path(&self.prefix))?;
         drop(file);
         let bin_dest = bin_path(&self.prefix);
         let idx_dest = idx_path(&self.prefix);

@@ -41,8 +41,9 @@ fn char_classes() -> &'static CharClasses {
     CLASSES.get_or_init(CharClasses::new)
 }
 
-/// Each thread keeps one BPE cache, for the tokenizer it last served (ids are unique per
-/// tokenizer instance, so switching tokenizers clears it instead of mixing vocabularies).
+/// Each thread keeps one BPE cache, for the tokenizer it last served (ids are the same for
+/// instances loaded from the same bytes, whose BPE results are the same, and differ otherwise,
+/// so switching tokenizers clears it instead of mixing vocabularies).
 struct ThreadCache {
     owner: u64,
     cache: BpeCache,
@@ -54,8 +55,19 @@ thread_local! {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The cache id of the tokenizer loaded from the bytes with this sha256: the same for every
+/// instance of one file (an unpickled copy in a worker, two loads of one path), so that
+/// alternating between them keeps each thread's cache.
+fn cache_id(sha256: &str) -> u64 {
+    static IDS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, u64>>> =
+        OnceLock::new();
+    let mut ids = IDS.get_or_init(Default::default).lock().unwrap();
+    *ids.entry(sha256.to_string())
+        .or_insert_with(|| NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
 pub struct Tokenizer {
-    /// Identifies this instance for the per-thread caches.
+    /// Identifies this tokenizer for the per-thread caches (see [`cache_id`]).
     id: u64,
     classes: &'static CharClasses,
     bpe: Bpe,
@@ -114,7 +126,7 @@ impl Tokenizer {
             special[t.id as usize] = t.special;
         }
         Ok(Tokenizer {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: cache_id(&sha256),
             classes: char_classes(),
             bpe,
             raw_added,
