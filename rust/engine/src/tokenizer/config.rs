@@ -133,14 +133,16 @@ fn check_top_level(root: &Value) -> Result<()> {
 }
 
 /// An id as a u32 below [`MAX_TOKEN_ID`], or a message saying which limit it breaks.
-fn token_id(v: &Value, what: &str) -> Result<u32> {
+fn token_id(v: &Value, what: impl FnOnce() -> String) -> Result<u32> {
     match v.as_u64() {
         Some(id) if id <= MAX_TOKEN_ID => Ok(id as u32),
         Some(id) => Err(invalid(format!(
-            "{what} has id {id}, above {MAX_TOKEN_ID}, the largest id supported here"
+            "{} has id {id}, above {MAX_TOKEN_ID}, the largest id supported here",
+            what()
         ))),
         None => Err(invalid(format!(
-            "{what} has id {v}, not a non-negative integer"
+            "{} has id {v}, not a non-negative integer",
+            what()
         ))),
     }
 }
@@ -295,96 +297,11 @@ fn check_byte_coverage(model: &Value, bpe_tokens: &[(Vec<u8>, u32)]) -> Result<(
     }
 }
 
-/// Refuse a key written twice in one object. The reference refuses that in some objects (added
-/// tokens, the model's type) and keeps the first or the last copy in others, by rules of its
-/// deserializers; `serde_json::Value` keeps the last everywhere. No saved file repeats a key, so
-/// refusing every repeat costs no real file and rules out reading one otherwise than the reference.
-fn refuse_repeated_keys(json: &[u8]) -> Result<()> {
-    use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-    use std::fmt;
-
-    /// A key, borrowed from the file unless it holds escapes.
-    struct Key;
-    impl<'de> DeserializeSeed<'de> for Key {
-        type Value = std::borrow::Cow<'de, str>;
-        fn deserialize<D: Deserializer<'de>>(
-            self,
-            d: D,
-        ) -> std::result::Result<Self::Value, D::Error> {
-            d.deserialize_str(Key)
-        }
-    }
-    impl<'de> Visitor<'de> for Key {
-        type Value = std::borrow::Cow<'de, str>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
-            Ok(v.into())
-        }
-        fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
-            Ok(v.to_owned().into())
-        }
-    }
-
-    struct Walk;
-    impl<'de> DeserializeSeed<'de> for Walk {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-            d.deserialize_any(Walk)
-        }
-    }
-    impl<'de> Visitor<'de> for Walk {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> std::result::Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-            while seq.next_element_seed(Walk)?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-            let mut seen = super::hash::FxHashSet::default();
-            while let Some(key) = map.next_key_seed(Key)? {
-                if seen.contains(&key) {
-                    return Err(A::Error::custom(format!(
-                        "key {key:?} is written twice in one object (keep one)"
-                    )));
-                }
-                map.next_value_seed(Walk)?;
-                seen.insert(key);
-            }
-            Ok(())
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    Walk.deserialize(&mut de)
-        .map_err(|e| invalid(format!("not a valid tokenizer.json: {e}")))
-}
-
 impl TokenizerConfig {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let root: Value = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("not a valid tokenizer.json: {e}")))?;
-        refuse_repeated_keys(json)?;
+        super::repeated_keys::refuse_repeated_keys(json)?;
         check_top_level(&root)?;
         let model = root
             .get("model")
@@ -443,7 +360,7 @@ impl TokenizerConfig {
             .ok_or_else(|| invalid("BPE model has no \"vocab\" object"))?;
         let mut ids: HashMap<&str, u32> = HashMap::with_capacity(vocab.len());
         for (token, id) in vocab {
-            let id = token_id(id, &format!("vocab token {token:?}"))?;
+            let id = token_id(id, || format!("vocab token {token:?}"))?;
             ids.insert(token.as_str(), id);
         }
 
@@ -509,7 +426,7 @@ impl TokenizerConfig {
             let content = <&str>::deserialize(required("content")?)
                 .map_err(|e| invalid(format!("{what} \"content\": {e}")))?;
             let what = format!("added token {content:?}");
-            let id = token_id(required("id")?, &what)?;
+            let id = token_id(required("id")?, || what.clone())?;
             let mut flags = [false; 5];
             for (key, value) in ["special", "normalized", "lstrip", "rstrip", "single_word"]
                 .iter()

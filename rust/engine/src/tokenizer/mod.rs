@@ -14,6 +14,7 @@ mod config;
 mod hash;
 mod normalize;
 mod pretokenize;
+mod repeated_keys;
 mod short_table;
 
 use std::cell::RefCell;
