@@ -1286,3 +1286,25 @@ def test_a_full_disk_in_merge_keeps_an_earlier_output_whole(tmp_path, lines):
     assert f"{tmp_path / 'm.idx'}: No space" in result.output  # the file, not its temporary
     assert dataset_bytes(tmp_path / "m") == before
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name and not p.is_symlink()]
+
+
+def test_merge_over_a_part_drops_its_record_and_cleans_a_killed_merges_temporaries(tmp_path, lines):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
+    # The part's record stayed beside a merge written over the part, and vouched for it.
+    assert _merge(second, first, "--allow-partial").exit_code == 0
+    assert not Path(f"{second}.shard.json").exists()
+    result = _merge(tmp_path / "all", first, second)
+    assert result.exit_code == 2 and f"{second} has no .shard.json record" in result.output
+    # Subset temporaries of a killed merge went only when a later merge wrote subsets too.
+    plain = tmp_path / "plain"
+    with IndexedDatasetBuilder(plain, np.uint16) as b:
+        b.add_document([1, 2])
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())  # no process has this PID
+    stale = tmp_path / f".m.subsets.npy.tmp-{pid_max + 1}"
+    stale.write_bytes(b"half")
+    assert _merge(tmp_path / "m", plain).exit_code == 0
+    assert not stale.exists()

@@ -15,7 +15,7 @@ from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
 from pythia_data.progress import progress_bar
 from pythia_data.shard_record import SUFFIX as SHARD_RECORD_SUFFIX
-from pythia_data.shard_record import check_shard_records
+from pythia_data.shard_record import check_shard_records, record_path
 
 SUBSET_SUFFIXES = (".subsets.npy", ".subsets.json")
 # Files a glob of a run's parts also matches, which travel with their dataset.
@@ -163,7 +163,6 @@ def _temp(dest: Path) -> Path:
 
 def _stage_subsets(output: Path, joined: tuple[bytes, bytes]) -> None:
     for dest, data in zip(_subsets_paths(output), joined, strict=True):
-        _core.remove_stale_temps(dest)
         try:
             with open(_temp(dest), "wb") as f:
                 f.write(data)
@@ -181,11 +180,10 @@ def _move_into_place(output: Path, builder: IndexedDatasetBuilder, staged: bool)
     written leaves an earlier OUTPUT as it was and nothing new at a final name."""
     idx = output.with_name(output.name + ".idx")
     subsets = _subsets_paths(output)
+    # A part's record describes that part, not a merge written over it.
+    stale = [record_path(output)] + ([] if staged else subsets)
     try:
-        if staged:
-            builder._core.finish([(_temp(dest), dest) for dest in subsets])
-        else:
-            builder._core.finish([], subsets)
+        builder._core.finish([(_temp(dest), dest) for dest in subsets] if staged else [], stale)
     except BaseException:
         if not idx.exists():  # an interrupt can land after finish: a complete output stays
             _remove_half_output(output)
@@ -243,6 +241,8 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
         detail = ", ".join(f"{ds.prefix} ({ds.dtype.name})" for ds in datasets)
         raise click.UsageError(f"inputs have different dtypes: {detail}")
     subsets = _join_subsets(output, datasets)
+    for dest in _subsets_paths(output):  # a killed merge's, whether or not this one stages any
+        _core.remove_stale_temps(dest)
     total = sum(ds.total_tokens * ds.dtype.itemsize for ds in datasets)
     builder = IndexedDatasetBuilder(output, datasets[0].dtype)
     try:

@@ -23,16 +23,35 @@ pub fn temp_path(dest: &Path) -> PathBuf {
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
     remove_stale_temps(dest);
     let tmp = temp_path(dest);
+    // Errors name `dest`: the temporary is removed on the way out.
     let result = (|| {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        let mut f = File::create(&tmp).at(dest)?;
+        f.write_all(bytes).at(dest)?;
+        f.sync_all().at(dest)?;
         std::fs::rename(&tmp, dest).at(dest)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// An exclusive lock on `dir`, for putting a set of files in place there: two processes
+/// renaming the files of one output at once would leave one's `.bin` beside the other's `.idx`.
+/// None where the folder cannot be opened to lock (write-only), rather than refusing it.
+pub fn lock_folder(dir: &Path) -> Result<Option<File>> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let folder = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(crate::Error::io(dir, e)),
+    };
+    folder.lock().at(dir)?;
+    Ok(Some(folder))
 }
 
 /// Remove the temporaries of `dest` (`.NAME.tmp-PID`, as [`temp_path`] names them) whose process

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::bin_file::BinShard;
 use super::{bin_path, idx_path, DType, IndexedDataset, HEADER_LEN, MAGIC};
-use crate::atomic::{remove_stale_temps, temp_path};
+use crate::atomic::{lock_folder, remove_stale_temps, temp_path};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -262,6 +262,9 @@ impl IndexedDatasetBuilder {
         idx.write_all(&self.index_bytes()).at(&idx_dest)?;
         idx.sync_all().at(&idx_dest)?;
         drop(idx);
+        // Another process putting this output in place at the same moment would interleave
+        // its renames with these.
+        let _lock = lock_folder(bin_dest.parent().unwrap_or(Path::new("")))?;
         // A stale .idx from an earlier run must not pair with the new .bin if we die between
         // the renames; nor may other files that described that run (`remove`).
         for stale in std::iter::once(&idx_dest).chain(remove) {

@@ -165,6 +165,12 @@ fn what_changed(old: &str, new: &str) -> String {
     let ((old_options, old_inputs), (new_options, new_inputs)) =
         (fingerprint_parts(old), fingerprint_parts(new));
     if old_options != new_options {
+        // Parquet and saved datasets among the inputs make another kind of run.
+        let arrow = |options: &str| options.split(' ').any(|w| w == "arrow");
+        if arrow(&old_options) != arrow(&new_options) {
+            return "inputs of another kind: Parquet files or saved datasets among them, or not"
+                .to_string();
+        }
         let option = old_options
             .split(' ')
             .zip(new_options.split(' '))
@@ -176,7 +182,7 @@ fn what_changed(old: &str, new: &str) -> String {
             None => "other options".to_string(),
         };
     }
-    let path_of = |line: &str| {
+    let path_of = |line: &&str| {
         let mut words: Vec<&str> = line.split(' ').collect();
         while words.len() > 1
             && words.last().is_some_and(|w| {
@@ -188,21 +194,22 @@ fn what_changed(old: &str, new: &str) -> String {
         }
         words.join(" ")
     };
-    for (o, n) in old_inputs.iter().zip(&new_inputs) {
-        if o != n {
-            let (op, np) = (path_of(o), path_of(n));
-            return if op == np {
-                format!("{np} changed since: its size, time or content")
-            } else {
-                format!("input {np} where it read {op}")
-            };
-        }
+    let old_paths: Vec<String> = old_inputs.iter().map(path_of).collect();
+    let new_paths: Vec<String> = new_inputs.iter().map(path_of).collect();
+    if old_paths == new_paths {
+        let changed = (0..new_paths.len()).find(|&k| old_inputs[k] != new_inputs[k]);
+        return match changed {
+            Some(k) => format!("{} changed since: its size, time or content", new_paths[k]),
+            None => "other options".to_string(),
+        };
     }
-    format!(
-        "{} input files, where it read {}",
-        new_inputs.len(),
-        old_inputs.len()
-    )
+    if let Some(p) = new_paths.iter().find(|p| !old_paths.contains(p)) {
+        return format!("input {p}, which it did not read");
+    }
+    if let Some(p) = old_paths.iter().find(|p| !new_paths.contains(p)) {
+        return format!("no input {p}, which it read");
+    }
+    "the same inputs in another order or number".to_string()
 }
 
 /// How many skipped problems a report shows.
@@ -886,15 +893,25 @@ mod tests {
         let moved = a.replace("/d/c.jsonl", "/e/c.jsonl");
         assert_eq!(
             what_changed(&a, &moved),
-            "input /e/c.jsonl where it read /d/c.jsonl"
+            "input /e/c.jsonl, which it did not read"
         );
         let fewer = format!("{json}\n/d/a b.jsonl 10 5 00ff");
-        assert_eq!(what_changed(&a, &fewer), "1 input files, where it read 2");
+        assert_eq!(
+            what_changed(&a, &fewer),
+            "no input /d/c.jsonl, which it read"
+        );
+        let swapped = format!("{json}\n/d/c.jsonl 3 4 beef\n/d/a b.jsonl 10 5 00ff");
+        assert_eq!(
+            what_changed(&a, &swapped),
+            "the same inputs in another order or number"
+        );
         // Parquet and saved datasets: stamps of several files, the tokenizer on a last line.
         let arrow =
             "arrow text_key='text' meta_key=None on_error=fail\n/d/s 1:2:ab 3:4:-\ntokenizer=ab";
         let other_tokenizer = arrow.replace("tokenizer=ab", "tokenizer=cd");
         assert_eq!(what_changed(arrow, &other_tokenizer), "another --tokenizer");
+        let mixed = arrow.replace("/d/s 1:2:ab 3:4:-", "/d/a b.jsonl 10:5:00ff");
+        assert!(what_changed(&a, &mixed).starts_with("inputs of another kind"));
         let resaved = arrow.replace("3:4:-", "3:5:-");
         assert_eq!(
             what_changed(arrow, &resaved),
