@@ -1308,3 +1308,15 @@ def test_merge_over_a_part_drops_its_record_and_cleans_a_killed_merges_temporari
     stale.write_bytes(b"half")
     assert _merge(tmp_path / "m", plain).exit_code == 0
     assert not stale.exists()
+
+
+def test_more_threads_than_cores_are_noted(tmp_path, lines):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines[:20]) + "\n")
+    cores = len(os.sched_getaffinity(0))
+    result = CliRunner().invoke(main, ["tokenize", str(src), "-o", str(tmp_path / "o"),
+                                       "--threads", str(cores + 1)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"note: --threads {cores + 1} is more than the {cores} cores" in result.output
+    result = CliRunner().invoke(main, ["tokenize", str(src), "-o", str(tmp_path / "p")])
+    assert "note: --threads" not in result.output

@@ -215,6 +215,14 @@ def command(
         _refuse_output_over_input(every if num_shards > 1 else [output], all_files)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores and not quiet:
+        # Measured on 2 cores: 64 threads ran 35-53 % slower in 5x the memory.
+        click.echo(
+            f"note: --threads {threads} is more than the {cores} cores this process may use; "
+            "threads beyond them only cost memory and time (0 uses every core)",
+            err=True,
+        )
     tokenizer = Tokenizer.from_file(tokenizer_path)
     if num_shards > 1:
         remove_shard_record(output)
