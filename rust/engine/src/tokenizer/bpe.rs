@@ -271,22 +271,28 @@ impl Bpe {
         }
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
         // (rank, position of the left symbol): the heap pops the lowest rank, then the leftmost.
-        let mut heap = BinaryHeap::new();
+        // An entry goes stale when a side is merged away; a rank names one pair, so the entry
+        // still holds when the pair now at its position has its rank. Eight bytes an entry,
+        // not sixteen with both ids: a 100 MB piece needs a heap of its size.
+        let mut heap = BinaryHeap::with_capacity(n);
         for k in 0..n.saturating_sub(1) {
             let m = self.rank(syms[k], syms[k + 1]);
             if m != NONE {
-                heap.push(Reverse(((m >> 32) as u32, k as u32, syms[k], syms[k + 1])));
+                heap.push(Reverse(((m >> 32) as u32, k as u32)));
             }
         }
-        while let Some(Reverse((_, pos, left, right))) = heap.pop() {
+        while let Some(Reverse((rank, pos))) = heap.pop() {
             let p = pos as usize;
             let q = next[p];
-            // Stale entries: a side was merged away since this pair was pushed.
-            if syms[p] != left || q == END || syms[q as usize] != right {
+            if syms[p] == END || q == END {
                 continue;
             }
             let q = q as usize;
-            let merged = self.rank(left, right) as u32;
+            let m = self.rank(syms[p], syms[q]);
+            if m == NONE || (m >> 32) as u32 != rank {
+                continue;
+            }
+            let merged = m as u32;
             syms[p] = merged;
             syms[q] = END; // dead
             let after = next[q];
@@ -295,24 +301,14 @@ impl Bpe {
                 prev[after as usize] = p as u32;
                 let m = self.rank(merged, syms[after as usize]);
                 if m != NONE {
-                    heap.push(Reverse((
-                        (m >> 32) as u32,
-                        pos,
-                        merged,
-                        syms[after as usize],
-                    )));
+                    heap.push(Reverse(((m >> 32) as u32, pos)));
                 }
             }
             let before = prev[p];
             if before != u32::MAX {
                 let m = self.rank(syms[before as usize], merged);
                 if m != NONE {
-                    heap.push(Reverse((
-                        (m >> 32) as u32,
-                        before,
-                        syms[before as usize],
-                        merged,
-                    )));
+                    heap.push(Reverse(((m >> 32) as u32, before)));
                 }
             }
         }
