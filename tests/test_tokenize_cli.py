@@ -468,6 +468,15 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert not list(tmp_path.glob("y-*"))
 
 
+def _input_folder(tmp_path: Path, lines: list[str], files: int) -> Path:
+    """A folder of `files` .jsonl.zst files of 60 lines each."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(files):
+        write_zst_frames(d / f"{i:02d}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    return d
+
+
 def _shard(d: Path, prefix: Path, i: int, n: int, *extra) -> Path:
     result = run(d, "--output", prefix, "--shard-index", i, "--num-shards", n, *extra)
     assert result.exit_code == 0, result.output
@@ -515,10 +524,7 @@ def test_parts_of_different_inputs_or_tokenizers_are_not_merged(tmp_path, lines)
 
 
 def test_merge_names_an_unfinished_part(tmp_path, lines):
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(2):
-        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    d = _input_folder(tmp_path, lines, 2)
     first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
     # As an interrupted run of the second shard leaves it: its work directory, no .idx.
     Path(f"{second}.idx").unlink()
@@ -1244,10 +1250,7 @@ def test_a_full_disk_while_finishing_leaves_no_file_at_a_final_name(tmp_path, li
 
 
 def test_merge_checks_tokenizers_across_folders_and_records_against_their_part(tmp_path, lines):
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(2):
-        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    d = _input_folder(tmp_path, lines, 2)
     (tmp_path / "node0").mkdir()
     (tmp_path / "node1").mkdir()
     first = _shard(d, tmp_path / "node0" / "p", 0, 2)
@@ -1273,10 +1276,7 @@ def test_merge_checks_tokenizers_across_folders_and_records_against_their_part(t
 def test_a_full_disk_in_merge_keeps_an_earlier_output_whole(tmp_path, lines):
     # The earlier OUTPUT.idx was deleted before the new files were written: a full disk or a
     # kill there left the earlier output without its .idx, or deleted it.
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(2):
-        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    d = _input_folder(tmp_path, lines, 2)
     first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
     assert _merge(tmp_path / "m", first, "--allow-partial").exit_code == 0
     before = dataset_bytes(tmp_path / "m")
@@ -1289,10 +1289,7 @@ def test_a_full_disk_in_merge_keeps_an_earlier_output_whole(tmp_path, lines):
 
 
 def test_merge_over_a_part_drops_its_record_and_cleans_a_killed_merges_temporaries(tmp_path, lines):
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(2):
-        write_zst_frames(d / f"{i}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    d = _input_folder(tmp_path, lines, 2)
     first, second = (_shard(d, tmp_path / "p", i, 2) for i in range(2))
     # The part's record stayed beside a merge written over the part, and vouched for it.
     assert _merge(second, first, "--allow-partial").exit_code == 0
