@@ -631,6 +631,37 @@ def test_invalid_utf8_text_names_the_row_and_is_skipped(tmp_path, docs, name):
     assert token_lists(tmp_path / "out") == expected([t.decode() for t in texts[:22] + texts[23:]])
 
 
+@pytest.mark.parametrize("name", ["data.parquet", "saved"])
+def test_rows_of_tiny_row_groups_are_tokenized_together_in_their_places(tmp_path, docs, name):
+    # Batches of three rows gather into one call to the tokenizer: each bad row must still be
+    # skipped, and each subset name kept, at its own row of the whole file.
+    pa = pytest.importorskip("pyarrow")
+    texts = [t.encode() for t, _ in docs[:30]]
+    texts[4] = b"bad\xfe"
+    subsets = [s for _, s in docs[:30]]
+    tables = []
+    for i in range(0, 30, 3):
+        meta = pa.StructArray.from_arrays([pa.array(subsets[i : i + 3])], ["pile_set_name"])
+        tables.append(pa.table({"text": raw_strings(texts[i : i + 3]), "meta": meta}))
+    # Row 10's text null: raw_strings makes no nulls, so its batch is rebuilt with one.
+    t = tables[3]
+    tables[3] = t.set_column(0, "text", pa.array([None, *t.column(0).to_pylist()[1:]]))
+    source = tmp_path / name
+    write_tables(source, tables)
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 bad lines" in result.output
+    bad_text = f'{source}: row 5: invalid UTF-8 (byte 0xfe at offset 3) in the "text" field'
+    assert bad_text in result.output
+    assert f'{source}: row 10: the "text" field is null, not a string' in result.output
+    kept = [k for k in range(30) if k not in (4, 9)]
+    assert token_lists(tmp_path / "out") == expected([texts[k].decode() for k in kept])
+    names = list(dict.fromkeys(subsets[k] for k in kept))
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    codes = np.load(tmp_path / "out.subsets.npy").tolist()
+    assert codes == [names.index(subsets[k]) for k in kept]
+
+
 def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     pa = pytest.importorskip("pyarrow")
     texts = [t for t, _ in docs[:10]]
@@ -654,6 +685,33 @@ def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     table = list(dict.fromkeys(subsets))
     assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == table
     assert np.load(tmp_path / "out.subsets.npy").tolist() == [table.index(s) for s in subsets]
+
+
+def test_damaged_arrow_offsets_name_the_row_and_are_skipped(tmp_path, docs):
+    # pyarrow does not check a mapped file's offsets. Rows 2 and 3 below point past the data:
+    # pyarrow read the bytes beyond it as text (or crashed). Row 4 starts inside row 1 and ends
+    # in bounds, so it is text, as any reader sees it.
+    pa = pytest.importorskip("pyarrow")
+    texts = [t.encode() for t, _ in docs[:4]]
+    ends = np.cumsum([len(t) for t in texts]).tolist()
+    offsets = np.array([0, ends[0], ends[3] + 4096, 7, ends[3]], np.int64)
+    column = pa.Array.from_buffers(
+        pa.large_string(), 4, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(texts))]
+    )
+    source = tmp_path / "saved"
+    write_tables(source, [pa.table({"text": column})])
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "")
+    assert result.exit_code == 1, result.output
+    message = (
+        f"{source}: row 2: offsets outside the column's data (a damaged Arrow file) "
+        'in the "text" field'
+    )
+    assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
+    result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 bad lines" in result.output and message in result.output
+    data = b"".join(texts)
+    assert token_lists(tmp_path / "out") == expected([texts[0].decode(), data[7:].decode()])
 
 
 # --- outputs and inputs in each other's way ---------------------------------------------------

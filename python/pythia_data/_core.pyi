@@ -169,6 +169,14 @@ def merge_subsets(
 def join_subsets(inputs: Sequence[str | os.PathLike[str]]) -> tuple[bytes, bytes]: ...
 def sampled_digest(path: str | os.PathLike[str]) -> str: ...
 
+#: A string column's Arrow buffers: uint8 views of its i64 offsets, its data and its validity
+#: bitmap (None when no row is null), then its Arrow offset and its number of rows.
+StringBuffers = tuple[
+    npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None, int, int
+]
+
+def string_column_problems(column: StringBuffers) -> list[tuple[int, str | None]]: ...
+
 class TokenizeWriter:
     def __init__(
         self,
@@ -187,15 +195,16 @@ class TokenizeWriter:
     def counts(self) -> tuple[int, int, int, int]: ...
     @property
     def skipped_examples(self) -> list[str]: ...
-    def add_texts(
+    def add_strings(
         self,
-        texts: Sequence[str],
+        columns: Sequence[StringBuffers],
+        skip: Sequence[int],
         metas: Sequence[str | None] | None,
         source: int,
         end_row: int,
         skipped: int = 0,
         examples: Sequence[str] = (),
-    ) -> None: ...
+    ) -> int: ...
     @property
     def work_dir(self) -> str: ...
     def append_dataset(

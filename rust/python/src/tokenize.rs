@@ -8,10 +8,11 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
-use pyo3::pybacked::PyBackedStr;
 use rayon::prelude::*;
 
+use pythia_engine::corpus::{Row, StringColumn};
 use pythia_engine::indexed::DType;
 use pythia_engine::tokenize::{self, OnError, Position, TokenizeOptions, TokenizedOutput};
 
@@ -140,6 +141,39 @@ fn sampled_digest(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     py.detach(|| tokenize::sampled_digest(&path)).py_err()
 }
 
+/// A string column's Arrow buffers as Python passes them (`_string_buffers` in
+/// `pythia_data.tokenize`): uint8 views of the offsets (i64), the data and the validity bitmap
+/// (None when no row is null), Arrow's array offset, and the number of rows.
+type ColumnBuffers<'py> = (
+    PyReadonlyArray1<'py, u8>,
+    PyReadonlyArray1<'py, u8>,
+    Option<PyReadonlyArray1<'py, u8>>,
+    usize,
+    usize,
+);
+
+fn string_column<'a>(c: &'a ColumnBuffers<'_>) -> PyResult<StringColumn<'a>> {
+    let validity = c.2.as_ref().map(|v| v.as_slice()).transpose()?;
+    StringColumn::new(c.0.as_slice()?, c.1.as_slice()?, validity, c.3, c.4).py_err()
+}
+
+/// The rows of a string column that hold no text: (row, why), why None for a null.
+#[pyfunction]
+fn string_column_problems(
+    py: Python<'_>,
+    column: ColumnBuffers<'_>,
+) -> PyResult<Vec<(usize, Option<String>)>> {
+    let column = string_column(&column)?;
+    Ok(py.detach(|| {
+        column
+            .rows()
+            .enumerate()
+            .filter(|(_, row)| !matches!(row, Row::Text(_)))
+            .map(|(i, row)| (i, row.problem()))
+            .collect()
+    }))
+}
+
 /// The checkpointed output fed with batches of texts from Python (Parquet files and Hugging Face
 /// `save_to_disk` datasets, read with pyarrow): the same resumable files and layout as
 /// `tokenize_files`, with the position (source index, rows consumed) kept by the caller.
@@ -223,25 +257,42 @@ impl TokenizeWriter {
         })
     }
 
-    /// Tokenize `texts` (in parallel) and append them in order; then the position becomes
-    /// (`source`, `end_row`). `metas[i]` is document i's subset name. `skipped` bad rows are
-    /// counted as errors, and `examples` (what was wrong with them) noted for the report.
-    #[pyo3(signature = (texts, metas, source, end_row, skipped = 0, examples = Vec::new()))]
+    /// Tokenize the rows of string columns, taken as one column (`columns[0]`'s rows, then
+    /// `columns[1]`'s...), in parallel, and append them in order, all but the `skip` rows
+    /// (ascending; those with a problem, which are an error here); then the position becomes
+    /// (`source`, `end_row`). `metas[i]` is row i's subset name. `skipped` bad rows are counted
+    /// as errors, and `examples` (what was wrong with them) noted for the report. Returns the
+    /// bytes of text appended. Batches of a few rows are joined this way without a copy, so
+    /// that there is enough text to keep every core busy.
+    #[pyo3(signature = (columns, skip, metas, source, end_row, skipped = 0, examples = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
-    fn add_texts(
+    fn add_strings(
         &self,
         py: Python<'_>,
-        texts: Vec<PyBackedStr>,
+        columns: Vec<ColumnBuffers<'_>>,
+        skip: Vec<usize>,
         metas: Option<Vec<Option<String>>>,
         source: usize,
         end_row: u64,
         skipped: u64,
         examples: Vec<String>,
-    ) -> PyResult<()> {
+    ) -> PyResult<u64> {
+        let columns = columns
+            .iter()
+            .map(string_column)
+            .collect::<PyResult<Vec<_>>>()?;
+        let len: usize = columns.iter().map(StringColumn::len).sum();
         if let Some(m) = &metas {
-            if m.len() != texts.len() {
-                return Err(PyValueError::new_err("texts and metas differ in length"));
+            if m.len() != len {
+                return Err(PyValueError::new_err(
+                    "the columns and metas differ in length",
+                ));
             }
+        }
+        if skip.windows(2).any(|w| w[0] >= w[1]) || skip.last().is_some_and(|&s| s >= len) {
+            return Err(PyValueError::new_err(format!(
+                "skip must list rows of the columns ({len} in all) in ascending order"
+            )));
         }
         let mut guard = self.out.lock().unwrap();
         let out = guard
@@ -249,10 +300,26 @@ impl TokenizeWriter {
             .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
         let (tok, eod, dtype) = (&self.tokenizer, self.eod, out.dtype());
         py.detach(|| {
+            let mut skip = skip.into_iter().peekable();
+            let mut rows = Vec::with_capacity(len);
+            let all = columns.iter().flat_map(|c| c.rows());
+            for (i, row) in all.enumerate() {
+                if skip.next_if(|&s| s <= i).is_some_and(|s| s == i) {
+                    continue;
+                }
+                match row {
+                    Row::Text(text) => rows.push((i, text)),
+                    row => {
+                        return Err(pythia_engine::Error::invalid(format!(
+                            "row {i} of the columns is not text ({}) and is not skipped",
+                            row.problem().unwrap_or_else(|| "null".to_string())
+                        )))
+                    }
+                }
+            }
             let items: Vec<Option<Vec<u8>>> = pythia_engine::in_pool(|| {
-                texts
-                    .par_iter()
-                    .map_init(Vec::new, |ids, t| {
+                rows.par_iter()
+                    .map_init(Vec::new, |ids, (_, t)| {
                         if t.is_empty() {
                             return None;
                         }
@@ -262,7 +329,7 @@ impl TokenizeWriter {
                     })
                     .collect()
             })?;
-            for (i, item) in items.iter().enumerate() {
+            for (&(i, _), item) in rows.iter().zip(&items) {
                 match item {
                     Some(bytes) => {
                         let meta = metas.as_ref().and_then(|m| m[i].as_deref());
@@ -279,7 +346,7 @@ impl TokenizeWriter {
                 file: source,
                 line: end_row,
             };
-            Ok(())
+            Ok(rows.iter().map(|(_, t)| t.len() as u64).sum())
         })
         .py_err()
     }
@@ -379,5 +446,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokenize_files, m)?)?;
     m.add_function(wrap_pyfunction!(merge_subsets, m)?)?;
     m.add_function(wrap_pyfunction!(join_subsets, m)?)?;
-    m.add_function(wrap_pyfunction!(sampled_digest, m)?)
+    m.add_function(wrap_pyfunction!(sampled_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(string_column_problems, m)?)
 }
