@@ -1,6 +1,6 @@
 """`pythia-data tokenize` end to end (zstd decompression, JSON parsing, tokenization, writing)
-on 1 and 2 threads (and the same stream as one file per core, tokenized at once), against the
-bare tokenizer on the same text and Hugging Face
+on 1 and 2 threads (and the same stream as one file per core, tokenized at once, and the same
+text as a Parquet file), against the bare tokenizer on the same text and Hugging Face
 ``tokenizers`` batch-encoding the same file. The goal: on 2 cores the pipeline reaches 80 % of
 twice the single-core tokenizer rate. Not run by default:
 
@@ -105,6 +105,43 @@ def test_pipeline(benchmark, corpus, tok, tmp_path, threads):
     run()
     benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
     _report(benchmark, text_bytes, f"pipeline{threads}", threads=threads)
+
+
+@pytest.mark.parametrize("columns", ["text", "text+meta"])
+def test_pipeline_parquet(benchmark, corpus, tok, tmp_path, columns):
+    """The same text as a Parquet file (zstd, row groups of 1,000 documents, as Hugging Face
+    datasets' exports hold), read with pyarrow and fed to the tokenizer from Arrow's buffers;
+    next to the JSON-lines stream on as many threads (`test_pipeline`). With the subset column
+    too, pyarrow decodes the two columns at once."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    _, texts, text_bytes = corpus
+    path = tmp_path / "pile-like.parquet"
+    table = {"text": pa.array(texts, pa.large_string())}
+    if columns == "text+meta":
+        subsets = [{"pile_set_name": f"subset{i % 7}"} for i in range(len(texts))]
+        table["meta"] = pa.array(subsets)
+    pq.write_table(pa.table(table), path, row_group_size=1000, compression="zstd")
+    meta_key = "meta.pile_set_name" if columns == "text+meta" else None
+
+    def run():
+        tokenize_files([path], tmp_path / "out", tokenizer=tok, meta_key=meta_key)
+
+    def remove_last_output():
+        for p in tmp_path.glob("out.*"):
+            p.unlink()
+
+    run()
+    benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
+    mb_s = text_bytes / benchmark.stats.stats.min / 1e6
+    line = f"{mb_s:.1f} MB/s of text"
+    if "pipeline2" in RESULTS:
+        share = mb_s / RESULTS["pipeline2"]
+        benchmark.extra_info["share_of_json_lines"] = round(share, 3)
+        line += f" = {100 * share:.0f} % of the JSON-lines stream on 2 threads"
+    benchmark.extra_info["MB/s"] = round(mb_s, 1)
+    print(f"\n{benchmark.name}: {line}")
 
 
 @pytest.mark.parametrize("extra_files", [0, 1])
