@@ -49,7 +49,8 @@ INPUT_SUFFIXES = (
 #: this many bytes as stored: a part costs a work directory and a few syncs.
 PART_BYTES = 64 << 20
 
-#: progress(documents, tokens, input_bytes_read, input_bytes_total, text_bytes)
+#: progress(documents, tokens, input_bytes_read, input_bytes_total, text_bytes): the input
+#: bytes (as stored) are those of the documents written, so they reach the total only at the end.
 ProgressCallback = Callable[[int, int, int, int, int], None]
 
 

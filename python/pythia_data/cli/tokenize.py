@@ -58,8 +58,8 @@ class _Bar:
         self.bar.update(read - self.bar.n)
         rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6
         self.postfix = {"docs": f"{documents:,}", "text": f"{rate:.1f}MB/s"}
-        # All input read is not the end: the last chunks are tokenized, and with files at once
-        # the last parts are appended to the output, a copy that can take minutes on the Pile.
+        # All input written is not yet the end with files at once: the last parts are appended
+        # to the output, a copy that can take minutes on the Pile.
         stage = {"stage": "finishing"} if read >= total else {}
         self.bar.set_postfix(self.postfix | stage, refresh=False)
 

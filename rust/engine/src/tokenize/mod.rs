@@ -127,7 +127,9 @@ impl TokenizeOptions {
 pub struct Progress {
     pub documents: u64,
     pub tokens: u64,
-    /// Bytes read from the input files (compressed), this run and before a resume.
+    /// Bytes of the input files (as stored, compressed) whose documents are written, this run
+    /// and before a resume: read ahead of that is not counted, so that the total is reached
+    /// only when the last document is written, however long it takes to tokenize.
     pub input_bytes_read: u64,
     pub input_bytes_total: u64,
     /// Decompressed bytes tokenized by this run.
@@ -147,12 +149,12 @@ pub struct TokenizeReport {
 }
 
 enum Item {
-    Chunk(LineChunk),
+    /// A chunk, and the input bytes this run had read once it was cut: what the progress shows
+    /// as read when it is written (and not before, so that the bar stays short of the end
+    /// while the last chunks, perhaps one huge document, are still being tokenized).
+    Chunk(LineChunk, u64),
     /// Input `file` could not be read to its end.
-    Failed {
-        file: usize,
-        error: Error,
-    },
+    Failed { file: usize, error: Error },
 }
 
 /// The result of one chunk: tokens (little-endian, dtype-sized) of each document, back to back.
@@ -344,7 +346,7 @@ impl InputReader<'_> {
             match next {
                 Ok(Some(chunk)) => {
                     self.text_out += chunk.data.len() as u64;
-                    break Item::Chunk(chunk);
+                    break Item::Chunk(chunk, self.counter.load(Ordering::Relaxed));
                 }
                 Ok(None) => self.current = None,
                 Err(error) => {
@@ -368,6 +370,7 @@ enum Outcome {
         file: usize,
         end_line: u64,
         text_bytes: usize,
+        input_read: u64,
         result: ChunkResult,
     },
     Failed {
@@ -394,7 +397,7 @@ impl Worker<'_> {
     /// The item's outcome, and its chunk, whose buffers the next read can reuse.
     fn process(&self, item: Item, scratch: &mut Scratch) -> (Outcome, Option<LineChunk>) {
         match item {
-            Item::Chunk(c) => {
+            Item::Chunk(c, input_read) => {
                 let buffer = self
                     .tokens_back
                     .lock()
@@ -416,6 +419,7 @@ impl Worker<'_> {
                     file: c.file_index,
                     end_line: c.end_line(),
                     text_bytes: c.data.len(),
+                    input_read,
                     result,
                 };
                 (outcome, Some(c))
@@ -655,7 +659,6 @@ fn tokenize_stream(
     let spare = spare.filter(|s| !dedicated_reader && s.max > threads);
     // Room for the permits of the workers that may join (two each, as for the first ones).
     let most_in_flight = in_flight + spare.map_or(0, |s| 2 * (s.max - threads));
-    let counter = Arc::new(AtomicU64::new(0));
     // Bytes of files finished before the resume point count as read, for an honest ETA.
     let already: u64 = prep.file_bytes[..start.file.min(opts.inputs.len())]
         .iter()
@@ -666,7 +669,7 @@ fn tokenize_stream(
         chunk_bytes: opts.chunk_bytes,
         threads,
         on_error: opts.on_error,
-        counter: counter.clone(),
+        counter: Arc::new(AtomicU64::new(0)),
         input_bytes: input_bytes_total - already,
         text_out: 0,
         input_for_text: 0,
@@ -816,7 +819,7 @@ fn tokenize_stream(
             |docs_progress| {
                 join_one();
                 let p = Progress {
-                    input_bytes_read: already + counter.load(Ordering::Relaxed),
+                    input_bytes_read: already + docs_progress.input_bytes_read,
                     input_bytes_total,
                     ..docs_progress
                 };
@@ -850,6 +853,7 @@ fn write_in_order(
     let mut last_checkpoint = Instant::now();
     let mut checkpointed = out.position;
     let mut text_bytes = 0u64;
+    let mut input_written = 0u64;
     let mut waiting: BTreeMap<u64, Outcome> = BTreeMap::new();
     let mut next = 0u64;
     let mut finished = false;
@@ -873,6 +877,7 @@ fn write_in_order(
                     file,
                     end_line,
                     text_bytes: n,
+                    input_read,
                     result: r,
                 } => {
                     let path = &opts.inputs[file];
@@ -896,6 +901,7 @@ fn write_in_order(
                     out.counts.empty_skipped += r.empty;
                     let _ = tokens_back.send(r.tokens);
                     text_bytes += n as u64;
+                    input_written = input_written.max(input_read);
                     out.position = Position {
                         file,
                         line: end_line,
@@ -936,6 +942,7 @@ fn write_in_order(
             let keep_going = progress(Progress {
                 documents: out.counts.documents,
                 tokens: out.counts.tokens,
+                input_bytes_read: input_written,
                 text_bytes,
                 ..Default::default()
             });
@@ -1114,6 +1121,42 @@ mod tests {
             assert!(report.resumed_documents > 0);
             assert_eq!(read(&prefix), read(&full));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn progress_stays_short_of_the_end_until_the_last_document_is_written() {
+        // Small documents, then 1 MB of one letter, which BPE takes about half a second over:
+        // the input is all read long before that document is written.
+        let dir = std::env::temp_dir().join(format!("pythia-tok-bar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text: String = (0..200)
+            .map(|i| format!("{{\"text\": \"document {i}\"}}\n"))
+            .collect();
+        text.push_str(&format!("{{\"text\": \"{}\"}}\n", "a".repeat(1 << 20)));
+        let path = dir.join("in.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let mut opts = TokenizeOptions::new(vec![path], dir.join("out"));
+        opts.threads = 2;
+        opts.chunk_bytes = 4096;
+        opts.progress_interval = Duration::ZERO;
+        let mut calls = Vec::new();
+        tokenize_files(&neox(), &opts, &mut |p| {
+            calls.push((p.documents, p.input_bytes_read, p.input_bytes_total));
+            true
+        })
+        .unwrap();
+        let &(documents, read, total) = calls.last().unwrap();
+        assert_eq!((documents, read), (201, total));
+        let waiting: Vec<_> = calls.iter().filter(|c| c.0 == 200).collect();
+        assert!(
+            !waiting.is_empty(),
+            "no progress while the long document was tokenized"
+        );
+        assert!(
+            calls.iter().filter(|c| c.0 < 201).all(|c| c.1 < c.2),
+            "{waiting:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
