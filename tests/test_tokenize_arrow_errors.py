@@ -687,31 +687,108 @@ def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     assert np.load(tmp_path / "out.subsets.npy").tolist() == [table.index(s) for s in subsets]
 
 
-def test_damaged_arrow_offsets_name_the_row_and_are_skipped(tmp_path, docs):
-    # pyarrow does not check a mapped file's offsets. Rows 2 and 3 below point past the data:
-    # pyarrow read the bytes beyond it as text (or crashed). Row 4 starts inside row 1 and ends
-    # in bounds, so it is text, as any reader sees it.
+def pairs(*values: int) -> bytes:
+    return np.array(values, np.int64).tobytes()
+
+
+def damaged_batch(kind: str):
+    """A batch of four rows or more, and the bytes of its Arrow file to replace (found once)
+    to damage it in the way ``kind`` names; None, None where the batch is damaged as made."""
     pa = pytest.importorskip("pyarrow")
-    texts = [t.encode() for t, _ in docs[:4]]
-    ends = np.cumsum([len(t) for t in texts]).tolist()
-    offsets = np.array([0, ends[0], ends[3] + 4096, 7, ends[3]], np.int64)
-    column = pa.Array.from_buffers(
-        pa.large_string(), 4, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(texts))]
-    )
+    texts = ["Alpha beta.", "Gamma delta epsilon.", "Zeta!", "Eta theta iota kappa."]
+    if kind == "text offsets past the data":
+        ends = np.cumsum([len(t) for t in texts]).tolist()
+        old = pairs(0, *ends)
+        new = pairs(0, ends[0], ends[-1] + 4096, 7, ends[-1])
+        return pa.table({"text": pa.array(texts, pa.large_string())}), old, new
+    if kind == "an offsets buffer too short for its rows":
+        # The buffer's (offset, length) in the batch's header: 16 bytes at the body's end.
+        n = 2000
+        table = pa.table({"text": pa.array(["abc"] * n)})
+        body = (4 * (n + 1) + 7) // 8 * 8 + 3 * n
+        return table, pairs(0, 4 * (n + 1)), pairs(body - 16, 16)
+    if kind == "a validity bitmap too short for its rows":
+        table = pa.table({"text": pa.array(["a", None, "b", "c"] * 250)})
+        return table, pairs(0, 125), pairs(0, 8)
+    if kind == "subset-name offsets past the data":
+        names = ["Pile-CC", "Github", "ArXiv", "Enron Emails"]
+        meta = pa.StructArray.from_arrays([pa.array(names)], ["pile_set_name"])
+        ends = np.cumsum([len(n) for n in names]).tolist()
+        old = np.array([0, *ends], np.int32).tobytes()
+        new = np.array([0, 7, 9000, 9000, ends[-1]], np.int32).tobytes()
+        return pa.table({"text": texts, "meta": meta}), old, new
+    if kind == "a dictionary index out of range":
+        indices = pa.array([0, 1, 77, 3], pa.int32())
+        words = pa.DictionaryArray.from_arrays(indices, pa.array(texts), safe=False)
+        return pa.table({"text": words}), None, None
+    if kind == "a string view past its buffer":
+        long = [t * 3 for t in texts]  # views of more than 12 bytes point into a data buffer
+        table = pa.table({"text": pa.array(long, pa.string_view())})
+        head = np.int32(len(long[1])).tobytes() + long[1][:4].encode()
+        start = sum(len(t) for t in long[:1])
+        old = head + np.array([0, start], np.int32).tobytes()
+        new = head + np.array([0, start + 10**6], np.int32).tobytes()
+        return table, old, new
+    raise AssertionError(kind)
+
+
+DAMAGE = [
+    "text offsets past the data",
+    "an offsets buffer too short for its rows",
+    "a validity bitmap too short for its rows",
+    "subset-name offsets past the data",
+    "a dictionary index out of range",
+    "a string view past its buffer",
+]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_arrow_batch_is_a_data_error_and_is_skipped_whole(tmp_path, kind):
+    # pyarrow does not check a mapped Arrow file: each of these read past a buffer (a crash, a
+    # traceback, or other memory read as text) before batches were checked.
+    pa = pytest.importorskip("pyarrow")
+    damaged, old, new = damaged_batch(kind)
+    text_type = damaged.schema.field("text").type
+    first = pa.array(["first batch, kept"])
+    dictionary = pa.types.is_dictionary(text_type)
+    good = pa.table({"text": first.dictionary_encode() if dictionary else first.cast(text_type)})
+    if "meta" in damaged.schema.names:
+        meta = pa.StructArray.from_arrays([pa.array(["Books3"])], ["pile_set_name"])
+        good = good.append_column("meta", meta)
     source = tmp_path / "saved"
-    write_tables(source, [pa.table({"text": column})])
-    result = run(source, "--output", tmp_path / "out", "--meta-key", "")
+    write_tables(source, [good, damaged])
+    if old is not None:
+        data = source / "data.arrow"
+        raw = data.read_bytes()
+        assert raw.count(old) == 1
+        data.write_bytes(raw.replace(old, new))
+    rows = f"rows 2-{1 + damaged.num_rows}"
+    result = run(source, "--output", tmp_path / "out")
     assert result.exit_code == 1, result.output
-    message = (
-        f"{source}: row 2: offsets outside the column's data (a damaged Arrow file) "
-        'in the "text" field'
+    assert result.output.startswith(f"error: {source}: damaged Arrow data in {rows} (data.arrow: ")
+    assert result.output.endswith(
+        "; save the dataset again, or skip such batches with --on-error skip\n"
     )
-    assert result.output == f"error: {message}; skip such rows with --on-error skip\n"
-    result = run(source, "--output", tmp_path / "out", "--meta-key", "", "--on-error", "skip")
+    assert "\n" not in result.output[:-1] and not list(tmp_path.glob("out*"))
+    result = run(source, "--output", tmp_path / "out", "--on-error", "skip")
     assert result.exit_code == 0, result.output
-    assert "skipped 2 bad lines" in result.output and message in result.output
-    data = b"".join(texts)
-    assert token_lists(tmp_path / "out") == expected([texts[0].decode(), data[7:].decode()])
+    assert f"skipped {damaged.num_rows:,} bad lines" in result.output
+    assert f"{source}: damaged Arrow data in {rows}" in result.output
+    assert token_lists(tmp_path / "out") == expected(["first batch, kept"])
+
+
+def test_dictionary_text_is_taken_into_64_bit_offsets():
+    # A few long texts repeated over a 2,048-row batch pass 2 GiB: taken into 32-bit offsets,
+    # they stopped the run ("Take operation overflowed binary array capacity").
+    pa = pytest.importorskip("pyarrow")
+    from pythia_data.tokenize import _string_array
+
+    for value_type in (pa.string(), pa.large_string()):
+        words = pa.DictionaryArray.from_arrays(
+            pa.array([1, 0, 1]), pa.array(["a", "b"], value_type)
+        )
+        strings = _string_array(words)
+        assert strings.type == pa.large_string() and strings.to_pylist() == ["b", "a", "b"]
 
 
 # --- outputs and inputs in each other's way ---------------------------------------------------

@@ -394,7 +394,8 @@ def _parquet_file(source: Path):
 
 
 class _Unreadable(NamedTuple):
-    """A Parquet row group that cannot be decoded, skipped whole in place of its batches."""
+    """A Parquet row group that cannot be decoded, or a damaged batch of an Arrow file, skipped
+    whole in place of its batches."""
 
     num_rows: int
     message: str
@@ -418,8 +419,20 @@ def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iter
             yield from _row_group_batches(source, pf, group, first_row, present, skip_damaged)
             first_row += pf.metadata.row_group(group).num_rows
         return
+    first_row = 0
     for path in _saved_data_files(source):
-        yield from _arrow_stream(path)
+        for batch in _arrow_stream(path):
+            damage = _damage(batch, columns)
+            if damage is not None:
+                rows = f"rows {first_row + 1}-{first_row + batch.num_rows}"
+                message = f"{source}: damaged Arrow data in {rows} ({path.name}: {damage})"
+                if not skip_damaged:
+                    hint = "save the dataset again, or skip such batches with --on-error skip"
+                    raise PythiaDataError(f"{message}; {hint}")
+                yield _Unreadable(batch.num_rows, message)
+            else:
+                yield batch
+            first_row += batch.num_rows
 
 
 def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, skip_damaged):
@@ -465,6 +478,49 @@ def _saved_data_files(source: Path) -> list[Path]:
         ]
     except (ValueError, KeyError, TypeError) as e:
         raise PythiaDataError(f"{state}: not a save_to_disk state.json ({e!r})") from e
+
+
+def _as_binary(type_):
+    """``type_`` with every string type inside it as the binary type of the same layout."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if pat.is_string(type_):
+        return pa.binary()
+    if pat.is_large_string(type_):
+        return pa.large_binary()
+    if pat.is_string_view(type_):
+        return pa.binary_view()
+    if pat.is_dictionary(type_):
+        return pa.dictionary(type_.index_type, _as_binary(type_.value_type), type_.ordered)
+    if pat.is_struct(type_):
+        return pa.struct([f.with_type(_as_binary(f.type)) for f in type_])
+    if pat.is_map(type_):
+        return pa.map_(_as_binary(type_.key_type), _as_binary(type_.item_type))
+    if pat.is_list(type_) or pat.is_large_list(type_) or pat.is_fixed_size_list(type_):
+        field = type_.value_field.with_type(_as_binary(type_.value_type))
+        if pat.is_fixed_size_list(type_):
+            return pa.list_(field, type_.list_size)
+        return pa.large_list(field) if pat.is_large_list(type_) else pa.list_(field)
+    return type_
+
+
+def _damage(batch, columns: list[str]) -> str | None:
+    """What is structurally wrong with the columns of ``batch`` that will be read, or None.
+    pyarrow checks nothing of an Arrow file's buffers when it maps one, and reads through
+    damaged offsets, dictionary indices or string views past their buffers (a crash, or other
+    memory read as text). Checked as binary, so that a text that is not UTF-8 stays a bad row
+    of its own, as in JSON lines; the checks cost a pass over the offsets."""
+    import pyarrow as pa
+
+    for i, name in enumerate(batch.schema.names):
+        if name in columns:
+            col = batch.column(i)
+            try:
+                col.view(_as_binary(col.type)).validate(full=True)
+            except (pa.ArrowException, ValueError) as e:
+                return f"column {name!r}: {_one_line(e)}"
+    return None
 
 
 def _arrow_stream(path: Path) -> Iterator:
@@ -517,7 +573,10 @@ def _string_array(col):
         return pa.nulls(len(col), pa.string())
     if pat.is_dictionary(col.type):
         values = _string_array(col.dictionary)
-        return None if values is None else values.take(col.indices)
+        if values is None:
+            return None
+        # 64-bit offsets: a few long texts repeated over a batch pass 2 GiB.
+        return values.cast(pa.large_string()).take(col.indices)
     if pat.is_string_view(col.type):
         col = col.cast(pa.large_string())
     return col if pat.is_string(col.type) or pat.is_large_string(col.type) else None
@@ -572,6 +631,15 @@ def _string_buffers(strings) -> tuple:
     return view(offsets), view(data), nulls, strings.offset, len(strings)
 
 
+def _rows_without_text(column: tuple, source: Path) -> list[tuple[int, str | None]]:
+    """``_core.string_column_problems``, with a column that does not fit its buffers (which
+    ``_damage`` finds first in Arrow files) reported under the file's name."""
+    try:
+        return _core.string_column_problems(column)
+    except PythiaDataError as e:
+        raise PythiaDataError(f"{source}: {e}") from e
+
+
 def _texts_of(batch, source: Path, text_key: str) -> tuple[tuple, dict[int, str]]:
     """The buffers of the batch's text column (``_string_buffers``), and why for each row
     without a usable text."""
@@ -591,7 +659,7 @@ def _texts_of(batch, source: Path, text_key: str) -> tuple[tuple, dict[int, str]
         i: f"the {field} field is null, not a string"
         if why is None
         else f"{why} in the {field} field"
-        for i, why in _core.string_column_problems(column)
+        for i, why in _rows_without_text(column, source)
     }
     return column, problems
 
