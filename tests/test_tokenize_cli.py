@@ -376,6 +376,40 @@ def test_interrupt_then_resume_is_byte_identical(tmp_path):
     assert dataset_bytes(prefix) == dataset_bytes(full)
 
 
+def test_a_stop_before_the_work_begins_names_an_earlier_runs_work(tmp_path, monkeypatch):
+    # Ctrl-C while the tokenizer loaded said "no partial output was left behind", though an
+    # earlier run's work directory stayed (and the next run continued from it).
+    import pythia_data.cli.tokenize as cli_tokenize
+
+    prefix = tmp_path / "out"
+
+    def stopped_while_loading(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_tokenize.Tokenizer, "from_file", stopped_while_loading)
+    result = run(SAMPLE_CORPUS, "--output", prefix)
+    assert result.exit_code == 130
+    assert result.output == "interrupted; this run left no partial output behind\n"
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files(
+            [SAMPLE_CORPUS],
+            prefix,
+            threads=1,
+            chunk_bytes=20_000,
+            checkpoint_seconds=0,
+            progress=stop_on_call(3),
+            progress_seconds=0,
+        )
+    monkeypatch.setattr(cli_tokenize.Tokenizer, "from_file", stopped_while_loading)
+    result = run(SAMPLE_CORPUS, "--output", prefix)
+    assert result.exit_code == 130
+    assert result.output == (
+        f"interrupted; an earlier run's work stays in {prefix}.partial: run the same command "
+        "again to continue from it\n"
+    )
+
+
 @pytest.mark.parametrize(
     "sig, files_at_once", [(signal.SIGKILL, 1), (signal.SIGTERM, 1), (signal.SIGKILL, 3)]
 )
@@ -994,7 +1028,7 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
         ("state", lambda: state.write_text('{"x": 1}'), f"{state}: not a save_to_disk state.json"),
         ("state", lambda: state.write_text("not json"), f"{state}: not a save_to_disk state.json"),
         ("arrow", lambda: arrow.write_bytes(b"garbage!" * 4), f"{arrow}: unreadable Arrow file"),
-        ("arrow", lambda: arrow.unlink(), f"{arrow}: unreadable Arrow file"),
+        ("arrow", lambda: arrow.unlink(), f"{arrow}: No such file or directory"),
     ]:
         shutil.rmtree(saved)
         write_saved_dataset(saved, lines[:20], files=1)
@@ -1002,6 +1036,40 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
         result = run(saved, "--output", tmp_path / "o")
         assert result.exit_code == 1 and f"error: {message}" in result.output, (what, result.output)
         assert not list(tmp_path.glob("o*")), what
+
+
+def test_saved_dataset_files_changed_during_a_run(tmp_path, lines):
+    # A data file deleted while the run goes is a system error: the work is kept (it was
+    # discarded, as for damage). One rewritten shorter, ending where a batch ends, was read
+    # as complete.
+    pytest.importorskip("pyarrow")
+    saved = tmp_path / "saved"
+    write_saved_dataset(saved, lines, files=3)
+    last = saved / "data-00002-of-00003.arrow"
+
+    def delete_last(*_):
+        last.unlink(missing_ok=True)
+
+    prefix = tmp_path / "out"
+    with pytest.raises(OSError, match=f"{last}: No such file or directory; the work up to"):
+        tokenize_files([saved], prefix, checkpoint_seconds=0, progress=delete_last)
+    assert (tmp_path / "out.partial" / "checkpoint.json").is_file()
+
+    shutil.rmtree(saved)
+    shutil.rmtree(tmp_path / "out.partial")
+    write_saved_dataset(saved, lines, files=3)
+    shorter = tmp_path / "shorter"
+    write_saved_dataset(shorter, lines[: len(lines) // 9], files=1)
+
+    def shorten_last(*_):
+        # Replaced as save_to_disk replaces it, once the run has counted the rows.
+        if not last.samefile(shorter / "data-00000-of-00001.arrow"):
+            os.replace(shorter / "data-00000-of-00001.arrow", last)
+            os.link(last, shorter / "data-00000-of-00001.arrow")
+
+    with pytest.raises(PythiaDataError, match="rows read where .* were counted when the run"):
+        tokenize_files([saved], prefix, checkpoint_seconds=0, progress=shorten_last)
+    assert not list(tmp_path.glob("out*"))
 
 
 @settings(

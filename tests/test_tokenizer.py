@@ -326,6 +326,33 @@ except TimeoutError:
         assert "Panic" not in done.stderr
 
 
+def test_an_interrupt_while_numpy_loads_at_import_is_raised_not_a_panic():
+    # Ctrl-C while `import pythia_data` loaded numpy (from the native module's start) made the
+    # numpy crate panic: a PanicException and a Rust backtrace instead of KeyboardInterrupt.
+    import subprocess
+
+    script = """
+import sys
+class Interrupted:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupted())
+try:
+    import pythia_data._core
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(pythia_file()))},
+    )
+    assert done.stdout == "KeyboardInterrupt\n", done.stderr[-500:]
+    assert "Panic" not in done.stderr
+
+
 def pythia_file() -> str:
     import pythia_data
 

@@ -523,21 +523,32 @@ def _damage(batch, columns: list[str]) -> str | None:
     return None
 
 
-def _arrow_stream(path: Path) -> Iterator:
-    """Record batches of one Arrow IPC stream file, with read errors naming the file."""
+def _arrow_stream(path: Path, mapped: bool = False) -> Iterator:
+    """Record batches of one Arrow IPC stream file, with damage reported naming the file, and
+    a failed system call raised as the OSError it is (a run keeps its work for those). Read,
+    not memory-mapped, unless ``mapped`` (for a pass that only counts rows): a mapped file
+    that shrinks while it is read (``save_to_disk`` rewrites its files in place) kills the
+    process with SIGBUS."""
     import pyarrow as pa
 
     try:
-        with pa.memory_map(str(path)) as mm:
-            yield from pa.ipc.open_stream(mm)
+        with pa.memory_map(str(path)) if mapped else pa.OSFile(str(path)) as f:
+            yield from pa.ipc.open_stream(f)
     except (pa.ArrowException, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            error = type(e)(f"{path}: {os.strerror(e.errno)}")
+            error.errno = e.errno
+            raise error from e
+        if not _is_damage(e):
+            raise
         raise PythiaDataError(f"{path}: unreadable Arrow file ({_one_line(e)})") from e
 
 
 def _num_rows(source: Path) -> int:
     if _is_parquet(source):
         return _parquet_file(source).metadata.num_rows
-    return sum(b.num_rows for path in _saved_data_files(source) for b in _arrow_stream(path))
+    files = _saved_data_files(source)
+    return sum(b.num_rows for path in files for b in _arrow_stream(path, mapped=True))
 
 
 def _stamp(source: Path) -> str:
@@ -933,6 +944,13 @@ def _tokenize_with_writer(
                     if checkpoint_due:
                         writer.checkpoint()
                         last_checkpoint = time.monotonic()
+            if row != rows[si]:
+                # Rewritten in place since the run began (save_to_disk does that), and ended
+                # where a batch or a row group ends, which no read error shows.
+                raise PythiaDataError(
+                    f"{source}: {row:,} rows read where {rows[si]:,} were counted when the run "
+                    "began: it changed during the run; run the same command again to start over"
+                )
             flush(pending, si, row)
             si += 1
         examples = writer.skipped_examples  # with those of the run resumed

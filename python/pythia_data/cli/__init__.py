@@ -73,7 +73,16 @@ class _Group(click.Group):
             click.echo(f"error: a number given is too large: {e}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted; no partial output was left behind", err=True)
+            # Reached only when a command had not begun its work, which it stops on its own.
+            kept = ctx.meta.get(_stops.WORK_DIR_KEY)
+            if kept is not None and os.path.isdir(kept):
+                click.echo(
+                    f"interrupted; an earlier run's work stays in {kept}: run the same command "
+                    "again to continue from it",
+                    err=True,
+                )
+            else:
+                click.echo("interrupted; this run left no partial output behind", err=True)
             sys.exit(130)
         finally:
             if main_thread and not (succeeded and _stops.ignoring_stops_until_exit()):

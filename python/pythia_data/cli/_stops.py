@@ -5,6 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 
+#: Where a command keeps resumable work (``click.Context.meta``, shared by every context):
+#: the folder an interruption before the command's own handlers must not be said to remove.
+WORK_DIR_KEY = "pythia_data.work_dir"
+
+
 #: Whether this process is the `pythia-data` program, which exits once its command is done (set
 #: by `pythia_data.cli.run`, never when a program or test calls the commands in-process). Then a
 #: finished command leaves stop signals ignored: one that comes while the process exits would

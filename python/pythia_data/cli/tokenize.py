@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pythia_data.cli._stops import StopRequests
+from pythia_data.cli._stops import WORK_DIR_KEY, StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
 from pythia_data.shard_record import remove_shard_record, write_shard_record
@@ -209,6 +209,7 @@ def command(
             )
         files = shard_inputs(files, shard_index, num_shards)
         output = shard_prefix(output, shard_index, num_shards)
+    click.get_current_context().meta[WORK_DIR_KEY] = f"{output}.partial"
     try:
         # Every shard's output against every input: shard 1 must not replace shard 0's input.
         every = [shard_prefix(base, i, num_shards) for i in range(num_shards)]

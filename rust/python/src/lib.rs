@@ -16,6 +16,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The numpy crate looks numpy's C API up when it builds its first array, running Python
     // code there: a signal handler raising at that moment (Ctrl-C during the first encode)
     // made the lookup fail and the crate panic. Looked up now, at import, it is done once.
+    // numpy itself is imported first, where an error (Ctrl-C while it loads) can be raised:
+    // the crate's own lookup then finds it loaded, and panics on a failure instead.
+    m.py().import("numpy")?;
     numpy::PyArray1::<u32>::zeros(m.py(), 0, false);
     errors::register(m)?;
     indexed::register(m)?;
