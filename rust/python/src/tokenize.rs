@@ -10,7 +10,6 @@ use pyo3::types::{PyBytes, PyDict};
 
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
-use rayon::prelude::*;
 
 use pythia_engine::corpus::{Row, StringColumn};
 use pythia_engine::indexed::DType;
@@ -257,13 +256,10 @@ impl TokenizeWriter {
         })
     }
 
-    /// Tokenize the rows of string columns, taken as one column (`columns[0]`'s rows, then
-    /// `columns[1]`'s...), in parallel, and append them in order, all but the `skip` rows
-    /// (ascending; those with a problem, which are an error here); then the position becomes
-    /// (`source`, `end_row`). `metas[i]` is row i's subset name. `skipped` bad rows are counted
-    /// as errors, and `examples` (what was wrong with them) noted for the report. Returns the
-    /// bytes of text appended. Batches of a few rows are joined this way without a copy, so
-    /// that there is enough text to keep every core busy.
+    /// `tokenize::add_string_columns` (rows of string columns, taken as one column, tokenized
+    /// in parallel and appended, all but the `skip` rows); then the position becomes (`source`,
+    /// `end_row`). `skipped` bad rows are counted as errors, and `examples` (what was wrong with
+    /// them) noted for the report. Returns the bytes of text appended.
     #[pyo3(signature = (columns, skip, metas, source, end_row, skipped = 0, examples = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn add_strings(
@@ -281,63 +277,14 @@ impl TokenizeWriter {
             .iter()
             .map(string_column)
             .collect::<PyResult<Vec<_>>>()?;
-        let len: usize = columns.iter().map(StringColumn::len).sum();
-        if let Some(m) = &metas {
-            if m.len() != len {
-                return Err(PyValueError::new_err(
-                    "the columns and metas differ in length",
-                ));
-            }
-        }
-        if skip.windows(2).any(|w| w[0] >= w[1]) || skip.last().is_some_and(|&s| s >= len) {
-            return Err(PyValueError::new_err(format!(
-                "skip must list rows of the columns ({len} in all) in ascending order"
-            )));
-        }
         let mut guard = self.out.lock().unwrap();
         let out = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("the writer is already finished or discarded"))?;
-        let (tok, eod, dtype) = (&self.tokenizer, self.eod, out.dtype());
+        let (tok, eod) = (&self.tokenizer, self.eod);
         py.detach(|| {
-            let mut skip = skip.into_iter().peekable();
-            let mut rows = Vec::with_capacity(len);
-            let all = columns.iter().flat_map(|c| c.rows());
-            for (i, row) in all.enumerate() {
-                if skip.next_if(|&s| s <= i).is_some_and(|s| s == i) {
-                    continue;
-                }
-                match row {
-                    Row::Text(text) => rows.push((i, text)),
-                    row => {
-                        return Err(pythia_engine::Error::invalid(format!(
-                            "row {i} of the columns is not text ({}) and is not skipped",
-                            row.problem().unwrap_or_else(|| "null".to_string())
-                        )))
-                    }
-                }
-            }
-            let items: Vec<Option<Vec<u8>>> = pythia_engine::in_pool(|| {
-                rows.par_iter()
-                    .map_init(Vec::new, |ids, (_, t)| {
-                        if t.is_empty() {
-                            return None;
-                        }
-                        let mut bytes = Vec::with_capacity(t.len() / 2);
-                        tokenize::document_bytes(tok, t, dtype, eod, ids, &mut bytes);
-                        Some(bytes)
-                    })
-                    .collect()
-            })?;
-            for (&(i, _), item) in rows.iter().zip(&items) {
-                match item {
-                    Some(bytes) => {
-                        let meta = metas.as_ref().and_then(|m| m[i].as_deref());
-                        out.add_document(bytes, meta)?;
-                    }
-                    None => out.counts.empty_skipped += 1,
-                }
-            }
+            let added =
+                tokenize::add_string_columns(out, tok, eod, &columns, &skip, metas.as_deref())?;
             out.counts.errors_skipped += skipped;
             for example in examples {
                 out.add_skipped_example(|| example);
@@ -346,7 +293,7 @@ impl TokenizeWriter {
                 file: source,
                 line: end_row,
             };
-            Ok(rows.iter().map(|(_, t)| t.len() as u64).sum())
+            Ok(added)
         })
         .py_err()
     }

@@ -13,6 +13,7 @@ mod input_digest;
 mod lock;
 mod output;
 mod parallel_files;
+mod string_columns;
 mod subsets;
 
 pub use input_digest::sampled_digest;
@@ -20,6 +21,7 @@ pub use output::{
     npy_u16_bytes, npy_u16_header, subsets_json_path, subsets_npy_path, work_dir, Counts, Position,
     TokenizedOutput, MAX_EXAMPLES,
 };
+pub use string_columns::add_string_columns;
 pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
 use std::collections::BTreeMap;
