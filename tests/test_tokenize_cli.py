@@ -1040,8 +1040,8 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
 
 def test_saved_dataset_files_changed_during_a_run(tmp_path, lines):
     # A data file deleted while the run goes is a system error: the work is kept (it was
-    # discarded, as for damage). One rewritten shorter, ending where a batch ends, was read
-    # as complete.
+    # discarded, as for damage). One rewritten (here shorter, ending where a batch ends) was
+    # read as if nothing had happened: the run mixed two versions of the dataset.
     pytest.importorskip("pyarrow")
     saved = tmp_path / "saved"
     write_saved_dataset(saved, lines, files=3)
@@ -1067,7 +1067,7 @@ def test_saved_dataset_files_changed_during_a_run(tmp_path, lines):
             os.replace(shorter / "data-00000-of-00001.arrow", last)
             os.link(last, shorter / "data-00000-of-00001.arrow")
 
-    with pytest.raises(PythiaDataError, match="rows read where .* were counted when the run"):
+    with pytest.raises(PythiaDataError, match="saved: changed during the run .its files"):
         tokenize_files([saved], prefix, checkpoint_seconds=0, progress=shorten_last)
     assert not list(tmp_path.glob("out*"))
 

@@ -402,9 +402,11 @@ class _Unreadable(NamedTuple):
 
 
 def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iterator:
-    """Record batches of a Parquet file or of a saved dataset's Arrow files, in order;
-    ``columns[0]`` (the text) must be there. With ``skip_damaged``, a Parquet row group that
-    cannot be decoded comes as one ``_Unreadable``."""
+    """Record batches of a Parquet file or of a saved dataset's Arrow files, in order, each
+    with the bytes of the source (as stored) read up to its end, for the progress (estimated
+    from the rows in a Parquet file); ``columns[0]`` (the text) must be there. With
+    ``skip_damaged``, a Parquet row group that cannot be decoded, or a damaged batch of an
+    Arrow file, comes as one ``_Unreadable``."""
 
     if _is_parquet(source):
         pf = _parquet_file(source)
@@ -414,14 +416,16 @@ def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iter
                 f"{source}: no {columns[0]!r} column (columns: {', '.join(names)})"
             )
         present = [c for c in columns if c in names]
+        size, total = input_size(source), max(pf.metadata.num_rows, 1)
         first_row = 0
         for group in range(pf.num_row_groups):
-            yield from _row_group_batches(source, pf, group, first_row, present, skip_damaged)
-            first_row += pf.metadata.row_group(group).num_rows
+            for batch in _row_group_batches(source, pf, group, first_row, present, skip_damaged):
+                first_row += batch.num_rows
+                yield batch, size * first_row // total
         return
-    first_row = 0
+    first_row = read_before = 0
     for path in _saved_data_files(source):
-        for batch in _arrow_stream(path):
+        for batch, read in _arrow_stream(path):
             damage = _damage(batch, columns)
             if damage is not None:
                 rows = f"rows {first_row + 1}-{first_row + batch.num_rows}"
@@ -429,10 +433,11 @@ def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iter
                 if not skip_damaged:
                     hint = "save the dataset again, or skip such batches with --on-error skip"
                     raise PythiaDataError(f"{message}; {hint}")
-                yield _Unreadable(batch.num_rows, message)
+                yield _Unreadable(batch.num_rows, message), read_before + read
             else:
-                yield batch
+                yield batch, read_before + read
             first_row += batch.num_rows
+        read_before += path.stat().st_size
 
 
 def _row_group_batches(source: Path, pf, group: int, first_row: int, columns, skip_damaged):
@@ -523,17 +528,22 @@ def _damage(batch, columns: list[str]) -> str | None:
     return None
 
 
-def _arrow_stream(path: Path, mapped: bool = False) -> Iterator:
-    """Record batches of one Arrow IPC stream file, with damage reported naming the file, and
-    a failed system call raised as the OSError it is (a run keeps its work for those). Read,
-    not memory-mapped, unless ``mapped`` (for a pass that only counts rows): a mapped file
+def _arrow_stream(path: Path, schema_only: bool = False) -> Iterator:
+    """Record batches of one Arrow IPC stream file, each with the bytes of the file read up to
+    its end; damage is reported naming the file, and a failed system call raised as the
+    OSError it is (a run keeps its work for those). Read, not memory-mapped: a mapped file
     that shrinks while it is read (``save_to_disk`` rewrites its files in place) kills the
-    process with SIGBUS."""
+    process with SIGBUS. With ``schema_only``, the file is opened and its schema read, and
+    nothing is yielded."""
     import pyarrow as pa
 
     try:
-        with pa.memory_map(str(path)) if mapped else pa.OSFile(str(path)) as f:
-            yield from pa.ipc.open_stream(f)
+        with pa.OSFile(str(path)) as f:
+            reader = pa.ipc.open_stream(f)
+            if schema_only:
+                return
+            for batch in reader:
+                yield batch, f.tell()
     except (pa.ArrowException, OSError) as e:
         if isinstance(e, OSError) and e.errno is not None:
             error = type(e)(f"{path}: {os.strerror(e.errno)}")
@@ -544,11 +554,15 @@ def _arrow_stream(path: Path, mapped: bool = False) -> Iterator:
         raise PythiaDataError(f"{path}: unreadable Arrow file ({_one_line(e)})") from e
 
 
-def _num_rows(source: Path) -> int:
+def _check_opens(source: Path) -> None:
+    """Open a Parquet file's footer, or each Arrow file of a saved dataset and its schema:
+    a source that cannot be read fails before any output is started."""
     if _is_parquet(source):
-        return _parquet_file(source).metadata.num_rows
-    files = _saved_data_files(source)
-    return sum(b.num_rows for path in files for b in _arrow_stream(path, mapped=True))
+        _parquet_file(source)
+        return
+    for path in _saved_data_files(source):
+        for _ in _arrow_stream(path, schema_only=True):
+            pass
 
 
 def _stamp(source: Path) -> str:
@@ -819,11 +833,13 @@ def _tokenize_with_writer(
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     arrow = [_is_arrow_source(p) for p in sources]
-    # Opens every Arrow source first: one that cannot be read fails before any output is started.
-    rows = [_num_rows(p) if a else 0 for p, a in zip(sources, arrow, strict=True)]
+    for source, is_arrow in zip(sources, arrow, strict=True):
+        if is_arrow:
+            _check_opens(source)
+    stamps = [_stamp(p) for p in sources]
     fingerprint = "\n".join(
         [f"arrow text_key={text_key!r} meta_key={meta_key!r} on_error={on_error}"]
-        + [f"{Path(p).resolve()} {_stamp(p)}" for p in sources]
+        + [f"{Path(p).resolve()} {stamp}" for p, stamp in zip(sources, stamps, strict=True)]
     )
     writer = _core.TokenizeWriter(tok._core, os.fspath(output), fingerprint, meta_key)
     resumed = writer.resumed_documents
@@ -846,12 +862,13 @@ def _tokenize_with_writer(
             progress(documents, tokens, read, bytes_total, text)
             in_progress = False
 
-    def flush(pending: _PendingRows, si: int, row: int) -> None:
-        """Tokenize the rows waiting, which end at row ``row`` of source ``si``."""
+    def flush(pending: _PendingRows, si: int, row: int, read: int) -> None:
+        """Tokenize the rows waiting, which end at row ``row`` of source ``si``, ``read``
+        bytes into it."""
         nonlocal text_bytes
         text_bytes += pending.flush(writer, si, row)
         docs, tokens, *_ = writer.counts
-        report(docs, tokens, before[si] + sizes[si] * row // max(rows[si], 1), text_bytes)
+        report(docs, tokens, before[si] + min(read, sizes[si]), text_bytes)
 
     try:
         si = start_source
@@ -906,18 +923,18 @@ def _tokenize_with_writer(
                 part.remove()
                 si = end
                 continue
-            source, row = sources[si], 0
+            source, row, read = sources[si], 0, 0
             read = _arrow_batches(source, columns, skip_damaged=on_error == "skip")
             pending = _PendingRows(with_metas=bool(meta_key))
             with contextlib.closing(prefetched(read)) as batches:
-                for batch in batches:
+                for batch, read in batches:
                     n = batch.num_rows
                     skip = max(start_row - row, 0) if si == start_source else 0
                     if skip >= n:
                         row += n
                         continue
                     if isinstance(batch, _Unreadable):
-                        flush(pending, si, row)  # the rows before it
+                        flush(pending, si, row, read)  # the rows before it
                         metas = [] if meta_key else None
                         writer.add_strings([], [], metas, si, row + n, n - skip, [batch.message])
                     else:
@@ -940,18 +957,18 @@ def _tokenize_with_writer(
                     row += n
                     checkpoint_due = time.monotonic() - last_checkpoint >= checkpoint_seconds
                     if pending.full() or checkpoint_due:
-                        flush(pending, si, row)
+                        flush(pending, si, row, read)
                     if checkpoint_due:
                         writer.checkpoint()
                         last_checkpoint = time.monotonic()
-            if row != rows[si]:
-                # Rewritten in place since the run began (save_to_disk does that), and ended
-                # where a batch or a row group ends, which no read error shows.
+            if _stamp(source) != stamps[si]:
+                # Rewritten since the run began (save_to_disk rewrites a dataset's files in
+                # place): what was read may mix two versions, and no read error need show it.
                 raise PythiaDataError(
-                    f"{source}: {row:,} rows read where {rows[si]:,} were counted when the run "
-                    "began: it changed during the run; run the same command again to start over"
+                    f"{source}: changed during the run (its files' sizes, times or contents); "
+                    "run the same command again to start over"
                 )
-            flush(pending, si, row)
+            flush(pending, si, row, sizes[si])  # all of it, with the files beside the data
             si += 1
         examples = writer.skipped_examples  # with those of the run resumed
         documents, tokens, empty, errors = writer.finish()
