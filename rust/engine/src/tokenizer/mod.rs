@@ -215,31 +215,49 @@ impl Tokenizer {
         let mut ids: Vec<u32> = Vec::new();
         let mut offsets = Vec::with_capacity(texts.len() + 1);
         offsets.push(0i64);
-        let mut start = 0;
-        let (mut bytes_done, mut reserved) = (0, false);
-        while start < texts.len() {
-            if start > 0 && !reserved {
-                let per_byte = ids.len() as f64 / bytes_done.max(1) as f64;
-                let estimate = (per_byte * 1.125 * total_bytes as f64) as usize + 1024;
-                ids.reserve(estimate.saturating_sub(ids.len()));
-                reserved = true;
+        fn append(window: Vec<Vec<u32>>, ids: &mut Vec<u32>, offsets: &mut Vec<i64>) {
+            for text_ids in window {
+                ids.extend_from_slice(&text_ids);
+                offsets.push(ids.len() as i64);
             }
+        }
+        // Each window is appended on this thread while the pool encodes the next: appended
+        // after its own encoding, it left the other cores idle (2 cores: 13 % of the time).
+        let mut encoded: Option<Vec<Vec<u32>>> = None;
+        let mut start = 0;
+        while start < texts.len() {
             let mut end = start;
             let mut bytes = 0;
             while end < texts.len() && (end == start || bytes < window_bytes) {
                 bytes += texts[end].as_ref().len();
                 end += 1;
             }
-            let window: Vec<Vec<u32>> = texts[start..end]
-                .par_iter()
-                .map(|t| self.encode(t.as_ref()))
-                .collect();
-            for text_ids in window {
-                ids.extend_from_slice(&text_ids);
-                offsets.push(ids.len() as i64);
-            }
-            bytes_done += bytes;
+            let (_, window) = rayon::join(
+                || {
+                    if let Some(done) = encoded.take() {
+                        if offsets.len() == 1 {
+                            // The first window: the result reserved from its ids per byte.
+                            let first: usize = done.iter().map(Vec::len).sum();
+                            let first_bytes: usize =
+                                texts[..start].iter().map(|t| t.as_ref().len()).sum();
+                            let per_byte = first as f64 / first_bytes.max(1) as f64;
+                            ids.reserve((per_byte * 1.125 * total_bytes as f64) as usize + 1024);
+                        }
+                        append(done, &mut ids, &mut offsets);
+                    }
+                },
+                || {
+                    texts[start..end]
+                        .par_iter()
+                        .map(|t| self.encode(t.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            );
+            encoded = Some(window);
             start = end;
+        }
+        if let Some(done) = encoded {
+            append(done, &mut ids, &mut offsets);
         }
         (ids, offsets)
     }
