@@ -44,6 +44,13 @@ def tok():
     return Tokenizer.from_file()
 
 
+def remove_outputs(folder):
+    """Remove the last round's output: replacing a 170 MB file frees its blocks inside the
+    timed rename, and a real run writes a new output."""
+    for p in folder.glob("out.*"):
+        p.unlink()
+
+
 def _report(benchmark, text_bytes, key, **extra):
     mb_s = text_bytes / benchmark.stats.stats.min / 1e6
     RESULTS[key] = mb_s
@@ -96,14 +103,8 @@ def test_pipeline(benchmark, corpus, tok, tmp_path, threads):
     def run():
         tokenize_files([path], tmp_path / "out", tokenizer=tok, threads=threads)
 
-    def remove_last_output():
-        # Replacing a 170 MB file frees its blocks inside the timed rename; a real run
-        # writes a new output.
-        for p in tmp_path.glob("out.*"):
-            p.unlink()
-
     run()
-    benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
+    benchmark.pedantic(run, setup=lambda: remove_outputs(tmp_path), rounds=3, iterations=1)
     _report(benchmark, text_bytes, f"pipeline{threads}", threads=threads)
 
 
@@ -128,12 +129,8 @@ def test_pipeline_parquet(benchmark, corpus, tok, tmp_path, columns):
     def run():
         tokenize_files([path], tmp_path / "out", tokenizer=tok, meta_key=meta_key)
 
-    def remove_last_output():
-        for p in tmp_path.glob("out.*"):
-            p.unlink()
-
     run()
-    benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
+    benchmark.pedantic(run, setup=lambda: remove_outputs(tmp_path), rounds=3, iterations=1)
     mb_s = text_bytes / benchmark.stats.stats.min / 1e6
     line = f"{mb_s:.1f} MB/s of text"
     if "pipeline2" in RESULTS:
@@ -164,12 +161,8 @@ def test_pipeline_files_at_once(benchmark, corpus, tok, tmp_path, extra_files):
             files, tmp_path / "out", tokenizer=tok, threads=threads, parallel_files=threads
         )
 
-    def remove_last_output():
-        for p in tmp_path.glob("out.*"):
-            p.unlink()
-
     run()
-    benchmark.pedantic(run, setup=remove_last_output, rounds=3, iterations=1)
+    benchmark.pedantic(run, setup=lambda: remove_outputs(tmp_path), rounds=3, iterations=1)
     name = "files_at_once" if not extra_files else f"files_at_once_plus{extra_files}"
     _report(benchmark, text_bytes * len(files), name, threads=threads)
 
@@ -189,8 +182,7 @@ def test_goal_interleaved(benchmark, corpus, tok, tmp_path):
         for t in texts:
             tok.encode(t)
         encode_times.append(time.perf_counter() - t0)
-        for p in tmp_path.glob("out.*"):
-            p.unlink()
+        remove_outputs(tmp_path)
 
     def run():
         tokenize_files([path], tmp_path / "out", tokenizer=tok, threads=threads)

@@ -353,22 +353,26 @@ def test_corrupt_zstd_frame_keeps_the_same_lines_for_any_chunk_size(tmp_path):
     assert len(results) == 1
 
 
+def stop_sample_run_early(prefix: Path) -> None:
+    """Tokenize the sample into ``prefix`` with a checkpoint at every chunk, stopped (as by
+    Ctrl-C) at the third progress call: its work directory stays."""
+    tokenize_files(
+        [SAMPLE_CORPUS],
+        prefix,
+        threads=1,
+        chunk_bytes=20_000,
+        checkpoint_seconds=0,
+        progress=stop_on_call(3),
+        progress_seconds=0,
+    )
+
+
 def test_interrupt_then_resume_is_byte_identical(tmp_path):
     full = tmp_path / "full"
     tokenize_files([SAMPLE_CORPUS], full)
     prefix = tmp_path / "resumed"
-    stop_soon = stop_on_call(3)
-
     with pytest.raises(KeyboardInterrupt):
-        tokenize_files(
-            [SAMPLE_CORPUS],
-            prefix,
-            threads=1,
-            chunk_bytes=20_000,
-            checkpoint_seconds=0,
-            progress=stop_soon,
-            progress_seconds=0,
-        )
+        stop_sample_run_early(prefix)
     assert not Path(f"{prefix}.idx").exists()
     assert (tmp_path / "resumed.partial" / "checkpoint.json").exists()
     report = tokenize_files([SAMPLE_CORPUS], prefix, threads=2)
@@ -392,15 +396,7 @@ def test_a_stop_before_the_work_begins_names_an_earlier_runs_work(tmp_path, monk
     assert result.output == "interrupted; this run left no partial output behind\n"
     monkeypatch.undo()
     with pytest.raises(KeyboardInterrupt):
-        tokenize_files(
-            [SAMPLE_CORPUS],
-            prefix,
-            threads=1,
-            chunk_bytes=20_000,
-            checkpoint_seconds=0,
-            progress=stop_on_call(3),
-            progress_seconds=0,
-        )
+        stop_sample_run_early(prefix)
     monkeypatch.setattr(cli_tokenize.Tokenizer, "from_file", stopped_while_loading)
     result = run(SAMPLE_CORPUS, "--output", prefix)
     assert result.exit_code == 130
