@@ -302,9 +302,12 @@ def test_corrupt_parquet_footer_is_a_data_error_naming_the_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.parquet"]
 
 
-def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("held", [True, False])  # kept decoded, or decoded twice
+def test_corrupt_parquet_row_group_is_skipped_whole(tmp_path, monkeypatch, held):
     import pythia_data.tokenize
 
+    if not held:
+        monkeypatch.setattr(pythia_data.tokenize, "HOLD_ROW_GROUP_BYTES", 0)
     source = tmp_path / "d.parquet"
     texts = damaged_parquet(source)
     good = texts[:2000] + texts[3000:]
