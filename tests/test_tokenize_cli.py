@@ -1067,6 +1067,19 @@ def test_saved_dataset_files_changed_during_a_run(tmp_path, lines):
         tokenize_files([saved], prefix, checkpoint_seconds=0, progress=shorten_last)
     assert not list(tmp_path.glob("out*"))
 
+    # Cut short in place (it read as damage: "unreadable Arrow file (Expected to be able to
+    # read ...)", which said nothing of the change).
+    shutil.rmtree(saved)
+    write_saved_dataset(saved, lines, files=3)
+
+    def cut_last(*_):
+        if last.stat().st_size > 1000:
+            os.truncate(last, last.stat().st_size // 2)
+
+    with pytest.raises(PythiaDataError, match="saved: changed during the run .its files"):
+        tokenize_files([saved], prefix, checkpoint_seconds=0, progress=cut_last)
+    assert not list(tmp_path.glob("out*"))
+
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -824,6 +824,13 @@ class _PendingRows:
         return added
 
 
+def _changed_during_run(source: Path) -> PythiaDataError:
+    return PythiaDataError(
+        f"{source}: changed during the run (its files' sizes, times or contents); "
+        "run the same command again to start over"
+    )
+
+
 def _tokenize_with_writer(
     sources: list[Path],
     output: Path,
@@ -942,48 +949,54 @@ def _tokenize_with_writer(
             source, row, read = sources[si], 0, 0
             read = _arrow_batches(source, columns, skip_damaged=on_error == "skip")
             pending = _PendingRows(with_metas=bool(meta_key))
-            with contextlib.closing(prefetched(read)) as batches:
-                for batch, read in batches:
-                    n = batch.num_rows
-                    skip = max(start_row - row, 0) if si == start_source else 0
-                    if skip >= n:
+            try:
+                with contextlib.closing(prefetched(read)) as batches:
+                    for batch, read in batches:
+                        n = batch.num_rows
+                        skip = max(start_row - row, 0) if si == start_source else 0
+                        if skip >= n:
+                            row += n
+                            continue
+                        if isinstance(batch, _Unreadable):
+                            flush(pending, si, row, read)  # the rows before it
+                            metas = [] if meta_key else None
+                            writer.add_strings(
+                                [], [], metas, si, row + n, n - skip, [batch.message]
+                            )
+                        else:
+                            if skip > 0:
+                                batch = batch.slice(skip)
+                            first_row = row + skip
+                            column, problems = _texts_of(batch, source, text_key)
+                            metas, messages = None, []
+                            if meta_key:
+                                metas, meta_problems = _metas_of(batch, meta_key, source)
+                                problems = meta_problems | problems
+                            if problems:
+                                messages = [
+                                    f"{source}: row {first_row + i + 1}: {problems[i]}"
+                                    for i in sorted(problems)[:10]
+                                ]
+                                if on_error == "fail":
+                                    raise PythiaDataError(f"{messages[0]}; {SKIP_ROWS_HINT}")
+                            pending.add(column, problems, metas, messages)
                         row += n
-                        continue
-                    if isinstance(batch, _Unreadable):
-                        flush(pending, si, row, read)  # the rows before it
-                        metas = [] if meta_key else None
-                        writer.add_strings([], [], metas, si, row + n, n - skip, [batch.message])
-                    else:
-                        if skip > 0:
-                            batch = batch.slice(skip)
-                        first_row = row + skip
-                        column, problems = _texts_of(batch, source, text_key)
-                        metas, messages = None, []
-                        if meta_key:
-                            metas, meta_problems = _metas_of(batch, meta_key, source)
-                            problems = meta_problems | problems
-                        if problems:
-                            messages = [
-                                f"{source}: row {first_row + i + 1}: {problems[i]}"
-                                for i in sorted(problems)[:10]
-                            ]
-                            if on_error == "fail":
-                                raise PythiaDataError(f"{messages[0]}; {SKIP_ROWS_HINT}")
-                        pending.add(column, problems, metas, messages)
-                    row += n
-                    checkpoint_due = time.monotonic() - last_checkpoint >= checkpoint_seconds
-                    if pending.full() or checkpoint_due:
-                        flush(pending, si, row, read)
-                    if checkpoint_due:
-                        writer.checkpoint()
-                        last_checkpoint = time.monotonic()
+                        checkpoint_due = time.monotonic() - last_checkpoint >= checkpoint_seconds
+                        if pending.full() or checkpoint_due:
+                            flush(pending, si, row, read)
+                        if checkpoint_due:
+                            writer.checkpoint()
+                            last_checkpoint = time.monotonic()
+            except PythiaDataError as e:
+                # Damage that a rewrite in place made (a file cut short, another one's bytes)
+                # is said to be what it is.
+                if _stamp(source) != stamps[si]:
+                    raise _changed_during_run(source) from e
+                raise
             if _stamp(source) != stamps[si]:
                 # Rewritten since the run began (save_to_disk rewrites a dataset's files in
                 # place): what was read may mix two versions, and no read error need show it.
-                raise PythiaDataError(
-                    f"{source}: changed during the run (its files' sizes, times or contents); "
-                    "run the same command again to start over"
-                )
+                raise _changed_during_run(source)
             flush(pending, si, row, sizes[si])  # all of it, with the files beside the data
             si += 1
         examples = writer.skipped_examples  # with those of the run resumed
