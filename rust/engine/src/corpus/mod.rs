@@ -11,4 +11,6 @@ mod string_column;
 
 pub use document::{parse_document, Document, DocumentFields};
 pub use lines::{open_lines, Compression, LineChunk, LineChunker};
+#[cfg(test)]
+pub(crate) use string_column::offset_bytes;
 pub use string_column::{Row, StringColumn};

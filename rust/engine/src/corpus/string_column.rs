@@ -130,18 +130,20 @@ impl<'a> StringColumn<'a> {
     }
 }
 
+/// Offsets as the bytes [`StringColumn::new`] reads, for tests that build columns by hand.
+#[cfg(test)]
+pub(crate) fn offset_bytes(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn offsets(values: &[i64]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_ne_bytes()).collect()
-    }
-
     #[test]
     fn rows_with_nulls_bad_utf8_and_a_slice() {
         let data = b"ab\xffcdxyz";
-        let offs = offsets(&[0, 2, 3, 3, 5, 8]);
+        let offs = offset_bytes(&[0, 2, 3, 3, 5, 8]);
         // Slot 2 null: bits 1, 1, 0, 1, 1.
         let validity = [0b11011u8];
         let col = StringColumn::new(&offs, data, Some(&validity), 0, 5).unwrap();
@@ -171,7 +173,7 @@ mod tests {
     #[test]
     fn offsets_are_read_at_any_alignment() {
         let mut buf = vec![0u8];
-        buf.extend(offsets(&[0, 3]));
+        buf.extend(offset_bytes(&[0, 3]));
         let col = StringColumn::new(&buf[1..], b"abc", None, 0, 1).unwrap();
         assert_eq!(col.row(0), Row::Text("abc"));
     }
@@ -180,7 +182,7 @@ mod tests {
     fn damaged_offsets_are_a_row_problem_not_a_panic() {
         let data = b"abcd";
         for bad in [[0, 9], [3, 1], [-4, 2]] {
-            let offs = offsets(&bad);
+            let offs = offset_bytes(&bad);
             let col = StringColumn::new(&offs, data, None, 0, 1).unwrap();
             assert_eq!(col.row(0), Row::OutOfBounds, "{bad:?}");
         }
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn buffers_too_short_for_the_rows_are_refused() {
-        let offs = offsets(&[0, 1]);
+        let offs = offset_bytes(&[0, 1]);
         assert!(StringColumn::new(&offs, b"a", None, 1, 1).is_err());
         assert!(StringColumn::new(&offs, b"a", Some(&[]), 0, 1).is_err());
         assert!(StringColumn::new(&offs, b"a", None, usize::MAX, 2).is_err());

@@ -73,11 +73,8 @@ pub fn add_string_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corpus::offset_bytes;
     use crate::indexed::{DType, IndexedDataset};
-
-    fn offsets(values: &[i64]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_ne_bytes()).collect()
-    }
 
     #[test]
     fn rows_of_several_columns_in_order_with_skipped_and_empty_ones() {
@@ -89,8 +86,8 @@ mod tests {
         ))
         .unwrap();
         // Column one: "Hello world", a null, "". Column two (from slot 1): "bad\xff", " again".
-        let (data1, offs1, bits1) = (b"Hello world", offsets(&[0, 11, 11, 11]), [0b101u8]);
-        let (data2, offs2) = (b"xbad\xff again", offsets(&[0, 1, 5, 11]));
+        let (data1, offs1, bits1) = (b"Hello world", offset_bytes(&[0, 11, 11, 11]), [0b101u8]);
+        let (data2, offs2) = (b"xbad\xff again", offset_bytes(&[0, 1, 5, 11]));
         let columns = [
             StringColumn::new(&offs1, data1, Some(&bits1), 0, 3).unwrap(),
             StringColumn::new(&offs2, data2, None, 1, 2).unwrap(),
