@@ -780,6 +780,35 @@ def test_a_damaged_arrow_batch_is_a_data_error_and_is_skipped_whole(tmp_path, ki
     assert token_lists(tmp_path / "out") == expected(["first batch, kept"])
 
 
+def test_damage_in_a_meta_field_that_is_not_read_stops_nothing(tmp_path):
+    # The whole meta struct was checked, so damage in a field beside the subset name (a URL no
+    # option reads) stopped the run, or skipped rows whose every read value was sound.
+    pa = pytest.importorskip("pyarrow")
+    texts = ["Alpha beta.", "Gamma delta epsilon.", "Zeta!", "Eta theta iota kappa."]
+    names = ["Pile-CC", "Github", "ArXiv", "Enron Emails"]
+    urls = ["https://a.example/1", "https://b.example/22", "https://c.example/333", "x"]
+    meta = pa.StructArray.from_arrays([pa.array(urls), pa.array(names)], ["url", "pile_set_name"])
+    source = tmp_path / "saved"
+    write_tables(source, [pa.table({"text": texts, "meta": meta})])
+    data = source / "data.arrow"
+    ends = np.cumsum([len(u) for u in urls]).tolist()
+    old = np.array([0, *ends], np.int32).tobytes()
+    raw = data.read_bytes()
+    assert raw.count(old) == 1
+    data.write_bytes(raw.replace(old, np.array([0, 7, 9000, 9000, ends[-1]], np.int32).tobytes()))
+
+    result = run(source, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert token_lists(tmp_path / "out") == expected(texts)
+    assert json.loads((tmp_path / "out.subsets.json").read_text())["names"] == names
+    assert np.load(tmp_path / "out.subsets.npy").tolist() == [0, 1, 2, 3]
+    # The damaged field itself, read as the subset, is still damage.
+    result = run(source, "--output", tmp_path / "out2", "--meta-key", "meta.url")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {source}: damaged Arrow data in rows 1-4 ")
+    assert "column 'meta'" in result.output and not list(tmp_path.glob("out2*"))
+
+
 def test_dictionary_text_is_taken_into_64_bit_offsets():
     # A few long texts repeated over a 2,048-row batch pass 2 GiB: taken into 32-bit offsets,
     # they stopped the run ("Take operation overflowed binary array capacity").

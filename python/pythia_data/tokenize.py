@@ -406,10 +406,13 @@ class _Unreadable(NamedTuple):
     message: str
 
 
-def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iterator:
+def _arrow_batches(
+    source: Path, columns: list[str], meta_key: str | None, skip_damaged: bool
+) -> Iterator:
     """Record batches of a Parquet file or of a saved dataset's Arrow files, in order, each
     with the bytes of the source (as stored) read up to its end, for the progress (estimated
-    from the rows in a Parquet file); ``columns[0]`` (the text) must be there. With
+    from the rows in a Parquet file); ``columns[0]`` (the text) must be there, the others are
+    read along the path ``meta_key``. With
     ``skip_damaged``, a Parquet row group that cannot be decoded, or a damaged batch of an
     Arrow file, comes as one ``_Unreadable``."""
 
@@ -431,7 +434,7 @@ def _arrow_batches(source: Path, columns: list[str], skip_damaged: bool) -> Iter
     first_row = read_before = 0
     for path in _saved_data_files(source):
         for batch, read in _arrow_stream(path):
-            damage = _damage(batch, columns)
+            damage = _damage(batch, columns, meta_key)
             if damage is not None:
                 rows = f"rows {first_row + 1}-{first_row + batch.num_rows}"
                 message = f"{source}: damaged Arrow data in {rows} ({path.name}: {damage})"
@@ -526,17 +529,46 @@ def _as_binary(type_):
     return type_
 
 
-def _damage(batch, columns: list[str]) -> str | None:
-    """What is structurally wrong with the columns of ``batch`` that will be read, or None.
-    pyarrow checks nothing of an Arrow file's buffers when it maps one, and reads through
-    damaged offsets, dictionary indices or string views past their buffers (a crash, or other
-    memory read as text). Checked as binary, so that a text that is not UTF-8 stays a bad row
-    of its own, as in JSON lines; the checks cost a pass over the offsets."""
+def _read_part(col, fields: list[str]):
+    """``col`` with, inside its structs, only the field on the path ``fields``: what the subset
+    lookup reads of it (``_meta_column``), so that damage in a field nobody reads stops
+    nothing. A struct holding the path's field twice, or at an offset, is kept whole."""
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    if not fields or not pat.is_struct(col.type) or col.offset != 0:
+        return col
+    names = [col.type.field(k).name for k in range(col.type.num_fields)]
+    if names.count(fields[0]) > 1:
+        return col
+    kept = []
+    if fields[0] in names:
+        k = names.index(fields[0])
+        child = _read_part(col.field(k), fields[1:])
+        kept.append((col.type.field(k).with_type(child.type), child))
+    return pa.Array.from_buffers(
+        pa.struct([f for f, _ in kept]),
+        len(col),
+        [col.buffers()[0]],
+        null_count=col.null_count,
+        children=[c for _, c in kept],
+    )
+
+
+def _damage(batch, columns: list[str], meta_key: str | None) -> str | None:
+    """What is structurally wrong with what will be read of ``batch``'s columns, or None
+    (``columns[0]`` is the text; the others are read along the path ``meta_key``). pyarrow
+    checks nothing of an Arrow file's buffers when it reads one, and reads through damaged
+    offsets, dictionary indices or string views past their buffers (a crash, or other memory
+    read as text). Checked as binary, so that a text that is not UTF-8 stays a bad row of its
+    own, as in JSON lines; the checks cost a pass over the offsets."""
     import pyarrow as pa
 
     for i, name in enumerate(batch.schema.names):
         if name in columns:
             col = batch.column(i)
+            if name != columns[0] and meta_key:
+                col = _read_part(col, meta_key.split(".")[name.count(".") + 1 :])
             try:
                 col.view(_as_binary(col.type)).validate(full=True)
             except (pa.ArrowException, ValueError) as e:
@@ -947,7 +979,7 @@ def _tokenize_with_writer(
                 si = end
                 continue
             source, row, read = sources[si], 0, 0
-            read = _arrow_batches(source, columns, skip_damaged=on_error == "skip")
+            read = _arrow_batches(source, columns, meta_key, skip_damaged=on_error == "skip")
             pending = _PendingRows(with_metas=bool(meta_key))
             try:
                 with contextlib.closing(prefetched(read)) as batches:
