@@ -123,3 +123,29 @@ def test_tokenize_bar_says_finishing_once_all_input_is_read(monkeypatch):
     # The line written on close is the finished state.
     last = log.getvalue().splitlines()[-1]
     assert "100%" in last and "docs=20" in last and "finishing" not in last, last
+
+
+def test_a_resumed_tokenize_bar_starts_where_the_run_resumed(monkeypatch):
+    # The bar began at 0 and took the checkpoint's position as one jump: tqdm counted it as
+    # this run's speed (an ETA near zero for minutes) and raised its line step to the jump's
+    # size, so a log showed no line until as much again was read; and a line could pair new
+    # bytes with the documents of the call before.
+    import re
+    import time
+
+    from pythia_data.cli._stops import StopRequests
+    from pythia_data.cli.tokenize import _Bar
+
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setattr(progress, "LOG_SECONDS", 0.01)
+    bar = _Bar(enabled=True, stops=StopRequests())
+    bar(900, 9000, 900, 1000, 0)  # a run resumed at 90 %
+    for read in range(910, 960, 10):
+        time.sleep(0.03)  # past the log interval: each call is due a line
+        bar(read, 10 * read, read, 1000, 1000 * (read - 900))
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("tokenize:  90%"), lines
+    shown = [re.search(r"\| (\d+)/.*docs=(\d+)", line).groups() for line in lines[1:-1]]
+    assert shown == [(str(r), str(r)) for r in range(910, 960, 10)], lines

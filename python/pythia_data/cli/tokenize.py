@@ -46,22 +46,27 @@ class _Bar:
         self.stops.check()
         if not self.enabled:
             return
+        rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6
+        self.postfix = {"docs": f"{documents:,}", "text": f"{rate:.1f}MB/s"}
+        # All input written is not yet the end with files at once: the last parts are appended
+        # to the output, a copy that can take minutes on the Pile.
+        stage = {"stage": "finishing"} if read >= total else {}
         if self.bar is None:
+            # Starting at the first position reported: what a resumed run finds done (or the
+            # first moments of a new one) is no speed of this run's, and counted as one jump it
+            # made tqdm's rate and ETA wrong for minutes and its log lines rare.
             self.bar = progress_bar(
                 total=total,
+                initial=read,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc="tokenize",
                 dynamic_ncols=True,
             )
-        self.bar.update(read - self.bar.n)
-        rate = text_bytes / max(time.monotonic() - self.start, 1e-9) / 1e6
-        self.postfix = {"docs": f"{documents:,}", "text": f"{rate:.1f}MB/s"}
-        # All input written is not yet the end with files at once: the last parts are appended
-        # to the output, a copy that can take minutes on the Pile.
-        stage = {"stage": "finishing"} if read >= total else {}
+        # The postfix first: an update may print a line, which then shows these documents.
         self.bar.set_postfix(self.postfix | stage, refresh=False)
+        self.bar.update(read - self.bar.n)
 
     def close(self):
         if self.bar is not None:
