@@ -18,8 +18,9 @@ pub enum Error {
     /// A file exists but its contents are not what its format requires.
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
-    /// A compressed stream failed its checksum: some data already read from it is wrong, and
-    /// nobody can tell which, so unlike other damage this cannot be skipped.
+    /// Data already read from a file cannot be trusted (a compressed stream failed its
+    /// checksum, or the file changed while it was read): nobody can tell which part is wrong,
+    /// so unlike other damage this cannot be skipped.
     #[error("{path}: {message}")]
     Damaged { path: PathBuf, message: String },
     /// The caller asked for something impossible (index out of range, bad parameter...).

@@ -261,6 +261,8 @@ pub fn document_bytes(
 /// it. From [`DEDICATED_READER_MIN_THREADS`] workers on, one thread of its own calls it.
 struct InputReader<'a> {
     inputs: &'a [PathBuf],
+    /// Each input's stamp when the run began, checked once it is read to its end.
+    stamps: &'a [Stamp],
     start: Position,
     chunk_bytes: usize,
     threads: usize,
@@ -350,10 +352,21 @@ impl InputReader<'_> {
                     self.text_out += chunk.data.len() as u64;
                     break Item::Chunk(chunk, self.counter.load(Ordering::Relaxed));
                 }
-                Ok(None) => self.current = None,
+                Ok(None) => {
+                    let file = current.file_index();
+                    self.current = None;
+                    // Cut short or rewritten while it was read, a file gives lines of two
+                    // versions, or fewer, with no read error to show it.
+                    if let Some(error) = self.stamps[file].changed(&self.inputs[file]) {
+                        break Item::Failed { file, error };
+                    }
+                }
                 Err(error) => {
                     let file = current.file_index();
                     self.current = None;
+                    let error = self.stamps[file]
+                        .changed(&self.inputs[file])
+                        .unwrap_or(error);
                     break Item::Failed { file, error };
                 }
             }
@@ -506,9 +519,48 @@ struct Prepared {
     fingerprint: String,
     /// Size of each input file, in bytes as stored.
     file_bytes: Vec<u64>,
+    /// Each input's size and modification time when the run began.
+    stamps: Vec<Stamp>,
     input_bytes_total: u64,
     /// Workers, 0 resolved to the number of cores.
     threads: usize,
+}
+
+/// What says a file is the one a run began with: its size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime_ns: u128,
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        let mtime_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Stamp {
+            len: m.len(),
+            mtime_ns,
+        }
+    }
+
+    /// The error for `path` when it is no longer as stamped (rewritten, cut short or grown
+    /// since the run began), None while it is. A file deleted meanwhile was read whole
+    /// through the descriptor the run holds, so it counts as unchanged.
+    fn changed(&self, path: &std::path::Path) -> Option<Error> {
+        let now = std::fs::metadata(path).ok().map(|m| Stamp::of(&m))?;
+        (now != *self).then(|| Error::Damaged {
+            path: path.to_path_buf(),
+            message: format!(
+                "changed during the run ({} bytes when it began, {} now, or a new modification \
+                 time): what was read may mix two versions; run the same command again to \
+                 start over",
+                self.len, now.len
+            ),
+        })
+    }
 }
 
 fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
@@ -532,6 +584,7 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
         fingerprint.push_str(&format!(" first_line={}", opts.first_line));
     }
     let mut file_bytes = Vec::with_capacity(opts.inputs.len());
+    let mut stamps = Vec::with_capacity(opts.inputs.len());
     for p in &opts.inputs {
         let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if !m.is_file() {
@@ -545,11 +598,9 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
             return Err(Error::invalid(format!("{}: {what}", p.display())));
         }
         file_bytes.push(m.len());
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
+        let stamp = Stamp::of(&m);
+        stamps.push(stamp);
+        let mtime = stamp.mtime_ns;
         // The canonical path: `in/a.jsonl`, `/data/in/a.jsonl`, `../in/a.jsonl` and a path
         // through a linked folder are the same input.
         fingerprint.push_str(&format!(
@@ -573,6 +624,7 @@ fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
         fingerprint,
         input_bytes_total: file_bytes.iter().sum(),
         file_bytes,
+        stamps,
         threads,
     })
 }
@@ -667,6 +719,7 @@ fn tokenize_stream(
         .sum();
     let reader = InputReader {
         inputs: &opts.inputs,
+        stamps: &prep.stamps,
         start,
         chunk_bytes: opts.chunk_bytes,
         threads,
@@ -818,6 +871,7 @@ fn tokenize_stream(
             tokens_back_tx,
             out,
             opts,
+            &prep.stamps,
             |docs_progress| {
                 join_one();
                 let p = Progress {
@@ -849,6 +903,7 @@ fn write_in_order(
     tokens_back: std::sync::mpsc::Sender<Vec<u8>>,
     out: &mut TokenizedOutput,
     opts: &TokenizeOptions,
+    stamps: &[Stamp],
     mut progress: impl FnMut(Progress) -> bool,
 ) -> Result<()> {
     let mut last_progress = Instant::now();
@@ -885,6 +940,10 @@ fn write_in_order(
                     let path = &opts.inputs[file];
                     if opts.on_error == OnError::Fail {
                         if let Some((line, msg)) = r.bad.first() {
+                            // A file cut short in a line ends in invalid JSON: say why.
+                            if let Some(changed) = stamps[file].changed(path) {
+                                return Err(changed);
+                            }
                             return Err(Error::corrupt(
                                 path,
                                 format!("line {line}: {msg}; {SKIP_LINES_HINT}"),
@@ -1159,6 +1218,71 @@ mod tests {
             calls.iter().filter(|c| c.0 < 201).all(|c| c.1 < c.2),
             "{waiting:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_input_changed_during_the_run_stops_it_whatever_on_error() {
+        // A JSON-lines input cut short at a line's end, grown or rewritten while it was read
+        // gave a dataset of two versions or fewer documents, and no error; cut inside a line,
+        // "invalid JSON" instead of the cause.
+        let dir = std::env::temp_dir().join(format!("pythia-tok-changed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = (0..3000)
+            .map(|i| format!("{{\"text\": \"document number {i} of the input\"}}\n"))
+            .collect();
+        let path = dir.join("in.jsonl");
+        let tok = neox();
+        type Change = fn(&std::path::Path, &str);
+        let changes: [(&str, Change); 4] = [
+            ("cut at a line's end", |p, t| {
+                let end = t[..t.len() / 2].rfind('\n').unwrap() + 1;
+                std::fs::write(p, &t[..end]).unwrap();
+            }),
+            ("cut inside a line", |p, t| {
+                std::fs::write(p, &t[..t.len() / 2 + 7]).unwrap()
+            }),
+            ("grown", |p, t| {
+                std::fs::write(p, format!("{t}{t}")).unwrap()
+            }),
+            ("rewritten, same size", |p, t| {
+                std::fs::write(p, t.replace("number", "NUMBER")).unwrap()
+            }),
+        ];
+        for (what, change) in changes {
+            for on_error in [OnError::Fail, OnError::Skip] {
+                std::fs::write(&path, &text).unwrap();
+                // An old time, so that any rewrite gives a new one whatever the clock's step.
+                let old = std::time::UNIX_EPOCH + Duration::from_secs(1 << 30);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(old)
+                    .unwrap();
+                let prefix = dir.join("out");
+                let mut opts = TokenizeOptions::new(vec![path.clone()], prefix.clone());
+                opts.threads = 1;
+                opts.chunk_bytes = 4096;
+                opts.on_error = on_error;
+                opts.progress_interval = Duration::ZERO;
+                let mut changed = false;
+                let result = tokenize_files(&tok, &opts, &mut |_| {
+                    if !changed {
+                        change(&path, &text);
+                        changed = true;
+                    }
+                    true
+                });
+                let err = result.expect_err(what).to_string();
+                assert!(
+                    err.contains("in.jsonl: changed during the run"),
+                    "{what}: {err}"
+                );
+                assert!(!prefix.with_extension("bin").exists(), "{what}");
+                assert!(!work_dir(&prefix).exists(), "{what}");
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
