@@ -858,7 +858,7 @@ def test_an_output_ending_with_a_slash_is_refused(tmp_path):
     assert not (tmp_path / "new.bin").exists() and not (tmp_path / "new").exists()
 
 
-def test_compressed_data_named_as_plain_text_says_what_it_is(tmp_path):
+def test_data_of_another_compression_than_its_name_says_what_it_is(tmp_path):
     # Read as text, it gave "invalid JSON: invalid UTF-8 at byte N".
     import bz2
     import gzip
@@ -870,8 +870,15 @@ def test_compressed_data_named_as_plain_text_says_what_it_is(tmp_path):
     cases = {
         "a.jsonl.bz2": (bz2.compress(line), "bzip2-compressed data, which tokenize does not read"),
         "a.jsonl.xz": (lzma.compress(line), "xz-compressed data, which tokenize does not read"),
-        "z.jsonl": (zstandard.compress(line), "zstd-compressed data in a file not named .zst"),
-        "g.jsonl": (gzip.compress(line), "gzip-compressed data in a file not named .gz"),
+        "z.jsonl": (zstandard.compress(line), "zstd-compressed data in a file named as plain"),
+        "g.jsonl": (gzip.compress(line), "gzip-compressed data in a file named as plain text"),
+        # Named for the other compression, or compressed not at all: the decoder's own words
+        # were "Unknown frame descriptor" or "not a gzip stream".
+        "g.jsonl.zst": (gzip.compress(line), "gzip-compressed data in a file named as zstd"),
+        "z.jsonl.gz": (zstandard.compress(line), "zstd-compressed data in a file named as gzip"),
+        "t.jsonl.zst": (line, "uncompressed JSON lines in a file named as zstd: rename it"),
+        "t.jsonl.gz": (line, "uncompressed JSON lines in a file named as gzip: rename it"),
+        "x.jsonl.gz": (lzma.compress(line), "xz-compressed data, which tokenize does not read"),
     }
     for name, (data, message) in cases.items():
         (tmp_path / name).write_bytes(data)

@@ -54,8 +54,11 @@ const COMPRESSED: [(&[u8], &str); 7] = [
     (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7z"),
 ];
 
-/// Refuse a file named as plain text that holds compressed data, saying what to do.
-fn refuse_compressed(file: &File, path: &Path) -> Result<()> {
+/// Refuse a file whose first bytes say it holds other data than its name does (compressed
+/// data named as plain text, gzip named `.zst`, plain JSON lines named `.gz`...), saying what
+/// to do: read by the name's decoder, such a file gave "invalid JSON" or the decoder's own
+/// words ("Unknown frame descriptor"), which name neither the cause nor the remedy.
+fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; 6];
     let mut n = 0;
@@ -67,20 +70,31 @@ fn refuse_compressed(file: &File, path: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(path, e)),
         }
     }
-    let Some((_, format)) = COMPRESSED.iter().find(|(m, _)| head[..n].starts_with(m)) else {
-        return Ok(());
+    let found = COMPRESSED
+        .iter()
+        .find(|(m, _)| head[..n].starts_with(m))
+        .map(|(_, format)| *format);
+    let name = match named {
+        Compression::Zstd => "zstd",
+        Compression::Gzip => "gzip",
+        Compression::None => "plain text",
     };
-    let what = match *format {
-        "zstd" => "zstd-compressed data in a file not named .zst or .zstd: rename it (the \
-                   compression is chosen by the file's last suffix)"
-            .to_string(),
-        "gzip" => "gzip-compressed data in a file not named .gz: rename it (the compression is \
-                   chosen by the file's last suffix)"
-            .to_string(),
-        other => format!(
+    let rename = "rename it (the compression is chosen by the file's last suffix)";
+    let what = match found {
+        Some(format) if format == name => return Ok(()),
+        Some(format @ ("zstd" | "gzip")) => {
+            format!("{format}-compressed data in a file named as {name}: {rename}")
+        }
+        Some(other) => format!(
             "{other}-compressed data, which tokenize does not read: decompress it, or \
              recompress it with zstd (.jsonl.zst) or gzip (.jsonl.gz)"
         ),
+        // Other first bytes are left to the decoder (zstd's skippable frames have magic
+        // numbers of their own), except a JSON object's opening brace.
+        None if named != Compression::None && head[..n].first() == Some(&b'{') => {
+            format!("uncompressed JSON lines in a file named as {name}: {rename}")
+        }
+        None => return Ok(()),
     };
     Err(Error::corrupt(path, what))
 }
@@ -105,9 +119,7 @@ pub fn open_decompressed(
             format!("an empty file, not a {what} stream"),
         ));
     }
-    if compression == Compression::None {
-        refuse_compressed(&file, path)?;
-    }
+    refuse_misnamed(&file, path, compression)?;
     let file = Counting {
         inner: file,
         counter: counter.unwrap_or_default(),
