@@ -48,9 +48,8 @@ mod tests {
     use super::*;
 
     fn digest_of(bytes: &[u8]) -> String {
-        let dir = std::env::temp_dir().join(format!("input-digest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("f{}", bytes.len()));
+        let name = format!("input-digest-{}-{}", std::process::id(), bytes.len());
+        let path = std::env::temp_dir().join(name);
         std::fs::write(&path, bytes).unwrap();
         let digest = sampled_digest(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
