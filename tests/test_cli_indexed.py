@@ -264,6 +264,17 @@ def test_merge_onto_an_input_file_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
 
 
+def test_merge_onto_a_folder_name_is_a_usage_error(tmp_path, monkeypatch):
+    # "." gave "error: PosixPath('.') has an empty name"; "new/" wrote new.bin beside the folder.
+    monkeypatch.chdir(tmp_path)
+    src = golden_case("long_docs")
+    for output in [".", "..", "new/", "sub/.", str(tmp_path) + "/"]:
+        code, out = run("merge", output, src)
+        assert code == 2, (output, out)
+        assert f"Invalid value for OUTPUT: {output!r} names a folder, not a dataset" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"

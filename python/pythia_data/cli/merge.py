@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pythia_data import _core
+from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli._stops import StopRequests
 from pythia_data.errors import PythiaDataError
 from pythia_data.indexed import IndexedDataset, IndexedDatasetBuilder, _strip_extension
@@ -199,7 +200,7 @@ def _remove_half_output(output: Path) -> None:
 
 
 @click.command("merge")
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("output", callback=lambda ctx, param, value: output_prefix(value, "OUTPUT"))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--allow-partial",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli._stops import WORK_DIR_KEY, StopRequests
 from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
@@ -83,7 +84,7 @@ class _Bar:
     "-o",
     required=True,
     type=click.Path(),
-    callback=lambda ctx, param, value: _output_prefix(value),
+    callback=lambda ctx, param, value: output_prefix(value, "--output"),
     help="Dataset prefix: writes PREFIX.bin, PREFIX.idx, PREFIX.subsets.{npy,json}.",
 )
 @click.option(
@@ -268,17 +269,6 @@ def command(
             )
         # Still under the handlers: a stop now finds the output complete.
         _print_summary(report, output, len(files))
-
-
-def _output_prefix(value: str) -> Path:
-    # Path() drops a trailing slash or "/.": "-o new/" would write new.bin beside the folder.
-    if value.endswith(("/", os.sep)) or os.path.basename(value) in (".", ".."):
-        raise click.BadParameter(
-            f"{value!r} names a folder, not a dataset prefix: give a prefix inside it, such as "
-            f"{os.path.join(value, 'pile')!r} (writes pile.bin and pile.idx there)",
-            param_hint="--output",
-        )
-    return Path(value)
 
 
 def _print_summary(report: dict, output: Path, files: int) -> None:
