@@ -172,6 +172,25 @@ def test_text_key_and_no_meta(tmp_path):
     assert not (tmp_path / "c.subsets.npy").exists()
 
 
+def test_a_meta_key_no_document_has_is_noted(tmp_path):
+    # A --meta-key spelled wrong gave every document an empty subset, and no word of it.
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"text": "a", "meta": {"pile_set_name": "ArXiv"}}\n{"text": "b"}\n')
+    note = "note: no document has a string at --meta-key 'meta.pile_sett', so every subset is "
+    result = run(src, "-o", tmp_path / "typo", "--meta-key", "meta.pile_sett")
+    assert result.exit_code == 0, result.output
+    assert note + 'empty (a JSON line holds it as {"meta": {"pile_sett": "NAME"}})' in result.output
+    assert np.load(tmp_path / "typo.subsets.npy").tolist() == [0, 0]
+    # The key found in one document, or the default key (a corpus that is not the Pile need
+    # not have it): nothing to say.
+    for extra in (["--meta-key", "meta.pile_set_name"], []):
+        result = run(src, "-o", tmp_path / "ok", *extra)
+        assert result.exit_code == 0 and "note:" not in result.output, result.output
+    (tmp_path / "plain.jsonl").write_text('{"text": "a"}\n')
+    result = run(tmp_path / "plain.jsonl", "-o", tmp_path / "plain")
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
 def test_byte_order_mark_line_ends_and_last_line(tmp_path):
     # Messy files that are still valid: a UTF-8 BOM (Windows editors), CRLF line ends, a last
     # line without newline, gzip with a BOM inside the stream. All give the plain file's ids.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli._stops import WORK_DIR_KEY, StopRequests
@@ -182,12 +184,13 @@ def command(
     does: one item per document, its tokens then the EOD id; empty texts skipped; input order
     kept. Inputs: .jsonl, .jsonl.zst (the Pile), .jsonl.gz or .parquet files (also .jsonl.zstd,
     .json.zst, .json.gz; suffixes in any case), directories of them (searched recursively, through
-    linked folders too, and sorted, skipping names that start with "." and links to files found
-    or listed already; files with other suffixes, such as .json or .txt, are passed over there,
-    but read when named), and
+    linked folders too, and sorted, skipping names that start with "." and files listed before,
+    whether named or found, directly or through a link; files with other suffixes, such as
+    .json or .txt, are passed over there, but read when named), and
     Hugging Face datasets saved with `save_to_disk` (given, or found in a directory), in any mix
-    (Parquet and saved datasets need pyarrow). A file named twice is read twice, as `merge`
-    merges a dataset named twice.
+    (Parquet and saved datasets need pyarrow). A file named is always read, even when it was
+    named or found before (as `merge` merges a dataset named twice): `DIR DIR/a.jsonl` reads
+    a.jsonl twice, `DIR/a.jsonl DIR` once.
     Each line is read as Python's json.loads reads it (NaN and Infinity included; Python's
     limits on the digits of an integer and on nesting depth are not applied); lines of only
     spaces, tabs and CRs are no documents and are passed over.
@@ -269,6 +272,24 @@ def command(
             )
         # Still under the handlers: a stop now finds the output complete.
         _print_summary(report, output, len(files))
+        explicit = click.get_current_context().get_parameter_source("meta_key")
+        if meta_key and report["documents"] and explicit != ParameterSource.DEFAULT:
+            _note_missing_meta(output, meta_key)
+
+
+def _note_missing_meta(output: Path, meta_key: str) -> None:
+    """Say so when no document had the --meta-key asked for (a typo, or a key the corpus
+    spells otherwise): every subset is then empty, which nothing else would show."""
+    names = json.loads(Path(f"{output}.subsets.json").read_text())["names"]
+    if names == [""]:
+        example: object = "NAME"
+        for key in reversed(meta_key.split(".")):
+            example = {key: example}
+        click.echo(
+            f"note: no document has a string at --meta-key {meta_key!r}, so every subset is "
+            f"empty (a JSON line holds it as {json.dumps(example, ensure_ascii=False)})",
+            err=True,
+        )
 
 
 def _print_summary(report: dict, output: Path, files: int) -> None:
