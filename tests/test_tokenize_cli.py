@@ -955,11 +955,22 @@ def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
     result = run(tmp_path / "other.parquet", "--output", tmp_path / "o")
     assert result.exit_code == 1
     assert f"{tmp_path / 'other.parquet'}: no 'text' column (columns: body, id)" in result.output
+    # --on-error skip skips rows: a file without a usable text column is still an error, which
+    # says what to do instead.
+    hint = "; name the text column with --text-key (--on-error skip skips rows, not columns)\n"
+    for skip in ([], ["--on-error", "skip"]):
+        result = run(tmp_path / "other.parquet", "--output", tmp_path / "o", *skip)
+        assert result.exit_code == 1 and result.output.endswith(hint), result.output
+        result = run(tmp_path / "other.parquet", "-o", tmp_path / "o", "--text-key", "id", *skip)
+        assert result.exit_code == 1, result.output
+        assert result.output.endswith(f"the 'id' column is int64, not a string{hint}")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     result = run(tmp_path / "bad.parquet", "--output", tmp_path / "o")
     assert result.exit_code == 1, result.output
     assert f"error: {tmp_path / 'bad.parquet'}: not a readable Parquet file" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "other.parquet"]
+    result = run(tmp_path / "other.parquet", "-o", tmp_path / "o", "--text-key", "body")
+    assert result.exit_code == 0, result.output
 
 
 def test_zstd_long_window_frames_are_read(tmp_path, lines):

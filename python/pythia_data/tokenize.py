@@ -421,7 +421,8 @@ def _arrow_batches(
         names = pf.schema_arrow.names
         if columns[0] not in names:  # named here: the batches below only hold `present`
             raise PythiaDataError(
-                f"{source}: no {columns[0]!r} column (columns: {', '.join(names)})"
+                f"{source}: no {columns[0]!r} column (columns: {', '.join(names)}); "
+                f"{_TEXT_COLUMN_HINT}"
             )
         present = [c for c in columns if c in names]
         size, total = input_size(source), max(pf.metadata.num_rows, 1)
@@ -713,18 +714,26 @@ def _rows_without_text(column: tuple, source: Path) -> list[tuple[int, str | Non
         raise PythiaDataError(f"{source}: {e}") from e
 
 
+# A column is the same for every row of a file: no row of it can be skipped into a usable
+# dataset, so --on-error skip does not apply; the remedy is naming the right column.
+_TEXT_COLUMN_HINT = "name the text column with --text-key (--on-error skip skips rows, not columns)"
+
+
 def _texts_of(batch, source: Path, text_key: str) -> tuple[tuple, dict[int, str]]:
     """The buffers of the batch's text column (``_string_buffers``), and why for each row
     without a usable text."""
     if text_key not in batch.schema.names:
         raise PythiaDataError(
-            f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)})"
+            f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)}); "
+            f"{_TEXT_COLUMN_HINT}"
         )
     _refuse_repeated(batch.schema.names, text_key, str(source))
     col = batch.column(text_key)
     strings = _string_array(col)
     if strings is None:
-        raise PythiaDataError(f"{source}: the {text_key!r} column is {col.type}, not a string")
+        raise PythiaDataError(
+            f"{source}: the {text_key!r} column is {col.type}, not a string; {_TEXT_COLUMN_HINT}"
+        )
     column = _string_buffers(strings)
     # Worded as for JSON lines, so that a run's skipped examples read alike whatever the kind.
     field = json.dumps(text_key, ensure_ascii=False)
