@@ -115,8 +115,8 @@ class _Bar:
     show_default=True,
     help="Bad JSON line, missing/non-string text, invalid UTF-8, truncated stream, corrupt "
     "Parquet row group: stop with an error naming file and line, or skip and count them. A "
-    "compressed stream failing its checksum always stops the run: lines already read from it "
-    "may be wrong.",
+    "compressed stream failing its checksum, an input changing during the run, and a Parquet "
+    "file or saved dataset whose text column is missing or not text always stop the run.",
 )
 @click.option(
     "--threads",
