@@ -197,11 +197,18 @@ def test_batch_decode(tmp_path):
     out = tmp_path / "step1.txt"
     code, text = run("batch", tmp_path / "t", "--step", 1, "--decode", "-o", out, *opts)
     assert code == 0, text
+    rows = [ds[k].astype(np.int64).tolist() for k in (2, 3)]
     want = "".join(
-        f"=== step 1 row {k} ===\n{tok.decode(ds[k].astype(np.int64).tolist())}\n" for k in (2, 3)
+        f"=== step 1 row {k} ===\n{tok.decode(r, skip_special_tokens=False)}\n"
+        for k, r in zip((2, 3), rows, strict=True)
     )
     # Bytes, not read_text: universal newlines would turn a decoded "\r" into "\n".
-    assert out.read_bytes().decode("utf-8") == want
+    got = out.read_bytes().decode("utf-8")
+    assert got == want
+    # The end of each document shows: two documents in one row no longer run together.
+    eods = sum(r.count(tok.eod_id) for r in rows)
+    assert eods > 0 and got.count("<|endoftext|>") == eods
+    assert "<|endoftext|>" in run("batch", "--help")[1]
 
 
 def test_batch_decode_refuses_ids_outside_the_vocabulary(tmp_path):

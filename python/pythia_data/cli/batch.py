@@ -91,7 +91,10 @@ def open_rows(
     help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.",
 )
 @click.option(
-    "--decode", is_flag=True, help="Decode rows to text with --tokenizer (default GPT-NeoX-20B)."
+    "--decode",
+    is_flag=True,
+    help="Decode rows to text with --tokenizer (default GPT-NeoX-20B). Special tokens are "
+    "kept, so the end of a document shows as <|endoftext|>.",
 )
 @click.option(
     "--tokenizer",
@@ -224,9 +227,9 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
                 "with this tokenizer; give the one it was (--tokenizer)"
             )
         for i, row in enumerate(rows):
-            chunks.append(
-                f"=== step {s} row {s * batch_size + i} ===\n{tok.decode(row.tolist())}\n"
-            )
+            # Rows cross document boundaries: without the EOD token two documents ran together.
+            text = tok.decode(row.tolist(), skip_special_tokens=False)
+            chunks.append(f"=== step {s} row {s * batch_size + i} ===\n{text}\n")
     text = "".join(chunks)
     if output is None:
         click.echo(text, nl=False)
