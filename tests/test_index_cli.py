@@ -596,3 +596,26 @@ def test_an_earlier_record_without_items_still_catches_appended_documents(tmp_pa
     _write(d, [30, 41, 70, 9, 31, 12])
     code, out = run("batch", d, *args, "--step", 0, "--batch-size", 4)
     assert code == 1 and "built for documents [0, 5), but" in out and "holds 6" in out, out
+
+
+@pytest.mark.parametrize("name", ["x/../../../y", "", "..", "a/b", "/abs"])
+def test_a_name_that_is_no_file_name_is_refused(tmp_path, monkeypatch, name):
+    # The name is part of the cache file names: 'x/../../../y' wrote beside the working
+    # directory and made a folder `PREFIX_x/`; '' was accepted.
+    from pythia_data.errors import PythiaDataError
+    from pythia_data.index import build_index
+
+    base = tmp_path / "deep" / "er"  # where '../../..' from the data folder still lands
+    base.mkdir(parents=True)
+    d = make_dir(base)
+    monkeypatch.chdir(d)
+    before = sorted(tmp_path.rglob("*"))
+    for cmd in ("build-index", "batch"):
+        extra = ("--step", 0) if cmd == "batch" else ()
+        code, out = run(cmd, d / "a", "--name", name, *ARGS, *extra)
+        assert code == 2 and "--name" in out and "'/' or '..'" in out, out
+    with pytest.raises(PythiaDataError, match="non-empty, without '/' or '..'"):
+        build_index(d / "a", name=name, num_samples=21, seq_length=16)
+    assert sorted(tmp_path.rglob("*")) == before
+    code, out = run("build-index", d / "a", "--name", "my.run_0", *ARGS, "-q")
+    assert code == 0 and (d / "a_my.run_0_indexmap_21ns_16sl_77s_doc_idx.npy").exists(), out

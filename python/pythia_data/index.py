@@ -29,6 +29,7 @@ __all__ = [
     "num_samples_for",
     "split_num_samples",
     "cache_prefix_for",
+    "check_dataset_name",
 ]
 
 PathLike = str | os.PathLike
@@ -155,6 +156,18 @@ def split_num_samples(
     return num_samples_for(iters, global_batch_size)
 
 
+def check_dataset_name(name: str) -> str:
+    """``name``, refused when it cannot be part of a file name: one with a path separator or
+    `..` put the index outside the data (or cache) folder, and an empty one is no name."""
+    seps = [s for s in (os.sep, os.altsep, "\0") if s]
+    if not isinstance(name, str) or not name or ".." in name or any(s in name for s in seps):
+        raise PythiaDataError(
+            f"dataset name {name!r}: it is part of the index file names, so it must be "
+            "non-empty, without '/' or '..' (e.g. train_0)"
+        )
+    return name
+
+
 def cache_prefix_for(prefix: PathLike, cache_dir: PathLike | None = None) -> Path:
     """GPT-NeoX writes the cache beside the data (its prefix); ``cache_dir`` moves it."""
     prefix = _strip(prefix)
@@ -234,6 +247,7 @@ def build_index(
     variant, which GPT-NeoX (and so Pythia) never used.
     """
     prefix = _strip(prefix)
+    check_dataset_name(name)
     if num_samples is None:
         num_samples = num_samples_for(train_iters, global_batch_size)
     if not 0 <= seed <= 2**32 - 1:

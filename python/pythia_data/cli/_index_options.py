@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import click
 
-from pythia_data.index import PYTHIA, num_samples_for
+from pythia_data.errors import PythiaDataError
+from pythia_data.index import PYTHIA, check_dataset_name, num_samples_for
 
 #: Counts beyond int64 are usage errors naming their option, not an OverflowError later.
 INT64_MAX = 2**63 - 1
+
+
+def _check_name(ctx, param, value: str) -> str:
+    try:
+        return check_dataset_name(value)
+    except PythiaDataError as e:
+        raise click.BadParameter(str(e)) from None
+
 
 index_options = [
     click.option(
         "--name",
         default="train_0",
         show_default=True,
-        help="GPT-NeoX's dataset name in the cache file names (train_0, valid_0, test_0).",
+        callback=_check_name,
+        help="GPT-NeoX's dataset name in the cache file names (train_0, valid_0, test_0); "
+        "no '/' or '..'.",
     ),
     click.option(
         "--train-iters",
