@@ -37,6 +37,7 @@ def make_dir(tmp_path):
 
 
 ARGS = ("--train-iters", 5, "--global-batch-size", 4, "--seq-length", 16, "--seed", 77)
+ARGS_KW = dict(train_iters=5, global_batch_size=4, seq_length=16, seed=77)
 
 
 def test_build_index_directory_then_reuse_then_refuse(tmp_path):
@@ -619,3 +620,23 @@ def test_a_name_that_is_no_file_name_is_refused(tmp_path, monkeypatch, name):
     assert sorted(tmp_path.rglob("*")) == before
     code, out = run("build-index", d / "a", "--name", "my.run_0", *ARGS, "-q")
     assert code == 0 and (d / "a_my.run_0_indexmap_21ns_16sl_77s_doc_idx.npy").exists(), out
+
+
+def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
+    # It said "give seq_length 16 (--seq-length 16 …), or leave it out", but the command line
+    # cannot leave it out: its default is 2048.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    pre = tmp_path / "pre"
+    code, out = run("export-preshuffled", d / "a", pre, "--rows", 8, *ARGS, "-q")
+    assert code == 0, out
+    code, out = run("batch", pre, "--preshuffled", "--step", 1, "--batch-size", 4)
+    assert code == 1 and out.count("\n") == 1, out
+    assert "17 tokens, rows of seq_length 16, not 2048: pass --seq-length 16" in out
+    assert "leave it out" not in out
+    o = tmp_path / "s1.npy"
+    code, out = run(
+        "batch", pre, "--preshuffled", "--step", 1, "--batch-size", 4, "--seq-length", 16, "-o", o
+    )
+    assert code == 0, out
+    np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))

@@ -554,8 +554,8 @@ class PreshuffledDataset(RowDataset):
                 f"{self.prefix}.idx: item {int(bad[0])} has {int(sizes[bad[0]])} tokens, but every "
                 f"item of a preshuffled dataset is one row of seq_length + 1 = {self.seq_length + 1}"
                 + (
-                    f"; all its items have {int(sizes[0])}: give seq_length {int(sizes[0]) - 1} "
-                    f"(--seq-length {int(sizes[0]) - 1} on the command line), or leave it out"
+                    f"; all its items have {int(sizes[0])}: give seq_length {int(sizes[0]) - 1}, "
+                    "or leave it out"
                     if seq_length is not None and bad[0] == 0 and np.all(sizes == sizes[0])
                     else ""
                 )

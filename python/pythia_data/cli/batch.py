@@ -22,6 +22,7 @@ from pythia_data.cli._index_options import (
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError, prepare_output_folder
 from pythia_data.index import find_datasets
+from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
 
@@ -50,7 +51,17 @@ def open_rows(
         )
     prefix = found[0]
     if preshuffled:
-        return PreshuffledDataset(prefix, seq_length=seq_length)
+        indexed = IndexedDataset(prefix)
+        sizes = indexed.sizes
+        # --seq-length always has a value here (2048 unless given), so the dataset's advice to
+        # leave it out cannot be followed on the command line.
+        if len(sizes) and 2 <= int(sizes[0]) != seq_length + 1 and np.all(sizes == sizes[0]):
+            n = int(sizes[0])
+            raise PythiaDataError(
+                f"{indexed.idx_path}: every item of this preshuffled dataset has {n:,} tokens, "
+                f"rows of seq_length {n - 1}, not {seq_length}: pass --seq-length {n - 1}"
+            )
+        return PreshuffledDataset(indexed, seq_length=seq_length)
     num_samples = split_num_samples(
         split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
     )
