@@ -640,3 +640,19 @@ def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
     )
     assert code == 0, out
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
+
+
+def test_batch_end_step_always_writes_steps_batch_row(tmp_path):
+    # --end-step equal to --step wrote (B, seq+1): a script reading --step N --end-step M
+    # output as (steps, B, seq+1) broke on the one-step range.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    ds = GPTDataset(d / "a", **ARGS_KW)
+    out = tmp_path / "f.npy"
+    code, text = run("batch", d / "a", *ARGS, "--step", 2, "--end-step", 2, "-o", out)
+    assert code == 0, text
+    got = np.load(out)
+    assert got.shape == (1, 4, 17)
+    np.testing.assert_array_equal(got[0], ds.rows(8, 12))
+    code, text = run("batch", d / "a", *ARGS, "--step", 2, "-o", out)
+    assert code == 0 and np.load(out).shape == (4, 17), text

@@ -99,7 +99,8 @@ def open_rows(
     "-o",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) with --end-step); with --decode, write the text here.",
+    help="Write the rows to this .npy (shape (B, seq+1), or (steps, B, seq+1) whenever "
+    "--end-step is given); with --decode, write the text here.",
 )
 @click.option(
     "--decode",
@@ -150,6 +151,9 @@ def command(
     Without --output or --decode, each step gets a one-line summary (its rows, shape, token
     sum and first tokens).
     """
+    # The shape follows the options, not the values: a script giving --end-step gets (steps, B,
+    # seq+1) even when the range is one step.
+    stacked = end_step is not None
     end_step = step if end_step is None else end_step
     batch_size = batch_size or index_opts["global_batch_size"]
     if end_step < step:
@@ -178,7 +182,7 @@ def command(
         _decode(ds, step, end_step, batch_size, tokenizer, output)
         return
     if output is not None:
-        _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=end_step != step)
+        _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=stacked)
         click.echo(f"wrote steps {step}..{end_step} ({steps * batch_size:,} rows) to {output}")
         return
     for s in range(step, end_step + 1):
