@@ -80,7 +80,9 @@ def test_batches_steps_and_checkpoints():
     with pytest.raises(IndexError, match="beyond the index"):
         ds.rows(len(ds) - 1, len(ds) + 1)
     assert ds.checkpoint_rows(0) == range(0)
-    assert ds.checkpoint_rows(143_000) == range(0, 143_000 * 1024)
+    # 5,639 rows: checkpoint step5 has trained on all of 5 full steps of 1024; step6 cannot be.
+    assert ds.checkpoint_rows(5) == range(0, 5 * 1024)
+    assert ds.checkpoint_rows(last + 1, b) == range(0, (last + 1) * b)
     np.testing.assert_array_equal(ds[-1], full[-1])
     with pytest.raises(IndexError, match="out of range"):
         ds[len(ds)]
@@ -205,6 +207,17 @@ def test_range_errors_count_steps_of_the_dataset_batch(tmp_path):
         ds.batch(0, n + 1)
     with pytest.raises(ValueError, match="checkpoint step -5 is negative"):
         ds.checkpoint_rows(-5)
+
+
+def test_a_checkpoint_step_past_the_index_is_refused():
+    # checkpoint_rows(10**6) was range(0, 1_024_000_000) for an index of 5,639 rows.
+    ds = golden_dataset("lognormal_e1")
+    assert len(ds) == 5639  # 5 full steps of 1024, 88 of 64
+    assert ds.checkpoint_rows(5) == range(0, 5120)
+    assert ds.checkpoint_rows(88, 64) == range(0, 5632)
+    for step, b, last in ((6, None, 5), (10**6, None, 5), (89, 64, 88)):
+        with pytest.raises(ValueError, match=f"the last checkpoint step it holds is {last} "):
+            ds.checkpoint_rows(step, b)
 
 
 def indexed_token(prefix, doc):

@@ -138,6 +138,24 @@ def test_negative_steps_are_refused_up_front():
         make_data_loader(dataset(), 16, start_step=-1)
 
 
+def test_steps_past_the_index_are_refused_up_front():
+    # end_step=1000 stopped quietly after the steps there were; start_step=1000 gave an empty
+    # loader.
+    ds = dataset()  # 5,639 rows: 352 full steps of 16, 0..351
+    assert len(ds) // 16 == 352
+    for kwargs in ({"start_step": 350, "end_step": 1000}, {"start_step": 353}):
+        with pytest.raises(ValueError, match="hold steps 0..351 of 16 rows") as e:
+            make_data_loader(ds, 16, **kwargs)
+        assert "at most 352" in str(e.value)
+    with pytest.raises(ValueError, match="hold no full step of 6,000 rows"):
+        GPTNeoXBatchSampler(len(ds), 6000, start_step=1)
+    with pytest.raises(ValueError, match="end_step 2 is before start_step 3"):
+        GPTNeoXBatchSampler(len(ds), 16, start_step=3, end_step=2)
+    # The last steps, and a resume after the last step, are what the rows hold.
+    assert len(make_data_loader(ds, 16, start_step=350, end_step=352)) == 2
+    assert len(make_data_loader(ds, 16, start_step=352)) == 0
+
+
 def test_steps_must_be_integers():
     # ds.batch(1.5) was step 1, ds.batch("3") step 3, checkpoint_rows(2.7) range(0, 32).
     ds = dataset()

@@ -158,6 +158,15 @@ class RowDataset:
         batch_size = self._batch_size(batch_size)
         if checkpoint_step < 0:  # an empty range would pass for step0
             raise ValueError(f"checkpoint step {checkpoint_step} is negative")
+        # stepN is saved after N full steps, so N = the number of full steps is the last one
+        # the index holds (its rows are all there); beyond it the range named rows that are not.
+        n = len(self)
+        if checkpoint_step * batch_size > n:
+            raise ValueError(
+                f"checkpoint step {checkpoint_step} would have trained on rows "
+                f"[0, {checkpoint_step * batch_size:,}), but the index has {n:,} rows: the last "
+                f"checkpoint step it holds is {n // batch_size:,} (steps of {batch_size})"
+            )
         return range(0, checkpoint_step * batch_size)
 
     def data_parallel_rows(

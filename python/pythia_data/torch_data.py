@@ -64,7 +64,8 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
 
 class GPTNeoXBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches (lists of row indices) in GPT-NeoX's order, from
-    ``start_step`` to ``end_step`` (exclusive; default: as many full steps as the rows allow)."""
+    ``start_step`` to ``end_step`` (exclusive; default: as many full steps as the rows allow).
+    A step beyond the full steps the rows hold is a ValueError."""
 
     def __init__(
         self,
@@ -93,8 +94,24 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
         self.gas = gradient_accumulation_steps
         self.global_batch = micro_batch_size * world_size * gradient_accumulation_steps
         full_steps = num_rows // self.global_batch
+        # A step past the rows made a loader that stopped early or yielded nothing, silently.
+        # end_step is exclusive, and starting at full_steps (resuming after the last step) is
+        # an empty loader by right.
+        held = (
+            f"steps 0..{full_steps - 1:,} of {self.global_batch:,} rows"
+            if full_steps
+            else f"no full step of {self.global_batch:,} rows"
+        )
+        for what, step in (("start_step", start_step), ("end_step", end_step)):
+            if step is not None and step > full_steps:
+                raise ValueError(
+                    f"{what} {step} is beyond the index: its {num_rows:,} rows hold {held}, so "
+                    f"{what} can be at most {full_steps:,}"
+                )
+        if end_step is not None and end_step < start_step:
+            raise ValueError(f"end_step {end_step} is before start_step {start_step}")
         self.start_step = start_step
-        self.end_step = full_steps if end_step is None else min(end_step, full_steps)
+        self.end_step = full_steps if end_step is None else end_step
 
     def __len__(self) -> int:
         return max(0, self.end_step - self.start_step) * self.gas
