@@ -182,6 +182,22 @@ def test_row_indices_must_be_integers_and_errors_name_them(tmp_path):
     np.testing.assert_array_equal(ds[::3], full[::3])
 
 
+def test_row_ranges_must_be_integers(tmp_path):
+    # rows(0.5, 2) was rows(0, 2), where row(0.5) and batch(1.0) refuse floats.
+    ds = small_dataset(tmp_path)
+    full = ds.rows(0, len(ds))
+    for start, stop in ((0.5, 2), (0, 2.0), (True, 2), (0, "2"), (np.float32(0), 2)):
+        with pytest.raises(TypeError, match="must be an integer"):
+            ds.rows(start, stop)
+    np.testing.assert_array_equal(ds.rows(np.int32(1), np.uint64(3)), full[1:3])
+    pre = tmp_path / "pre"
+    with IndexedDatasetBuilder(pre, np.uint16) as b:
+        for row in full:
+            b.add_document(row)
+    with pytest.raises(TypeError, match="stop must be an integer"):
+        PreshuffledDataset(pre).rows(0, 1.5)
+
+
 def test_provenance_indices_like_row(tmp_path):
     ds = small_dataset(tmp_path)
     n = len(ds)

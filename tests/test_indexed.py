@@ -284,6 +284,26 @@ def test_gather(tmp_path, sharded):
     # 2**64 - 1 wrapped to -1 as int64, and read the last item.
     with pytest.raises(IndexError, match="18446744073709551615 is outside"):
         ds.gather(np.array([0, 2**64 - 1], np.uint64))
+    # A 2-D list failed with "'ndarray' object cannot be cast as 'ndarray'".
+    for bad in ([[1, 2], [3, 4]], 3, np.zeros((2, 0), np.int64)):
+        with pytest.raises(ValueError, match="a 1-D sequence of item indices, got an array of"):
+            ds.gather(bad)
+
+
+def test_item_indices_must_be_integers(toy):
+    # ds[1.7] and ds.get(True) were item 1; get(1, True) started at offset 1.
+    ds = IndexedDataset(toy)
+    for bad in (1.7, True, np.bool_(True), "1", np.float64(1.0)):
+        with pytest.raises(TypeError, match="item indices must be integers"):
+            ds[bad]
+        with pytest.raises(TypeError, match="item indices must be integers"):
+            ds.get(bad)
+    with pytest.raises(TypeError, match="offsets must be integers"):
+        ds.get(1, True)
+    with pytest.raises(TypeError, match="lengths must be integers"):
+        ds.get(1, 0, 2.0)
+    np.testing.assert_array_equal(ds[np.int64(1)], ds[1])
+    np.testing.assert_array_equal(ds.get(np.uint8(1), np.int16(1), np.int64(2)), ds[1][1:3])
 
 
 def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):

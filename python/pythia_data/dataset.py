@@ -51,7 +51,9 @@ class RowDataset:
         raise NotImplementedError
 
     def _check_range(self, start: int, stop: int) -> tuple[int, int]:
-        start, stop, n = int(start), int(stop), len(self)
+        # int() read 0.5 as row 0, where row() and batch() refuse floats.
+        start, stop = self._integer(start, "start"), self._integer(stop, "stop")
+        n = len(self)
         if not 0 <= start <= stop:
             raise IndexError(f"bad row range [{start}, {stop})")
         if stop > n:
@@ -97,7 +99,7 @@ class RowDataset:
     @staticmethod
     def _integer(value, what: str) -> int:
         """``value`` as an int, as indexing takes one: 1.5 or "3" was silently step 1 or 3."""
-        if isinstance(value, bool):
+        if isinstance(value, bool | np.bool_):
             raise TypeError(f"{what} must be an integer, not bool")
         try:
             return operator.index(value)

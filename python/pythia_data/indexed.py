@@ -7,6 +7,7 @@ copied, and the maps stay alive as long as any view does.
 from __future__ import annotations
 
 import bisect
+import operator
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,6 +32,16 @@ def _strip_extension(prefix: PathLike) -> Path:
     if p.suffix in (".bin", ".idx"):
         return p.with_suffix("")
     return p
+
+
+def _integer(value, what: str) -> int:
+    """``value`` as an int (numpy integers too): int() read 1.7 and True as 1."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{what} must be integers, not {type(value).__name__}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be integers, not {type(value).__name__}") from None
 
 
 class IndexedDataset:
@@ -104,6 +115,8 @@ class IndexedDataset:
         """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None),
         like GPT-NeoX's ``MMapIndexedDataset.get``."""
         i = self._check_index(i)
+        offset = _integer(offset, "offsets")
+        length = None if length is None else _integer(length, "lengths")
         # Negative values reached the engine as an OverflowError from the type conversion.
         if offset < 0 or (length is not None and length < 0):
             raise IndexError(f"offset ({offset}) and length ({length}) must be 0 or more")
@@ -112,7 +125,7 @@ class IndexedDataset:
 
     def _check_index(self, i: int) -> int:
         n = len(self)
-        i = int(i)
+        i = _integer(i, "item indices")
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -124,6 +137,10 @@ class IndexedDataset:
         ``len(indices) + 1`` (item k is ``tokens[offsets[k]:offsets[k+1]]``). One native call,
         GIL released: the fast way to read many random items."""
         arr = np.asarray(indices)
+        if arr.ndim != 1:  # the engine's own words were "'ndarray' object cannot be cast"
+            raise ValueError(
+                f"gather takes a 1-D sequence of item indices, got an array of shape {arr.shape}"
+            )
         if arr.size and arr.dtype.kind not in "iu":  # 1.5 was silently read as item 1
             raise IndexError(f"item indices must be integers, got dtype {arr.dtype}")
         if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
