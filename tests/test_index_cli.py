@@ -656,3 +656,22 @@ def test_batch_end_step_always_writes_steps_batch_row(tmp_path):
     np.testing.assert_array_equal(got[0], ds.rows(8, 12))
     code, text = run("batch", d / "a", *ARGS, "--step", 2, "-o", out)
     assert code == 0 and np.load(out).shape == (4, 17), text
+
+
+def test_export_preshuffled_of_no_rows_is_refused(tmp_path):
+    # --rows 0 wrote an empty dataset that batch --preshuffled (and everything else) refuses.
+    from pythia_data.errors import PythiaDataError
+    from pythia_data.preshuffle import export_preshuffled
+
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    out = tmp_path / "pre"
+    code, text = run("export-preshuffled", d / "a", out, "--rows", 0, *ARGS, "-q")
+    assert code == 2 and "--rows" in text and "0 is not in the range 1<=x" in text, text
+    # --train-iters 0 asks for no rows by default (the index is still the one of 21 samples).
+    no_steps = (*ARGS, "--train-iters", 0, "--num-samples", 21)
+    code, text = run("export-preshuffled", d / "a", out, *no_steps, "-q")
+    assert code == 2 and "no rows to write" in text, text
+    with pytest.raises(PythiaDataError, match="needs at least 1"):
+        export_preshuffled(GPTDataset(d / "a", **ARGS_KW), out, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pile"]

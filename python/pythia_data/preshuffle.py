@@ -23,6 +23,9 @@ def export_preshuffled(
     progress: bool = False,
 ) -> Path:
     """Rows ``[0, num_rows)`` of ``ds`` to ``output.bin/.idx`` (written atomically)."""
+    if num_rows < 1:
+        # No command (nor PreshuffledDataset) can read a dataset without rows.
+        raise PythiaDataError(f"asked for {num_rows} rows: a preshuffled dataset needs at least 1")
     if num_rows > len(ds):
         raise PythiaDataError(f"asked for {num_rows:,} rows but the index holds {len(ds):,}")
     out = Path(output)

@@ -16,9 +16,10 @@ from pythia_data.preshuffle import export_preshuffled
 @click.option(
     "--rows",
     "num_rows",
-    type=click.IntRange(min=0, max=INT64_MAX),
+    type=click.IntRange(min=1, max=INT64_MAX),
     default=None,
-    help="Rows to write (default: train_iters · global_batch_size, or all the index holds if fewer).",
+    help="Rows to write, at least 1 (default: train_iters · global_batch_size, or all the index "
+    "holds if fewer).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @with_index_options
@@ -29,5 +30,11 @@ def command(prefix, output, num_rows, quiet, **index_opts):
     ds = open_rows(prefix, False, **index_opts)
     if num_rows is None:
         num_rows = min(len(ds), index_opts["train_iters"] * index_opts["global_batch_size"])
+        if num_rows == 0:
+            # A dataset with no rows is one no command can read (nor give a row length).
+            raise click.UsageError(
+                f"there are no rows to write ({len(ds):,} in the index, --train-iters "
+                f"{index_opts['train_iters']}): give --rows or more --train-iters"
+            )
     path = export_preshuffled(ds, output, num_rows, progress=not quiet)
     click.echo(f"wrote {num_rows:,} rows of {ds.seq_length + 1} tokens to {path}")
