@@ -61,6 +61,48 @@ def test_info_subsets(tmp_path):
     assert json.loads(out)["subsets"] == {"Github": 2, "Pile-CC": 5}
 
 
+def test_info_of_no_documents_lists_no_subsets(tmp_path):
+    # tokenize writes subsets files naming no subset for a dataset of no documents: info
+    # printed a "documents per subset:" heading with nothing under it.
+    from pythia_data import IndexedDatasetBuilder
+
+    with IndexedDatasetBuilder(tmp_path / "e", np.uint16):
+        pass
+    np.save(tmp_path / "e.subsets.npy", np.array([], dtype=np.uint16))
+    (tmp_path / "e.subsets.json").write_text(json.dumps({"key": "k", "names": []}))
+    code, out = run("info", tmp_path / "e")
+    assert code == 0 and "documents  0" in out, out
+    assert "subset" not in out
+    assert json.loads(run("info", tmp_path / "e", "--json")[1])["subsets"] == {}
+
+
+def test_info_verify_unshard_take_a_directory_of_one_dataset(tmp_path):
+    # Given a directory they said "DIR.idx: No such file or directory", where batch and
+    # build-index take a directory of one dataset.
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    d = prefix.parent
+    code, out = run("info", d)
+    assert code == 0 and f" {prefix}\n" in out and "3 shards" in out, out
+    code, out = run("verify", d, "--quiet")
+    assert code == 0 and "structure OK" in out, out
+    code, out = run("unshard", d, "-o", tmp_path / "whole", "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "whole.bin").read_bytes() == src.with_name("long_docs.bin").read_bytes()
+    # A directory of several: which prefixes to choose from.
+    shutil.copyfile(tmp_path / "whole.idx", d / "other.idx")
+    shutil.copyfile(tmp_path / "whole.bin", d / "other.bin")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for cmd in ("info", "verify", "unshard"):
+        code, out = run(cmd, d)
+        assert code == 1 and out.count("\n") == 1 and "No such file" not in out, out
+        assert f"{d} is a directory that holds 2 datasets: give one dataset's prefix" in out
+        assert f"({prefix}, {d / 'other'})" in out
+        code, out = run(cmd, empty)
+        assert code == 1 and "no indexed dataset (*.idx) in this directory" in out, out
+
+
 def test_merge(tmp_path):
     code, out = run("merge", tmp_path / "m", golden_case("toy_e1"), golden_case("toy_e2"))
     assert code == 0, out

@@ -25,6 +25,7 @@ __all__ = [
     "build_index",
     "build_blended_index",
     "find_datasets",
+    "find_one_dataset",
     "index_paths",
     "num_samples_for",
     "split_num_samples",
@@ -128,6 +129,23 @@ def find_datasets(path: PathLike) -> list[Path]:
     if not idx.exists():
         raise FileNotFoundError(f"{idx}: no such index file (expected PREFIX.idx and PREFIX.bin)")
     return [prefix]
+
+
+def find_one_dataset(path: PathLike) -> Path:
+    """``path`` itself, or the one dataset a directory holds; a directory of several is
+    refused, naming them (commands that read one dataset take a directory of one, as `batch`
+    does, where "PATH.idx: no such file" misled)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    found = find_datasets(p)
+    if len(found) != 1:
+        shown = ", ".join(str(q) for q in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise PythiaDataError(
+            f"{p} is a directory that holds {len(found)} datasets: give one dataset's "
+            f"prefix ({shown})"
+        )
+    return found[0]
 
 
 _ROWS_WORD = {"train": "training", "valid": "validation", "test": "test"}

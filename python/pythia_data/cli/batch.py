@@ -21,7 +21,7 @@ from pythia_data.cli._index_options import (
 )
 from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
 from pythia_data.errors import PythiaDataError, prepare_output_folder
-from pythia_data.index import find_datasets
+from pythia_data.index import find_datasets, find_one_dataset
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
@@ -43,13 +43,7 @@ def open_rows(
     """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
     PREFIX may be a directory holding exactly one dataset. The split's name and sample count
     are worked out as `build-index` does, so the same options find the index it built."""
-    found = find_datasets(prefix)
-    if len(found) != 1:
-        raise PythiaDataError(
-            f"{prefix} holds {len(found)} datasets ({', '.join(p.name for p in found)}): "
-            "give one prefix"
-        )
-    prefix = found[0]
+    prefix = find_datasets(find_one_dataset(prefix))[0]
     if preshuffled:
         indexed = IndexedDataset(prefix)
         sizes = indexed.sizes

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from pythia_data.dataset import _read_subsets
+from pythia_data.index import find_one_dataset
 from pythia_data.indexed import IndexedDataset
 
 
@@ -62,13 +63,14 @@ def describe(ds: IndexedDataset) -> dict:
 @click.argument("prefix", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def command(prefix: Path, as_json: bool) -> None:
-    """Show what the indexed dataset PREFIX holds (PREFIX.idx + PREFIX.bin or its shards).
+    """Show what the indexed dataset PREFIX holds (PREFIX.idx + PREFIX.bin or its shards;
+    PREFIX may be a directory holding exactly one dataset).
 
     Items, documents, tokens, dtype, item-size statistics, the files (and shards) it is read
     from, and the documents per Pile subset when the tokenizer recorded them. Opening the
     dataset validates its structure, so a corrupt file is reported here.
     """
-    ds = IndexedDataset(prefix)
+    ds = IndexedDataset(find_one_dataset(prefix))
     d = describe(ds)
     if as_json:
         click.echo(json.dumps(d, indent=1))
@@ -103,7 +105,7 @@ def command(prefix: Path, as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
-    if "subsets" in d:
+    if d.get("subsets"):  # a dataset of no documents has labels, but nothing to list
         click.echo("documents per subset:")
         for name, count in sorted(d["subsets"].items(), key=lambda kv: -kv[1]):
             # Documents whose subset was missing or not a string were recorded under "".

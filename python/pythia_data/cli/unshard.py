@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pythia_data.index import find_one_dataset
 from pythia_data.unshard import unshard
 
 
@@ -26,12 +27,14 @@ from pythia_data.unshard import unshard
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bool) -> None:
-    """Concatenate the shards PREFIX-00000-of-NNNNN.bin, ... into one PREFIX.bin.
+    """Concatenate the shards PREFIX-00000-of-NNNNN.bin, ... into one PREFIX.bin (PREFIX may
+    be a directory holding exactly one dataset).
 
     Usually unnecessary: every pythia-data command and IndexedDataset read shards in place.
     The output appears only when complete and verified. If the run is interrupted, run the same
     command again: it continues after the last shard that was fully copied.
     """
+    prefix = find_one_dataset(prefix)
     try:
         out = unshard(prefix, output, checksums, progress=not quiet)
     except KeyboardInterrupt:

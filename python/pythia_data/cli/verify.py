@@ -16,6 +16,7 @@ from pythia_data.checksums import (
 )
 from pythia_data.dataset import _read_subsets
 from pythia_data.errors import PythiaDataError
+from pythia_data.index import find_one_dataset
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
@@ -38,7 +39,7 @@ from pythia_data.progress import progress_bar
 def command(
     prefix: Path, checksums: Path | None, write_checksums: Path | None, quiet: bool
 ) -> None:
-    """Check that dataset PREFIX is intact.
+    """Check that dataset PREFIX (or the one dataset in directory PREFIX) is intact.
 
     Always validates the structure (header, dtype, sizes against pointers, doc_idx from 0 to
     the item count, that the .bin or its shards hold exactly the indexed tokens) and, when
@@ -46,6 +47,7 @@ def command(
     --checksums, also hashes each file the checksum file lists for this dataset and compares.
     Exits 1 on any mismatch.
     """
+    prefix = find_one_dataset(prefix)
     ds = IndexedDataset(prefix)
     # Opening checks doc_idx starts at 0 and never decreases, but still reads a file whose last
     # entry falls short of the item count (a builder may leave items outside a document).
