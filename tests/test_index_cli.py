@@ -675,3 +675,32 @@ def test_export_preshuffled_of_no_rows_is_refused(tmp_path):
     with pytest.raises(PythiaDataError, match="needs at least 1"):
         export_preshuffled(GPTDataset(d / "a", **ARGS_KW), out, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pile"]
+
+
+def test_a_folder_with_a_dataset_that_cannot_be_indexed_builds_nothing(tmp_path):
+    # The indexes of a and b were built (and left) before the empty c failed the run.
+    from pythia_data.errors import PythiaDataError
+    from pythia_data.index import build_blended_index
+
+    d = make_dir(tmp_path)
+    with IndexedDatasetBuilder(d / "c", np.uint16):
+        pass
+    before = sorted(p.name for p in d.iterdir())
+    for extra in ((), ("--split", "train", "--split", "valid"), ("--weights", "1,1,1")):
+        code, out = run("build-index", d, *ARGS, *extra, "-q")
+        assert code == 1 and out.count("\n") == 1, out
+        assert f"{d / 'c.idx'}: the 0 documents hold no tokens: there is nothing to sample" in out
+        assert sorted(p.name for p in d.iterdir()) == before
+    with pytest.raises(PythiaDataError, match="hold no tokens"):
+        build_blended_index([d / "a", d / "c"], [1, 1], num_samples=20, seq_length=16)
+    assert sorted(p.name for p in d.iterdir()) == before
+
+
+def test_a_doc_idx_beyond_int32_is_refused_as_the_engine_refuses_it(tmp_path):
+    # Checked before any build, by the engine's rule: b has 3 documents of 233 tokens, and
+    # 2·10^10 samples of 16 need ceil((2·10^10·16 + 1) / 233) = 1,373,390,558 epochs (the
+    # engine's own refusal gives the same figures).
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "b", "--num-samples", 2 * 10**10, "--seq-length", 16)
+    assert code == 1 and "doc_idx would have 4,120,171,674 entries" in out, out
+    assert "(1,373,390,558 epochs of 3 documents)" in out and "cannot hold that" in out

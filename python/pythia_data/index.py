@@ -14,8 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
+from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "PYTHIA",
     "build_index",
     "build_blended_index",
+    "check_buildable",
     "find_datasets",
     "find_one_dataset",
     "index_paths",
@@ -294,6 +298,34 @@ def build_index(
     return _info(prefix, name, d)
 
 
+def check_buildable(prefix: PathLike, num_samples: int | None, seq_length: int) -> None:
+    """Raise what building ``prefix``'s index over all its documents would fail on, without
+    building it: seq_length too large, the dataset unreadable or holding no tokens, or (given
+    ``num_samples``) needing a doc_idx too long for GPT-NeoX's int32. Checked for every dataset before any is built, so
+    that a folder which will fail leaves no indexes of the datasets before the bad one.
+    (An existing index built with other parameters is still found only at its turn.)"""
+    if seq_length >= 2**31 - 1:  # the engine checks this first, before reading the data
+        raise PythiaDataError(
+            f"seq_length {seq_length} is too large: GPT-NeoX counts a sample's seq_length + 1 "
+            f"tokens in int32, so at most {2**31 - 2}"
+        )
+    ds = IndexedDataset(_strip(prefix))
+    docs, tokens = len(ds), int(ds.sizes.sum(dtype=np.int64))
+    if tokens <= 0:
+        raise PythiaDataError(
+            f"{ds.idx_path}: the {docs} documents hold no tokens: there is nothing to sample"
+        )
+    if num_samples is None:
+        return
+    # The engine's plan: E = ceil((num_samples·L + 1) / T) epochs, doc_idx of E·D int32.
+    epochs = max(1, -(-(int(num_samples) * int(seq_length) + 1) // tokens))
+    if docs * epochs > 2**31 - 1:
+        raise PythiaDataError(
+            f"{ds.idx_path}: doc_idx would have {docs * epochs:,} entries ({epochs:,} epochs of "
+            f"{docs:,} documents); GPT-NeoX stores it as int32, which cannot hold that"
+        )
+
+
 def _info(prefix: Path, name: str, d: dict) -> IndexInfo:
     return IndexInfo(
         prefix=prefix,
@@ -347,6 +379,8 @@ def build_blended_index(
     # GPT-NeoX applies its 1.005 margin per component, to the un-inflated total.
     base = train_iters * global_batch_size if num_samples is None else num_samples
     norm, counts = _core.blend_num_samples([float(w) for w in weights], int(base))
+    for p, n in zip(prefixes, counts, strict=True):
+        check_buildable(p, int(n), seq_length)
     comps = tuple(
         build_index(
             p,

@@ -18,7 +18,7 @@ from pythia_data.cli._index_options import (
     with_index_options,
 )
 from pythia_data.errors import PythiaDataError
-from pythia_data.index import build_blended_index, build_index, find_datasets
+from pythia_data.index import build_blended_index, build_index, check_buildable, find_datasets
 
 
 @click.command("build-index")
@@ -82,6 +82,14 @@ def command(
             f"({', '.join(splits)}): build each split with its own --num-samples"
         )
     prefixes = find_datasets(path)
+    # Every dataset first: one that cannot be indexed (an empty one) failed the run after the
+    # indexes of those before it were built, and left them.
+    for split in splits:
+        ns = split_num_samples(
+            split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+        )
+        for prefix in prefixes:
+            check_buildable(prefix, None if weights is not None else ns, seq_length)
     with _cache_dir_hint(path, cache_dir):
         for split in splits:
             ds_name = split_name(split, name)
