@@ -93,16 +93,36 @@ def test_an_index_build_logs_a_line_per_stage_not_per_call(monkeypatch):
             report(stage, done, 1_000_000)
     close()
     lines = log.getvalue().splitlines()
-    assert len(lines) <= 2 * len(stages) + 1, lines
-    # Each stage's start, then the last one's end: a log used to stop at "0%" (the bar left no
-    # final line) after an opening "index: 0.00entries" of no stage.
-    assert [line.split(":")[0] for line in lines] == [*stages, stages[-1]], lines
-    assert "100%" in lines[-1]
+    # Each stage's start and end: a log used to stop at "0%" (the bar left no final line)
+    # after an opening "index: 0.00entries" of no stage, and showed only the last stage's end.
+    assert [line.split(":")[0] for line in lines] == [s for s in stages for _ in "se"], lines
+    assert all("100%" in line for line in lines[1::2]), lines
     # A reused index reports no stage: no bar, no line.
     log.truncate(0)
     report, close = index._tqdm_progress(True)
     close()
     assert log.getvalue() == ""
+
+
+def test_an_index_build_logs_each_stage_complete(monkeypatch, tmp_path):
+    # doc_idx and sample_idx only ever showed "0%" in a log: the engine reports their end, but
+    # the next stage reset the bar before a line for it was due.
+    import numpy as np
+
+    from pythia_data import IndexedDatasetBuilder
+    from pythia_data.index import build_index
+
+    with IndexedDatasetBuilder(tmp_path / "d", np.uint16) as b:
+        for n in (300, 41, 700, 5, 96):
+            b.add_document(np.arange(n))
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    build_index(tmp_path / "d", num_samples=50, seq_length=16, progress=True)
+    ends = {}
+    for line in log.getvalue().splitlines():
+        stage, _, rest = line.partition(":")
+        ends[stage] = rest.split("|")[0].strip()  # the last line of each stage
+    assert ends == {"doc_idx": "100%", "sample_idx": "100%", "shuffle_idx": "100%"}, log.getvalue()
 
 
 def test_tokenize_bar_says_finishing_once_all_input_is_read(monkeypatch):

@@ -232,6 +232,10 @@ def _tqdm_progress(
             )
             state["stage"] = stage
         elif stage != state["stage"]:
+            # The stage's end: in a log, a line a minute otherwise left it at its first "0%"
+            # (a terminal just redraws it before the reset).
+            if bar.n != bar.last_print_n:
+                bar.refresh()
             state["stage"] = stage
             bar.set_description(stage, refresh=False)
             bar.reset(total=total or None)
