@@ -704,3 +704,34 @@ def test_a_doc_idx_beyond_int32_is_refused_as_the_engine_refuses_it(tmp_path):
     code, out = run("build-index", d / "b", "--num-samples", 2 * 10**10, "--seq-length", 16)
     assert code == 1 and "doc_idx would have 4,120,171,674 entries" in out, out
     assert "(1,373,390,558 epochs of 3 documents)" in out and "cannot hold that" in out
+
+
+def test_an_interrupt_after_an_index_is_in_place_says_it_is_complete(tmp_path, monkeypatch):
+    # A Ctrl-C just after b's index was put in place said "this run left no partial output
+    # behind" (exit 130), though the complete index was there.
+    from pythia_data.index import IndexInfo, index_paths
+
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0  # reused below: not this run's
+    describe = IndexInfo.describe
+    calls = []
+
+    def interrupted_after(self, *args, **kwargs):
+        calls.append(self.prefix.name)
+        if self.prefix.name == "b":
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, once b's index is in place
+        return describe(self, *args, **kwargs)
+
+    monkeypatch.setattr(IndexInfo, "describe", interrupted_after)
+    code, out = run("build-index", d, *ARGS, "-q")
+    assert code == 130 and calls == ["a", "b"], out
+    paths = index_paths(d / "b", "train_0", 21, 16, 77)
+    assert all(p.exists() for p in paths)
+    want = ", ".join(str(p) for p in paths)
+    assert f"interrupted after the index was written: {want} are complete\n" in out, out
+    (line,) = [line for line in out.splitlines() if line.startswith("interrupted")]
+    assert "no partial output" not in out and "a_train_0" not in line
+    np.testing.assert_array_equal(
+        GPTDataset(d / "b", **ARGS_KW).rows(0, 5),
+        GPTDataset(d / "b", paths=paths, seq_length=16).rows(0, 5),
+    )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import sys
 from contextlib import contextmanager
 
 import click
 
+from pythia_data import _core
 from pythia_data.cli._index_options import (
     SPLIT_HELP,
     SPLITS,
@@ -18,7 +21,13 @@ from pythia_data.cli._index_options import (
     with_index_options,
 )
 from pythia_data.errors import PythiaDataError
-from pythia_data.index import build_blended_index, build_index, check_buildable, find_datasets
+from pythia_data.index import (
+    build_blended_index,
+    build_index,
+    check_buildable,
+    find_datasets,
+    index_paths,
+)
 
 
 @click.command("build-index")
@@ -90,7 +99,8 @@ def command(
         )
         for prefix in prefixes:
             check_buildable(prefix, None if weights is not None else ns, seq_length)
-    with _cache_dir_hint(path, cache_dir):
+    written = _Written()
+    with _interrupt_names_complete(written), _cache_dir_hint(path, cache_dir):
         for split in splits:
             ds_name = split_name(split, name)
             iters = split_iters(split, train_iters, eval_interval, eval_iters)
@@ -122,6 +132,8 @@ def command(
                     )
                 # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
                 base = num_samples if num_samples is not None else iters * global_batch_size
+                for p, n in zip(prefixes, _core.blend_num_samples(ws, base)[1], strict=True):
+                    written.add(index_paths(p, ds_name, n, seq_length, seed, cache_dir))
                 blend = build_blended_index(prefixes, ws, num_samples=base, **common)
                 shown = ", ".join(f"{w:.6g}" for w in blend.weights)
                 click.echo(
@@ -131,8 +143,61 @@ def command(
                     click.echo(info.describe(split=split))
                 continue
             for prefix in prefixes:
+                written.add(index_paths(prefix, ds_name, ns, seq_length, seed, cache_dir))
                 info = build_index(prefix, num_samples=ns, **common)
                 click.echo(info.describe(rows_used=rows_used, split=split))
+
+
+class _Written:
+    """The indexes this run is about to write, to tell after an interrupt which are in place:
+    one that comes just after an index was put in place must not report no output."""
+
+    def __init__(self):
+        self.planned: list[tuple[tuple, list]] = []
+
+    def add(self, paths) -> None:
+        self.planned.append((tuple(paths), [_stamp(p) for p in paths]))
+
+    def complete(self) -> list[tuple]:
+        done = []
+        for paths, before in self.planned:
+            now = [_stamp(p) for p in paths]
+            record = paths[0].with_name(paths[0].name.replace("_doc_idx.npy", "_meta.json"))
+            try:
+                building = json.loads(record.read_text()).get("building")
+            except (OSError, ValueError, AttributeError):
+                building = True
+            # New files (an atomic rename gives each a new inode), not the ones a reuse found.
+            if (
+                None not in now
+                and not building
+                and all(a != b for a, b in zip(now, before, strict=True))
+            ):
+                done.append(paths)
+        return done
+
+
+def _stamp(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+@contextmanager
+def _interrupt_names_complete(written: _Written):
+    """An interrupt after an index was put in place names it complete, rather than have the
+    group say that this run left no output behind."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        done = written.complete()
+        if not done:
+            raise  # nothing of this run's is there: the group says so
+        files = ", ".join(str(p) for paths in done for p in paths)
+        click.echo(f"interrupted after the index was written: {files} are complete", err=True)
+        sys.exit(130)
 
 
 @contextmanager
