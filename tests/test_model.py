@@ -136,6 +136,16 @@ def test_generation_rejects_negative_max_new_tokens_and_empty_prompts():
         model.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=3)
 
 
+@pytest.mark.parametrize("bad", [512, 60000, -1])
+def test_generation_rejects_ids_outside_the_vocabulary(bad):
+    # They failed deep in the embedding with a bare "IndexError: index out of range in self".
+    model = build_model(tiny_config(), seed=0)
+    with pytest.raises(ValueError, match=f"token id {bad}, outside the model's vocabulary of 512"):
+        model.generate([1, bad], 2)
+    with pytest.raises(ValueError, match=f"token id {bad},"):
+        model.generate(torch.tensor([[1, 2], [3, bad]]), 2)
+
+
 def _std(model, suffix):
     ws = [p for n, p in model.named_parameters() if n.endswith(suffix)]
     return float(torch.cat([w.detach().flatten() for w in ws]).std())

@@ -193,6 +193,13 @@ class GPTNeoX(nn.Module):
             raise ValueError("max_new_tokens must be >= 0")
         if prompt.shape[1] == 0:
             raise ValueError("the prompt needs at least one token to condition on")
+        vocab = self.cfg.vocab_size
+        bad = prompt[(prompt < 0) | (prompt >= vocab)]
+        if bad.numel():
+            raise ValueError(
+                f"the prompt has token id {int(bad[0])}, outside the model's vocabulary of "
+                f"{vocab} (ids 0..{vocab - 1})"
+            )
         total = prompt.shape[1] + max_new_tokens
         if total > self.cfg.max_seq_len:
             raise ValueError(
