@@ -84,6 +84,20 @@ def test_token_ids_outside_the_vocabulary_are_a_one_line_error(data):
     assert str(data["a"]) in out and "token id" in out
 
 
+def test_negative_token_ids_are_not_a_vocabulary_problem(tmp_path):
+    # Data read as a signed dtype (here a uint16 dataset whose .idx says int16): the advice
+    # was to pass a --vocab-size above the data's largest id, which cannot fix it.
+    rows = random_rows(64, SEQ, 512, seed=1)
+    rows[3, 5] = 40_000
+    with IndexedDatasetBuilder(tmp_path / "signed", dtype=np.int16) as b:
+        for row in rows:
+            b.add_item(row.view(np.int16))
+    out = one_line_error(
+        cli(data=tmp_path / "signed"), "row 3 has the negative token id -25536", "read as int16"
+    )
+    assert "dtype is wrong" in out and "a larger --vocab-size cannot help" in out
+
+
 def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
     assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 0.1
     assert pythia_lr(3, 1.0, 0.1, 2.0, 2) == 0.1  # warmup covers the whole decay

@@ -107,10 +107,23 @@ def micro_batch(
         )
     array = np.array(source.rows(start, stop), dtype=np.int64)
     if vocab_size is not None and array.size and (array.max() >= vocab_size or array.min() < 0):
-        bad = int(array.max()) if array.max() >= vocab_size else int(array.min())
+        bad = int(array.min()) if array.min() < 0 else int(array.max())
         row = start + int(np.argwhere(array == bad)[0][0])
         name = getattr(source, "prefix", None)
         where = f"{name}: " if name is not None else ""
+        if bad < 0:
+            # No vocabulary holds it: the bytes are not read as the ids they were written as.
+            dtype = getattr(source, "dtype", None)
+            read_as = (
+                f" (read as {np.dtype(dtype).name}, the dtype its .idx declares)"
+                if dtype is not None
+                else ""
+            )
+            raise ValueError(
+                f"{where}row {row} has the negative token id {bad}, which no vocabulary holds: "
+                f"the data is not token ids{read_as}; its dtype is wrong or its files are "
+                f"damaged (a larger --vocab-size cannot help)"
+            )
         raise ValueError(
             f"{where}row {row} has token id {bad}, outside the model's vocabulary of "
             f"{vocab_size}; pass a --vocab-size above the data's largest id (Pythia: 50304)"
