@@ -383,6 +383,26 @@ def test_an_explicit_model_overrides_the_configs_shape(data, tmp_path):
     assert not log.exists()
 
 
+def test_init_from_refuses_an_explicit_shape_that_is_not_the_checkpoints(data, tmp_path):
+    # --model pythia-160m trained the checkpoint's shape without a word.
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    hf = tmp_path / "ck" / "step1"
+    run = ("--seq-length", str(SEQ), "--global-batch", "8", "--micro-batch", "4")
+    run += ("--train-iters", "1", "--device", "cpu", "--no-progress", "--data", str(data["a"]))
+    result = CliRunner().invoke(main, [*run, "--init-from", str(hf), "--model", "pythia-160m"])
+    usage_error(
+        result,
+        f"checkpoint {hf} has the shape num_layers 2, hidden_size 64, num_heads 4, vocab_size 512",
+        "asks for num_layers 12, hidden_size 768, num_heads 12",
+        "drop --model",
+    )
+    usage_error(cli("--init-from", hf, "--hidden-size", "128", data=data["a"]), "hidden_size 128")
+    # The checkpoint's own shape, or none asked for, trains from it.
+    assert cli("--init-from", hf, data=data["a"]).exit_code == 0
+    result = CliRunner().invoke(main, [*run, "--init-from", str(hf)])
+    assert result.exit_code == 0, result.output
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

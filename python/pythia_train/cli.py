@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -115,7 +116,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--init-from",
     type=click.Path(file_okay=False),
-    help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory.",
+    help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory; its "
+    "config.json decides the model's shape (a --model or shape option that differs is refused).",
 )
 @click.option("--checkpoint-factor", type=int, default=1000, help="Save every N steps ...")
 @click.option(
@@ -196,6 +198,8 @@ def _run(ctx: click.Context, opts: dict) -> None:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if opts["init_from"]:
+        _check_init_shape(opts["init_from"], model_cfg, [k for k in _SHAPE_OPTIONS if given(k)])
     if opts["resume"] and _same_dir(opts["resume"], opts["save"]):
         from pythia_train.checkpoint import has_checkpoint, log_owner, run_id
 
@@ -294,6 +298,50 @@ _SHAPE_KEYS = {
     "output_layer_init_method",
     "init_method_std",
 }
+
+
+# Command-line options that set the model's shape, and the ModelConfig fields each sets.
+_SHAPE_OPTIONS = {
+    "model": ("num_layers", "hidden_size", "num_heads"),
+    "num_layers": ("num_layers",),
+    "hidden_size": ("hidden_size",),
+    "num_attention_heads": ("num_heads",),
+    "vocab_size": ("vocab_size",),
+}
+
+
+def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
+    """The --init-from checkpoint decides the shape: a shape asked for explicitly that differs
+    is refused, rather than silently training the checkpoint's."""
+    from pythia_train.configs import PYTHIA_MODELS
+    from pythia_train.hf import config_from_hf
+
+    if not options:
+        return
+    f = Path(init_from) / "config.json"
+    try:
+        saved = config_from_hf(json.loads(f.read_text(encoding="utf-8")), str(f))
+    except (ValueError, OSError):
+        return  # loading the checkpoint reports what is wrong with it
+    fields = [k for o in options for k in _SHAPE_OPTIONS[o]]
+    fields = [k for k in dict.fromkeys(fields) if getattr(model_cfg, k) != getattr(saved, k)]
+    if not fields:
+        return
+    asked = ", ".join(f"{k} {getattr(model_cfg, k)}" for k in fields)
+    shape = ("num_layers", "hidden_size", "num_heads", "vocab_size")
+    has = ", ".join(f"{k} {getattr(saved, k)}" for k in shape)
+    size = [
+        name
+        for name, c in PYTHIA_MODELS.items()
+        if (c.num_layers, c.hidden_size, c.num_heads)
+        == (saved.num_layers, saved.hidden_size, saved.num_heads)
+    ]
+    of = f" ({size[0]}'s size)" if size else ""
+    flags = ", ".join(f"--{o.replace('_', '-')}" for o in options)
+    raise click.UsageError(
+        f"the --init-from checkpoint {init_from} has the shape {has}{of}; this run asks for "
+        f"{asked}. The checkpoint decides the shape: drop {flags}, or pass another --init-from"
+    )
 
 
 def _saved(opts: dict, train_cfg, records: list[dict]) -> str:
