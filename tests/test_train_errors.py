@@ -438,6 +438,23 @@ def test_saying_where_checkpoints_went(data, tmp_path):
     assert "the run is already complete" in result.output
 
 
+def test_save_steps_past_train_iters_are_noted(data, tmp_path):
+    # They were dropped without a word (a typo for --train-iters, say, went unseen). A run
+    # resumed with a larger --train-iters saves at them.
+    ck = tmp_path / "ck"
+    args = ("--save", ck, "--resume", ck, "--save-steps", "1,3,5")
+    result = cli(*args, data=data["a"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "note: --save-steps 3, 5 are past --train-iters 2: this run saves no checkpoint" in out
+    result = cli(*args, "--train-iters", "4", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert "note: --save-steps 5 is past --train-iters 4" in " ".join(result.output.split())
+    assert sorted(p.name for p in ck.iterdir()) == ["latest", "step1", "step2", "step3", "step4"]
+    # Without --save there is nothing to note.
+    assert "note" not in cli("--save-steps", "9", data=data["a"]).output
+
+
 def test_resume_keeps_the_checkpoints_context_and_notes_later_checkpoints(data, tmp_path):
     ck = tmp_path / "ck"
     args = ("--save", ck, "--train-iters", "4", "--save-steps", "2,4")

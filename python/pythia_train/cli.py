@@ -127,7 +127,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 )
 @click.option(
     "--save-steps",
-    help="Exactly these steps instead (comma-separated; '' for none), and the last step.",
+    help="Exactly these steps instead (comma-separated; '' for none), and the last step; "
+    "steps past --train-iters wait for a run resumed with a larger one (a note says so).",
 )
 @click.option(
     "--log-file",
@@ -200,6 +201,16 @@ def _run(ctx: click.Context, opts: dict) -> None:
         raise click.UsageError(str(e)) from None
     if opts["init_from"]:
         _check_init_shape(opts["init_from"], model_cfg, [k for k in _SHAPE_OPTIONS if given(k)])
+    later = sorted(s for s in train_cfg.save_steps or () if s > train_cfg.train_iters)
+    if later and opts["save"] and int(os.environ.get("RANK", "0")) == 0:
+        # Not refused: a run resumed with a larger --train-iters (the same command otherwise)
+        # saves there. But this run does not, and a typo must not pass unseen.
+        steps = ", ".join(map(str, later[:5])) + (", ..." if len(later) > 5 else "")
+        click.echo(
+            f"pythia-train: note: --save-steps {steps} {'is' if len(later) == 1 else 'are'} "
+            f"past --train-iters {train_cfg.train_iters}: this run saves no checkpoint there",
+            err=True,
+        )
     if opts["resume"] and _same_dir(opts["resume"], opts["save"]):
         from pythia_train.checkpoint import has_checkpoint, log_owner, run_id
 
