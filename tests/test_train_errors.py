@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +17,8 @@ import torch
 from click.testing import CliRunner
 from train_fixtures import random_rows, write_rows
 
+import pythia_data
+import pythia_train
 from pythia_data import IndexedDatasetBuilder
 from pythia_train.cli import main
 from pythia_train.neox_config import read_neox_config
@@ -709,3 +717,39 @@ def test_runs_without_save_own_their_logs_too(data, tmp_path, monkeypatch):
         "already holds another run's metrics",
     )
     assert shared.read_text() == taken
+
+
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_exits_130(tmp_path):
+    # It printed click's "Aborted!" and exited 1, unlike pythia-data (a one-line "interrupted;
+    # ..." and the shell's status for SIGINT).
+    prefix = write_rows(tmp_path / "rows", random_rows(20_000, SEQ, 512))
+    ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    shape = ("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4")
+    run = (*shape, "--vocab-size", "512", "--seq-length", str(SEQ), "--global-batch", "1")
+    run += ("--micro-batch", "1", "--device", "cpu", "--data", str(prefix), "--save", str(ck))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (pythia_data, pythia_train)}
+    env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "pythia_train.cli", *run, "--train-iters", "20000"]
+    cmd += ["--save-steps", "1,2", "--log-file", str(log), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # Step 3 logged: the checkpoint of step 2 is complete.
+        while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert out == "" and err == (
+        f"pythia-train: interrupted; the last checkpoint is {ck / 'step2'}: --resume {ck} "
+        f"--save {ck} continues from it\n"
+    )
+    result = CliRunner().invoke(main, [*run, "--resume", str(ck), "--train-iters", "3"])
+    assert result.exit_code == 0, result.output
+    assert "step 3: loss" in result.output

@@ -169,6 +169,26 @@ def main(**opts) -> None:
     except (ValueError, OSError, RuntimeError) as e:
         click.echo(f"pythia-train: error: {e}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        # As pythia-data: one line on where the work stands, and the shell's status for
+        # SIGINT (click's own "Aborted!" said neither).
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(f"pythia-train: interrupted; {_where_to_continue(opts)}", err=True)
+        sys.exit(130)
+
+
+def _where_to_continue(opts: dict) -> str:
+    from pythia_train.checkpoint import resolve_checkpoint
+    from pythia_train.hf import CheckpointError
+
+    save = opts.get("save")
+    if not save:
+        return "without --save this run saved no checkpoint to continue from"
+    try:
+        last = resolve_checkpoint(save)
+    except (CheckpointError, OSError):
+        return f"no checkpoint in {save} yet: --resume {save} --save {save} starts the run over"
+    return f"the last checkpoint is {last}: --resume {save} --save {save} continues from it"
 
 
 def _run(ctx: click.Context, opts: dict) -> None:
