@@ -220,6 +220,21 @@ def test_a_new_run_refuses_another_runs_save_directory_and_log(data, tmp_path):
     assert cli("--save", tmp_path / "empty", data=data["a"]).exit_code == 0
 
 
+@pytest.mark.parametrize("below", ["x.jsonl", "sub/x.jsonl"])
+def test_a_log_file_below_a_file_is_a_one_line_error(data, tmp_path, below):
+    # It was a bare "[Errno 17] File exists: '.../afile'".
+    (tmp_path / "afile").write_text("")
+    log = tmp_path / "afile" / below
+    for resume in ([], ["--save", tmp_path / "ck", "--resume", tmp_path / "ck"]):
+        one_line_error(
+            cli("--log-file", log, *resume, data=data["a"]),
+            f"--log-file: cannot write {log}",
+            f"{tmp_path / 'afile'}",
+            "not a folder",
+        )
+    assert not (tmp_path / "ck").exists()
+
+
 @pytest.mark.parametrize(
     "change, fragment",
     [

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from pythia_data.errors import PythiaDataError, prepare_output_folder
 from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import (
     NO_SAVE,
@@ -223,6 +224,12 @@ def train(
     settings (printing a note if this one asks for others), and continues only on the rows
     the checkpoint's run trained on.
     """
+    if log_path is not None and os.environ.get("RANK", "0") == "0":
+        try:
+            prepare_output_folder(log_path)
+        except PythiaDataError as e:
+            # Checked first: creating it later gave a bare "[Errno 17] File exists".
+            raise ValueError(f"--log-file: {e}") from None
     if resume is not None and log_path is not None:
         owner = log_owner(log_path)
         if owner is not None and owner != run_id(save):
