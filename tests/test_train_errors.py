@@ -106,6 +106,18 @@ def test_negative_token_ids_are_not_a_vocabulary_problem(tmp_path):
     assert "dtype is wrong" in out and "a larger --vocab-size cannot help" in out
 
 
+def test_a_directory_as_data_lists_the_datasets_in_it(data, tmp_path):
+    # It said "DIR.idx: No such file or directory", as if the directory's name were wrong.
+    folder = data["a"].parent
+    for given in (str(folder), f"{folder}/"):
+        one_line_error(
+            cli(data=given),
+            f"{given}: a directory; --data takes a dataset prefix",
+            f"the datasets in it: {folder / 'a'}, {folder / 'b'}",
+        )
+    one_line_error(cli(data=tmp_path), "it holds no dataset (no *.idx)")
+
+
 def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
     assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 0.1
     assert pythia_lr(3, 1.0, 0.1, 2.0, 2) == 0.1  # warmup covers the whole decay

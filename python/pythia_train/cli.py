@@ -462,7 +462,25 @@ def _pythia_key(name: str) -> str:
     return n if n.startswith("pythia-") else "pythia-" + n
 
 
+def _check_prefix(prefix: str) -> None:
+    """A directory given as --data was reported as a missing DIR.idx."""
+    p = Path(prefix)
+    if not p.is_dir() or p.with_name(p.name + ".idx").exists():
+        return
+    found = sorted(str(q.with_suffix("")) for q in p.glob("*.idx"))
+    holds = (
+        f"; the datasets in it: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}"
+        if found
+        else "; it holds no dataset (no *.idx)"
+    )
+    raise ValueError(
+        f"{prefix}: a directory; --data takes a dataset prefix (PREFIX for PREFIX.bin and "
+        f"PREFIX.idx, without the extension){holds}"
+    )
+
+
 def _open_data(prefix: str, fmt: str, cfg):
+    _check_prefix(prefix)
     if fmt == "preshuffled":
         from pythia_train.data import open_rows
 
