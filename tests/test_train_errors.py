@@ -431,7 +431,10 @@ def test_init_from_refuses_an_explicit_shape_that_is_not_the_checkpoints(data, t
         "asks for num_layers 12, hidden_size 768, num_heads 12",
         "drop --model",
     )
-    usage_error(cli("--init-from", hf, "--hidden-size", "128", data=data["a"]), "hidden_size 128")
+    usage_error(
+        cli("--init-from", hf, "--hidden-size", "128", data=data["a"]),
+        "asks for hidden_size 128. The checkpoint decides the shape: drop --hidden-size, or",
+    )
     # The checkpoint's own shape, or none asked for, trains from it.
     assert cli("--init-from", hf, data=data["a"]).exit_code == 0
     result = CliRunner().invoke(main, [*run, "--init-from", str(hf)])

@@ -368,7 +368,9 @@ def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
         == (saved.num_layers, saved.hidden_size, saved.num_heads)
     ]
     of = f" ({size[0]}'s size)" if size else ""
-    flags = ", ".join(f"--{o.replace('_', '-')}" for o in options)
+    flags = ", ".join(
+        f"--{o.replace('_', '-')}" for o in options if set(_SHAPE_OPTIONS[o]) & set(fields)
+    )
     raise click.UsageError(
         f"the --init-from checkpoint {init_from} has the shape {has}{of}; this run asks for "
         f"{asked}. The checkpoint decides the shape: drop {flags}, or pass another --init-from"
