@@ -247,6 +247,19 @@ def test_a_log_file_below_a_file_is_a_one_line_error(data, tmp_path, below):
     assert not (tmp_path / "ck").exists()
 
 
+@pytest.mark.parametrize("below", ["ck", "sub/ck"])
+def test_a_save_folder_below_a_file_is_a_one_line_error(data, tmp_path, below):
+    # It failed when the first checkpoint was due, after the steps before it, with a bare
+    # "[Errno 20] Not a directory".
+    (tmp_path / "afile").write_text("")
+    save = tmp_path / "afile" / below
+    one_line_error(
+        cli("--save", save, data=data["a"]),
+        f"--save: cannot make the folder {save}",
+        f"{tmp_path / 'afile'} is a file, not a folder",
+    )
+
+
 @pytest.mark.parametrize(
     "change, fragment",
     [

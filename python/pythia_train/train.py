@@ -230,6 +230,16 @@ def train(
         except PythiaDataError as e:
             # Checked first: creating it later gave a bare "[Errno 17] File exists".
             raise ValueError(f"--log-file: {e}") from None
+    if save is not None:
+        # Checked now, made with the first checkpoint: below a file, that failed after the
+        # steps before it, with a bare "[Errno 20] Not a directory".
+        blocking = Path(save)
+        while not blocking.exists() and blocking != blocking.parent:
+            blocking = blocking.parent
+        if not blocking.is_dir():
+            raise ValueError(
+                f"--save: cannot make the folder {save}: {blocking} is a file, not a folder"
+            )
     if resume is not None and log_path is not None:
         owner = log_owner(log_path)
         if owner is not None and owner != run_id(save):
