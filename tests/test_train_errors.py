@@ -561,6 +561,32 @@ def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
     assert again.exit_code == 0, again.output  # 17 → 25 samples: still one epoch, same order
 
 
+def test_gpt_neox_data_reads_an_index_built_with_a_cache_dir(tmp_path):
+    # `pythia-data build-index --cache-dir` put the index where the trainer could not look: it
+    # built another beside the data (or failed on read-only data).
+    from pythia_data.cli import main as data_main
+
+    rng = np.random.default_rng(4)
+    with IndexedDatasetBuilder(tmp_path / "docs", dtype=np.uint16) as b:
+        for _ in range(20):
+            b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
+    cache = tmp_path / "cache"
+    shape = ["--train-iters", "2", "--global-batch-size", "8", "--seq-length", str(SEQ)]
+    built = CliRunner().invoke(data_main, ["build-index", str(tmp_path / "docs"), *shape,
+                                           "--cache-dir", str(cache), "-q"])  # fmt: skip
+    assert built.exit_code == 0, built.output
+    index_files = sorted(p.name for p in cache.iterdir())
+    beside = sorted(p.name for p in tmp_path.iterdir())
+    ck = tmp_path / "ck"
+    result = cli("--data-format", "gpt-neox", "--cache-dir", cache, "--save", ck,
+                 data=tmp_path / "docs")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # The index found and used as it was: none built beside the data, nor another in the cache.
+    assert sorted(p.name for p in cache.iterdir()) == index_files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*beside, "ck"])
+    usage_error(cli("--cache-dir", cache, data=tmp_path / "docs"), "--data-format gpt-neox")
+
+
 def test_a_requeue_after_a_kill_before_the_first_checkpoint_starts_over(
     data, tmp_path, monkeypatch
 ):

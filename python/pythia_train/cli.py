@@ -53,6 +53,13 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "GPT-NeoX's index (pythia_data.GPTDataset).",
 )
 @click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --data-format gpt-neox: the directory of the index files, as given to "
+    "`pythia-data build-index --cache-dir` (default: beside the data, as GPT-NeoX does).",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -245,7 +252,12 @@ def _run(ctx: click.Context, opts: dict) -> None:
                     from pythia_train.train import truncate_log
 
                     truncate_log(log, 0)
-    rows = _open_data(opts["data"], opts["data_format"], train_cfg)
+    if opts["cache_dir"] is not None and opts["data_format"] != "gpt-neox":
+        raise click.UsageError(
+            "--cache-dir names where GPT-NeoX's index is: it needs --data-format gpt-neox "
+            "(preshuffled data has no index)"
+        )
+    rows = _open_data(opts["data"], opts["data_format"], train_cfg, opts["cache_dir"])
 
     from pythia_train.train import train
 
@@ -481,7 +493,7 @@ def _check_prefix(prefix: str) -> None:
     )
 
 
-def _open_data(prefix: str, fmt: str, cfg):
+def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None):
     _check_prefix(prefix)
     if fmt == "preshuffled":
         from pythia_train.data import open_rows
@@ -498,6 +510,7 @@ def _open_data(prefix: str, fmt: str, cfg):
         seq_length=cfg.seq_length,
         seed=cfg.seed,
         build=True,
+        cache_dir=cache_dir,
     )
 
 
