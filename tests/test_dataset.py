@@ -221,7 +221,8 @@ def test_range_errors_count_steps_of_the_dataset_batch(tmp_path):
     # With no full step it said "the last full step is -1".
     with pytest.raises(IndexError, match=rf"it holds no full step of {n + 1}$"):
         ds.batch(0, n + 1)
-    with pytest.raises(ValueError, match="checkpoint step -5 is negative"):
+    # IndexError, as batch() gives for a step outside the index.
+    with pytest.raises(IndexError, match="checkpoint step -5 is negative"):
         ds.checkpoint_rows(-5)
 
 
@@ -232,8 +233,12 @@ def test_a_checkpoint_step_past_the_index_is_refused():
     assert ds.checkpoint_rows(5) == range(0, 5120)
     assert ds.checkpoint_rows(88, 64) == range(0, 5632)
     for step, b, last in ((6, None, 5), (10**6, None, 5), (89, 64, 88)):
-        with pytest.raises(ValueError, match=f"the last checkpoint step it holds is {last} "):
+        with pytest.raises(IndexError, match=f"the last checkpoint step it holds is {last} "):
             ds.checkpoint_rows(step, b)
+    # A batch of no rows, or fewer, gave range(0, 0) and range(0, -4).
+    for b in (0, -4):
+        with pytest.raises(PythiaDataError, match=f"batch_size must be at least 1, not {b}"):
+            ds.checkpoint_rows(1, b)
 
 
 def indexed_token(prefix, doc):

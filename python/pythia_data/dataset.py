@@ -128,7 +128,10 @@ class RowDataset:
         a dataset that has none)."""
         if batch_size is None:
             return int(getattr(self, "global_batch_size", PYTHIA["global_batch_size"]))
-        return self._integer(batch_size, "batch_size")
+        batch_size = self._integer(batch_size, "batch_size")
+        if batch_size < 1:  # checkpoint_rows gave range(0, 0) for 0, range(0, -4) for -4
+            raise PythiaDataError(f"batch_size must be at least 1, not {batch_size}")
+        return batch_size
 
     def batch(self, step: int, batch_size: int | None = None, dtype=None, out=None) -> np.ndarray:
         """The (batch_size, seq_length + 1) rows optimizer step ``step`` trained on (into
@@ -159,12 +162,12 @@ class RowDataset:
         checkpoint_step = self._integer(checkpoint_step, "checkpoint_step")
         batch_size = self._batch_size(batch_size)
         if checkpoint_step < 0:  # an empty range would pass for step0
-            raise ValueError(f"checkpoint step {checkpoint_step} is negative")
+            raise IndexError(f"checkpoint step {checkpoint_step} is negative")
         # stepN is saved after N full steps, so N = the number of full steps is the last one
         # the index holds (its rows are all there); beyond it the range named rows that are not.
         n = len(self)
         if checkpoint_step * batch_size > n:
-            raise ValueError(
+            raise IndexError(
                 f"checkpoint step {checkpoint_step} would have trained on rows "
                 f"[0, {checkpoint_step * batch_size:,}), but the index has {n:,} rows: the last "
                 f"checkpoint step it holds is {n // batch_size:,} (steps of {batch_size})"
