@@ -517,6 +517,38 @@ def test_shards_merge_to_a_single_run(tmp_path, lines):
     assert not list(tmp_path.glob("y-*"))
 
 
+def test_a_shard_finishes_when_another_shards_input_goes_during_its_run(
+    tmp_path, lines, monkeypatch
+):
+    # Each part's record lists every input's size: measured after the run, a file deleted
+    # meanwhile failed the finished part with a bare "[Errno 2] No such file or directory".
+    from pythia_data.cli import tokenize as cli_tokenize
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        write_zst_frames(d / f"{i:02d}.jsonl.zst", lines[i * 60 : (i + 1) * 60], frames=1)
+    assert run(d, "--output", tmp_path / "single").exit_code == 0
+    first = run(d, "--output", tmp_path / "pile", "--shard-index", 0, "--num-shards", 2)
+    assert first.exit_code == 0, first.output
+    kept = (d / "00.jsonl.zst").read_bytes()
+    report = cli_tokenize._Bar.__call__
+
+    def deleting_shard_0s_input(self, *progress):
+        (d / "00.jsonl.zst").unlink(missing_ok=True)
+        return report(self, *progress)
+
+    monkeypatch.setattr(cli_tokenize._Bar, "__call__", deleting_shard_0s_input)
+    second = run(d, "--output", tmp_path / "pile", "--shard-index", 1, "--num-shards", 2)
+    assert second.exit_code == 0, second.output
+    assert not (d / "00.jsonl.zst").exists()
+    (d / "00.jsonl.zst").write_bytes(kept)
+    parts = [tmp_path / f"pile-{i:05d}-of-00002" for i in range(2)]
+    result = CliRunner().invoke(main, ["merge", str(tmp_path / "merged"), *map(str, parts)])
+    assert result.exit_code == 0, result.output
+    assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
+
+
 def _input_folder(tmp_path: Path, lines: list[str], files: int) -> Path:
     """A folder of `files` .jsonl.zst files of 60 lines each."""
     d = tmp_path / "in"

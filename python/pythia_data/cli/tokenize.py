@@ -218,6 +218,9 @@ def command(
             )
         files = shard_inputs(files, shard_index, num_shards)
         output = shard_prefix(output, shard_index, num_shards)
+        # The input list as this run found it, for the part's record: measured once the run
+        # was done, a file deleted meanwhile (another shard's, even) failed the finished part.
+        all_sizes = [input_size(f) for f in all_files]
     click.get_current_context().meta[WORK_DIR_KEY] = f"{output}.partial"
     try:
         # Every shard's output against every input: shard 1 must not replace shard 0's input.
@@ -266,7 +269,7 @@ def command(
                 shard_index,
                 num_shards,
                 all_files,
-                [input_size(f) for f in all_files],
+                all_sizes,
                 tokenizer.sha256,
                 text_key,
             )
