@@ -878,6 +878,10 @@ def test_data_of_another_compression_than_its_name_says_what_it_is(tmp_path):
         "z.jsonl.gz": (zstandard.compress(line), "zstd-compressed data in a file named as gzip"),
         "t.jsonl.zst": (line, "uncompressed JSON lines in a file named as zstd: rename it"),
         "t.jsonl.gz": (line, "uncompressed JSON lines in a file named as gzip: rename it"),
+        "b.jsonl.zst": (
+            b"\xef\xbb\xbf\r\n \n" + line,
+            "uncompressed JSON lines in a file named as",
+        ),
         "x.jsonl.gz": (lzma.compress(line), "xz-compressed data, which tokenize does not read"),
     }
     for name, (data, message) in cases.items():

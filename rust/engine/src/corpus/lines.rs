@@ -60,7 +60,8 @@ const COMPRESSED: [(&[u8], &str); 7] = [
 /// words ("Unknown frame descriptor"), which name neither the cause nor the remedy.
 fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut head = [0u8; 6];
+    // Room for a BOM and some blank lines before a JSON object's brace.
+    let mut head = [0u8; 64];
     let mut n = 0;
     while n < head.len() {
         match file.read_at(&mut head[n..], n as u64) {
@@ -90,13 +91,22 @@ fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
              recompress it with zstd (.jsonl.zst) or gzip (.jsonl.gz)"
         ),
         // Other first bytes are left to the decoder (zstd's skippable frames have magic
-        // numbers of their own), except a JSON object's opening brace.
-        None if named != Compression::None && head[..n].first() == Some(&b'{') => {
+        // numbers of their own), except a JSON object's opening brace, after a BOM and blank
+        // lines as JSON lines may have them.
+        None if named != Compression::None && starts_like_json_lines(&head[..n]) => {
             format!("uncompressed JSON lines in a file named as {name}: {rename}")
         }
         None => return Ok(()),
     };
     Err(Error::corrupt(path, what))
+}
+
+/// Whether `head` opens like a JSON-lines file: a BOM and JSON whitespace at most, then `{`.
+fn starts_like_json_lines(head: &[u8]) -> bool {
+    let head = head.strip_prefix(BOM).unwrap_or(head);
+    head.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .is_some_and(|&b| b == b'{')
 }
 
 /// The decompressed bytes of `path`; `counter` (if any) counts the bytes read from the file.
