@@ -806,7 +806,8 @@ def test_damage_in_a_meta_field_that_is_not_read_stops_nothing(tmp_path):
     result = run(source, "--output", tmp_path / "out2", "--meta-key", "meta.url")
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"error: {source}: damaged Arrow data in rows 1-4 ")
-    assert "column 'meta'" in result.output and not list(tmp_path.glob("out2*"))
+    assert "column 'meta', read at 'meta.url': " in result.output, result.output
+    assert not list(tmp_path.glob("out2*"))
 
 
 def test_dictionary_text_is_taken_into_64_bit_offsets():

@@ -567,13 +567,16 @@ def _damage(batch, columns: list[str], meta_key: str | None) -> str | None:
 
     for i, name in enumerate(batch.schema.names):
         if name in columns:
-            col = batch.column(i)
+            col, where = batch.column(i), f"column {name!r}"
             if name != columns[0] and meta_key:
-                col = _read_part(col, meta_key.split(".")[name.count(".") + 1 :])
+                fields = meta_key.split(".")[name.count(".") + 1 :]
+                col = _read_part(col, fields)
+                if fields:  # pyarrow numbers the children of the struct as narrowed
+                    where += f", read at {'.'.join([name, *fields])!r}"
             try:
                 col.view(_as_binary(col.type)).validate(full=True)
             except (pa.ArrowException, ValueError) as e:
-                return f"column {name!r}: {_one_line(e)}"
+                return f"{where}: {_one_line(e)}"
     return None
 
 
