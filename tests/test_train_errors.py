@@ -448,6 +448,14 @@ def test_init_from_refuses_an_explicit_shape_that_is_not_the_checkpoints(data, t
         cli("--init-from", hf, "--hidden-size", "128", data=data["a"]),
         "asks for hidden_size 128. The checkpoint decides the shape: drop --hidden-size, or",
     )
+    # Only the options that set a differing field are named: --model's layers are overridden
+    # by --num-layers here, so dropping --model would change nothing.
+    shape = ("--hidden-size", "64", "--num-attention-heads", "4", "--vocab-size", "512")
+    result = CliRunner().invoke(
+        main, [*run, *shape, "--init-from", str(hf), "--model", "pythia-160m", "--num-layers", "3"]
+    )
+    out = usage_error(result, "asks for num_layers 3. The checkpoint decides the shape: drop")
+    assert "drop --num-layers, or" in out and "--model" not in out.split("drop")[1], out
     # The checkpoint's own shape, or none asked for, trains from it.
     assert cli("--init-from", hf, data=data["a"]).exit_code == 0
     result = CliRunner().invoke(main, [*run, "--init-from", str(hf)])

@@ -366,7 +366,10 @@ def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
         saved = config_from_hf(json.loads(f.read_text(encoding="utf-8")), str(f))
     except (ValueError, OSError):
         return  # loading the checkpoint reports what is wrong with it
-    fields = [k for o in options for k in _SHAPE_OPTIONS[o]]
+    # --model sets only what no option beside it sets (--num-layers 4 overrides its layers).
+    explicit = {k for o in options if o != "model" for k in _SHAPE_OPTIONS[o]}
+    sets = {o: [k for k in _SHAPE_OPTIONS[o] if o != "model" or k not in explicit] for o in options}
+    fields = [k for o in options for k in sets[o]]
     fields = [k for k in dict.fromkeys(fields) if getattr(model_cfg, k) != getattr(saved, k)]
     if not fields:
         return
@@ -380,9 +383,7 @@ def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
         == (saved.num_layers, saved.hidden_size, saved.num_heads)
     ]
     of = f" ({size[0]}'s size)" if size else ""
-    flags = ", ".join(
-        f"--{o.replace('_', '-')}" for o in options if set(_SHAPE_OPTIONS[o]) & set(fields)
-    )
+    flags = ", ".join(f"--{o.replace('_', '-')}" for o in options if set(sets[o]) & set(fields))
     raise click.UsageError(
         f"the --init-from checkpoint {init_from} has the shape {has}{of}; this run asks for "
         f"{asked}. The checkpoint decides the shape: drop {flags}, or pass another --init-from"
