@@ -146,6 +146,23 @@ def test_generation_rejects_ids_outside_the_vocabulary(bad):
         model.generate(torch.tensor([[1, 2], [3, bad]]), 2)
 
 
+def test_generation_rejects_ids_that_are_not_integers():
+    # 1.5 was read as token 1, a float or bool tensor failed in the embedding, and a uint64 id
+    # past int64 was named as a negative number.
+    model = build_model(tiny_config(), seed=0)
+    for prompt, dtype in (([1.5, 2.0], "float64"), ([True, False], "bool")):
+        with pytest.raises(TypeError, match=f"token ids must be integers, not {dtype}"):
+            model.generate(prompt, 1)
+    for tensor in (torch.tensor([[1.0, 2.0]]), torch.tensor([[True, False]])):
+        with pytest.raises(TypeError, match="token ids must be integers, not torch."):
+            model.generate(tensor, 1)
+    huge = np.array([1, 2**63 + 5], dtype=np.uint64)
+    with pytest.raises(ValueError, match=f"token id {2**63 + 5}, outside the model's vocab"):
+        model.generate(huge, 1)
+    ids = np.array([1, 2], dtype=np.uint32)  # what Tokenizer.encode gives
+    assert model.generate(ids, 1)[0, :2].tolist() == [1, 2]
+
+
 def _std(model, suffix):
     ws = [p for n, p in model.named_parameters() if n.endswith(suffix)]
     return float(torch.cat([w.detach().flatten() for w in ws]).std())

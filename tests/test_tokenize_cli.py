@@ -176,10 +176,11 @@ def test_a_meta_key_no_document_has_is_noted(tmp_path):
     # A --meta-key spelled wrong gave every document an empty subset, and no word of it.
     src = tmp_path / "c.jsonl"
     src.write_text('{"text": "a", "meta": {"pile_set_name": "ArXiv"}}\n{"text": "b"}\n')
-    note = "note: no document has a string at --meta-key 'meta.pile_sett', so every subset is "
+    note = "note: no document has a subset name at --meta-key 'meta.pile_sett' (a string, not "
     result = run(src, "-o", tmp_path / "typo", "--meta-key", "meta.pile_sett")
     assert result.exit_code == 0, result.output
-    assert note + 'empty (a JSON line holds it as {"meta": {"pile_sett": "NAME"}})' in result.output
+    held = 'so every subset is empty (a JSON line holds it as {"meta": {"pile_sett": "NAME"}})'
+    assert f"{note}empty), {held}" in result.output, result.output
     assert np.load(tmp_path / "typo.subsets.npy").tolist() == [0, 0]
     # The key found in one document, or the default key (a corpus that is not the Pile need
     # not have it): nothing to say.

@@ -182,10 +182,21 @@ class GPTNeoX(nn.Module):
         """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len).
         ``prompt``: token ids, (len,) or (batch, len), as a tensor, a numpy array (such as
         ``Tokenizer.encode`` returns) or a list."""
+        vocab = self.cfg.vocab_size
         if not isinstance(prompt, torch.Tensor):
+            ids = np.asarray(prompt)
+            # As int64, 1.5 was token 1 and uint64 ids past int64 turned negative.
+            if ids.size and ids.dtype.kind not in "iu":
+                raise TypeError(f"token ids must be integers, not {ids.dtype}")
+            if ids.size and ids.dtype.kind == "u" and int(ids.max()) >= vocab:
+                raise ValueError(
+                    f"the prompt has token id {int(ids.max())}, outside the model's vocabulary "
+                    f"of {vocab} (ids 0..{vocab - 1})"
+                )
             # numpy's uint32 ids (tokenizer output) have no torch embedding: as int64.
-            ids = np.asarray(prompt, dtype=np.int64)
-            prompt = torch.from_numpy(ids).to(next(self.parameters()).device)
+            prompt = torch.from_numpy(ids.astype(np.int64)).to(next(self.parameters()).device)
+        elif prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
+            raise TypeError(f"token ids must be integers, not {prompt.dtype}")
         if prompt.ndim == 1:
             prompt = prompt[None]
         # Checked here: otherwise they surface as an opaque KV-cache size error or IndexError.
@@ -193,7 +204,6 @@ class GPTNeoX(nn.Module):
             raise ValueError("max_new_tokens must be >= 0")
         if prompt.shape[1] == 0:
             raise ValueError("the prompt needs at least one token to condition on")
-        vocab = self.cfg.vocab_size
         bad = prompt[(prompt < 0) | (prompt >= vocab)]
         if bad.numel():
             raise ValueError(

@@ -289,8 +289,9 @@ def _note_missing_meta(output: Path, meta_key: str) -> None:
         for key in reversed(meta_key.split(".")):
             example = {key: example}
         click.echo(
-            f"note: no document has a string at --meta-key {meta_key!r}, so every subset is "
-            f"empty (a JSON line holds it as {json.dumps(example, ensure_ascii=False)})",
+            f"note: no document has a subset name at --meta-key {meta_key!r} (a string, not "
+            f"empty), so every subset is empty (a JSON line holds it as "
+            f"{json.dumps(example, ensure_ascii=False)})",
             err=True,
         )
 
