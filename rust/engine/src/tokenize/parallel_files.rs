@@ -199,6 +199,36 @@ impl Shared<'_> {
         self.spare_workers.fetch_add(threads, Ordering::AcqRel);
     }
 
+    /// Show what an interrupted run left in the parts from the start: each part reports only
+    /// once it runs, so a resumed run's progress began at the parts it took up first and then
+    /// jumped as each later one started (which made the bar's rate and ETA wrong). A part
+    /// whose checkpoint turns out not to resume reports its own figures once it runs.
+    fn credit_earlier_work(&self, file_bytes: &[u64]) {
+        for (part, &files) in self.parts.iter().enumerate() {
+            let first_line = if part == 0 { self.first_line } else { 0 };
+            let prefix = part_prefix(&self.dir, files);
+            // The part's files before file `to` (an input's index), as stored.
+            let bytes_to = |to: usize| -> u64 { file_bytes[files.0..to.min(files.1)].iter().sum() };
+            let (documents, tokens, input_bytes_read) =
+                if let Some(r) = read_done(&done_path(&self.dir, files), &prefix, first_line) {
+                    (r.counts.documents, r.counts.tokens, bytes_to(files.1))
+                } else if let Some((documents, tokens, file)) = read_checkpoint_counts(&prefix) {
+                    let to = files
+                        .0
+                        .saturating_add(usize::try_from(file).unwrap_or(usize::MAX));
+                    (documents, tokens, bytes_to(to))
+                } else {
+                    continue;
+                };
+            self.live[part].set(&Progress {
+                documents,
+                tokens,
+                input_bytes_read,
+                ..Default::default()
+            });
+        }
+    }
+
     /// Tokenize part `part`, or take the one a killed run finished.
     fn part(&self, part: usize, threads: usize, spare: &SpareWorkers) -> Result<PartReport> {
         let files = self.parts[part];
@@ -260,6 +290,17 @@ impl Shared<'_> {
 }
 
 /// The report of a part a killed run finished, if it is there whole and started at `first_line`.
+/// Documents, tokens and the input file (within the part) of a part's checkpoint, if any.
+fn read_checkpoint_counts(prefix: &Path) -> Option<(u64, u64, u64)> {
+    let path = work_dir(prefix).join("checkpoint.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some((
+        v["documents"].as_u64()?,
+        v["tokens"].as_u64()?,
+        v["file"].as_u64()?,
+    ))
+}
+
 fn read_done(done: &Path, prefix: &Path, first_line: u64) -> Option<PartReport> {
     let v: Value = serde_json::from_slice(&std::fs::read(done).ok()?).ok()?;
     if v["first_line"].as_u64() != Some(first_line) {
@@ -351,6 +392,7 @@ fn append_parts(
         live: (0..n).map(|_| Live::default()).collect(),
         spare_workers: AtomicUsize::new(0),
     };
+    shared.credit_earlier_work(&prep.file_bytes);
     let (results_tx, results) = channel::<(usize, Result<PartReport>)>();
     std::thread::scope(|scope| {
         for lane in 0..lanes {
@@ -688,6 +730,41 @@ mod tests {
             assert!(!work_dir(&prefix).exists());
             assert!(!idx_path(&prefix).exists());
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_run_shows_the_parts_earlier_work_from_its_first_progress_call() {
+        // Each part reported only once it ran: a resumed run one part at a time began at the
+        // first part's figures, and jumped at each later part that held earlier work.
+        let dir = temp("credit");
+        let paths = corpus(&dir, &[]);
+        let tok = neox();
+        let prefix = dir.join("out");
+        let mut opts = options(&paths, &prefix, 3, 3);
+        opts.part_bytes = 0;
+        opts.chunk_bytes = 300;
+        opts.checkpoint_interval = Duration::ZERO;
+        opts.progress_interval = Duration::ZERO;
+        let mut calls = 0;
+        let stopped = tokenize_files(&tok, &opts, &mut |_| {
+            calls += 1;
+            calls < 12
+        });
+        assert_eq!(stopped.unwrap_err().to_string(), INTERRUPTED);
+        let mut seen = Vec::new();
+        let mut opts = options(&paths, &prefix, 1, 1);
+        opts.part_bytes = 0;
+        opts.progress_interval = Duration::ZERO;
+        let report = tokenize_files(&tok, &opts, &mut |p| {
+            seen.push((p.documents, p.input_bytes_read));
+            true
+        })
+        .unwrap();
+        assert!(report.resumed_documents > 0);
+        let first = seen[0];
+        assert!(first.0 >= report.resumed_documents, "{first:?}, {report:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
