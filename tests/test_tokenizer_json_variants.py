@@ -271,6 +271,29 @@ def test_gpt2_post_processor_and_decoder_flags_load(tmp_path):
     refused(cfg, tmp_path, "pre_tokenizer ByteLevel with add_prefix_space=true")
 
 
+def test_a_template_post_processor_that_adds_nothing_loads(tmp_path):
+    # transformers' GPTNeoXTokenizerFast installs TemplateProcessing("$A:0", "$A:0 $B:1") when
+    # it adds neither BOS nor EOS, so a Pythia tokenizer saved with save_pretrained holds one:
+    # such files were refused ("only ByteLevel is supported").
+    from tokenizers import processors
+
+    ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
+    plain = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    byte_level = processors.ByteLevel(trim_offsets=False)
+    for post in (plain, processors.Sequence([byte_level, plain])):
+        ref.post_processor = post
+        cfg = json.loads(ref.to_str())
+        ours, loaded = load_both(cfg, tmp_path)
+        assert_same(ours, loaded, TEXTS, [12092, 1533, 0])
+    # One that adds EOS changes encode's ids: refused, rather than followed without it.
+    ref.post_processor = processors.TemplateProcessing(
+        single="$A:0 <|endoftext|>:0", pair="$A:0 $B:1", special_tokens=[("<|endoftext|>", 0)]
+    )
+    cfg = json.loads(ref.to_str())
+    assert ref.encode("Hello world").ids == [12092, 1533, 0]
+    refused(cfg, tmp_path, "TemplateProcessing adds special tokens, which is not supported")
+
+
 def test_added_tokens_numbered_as_the_reference_does_load(tmp_path):
     cfg = config()
     # Content already in the vocab takes its vocab id; new content the next id after the vocab

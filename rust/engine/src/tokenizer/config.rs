@@ -205,6 +205,65 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool)
     Ok(())
 }
 
+/// A post-processor changes the ids `encode` gives only by adding special tokens: ByteLevel's
+/// (offsets only), a template that adds none (what transformers' `GPTNeoXTokenizerFast`
+/// installs unless asked to add BOS or EOS, so Pythia tokenizers saved with `save_pretrained`
+/// have one) and a sequence of those are accepted; a template that adds tokens is refused.
+fn check_post_processor(v: &Value) -> Result<()> {
+    match type_of(v) {
+        _ if v.is_null() => Ok(()),
+        Some("TemplateProcessing") => check_plain_template(v),
+        Some("Sequence") => {
+            let Some(items) = v.get("processors").and_then(Value::as_array) else {
+                return Err(invalid(
+                    "post_processor Sequence has no \"processors\" list (a required field)",
+                ));
+            };
+            for item in items {
+                match type_of(item) {
+                    Some("TemplateProcessing") => check_plain_template(item)?,
+                    _ => check_byte_level(item, "post_processor", false, false)?,
+                }
+            }
+            Ok(())
+        }
+        _ => check_byte_level(v, "post_processor", true, false),
+    }
+}
+
+/// A TemplateProcessing that gives the sequence as it is: `$A` alone (and `$A $B` for pairs),
+/// no special tokens.
+fn check_plain_template(v: &Value) -> Result<()> {
+    let pieces = |key: &str| -> Result<Vec<&str>> {
+        let list = v.get(key).and_then(Value::as_array).ok_or_else(|| {
+            invalid(format!(
+                "post_processor TemplateProcessing has no \"{key}\" list (a required field)"
+            ))
+        })?;
+        list.iter()
+            .map(|piece| {
+                piece
+                    .get("Sequence")
+                    .and_then(|s| s.get("id"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid(
+                            "post_processor TemplateProcessing adds special tokens, which is not \
+                             supported (encode gives the text's ids only; add them yourself)",
+                        )
+                    })
+            })
+            .collect()
+    };
+    if pieces("single")? != ["A"] || !matches!(pieces("pair")?.as_slice(), ["A", "B"]) {
+        return Err(invalid(
+            "post_processor TemplateProcessing other than \"$A\" (pair \"$A $B\") is not \
+             supported",
+        ));
+    }
+    Ok(())
+}
+
 /// The refusal of two vocab tokens with one id: the reference decodes that id to either of them,
 /// whichever its HashMap iteration happens to visit last, so no one answer can match it.
 fn shared_id(ids: &HashMap<&str, u32>, id: u32) -> Error {
@@ -341,12 +400,7 @@ impl TokenizerConfig {
             false,
             true,
         )?;
-        check_byte_level(
-            root.get("post_processor").unwrap_or(&Value::Null),
-            "post_processor",
-            true,
-            false,
-        )?;
+        check_post_processor(root.get("post_processor").unwrap_or(&Value::Null))?;
         check_byte_level(
             root.get("decoder").unwrap_or(&Value::Null),
             "decoder",
