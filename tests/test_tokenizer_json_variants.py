@@ -294,6 +294,18 @@ def test_a_template_post_processor_that_adds_nothing_loads(tmp_path):
     refused(cfg, tmp_path, "TemplateProcessing adds special tokens, which is not supported")
 
 
+def test_a_normalizer_sequence_of_nfc_loads(tmp_path):
+    # [NFC, NFC] was refused ("only NFC is supported"); NFC twice is NFC, as the reference finds.
+    nfc = {"type": "NFC"}
+    for normalizers in ([nfc, nfc], [nfc, {"type": "Sequence", "normalizers": [nfc]}], []):
+        cfg = config()
+        cfg["normalizer"] = {"type": "Sequence", "normalizers": normalizers}
+        ours, ref = load_both(cfg, tmp_path)
+        assert_same(ours, ref, [*TEXTS, "e\u0301 A\u030a\u0323"], [12092])
+    cfg["normalizer"] = {"type": "Sequence", "normalizers": [nfc, {"type": "Lowercase"}]}
+    refused(cfg, tmp_path, 'unsupported normalizer "Lowercase"')
+
+
 def test_added_tokens_numbered_as_the_reference_does_load(tmp_path):
     cfg = config()
     # Content already in the vocab takes its vocab id; new content the next id after the vocab

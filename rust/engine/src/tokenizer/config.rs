@@ -80,17 +80,18 @@ fn check_normalizer(v: &Value) -> Result<bool> {
                         "normalizer Sequence has no \"normalizers\" list (a required field)",
                     ));
                 };
-                match items.as_slice() {
-                    // The reference refuses a null inside a sequence, where it is no normalizer.
-                    [Value::Null] => Err(invalid(
+                // The reference refuses a null inside a sequence, where it is no normalizer.
+                if items.iter().any(Value::is_null) {
+                    return Err(invalid(
                         "normalizer Sequence holds null (the reference refuses it)",
-                    )),
-                    [] => Ok(false),
-                    [one] => check_normalizer(one),
-                    _ => Err(invalid(
-                        "unsupported normalizer sequence (only NFC is supported)",
-                    )),
+                    ));
                 }
+                // NFC applied twice is NFC: any number of them, or none, is one or none.
+                let mut nfc = false;
+                for item in items {
+                    nfc |= check_normalizer(item)?;
+                }
+                Ok(nfc)
             }
             other => Err(invalid(format!(
                 "unsupported normalizer {} (only NFC or none is supported)",
