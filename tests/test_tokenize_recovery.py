@@ -354,6 +354,15 @@ def test_the_python_api_takes_one_path_and_a_tokenizer_path_and_checks_its_optio
         ({"threads": -1}, ValueError, "threads must be 0 or more"),
         ({"chunk_bytes": -1}, ValueError, "chunk_bytes must be 0 or more"),
         ({"progress": 5}, TypeError, "progress must be callable"),
+        # 2**40 threads (or a chunk of 2**50 bytes) aborted the process on the memory for them;
+        # ten million threads spawned for minutes; "2" failed comparing str and int.
+        ({"threads": 2**40}, ValueError, "threads 1099511627776 is more than the most a run"),
+        ({"threads": 10**7}, ValueError, "threads 10000000 is more than the most a run"),
+        ({"chunk_bytes": 2**50}, ValueError, "chunk_bytes .* is more than the most a run"),
+        ({"parallel_files": 10**6}, ValueError, "parallel_files 1000000 is more than the most"),
+        ({"threads": "2"}, TypeError, "threads must be an integer, not str"),
+        ({"chunk_bytes": 2.5}, TypeError, "chunk_bytes must be an integer, not float"),
+        ({"checkpoint_seconds": -1}, ValueError, "checkpoint_seconds must be 0 or more"),
     ]:
         with pytest.raises(error, match=message):
             tokenize_files([src], tmp_path / "bad", **kwargs)

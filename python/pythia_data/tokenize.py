@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -221,6 +223,13 @@ def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
     return Path(f"{os.fspath(prefix)}-{shard_index:05d}-of-{num_shards:05d}")
 
 
+#: Most worker threads (and files at once) a run takes: far more than any machine's cores,
+#: few enough that a mistyped count is refused rather than spawned.
+MAX_THREADS = 4096
+#: Largest work unit of JSON lines: each chunk in flight holds about 1.5 times this much.
+MAX_CHUNK_BYTES = 1 << 30
+
+
 def tokenize_files(
     inputs: Sequence[PathLike] | PathLike,
     output: PathLike,
@@ -276,14 +285,25 @@ def tokenize_files(
         )
     if part_bytes is None:
         part_bytes = PART_BYTES  # read at call time, so that setting it applies to the CLI too
-    for name, value in (
-        ("threads", threads),
-        ("parallel_files", parallel_files),
-        ("part_bytes", part_bytes),
-        ("chunk_bytes", chunk_bytes),
+    for name, value, most in (
+        ("threads", threads, MAX_THREADS),
+        ("parallel_files", parallel_files, MAX_THREADS),
+        ("part_bytes", part_bytes, None),
+        ("chunk_bytes", chunk_bytes, MAX_CHUNK_BYTES),
     ):
+        try:
+            value = operator.index(value)  # "2" or 2.5 failed as a comparison of str and int
+        except TypeError:
+            raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
         if value < 0:
             raise ValueError(f"{name} must be 0 or more, not {value}")
+        if most is not None and value > most:
+            # 2**40 threads aborted the process on the memory for them.
+            raise ValueError(f"{name} {value} is more than the most a run takes, {most}")
+    if math.isnan(checkpoint_seconds) or checkpoint_seconds < 0:
+        raise ValueError(
+            f"checkpoint_seconds must be 0 or more (0: at every chance), not {checkpoint_seconds}"
+        )
     if meta_key and meta_key == text_key:
         raise ValueError(
             f"the meta key {meta_key!r} is the text key: subsets name a document's source (such "

@@ -18,6 +18,7 @@ from pythia_data.indexed import _strip_extension
 from pythia_data.progress import progress_bar
 from pythia_data.shard_record import remove_shard_record, write_shard_record
 from pythia_data.tokenize import (
+    MAX_THREADS,
     _refuse_output_over_input,
     find_inputs,
     input_size,
@@ -120,7 +121,7 @@ class _Bar:
 )
 @click.option(
     "--threads",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_THREADS),
     default=0,
     show_default=True,
     help="Worker threads, each decompressing and tokenizing in turn (0: all cores; from 6 on, "
@@ -129,7 +130,7 @@ class _Bar:
 )
 @click.option(
     "--parallel-files",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_THREADS),
     default=0,
     show_default=True,
     help="Input files to tokenize at once (0: 1 below 12 threads, else one per 2 threads). "

@@ -563,9 +563,31 @@ impl Stamp {
     }
 }
 
+/// Most worker threads a run takes: far more than any machine's cores, few enough that a
+/// mistyped count fails here rather than in spawning millions of threads (or aborting on the
+/// memory for them).
+pub const MAX_THREADS: usize = 4096;
+/// Largest work unit: each chunk in flight holds about 1.5 times this much.
+pub const MAX_CHUNK_BYTES: usize = 1 << 30;
+
 fn prepare(tok: &Tokenizer, opts: &TokenizeOptions) -> Result<Prepared> {
     if opts.inputs.is_empty() {
         return Err(Error::invalid("no input files"));
+    }
+    for (name, value, most) in [
+        ("threads", opts.threads, MAX_THREADS),
+        (
+            "parallel_files",
+            opts.parallel_files.unwrap_or(0),
+            MAX_THREADS,
+        ),
+        ("chunk_bytes", opts.chunk_bytes, MAX_CHUNK_BYTES),
+    ] {
+        if value > most {
+            return Err(Error::invalid(format!(
+                "{name} {value} is more than the most a run takes, {most}"
+            )));
+        }
     }
     let eod = tok.eod_id().ok_or_else(|| {
         Error::invalid("the tokenizer has no <|endoftext|> token to end documents with")
@@ -1218,6 +1240,34 @@ mod tests {
             calls.iter().filter(|c| c.0 < 201).all(|c| c.1 < c.2),
             "{waiting:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counts_past_any_machine_are_refused_before_work() {
+        // 2^40 threads aborted the process on the memory for their handles.
+        let dir = std::env::temp_dir().join(format!("pythia-tok-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.jsonl");
+        std::fs::write(&path, "{\"text\": \"a\"}\n").unwrap();
+        let base = TokenizeOptions::new(vec![path], dir.join("out"));
+        type Set = fn(&mut TokenizeOptions);
+        let cases: [(&str, Set); 3] = [
+            ("threads 1099511627776 is more", |o| o.threads = 1 << 40),
+            ("parallel_files 5000 is more", |o| {
+                o.parallel_files = Some(5000)
+            }),
+            ("chunk_bytes 2147483648 is more", |o| {
+                o.chunk_bytes = 2 << 30
+            }),
+        ];
+        for (message, set) in cases {
+            let mut opts = base.clone();
+            set(&mut opts);
+            let err = tokenize_files(&neox(), &opts, &mut |_| true).unwrap_err();
+            assert!(err.to_string().starts_with(message), "{err}");
+            assert!(!work_dir(&opts.prefix).exists());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
