@@ -251,6 +251,29 @@ def test_bytes_given_to_a_batch_call_say_texts_are_str(ours):
                 getattr(ours, name)(texts)
 
 
+def test_a_batch_call_refuses_unordered_texts_and_names_a_bad_one(ours):
+    # A dict encoded its keys and a set in no fixed order; a None among the texts was
+    # "argument 'texts': 'NoneType' object cannot be cast as 'str'", at no position.
+    for name in ("encode_batch", "encode_batch_flat"):
+        call = getattr(ours, name)
+        for texts, kind in (({"a": 1}, "dict"), ({"a", "b"}, "set"), (frozenset("a"), "frozen")):
+            with pytest.raises(
+                TypeError, match=f"^{name} takes a sequence of texts in order .*{kind}"
+            ):
+                call(texts)
+        with pytest.raises(TypeError, match=f"^{name}: text 2 is a NoneType, not a str$"):
+            call(["a", "b", None, 5])
+        assert [list(x) for x in ours.encode_batch(("Hello", "world"))] == [[12092], [10186]]
+        assert ours.encode_batch_flat(iter(["Hello"]))[0].tolist() == [12092]
+
+
+def test_an_empty_path_or_a_path_given_to_from_str_is_a_clear_error():
+    with pytest.raises(ValueError, match="not an empty path"):
+        Tokenizer("")
+    with pytest.raises(ValueError, match="for a file use Tokenizer.from_file"):
+        Tokenizer.from_str(str(DEFAULT_TOKENIZER))
+
+
 def test_from_str_of_bytes_is_a_type_error():
     with pytest.raises(TypeError, match="from_str takes the JSON text as a str"):
         Tokenizer.from_str(DEFAULT_TOKENIZER.read_bytes())

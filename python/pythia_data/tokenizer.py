@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
@@ -32,6 +33,8 @@ class Tokenizer:
                 f"GPT-NeoX-20B), not {type(path).__name__}; from_str takes its JSON text"
             )
         path = os.fsdecode(DEFAULT_TOKENIZER if path is None else path)
+        if not path:  # it failed as "FileNotFoundError: : No such file or directory"
+            raise ValueError("Tokenizer takes the path of a tokenizer.json, not an empty path")
         # JSON text passed by mistake; a file whose name starts with "{" is still a path.
         if path.lstrip().startswith("{") and not os.path.exists(path):
             raise ValueError(
@@ -53,6 +56,8 @@ class Tokenizer:
         """Load from the text of a ``tokenizer.json``."""
         if not isinstance(json, str):
             raise TypeError(f"from_str takes the JSON text as a str, got {type(json).__name__}")
+        if not json.lstrip().startswith("{") and os.path.isfile(json):
+            raise ValueError("from_str takes the JSON text; for a file use Tokenizer.from_file")
         tok = cls.__new__(cls)
         tok._core = _core.Tokenizer.from_json(json.encode())
         tok.path = None
@@ -93,12 +98,20 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Ids of each text, encoded in parallel."""
-        return self._core.encode_batch(_as_list(texts, "encode_batch"))
+        texts = _as_list(texts, "encode_batch")
+        try:
+            return self._core.encode_batch(texts)
+        except TypeError as e:
+            raise _bad_item(texts, "encode_batch") or e from None
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids uint32, offsets int64): text i is ``ids[offsets[i]:offsets[i + 1]]``. Encoded
         in parallel 8 MB of text at a time, so memory peaks near the result's size."""
-        return self._core.encode_batch_flat(_as_list(texts, "encode_batch_flat"))
+        texts = _as_list(texts, "encode_batch_flat")
+        try:
+            return self._core.encode_batch_flat(texts)
+        except TypeError as e:
+            raise _bad_item(texts, "encode_batch_flat") or e from None
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD."""
@@ -129,7 +142,22 @@ def _as_list(texts: Sequence[str], caller: str) -> list[str]:
             f"{caller} takes a sequence of str texts, not {type(texts).__name__}; "
             "decode bytes first (for example texts=[b.decode()])"
         )
+    if isinstance(texts, (Mapping, AbstractSet)):
+        # A dict gave its keys and a set an arbitrary order, where ids follow the texts' order.
+        raise TypeError(
+            f"{caller} takes a sequence of texts in order (a list or tuple), not a "
+            f"{type(texts).__name__}"
+        )
     return texts if isinstance(texts, list) else list(texts)
+
+
+def _bad_item(texts: list, caller: str) -> TypeError | None:
+    """The core's refusal of a batch, naming the first text that is not a str (its own words
+    named no position); None when every text is one."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            return TypeError(f"{caller}: text {i} is a {type(text).__name__}, not a str")
+    return None
 
 
 def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
