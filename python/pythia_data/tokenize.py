@@ -300,7 +300,9 @@ def tokenize_files(
         if most is not None and value > most:
             # 2**40 threads aborted the process on the memory for them.
             raise ValueError(f"{name} {value} is more than the most a run takes, {most}")
-    if math.isnan(checkpoint_seconds) or checkpoint_seconds < 0:
+    if math.isnan(checkpoint_seconds):
+        raise ValueError("checkpoint_seconds must be a number of seconds, not NaN")
+    if checkpoint_seconds < 0:
         raise ValueError(
             f"checkpoint_seconds must be 0 or more (0: at every chance), not {checkpoint_seconds}"
         )
