@@ -810,6 +810,45 @@ def test_damage_in_a_meta_field_that_is_not_read_stops_nothing(tmp_path):
     assert not list(tmp_path.glob("out2*"))
 
 
+def test_files_that_are_not_json_lines_say_what_they_are(tmp_path):
+    # Read line by line they gave "invalid UTF-8" or "not a JSON object" at every line, with the
+    # advice to skip them all (and, skipped, a dataset of no documents).
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": ["a b"] * 3})
+    with (
+        pa.OSFile(str(tmp_path / "stream.jsonl"), "wb") as f,
+        pa.ipc.new_stream(f, table.schema) as w,
+    ):
+        w.write_table(table)
+    with pa.OSFile(str(tmp_path / "file.jsonl"), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+    pq.write_table(table, tmp_path / "p.jsonl")
+    docs = [{"text": "a"}, {"text": "b"}]
+    (tmp_path / "u16.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), "utf-16")
+    (tmp_path / "array.json").write_text(json.dumps(docs))
+    (tmp_path / "pretty.jsonl").write_text(json.dumps(docs, indent=2))
+    cases = {
+        "stream.jsonl": "an Arrow file, not JSON lines: give the folder that `datasets`' save_to",
+        "file.jsonl": "an Arrow file, not JSON lines",
+        "p.jsonl": "a Parquet file, not JSON lines: rename it with the .parquet suffix",
+        "u16.jsonl": "UTF-16 text, not UTF-8: convert it",
+        "array.json": "a JSON array, not JSON lines (one object per line): convert it",
+        "pretty.jsonl": "a JSON array, not JSON lines",
+    }
+    for name, message in cases.items():
+        result = run(tmp_path / name, "--output", tmp_path / "out")
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"error: {tmp_path / name}: {message}"), result.output
+    # JSON lines whose first line only is an array: that line is bad, the rest are read.
+    lines = tmp_path / "first_bad.jsonl"
+    lines.write_text('[1, 2]\n{"text": "a"}\n{"text": "b"}\n')
+    result = run(lines, "--output", tmp_path / "out", "--on-error", "skip")
+    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output, result.output
+    assert token_lists(tmp_path / "out") == expected(["a", "b"])
+
+
 def test_dictionary_text_is_taken_into_64_bit_offsets():
     # A few long texts repeated over a 2,048-row batch pass 2 GiB: taken into 32-bit offsets,
     # they stopped the run ("Take operation overflowed binary array capacity").

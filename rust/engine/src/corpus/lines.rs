@@ -81,6 +81,11 @@ fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
         Compression::None => "plain text",
     };
     let rename = "rename it (the compression is chosen by the file's last suffix)";
+    if named == Compression::None {
+        if let Some(what) = not_json_lines(&head[..n]) {
+            return Err(Error::corrupt(path, what));
+        }
+    }
     let what = match found {
         Some(format) if format == name => return Ok(()),
         Some(format @ ("zstd" | "gzip")) => {
@@ -99,6 +104,38 @@ fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
         None => return Ok(()),
     };
     Err(Error::corrupt(path, what))
+}
+
+/// What a plain file holds instead of JSON lines, by its first bytes, when that is clear:
+/// read line by line, such files gave "invalid UTF-8" or "not a JSON object" at every line,
+/// with the advice to skip them all.
+fn not_json_lines(head: &[u8]) -> Option<&'static str> {
+    let blank = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut opening = head.iter().skip_while(blank);
+    // An array of objects, or one broken over lines: `[{` or `[` then a line break. A JSON
+    // lines file whose first line is some other array only has that line wrong.
+    let array = opening.next() == Some(&b'[')
+        && matches!(
+            opening.find(|b| !matches!(b, b' ' | b'\t')),
+            Some(b'{' | b'\r' | b'\n')
+        );
+    if head.starts_with(b"ARROW1") || head.starts_with(&[0xff, 0xff, 0xff, 0xff]) {
+        Some(
+            "an Arrow file, not JSON lines: give the folder that `datasets`' save_to_disk \
+             wrote it in (with its state.json), or write the data as Parquet",
+        )
+    } else if head.starts_with(b"PAR1") {
+        Some("a Parquet file, not JSON lines: rename it with the .parquet suffix")
+    } else if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        Some("UTF-16 text, not UTF-8: convert it (for example iconv -f UTF-16 -t UTF-8)")
+    } else if array {
+        Some(
+            "a JSON array, not JSON lines (one object per line): convert it, for example \
+             with jq -c '.[]'",
+        )
+    } else {
+        None
+    }
 }
 
 /// Whether `head` opens like a JSON-lines file: a BOM and JSON whitespace at most, then `{`.
