@@ -985,6 +985,14 @@ def test_parquet_errors_name_the_file_and_its_columns(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"body": ["a"], "id": [1]}), tmp_path / "other.parquet")
+    # A dotted --text-key into a struct column (as --meta-key reads one) was told to name the
+    # column it had named.
+    nested = pa.table({"doc": pa.StructArray.from_arrays([pa.array(["a"])], ["text"])})
+    pq.write_table(nested, tmp_path / "nested.parquet")
+    result = run(tmp_path / "nested.parquet", "-o", tmp_path / "o", "--text-key", "doc.text")
+    assert result.exit_code == 1, result.output
+    assert "the text must be a top-level column" in result.output, result.output
+    (tmp_path / "nested.parquet").unlink()
     result = run(tmp_path / "other.parquet", "--output", tmp_path / "o")
     assert result.exit_code == 1
     assert f"{tmp_path / 'other.parquet'}: no 'text' column (columns: body, id)" in result.output
@@ -1088,12 +1096,16 @@ def test_damaged_saved_dataset_errors_name_the_file(tmp_path, lines):
         ("state", lambda: state.write_text("not json"), f"{state}: not a save_to_disk state.json"),
         ("arrow", lambda: arrow.write_bytes(b"garbage!" * 4), f"{arrow}: unreadable Arrow file"),
         ("arrow", lambda: arrow.unlink(), f"{arrow}: No such file or directory"),
+        # Cut short, or in Arrow's file format, it said only what pyarrow expected to read.
+        ("cut", lambda: arrow.write_bytes(arrow.read_bytes()[:-100]), f"{arrow}: unreadable"),
     ]:
         shutil.rmtree(saved)
         write_saved_dataset(saved, lines[:20], files=1)
         damage()
         result = run(saved, "--output", tmp_path / "o")
         assert result.exit_code == 1 and f"error: {message}" in result.output, (what, result.output)
+        if "unreadable" in message:
+            assert result.output.endswith("save_to_disk writes: save the dataset again\n")
         assert not list(tmp_path.glob("o*")), what
 
 

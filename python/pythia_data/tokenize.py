@@ -442,10 +442,7 @@ def _arrow_batches(
         pf = _parquet_file(source)
         names = pf.schema_arrow.names
         if columns[0] not in names:  # named here: the batches below only hold `present`
-            raise PythiaDataError(
-                f"{source}: no {columns[0]!r} column (columns: {', '.join(names)}); "
-                f"{_TEXT_COLUMN_HINT}"
-            )
+            raise _no_text_column(source, columns[0], names)
         present = [c for c in columns if c in names]
         size, total = input_size(source), max(pf.metadata.num_rows, 1)
         first_row = 0
@@ -625,7 +622,11 @@ def _arrow_stream(path: Path, schema_only: bool = False) -> Iterator:
             raise error from e
         if not _is_damage(e):
             raise
-        raise PythiaDataError(f"{path}: unreadable Arrow file ({_one_line(e)})") from e
+        # The rest of the file cannot be read past it, so --on-error skip cannot help.
+        raise PythiaDataError(
+            f"{path}: unreadable Arrow file ({_one_line(e)}); it must be an Arrow stream as "
+            "`datasets`' save_to_disk writes: save the dataset again"
+        ) from e
 
 
 def _check_opens(source: Path) -> None:
@@ -744,14 +745,23 @@ def _rows_without_text(column: tuple, source: Path) -> list[tuple[int, str | Non
 _TEXT_COLUMN_HINT = "name the text column with --text-key (--on-error skip skips rows, not columns)"
 
 
+def _no_text_column(source: Path, text_key: str, names: list[str]) -> PythiaDataError:
+    """The refusal of a source without the text column: a dotted key naming a field inside a
+    struct column (read for --meta-key) got the advice to name the column it had named."""
+    message = f"{source}: no {text_key!r} column (columns: {', '.join(names)}); "
+    if "." in text_key and text_key.split(".")[0] in names:
+        return PythiaDataError(
+            message + "the text must be a top-level column (a field inside a struct column, "
+            "such as this, is read only for --meta-key): flatten the data first"
+        )
+    return PythiaDataError(message + _TEXT_COLUMN_HINT)
+
+
 def _texts_of(batch, source: Path, text_key: str) -> tuple[tuple, dict[int, str]]:
     """The buffers of the batch's text column (``_string_buffers``), and why for each row
     without a usable text."""
     if text_key not in batch.schema.names:
-        raise PythiaDataError(
-            f"{source}: no {text_key!r} column (columns: {', '.join(batch.schema.names)}); "
-            f"{_TEXT_COLUMN_HINT}"
-        )
+        raise _no_text_column(source, text_key, batch.schema.names)
     _refuse_repeated(batch.schema.names, text_key, str(source))
     col = batch.column(text_key)
     strings = _string_array(col)
