@@ -192,6 +192,25 @@ def test_a_meta_key_no_document_has_is_noted(tmp_path):
     assert result.exit_code == 0 and "note:" not in result.output, result.output
 
 
+def test_json_files_passed_over_in_a_folder_are_noted(tmp_path):
+    # `datasets`' to_json writes JSON lines as .json, which a folder's search passes over (as it
+    # must: so much else is named .json): such a corpus lost those files without a word.
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "p.json").write_text('{"text": "a"}\n')
+    (d / "z.jsonl").write_text('{"text": "b"}\n')
+    result = run(d, "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert f"note: passed over 1 .json file(s) in the input folders (such as {d}/sub/p.json)" in (
+        result.output
+    )
+    assert len(IndexedDataset(tmp_path / "o")) == 1
+    # Named, it is read, and there is nothing to note.
+    result = run(d / "z.jsonl", d / "sub" / "p.json", "-o", tmp_path / "o")
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+    assert len(IndexedDataset(tmp_path / "o")) == 2
+
+
 def test_byte_order_mark_line_ends_and_last_line(tmp_path):
     # Messy files that are still valid: a UTF-8 BOM (Windows editors), CRLF line ends, a last
     # line without newline, gzip with a BOM inside the stream. All give the plain file's ids.

@@ -69,7 +69,7 @@ def _is_arrow_source(p: Path) -> bool:
     return _is_parquet(p) or _is_hf_dataset(p)
 
 
-def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
+def find_inputs(paths: Iterable[PathLike], passed_over: list[Path] | None = None) -> list[Path]:
     """The input files: files as given, directories expanded (recursively, sorted by path);
     a ``save_to_disk`` dataset directory, given or found in a directory, is one input (a
     DatasetDict: one per split). JSON-lines files, Parquet files and saved datasets may be
@@ -82,7 +82,8 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
     download leftovers) and files whose resolved path is already listed (a link to an input read
     twice), as well as files it reaches both directly and through a link, whatever their names'
     order: such a file is read once, at its own place. A directory whose files are all listed
-    already adds nothing."""
+    already adds nothing. The ``.json`` files it passes over (``datasets``' ``to_json`` writes
+    JSON lines under that name, but so much else is named so) are added to ``passed_over``."""
     files: list[Path] = []
     for p in map(Path, paths):
         if (p / "dataset_dict.json").is_file():
@@ -90,7 +91,7 @@ def find_inputs(paths: Iterable[PathLike]) -> list[Path]:
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = _directory_files(p)
+            found = _directory_files(p, passed_over)
             if not found:
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for "
@@ -122,10 +123,10 @@ def _dataset_dict_splits(p: Path) -> list[Path]:
     return [p / split for split in splits]
 
 
-def _directory_files(directory: Path) -> list[Path]:
+def _directory_files(directory: Path, passed_over: list[Path] | None = None) -> list[Path]:
     """The inputs under ``directory``, sorted, without hidden ones: files with an input suffix,
     and ``save_to_disk`` datasets (a DatasetDict: its splits, in its listing's order), whose own
-    files are not searched."""
+    files are not searched; ``.json`` files outside those go to ``passed_over``."""
     found: list[Path] = []
     datasets: list[Path] = []
     for f in sorted(_walk(directory)):
@@ -140,6 +141,8 @@ def _directory_files(directory: Path) -> list[Path]:
         elif _is_hf_dataset(f):
             datasets.append(f)
             found.append(f)
+        elif passed_over is not None and f.name.lower().endswith(".json") and f.is_file():
+            passed_over.append(f)
     return found
 
 

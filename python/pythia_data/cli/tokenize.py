@@ -202,7 +202,16 @@ def command(
     (PREFIX.partial/) is kept. Bad input stops the run and leaves nothing behind.
     """
     output = base = _strip_extension(output)
-    files = all_files = find_inputs(inputs)
+    passed_over: list[Path] = []
+    files = all_files = find_inputs(inputs, passed_over)
+    if passed_over:
+        # Documented, but a folder of `datasets`' to_json output would give no documents of
+        # those files without a word.
+        click.echo(
+            f"note: passed over {len(passed_over)} .json file(s) in the input folders (such as "
+            f"{passed_over[0]}): they are read as JSON lines only when named, or renamed .jsonl",
+            err=True,
+        )
     if shard_index >= num_shards:
         raise click.BadParameter(
             f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
