@@ -551,13 +551,16 @@ impl Stamp {
     /// through the descriptor the run holds, so it counts as unchanged.
     fn changed(&self, path: &std::path::Path) -> Option<Error> {
         let now = std::fs::metadata(path).ok().map(|m| Stamp::of(&m))?;
+        let how = if now.len != self.len {
+            format!("{} bytes when it began, {} now", self.len, now.len)
+        } else {
+            "written to since it began".to_string()
+        };
         (now != *self).then(|| Error::Damaged {
             path: path.to_path_buf(),
             message: format!(
-                "changed during the run ({} bytes when it began, {} now, or a new modification \
-                 time): what was read may mix two versions; run the same command again to \
-                 start over",
-                self.len, now.len
+                "changed during the run ({how}): what was read may mix two versions; run the \
+                 same command again to start over"
             ),
         })
     }
