@@ -554,7 +554,7 @@ impl Stamp {
         let how = if now.len != self.len {
             format!("{} bytes when it began, {} now", self.len, now.len)
         } else {
-            "written to since it began".to_string()
+            "the same size, a new modification time".to_string()
         };
         (now != *self).then(|| Error::Damaged {
             path: path.to_path_buf(),
