@@ -549,14 +549,19 @@ def test_a_config_s_global_batch_is_explained(data, tmp_path):
     usage_error(CliRunner().invoke(main, [*args, "--global-batch", "16"]), "agree")
 
 
+def documents(prefix: Path, seed: int) -> None:
+    """A document dataset of 20 random documents of 10-49 tokens below 512."""
+    rng = np.random.default_rng(seed)
+    with IndexedDatasetBuilder(prefix, dtype=np.uint16) as b:
+        for _ in range(20):
+            b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
+
+
 def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
     # A document dataset read through GPT-NeoX's index, whose shuffle depends on how many
     # samples the run asks for: more train-iters re-shuffles, so the rows at the checkpoint
     # change and the resume is refused; a share of the longer run uses --exit-interval.
-    rng = np.random.default_rng(3)
-    with IndexedDatasetBuilder(tmp_path / "docs", dtype=np.uint16) as b:
-        for _ in range(20):
-            b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
+    documents(tmp_path / "docs", seed=3)
     ck = tmp_path / "ck"
     neox = ("--data-format", "gpt-neox", "--save", ck)
     first = cli(*neox, "--train-iters", "2", data=tmp_path / "docs")
@@ -574,10 +579,7 @@ def test_gpt_neox_data_reads_an_index_built_with_a_cache_dir(tmp_path):
     # built another beside the data (or failed on read-only data).
     from pythia_data.cli import main as data_main
 
-    rng = np.random.default_rng(4)
-    with IndexedDatasetBuilder(tmp_path / "docs", dtype=np.uint16) as b:
-        for _ in range(20):
-            b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
+    documents(tmp_path / "docs", seed=4)
     cache = tmp_path / "cache"
     shape = ["--train-iters", "2", "--global-batch-size", "8", "--seq-length", str(SEQ)]
     built = CliRunner().invoke(data_main, ["build-index", str(tmp_path / "docs"), *shape,

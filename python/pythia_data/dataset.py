@@ -22,7 +22,7 @@ import numpy as np
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
 from pythia_data.index import PYTHIA, BlendInfo, IndexInfo, index_paths, num_samples_for
-from pythia_data.indexed import IndexedDataset
+from pythia_data.indexed import IndexedDataset, _integer
 
 __all__ = [
     "GPTDataset",
@@ -96,15 +96,7 @@ class RowDataset:
             return self.rows(start, max(start, stop))
         return self.row(key)
 
-    @staticmethod
-    def _integer(value, what: str) -> int:
-        """``value`` as an int, as indexing takes one: 1.5 or "3" was silently step 1 or 3."""
-        if isinstance(value, bool | np.bool_):
-            raise TypeError(f"{what} must be an integer, not bool")
-        try:
-            return operator.index(value)
-        except TypeError:
-            raise TypeError(f"{what} must be an integer, not {type(value).__name__}") from None
+    _integer = staticmethod(_integer)
 
     def _check_steps(self, first: int, last: int, batch_size: int) -> None:
         if batch_size < 1:

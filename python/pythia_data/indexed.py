@@ -34,14 +34,15 @@ def _strip_extension(prefix: PathLike) -> Path:
     return p
 
 
-def _integer(value, what: str) -> int:
-    """``value`` as an int (numpy integers too): int() read 1.7 and True as 1."""
+def _integer(value, what: str, kind: str = "an integer") -> int:
+    """``value`` as an int (numpy integers too), as indexing takes one: int() read 1.7, True
+    and "3" as 1, 1 and 3."""
     if isinstance(value, bool | np.bool_):
-        raise TypeError(f"{what} must be integers, not {type(value).__name__}")
+        raise TypeError(f"{what} must be {kind}, not {type(value).__name__}")
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{what} must be integers, not {type(value).__name__}") from None
+        raise TypeError(f"{what} must be {kind}, not {type(value).__name__}") from None
 
 
 class IndexedDataset:
@@ -115,8 +116,8 @@ class IndexedDataset:
         """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None),
         like GPT-NeoX's ``MMapIndexedDataset.get``."""
         i = self._check_index(i)
-        offset = _integer(offset, "offsets")
-        length = None if length is None else _integer(length, "lengths")
+        offset = _integer(offset, "offsets", "integers")
+        length = None if length is None else _integer(length, "lengths", "integers")
         # Negative values reached the engine as an OverflowError from the type conversion.
         if offset < 0 or (length is not None and length < 0):
             raise IndexError(f"offset ({offset}) and length ({length}) must be 0 or more")
@@ -125,7 +126,7 @@ class IndexedDataset:
 
     def _check_index(self, i: int) -> int:
         n = len(self)
-        i = _integer(i, "item indices")
+        i = _integer(i, "item indices", "integers")
         if i < 0:
             i += n
         if not 0 <= i < n:
