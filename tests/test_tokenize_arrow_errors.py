@@ -842,11 +842,12 @@ def test_files_that_are_not_json_lines_say_what_they_are(tmp_path):
         assert result.exit_code == 1, result.output
         assert result.output.startswith(f"error: {tmp_path / name}: {message}"), result.output
     # JSON lines whose first line only is an array: that line is bad, the rest are read.
-    lines = tmp_path / "first_bad.jsonl"
-    lines.write_text('[1, 2]\n{"text": "a"}\n{"text": "b"}\n')
-    result = run(lines, "--output", tmp_path / "out", "--on-error", "skip")
-    assert result.exit_code == 0 and "skipped 1 bad lines" in result.output, result.output
-    assert token_lists(tmp_path / "out") == expected(["a", "b"])
+    for first in ("[1, 2]", '[{"text": "x"}]', "["):
+        lines = tmp_path / "first_bad.jsonl"
+        lines.write_text(first + '\n{"text": "a"}\n{"text": "b"}\n')
+        result = run(lines, "--output", tmp_path / "out", "--on-error", "skip")
+        assert result.exit_code == 0 and "skipped 1 bad lines" in result.output, result.output
+        assert token_lists(tmp_path / "out") == expected(["a", "b"])
 
 
 def test_dictionary_text_is_taken_into_64_bit_offsets():

@@ -280,7 +280,12 @@ def test_a_template_post_processor_that_adds_nothing_loads(tmp_path):
     ref = tokenizers.Tokenizer.from_file(str(DEFAULT_TOKENIZER))
     plain = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
     byte_level = processors.ByteLevel(trim_offsets=False)
-    for post in (plain, processors.Sequence([byte_level, plain])):
+    # A pair template that adds tokens is never used by encode (one text at a time).
+    pair = processors.TemplateProcessing(
+        single="$A:0", pair="$A:0 <|endoftext|>:0 $B:1", special_tokens=[("<|endoftext|>", 0)]
+    )
+    nested = processors.Sequence([processors.Sequence([plain]), byte_level])
+    for post in (plain, processors.Sequence([byte_level, plain]), pair, nested):
         ref.post_processor = post
         cfg = json.loads(ref.to_str())
         ours, loaded = load_both(cfg, tmp_path)
@@ -292,6 +297,9 @@ def test_a_template_post_processor_that_adds_nothing_loads(tmp_path):
     cfg = json.loads(ref.to_str())
     assert ref.encode("Hello world").ids == [12092, 1533, 0]
     refused(cfg, tmp_path, "TemplateProcessing adds special tokens, which is not supported")
+    ref.post_processor = processors.BertProcessing(("[SEP]", 1), ("[CLS]", 2))
+    cfg = json.loads(ref.to_str())
+    refused(cfg, tmp_path, "or a TemplateProcessing that adds no tokens, is supported")
 
 
 def test_a_normalizer_sequence_of_nfc_loads(tmp_path):

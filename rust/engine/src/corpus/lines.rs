@@ -82,7 +82,7 @@ fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
     };
     let rename = "rename it (the compression is chosen by the file's last suffix)";
     if named == Compression::None {
-        if let Some(what) = not_json_lines(&head[..n]) {
+        if let Some(what) = not_json_lines(&head[..n], last_non_blank(file, path)?) {
             return Err(Error::corrupt(path, what));
         }
     }
@@ -109,16 +109,18 @@ fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
 /// What a plain file holds instead of JSON lines, by its first bytes, when that is clear:
 /// read line by line, such files gave "invalid UTF-8" or "not a JSON object" at every line,
 /// with the advice to skip them all.
-fn not_json_lines(head: &[u8]) -> Option<&'static str> {
+fn not_json_lines(head: &[u8], last: Option<u8>) -> Option<&'static str> {
     let blank = |b: &&u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let mut opening = head.iter().skip_while(blank);
-    // An array of objects, or one broken over lines: `[{` or `[` then a line break. A JSON
-    // lines file whose first line is some other array only has that line wrong.
+    // An array of objects, or one broken over lines: `[{` or `[` then a line break, and `]`
+    // at the end. JSON lines whose first line only is an array (`[1, 2]`, `[{"text": "a"}]`)
+    // end in an object: that line alone is wrong, and the others are read.
     let array = opening.next() == Some(&b'[')
         && matches!(
             opening.find(|b| !matches!(b, b' ' | b'\t')),
             Some(b'{' | b'\r' | b'\n')
-        );
+        )
+        && last == Some(b']');
     if head.starts_with(b"ARROW1") || head.starts_with(&[0xff, 0xff, 0xff, 0xff]) {
         Some(
             "an Arrow file, not JSON lines: give the folder that `datasets`' save_to_disk \
@@ -136,6 +138,28 @@ fn not_json_lines(head: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The file's last byte that is not JSON whitespace, if any in its last 4 kB.
+fn last_non_blank(file: &File, path: &Path) -> Result<Option<u8>> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().at(path)?.len();
+    let size = len.min(4096) as usize;
+    let mut tail = vec![0u8; size];
+    let mut n = 0;
+    while n < size {
+        match file.read_at(&mut tail[n..], len - size as u64 + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(tail[..n]
+        .iter()
+        .rev()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .copied())
 }
 
 /// Whether `head` opens like a JSON-lines file: a BOM and JSON whitespace at most, then `{`.

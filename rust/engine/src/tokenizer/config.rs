@@ -207,9 +207,10 @@ fn check_byte_level(v: &Value, what: &str, allow_null: bool, flags_matter: bool)
 }
 
 /// A post-processor changes the ids `encode` gives only by adding special tokens: ByteLevel's
-/// (offsets only), a template that adds none (what transformers' `GPTNeoXTokenizerFast`
-/// installs unless asked to add BOS or EOS, so Pythia tokenizers saved with `save_pretrained`
-/// have one) and a sequence of those are accepted; a template that adds tokens is refused.
+/// (offsets only), a template that adds none to a single text (what transformers'
+/// `GPTNeoXTokenizerFast` installs unless asked to add BOS or EOS, so Pythia tokenizers saved
+/// with `save_pretrained` have one) and sequences of those are accepted; a template that adds
+/// tokens to a single text is refused.
 fn check_post_processor(v: &Value) -> Result<()> {
     match type_of(v) {
         _ if v.is_null() => Ok(()),
@@ -220,49 +221,43 @@ fn check_post_processor(v: &Value) -> Result<()> {
                     "post_processor Sequence has no \"processors\" list (a required field)",
                 ));
             };
-            for item in items {
-                match type_of(item) {
-                    Some("TemplateProcessing") => check_plain_template(item)?,
-                    _ => check_byte_level(item, "post_processor", false, false)?,
+            items.iter().try_for_each(|item| {
+                if item.is_null() {
+                    return Err(invalid("post_processor Sequence holds null"));
                 }
-            }
-            Ok(())
+                check_post_processor(item)
+            })
         }
-        _ => check_byte_level(v, "post_processor", true, false),
+        Some("ByteLevel") => check_byte_level(v, "post_processor", true, false),
+        other => Err(invalid(format!(
+            "unsupported post_processor {} (only ByteLevel, or a TemplateProcessing that adds \
+             no tokens, is supported)",
+            named(other)
+        ))),
     }
 }
 
-/// A TemplateProcessing that gives the sequence as it is: `$A` alone (and `$A $B` for pairs),
-/// no special tokens.
+/// A TemplateProcessing that gives a single text as it is: `$A` alone, no special tokens
+/// (its pair template, for two texts at once, is never used by `encode`).
 fn check_plain_template(v: &Value) -> Result<()> {
-    let pieces = |key: &str| -> Result<Vec<&str>> {
-        let list = v.get(key).and_then(Value::as_array).ok_or_else(|| {
-            invalid(format!(
-                "post_processor TemplateProcessing has no \"{key}\" list (a required field)"
-            ))
-        })?;
-        list.iter()
-            .map(|piece| {
-                piece
-                    .get("Sequence")
-                    .and_then(|s| s.get("id"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        invalid(
-                            "post_processor TemplateProcessing adds special tokens, which is not \
-                             supported (encode gives the text's ids only; add them yourself)",
-                        )
-                    })
-            })
-            .collect()
-    };
-    if pieces("single")? != ["A"] || !matches!(pieces("pair")?.as_slice(), ["A", "B"]) {
-        return Err(invalid(
-            "post_processor TemplateProcessing other than \"$A\" (pair \"$A $B\") is not \
+    let single = v.get("single").and_then(Value::as_array).ok_or_else(|| {
+        invalid("post_processor TemplateProcessing has no \"single\" list (a required field)")
+    })?;
+    let sequences: Option<Vec<&str>> = single
+        .iter()
+        .map(|piece| piece.get("Sequence")?.get("id")?.as_str())
+        .collect();
+    match sequences.as_deref() {
+        Some(["A"]) => Ok(()),
+        Some(_) => Err(invalid(
+            "post_processor TemplateProcessing other than \"$A\" for a single text is not \
              supported",
-        ));
+        )),
+        None => Err(invalid(
+            "post_processor TemplateProcessing adds special tokens, which is not supported \
+             (encode gives the text's ids only; add them yourself)",
+        )),
     }
-    Ok(())
 }
 
 /// The refusal of two vocab tokens with one id: the reference decodes that id to either of them,
