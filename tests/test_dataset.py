@@ -182,6 +182,15 @@ def test_row_indices_must_be_integers_and_errors_name_them(tmp_path):
     np.testing.assert_array_equal(ds[::3], full[::3])
 
 
+def test_a_global_batch_size_must_be_a_whole_positive_number(tmp_path):
+    # 4.7 was read as 4 and True as 1: the default batch of batch() and checkpoint_rows(),
+    # which refuse batch_size=4.0 and True themselves.
+    small_dataset(tmp_path)  # builds the index the refusals below must not reach
+    for bad, error in ((4.7, TypeError), (True, TypeError), (0, PythiaDataError)):
+        with pytest.raises(error, match="global_batch_size must be"):
+            small_dataset(tmp_path, global_batch_size=bad)
+
+
 def test_row_ranges_must_be_integers(tmp_path):
     # rows(0.5, 2) was rows(0, 2), where row(0.5) and batch(1.0) refuse floats.
     ds = small_dataset(tmp_path)

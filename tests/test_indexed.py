@@ -304,6 +304,10 @@ def test_item_indices_must_be_integers(toy):
         ds.get(1, 0, 2.0)
     np.testing.assert_array_equal(ds[np.int64(1)], ds[1])
     np.testing.assert_array_equal(ds.get(np.uint8(1), np.int16(1), np.int64(2)), ds[1][1:3])
+    # items(0.0, 2) failed in numpy's words ("only integers, slices ...").
+    with pytest.raises(TypeError, match="item indices must be integers, not float"):
+        ds.items(0.0, 2)
+    np.testing.assert_array_equal(ds.items(np.int64(0), np.uint8(2)), ds.items(0, 2))
 
 
 def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):

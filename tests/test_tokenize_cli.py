@@ -205,6 +205,10 @@ def test_json_files_passed_over_in_a_folder_are_noted(tmp_path):
         result.output
     )
     assert len(IndexedDataset(tmp_path / "o")) == 1
+    # A folder of only such files (`to_json` output) has no inputs: the error says what it has.
+    result = run(d / "sub", "-o", tmp_path / "none")
+    assert result.exit_code == 1, result.output
+    assert "; it holds 1 .json file(s), read as JSON lines only when named" in result.output
     # Named, it is read, and there is nothing to note.
     result = run(d / "z.jsonl", d / "sub" / "p.json", "-o", tmp_path / "o")
     assert result.exit_code == 0 and "note:" not in result.output, result.output

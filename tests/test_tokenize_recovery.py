@@ -363,6 +363,13 @@ def test_the_python_api_takes_one_path_and_a_tokenizer_path_and_checks_its_optio
         ({"threads": "2"}, TypeError, "threads must be an integer, not str"),
         ({"chunk_bytes": 2.5}, TypeError, "chunk_bytes must be an integer, not float"),
         ({"checkpoint_seconds": -1}, ValueError, "checkpoint_seconds must be 0 or more"),
+        # True ran one thread and False every core; "5" failed in Python's own words.
+        ({"threads": True}, TypeError, "threads must be an integer, not bool"),
+        ({"parallel_files": False}, TypeError, "parallel_files must be an integer, not bool"),
+        ({"part_bytes": 2**70}, ValueError, "part_bytes .* is more than the most a run takes"),
+        ({"checkpoint_seconds": "5"}, TypeError, "checkpoint_seconds must be a number of sec"),
+        ({"checkpoint_seconds": True}, TypeError, "checkpoint_seconds must be a number of sec"),
+        ({"progress_seconds": -1}, ValueError, "progress_seconds must be 0 or more"),
     ]:
         with pytest.raises(error, match=message):
             tokenize_files([src], tmp_path / "bad", **kwargs)

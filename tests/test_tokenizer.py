@@ -264,6 +264,8 @@ def test_a_batch_call_refuses_unordered_texts_and_names_a_bad_one(ours):
         with pytest.raises(TypeError, match=f"^{name}: text 2 is a NoneType, not a str$"):
             call(["a", "b", None, 5])
         assert [list(x) for x in ours.encode_batch(("Hello", "world"))] == [[12092], [10186]]
+        # A dict's keys and values keep their order: they are sequences of texts.
+        assert call({"Hello": 0}.keys())[0].tolist() == [12092]
         assert ours.encode_batch_flat(iter(["Hello"]))[0].tolist() == [12092]
 
 

@@ -373,6 +373,10 @@ class GPTDataset(RowDataset):
         build: bool = False,
         paths: tuple[PathLike, PathLike, PathLike] | None = None,
     ):
+        # int() read 4.7 as 4 and True as 1, where batch(batch_size=4.0) is refused.
+        global_batch_size = _integer(global_batch_size, "global_batch_size")
+        if global_batch_size < 1:
+            raise PythiaDataError(f"global_batch_size must be at least 1, not {global_batch_size}")
         self.indexed = prefix if isinstance(prefix, IndexedDataset) else IndexedDataset(prefix)
         self.prefix = self.indexed.prefix
         if num_samples is None:
@@ -403,7 +407,7 @@ class GPTDataset(RowDataset):
         self.seq_length = int(seq_length)
         #: The default batch size of batch(), batches(), checkpoint_rows() and
         #: data_parallel_rows(), and what error messages count steps in.
-        self.global_batch_size = int(global_batch_size)
+        self.global_batch_size = global_batch_size
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 

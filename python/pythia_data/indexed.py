@@ -158,6 +158,10 @@ class IndexedDataset:
 
     def items(self, start: int, stop: int) -> np.ndarray:
         """Items ``[start, stop)`` concatenated, as one view (they are contiguous in ``.bin``)."""
+        start, stop = (
+            _integer(start, "item indices", "integers"),
+            _integer(stop, "item indices", "integers"),
+        )
         n = len(self)
         if not 0 <= start <= stop <= n:
             raise IndexError(f"item range [{start}, {stop}) is outside [0, {n})")

@@ -18,12 +18,15 @@ import contextlib
 import itertools
 import json
 import math
+import numbers
 import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
@@ -91,11 +94,21 @@ def find_inputs(paths: Iterable[PathLike], passed_over: list[Path] | None = None
         elif _is_hf_dataset(p):
             files.append(p)
         elif p.is_dir():
-            found = _directory_files(p, passed_over)
+            json_files: list[Path] = []
+            found = _directory_files(p, json_files)
+            if passed_over is not None:
+                passed_over.extend(json_files)
             if not found:
+                # A folder of `datasets`' to_json output holds only .json files.
+                held = (
+                    f"; it holds {len(json_files)} .json file(s), read as JSON lines only when "
+                    "named (or renamed .jsonl)"
+                    if json_files
+                    else ""
+                )
                 raise FileNotFoundError(
                     f"{p}: no input files in this directory (looked for "
-                    f"{', '.join(INPUT_SUFFIXES)} and save_to_disk datasets)"
+                    f"{', '.join(INPUT_SUFFIXES)} and save_to_disk datasets){held}"
                 )
             files.extend(_unlisted(p, found, {f.resolve() for f in files}))
         elif p.exists():
@@ -291,24 +304,30 @@ def tokenize_files(
     for name, value, most in (
         ("threads", threads, MAX_THREADS),
         ("parallel_files", parallel_files, MAX_THREADS),
-        ("part_bytes", part_bytes, None),
+        ("part_bytes", part_bytes, 2**63 - 1),
         ("chunk_bytes", chunk_bytes, MAX_CHUNK_BYTES),
     ):
+        if isinstance(value, bool | np.bool_):  # True ran one thread, False every core
+            raise TypeError(f"{name} must be an integer, not bool")
         try:
             value = operator.index(value)  # "2" or 2.5 failed as a comparison of str and int
         except TypeError:
             raise TypeError(f"{name} must be an integer, not {type(value).__name__}") from None
         if value < 0:
             raise ValueError(f"{name} must be 0 or more, not {value}")
-        if most is not None and value > most:
+        if value > most:
             # 2**40 threads aborted the process on the memory for them.
             raise ValueError(f"{name} {value} is more than the most a run takes, {most}")
-    if math.isnan(checkpoint_seconds):
-        raise ValueError("checkpoint_seconds must be a number of seconds, not NaN")
-    if checkpoint_seconds < 0:
-        raise ValueError(
-            f"checkpoint_seconds must be 0 or more (0: at every chance), not {checkpoint_seconds}"
-        )
+    for name, seconds in (
+        ("checkpoint_seconds", checkpoint_seconds),
+        ("progress_seconds", progress_seconds),
+    ):
+        if isinstance(seconds, bool | np.bool_) or not isinstance(seconds, numbers.Real):
+            raise TypeError(f"{name} must be a number of seconds, not {type(seconds).__name__}")
+        if math.isnan(seconds):
+            raise ValueError(f"{name} must be a number of seconds, not NaN")
+        if seconds < 0:
+            raise ValueError(f"{name} must be 0 or more (0: at every chance), not {seconds}")
     if meta_key and meta_key == text_key:
         raise ValueError(
             f"the meta key {meta_key!r} is the text key: subsets name a document's source (such "
@@ -719,7 +738,6 @@ def _string_buffers(strings) -> tuple:
     copy) of its 64-bit offsets, its data and its validity bitmap (None when no row is null),
     then its offset into them and its length. The text reaches the tokenizer as Arrow holds
     it: no Python string per row, decoded from UTF-8 and encoded back."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.types as pat
 

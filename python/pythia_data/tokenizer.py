@@ -10,7 +10,6 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 
 import numpy as np
 
@@ -142,7 +141,7 @@ def _as_list(texts: Sequence[str], caller: str) -> list[str]:
             f"{caller} takes a sequence of str texts, not {type(texts).__name__}; "
             "decode bytes first (for example texts=[b.decode()])"
         )
-    if isinstance(texts, (Mapping, AbstractSet)):
+    if isinstance(texts, Mapping | set | frozenset):
         # A dict gave its keys and a set an arbitrary order, where ids follow the texts' order.
         raise TypeError(
             f"{caller} takes a sequence of texts in order (a list or tuple), not a "
