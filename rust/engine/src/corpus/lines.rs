@@ -59,18 +59,9 @@ const COMPRESSED: [(&[u8], &str); 7] = [
 /// to do: read by the name's decoder, such a file gave "invalid JSON" or the decoder's own
 /// words ("Unknown frame descriptor"), which name neither the cause nor the remedy.
 fn refuse_misnamed(file: &File, path: &Path, named: Compression) -> Result<()> {
-    use std::os::unix::fs::FileExt;
     // Room for a BOM and some blank lines before a JSON object's brace.
     let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read_at(&mut head[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
+    let n = read_at_most(file, path, &mut head, 0)?;
     let found = COMPRESSED
         .iter()
         .find(|(m, _)| head[..n].starts_with(m))
@@ -140,21 +131,26 @@ fn not_json_lines(head: &[u8], last: Option<u8>) -> Option<&'static str> {
     }
 }
 
-/// The file's last byte that is not JSON whitespace, if any in its last 4 kB.
-fn last_non_blank(file: &File, path: &Path) -> Result<Option<u8>> {
+/// Fill `buf` from `offset` on, or as much of it as the file holds; the bytes read.
+fn read_at_most(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<usize> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata().at(path)?.len();
-    let size = len.min(4096) as usize;
-    let mut tail = vec![0u8; size];
     let mut n = 0;
-    while n < size {
-        match file.read_at(&mut tail[n..], len - size as u64 + n as u64) {
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io(path, e)),
         }
     }
+    Ok(n)
+}
+
+/// The file's last byte that is not JSON whitespace, if any in its last 4 kB.
+fn last_non_blank(file: &File, path: &Path) -> Result<Option<u8>> {
+    let len = file.metadata().at(path)?.len();
+    let mut tail = vec![0u8; len.min(4096) as usize];
+    let n = read_at_most(file, path, &mut tail, len - len.min(4096))?;
     Ok(tail[..n]
         .iter()
         .rev()
