@@ -1054,6 +1054,18 @@ mod tests {
     use crate::indexed::{IndexedDataset, IndexedDatasetBuilder};
     use std::io::Write;
 
+    /// Run `opts` and stop it, as Ctrl-C does, at its `stop_at`-th progress call; the run must
+    /// end interrupted, its checkpoint kept.
+    pub(super) fn interrupt_at(tok: &Tokenizer, opts: &TokenizeOptions, stop_at: u64) {
+        let mut calls = 0u64;
+        let result = tokenize_files(tok, opts, &mut |_| {
+            calls += 1;
+            calls < stop_at
+        });
+        assert_eq!(result.unwrap_err().to_string(), INTERRUPTED);
+        assert!(work_dir(&opts.prefix).join("checkpoint.json").exists());
+    }
+
     #[test]
     fn chunks_ramp_up_then_shrink_with_the_text_left() {
         let full = 8 << 20;
@@ -1348,12 +1360,7 @@ mod tests {
         opts.chunk_bytes = 500;
         opts.checkpoint_interval = Duration::ZERO;
         opts.progress_interval = Duration::ZERO;
-        let mut calls = 0;
-        let stopped = tokenize_files(&tok, &opts, &mut |_| {
-            calls += 1;
-            calls < 4
-        });
-        assert_eq!(stopped.unwrap_err().to_string(), INTERRUPTED);
+        interrupt_at(&tok, &opts, 4);
         // A work file that cannot be opened (here a folder in its place; a full disk or lost
         // permissions elsewhere) stops the next run before any work, with the way back.
         let sizes = work_dir(&prefix).join("sizes.i32");

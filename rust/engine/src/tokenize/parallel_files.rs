@@ -746,12 +746,7 @@ mod tests {
         opts.chunk_bytes = 300;
         opts.checkpoint_interval = Duration::ZERO;
         opts.progress_interval = Duration::ZERO;
-        let mut calls = 0;
-        let stopped = tokenize_files(&tok, &opts, &mut |_| {
-            calls += 1;
-            calls < 12
-        });
-        assert_eq!(stopped.unwrap_err().to_string(), INTERRUPTED);
+        super::super::tests::interrupt_at(&tok, &opts, 12);
         let mut seen = Vec::new();
         let mut opts = options(&paths, &prefix, 1, 1);
         opts.part_bytes = 0;
@@ -794,14 +789,8 @@ mod tests {
                 opts.part_bytes = [3000, 0, 1000, 3000, 0][k];
                 opts.checkpoint_interval = Duration::ZERO;
                 opts.progress_interval = Duration::ZERO;
-                let mut calls = 0u64;
-                let result = tokenize_files(&tok, &opts, &mut |_| {
-                    calls += 1;
-                    calls < stop_after
-                });
-                assert_eq!(result.unwrap_err().to_string(), INTERRUPTED);
+                super::super::tests::interrupt_at(&tok, &opts, stop_after);
                 assert!(!idx_path(&prefix).exists());
-                assert!(work_dir(&prefix).join("checkpoint.json").exists());
             }
             let mut opts = options(&paths, &prefix, 1 + k % 3, 2);
             opts.part_bytes = [3000, 0, 1000, 3000, 0][k];
