@@ -192,6 +192,25 @@ def test_a_meta_key_no_document_has_is_noted(tmp_path):
     assert result.exit_code == 0 and "note:" not in result.output, result.output
 
 
+def test_a_flattened_meta_key_in_json_lines_is_the_subset(tmp_path):
+    # pandas' json_normalize(...).to_json(lines=True) writes "meta.pile_set_name" as one key:
+    # every document got the empty subset (Parquet read such a column already).
+    src = tmp_path / "flat.jsonl"
+    lines = [
+        {"text": "a", "meta.pile_set_name": "ArXiv"},
+        {"text": "b", "meta.pile_set_name": "Pile-CC"},
+        {"text": "c", "meta": {"pile_set_name": "Nested"}, "meta.pile_set_name": "Flat"},
+        {"text": "d", "meta": {}, "meta.pile_set_name": "ArXiv"},
+        {"text": "e"},
+    ]
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run(src, "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+    names = json.loads((tmp_path / "out.subsets.json").read_text())["names"]
+    got = [names[i] for i in np.load(tmp_path / "out.subsets.npy").tolist()]
+    assert got == ["ArXiv", "Pile-CC", "Nested", "ArXiv", ""]
+
+
 def test_json_files_passed_over_in_a_folder_are_noted(tmp_path):
     # `datasets`' to_json writes JSON lines as .json, which a folder's search passes over (as it
     # must: so much else is named .json): such a corpus lost those files without a word.

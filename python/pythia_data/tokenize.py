@@ -270,8 +270,9 @@ def tokenize_files(
     ``on_error``: ``"fail"`` stops at the first bad line or stream with an error naming the file
     and line (nothing is kept); ``"skip"`` skips and counts them (all the rows of a Parquet row
     group that cannot be decoded). ``meta_key``: dotted path of a per-document string to keep
-    as subsets (None or "": no subset files; an Arrow column named with the dots, as
-    ``datasets``' ``flatten()`` makes, is that path too). Returns a dict: documents, tokens, empty_skipped,
+    as subsets (None or "": no subset files; a JSON key or an Arrow column named with the
+    dots, as pandas' ``json_normalize`` and ``datasets``' ``flatten()`` write them, is that
+    path too). Returns a dict: documents, tokens, empty_skipped,
     errors_skipped, resumed_documents, restart_note (why a checkpoint was not used, or None),
     skipped_examples (up to 10 messages), dtype. ``threads`` (0: all cores),
     ``parallel_files``, ``chunk_bytes`` and ``progress_seconds`` apply to JSON lines; Parquet

@@ -107,7 +107,8 @@ class _Bar:
     "--meta-key",
     default="meta.pile_set_name",
     show_default=True,
-    help="Dotted path of a per-document string kept as PREFIX.subsets.*; '' for none.",
+    help="Dotted path of a per-document string kept as PREFIX.subsets.* (a key or column "
+    "named with the dots, as flattened data has it, counts too); '' for none.",
 )
 @click.option(
     "--on-error",

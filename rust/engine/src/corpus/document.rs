@@ -14,17 +14,56 @@ pub struct DocumentFields {
     pub text_key: String,
     /// A dotted path (`meta.pile_set_name`) split at the dots; empty for none.
     pub meta_path: Vec<String>,
+    /// The top-level keys that start the path: its dotted prefixes, shortest first (`meta`,
+    /// `meta.pile_set_name`). pandas' `json_normalize` and `datasets`' `flatten()` write the
+    /// Pile's subset under the whole dotted name, and Parquet columns are read the same way.
+    meta_prefixes: Vec<String>,
 }
 
 impl DocumentFields {
     pub fn new(text_key: &str, meta_key: Option<&str>) -> Self {
+        let meta_path: Vec<String> = meta_key
+            .filter(|k| !k.is_empty())
+            .map(|k| k.split('.').map(str::to_string).collect())
+            .unwrap_or_default();
+        let meta_prefixes = (1..=meta_path.len())
+            .map(|k| meta_path[..k].join("."))
+            .collect();
         DocumentFields {
             text_key: text_key.to_string(),
-            meta_path: meta_key
-                .filter(|k| !k.is_empty())
-                .map(|k| k.split('.').map(str::to_string).collect())
-                .unwrap_or_default(),
+            meta_path,
+            meta_prefixes,
         }
+    }
+
+    /// How many parts of the metadata path a top-level key names (`meta` 1,
+    /// `meta.pile_set_name` 2), or None when it names none.
+    pub(crate) fn meta_parts(&self, key: &[u8]) -> Option<usize> {
+        self.meta_prefixes
+            .iter()
+            .position(|p| p.as_bytes() == key)
+            .map(|i| i + 1)
+    }
+}
+
+/// The metadata one JSON object leads to. Each top-level key that starts the path keeps the
+/// value of its last occurrence (as `json.loads` keeps a repeated key's last value); the
+/// shortest such key that leads to a string wins, as the shortest column name does in Parquet.
+#[derive(Default)]
+pub(crate) struct MetaFound(Vec<(usize, Option<String>)>);
+
+impl MetaFound {
+    pub(crate) fn set(&mut self, parts: usize, value: Option<String>) {
+        match self.0.iter_mut().find(|(k, _)| *k == parts) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((parts, value)),
+        }
+    }
+
+    pub(crate) fn into_meta(self) -> Option<String> {
+        let mut found = self.0;
+        found.sort_by_key(|(k, _)| *k);
+        found.into_iter().find_map(|(_, v)| v)
     }
 }
 
@@ -140,17 +179,17 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut text = Field::Missing;
-        let mut meta = None;
+        let mut meta = MetaFound::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == self.0.text_key.as_str() {
                 text = map.next_value_seed(FieldSeed)?;
-            } else if self.0.meta_path.first().map(String::as_str) == Some(&*key) {
-                meta = map.next_value_seed(MetaSeed(&self.0.meta_path[1..]))?;
+            } else if let Some(k) = self.0.meta_parts(key.as_bytes()) {
+                meta.set(k, map.next_value_seed(MetaSeed(&self.0.meta_path[k..]))?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok((text, meta))
+        Ok((text, meta.into_meta()))
     }
 }
 
@@ -302,6 +341,42 @@ mod tests {
         let d = parse(br#"{"meta": 3, "text": "plain"}"#, &pile()).unwrap();
         assert!(matches!(d.text, Cow::Borrowed("plain")));
         assert_eq!(d.meta, None);
+    }
+
+    #[test]
+    fn a_flattened_meta_key_is_the_subset() {
+        // pandas' json_normalize writes {"meta.pile_set_name": ...}; every such document
+        // used to get the empty subset. Where both spellings are there, the nested one wins.
+        let lines: [(&[u8], Option<&str>); 7] = [
+            (br#"{"text": "x", "meta.pile_set_name": "Flat"}"#, Some("Flat")),
+            (
+                br#"{"meta.pile_set_name": "Flat", "meta": {"pile_set_name": "Nested"}, "text": "x"}"#,
+                Some("Nested"),
+            ),
+            (
+                br#"{"text": "x", "meta": {"other": 1}, "meta.pile_set_name": "Flat"}"#,
+                Some("Flat"),
+            ),
+            (
+                br#"{"text": "x", "meta.pile_set_name": "A", "meta.pile_set_name": "B"}"#,
+                Some("B"),
+            ),
+            (br#"{"text": "x", "meta.pile_set_name": 5}"#, None),
+            (br#"{"text": "x", "meta.pile_set_name": {"pile_set_name": "no"}}"#, None),
+            // Python's extensions (NaN) send the line to the third parser.
+            (br#"{"text": "x", "n": NaN, "meta.pile_set_name": "Flat"}"#, Some("Flat")),
+        ];
+        for (line, want) in lines {
+            let d = parse(line, &pile()).unwrap();
+            assert_eq!(d.meta.as_deref(), want, "{}", String::from_utf8_lossy(line));
+            if !line.windows(3).any(|w| w == b"NaN") {
+                let serde = parse_with_serde(line, &pile()).unwrap();
+                assert_eq!(serde.meta.as_deref(), want);
+            }
+        }
+        let deeper = DocumentFields::new("text", Some("a.b.c"));
+        let d = parse(br#"{"text": "x", "a.b": {"c": "two"}}"#, &deeper).unwrap();
+        assert_eq!(d.meta.as_deref(), Some("two"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use std::ops::Range;
 
+use super::document::MetaFound;
 use super::DocumentFields;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub(crate) fn parse_fast<'a>(
     p.eat(b'{')?;
     p.ws();
     let mut text = None;
-    let mut meta = None;
+    let mut meta = MetaFound::default();
     if p.peek()? == b'}' {
         p.i += 1;
     } else {
@@ -59,8 +60,8 @@ pub(crate) fn parse_fast<'a>(
                     return None;
                 }
                 text = Some(p.text(scratch)?);
-            } else if fields.meta_path.first().map(String::as_bytes) == Some(key) {
-                meta = p.meta(&fields.meta_path[1..], 1)?;
+            } else if let Some(k) = fields.meta_parts(key) {
+                meta.set(k, p.meta(&fields.meta_path[k..], 1)?);
             } else {
                 std::str::from_utf8(key).ok()?;
                 p.skip_value(1)?;
@@ -83,7 +84,10 @@ pub(crate) fn parse_fast<'a>(
     };
     // Escapes add whole characters only, so this checks exactly the string's raw bytes.
     let text = std::str::from_utf8(text).ok()?;
-    Some(FastDocument { text, meta })
+    Some(FastDocument {
+        text,
+        meta: meta.into_meta(),
+    })
 }
 
 /// Bit `i` set where byte `i` is a quote, a backslash or a control character (below 0x20):
@@ -573,6 +577,7 @@ mod tests {
             br#"{"text": "x", "meta": {"pile_set_name": 5e}}"#,
             br#"{"text": "x", "meta": {"pile_set_name": "a"}, "meta": {"other": 1}}"#,
             br#"{"text": "x", "meta": [{"pile_set_name": "in an array"}]}"#,
+            br#"{"text": "x", "meta": {"o": 1}, "meta.pile_set_name": "flat"}"#,
             br#"{"text": "ends with an escape\n"}"#,
             br#"{"text": "\\\\\\\"\"\\"}"#,
         ];

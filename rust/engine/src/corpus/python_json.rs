@@ -10,6 +10,7 @@
 //!
 //! Slow and simple on purpose: it only sees lines serde_json refused.
 
+use super::document::MetaFound;
 use super::DocumentFields;
 
 /// Python's C scanner stops at its recursion limit (1,000 by default) a little before this.
@@ -41,12 +42,17 @@ pub(crate) fn parse_python_json(line: &[u8], fields: &DocumentFields) -> Parsed 
     p.ws();
     p.eat(b'{').ok_or(None)?;
     let mut text = None;
-    let mut meta = None;
+    let mut meta = MetaFound::default();
     p.members(0, |p, key| {
+        let meta_parts = key
+            .lone
+            .is_none()
+            .then(|| fields.meta_parts(key.s.as_bytes()))
+            .flatten();
         if key.lone.is_none() && key.s == fields.text_key {
             text = Some(p.value(1)?);
-        } else if key.lone.is_none() && fields.meta_path.first() == Some(&key.s) {
-            meta = p.meta(&fields.meta_path[1..], 1)?;
+        } else if let Some(k) = meta_parts {
+            meta.set(k, p.meta(&fields.meta_path[k..], 1)?);
         } else {
             p.skip(1)?;
         }
@@ -67,7 +73,7 @@ pub(crate) fn parse_python_json(line: &[u8], fields: &DocumentFields) -> Parsed 
             "the {key:?} field holds a lone surrogate (\\u{unit:04x}), which no tokenizer can \
              encode"
         ))),
-        Some(Value::Str(PyStr { s, lone: None })) => Ok((s, meta)),
+        Some(Value::Str(PyStr { s, lone: None })) => Ok((s, meta.into_meta())),
     }
 }
 
