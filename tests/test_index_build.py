@@ -297,6 +297,23 @@ def test_blend_matches_gpt_neox_rule(tmp_path):
         counts[d] += 1
 
 
+def test_blend_components_are_named_as_gpt_neox_names_them(tmp_path):
+    # GPT-NeoX's build_weighted_datasets names component i "train_{i}" ("valid_{i}", ...): with
+    # "train_0" for all, GPT-NeoX did not find our second component's index (nor we its).
+    a = make_dataset(tmp_path / "a", np.full(40, 30))
+    b = make_dataset(tmp_path / "b", np.full(25, 17))
+    c = make_dataset(tmp_path / "c", np.full(9, 11))
+    names = {"train_0": "train", "valid_0": "valid", "mix": "mix"}
+    for name, stem in names.items():
+        blend = build_blended_index(
+            [a, b, c], [1.0, 2.0, 1.0], name=name, num_samples=50, seq_length=8, seed=5
+        )
+        for i, (comp, prefix) in enumerate(zip(blend.components, "abc", strict=True)):
+            assert comp.name == f"{stem}_{i}"
+            want = f"{prefix}_{stem}_{i}_indexmap_{comp.num_samples}ns_8sl_5s_doc_idx.npy"
+            assert comp.doc_idx_path == tmp_path / want
+
+
 def test_meta_record_is_json(tmp_path):
     a = make_dataset(tmp_path / "data", [7, 3, 11])
     info = build_index(a, num_samples=4, seq_length=3, seed=2)

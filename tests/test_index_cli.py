@@ -88,7 +88,8 @@ def test_build_index_splits_and_blend(tmp_path):
     assert code == 0, out
     # Components get ceil(20 · w · 1.005): 16 and 6.
     assert (tmp_path / "blend" / "a_train_0_indexmap_16ns_16sl_77s_doc_idx.npy").exists()
-    assert (tmp_path / "blend" / "b_train_0_indexmap_6ns_16sl_77s_doc_idx.npy").exists()
+    # GPT-NeoX names component i's index train_{i} (build_weighted_datasets).
+    assert (tmp_path / "blend" / "b_train_1_indexmap_6ns_16sl_77s_doc_idx.npy").exists()
     code, out = run("build-index", d, "--weights", "1", *ARGS, "-q")
     assert code == 2 and "2 datasets" in out  # a usage error
 

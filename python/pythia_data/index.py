@@ -35,6 +35,7 @@ __all__ = [
     "split_num_samples",
     "cache_prefix_for",
     "check_dataset_name",
+    "blend_component_name",
 ]
 
 PathLike = str | os.PathLike
@@ -188,6 +189,16 @@ def check_dataset_name(name: str) -> str:
             "non-empty, without '/' or '..' (e.g. train_0)"
         )
     return name
+
+
+def blend_component_name(name: str, i: int) -> str:
+    """The name of blend component ``i``'s index: GPT-NeoX's ``build_weighted_datasets`` names
+    them ``train_{i}`` (``valid_{i}``, ``test_{i}``), so a name ending in ``_<number>`` has that
+    number replaced by ``i`` (``train_0`` → ``train_0``, ``train_1``, ...); another name gets
+    ``_{i}`` appended. With one name for all, GPT-NeoX did not find our components past the
+    first (and we not its), and rebuilt them."""
+    stem, sep, number = name.rpartition("_")
+    return f"{stem}_{i}" if sep and stem and number.isdigit() else f"{name}_{i}"
 
 
 def cache_prefix_for(prefix: PathLike, cache_dir: PathLike | None = None) -> Path:
@@ -371,9 +382,9 @@ def build_blended_index(
     ``ceil(total · w_i · 1.005)`` samples and its own index with the same seed; the blend's
     order comes from BlendableDataset's error-minimising rule (see ``BlendedDataset``).
 
-    GPT-NeoX names every component's index ``{name}`` with its own prefix, so components must
-    have distinct prefixes (or distinct ``cache_dir`` files). ``num_samples`` here is the
-    blend's total before that 1.005 margin (default ``train_iters · global_batch_size``)."""
+    Component i's index is named ``blend_component_name(name, i)`` (``train_{i}``, as GPT-NeoX
+    names it) beside its own prefix. ``num_samples`` here is the blend's total before that
+    1.005 margin (default ``train_iters · global_batch_size``)."""
     if len(prefixes) != len(weights) or not prefixes:
         raise PythiaDataError("give one weight per dataset (and at least one dataset)")
     if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
@@ -388,7 +399,7 @@ def build_blended_index(
     comps = tuple(
         build_index(
             p,
-            name=name,
+            name=blend_component_name(name, i),
             num_samples=int(n),
             seq_length=seq_length,
             seed=seed,
@@ -397,6 +408,6 @@ def build_blended_index(
             overwrite=overwrite,
             progress=progress,
         )
-        for p, n in zip(prefixes, counts, strict=True)
+        for i, (p, n) in enumerate(zip(prefixes, counts, strict=True))
     )
     return BlendInfo(components=comps, weights=tuple(norm), size=sum(c.dataset_len for c in comps))

@@ -22,6 +22,7 @@ from pythia_data.cli._index_options import (
 )
 from pythia_data.errors import PythiaDataError
 from pythia_data.index import (
+    blend_component_name,
     build_blended_index,
     build_index,
     check_buildable,
@@ -48,7 +49,8 @@ from pythia_data.index import (
     "--weights",
     default=None,
     help="Comma-separated weights, one per dataset found: build a BlendableDataset blend "
-    "(each component gets ceil(total · w · 1.005) samples). Without it every dataset is "
+    "(each component gets ceil(total · w · 1.005) samples, and its index the name "
+    "train_{i} for the i-th dataset, as GPT-NeoX names it). Without it every dataset is "
     "indexed on its own.",
 )
 @click.option(
@@ -132,8 +134,10 @@ def command(
                     )
                 # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
                 base = num_samples if num_samples is not None else iters * global_batch_size
-                for p, n in zip(prefixes, _core.blend_num_samples(ws, base)[1], strict=True):
-                    written.add(index_paths(p, ds_name, n, seq_length, seed, cache_dir))
+                counts = _core.blend_num_samples(ws, base)[1]
+                for i, (p, n) in enumerate(zip(prefixes, counts, strict=True)):
+                    comp = blend_component_name(ds_name, i)
+                    written.add(index_paths(p, comp, n, seq_length, seed, cache_dir))
                 blend = build_blended_index(prefixes, ws, num_samples=base, **common)
                 shown = ", ".join(f"{w:.6g}" for w in blend.weights)
                 click.echo(
