@@ -318,6 +318,28 @@ def test_blended_dataset_interleaves_by_weight(tmp_path):
         seen[i] += 1
 
 
+def test_blended_dataset_normalises_weights_as_gpt_neox_does():
+    # GPT-NeoX normalises train_data_weights in Python, then again in numpy (BlendableDataset);
+    # normalising [1, 4, 1] once gave other last bits, and another dataset at position 2.
+    c, d = golden_dataset("lognormal_e1"), golden_dataset("lognormal_e3")
+    raw = [1.0, 4.0, 1.0]
+    total = 0.0
+    for w in raw:  # Python's sum(), as GPT-NeoX v1.0's Python 3.8 added them
+        total += w
+    neox = np.array([w / total for w in raw])
+    neox = neox / neox.sum()
+    blend = BlendedDataset([c, d, c], raw)
+    np.testing.assert_array_equal(blend.weights, neox)
+    counts, want = [0, 0, 0], []
+    for s in range(200):
+        errs = [w * max(s, 1) - counts[i] for i, w in enumerate(neox)]
+        i = max(range(3), key=lambda j: (errs[j], -j))
+        want.append(i)
+        counts[i] += 1
+    assert list(blend.dataset_index[:200]) == want
+    assert want[2] == 1
+
+
 def test_blend_built_then_read(tmp_path):
     from pythia_data import build_blended_index
 

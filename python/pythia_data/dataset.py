@@ -599,17 +599,36 @@ class PreshuffledDataset(RowDataset):
 
 class BlendedDataset(RowDataset):
     """GPT-NeoX's ``BlendableDataset``: position s takes the next row of the dataset whose
-    weight most exceeds its share so far (ties to the lowest index)."""
+    weight most exceeds its share so far (ties to the lowest index).
+
+    ``weights`` are the blend's weights as a GPT-NeoX config gives them (``train_data_weights``,
+    e.g. ``[1, 4, 1]``): GPT-NeoX normalises them twice, once in Python
+    (``get_normalized_weights_and_num_samples``) and again in numpy inside BlendableDataset,
+    and so does this class; the last bits of the two differ, and so can the order."""
 
     def __init__(self, datasets: Sequence[RowDataset], weights: Sequence[float]):
         if len(datasets) != len(weights) or not datasets:
             raise PythiaDataError("give one weight per dataset (and at least one dataset)")
+        # refuses NaN, < 0, all zero; the first normalisation, Python's sequential sum
+        normalized = _core.blend_num_samples([float(x) for x in weights], 0)[0]
+        self._init(datasets, normalized)
+
+    @classmethod
+    def _normalized(cls, datasets: Sequence[RowDataset], weights: Sequence[float]):
+        """A blend of weights GPT-NeoX's first normalisation already gave (``BlendInfo``'s):
+        normalising them once more in Python could move their last bits."""
+        self = cls.__new__(cls)
+        self._init(datasets, weights)
+        return self
+
+    def _init(self, datasets: Sequence[RowDataset], weights: Sequence[float]) -> None:
         lengths = {d.seq_length for d in datasets}
         if len(lengths) != 1:
             raise PythiaDataError(f"blended datasets must share seq_length, got {sorted(lengths)}")
         self.datasets = list(datasets)
         self.seq_length = lengths.pop()
         _core.blend_num_samples([float(x) for x in weights], 0)  # refuses NaN, < 0, all zero
+        # BlendableDataset's own normalisation, numpy's sum.
         w = np.asarray(weights, dtype=np.float64)
         self.weights = w / w.sum()
         self.size = sum(len(d) for d in datasets)
@@ -632,7 +651,7 @@ class BlendedDataset(RowDataset):
         comps = [
             GPTDataset(c.prefix, seq_length=c.seq_length, paths=c.paths) for c in blend.components
         ]
-        return cls(comps, blend.weights)
+        return cls._normalized(comps, blend.weights)
 
     def __len__(self) -> int:
         """The positions that have rows (GPT-NeoX's ``len`` is ``self.size``, more than that:
