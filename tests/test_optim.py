@@ -10,7 +10,14 @@ from train_fixtures import tiny_config
 
 from pythia_train.configs import TrainConfig
 from pythia_train.model import build_model
-from pythia_train.optim import LRSchedule, build_optimizer, param_groups, pythia_lr
+from pythia_train.optim import (
+    GPT_NEOX_V1,
+    LRSchedule,
+    build_optimizer,
+    cosine_to_min_lr,
+    param_groups,
+    pythia_lr,
+)
 
 
 def test_no_decay_on_biases_and_layernorm():
@@ -53,19 +60,48 @@ def test_adamw_decays_only_the_decay_group():
 
 
 def test_pythia_learning_rate_hand_checked_points():
-    lr, min_lr, warm, total = 6e-4, 6e-5, 1430.0, 143_000
+    # GPT-NeoX v1.0's AnnealingLR, Pythia-70m's settings: the cosine spans the whole 143,000
+    # steps although it starts after the warmup, and min_lr floors it from step 115,139 on.
+    lr, min_lr, warm, total = 1e-3, 1e-4, 1430.0, 143_000
     assert pythia_lr(0, lr, min_lr, warm, total) == 0.0  # GPT-NeoX's first step trains at lr 0
-    assert pythia_lr(715, lr, min_lr, warm, total) == pytest.approx(3e-4)
+    assert pythia_lr(715, lr, min_lr, warm, total) == pytest.approx(5e-4)
     assert pythia_lr(1430, lr, min_lr, warm, total) == pytest.approx(lr)
+    # Half the decay length past the warmup: cos(π/2) = 0, half the lr (not (lr + min_lr)/2).
+    assert pythia_lr(1430 + 71_500, lr, min_lr, warm, total) == pytest.approx(lr / 2)
+    # A quarter: lr · (1 + cos(π/4)) / 2.
+    quarter = pythia_lr(1430 + 35_750, lr, min_lr, warm, total)
+    assert quarter == pytest.approx(lr * (1 + math.cos(math.pi / 4)) / 2)
+    # lr/2 · (1 + cos x) = 0.1 · lr where cos x = -0.8: x / π · 143,000 + 1,430 = 115,138.9.
+    assert pythia_lr(115_138, lr, min_lr, warm, total) > min_lr
+    assert pythia_lr(115_139, lr, min_lr, warm, total) == min_lr
+    assert pythia_lr(143_000, lr, min_lr, warm, total) == min_lr
+    assert pythia_lr(150_000, lr, min_lr, warm, total) == min_lr
+    # The step past the warmup's cap (decay - warmup) is clamped there, as in GPT-NeoX: with
+    # min_lr 0 the lr stops at lr/2 · (1 + cos(π · 0.8)) for a warmup of a tenth.
+    end = 1e-3 / 2 * (1 + math.cos(math.pi * 0.8))
+    assert pythia_lr(90, 1e-3, 0.0, 10.0, 100) == pytest.approx(end)
+    assert pythia_lr(500, 1e-3, 0.0, 10.0, 100) == pytest.approx(end)
+
+
+def test_checkpoints_saved_before_keep_the_cosine_to_min_lr():
+    lr, min_lr, warm, total = 6e-4, 6e-5, 1430.0, 143_000
     mid = (1430 + 143_000) / 2
-    assert pythia_lr(mid, lr, min_lr, warm, total) == pytest.approx((lr + min_lr) / 2)
-    # A quarter into the cosine: min + (lr-min)·(1+cos(π/4))/2.
-    q = 1430 + (143_000 - 1430) / 4
-    assert pythia_lr(q, lr, min_lr, warm, total) == pytest.approx(
-        min_lr + (lr - min_lr) * (1 + math.cos(math.pi / 4)) / 2
-    )
-    assert pythia_lr(143_000, lr, min_lr, warm, total) == pytest.approx(min_lr)
-    assert pythia_lr(150_000, lr, min_lr, warm, total) == pytest.approx(min_lr)
+    assert cosine_to_min_lr(mid, lr, min_lr, warm, total) == pytest.approx((lr + min_lr) / 2)
+    assert cosine_to_min_lr(143_000, lr, min_lr, warm, total) == pytest.approx(min_lr)
+    model = build_model(tiny_config(), seed=0)
+    cfg = TrainConfig(lr=1e-3, train_iters=100, warmup=0.1)
+    sched = LRSchedule(build_optimizer(model, cfg), cfg)
+    state = sched.state_dict()
+    assert state["style"] == GPT_NEOX_V1
+    state = {**state, "iteration": 55}
+    del state["style"]  # as saved before the schedule had a style
+    sched.load_state_dict(state)
+    assert sched.current() == pytest.approx((1e-3 + 1e-4) / 2)
+    # v1.0 halves the lr half the decay length past the warmup: at 10 + 50.
+    sched.load_state_dict({**state, "style": GPT_NEOX_V1, "iteration": 60})
+    assert sched.current() == pytest.approx(1e-3 / 2)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'linear'"):
+        sched.load_state_dict({**state, "style": "linear"})
 
 
 def test_schedule_sets_the_optimizer_and_restores_from_its_state():

@@ -120,8 +120,8 @@ def test_a_directory_as_data_lists_the_datasets_in_it(data, tmp_path):
 
 def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
     assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 0.1
-    assert pythia_lr(3, 1.0, 0.1, 2.0, 2) == 0.1  # warmup covers the whole decay
-    assert pythia_lr(1, 1.0, 0.1, 2.0, 2) == 0.5
+    # Half the decay is warmup: the cosine is capped at its start, so the peak stays.
+    assert pythia_lr(1, 1.0, 0.1, 1.0, 2) == pythia_lr(3, 1.0, 0.1, 1.0, 2) == 1.0
     result = cli("--lr-decay-iters", "0", data=data["a"])
     assert result.exit_code == 0, result.output
     result = cli("--lr-decay-iters", "-1", data=data["a"])
@@ -378,7 +378,8 @@ def test_seq_length_beyond_the_models_context_is_refused(data, tmp_path):
     "args, fragment",
     [
         (["--micro-batch", "3"], "pass a micro batch that divides 8, such as 2"),
-        (["--warmup", "100"], "warmup must be a fraction of lr-decay-iters in [0, 1]"),
+        (["--warmup", "100"], "warmup must be a fraction of lr-decay-iters in [0, 0.5]"),
+        (["--warmup", "0.6"], "warmup must be a fraction of lr-decay-iters in [0, 0.5]"),
         (["--clip-grad", "-1"], "clip-grad must be >= 0 (0: no clipping)"),
         (["--log-interval", "0"], "log-interval must be at least 1"),
         (["--exit-interval", "0"], "exit-interval must be at least 1"),

@@ -74,9 +74,15 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--seq-length", type=int, default=2048, help="Tokens per row, excluding the last target."
 )
 @click.option("--lr", type=float, help="Peak learning rate (default: the size's Pythia lr).")
-@click.option("--min-lr", type=float, help="Final learning rate (default: 0.1 × lr).")
+@click.option(
+    "--min-lr",
+    type=float,
+    help="The learning rate's floor (default: 0.1 × lr). GPT-NeoX v1.0's cosine, which trained "
+    "Pythia, spans lr-decay-iters from the end of the warmup and is floored here (Pythia's lr "
+    "reaches it at step 115,139 of 143,000).",
+)
 @click.option("--warmup", type=float, default=0.01, help="Warmup fraction of lr-decay-iters.")
-@click.option("--lr-decay-iters", type=int, help="Cosine length (default: train-iters).")
+@click.option("--lr-decay-iters", type=int, help="The cosine's length (default: train-iters).")
 @click.option(
     "--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm)."
 )

@@ -201,9 +201,11 @@ class TrainConfig:
             raise ValueError(
                 "global_batch, micro_batch, seq_length and train_iters must be positive"
             )
-        if not 0 <= self.warmup <= 1:
+        # GPT-NeoX v1.0 caps the warmup's progress at lr-decay-iters minus the warmup: past
+        # half, the lr would never reach its peak (at 1, it would stay 0 throughout).
+        if not 0 <= self.warmup <= 0.5:
             raise ValueError(
-                f"warmup must be a fraction of lr-decay-iters in [0, 1], got {self.warmup} "
+                f"warmup must be a fraction of lr-decay-iters in [0, 0.5], got {self.warmup} "
                 f"(Pythia: 0.01)"
             )
         if self.log_interval < 1:

@@ -1,4 +1,4 @@
-"""AdamW with Pythia's parameter groups, and GPT-NeoX's warmup + cosine learning rate."""
+"""AdamW with Pythia's parameter groups, and GPT-NeoX v1.0's warmup + cosine learning rate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from torch import nn
 
 from pythia_train.configs import TrainConfig
 
-__all__ = ["param_groups", "build_optimizer", "pythia_lr", "LRSchedule"]
+__all__ = [
+    "param_groups",
+    "build_optimizer",
+    "pythia_lr",
+    "cosine_to_min_lr",
+    "LRSchedule",
+    "GPT_NEOX_V1",
+    "COSINE_TO_MIN_LR",
+]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -45,16 +53,39 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+#: The cosine GPT-NeoX v1.0 trained Pythia with (``pythia_lr``); a schedule's state names it.
+GPT_NEOX_V1 = "gpt-neox-v1.0"
+#: The cosine from lr to min_lr over the decay (GPT-NeoX since August 2023). pythia-train
+#: used it before it followed v1.0, and checkpoints saved then keep it when resumed.
+COSINE_TO_MIN_LR = "cosine-to-min-lr"
+
+
 def pythia_lr(
     iteration: int, lr: float, min_lr: float, warmup_iters: float, decay_iters: int
 ) -> float:
-    """GPT-NeoX's ``AnnealingLR.get_lr`` (cosine) for the step that follows ``iteration`` steps.
+    """GPT-NeoX v1.0's ``AnnealingLR.get_lr`` (cosine), which trained Pythia, for the step that
+    follows ``iteration`` steps.
 
-    Warmup is linear from 0 (the very first step trains with lr 0, as in GPT-NeoX), then a
-    cosine from lr to min_lr at ``decay_iters``, and min_lr after it. A cosine of no length
-    (``decay_iters <= warmup_iters``, e.g. ``lr_decay_iters`` 0) leaves min_lr after warmup
-    (GPT-NeoX would divide by zero there).
-    """
+    Warmup is linear from 0 (the very first step trains with lr 0), then ``lr/2 · (1 +
+    cos(π · (t − warmup) / decay_iters))`` floored at min_lr, with t capped at ``decay_iters −
+    warmup``. The cosine spans the whole decay length although it starts after the warmup, so
+    the floor comes first: Pythia's lr reaches min_lr (0.1 · lr) at step 115,139 of 143,000,
+    not at the end. A decay of no length (``lr_decay_iters`` 0) leaves min_lr (GPT-NeoX
+    asserts there)."""
+    if decay_iters <= 0:
+        return min_lr
+    capped = min(iteration, decay_iters - warmup_iters)
+    if warmup_iters > 0 and iteration <= warmup_iters:
+        return lr * capped / warmup_iters
+    value = lr / 2.0 * (math.cos(math.pi * (capped - warmup_iters) / decay_iters) + 1.0)
+    return max(value, min_lr)
+
+
+def cosine_to_min_lr(
+    iteration: int, lr: float, min_lr: float, warmup_iters: float, decay_iters: int
+) -> float:
+    """The ``COSINE_TO_MIN_LR`` schedule: the same warmup, then a cosine from lr to min_lr
+    that ends at ``decay_iters``, and min_lr after it."""
     if warmup_iters > 0 and iteration <= warmup_iters:
         return lr * iteration / warmup_iters
     if decay_iters <= warmup_iters:
@@ -62,6 +93,9 @@ def pythia_lr(
     progress = (iteration - warmup_iters) / (decay_iters - warmup_iters)
     value = min_lr + (lr - min_lr) / 2.0 * (math.cos(math.pi * min(progress, 1.0)) + 1.0)
     return max(value, min_lr)
+
+
+_STYLES = {GPT_NEOX_V1: pythia_lr, COSINE_TO_MIN_LR: cosine_to_min_lr}
 
 
 class LRSchedule:
@@ -73,11 +107,13 @@ class LRSchedule:
         self.min_lr = cfg.min_lr_value
         self.warmup_iters = cfg.warmup * cfg.decay_iters
         self.decay_iters = cfg.decay_iters
+        self.style = GPT_NEOX_V1
         self.iteration = 0
         self._apply()
 
     def current(self) -> float:
-        return pythia_lr(self.iteration, self.lr, self.min_lr, self.warmup_iters, self.decay_iters)
+        formula = _STYLES[self.style]
+        return formula(self.iteration, self.lr, self.min_lr, self.warmup_iters, self.decay_iters)
 
     def _apply(self) -> None:
         lr = self.current()
@@ -95,12 +131,18 @@ class LRSchedule:
             "min_lr": self.min_lr,
             "warmup_iters": self.warmup_iters,
             "decay_iters": self.decay_iters,
+            "style": self.style,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """The iteration and, where saved, the schedule's lr, min_lr, warmup and decay length:
-        a resumed run continues the checkpoint's schedule."""
+        a resumed run continues the checkpoint's schedule. A state without a style was saved
+        before pythia-train followed GPT-NeoX v1.0, with the cosine to min_lr."""
         self.iteration = int(state["iteration"])
+        style = state.get("style", COSINE_TO_MIN_LR)
+        if style not in _STYLES:
+            raise ValueError(f"unknown learning-rate schedule {style!r} (known: {sorted(_STYLES)})")
+        self.style = style
         for key, cast in (
             ("lr", float),
             ("min_lr", float),

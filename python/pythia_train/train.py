@@ -315,7 +315,7 @@ def train(
         if saved != asked and env.is_main:
             changed = ", ".join(
                 f"{k} {saved[k]:g} (asked {asked[k]:g})"
-                if not isinstance(saved[k], tuple)
+                if isinstance(saved[k], (int, float))
                 else f"{k} {saved[k]} (asked {asked[k]})"
                 for k in saved
                 if saved[k] != asked[k]
