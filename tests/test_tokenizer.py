@@ -269,6 +269,14 @@ def test_a_batch_call_refuses_unordered_texts_and_names_a_bad_one(ours):
         assert ours.encode_batch_flat(iter(["Hello"]))[0].tolist() == [12092]
 
 
+def test_a_batch_call_names_the_text_with_a_lone_surrogate(ours):
+    # It said "can't encode character '\udc80' in position 3", the position within a text
+    # it did not name, readable as the text's position in the batch.
+    for name in ("encode_batch", "encode_batch_flat"):
+        with pytest.raises(UnicodeEncodeError, match=rf"in position 3: .*\(in {name}'s text 1\)$"):
+            getattr(ours, name)(["ok", "bad\udc80", "x", "y"])
+
+
 def test_an_empty_path_or_a_path_given_to_from_str_is_a_clear_error():
     with pytest.raises(ValueError, match="not an empty path"):
         Tokenizer("")

@@ -100,7 +100,7 @@ class Tokenizer:
         texts = _as_list(texts, "encode_batch")
         try:
             return self._core.encode_batch(texts)
-        except TypeError as e:
+        except (TypeError, UnicodeEncodeError) as e:
             raise _bad_item(texts, "encode_batch") or e from None
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +109,7 @@ class Tokenizer:
         texts = _as_list(texts, "encode_batch_flat")
         try:
             return self._core.encode_batch_flat(texts)
-        except TypeError as e:
+        except (TypeError, UnicodeEncodeError) as e:
             raise _bad_item(texts, "encode_batch_flat") or e from None
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
@@ -150,12 +150,20 @@ def _as_list(texts: Sequence[str], caller: str) -> list[str]:
     return texts if isinstance(texts, list) else list(texts)
 
 
-def _bad_item(texts: list, caller: str) -> TypeError | None:
-    """The core's refusal of a batch, naming the first text that is not a str (its own words
-    named no position); None when every text is one."""
+def _bad_item(texts: list, caller: str) -> TypeError | UnicodeEncodeError | None:
+    """The core's refusal of a batch, naming the first text that is not a str or holds a lone
+    surrogate (its own words named no text, and the "position" they gave was the character's
+    within that text, easily read as the text's in the batch); None when every text is fine."""
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             return TypeError(f"{caller}: text {i} is a {type(text).__name__}, not a str")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # Still a UnicodeEncodeError, as encode raises for one text.
+            return UnicodeEncodeError(
+                e.encoding, e.object, e.start, e.end, f"{e.reason} (in {caller}'s text {i})"
+            )
     return None
 
 
