@@ -113,7 +113,11 @@ class Tokenizer:
             raise _bad_item(texts, "encode_batch_flat") or e from None
 
     def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
-        """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD."""
+        """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD.
+
+        Special tokens (``<|endoftext|>``, ``<|padding|>``) are dropped unless
+        ``skip_special_tokens=False``, where ``tokenizers``' ``decode`` keeps them by default.
+        """
         return self._core.decode(_ids_array(ids), skip_special_tokens)
 
     def __repr__(self) -> str:
