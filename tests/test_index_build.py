@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pythia_data import (
+    GPTDataset,
     IndexedDatasetBuilder,
     PythiaDataError,
     _core,
@@ -261,6 +262,33 @@ def test_bad_input(tmp_path):
         build_index(tmp_path / "missing", num_samples=2, seq_length=2, seed=1)
     with pytest.raises(PythiaDataError, match="outside"):
         build_index(a, num_samples=2, seq_length=2, seed=1, documents=(1, 5))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seed": 5.9},
+        {"seed": True},
+        {"seq_length": 2.5},
+        {"num_samples": 2.7},
+        {"train_iters": 1.5},
+    ],
+)
+def test_parameters_that_are_no_integers_are_refused(tmp_path, bad):
+    # int() read seed 5.9 as 5 and True as 1: another index than the one asked for, built or
+    # opened without a word.
+    a = make_dataset(tmp_path / "data", [3, 4])
+    kwargs = {"num_samples": 2, "seq_length": 2, "seed": 5, **bad}
+    if "train_iters" in bad:
+        del kwargs["num_samples"]
+    name = next(iter(bad))
+    with pytest.raises(TypeError, match=f"{name} must be an integer"):
+        build_index(a, **kwargs)
+    with pytest.raises(TypeError, match=f"{name} must be an integer"):
+        build_blended_index([a], [1.0], **kwargs)
+    with pytest.raises(TypeError, match=f"{name} must be an integer"):
+        GPTDataset(a, build=True, **kwargs)
+    assert not list(tmp_path.glob("*_idx.npy"))
 
 
 # --- Pythia's numbers, blending -------------------------------------------------------------

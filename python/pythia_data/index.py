@@ -18,7 +18,7 @@ import numpy as np
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
-from pythia_data.indexed import IndexedDataset
+from pythia_data.indexed import IndexedDataset, _integer
 from pythia_data.progress import progress_bar
 
 __all__ = [
@@ -156,9 +156,16 @@ def find_one_dataset(path: PathLike) -> Path:
 _ROWS_WORD = {"train": "training", "valid": "validation", "test": "test"}
 
 
+def _counts(**values) -> dict[str, int | None]:
+    """The index's integer parameters, checked: int() read a seed of 1234.9 as 1234 and True as
+    1, naming another index than the one asked for (None stays None: a default)."""
+    return {k: None if v is None else _integer(v, k) for k, v in values.items()}
+
+
 def num_samples_for(iters: int, global_batch_size: int) -> int:
     """``ceil(iters · batch · 1.005)`` in float64, as GPT-NeoX requests for one dataset."""
-    return int(_core.num_samples_for(iters, global_batch_size))
+    c = _counts(train_iters=iters, global_batch_size=global_batch_size)
+    return int(_core.num_samples_for(c["train_iters"], c["global_batch_size"]))
 
 
 def split_num_samples(
@@ -216,6 +223,8 @@ def index_paths(
     cache_dir: PathLike | None = None,
 ) -> tuple[Path, Path, Path]:
     """GPT-NeoX's (doc_idx, sample_idx, shuffle_idx) file names."""
+    c = _counts(num_samples=num_samples, seq_length=seq_length, seed=seed)
+    num_samples, seq_length, seed = c["num_samples"], c["seq_length"], c["seed"]
     if num_samples is None:
         num_samples = split_num_samples(name.rsplit("_", 1)[0] if "_" in name else "train")
     return tuple(
@@ -285,8 +294,16 @@ def build_index(
     """
     prefix = _strip(prefix)
     check_dataset_name(name)
+    c = _counts(
+        num_samples=num_samples,
+        train_iters=train_iters,
+        global_batch_size=global_batch_size,
+        seq_length=seq_length,
+        seed=seed,
+    )
+    num_samples, seq_length, seed = c["num_samples"], c["seq_length"], c["seed"]
     if num_samples is None:
-        num_samples = num_samples_for(train_iters, global_batch_size)
+        num_samples = num_samples_for(c["train_iters"], c["global_batch_size"])
     if not 0 <= seed <= 2**32 - 1:
         raise PythiaDataError(
             f"seed {seed} is out of range: numpy's RandomState takes seeds in [0, 4294967295]"
@@ -391,8 +408,16 @@ def build_blended_index(
         raise PythiaDataError(
             f"weights must be finite, non-negative and not all zero: {list(weights)}"
         )
+    c = _counts(
+        num_samples=num_samples,
+        train_iters=train_iters,
+        global_batch_size=global_batch_size,
+        seq_length=seq_length,
+        seed=seed,
+    )
+    num_samples, seq_length, seed = c["num_samples"], c["seq_length"], c["seed"]
     # GPT-NeoX applies its 1.005 margin per component, to the un-inflated total.
-    base = train_iters * global_batch_size if num_samples is None else num_samples
+    base = c["train_iters"] * c["global_batch_size"] if num_samples is None else num_samples
     norm, counts = _core.blend_num_samples([float(w) for w in weights], int(base))
     for p, n in zip(prefixes, counts, strict=True):
         check_buildable(p, int(n), seq_length)
