@@ -357,6 +357,12 @@ class GPTDataset(RowDataset):
     ``GPTDataset(prefix)`` opens the index GPT-NeoX (or ``pythia-data build-index``) wrote for
     Pythia's parameters; pass ``build=True`` to build it when missing. Rows come back in the
     dataset's dtype (uint16 for the Pile) unless ``dtype=np.int64`` is asked for.
+
+    ``num_samples`` defaults to what GPT-NeoX requests for ``train_iters`` steps of
+    ``global_batch_size``: the training split's count, whatever ``name``. An index of the valid
+    or test split (``build-index --split valid``) was built for its own count, so open it with
+    ``name="valid_0", num_samples=pythia_data.index.split_num_samples("valid", train_iters,
+    global_batch_size, eval_interval, eval_iters)``.
     """
 
     def __init__(
