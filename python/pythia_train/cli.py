@@ -89,7 +89,13 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--clip-grad", type=float, default=1.0, help="Gradient-norm clipping (0: none, as in GPT-NeoX)."
 )
-@click.option("--seed", type=int, default=1234, help="Initialisation seed.")
+@click.option(
+    "--seed",
+    type=int,
+    default=1234,
+    help="Initialisation seed; with --data-format gpt-neox also the seed of the index's "
+    "shuffle (GPT-NeoX's one seed), so another seed trains on other rows.",
+)
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "fp16"]),
