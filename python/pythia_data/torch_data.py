@@ -141,7 +141,9 @@ def make_data_loader(
     num_workers: int = 0,
 ) -> DataLoader:
     """A DataLoader yielding (micro_batch_size, seq_length + 1) tensors for this rank, in
-    GPT-NeoX's order, resumable at any step."""
+    GPT-NeoX's order, resumable at any step: optimizer steps ``start_step`` to ``end_step``,
+    end exclusive as in ``range`` (where ``batches()`` and ``pythia-data batch --end-step``
+    include it), ``gradient_accumulation_steps`` tensors per step."""
     sampler = GPTNeoXBatchSampler(
         len(rows),
         micro_batch_size,
