@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --profile fastdev -p pythia-python "$@"
-cp target/fastdev/lib_core.so python/pythia_data/_core.abi3.so
+# Where cargo put it: with CARGO_TARGET_DIR set, target/ may hold an older build, which was
+# copied without a word.
+cp "${CARGO_TARGET_DIR:-target}/fastdev/lib_core.so" python/pythia_data/_core.abi3.so
