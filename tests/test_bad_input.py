@@ -403,3 +403,23 @@ def test_a_negative_offset_or_length_is_an_index_error(tmp_path):
         with pytest.raises(IndexError, match="must be 0 or more"):
             ds.get(0, **kwargs)
     assert ds.get(0, offset=2, length=3).tolist() == [2, 3, 4]
+
+
+def _open_dataset(prefix: str) -> None:
+    pythia_data.IndexedDataset(prefix)
+
+
+def test_the_error_crosses_process_boundaries(tmp_path):
+    # As _core.PythiaDataError it could not be pickled (no module "_core"): raised in a
+    # multiprocessing worker, it reached the parent as an encoding error without its message.
+    import multiprocessing
+    import pickle
+
+    e = pickle.loads(pickle.dumps(PythiaDataError("a message")))
+    assert type(e) is PythiaDataError and str(e) == "a message"
+    assert PythiaDataError.__module__ == "pythia_data"
+    (tmp_path / "junk.idx").write_bytes(b"garbage")
+    (tmp_path / "junk.bin").write_bytes(b"")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        with pytest.raises(PythiaDataError, match="shorter than the 34-byte .idx header"):
+            pool.map(_open_dataset, [str(tmp_path / "junk")])

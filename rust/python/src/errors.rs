@@ -7,8 +7,11 @@ use pyo3::prelude::*;
 
 use pythia_engine::Error;
 
+// Named for the package users import it from: as `_core.PythiaDataError` it could not be
+// pickled (no module `_core`), so one raised in a multiprocessing worker reached the parent as
+// an encoding error that had lost the message.
 create_exception!(
-    _core,
+    pythia_data,
     PythiaDataError,
     PyValueError,
     "A data file is corrupt or does not match, or a request is invalid."
