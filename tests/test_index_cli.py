@@ -643,6 +643,21 @@ def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
 
 
+def test_batch_of_preshuffled_data_without_the_flag_says_so(tmp_path):
+    # It said only "index file not found (build it with `pythia-data build-index`)", which
+    # would index Pythia's rows as documents and read other rows than it trained on.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    pre = tmp_path / "pre"
+    assert run("export-preshuffled", d / "a", pre, "--rows", 8, *ARGS, "-q")[0] == 0
+    code, out = run("batch", pre, "--step", 0, "--seq-length", 16)
+    assert code == 1 and out.count("\n") == 1, out
+    assert "index file not found" in out and "`pythia-data batch --preshuffled` reads it" in out
+    # Documents of other lengths get the plain advice.
+    code, out = run("batch", d / "b", "--step", 0, "--seq-length", 16)
+    assert code == 1 and "build it with" in out and "--preshuffled" not in out, out
+
+
 def test_batch_end_step_always_writes_steps_batch_row(tmp_path):
     # --end-step equal to --step wrote (B, seq+1): a script reading --step N --end-step M
     # output as (steps, B, seq+1) broke on the one-step range.

@@ -59,16 +59,29 @@ def open_rows(
     num_samples = split_num_samples(
         split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
     )
-    return GPTDataset(
-        prefix,
-        name=split_name(split, name),
-        num_samples=num_samples,
-        train_iters=train_iters,
-        global_batch_size=global_batch_size,
-        seq_length=seq_length,
-        seed=seed,
-        cache_dir=cache_dir,
-    )
+    indexed = IndexedDataset(prefix)
+    try:
+        return GPTDataset(
+            indexed,
+            name=split_name(split, name),
+            num_samples=num_samples,
+            train_iters=train_iters,
+            global_batch_size=global_batch_size,
+            seq_length=seq_length,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
+    except FileNotFoundError as e:
+        # Pythia's released data is preshuffled and has no index: the advice to build one
+        # would index its rows as documents and read other rows than Pythia trained on.
+        sizes = indexed.sizes
+        if len(sizes) < 2 or int(sizes[0]) < 2 or not np.all(sizes == sizes[0]):
+            raise
+        raise FileNotFoundError(
+            f"{e}; but every item of {prefix} has {int(sizes[0]):,} tokens, as in preshuffled "
+            "data, which has no index (item k is row k): if it is, `pythia-data batch "
+            "--preshuffled` reads it"
+        ) from None
 
 
 @click.command("batch")
