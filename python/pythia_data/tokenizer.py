@@ -116,7 +116,7 @@ class Tokenizer:
         """Text of ``ids``; ids outside the vocabulary are ignored, bad UTF-8 becomes U+FFFD.
 
         Special tokens (``<|endoftext|>``, ``<|padding|>``) are dropped unless
-        ``skip_special_tokens=False``, where ``tokenizers``' ``decode`` keeps them by default.
+        ``skip_special_tokens=False``, as in ``tokenizers``' ``decode``.
         """
         return self._core.decode(_ids_array(ids), skip_special_tokens)
 
