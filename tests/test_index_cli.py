@@ -199,6 +199,7 @@ def test_batch_decode(tmp_path):
     out = tmp_path / "step1.txt"
     code, text = run("batch", tmp_path / "t", "--step", 1, "--decode", "-o", out, *opts)
     assert code == 0, text
+    assert text == f"wrote steps 1..1 (2 rows) as text to {out}\n"
     rows = [ds[k].astype(np.int64).tolist() for k in (2, 3)]
     want = "".join(
         f"=== step 1 row {k} ===\n{tok.decode(r, skip_special_tokens=False)}\n"
@@ -390,7 +391,8 @@ def test_batch_output_onto_the_dataset_subsets_or_the_index_record_is_refused(tm
     record = next(tmp_path.glob("s_*_meta.json"))
     for target in (f"{sample}.subsets.npy", f"{sample}.subsets.json", record):
         before = Path(target).read_bytes()
-        code, out = run("batch", sample, *args, "--step", 0, "--batch-size", 2, "-o", target)
+        text = () if str(target).endswith(".npy") else ("--decode",)  # rows go to .npy only
+        code, out = run("batch", sample, *args, "--step", 0, "--batch-size", 2, *text, "-o", target)
         assert code == 1 and "would overwrite" in out, out
         assert Path(target).read_bytes() == before
 
@@ -640,6 +642,30 @@ def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
         "batch", pre, "--preshuffled", "--step", 1, "--batch-size", 4, "--seq-length", 16, "-o", o
     )
     assert code == 0, out
+    np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
+
+
+def test_batch_refuses_index_options_for_preshuffled_data_and_text_names_for_npy(tmp_path):
+    # --seed, --name ... were ignored without a word with --preshuffled (as if they chose
+    # rows), and -o rows.txt without --decode wrote a .npy array under a text file's name.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    pre = tmp_path / "pre"
+    assert run("export-preshuffled", d / "a", pre, "--rows", 8, *ARGS, "-q")[0] == 0
+    base = ("batch", pre, "--preshuffled", "--step", 1, "--batch-size", 4, "--seq-length", 16)
+    for extra, named in [
+        (("--seed", 7), "--seed chooses"),
+        (("--name", "x", "--split", "valid"), "--name, --split choose"),
+        (("--eval-iters", 3), "--eval-iters chooses"),
+    ]:
+        code, out = run(*base, *extra)
+        assert code == 2 and f"{named} a raw dataset's index" in out, out
+    o = tmp_path / "rows.txt"
+    code, out = run(*base, "-o", o)
+    assert code == 2 and "without --decode the rows are written as a .npy array" in out, out
+    assert not o.exists()
+    o = tmp_path / "rows.NPY"
+    assert run(*base, "--global-batch-size", 4, "-o", o)[0] == 0
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
 
 

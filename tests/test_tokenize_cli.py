@@ -1360,6 +1360,10 @@ def test_a_meta_key_that_is_the_text_key_is_refused(tmp_path, lines):
     result = run(src, "--output", tmp_path / "o", "--meta-key", "text")
     assert result.exit_code == 1 and "the meta key 'text' is the text key" in result.output
     assert list(tmp_path.glob("o*")) == []
+    # An empty --text-key failed every line with 'no "" field'.
+    result = run(src, "--output", tmp_path / "o", "--text-key", "")
+    assert result.exit_code == 1 and "the text key must name the field" in result.output
+    assert list(tmp_path.glob("o*")) == []
 
 
 def test_a_directory_among_arrow_inputs_says_to_list_its_files(tmp_path, lines):

@@ -329,6 +329,11 @@ def tokenize_files(
             raise ValueError(f"{name} must be a number of seconds, not NaN")
         if seconds < 0:
             raise ValueError(f"{name} must be 0 or more (0: at every chance), not {seconds}")
+    if not isinstance(text_key, str) or not text_key:
+        raise ValueError(
+            f"the text key must name the field that holds each document's text (--text-key, "
+            f"default 'text'), not {text_key!r}"
+        )
     if meta_key and meta_key == text_key:
         raise ValueError(
             f"the meta key {meta_key!r} is the text key: subsets name a document's source (such "

@@ -165,6 +165,14 @@ def command(
     batch_size = batch_size or index_opts["global_batch_size"]
     if end_step < step:
         raise click.BadParameter(f"{end_step} is before --step {step}", param_hint="--end-step")
+    if output is not None and not decode and not output.lower().endswith(".npy"):
+        raise click.BadParameter(
+            f"{output!r}: without --decode the rows are written as a .npy array; name the file "
+            "….npy, or add --decode to write them as text",
+            param_hint="--output",
+        )
+    if preshuffled:
+        _refuse_index_options(click.get_current_context())
     ds = open_rows(prefix, preshuffled, **index_opts)
     if (getattr(ds, "record", None) or {}).get("separate_last_epoch"):
         click.echo(
@@ -187,6 +195,10 @@ def command(
         prepare_output_folder(output)
     if decode:
         _decode(ds, step, end_step, batch_size, tokenizer, output)
+        if output is not None:
+            click.echo(
+                f"wrote steps {step}..{end_step} ({steps * batch_size:,} rows) as text to {output}"
+            )
         return
     if output is not None:
         _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=stacked)
@@ -198,6 +210,27 @@ def command(
         click.echo(
             f"step {s}: rows [{s * batch_size:,}, {(s + 1) * batch_size:,}), shape {rows.shape}, "
             f"token sum {total}, row 0 starts {rows[0, :8].tolist()}"
+        )
+
+
+#: The options that choose a raw dataset's index, which preshuffled data does not have.
+_INDEX_ONLY = ("name", "train_iters", "num_samples", "seed", "cache_dir", "split")
+
+
+def _refuse_index_options(ctx: click.Context) -> None:
+    """Options given for an index that --preshuffled data has not: silently ignored, a --seed
+    would seem to choose rows it does not."""
+    given = [
+        f"--{p.name.replace('_', '-')}"
+        for p in ctx.command.params
+        if (p.name in _INDEX_ONLY or p.name.startswith("eval_"))
+        and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} choose{'s' if len(given) == 1 else ''} a raw dataset's index; "
+            "--preshuffled data has none (item k is row k): leave "
+            f"{'it' if len(given) == 1 else 'them'} out"
         )
 
 
@@ -258,5 +291,9 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
         return
     path = Path(output)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
