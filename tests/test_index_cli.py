@@ -94,6 +94,34 @@ def test_build_index_splits_and_blend(tmp_path):
     assert code == 2 and "2 datasets" in out  # a usage error
 
 
+def test_batch_reads_the_blend_build_index_built(tmp_path):
+    # A blend built with build-index --weights could be read from Python only.
+    d = make_dir(tmp_path)
+    blend_opts = ("--weights", "3,1", *ARGS, "--cache-dir", tmp_path / "blend")
+    o = tmp_path / "steps.npy"
+    code, out = run("batch", d, "--step", 0, "-o", o, *blend_opts)
+    assert code == 1 and "build the blend with `pythia-data build-index" in out, out
+    assert f"{d} --weights 3,1` and the same options)" in out and out.count("(build") == 1, out
+    for split in ("train", "valid"):
+        split_opts = ("--split", split, "--eval-interval", 2, "--eval-iters", 1)
+        assert run("build-index", d, *blend_opts, *split_opts, "-q")[0] == 0
+        code, out = run("batch", d, "--step", 1, "--end-step", 2, "-o", o, *blend_opts, *split_opts)
+        assert code == 0, out
+        blend = pythia_data.build_blended_index(
+            [d / "a", d / "b"],
+            [3, 1],
+            name="train_0" if split == "train" else "valid_0",
+            num_samples=(5 if split == "train" else (5 // 2 + 1) * 1) * 4,
+            seq_length=16,
+            seed=77,
+            cache_dir=tmp_path / "blend",
+        )
+        want = pythia_data.BlendedDataset.from_blend(blend).rows(4, 12)
+        np.testing.assert_array_equal(np.load(o), want.reshape(2, 4, 17))
+    code, out = run("batch", d, "--step", 0, *blend_opts[:1], "1", *ARGS)
+    assert code == 2 and "2 datasets" in out, out
+
+
 def test_bad_seed_and_missing_path(tmp_path):
     d = make_dir(tmp_path)
     code, out = run("build-index", d / "a", "--seed", 2**32)

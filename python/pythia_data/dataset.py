@@ -659,6 +659,11 @@ class BlendedDataset(RowDataset):
         ]
         return cls._normalized(comps, blend.weights)
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype that holds every component's tokens."""
+        return np.result_type(*[getattr(d, "dtype", np.int64) for d in self.datasets])
+
     def __len__(self) -> int:
         """The positions that have rows (GPT-NeoX's ``len`` is ``self.size``, more than that:
         a loader over all of it failed partway)."""
@@ -677,11 +682,7 @@ class BlendedDataset(RowDataset):
             return out
         which = self.dataset_index[start:stop]
         sample = self.dataset_sample_index[start:stop]
-        out_dtype = (
-            np.dtype(dtype)
-            if dtype is not None
-            else np.result_type(*[getattr(d, "dtype", np.int64) for d in self.datasets])
-        )
+        out_dtype = np.dtype(dtype) if dtype is not None else self.dtype
         out = np.empty((stop - start, self.seq_length + 1), dtype=out_dtype)
         for d, ds in enumerate(self.datasets):
             sel = np.flatnonzero(which == d)

@@ -127,6 +127,34 @@ def split_num_samples(
     return num_samples_for(iters, global_batch_size)
 
 
+def parse_weights(weights: str, path, prefixes) -> list[float]:
+    """--weights as numbers, one per dataset found at ``path``."""
+    try:
+        ws = [float(w) for w in weights.split(",")]
+    except ValueError:
+        raise click.UsageError(f"--weights {weights!r}: not comma-separated numbers") from None
+    if len(ws) != len(prefixes):
+        raise click.UsageError(
+            f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
+            + ", ".join(p.name for p in prefixes)
+        )
+    return ws
+
+
+def blend_total(
+    split: str,
+    num_samples: int | None,
+    train_iters: int,
+    global_batch_size: int,
+    eval_interval: int,
+    eval_iters: int,
+) -> int:
+    """A blend's samples for ``split``, before GPT-NeoX's per-component 1.005 margin."""
+    if num_samples is not None:
+        return num_samples
+    return split_iters(split, train_iters, eval_interval, eval_iters) * global_batch_size
+
+
 def _apply(options, f):
     for opt in reversed(options):
         f = opt(f)

@@ -8,20 +8,28 @@ from pathlib import Path
 import click
 import numpy as np
 
+from pythia_data import _core
 from pythia_data.cli._index_options import (
     EVAL_INTERVAL,
     EVAL_ITERS,
     INT64_MAX,
     SPLIT_HELP,
     SPLITS,
+    blend_total,
+    parse_weights,
     split_name,
     split_num_samples,
     with_eval_options,
     with_index_options,
 )
-from pythia_data.dataset import GPTDataset, PreshuffledDataset, _refuse_overwriting_sources
+from pythia_data.dataset import (
+    BlendedDataset,
+    GPTDataset,
+    PreshuffledDataset,
+    _refuse_overwriting_sources,
+)
 from pythia_data.errors import PythiaDataError, prepare_output_folder
-from pythia_data.index import find_datasets, find_one_dataset
+from pythia_data.index import blend_component_name, find_datasets, find_one_dataset
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
@@ -39,10 +47,17 @@ def open_rows(
     split="train",
     eval_interval=EVAL_INTERVAL,
     eval_iters=EVAL_ITERS,
+    weights=None,
 ):
-    """The dataset the options describe: preshuffled rows, or a raw dataset and its index.
-    PREFIX may be a directory holding exactly one dataset. The split's name and sample count
-    are worked out as `build-index` does, so the same options find the index it built."""
+    """The dataset the options describe: preshuffled rows, a raw dataset and its index, or
+    with ``weights`` the blend of the datasets PREFIX holds. PREFIX may be a directory holding
+    exactly one dataset (or, for a blend, several). The split's name and sample count are
+    worked out as `build-index` does, so the same options find the index it built."""
+    if weights is not None:
+        return _open_blend(
+            prefix, weights, name, split, num_samples, train_iters, global_batch_size,
+            seq_length, seed, cache_dir, eval_interval, eval_iters,
+        )  # fmt: skip
     prefix = find_datasets(find_one_dataset(prefix))[0]
     if preshuffled:
         indexed = IndexedDataset(prefix)
@@ -82,6 +97,41 @@ def open_rows(
             "data, which has no index (item k is row k): if it is, `pythia-data batch "
             "--preshuffled` reads it"
         ) from None
+
+
+def _open_blend(
+    path, weights, name, split, num_samples, train_iters, global_batch_size, seq_length, seed,
+    cache_dir, eval_interval, eval_iters,
+):  # fmt: skip
+    """The blend `build-index --weights` built with the same options: each component's index
+    under GPT-NeoX's name for it, with its share of the samples, in BlendableDataset's order."""
+    prefixes = find_datasets(path)
+    ws = parse_weights(weights, path, prefixes)
+    total = blend_total(
+        split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+    )
+    counts = _core.blend_num_samples(ws, total)[1]
+    comps = []
+    for i, (prefix, n) in enumerate(zip(prefixes, counts, strict=True)):
+        try:
+            comps.append(
+                GPTDataset(
+                    prefix,
+                    name=blend_component_name(split_name(split, name), i),
+                    num_samples=int(n),
+                    seq_length=seq_length,
+                    seed=seed,
+                    cache_dir=cache_dir,
+                )
+            )
+        except FileNotFoundError as e:
+            hint = (
+                f"build the blend with `pythia-data build-index {path} --weights {weights}` and "
+                "the same options"
+            )
+            message = str(e).replace("build it with `pythia-data build-index`", hint)
+            raise FileNotFoundError(message if hint in message else f"{e} ({hint})") from None
+    return BlendedDataset(comps, ws)
 
 
 @click.command("batch")
@@ -138,6 +188,12 @@ def open_rows(
     help="Which of GPT-NeoX's datasets to read: " + SPLIT_HELP,
 )
 @with_eval_options
+@click.option(
+    "--weights",
+    default=None,
+    help="Comma-separated weights, one per dataset PREFIX (a directory) holds: read the blend "
+    "`build-index --weights` built with the same options, in GPT-NeoX's BlendableDataset order.",
+)
 def command(
     prefix,
     step,
@@ -214,7 +270,7 @@ def command(
 
 
 #: The options that choose a raw dataset's index, which preshuffled data does not have.
-_INDEX_ONLY = ("name", "train_iters", "num_samples", "seed", "cache_dir", "split")
+_INDEX_ONLY = ("name", "train_iters", "num_samples", "seed", "cache_dir", "split", "weights")
 
 
 def _refuse_index_options(ctx: click.Context) -> None:

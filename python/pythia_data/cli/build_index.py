@@ -14,6 +14,8 @@ from pythia_data import _core
 from pythia_data.cli._index_options import (
     SPLIT_HELP,
     SPLITS,
+    blend_total,
+    parse_weights,
     split_iters,
     split_name,
     split_num_samples,
@@ -121,19 +123,10 @@ def command(
                 progress=not quiet,
             )
             if weights is not None:
-                try:
-                    ws = [float(w) for w in weights.split(",")]
-                except ValueError as e:
-                    raise click.UsageError(
-                        f"--weights {weights!r}: not comma-separated numbers"
-                    ) from e
-                if len(ws) != len(prefixes):
-                    raise click.UsageError(
-                        f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
-                        + ", ".join(p.name for p in prefixes)
-                    )
-                # A blend's total is taken before GPT-NeoX's per-component 1.005 margin.
-                base = num_samples if num_samples is not None else iters * global_batch_size
+                ws = parse_weights(weights, path, prefixes)
+                base = blend_total(
+                    split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+                )
                 counts = _core.blend_num_samples(ws, base)[1]
                 for i, (p, n) in enumerate(zip(prefixes, counts, strict=True)):
                     comp = blend_component_name(ds_name, i)
