@@ -234,6 +234,39 @@ def test_json_files_passed_over_in_a_folder_are_noted(tmp_path):
     assert len(IndexedDataset(tmp_path / "o")) == 2
 
 
+def test_an_output_in_its_input_folder_is_not_noted_as_passed_over(tmp_path):
+    # With outputs written into the input folder, their PREFIX.subsets.json, a shard's
+    # .shard.json and the work directory's checkpoint.json were noted as corpus files
+    # passed over, on every rerun and in every shard of an array.
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a", "b"):
+        (d / f"{name}.jsonl").write_text("".join(f'{{"text": "{name}{i}"}}\n' for i in range(50)))
+    with pytest.raises(KeyboardInterrupt):  # leaves the work directory, checkpoint and all
+        tokenize_files(
+            find_inputs([d]),
+            d / "o",
+            threads=1,
+            chunk_bytes=64,
+            checkpoint_seconds=0,
+            progress_seconds=0,
+            progress=stop_on_call(2),
+        )
+    assert (d / "o.partial" / "checkpoint.json").is_file()
+    for _ in range(2):  # resumed, then over the finished output
+        result = run(d, "-o", d / "o")
+        assert result.exit_code == 0 and "note:" not in result.output, result.output
+    for i in range(2):
+        result = run(d, "-o", d / "p", "--shard-index", i, "--num-shards", 2)
+        assert result.exit_code == 0 and "note:" not in result.output, result.output
+    # A .json file of the corpus itself is still noted.
+    (d / "c.json").write_text('{"text": "c"}\n')
+    result = run(d, "-o", d / "o")
+    assert f"note: passed over 1 .json file(s) in the input folders (such as {d}/c.json)" in (
+        result.output
+    )
+
+
 def test_byte_order_mark_line_ends_and_last_line(tmp_path):
     # Messy files that are still valid: a UTF-8 BOM (Windows editors), CRLF line ends, a last
     # line without newline, gzip with a BOM inside the stream. All give the plain file's ids.

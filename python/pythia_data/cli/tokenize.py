@@ -205,14 +205,6 @@ def command(
     output = base = _strip_extension(output)
     passed_over: list[Path] = []
     files = all_files = find_inputs(inputs, passed_over)
-    if passed_over:
-        # Documented, but a folder of `datasets`' to_json output would give no documents of
-        # those files without a word.
-        click.echo(
-            f"note: passed over {len(passed_over)} .json file(s) in the input folders (such as "
-            f"{passed_over[0]}): they are read as JSON lines only when named, or renamed .jsonl",
-            err=True,
-        )
     if shard_index >= num_shards:
         raise click.BadParameter(
             f"must be below --num-shards ({num_shards})", param_hint="--shard-index"
@@ -233,12 +225,23 @@ def command(
         # was done, a file deleted meanwhile (another shard's, even) failed the finished part.
         all_sizes = [input_size(f) for f in all_files]
     click.get_current_context().meta[WORK_DIR_KEY] = f"{output}.partial"
+    # Every shard's output against every input: shard 1 must not replace shard 0's input.
+    every = [shard_prefix(base, i, num_shards) for i in range(num_shards)]
+    if num_shards == 1:
+        every = [output]
     try:
-        # Every shard's output against every input: shard 1 must not replace shard 0's input.
-        every = [shard_prefix(base, i, num_shards) for i in range(num_shards)]
-        _refuse_output_over_input(every if num_shards > 1 else [output], all_files)
+        _refuse_output_over_input(every, all_files)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    passed_over = [f for f in passed_over if not _is_own_file(f, every)]
+    if passed_over:
+        # Documented, but a folder of `datasets`' to_json output would give no documents of
+        # those files without a word.
+        click.echo(
+            f"note: passed over {len(passed_over)} .json file(s) in the input folders (such as "
+            f"{passed_over[0]}): they are read as JSON lines only when named, or renamed .jsonl",
+            err=True,
+        )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cores and threads > cores and not quiet:
         # Measured on 2 cores: 64 threads ran 35-53 % slower in 5x the memory.
@@ -289,6 +292,22 @@ def command(
         explicit = click.get_current_context().get_parameter_source("meta_key")
         if meta_key and report["documents"] and explicit != ParameterSource.DEFAULT:
             _note_missing_meta(output, meta_key)
+
+
+def _is_own_file(path: Path, prefixes: list[Path]) -> bool:
+    """Whether ``path`` is no corpus file but one pythia-data writes: in this run's work
+    directory, or a dataset's ``.subsets.json`` or ``.shard.json`` (beside its ``.idx``, or of
+    this run's output). With outputs written into an input folder, every rerun and every shard
+    of an array noted these as corpus files passed over."""
+    real = path.resolve()
+    if any(real.is_relative_to(Path(f"{p}.partial").resolve()) for p in prefixes):
+        return True
+    for suffix in (".subsets.json", ".shard.json"):
+        if path.name.endswith(suffix):
+            prefix = path.with_name(path.name[: -len(suffix)])
+            ours = {p.resolve() for p in prefixes}
+            return prefix.with_name(prefix.name + ".idx").is_file() or prefix.resolve() in ours
+    return False
 
 
 def _note_missing_meta(output: Path, meta_key: str) -> None:
