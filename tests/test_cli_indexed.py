@@ -317,6 +317,16 @@ def test_merge_onto_a_folder_name_is_a_usage_error(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_merge_of_a_folder_says_to_name_its_datasets(tmp_path, monkeypatch):
+    # It said "error: DIR.idx: No such file or directory".
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parts").mkdir()
+    code, out = run("merge", "out", "parts")
+    assert code == 2 and "parts is a folder: merge joins datasets in the order given" in out, out
+    assert "parts/*.idx" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+
+
 def test_verify_detects_corruption(tmp_path):
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
     sums = tmp_path / "SUMS"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 from pathlib import Path
 
 import click
@@ -40,6 +41,11 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
             raise click.UsageError(
                 f"{arg} is the work directory of an unfinished tokenize run of "
                 f"{arg.with_suffix('')}: run that command again to finish it, then merge"
+            )
+        if arg.is_dir() and not arg.with_name(arg.name + ".idx").exists():
+            raise click.UsageError(
+                f"{arg} is a folder: merge joins datasets in the order given, so name them "
+                f"(a shell glob such as {shlex.quote(str(arg / '*.idx'))} gives them in name order)"
             )
         prefix = _strip_extension(arg)
         pair = (
