@@ -260,6 +260,29 @@ def test_int64_on_request_and_dtype():
     np.testing.assert_array_equal(ds.rows(0, 4, np.int64), ds.rows(0, 4).astype(np.int64))
 
 
+def test_a_dtype_that_cannot_hold_the_tokens_is_refused(tmp_path):
+    # uint16 ids above 32,767 came back from dtype=np.int16 wrapped negative, without a word.
+    with IndexedDatasetBuilder(tmp_path / "p", np.uint16) as b:
+        b.add_document(np.array([50_000, 1, 2, 3], np.uint16))
+    pre = PreshuffledDataset(tmp_path / "p")
+    gpt = golden_dataset("lognormal_e1")
+    blend = BlendedDataset([gpt, gpt], [1, 1])
+    for ds in (pre, gpt, blend):
+        for dtype in (np.int16, np.int8, np.float16):
+            with pytest.raises(PythiaDataError, match="cannot hold every uint16 token"):
+                ds.rows(0, 1, dtype)
+            with pytest.raises(PythiaDataError, match="cannot hold"):
+                ds.row(0, dtype)
+        for dtype in (np.uint16, np.int32, np.int64, np.float32):
+            np.testing.assert_array_equal(ds.rows(0, 1, dtype), ds.rows(0, 1).astype(dtype))
+    assert pre.rows(0, 1, np.int32)[0, 0] == 50_000
+    with pytest.raises(PythiaDataError, match="cannot hold"):
+        blend.rows(0, 1, out=np.empty((1, gpt.seq_length + 1), np.int16))
+    int32 = golden_dataset("int32_tokens")
+    with pytest.raises(PythiaDataError, match="cannot hold every int32 token"):
+        int32.rows(0, 1, np.uint16)
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.int64])
 def test_rows_into_a_reused_buffer(dtype):
     ds = golden_dataset("lognormal_e1")

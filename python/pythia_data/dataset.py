@@ -39,7 +39,7 @@ PathLike = str | os.PathLike
 class RowDataset:
     """Step arithmetic shared by every dataset of fixed-length training rows.
 
-    Subclasses provide ``__len__``, ``seq_length`` and ``rows(start, stop)``.
+    Subclasses provide ``__len__``, ``seq_length``, ``dtype`` and ``rows(start, stop)``.
     """
 
     seq_length: int
@@ -64,6 +64,21 @@ class RowDataset:
                 f"rows [{start}, {stop}) go beyond the index, which has {n:,} rows{steps}"
             )
         return start, stop
+
+    def _row_dtype(self, dtype) -> np.dtype | None:
+        """``dtype`` checked to hold every token of the dataset's dtype (None stays None: the
+        dataset's own). A narrower one wrapped ids silently: uint16's 50,000 read as int16's
+        -15,536, and a loader fed the model those ids."""
+        if dtype is None:
+            return None
+        dtype = np.dtype(dtype)
+        have = np.dtype(self.dtype)
+        if not np.can_cast(have, dtype, "safe"):
+            raise PythiaDataError(
+                f"dtype {dtype.name} cannot hold every {have.name} token of this dataset "
+                f"(ids would wrap or round): ask for {have.name}, np.int64, or another that holds it"
+            )
+        return dtype
 
     def _row_index(self, k) -> int:
         """Row ``k`` (negative counts from the end) as an index in [0, len): IndexError when out
@@ -504,8 +519,9 @@ class GPTDataset(RowDataset):
         if out is not None:
             self._core.rows_into(start, stop, out)
             return out
-        int64 = dtype is not None and np.dtype(dtype) == np.int64
-        if dtype is not None and not int64 and np.dtype(dtype) != self.dtype:
+        dtype = self._row_dtype(dtype)
+        int64 = dtype is not None and dtype == np.int64
+        if dtype is not None and not int64 and dtype != self.dtype:
             return self._core.rows(start, stop, False).astype(dtype)
         return self._core.rows(start, stop, int64)
 
@@ -596,6 +612,7 @@ class PreshuffledDataset(RowDataset):
         """Rows ``[start, stop)``: a read-only view of the ``.bin`` (a copy when ``dtype`` or
         ``out`` is given)."""
         start, stop = self._check_range(start, stop)
+        dtype = self._row_dtype(dtype)
         view = self.indexed.items(start, stop).reshape(stop - start, self.seq_length + 1)
         if out is not None:
             np.copyto(out, view, casting="safe")
@@ -680,9 +697,10 @@ class BlendedDataset(RowDataset):
         if out is not None:
             np.copyto(out, self.rows(start, stop, out.dtype), casting="safe")
             return out
+        dtype = self._row_dtype(dtype)
         which = self.dataset_index[start:stop]
         sample = self.dataset_sample_index[start:stop]
-        out_dtype = np.dtype(dtype) if dtype is not None else self.dtype
+        out_dtype = dtype if dtype is not None else self.dtype
         out = np.empty((stop - start, self.seq_length + 1), dtype=out_dtype)
         for d, ds in enumerate(self.datasets):
             sel = np.flatnonzero(which == d)
