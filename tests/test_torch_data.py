@@ -66,7 +66,7 @@ def test_loader_yields_the_rows_of_each_step_across_ranks():
 
 def test_rows_reach_torch_without_a_copy():
     ds = TorchRowDataset(dataset(), dtype=None)
-    batch = ds.__getitems__(list(range(8, 16)))
+    batch = next(iter(make_data_loader(dataset(), micro_batch_size=8, start_step=1, dtype=None)))
     arr = batch.numpy()  # shares memory with the tensor
     assert arr.base is not None or arr.flags.owndata is False
     assert batch.shape == (8, 513)
@@ -74,6 +74,23 @@ def test_rows_reach_torch_without_a_copy():
     batch[0, 0] = 12345
     assert arr[0, 0] == 12345
     np.testing.assert_array_equal(ds[8].numpy(), dataset()[8])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_plain_data_loader_over_the_rows(num_workers):
+    # DataLoader's own batching (batch_size, any sampler, default_collate) failed at the first
+    # batch: __getitems__ gave one tensor where collate_fn takes a list of rows.
+    rows = dataset()
+    ds = TorchRowDataset(rows)
+    order = [7, 3, 4, 5, 0, 9, 1, 2]
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=order, num_workers=num_workers)
+    got = torch.cat(list(loader)).numpy()
+    np.testing.assert_array_equal(got, rows.rows(0, 10, np.int64)[order])
+    shuffled = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, shuffle=True)))
+    assert shuffled.shape == (3, rows.seq_length + 1) and shuffled.dtype == torch.int64
+    # Negative indices count from the end, as for the rows themselves.
+    np.testing.assert_array_equal(ds[-1].numpy(), rows[-1])
+    np.testing.assert_array_equal(torch.stack(ds.__getitems__([-2, -1])).numpy(), rows[-2:])
 
 
 def test_rows_read_in_place_from_a_mapped_file_give_writable_tensors(tmp_path):

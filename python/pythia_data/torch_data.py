@@ -24,10 +24,11 @@ __all__ = ["TorchRowDataset", "GPTNeoXBatchSampler", "make_data_loader"]
 class TorchRowDataset(Dataset):
     """Map-style dataset over any ``RowDataset``: item k is row k as a tensor.
 
-    A micro-batch of contiguous rows is fetched in one engine call (``__getitems__``) and
-    handed to torch with ``torch.from_numpy``: no copy after the engine fills the array (rows
-    read in place from a read-only mapped file, ``dtype=None``, are copied once, so that the
-    tensor is writable like any other).
+    With a DataLoader's ``batch_size`` (and any sampler), the rows of a batch are read in one
+    engine call when contiguous (``__getitems__``) and collated as usual. ``make_data_loader``
+    goes further: its micro-batch reaches torch with ``torch.from_numpy``, no copy after the
+    engine fills the array (rows read in place from a read-only mapped file, ``dtype=None``,
+    are copied once, so that the tensor is writable like any other).
     """
 
     def __init__(self, rows: RowDataset, dtype: np.dtype | type | None = np.int64):
@@ -38,18 +39,34 @@ class TorchRowDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, k: int) -> torch.Tensor:
-        return _tensor(self.rows.rows(k, k + 1, self.dtype)[0])
+        return _tensor(self.rows.row(k, self.dtype))
 
-    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        # A list of rows, as DataLoader's collate_fn takes (default_collate stacks them): the
+        # batch tensor itself failed there ("stack(): argument 'tensors' ... must be tuple of
+        # Tensors, not Tensor"). The rows are views of one batch, read at once.
+        return list(self._batch(indices).unbind(0))
+
+    def _batch(self, indices: list[int]) -> torch.Tensor:
+        """Rows ``indices`` as one (len(indices), seq_length + 1) tensor."""
         if (
             indices
+            and indices[0] >= 0
             and indices[-1] - indices[0] + 1 == len(indices)
             and all(b - a == 1 for a, b in zip(indices, indices[1:], strict=False))
         ):
             arr = self.rows.rows(indices[0], indices[-1] + 1, self.dtype)
         else:
-            arr = np.stack([self.rows.rows(k, k + 1, self.dtype)[0] for k in indices])
+            arr = np.stack([self.rows.row(k, self.dtype) for k in indices])
         return _tensor(arr)
+
+
+class _MicroBatches(TorchRowDataset):
+    """``make_data_loader``'s dataset: a micro-batch comes back as the one tensor the engine
+    filled (collated by ``_as_batch``, which keeps it as is), never copied by a stack."""
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:  # type: ignore[override]
+        return self._batch(indices)
 
 
 def _tensor(arr: np.ndarray) -> torch.Tensor:
@@ -154,7 +171,7 @@ def make_data_loader(
         end_step,
     )
     return DataLoader(
-        TorchRowDataset(rows, dtype),
+        _MicroBatches(rows, dtype),
         batch_sampler=sampler,
         collate_fn=_as_batch,
         num_workers=num_workers,
