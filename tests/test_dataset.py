@@ -466,3 +466,22 @@ def test_sharded_data_read_in_place(tmp_path):
     pre = PreshuffledDataset(shard(tmp_path / "document", tmp_path / "pre", [77_777, 300_001]))
     np.testing.assert_array_equal(pre.rows(0, 150), ds.rows(0, 150))
     np.testing.assert_array_equal(pre.batch(3, 32, np.int64), ds.batch(3, 32, np.int64))
+
+
+def test_micro_batch_arithmetic_refuses_what_is_no_step():
+    from pythia_data.dataset import gradient_accumulation_steps, micro_batch_rows
+
+    assert micro_batch_rows(np.int64(2), 1, 1, 2, 4, 16) == range(44, 48)
+    assert gradient_accumulation_steps(np.int64(16), 2, 4) == 2
+    # A negative step gave rows counted from the end; batches of 0 or fewer gave 0 or -2
+    # micro-steps, and floats a float count.
+    with pytest.raises(PythiaDataError, match="step -1 is negative"):
+        micro_batch_rows(-1, 0, 0, 1, 16, 16)
+    for batch in (0, -16):
+        with pytest.raises(PythiaDataError, match=f"batch_size must be at least 1, not {batch}"):
+            gradient_accumulation_steps(batch, 1, 8)
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        gradient_accumulation_steps(16.0, 1, 8)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="step must be an integer"):
+            micro_batch_rows(bad, 0, 0, 1, 8, 16)

@@ -261,6 +261,13 @@ def micro_batch_rows(
     rank r's rows are the contiguous ``[r·b, (r+1)·b)`` of the global batch.
     """
     gas = gradient_accumulation_steps(batch_size, world_size, micro_batch_size)
+    step, micro_step, rank = (
+        _integer(step, "step"),
+        _integer(micro_step, "micro_step"),
+        _integer(rank, "rank"),
+    )
+    if step < 0:  # gave a range of negative rows, which count from the end where read
+        raise PythiaDataError(f"step {step} is negative")
     if not 0 <= rank < world_size:
         raise PythiaDataError(f"rank {rank} is outside [0, {world_size})")
     if not 0 <= micro_step < gas:
@@ -270,6 +277,15 @@ def micro_batch_rows(
 
 
 def gradient_accumulation_steps(batch_size: int, world_size: int, micro_batch_size: int) -> int:
+    """Micro-steps per optimizer step: ``batch_size / (world_size · micro_batch_size)``."""
+    # 0 and negative batches passed (0 and -2 micro-steps), and floats gave a float count.
+    batch_size, world_size, micro_batch_size = (
+        _integer(batch_size, "batch_size"),
+        _integer(world_size, "world_size"),
+        _integer(micro_batch_size, "micro_batch_size"),
+    )
+    if batch_size < 1:
+        raise PythiaDataError(f"batch_size must be at least 1, not {batch_size}")
     if world_size < 1 or micro_batch_size < 1 or batch_size % (world_size * micro_batch_size):
         raise PythiaDataError(
             f"global batch {batch_size} is not a multiple of micro_batch_size {micro_batch_size} "
