@@ -78,6 +78,9 @@ def test_get_offset_length_like_gpt_neox():
         ds.get(7, 5, len(full))
     with pytest.raises(IndexError):
         ds[len(ds)]
+    # Named as given: it read "item -1 is out of range", an index that is in range.
+    with pytest.raises(IndexError, match=f"item {-len(ds) - 1} is out of range"):
+        ds[-len(ds) - 1]
     with pytest.raises(IndexError):
         ds.items(3, len(ds) + 1)
     assert len(ds.items(4, 4)) == 0

@@ -126,11 +126,11 @@ class IndexedDataset:
 
     def _check_index(self, i: int) -> int:
         n = len(self)
-        i = _integer(i, "item indices", "integers")
-        if i < 0:
-            i += n
+        k = _integer(i, "item indices", "integers")
+        i = k + n if k < 0 else k
         if not 0 <= i < n:
-            raise IndexError(f"item {i} is out of range for {self.prefix} ({n} items)")
+            # The index as given: item -297 of 296 was reported as "item -1 is out of range".
+            raise IndexError(f"item {k} is out of range for {self.prefix} ({n} items)")
         return i
 
     def gather(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
