@@ -255,6 +255,10 @@ def test_bad_input(tmp_path):
         build_index(a, num_samples=2, seq_length=2, seed=2**32)
     with pytest.raises(PythiaDataError, match="out of range"):
         build_index(a, num_samples=2, seq_length=2, seed=-1)
+    # Opening one said "can't convert negative int to unsigned", or "index file not found".
+    for seed in (-1, 2**32, 2**64):
+        with pytest.raises(PythiaDataError, match=f"seed {seed} is out of range"):
+            GPTDataset(a, num_samples=2, seq_length=2, seed=seed)
     empty = make_dataset(tmp_path / "empty", [0, 0, 0])
     with pytest.raises(PythiaDataError, match=r"empty\.idx.*no tokens"):
         build_index(empty, num_samples=2, seq_length=2, seed=1)

@@ -156,6 +156,15 @@ def find_one_dataset(path: PathLike) -> Path:
 _ROWS_WORD = {"train": "training", "valid": "validation", "test": "test"}
 
 
+def _check_ranges(num_samples: int | None, seq_length: int, seed: int) -> None:
+    if not 0 <= seed <= 2**32 - 1:
+        raise PythiaDataError(
+            f"seed {seed} is out of range: numpy's RandomState takes seeds in [0, 4294967295]"
+        )
+    if (num_samples is not None and num_samples < 0) or seq_length < 1:
+        raise PythiaDataError("num_samples must be >= 0 and seq_length >= 1")
+
+
 def _counts(**values) -> dict[str, int | None]:
     """The index's integer parameters, checked: int() read a seed of 1234.9 as 1234 and True as
     1, naming another index than the one asked for (None stays None: a default)."""
@@ -225,6 +234,9 @@ def index_paths(
     """GPT-NeoX's (doc_idx, sample_idx, shuffle_idx) file names."""
     c = _counts(num_samples=num_samples, seq_length=seq_length, seed=seed)
     num_samples, seq_length, seed = c["num_samples"], c["seq_length"], c["seed"]
+    # Out of range, a seed failed in the conversion ("can't convert negative int to unsigned")
+    # or named an index that build-index refuses to build ("index file not found").
+    _check_ranges(num_samples, seq_length, seed)
     if num_samples is None:
         num_samples = split_num_samples(name.rsplit("_", 1)[0] if "_" in name else "train")
     return tuple(
@@ -304,12 +316,7 @@ def build_index(
     num_samples, seq_length, seed = c["num_samples"], c["seq_length"], c["seed"]
     if num_samples is None:
         num_samples = num_samples_for(c["train_iters"], c["global_batch_size"])
-    if not 0 <= seed <= 2**32 - 1:
-        raise PythiaDataError(
-            f"seed {seed} is out of range: numpy's RandomState takes seeds in [0, 4294967295]"
-        )
-    if num_samples < 0 or seq_length < 1:
-        raise PythiaDataError("num_samples must be >= 0 and seq_length >= 1")
+    _check_ranges(num_samples, seq_length, seed)
     idx = prefix.with_name(prefix.name + ".idx")
     report, close = _tqdm_progress(progress)
     try:
