@@ -195,3 +195,32 @@ def test_sampler_steps_and_ranks_must_be_integers():
             GPTNeoXBatchSampler(1000, 2, start_step=bad)
     with pytest.raises(TypeError, match="rank must be an integer"):
         dataset().data_parallel_rows(0, True, 2, 4, 16)
+
+
+def test_datasets_opened_by_a_relative_name_are_reopened_from_anywhere(tmp_path, monkeypatch):
+    # Pickled by a relative name, a dataset unpickled in another working directory (a script
+    # that changed directory before its spawned workers started) opened the files found there:
+    # other data, silently.
+    import pickle
+
+    from pythia_data import IndexedDataset, IndexedDatasetBuilder, PreshuffledDataset
+
+    for folder, first in (("here", 1), ("there", 100)):
+        with IndexedDatasetBuilder(tmp_path / folder / "d", np.uint16) as b:
+            for k in range(3):
+                b.add_document(np.arange(first + k, first + k + 5, dtype=np.uint16))
+        GPTDataset(tmp_path / folder / "d", num_samples=4, seq_length=2, build=True)
+    monkeypatch.chdir(tmp_path / "here")
+    opened = (
+        IndexedDataset("d"),
+        PreshuffledDataset("d"),
+        GPTDataset("d", num_samples=4, seq_length=2),
+    )
+    blobs = [pickle.dumps(x) for x in opened]
+    monkeypatch.chdir(tmp_path / "there")
+    for before, blob in zip(opened, blobs, strict=True):
+        after = pickle.loads(blob)
+        if isinstance(after, IndexedDataset):
+            np.testing.assert_array_equal(after.items(0, 3), before.items(0, 3))
+        else:
+            np.testing.assert_array_equal(after.rows(0, 3), before.rows(0, 3))

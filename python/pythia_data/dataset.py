@@ -434,6 +434,7 @@ class GPTDataset(RowDataset):
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
+        self._abs_paths = tuple(Path(os.path.abspath(p)) for p in self.paths)  # for pickling
         # Under the folder's lock, which a build holds while putting its files in place: the
         # record and the three arrays are then all of one build.
         with _shared_folder_lock(self.paths[0].parent):
@@ -516,7 +517,7 @@ class GPTDataset(RowDataset):
         # Reopened from the same files in the receiving process (see IndexedDataset.__reduce__).
         return (
             _reopen_gpt_dataset,
-            (self.indexed, self.paths, self.seq_length, self.global_batch_size, self._stamps),
+            (self.indexed, self._abs_paths, self.seq_length, self.global_batch_size, self._stamps),
         )
 
     def __repr__(self) -> str:

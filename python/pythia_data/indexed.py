@@ -51,6 +51,9 @@ class IndexedDataset:
     def __init__(self, prefix: PathLike):
         self.prefix = _strip_extension(prefix)
         self._core = _core.IndexedDataset(self.prefix)
+        # Pickled absolute: a process that reopens a relative prefix from another working
+        # directory (the script's chdir before its spawned workers started) read other data.
+        self._abs_prefix = Path(os.path.abspath(self.prefix))
         self.dtype = np.dtype(self._core.dtype).newbyteorder("<")
         n = len(self._core)
         idx = self._core.idx_buffer()
@@ -74,7 +77,7 @@ class IndexedDataset:
     def __reduce__(self):
         # Pickled by name and reopened (memory maps cannot travel): DataLoader workers started
         # with spawn or forkserver (macOS; Linux from Python 3.14) receive the dataset this way.
-        return (IndexedDataset, (self.prefix,))
+        return (IndexedDataset, (self._abs_prefix,))
 
     def __repr__(self) -> str:
         return (
