@@ -1,5 +1,6 @@
-"""sha256 checksum files in `sha256sum` format (``HEX  NAME`` per line), as Pythia publishes
-for its shards."""
+"""sha256 checksum files: ``sha256sum``'s ``HEX  NAME`` lines (``HEX *NAME`` in binary mode,
+``HEX NAME`` as ``sha256sum`` also reads), its ``--tag`` form ``SHA256 (NAME) = HEX``, and the
+``NAME HEX`` lines of Pythia's own list of shard hashes (``utils/shard_hashes.txt``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ from pathlib import Path
 from pythia_data.errors import PythiaDataError
 
 CHUNK = 16 << 20
-_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+_HEX_NAME = re.compile(r"^([0-9a-fA-F]{64})[ \t]+\*?(.+)$")
+_TAG = re.compile(r"^SHA256 ?\((.+)\) ?= ?([0-9a-fA-F]{64})$")
+# Pythia's repository lists its shards name first: "NAME HEX".
+_NAME_HEX = re.compile(r"^(.+?)[ \t]+([0-9a-fA-F]{64})$")
+
+
+def _parse_line(line: str) -> tuple[str, str] | None:
+    """(name, digest) of one checksum line, or None when it is none of the known forms."""
+    if m := _HEX_NAME.match(line):
+        return m.group(2), m.group(1)
+    if m := _TAG.match(line) or _NAME_HEX.match(line):
+        return m.group(1), m.group(2)
+    return None
 
 
 def read_checksum_file(path: str | os.PathLike) -> dict[str, str]:
@@ -27,13 +40,19 @@ def read_checksum_file(path: str | os.PathLike) -> dict[str, str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        m = _LINE.match(line)
-        if not m:
+        entry = _parse_line(line)
+        if entry is None:
             raise PythiaDataError(
                 f"{path}:{lineno}: not a sha256sum line (expected 64 hex digits, two spaces, a "
-                f"file name): {line[:80]!r}"
+                f"file name, or a name then the 64 hex digits): {line[:80]!r}"
             )
-        out[m.group(2)] = m.group(1).lower()
+        name, digest = entry[0], entry[1].lower()
+        if out.get(name, digest) != digest:
+            # Which one holds would depend on the order of the lines: neither can be trusted.
+            raise PythiaDataError(
+                f"{path}:{lineno}: {name} is listed twice, with different checksums: fix the file"
+            )
+        out[name] = digest
     if not out:
         raise PythiaDataError(f"{path}: no checksums in this file")
     return out
@@ -62,10 +81,34 @@ def write_checksum_file(path: str | os.PathLike, entries: dict[str, str]) -> Non
         raise OSError(e.errno, f"{path}: {e.strerror}") from e
 
 
-def find_expected(checksums: dict[str, str], file: Path) -> str | None:
+def find_expected(
+    checksums: dict[str, str], file: Path, source: str | os.PathLike | None = None
+) -> str | None:
     """The expected digest of `file`, matched by its name (checksum files list bare names or
-    relative paths)."""
-    for name, digest in checksums.items():
-        if name == file.name or Path(name).name == file.name:
+    relative paths). A file listing several datasets whose files share names (Pythia's standard
+    and deduplicated preshuffled data are both ``document-*``) names them by relative paths:
+    then the entry that is this very file counts, read as ``sha256sum -c`` does from the current
+    folder, or from the folder of the checksum file `source`, else the one whose path is how
+    this file's path ends."""
+    same_name = {name: d for name, d in checksums.items() if Path(name).name == file.name}
+    if len(set(same_name.values())) <= 1:
+        return next(iter(same_name.values()), None)
+    target = file.resolve()
+    roots = [Path.cwd()] + ([Path(source).parent] if source is not None else [])
+    for name, digest in same_name.items():
+        if any((root / name).resolve() == target for root in roots):
             return digest
-    return None
+    # Else the one entry whose path is how this file's own path ends (`deduped/document.idx`).
+    ending = [
+        d
+        for name, d in same_name.items()
+        if target.parts[-len(Path(name).parts) :] == Path(name).parts
+    ]
+    if len(ending) == 1:
+        return ending[0]
+    where = f"{source} lists" if source is not None else "the checksums list"
+    raise PythiaDataError(
+        f"{where} {len(same_name)} different files named {file.name} "
+        f"({', '.join(list(same_name)[:3])}) and none of them is {file}: run from the folder "
+        f"its paths are relative to, or give a checksum file of this dataset alone"
+    )

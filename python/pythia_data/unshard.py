@@ -40,7 +40,7 @@ def unshard(
         )
     expected = read_checksum_file(checksums) if checksums else {}
     if expected:
-        missing = [p.name for p in ds.bin_paths if find_expected(expected, p) is None]
+        missing = [p.name for p in ds.bin_paths if find_expected(expected, p, checksums) is None]
         if missing:
             raise PythiaDataError(
                 f"{checksums} lists no checksum for {len(missing)} shard(s), e.g. {missing[0]}"
@@ -62,7 +62,7 @@ def unshard(
         # with a corrupt shard inside. A mismatching shard and those after it are copied again
         # below, and the copy fails with the usual error if the shard itself is still corrupt.
         for k in range(done):
-            if digests[k] != find_expected(expected, shards[k][0]):
+            if digests[k] != find_expected(expected, shards[k][0], checksums):
                 done, digests = k, digests[:k]
                 # So that a rerun after a failed copy still keeps the k shards before it.
                 names = [p.name for p, _ in shards[:k]]
@@ -91,7 +91,7 @@ def unshard(
                     h.update(chunk)
                     f.write(chunk)
                     bar.update(len(chunk))
-            want = find_expected(expected, path) if expected else None
+            want = find_expected(expected, path, checksums) if expected else None
             if want is not None and h.hexdigest() != want:
                 f.truncate(sum(s for _, s in shards[:k]))
                 raise PythiaDataError(

@@ -71,8 +71,8 @@ def command(
     expected = read_checksum_file(checksums) if checksums else {}
     unlisted = []
     if checksums:
-        unlisted = [f.name for f in files if find_expected(expected, f) is None]
-        files = [f for f in files if find_expected(expected, f) is not None]
+        unlisted = [f.name for f in files if find_expected(expected, f, checksums) is None]
+        files = [f for f in files if find_expected(expected, f, checksums) is not None]
         if not files:
             raise click.UsageError(f"{checksums} lists none of the files of {prefix}")
     total = sum(f.stat().st_size for f in files)
@@ -95,7 +95,7 @@ def command(
             click.echo(f"MISSING {name}")
         bad = len(missing)
         for f, digest in digests.items():
-            ok = digest == find_expected(expected, f)
+            ok = digest == find_expected(expected, f, checksums)
             bad += not ok
             click.echo(f"{'OK    ' if ok else 'FAILED'}  {f.name}")
         if unlisted:

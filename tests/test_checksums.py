@@ -1,0 +1,83 @@
+"""Checksum files `verify --checksums` and `unshard --checksums` read: the forms they come in,
+and lists that cover several datasets."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from click.testing import CliRunner
+from test_indexed import shard
+
+from pythia_data.checksums import find_expected, read_checksum_file
+from pythia_data.cli import main
+from pythia_data.errors import PythiaDataError
+
+from golden import golden_case
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "{h}  {n}",  # sha256sum
+        "{h} *{n}",  # sha256sum --binary
+        "{h} {n}",  # one space, which sha256sum -c reads too
+        "SHA256 ({n}) = {h}",  # sha256sum --tag, BSD sha256
+        "{n} {h}",  # Pythia's utils/shard_hashes.txt
+        "{h}  {n}\r",  # written on Windows
+    ],
+)
+def test_the_forms_checksum_files_come_in(tmp_path, line):
+    # Pythia's own list of its shards' hashes ("NAME HEX") was refused as "not a sha256sum line".
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 500_000])
+    sums = tmp_path / "sums"
+    sums.write_text(
+        "".join(line.format(h=h, n=n) + "\n" for n, h in digests(prefix.parent).items())
+    )
+    code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+    assert code == 0 and "all 4 files match" in out, out
+    code, out = run("unshard", prefix, "--checksums", sums, "-o", tmp_path / "whole", "--quiet")
+    assert code == 0, out
+
+
+def test_a_name_listed_twice_with_different_checksums_is_refused(tmp_path):
+    sums = tmp_path / "sums"
+    sums.write_text(f"{'a' * 64}  d.idx\n{'b' * 64}  d.idx\n")
+    with pytest.raises(PythiaDataError, match="d.idx is listed twice, with different checksums"):
+        read_checksum_file(sums)
+
+
+def test_a_list_of_two_datasets_of_the_same_file_names(tmp_path, monkeypatch):
+    # Pythia's standard and deduplicated preshuffled data are both document-*: a checksum file
+    # of both (`sha256sum standard/* deduped/*`) checked the deduplicated files against the
+    # standard ones' digests, reported every file FAILED, and unshard refused the good shards.
+    standard = shard(golden_case("long_docs"), tmp_path / "standard", [100_001, 500_000])
+    deduped = shard(golden_case("long_docs"), tmp_path / "deduped", [222_222, 333_333])
+    sums = tmp_path / "all.sha256"
+    sums.write_text(
+        "".join(
+            f"{h}  {prefix.parent.name}/{n}\n"
+            for prefix in (standard, deduped)
+            for n, h in digests(prefix.parent).items()
+        )
+    )
+    for cwd in (tmp_path, tmp_path / "deduped", tmp_path.parent):
+        monkeypatch.chdir(cwd)
+        for prefix in (standard, deduped):
+            code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+            assert code == 0 and "all 4 files match" in out, out
+    code, out = run("unshard", deduped, "--checksums", sums, "--quiet")
+    assert code == 0, out
+    # Where no entry is the file itself and none ends like its path, no digest is guessed.
+    elsewhere = tmp_path / "elsewhere" / "long_docs-00000-of-00003.bin"
+    with pytest.raises(PythiaDataError, match="2 different files named long_docs-00000-of-00003"):
+        find_expected(read_checksum_file(sums), elsewhere, sums)
