@@ -113,6 +113,17 @@ pub fn find_shards(prefix: &Path) -> Result<Vec<PathBuf>> {
             ),
         ));
     }
+    // The same index written with other zero padding (`-00007-of-00020` and `-000007-of-000020`)
+    // would otherwise read as the next shard missing.
+    if let Some(w) = found.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::invalid(format!(
+            "{} and {} are both shard {} of {}: remove the one that does not belong",
+            w[0].2.display(),
+            w[1].2.display(),
+            w[0].0,
+            prefix.display()
+        )));
+    }
     for (expected, (i, _, path)) in found.iter().enumerate() {
         if *i != expected {
             return Err(Error::invalid(format!(
@@ -127,7 +138,16 @@ pub fn find_shards(prefix: &Path) -> Result<Vec<PathBuf>> {
     // (`document-00000-of-00020.bin` ... `document-00020-of-00020.bin`: 21 files). Both are
     // accepted; a missing last shard then shows up as a size mismatch against the .idx.
     let last = found.len() - 1;
-    if last != count && last + 1 != count {
+    if last > count {
+        // Even Pythia's numbering ends at index N: a file past it is not part of this set, and
+        // saying a shard after it is missing sent users looking for a file that never existed.
+        return Err(Error::invalid(format!(
+            "{} is numbered past the shards '-of-{count:05}' names (0 to {count} at most): it is \
+             not one of them; move it away",
+            found[count + 1].2.display()
+        )));
+    }
+    if last + 1 != count && last != count {
         return Err(Error::invalid(format!(
             "shards of {} end at index {last} but their names say '-of-{count:05}': shard {} is \
              missing",
@@ -289,6 +309,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("shard 1 is missing"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn extra_and_doubled_shards_are_named() {
+        let dir = std::env::temp_dir().join(format!("pythia-binfile-x-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..=3 {
+            std::fs::write(dir.join(format!("document-{k:05}-of-00002.bin")), [1u8]).unwrap();
+        }
+        // It said "shard 4 is missing": the fault is shard 3, past the set.
+        let err = BinFile::open(&dir.join("document"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("document-00003-of-00002.bin is numbered past the shards"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.join("document-00003-of-00002.bin")).unwrap();
+        std::fs::write(dir.join("document-000001-of-000002.bin"), [1u8]).unwrap();
+        let err = BinFile::open(&dir.join("document"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("are both shard 1 of"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
