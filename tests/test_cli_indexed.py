@@ -76,6 +76,31 @@ def test_info_of_no_documents_lists_no_subsets(tmp_path):
     assert json.loads(run("info", tmp_path / "e", "--json")[1])["subsets"] == {}
 
 
+def test_info_json_has_the_same_keys_and_types_for_every_dataset(tmp_path):
+    # "sizes" was left out for a dataset of no items and "subsets" without labels: a script
+    # reading many datasets' JSON failed with a KeyError on the odd one.
+    from pythia_data import IndexedDatasetBuilder
+
+    with IndexedDatasetBuilder(tmp_path / "e", np.uint16):
+        pass
+    sharded = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+    test_info_subsets(tmp_path)  # writes tmp_path / "t", with subsets
+    seen = {}
+    for prefix in (golden_case("zero_len_docs"), tmp_path / "e", sharded, tmp_path / "t"):
+        code, out = run("info", prefix, "--json")
+        assert code == 0, out
+        seen[prefix.name] = {k: type(v) for k, v in json.loads(out).items()}
+    assert all(set(keys) == set(seen["t"]) for keys in seen.values()), seen
+    assert seen["e"]["sizes"] is type(None) and seen["e"]["subsets"] is type(None)
+    assert seen["t"]["sizes"] is dict and seen["t"]["subsets"] is dict
+    for key in ("prefix", "dtype", "idx_file"):
+        assert {keys[key] for keys in seen.values()} == {str}
+    for key in ("items", "documents", "tokens", "idx_bytes", "bin_bytes", "shards"):
+        assert {keys[key] for keys in seen.values()} == {int}
+    code, out = run("info", tmp_path / "e")
+    assert code == 0 and "item sizes" not in out and "subset" not in out, out
+
+
 def test_info_verify_unshard_take_a_directory_of_one_dataset(tmp_path):
     # Given a directory they said "DIR.idx: No such file or directory", where batch and
     # build-index take a directory of one dataset.
@@ -519,7 +544,7 @@ def test_merge_drops_old_subsets_of_the_output(tmp_path):
     code, out = run("info", tmp_path / "m", "--json")
     assert code == 0, out
     info = json.loads(out)
-    assert info["items"] == 4 and info["tokens"] == 8 and "subsets" not in info
+    assert info["items"] == 4 and info["tokens"] == 8 and info["subsets"] is None
 
 
 def test_merge_failing_in_the_final_step_leaves_nothing(tmp_path):

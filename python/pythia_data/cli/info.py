@@ -22,7 +22,9 @@ def _human_bytes(n: int) -> str:
 
 
 def describe(ds: IndexedDataset) -> dict:
-    """Everything `info` prints, as plain data (also the `--json` output)."""
+    """Everything `info` prints, as plain data (also the `--json` output). Every key is always
+    there, so that scripts reading many datasets' JSON need no case for any: ``sizes`` is None
+    for a dataset of no items, ``subsets`` None when no subset labels were recorded."""
     sizes = ds.sizes
     bin_sizes = [p.stat().st_size for p in ds.bin_paths]
     out: dict = {
@@ -36,6 +38,8 @@ def describe(ds: IndexedDataset) -> dict:
         "bin_files": [str(p) for p in ds.bin_paths],
         "bin_bytes": int(sum(bin_sizes)),
         "shards": len(ds.bin_paths) if ds.is_sharded else 0,
+        "sizes": None,
+        "subsets": None,
     }
     if len(sizes):
         q = np.percentile(sizes, [50, 99])
@@ -93,7 +97,7 @@ def command(prefix: Path, as_json: bool) -> None:
         )
     else:
         rows.append(("tokens in", f"{d['bin_files'][0]} ({_human_bytes(d['bin_bytes'])})"))
-    if "sizes" in d:
+    if d["sizes"] is not None:
         s = d["sizes"]
         rows.append(
             (
