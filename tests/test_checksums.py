@@ -81,3 +81,22 @@ def test_a_list_of_two_datasets_of_the_same_file_names(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere" / "long_docs-00000-of-00003.bin"
     with pytest.raises(PythiaDataError, match="2 different files named long_docs-00000-of-00003"):
         find_expected(read_checksum_file(sums), elsewhere, sums)
+
+
+def test_write_checksums_where_it_cannot_write_fails_before_hashing(tmp_path, monkeypatch):
+    # The output was first tried once every file was hashed (an hour over Pythia's shards), and
+    # a missing folder failed then, where the other commands create it.
+    import pythia_data.cli.verify as verify
+
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+    hashed = []
+    real = verify.sha256_file
+    monkeypatch.setattr(verify, "sha256_file", lambda *a: hashed.append(a) or real(*a))
+    (tmp_path / "file").write_text("")
+    code, out = run("verify", prefix, "--write-checksums", tmp_path / "file" / "sums", "-q")
+    assert code == 1 and f"its folder {tmp_path / 'file'} is not a folder" in out, out
+    assert hashed == []
+    code, out = run("verify", prefix, "--write-checksums", tmp_path / "new" / "sums", "-q")
+    assert code == 0, out
+    assert len(read_checksum_file(tmp_path / "new" / "sums")) == 3
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["sums"]

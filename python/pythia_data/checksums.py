@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,15 +71,34 @@ def sha256_file(path: str | os.PathLike, progress: Callable[[int], object] | Non
     return h.hexdigest()
 
 
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise if a file could not be created beside ``path`` (a read-only file system, no
+    permission), as ``write_checksum_file(path, ...)`` does, by creating and removing one."""
+    path = Path(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=path.parent)
+    except OSError as e:
+        raise PythiaDataError(f"cannot write {path}: {e.strerror}") from e
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_checksum_file(path: str | os.PathLike, entries: dict[str, str]) -> None:
     """Write ``HEX  NAME`` lines atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary(path)
     try:
         tmp.write_text("".join(f"{digest}  {name}\n" for name, digest in entries.items()))
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        # On a read-only file system even removing a file that is not there fails (EROFS), and
+        # that error named the temporary file instead of the output.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise OSError(e.errno, f"{path}: {e.strerror}") from e
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import click
 
 from pythia_data.checksums import (
+    check_writable,
     find_expected,
     read_checksum_file,
     sha256_file,
     write_checksum_file,
 )
 from pythia_data.dataset import _read_subsets
-from pythia_data.errors import PythiaDataError
+from pythia_data.errors import PythiaDataError, prepare_output_folder
 from pythia_data.index import find_one_dataset
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
@@ -68,6 +69,11 @@ def command(
         raise PythiaDataError(
             f"--write-checksums {write_checksums} would overwrite a file of the dataset"
         )
+    if write_checksums:
+        # Before the hashing, which takes an hour over Pythia's shards: a missing folder is
+        # made, and one that cannot be written to is found now, not once the work is done.
+        prepare_output_folder(write_checksums)
+        check_writable(write_checksums)
     expected = read_checksum_file(checksums) if checksums else {}
     unlisted = []
     if checksums:
