@@ -713,3 +713,23 @@ def test_a_killed_merge_leaves_a_temporary_the_next_merge_removes(tmp_path):
     assert code == 0, out
     assert leftovers(tmp_path, "m") == ["m.bin", "m.idx"]
     assert IndexedDataset(tmp_path / "m").sizes.tolist() == [2, 3]
+
+
+def test_unshard_to_another_output_takes_the_subsets_along(tmp_path):
+    # `unshard -o OUT` copied the .idx but not the subset labels, and left OUT's old labels (of
+    # another dataset with as many items): `info OUT` showed them against these documents.
+    write_dataset(tmp_path / "d", [3, 5, 2], ("meta.pile_set_name", ["A", "B"], [1, 0, 1]))
+    prefix = shard(tmp_path / "d", tmp_path / "s", [5])
+    for ext in ("subsets.npy", "subsets.json"):
+        shutil.copyfile(tmp_path / f"d.{ext}", tmp_path / "s" / f"d.{ext}")
+    write_dataset(tmp_path / "out", [1, 1, 1], ("meta.pile_set_name", ["OLD"], [0, 0, 0]))
+    code, out = run("unshard", prefix, "-o", tmp_path / "out", "--quiet")
+    assert code == 0, out
+    assert json.loads(run("info", tmp_path / "out", "--json")[1])["subsets"] == {"A": 1, "B": 2}
+    assert run("verify", tmp_path / "out")[0] == 0
+    # A source without labels: the output has none either, not the old ones.
+    for ext in ("subsets.npy", "subsets.json"):
+        (tmp_path / "s" / f"d.{ext}").unlink()
+    code, out = run("unshard", prefix, "-o", tmp_path / "out", "--quiet")
+    assert code == 0, out
+    assert leftovers(tmp_path, "out") == ["out.bin", "out.idx"]

@@ -27,8 +27,8 @@ def unshard(
     checksums: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
-    """Write the shards of dataset `prefix` as `output.bin` (+ a copy of the `.idx` when the
-    output prefix differs). Returns the output prefix."""
+    """Write the shards of dataset `prefix` as `output.bin` (+ copies of the `.idx` and the
+    subset labels when the output prefix differs). Returns the output prefix."""
     prefix = _strip_extension(prefix)
     ds = IndexedDataset(prefix)  # validates the index and that the shards add up
     out = _strip_extension(output) if output is not None else prefix
@@ -104,15 +104,40 @@ def unshard(
             digests.append(h.hexdigest())
             names = [p.name for p, _ in shards[: k + 1]]
             _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
-    os.replace(partial, final)
-    record_path.unlink(missing_ok=True)
-    if out != prefix:
-        idx_out = out.with_name(out.name + ".idx")
-        tmp = idx_out.with_name(f".{idx_out.name}.tmp-{os.getpid()}")
-        shutil.copyfile(ds.idx_path, tmp)
-        os.replace(tmp, idx_out)
+    staged = _stage_companions(prefix, out) if out != prefix else []
+    try:
+        os.replace(partial, final)
+        record_path.unlink(missing_ok=True)
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     IndexedDataset(out)  # the result must open and validate
     return out
+
+
+def _stage_companions(prefix: Path, out: Path) -> list[tuple[Path, Path]]:
+    """Copies, beside their places, of the files that go with the tokens to another output
+    prefix: the .idx and the subset labels tokenize and merge write. Labels an earlier dataset
+    left at the output are removed when the source has none: `info` showed them against these
+    documents."""
+    staged = []
+    try:
+        for suffix in (".idx", ".subsets.npy", ".subsets.json"):
+            src = prefix.with_name(prefix.name + suffix)
+            dest = out.with_name(out.name + suffix)
+            if not src.exists():
+                dest.unlink(missing_ok=True)
+                continue
+            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+            staged.append((tmp, dest))
+            shutil.copyfile(src, tmp)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return staged
 
 
 def _stamp(path: Path) -> str:
