@@ -100,3 +100,31 @@ def test_write_checksums_where_it_cannot_write_fails_before_hashing(tmp_path, mo
     assert code == 0, out
     assert len(read_checksum_file(tmp_path / "new" / "sums")) == 3
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["sums"]
+
+
+def test_hashing_stops_with_the_command(tmp_path, monkeypatch):
+    # Ctrl-C, SIGTERM or a file failing to read left the threads hashing every file still
+    # queued before the command could end: an hour over Pythia's shards.
+    import threading
+    import time
+
+    import pythia_data.cli.verify as verify
+
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 200_002, 300_003])
+    chunks = []
+
+    def slow_or_failing(path, progress):
+        if path.suffix == ".idx":
+            time.sleep(0.05)  # the others are under way
+            raise KeyboardInterrupt
+        for _ in range(200):
+            time.sleep(0.01)
+            progress(1)
+            chunks.append(threading.get_ident())
+        return "0" * 64
+
+    monkeypatch.setattr(verify, "sha256_file", slow_or_failing)
+    code, out = run("verify", prefix, "--write-checksums", tmp_path / "sums", "-q")
+    assert code == 130 and "interrupted" in out, out
+    assert len(chunks) < 100, len(chunks)
+    assert not (tmp_path / "sums").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,11 +84,7 @@ def command(
             raise click.UsageError(f"{checksums} lists none of the files of {prefix}")
     total = sum(f.stat().st_size for f in files)
     with progress_bar(total=total, unit="B", unit_scale=True, desc="sha256", disable=quiet) as bar:
-        # Hashing is I/O- and hash-bound and hashlib releases the GIL: one thread per core.
-        with ThreadPoolExecutor() as pool:
-            digests = dict(
-                zip(files, pool.map(lambda f: sha256_file(f, bar.update), files), strict=True)
-            )
+        digests = _hash_all(files, bar.update)
     if write_checksums:
         write_checksum_file(write_checksums, {f.name: d for f, d in digests.items()})
         click.echo(f"wrote {write_checksums}")
@@ -114,6 +111,31 @@ def command(
             click.echo(f"error: {bad} of {n} files do not match {checksums}", err=True)
             sys.exit(1)
         click.echo(f"all {len(digests)} files match {checksums}")
+
+
+class _Stopped(Exception):
+    """Raised in a hashing thread once the command is stopping."""
+
+
+def _hash_all(files: list[Path], update) -> dict[Path, str]:
+    """sha256 of each file. Hashing is I/O- and hash-bound and hashlib releases the GIL: one
+    thread per core. A stop (Ctrl-C, SIGTERM) ends the threads at their next chunk: leaving the
+    pool's block waited for every file still queued, an hour over Pythia's shards."""
+    stopping = threading.Event()
+
+    def progress(n: int) -> None:
+        if stopping.is_set():
+            raise _Stopped
+        update(n)
+
+    pool = ThreadPoolExecutor()
+    try:
+        return dict(zip(files, pool.map(lambda f: sha256_file(f, progress), files), strict=True))
+    except BaseException:
+        stopping.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _verify_subsets(ds: IndexedDataset) -> list[Path]:
