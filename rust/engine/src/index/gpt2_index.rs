@@ -172,11 +172,20 @@ pub fn plan(
         separate_last_epoch: sle,
         n_first,
         // Later GPT-NeoX switches to int64 exactly here; v1.0 would overflow.
-        sample_idx_i64: 2 * (n + 1) >= i32::MAX as u64,
+        sample_idx_i64: sample_idx_needs_i64(e * tokens - 1, seq_length),
         shuffle_idx_i64: n >= u32::MAX as u64 - 1,
         sizes_hash,
         items: sizes.len(),
     })
+}
+
+/// Later GPT-NeoX's `2 * (num_samples + 1) < np.iinfo(np.int32).max`, negated, where
+/// `num_samples = (num_epochs * tokens_per_epoch - 1) / seq_length` is Python's true division,
+/// not N: at N = 2^30 − 2 with a remainder of at least half of seq_length it writes int64 where
+/// the floored N kept int32. Compared exactly, `2·(X/L + 1) ≥ M` as `2·X + 2·L ≥ M·L`.
+fn sample_idx_needs_i64(tokens_minus_one: u64, seq_length: u64) -> bool {
+    let (x, l) = (tokens_minus_one as u128, seq_length as u128);
+    2 * x + 2 * l >= i32::MAX as u128 * l
 }
 
 /// FNV-1a over the sizes of documents `[start, stop)`, one 64-bit word each: the index
@@ -401,6 +410,15 @@ mod tests {
         let big = vec![i32::MAX; 2];
         let p = plan(Sizes::from_slice(&big), (0, 2), 1 << 30, 2, 1, false).unwrap();
         assert!(p.n >= 1 << 30 && p.sample_idx_i64 && !p.shuffle_idx_i64);
+        // GPT-NeoX divides in floats: (2^31 − 3) / 2 = 1073741822.5 samples make
+        // 2·(1073741822.5 + 1) = 2^31 − 1, not below int32's max, so int64, though N = 2^30 − 2
+        // (floored) alone would keep int32. One token fewer gives 1073741822.0: int32.
+        for (tokens, wide) in [(i32::MAX - 1, true), (i32::MAX - 2, false)] {
+            let one = vec![tokens];
+            let p = plan(Sizes::from_slice(&one), (0, 1), 1, 2, 1, false).unwrap();
+            assert_eq!((p.num_epochs, p.n), (1, (1 << 30) - 2));
+            assert_eq!(p.sample_idx_i64, wide, "{tokens} tokens");
+        }
         let p = plan(
             Sizes::from_slice(&big),
             (0, 2),
