@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -412,3 +414,19 @@ def test_corrupt_idx_is_a_clear_error(tmp_path):
     (tmp_path / "m.idx").write_bytes(b"not an index at all, not at all, no" * 3)
     with pytest.raises(PythiaDataError, match=r"m\.idx.*bad magic"):
         build_index(tmp_path / "m", num_samples=3, seq_length=2, seed=1)
+
+
+def test_reuse_removes_temporaries_of_killed_builds(tmp_path):
+    # A build killed by SIGKILL or SIGTERM (a job's time limit) while an index it was rebuilding
+    # was already in place left hidden `.NAME.tmp-PID` files as large as the index: a later run
+    # reused the index and kept them for good.
+    prefix = make_dataset(tmp_path / "d", [7, 3, 11, 4, 9])
+    info = build_index(prefix, num_samples=6, seq_length=3, seed=1)
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())  # no process has this PID
+    stale = [p.with_name(f".{p.name}.tmp-{pid_max + 1}") for p in info.paths]
+    ours = info.doc_idx_path.with_name(f".{info.doc_idx_path.name}.tmp-{os.getpid()}")
+    for p in [*stale, ours]:
+        p.write_bytes(b"half an array")
+    assert build_index(prefix, num_samples=6, seq_length=3, seed=1).reused
+    assert not any(p.exists() for p in stale)
+    assert ours.exists()  # a running process's temporary is its own

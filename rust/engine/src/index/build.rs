@@ -266,6 +266,16 @@ pub fn build_index_files(
         req.seed,
         req.separate_last_epoch,
     )?;
+    // A build killed (SIGKILL, SIGTERM, a lost node) after its files were put in place by an
+    // earlier one left hidden temporaries as large as the index, which a reuse never cleaned.
+    for p in [
+        &paths.doc_idx,
+        &paths.sample_idx,
+        &paths.shuffle_idx,
+        &paths.meta,
+    ] {
+        crate::atomic::remove_stale_temps(p);
+    }
     if !overwrite {
         let _lock = lock_folder(paths, false)?;
         if check_existing(&plan, paths)? {
