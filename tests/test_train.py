@@ -317,6 +317,43 @@ def test_neox_yml_keys():
             read_neox_config(p)
 
 
+@pytest.mark.parametrize(
+    ("shape", "parallel", "vocab", "init"),
+    [
+        # Pythia's own configs: 6.9b and 12b name neither a padded vocabulary nor an init,
+        # and trained GPT-NeoX's defaults on 2 and 4 model-parallel ranks.
+        ((32, 4096, 32), 2, 50432, ("normal", "scaled_normal")),
+        ((36, 5120, 40), 4, 50688, ("normal", "scaled_normal")),
+        ((16, 2048, 8), 1, 50304, ("small_init", "wang_init")),
+    ],
+)
+def test_neox_config_builds_the_pythia_model_it_describes(tmp_path, shape, parallel, vocab, init):
+    from pythia_train.configs import PYTHIA_MODELS
+
+    layers, d, heads = shape
+    init_keys = (
+        f'"init_method": "{init[0]}", "output_layer_init_method": "{init[1]}",'
+        if init[0] == "small_init"
+        else ""
+    )
+    p = tmp_path / "pythia.yml"
+    p.write_text(
+        f'{{"model-parallel-size": {parallel}, "num-layers": {layers}, "hidden-size": {d}, '
+        f'"num-attention-heads": {heads}, {init_keys} "seq-length": 2048}}'
+    )
+    conf = read_neox_config(p)
+    pythia = next(c for c in PYTHIA_MODELS.values() if (c.num_layers, c.hidden_size) == (layers, d))
+    assert (conf["vocab_size"], conf["init_method"], conf["output_layer_init_method"]) == (
+        pythia.vocab_size,
+        pythia.init_method,
+        pythia.output_layer_init_method,
+    )
+    assert (
+        conf["vocab_size"] == vocab
+        and (conf["init_method"], conf["output_layer_init_method"]) == init
+    )
+
+
 def test_cli_trains_from_a_neox_config_and_saves_hf_checkpoints(rows_prefix, tmp_path):
     yml = tmp_path / "run.yml"
     yml.write_text(PYTHIA_YML)

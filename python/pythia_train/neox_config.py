@@ -47,6 +47,7 @@ SUPPORTED_KEYS = sorted(
     [*_DIRECT, "optimizer", "fp16", "bf16", "precision", "lr_decay_style", "activation"]
     + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path", "save_interval"]
     + ["hidden_dropout", "attention_dropout", "no_weight_tying", "pos_emb", "norm", "gpt_j_tied"]
+    + ["model_parallel_size", "make_vocab_size_divisible_by"]
 )
 
 # Keys whose other values would train another architecture than Pythia's: refused, not ignored.
@@ -59,6 +60,12 @@ _FIXED = {
     "gpt_j_tied": (False, "two LayerNorms per layer: false"),
 }
 _PRECISIONS = ("fp32", "fp16", "bfloat16")
+
+# The GPT-NeoX-20B tokenizer's size (its get_vocab_size(), added tokens included), which
+# GPT-NeoX pads into the embedding's rows when a config gives no padded-vocab-size.
+_TOKENIZER_VOCAB = 50277
+# Keys that make a config describe a model, whose unset keys then take GPT-NeoX's defaults.
+_MODEL_KEYS = ("num_layers", "hidden_size", "num_attention_heads")
 
 # The type GPT-NeoX's NeoXArgs declares for each key we read. As there, an int is accepted where
 # a float is expected; nothing else is converted (a quoted "2" or "false" is an error).
@@ -80,6 +87,8 @@ _INT = {
     "padded_vocab_size",
     "gradient_accumulation_steps",
     "gas",
+    "model_parallel_size",
+    "make_vocab_size_divisible_by",
 }
 _FLOAT = {
     "rotary_pct",
@@ -314,6 +323,12 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         out["data"] = paths[0]
     if "extra_save_iters" in out:
         out["extra_save_iters"] = tuple(out["extra_save_iters"])
+    if any(conf.get(k) is not None for k in _MODEL_KEYS):
+        # What GPT-NeoX builds where a model config is silent (Pythia's 6.9b and 12b configs
+        # are): otherwise the base --model's vocabulary and initialisation were trained.
+        out.setdefault("init_method", "normal")
+        out.setdefault("output_layer_init_method", "scaled_normal")
+        out.setdefault("vocab_size", _padded_vocab(p, conf))
     if "rotary_pct" in out and not 0 <= out["rotary_pct"] <= 1:
         raise ValueError(f"{p}: rotary-pct must be in [0, 1], got {out['rotary_pct']}")
     if out.get("warmup", 0) < 0:
@@ -321,6 +336,19 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
     if "min_lr" in out and "lr" in out and out["min_lr"] > out["lr"]:
         raise ValueError(f"{p}: min_lr {out['min_lr']} is above the optimizer's lr {out['lr']}")
     return out
+
+
+def _padded_vocab(p: Path, conf: dict) -> int:
+    """GPT-NeoX's padded vocabulary: the tokenizer's size rounded up to a multiple of
+    make-vocab-size-divisible-by × model-parallel-size (pythia-6.9b: 50432, 12b: 50688)."""
+    multiple = 1
+    for key, default in (("make_vocab_size_divisible_by", 128), ("model_parallel_size", 1)):
+        value = conf.get(key)
+        value = default if value is None else value
+        if value < 1:
+            raise ValueError(f"{p}: {key.replace('_', '-')} must be at least 1, got {value}")
+        multiple *= value
+    return -(-_TOKENIZER_VOCAB // multiple) * multiple
 
 
 def _section(p: Path, conf: dict, key: str) -> dict:
