@@ -463,6 +463,32 @@ def test_init_from_refuses_an_explicit_shape_that_is_not_the_checkpoints(data, t
     assert result.exit_code == 0, result.output
 
 
+def test_init_from_takes_an_explicit_gelu_and_context(data, tmp_path):
+    # Pythia's HF checkpoints declare the exact GELU and Pythia trained with tanh: --gelu tanh
+    # was ignored without a word, and --max-position-embeddings was refused with the advice
+    # to pass --max-position-embeddings.
+    from train_fixtures import tiny_config
+
+    from pythia_train import build_model, save_hf
+
+    hf = tmp_path / "hf"
+    save_hf(build_model(tiny_config(gelu_approximate="none", max_seq_len=SEQ // 2), seed=1), hf)
+    ck = tmp_path / "ck"
+    result = cli(
+        *("--init-from", hf, "--gelu", "tanh", "--max-position-embeddings", SEQ, "--save", ck),
+        data=data["a"],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((ck / "step2" / "config.json").read_text())
+    assert (config["hidden_act"], config["max_position_embeddings"]) == ("gelu_new", SEQ)
+    # Not given, they are the checkpoint's (the context then refuses this run's rows).
+    one_line_error(cli("--init-from", hf, data=data["a"]), f"context {SEQ // 2}")
+    result = cli("--init-from", ck / "step2", "--save", tmp_path / "again", data=data["a"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "again" / "step2" / "config.json").read_text())
+    assert config["hidden_act"] == "gelu_new"
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

@@ -42,7 +42,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--gelu",
     type=click.Choice(["tanh", "exact"]),
     default="tanh",
-    help="GELU form. Pythia trained with tanh; its HF checkpoints declare the exact one.",
+    help="GELU form. Pythia trained with tanh; its HF checkpoints declare the exact one (with "
+    "--init-from, the checkpoint's unless given).",
 )
 @click.option("--data", help="Data PREFIX (PREFIX.bin/.idx).")
 @click.option(
@@ -136,7 +137,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--init-from",
     type=click.Path(file_okay=False),
     help="Start from the weights of a Hugging Face GPT-NeoX checkpoint directory; its "
-    "config.json decides the model's shape (a --model or shape option that differs is refused).",
+    "config.json decides the model's shape (a --model or shape option that differs is refused); "
+    "--gelu and --max-position-embeddings, when given, replace its config.json's.",
 )
 @click.option("--checkpoint-factor", type=int, default=1000, help="Save every N steps ...")
 @click.option(
@@ -281,6 +283,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             save=opts["save"],
             resume=opts["resume"],
             init_from=opts["init_from"],
+            init_overrides=_init_overrides(opts, given),
             log_path=opts["log_path"],
             device=opts["device"],
             progress=opts["progress"],
@@ -400,6 +403,20 @@ def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
         f"the --init-from checkpoint {init_from} has the shape {has}{of}; this run asks for "
         f"{asked}. The checkpoint decides the shape: drop {flags}, or pass another --init-from"
     )
+
+
+def _init_overrides(opts: dict, given) -> dict | None:
+    """What the command line asks of an --init-from model beside its config.json: the GELU
+    (Pythia's checkpoints declare the exact one; Pythia trained with tanh) and the context.
+    Neither changes the weights; ignoring them trained another model than the one asked for."""
+    if not opts["init_from"]:
+        return None
+    overrides = {}
+    if given("gelu"):
+        overrides["gelu_approximate"] = "tanh" if opts["gelu"] == "tanh" else "none"
+    if given("max_seq_len"):
+        overrides["max_seq_len"] = int(opts["max_seq_len"])
+    return overrides or None
 
 
 def _saved(opts: dict, train_cfg, records: list[dict]) -> str:

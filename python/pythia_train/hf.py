@@ -9,6 +9,7 @@ legacy buffers of older checkpoints (``attention.bias``, ``attention.masked_bias
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -153,12 +154,24 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith(_LEGACY_SUFFIXES)}
 
 
-def load_hf(directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> GPTNeoX:
-    """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default)."""
+def load_hf(
+    directory: str | os.PathLike,
+    device=None,
+    dtype: torch.dtype | None = None,
+    overrides: dict | None = None,
+) -> GPTNeoX:
+    """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default).
+
+    ``overrides``: ModelConfig fields that replace config.json's and leave the weights as they
+    are, such as ``gelu_approximate`` (Pythia's checkpoints declare the exact GELU, and
+    trained with the tanh one) or ``max_seq_len`` (the context, which only sizes the rotary
+    table)."""
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a checkpoint directory")
     cfg = config_from_hf(_read_json(d / "config.json"), str(d / "config.json"))
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
     state = load_hf_state_dict(d)
     with torch.device("meta"):
         model = GPTNeoX(cfg)

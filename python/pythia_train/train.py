@@ -209,6 +209,7 @@ def train(
     save: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     init_from: str | os.PathLike | None = None,
+    init_overrides: dict | None = None,
     log_path: str | os.PathLike | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -223,6 +224,10 @@ def train(
     directory). A resumed run keeps the checkpoint's learning-rate schedule and AdamW
     settings (printing a note if this one asks for others), and continues only on the rows
     the checkpoint's run trained on.
+
+    ``init_from`` (a Hugging Face checkpoint directory) gives the weights and the shape;
+    ``init_overrides`` the ModelConfig fields that replace its config.json's and keep the
+    weights (``gelu_approximate``, ``max_seq_len``: ``pythia_train.hf.load_hf``'s overrides).
     """
     if log_path is not None and os.environ.get("RANK", "0") == "0":
         try:
@@ -263,7 +268,9 @@ def train(
         from pythia_train.hf import load_hf
 
         # The checkpoint's config.json decides the shape (model_cfg is not used).
-        model: GPTNeoX = load_hf(init_from, device=env.device, dtype=torch.float32)
+        model: GPTNeoX = load_hf(
+            init_from, device=env.device, dtype=torch.float32, overrides=init_overrides
+        )
         model_cfg = model.cfg
     else:
         model = build_model(model_cfg, seed=train_cfg.seed, device=env.device)
