@@ -489,6 +489,30 @@ def test_init_from_takes_an_explicit_gelu_and_context(data, tmp_path):
     assert config["hidden_act"] == "gelu_new"
 
 
+def test_other_ranks_leave_a_requeues_log_in_the_save_directory_to_the_main_one(
+    tmp_path, monkeypatch
+):
+    # A torchrun requeue (--resume SAVE before its first checkpoint) with the --log-file in
+    # SAVE: rank 0 cuts the killed launch's records, and a rank that looked first refused
+    # "the --save directory is not empty (it holds 'log.jsonl'); pass --resume".
+    from pythia_train.train import _check_fresh_outputs
+
+    save = tmp_path / "ck"
+    save.mkdir()
+    log = save / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 1.0}\n')
+    monkeypatch.setenv("RANK", "1")
+    _check_fresh_outputs(save, log)
+    (save / "step1").mkdir()  # another run's checkpoint is still refused
+    with pytest.raises(ValueError, match="not empty .it holds 'step1'"):
+        _check_fresh_outputs(save, log)
+    (save / "step1").rmdir()
+    # The main rank, which cuts its own run's log first, still refuses another run's.
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="not empty .it holds 'log.jsonl'"):
+        _check_fresh_outputs(save, log)
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

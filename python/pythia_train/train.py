@@ -157,9 +157,12 @@ def _data_prefix(rows: RowSource) -> str | None:
 
 def _check_fresh_outputs(save, log_path) -> None:
     """A new run must not mix its checkpoints or metrics with another run's."""
+    # Only the main rank writes the log, and only it may have reset it (a requeue).
+    main = os.environ.get("RANK", "0") == "0"
     if save is not None and Path(save).is_dir():
         # A crashed first save leaves only a .stepN.partial (which the next save replaces) or a
-        # .latest.tmp-PID; an empty --log-file may sit in the directory too.
+        # .latest.tmp-PID; an empty --log-file may sit in the directory too. The other ranks
+        # leave the log to the main one: they may look before it has cut a requeue's log.
         log = Path(log_path).resolve() if log_path is not None else None
         entries = [
             e.name
@@ -167,15 +170,13 @@ def _check_fresh_outputs(save, log_path) -> None:
             if not (e.name.startswith(".step") and e.name.endswith(".partial"))
             and not (e.name.startswith(".") and ".tmp-" in e.name)  # an atomic write's temp
             and not (e.name.startswith(".") and e.name.endswith(".owner"))  # a log's owner
-            and not (e.resolve() == log and e.is_file() and not e.stat().st_size)
+            and not (e.resolve() == log and e.is_file() and (not main or not e.stat().st_size))
         ]
         if entries:
             raise ValueError(
                 f"{save}: the --save directory is not empty (it holds {sorted(entries)[0]!r}); "
                 f"pass --resume {save} to continue that run, or another --save directory"
             )
-    # Only the main rank writes the log, and only it may have reset it (a requeue).
-    main = os.environ.get("RANK", "0") == "0"
     if main and log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
         raise ValueError(
             f"{log_path}: the --log-file already holds another run's metrics; pass --resume to "
