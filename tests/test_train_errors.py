@@ -849,9 +849,14 @@ def test_runs_without_save_own_their_logs_too(data, tmp_path, monkeypatch):
     assert shared.read_text() == taken
 
 
-def test_ctrl_c_says_where_the_last_checkpoint_is_and_exits_130(tmp_path):
+@pytest.mark.parametrize(
+    "sig, status, said",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_ctrl_c_says_where_the_last_checkpoint_is_and_exits_130(tmp_path, sig, status, said):
     # It printed click's "Aborted!" and exited 1, unlike pythia-data (a one-line "interrupted;
-    # ..." and the shell's status for SIGINT).
+    # ..." and the shell's status for SIGINT). SIGTERM (a SLURM time limit or preemption)
+    # printed nothing and left the checkpoint being written as a hidden .stepN.partial.
     prefix = write_rows(tmp_path / "rows", random_rows(20_000, SEQ, 512))
     ck, log = tmp_path / "ck", tmp_path / "log.jsonl"
     shape = ("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4")
@@ -869,17 +874,20 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_exits_130(tmp_path):
         while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert out == "" and err == (
-        f"pythia-train: interrupted; the last checkpoint is {ck / 'step2'}: --resume {ck} "
+        f"pythia-train: {said}; the last checkpoint is {ck / 'step2'}: --resume {ck} "
         f"--save {ck} continues from it\n"
     )
+    # What a SIGKILL during a save leaves; the next save of the run removes it.
+    (ck / ".step9.partial" / "rng").mkdir(parents=True)
     result = CliRunner().invoke(main, [*run, "--resume", str(ck), "--train-iters", "3"])
     assert result.exit_code == 0, result.output
     assert "step 3: loss" in result.output
+    assert not (ck / ".step9.partial").exists() and (ck / "step3").is_dir()

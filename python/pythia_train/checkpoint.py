@@ -191,7 +191,10 @@ def save_checkpoint(
     tmp = root / f".step{step}.partial"
     if env.is_main:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        # This run is the directory's only writer: a partial checkpoint here, of this step or
+        # another, is what a killed launch (SIGKILL, a lost node) left, as large as a checkpoint.
+        for stale in root.glob(".step*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
         (tmp / "rng").mkdir(parents=True)
     barrier(env)
     try:

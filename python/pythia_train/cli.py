@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -185,6 +186,7 @@ def main(**opts) -> None:
     (checkpoints then need a directory every node sees)
     """
     ctx = click.get_current_context()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         _run(ctx, opts)
     except (ValueError, OSError, RuntimeError) as e:
@@ -196,6 +198,22 @@ def main(**opts) -> None:
         if int(os.environ.get("RANK", "0")) == 0:
             click.echo(f"pythia-train: interrupted; {_where_to_continue(opts)}", err=True)
         sys.exit(130)
+    except _Terminated:
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(f"pythia-train: terminated (SIGTERM); {_where_to_continue(opts)}", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, as a scheduler's time limit or preemption (SLURM) and torchrun stopping the
+    other ranks send it: unwound like Ctrl-C, so that a checkpoint being written is removed
+    and the run says where it can continue, where the default action left both unsaid."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
 
 
 def _where_to_continue(opts: dict) -> str:
