@@ -149,6 +149,36 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     assert log[0]["lr"] == 0.0 and log[1]["lr"] == pytest.approx(1e-2 * 1 / 1.2)
 
 
+def test_a_checkpoint_of_the_earlier_cosine_resumes_with_its_warmup_past_half(
+    rows_prefix, tmp_path
+):
+    # Before the v1.0 cosine, a warmup up to the whole decay was allowed. Such a checkpoint
+    # keeps its schedule, but the resume (the requeue's same command, --warmup 0.6 included)
+    # was refused: "warmup must be a fraction of lr-decay-iters in [0, 0.5]".
+    from pythia_train.optim import cosine_to_min_lr
+
+    src = PreshuffledDataset(rows_prefix)
+    train(tiny_config(), small_run(save_steps=[3]), src, save=tmp_path / "a", progress=False)
+    path = tmp_path / "a" / "step3" / "trainer_state.pt"
+    state = torch.load(path, weights_only=False)
+    del state["schedule"]["style"]
+    state["schedule"]["warmup_iters"] = 0.6 * 6
+    torch.save(state, path)
+    for warmup in (0.6, 0.2):
+        resumed = train(
+            tiny_config(),
+            small_run(warmup=warmup),
+            src,
+            resume=tmp_path / "a" / "step3",
+            progress=False,
+        )
+        want = [cosine_to_min_lr(i, 1e-2, 1e-3, 3.6, 6) for i in (3, 4, 5)]
+        assert [r["lr"] for r in resumed] == pytest.approx(want)
+    # A new run cannot follow it: v1.0's lr would never reach its peak.
+    with pytest.raises(ValueError, match=r"lr-decay-iters in \[0, 0.5\], got 0.6"):
+        train(tiny_config(), small_run(warmup=0.6), src, progress=False)
+
+
 def test_a_step_0_checkpoint_changes_nothing(rows_prefix, tmp_path):
     # Saving before the first step once ran a hidden optimizer step (torch fills an empty
     # optimizer's state that way): Adam's step count, and so every later update, was off by one.

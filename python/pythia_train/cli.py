@@ -510,6 +510,9 @@ def _configs(opts: dict, world: int):
         peak_tflops=opts["peak_tflops"],
     )
     train_cfg.grad_accum_steps(world)  # a micro batch that does not divide: say so now
+    if not opts.get("resume"):
+        # A resumed run follows its checkpoint's schedule, whatever warmup this one asks.
+        train_cfg.check_new_schedule()
     if not opts.get("init_from") and train_cfg.seq_length > model_cfg.max_seq_len:
         raise ValueError(
             f"seq-length {train_cfg.seq_length} exceeds the model's context "

@@ -201,13 +201,11 @@ class TrainConfig:
             raise ValueError(
                 "global_batch, micro_batch, seq_length and train_iters must be positive"
             )
-        # GPT-NeoX v1.0 caps the warmup's progress at lr-decay-iters minus the warmup: past
-        # half, the lr would never reach its peak (at 1, it would stay 0 throughout).
-        if not 0 <= self.warmup <= 0.5:
-            raise ValueError(
-                f"warmup must be a fraction of lr-decay-iters in [0, 0.5], got {self.warmup} "
-                f"(Pythia: 0.01)"
-            )
+        # Up to 1 here: a run resumed from a checkpoint of the earlier cosine to min_lr keeps
+        # its warmup, which could be any fraction. A new run is held to half
+        # (check_new_schedule).
+        if not 0 <= self.warmup <= 1:
+            raise self._warmup_error()
         if self.log_interval < 1:
             raise ValueError(f"log-interval must be at least 1, got {self.log_interval}")
         # GPT-NeoX seeds numpy's RandomState with it, which takes 32 bits.
@@ -252,6 +250,19 @@ class TrainConfig:
             )
         self.betas = tuple(self.betas)
         self.extra_save_iters = tuple(self.extra_save_iters)
+
+    def check_new_schedule(self) -> None:
+        """Refuses a warmup a new run's schedule cannot follow: GPT-NeoX v1.0 caps the warmup's
+        progress at lr-decay-iters minus the warmup, so past half the lr would never reach its
+        peak (at 1, it would stay 0 throughout)."""
+        if self.warmup > 0.5:
+            raise self._warmup_error()
+
+    def _warmup_error(self) -> ValueError:
+        return ValueError(
+            f"warmup must be a fraction of lr-decay-iters in [0, 0.5], got {self.warmup} "
+            f"(Pythia: 0.01)"
+        )
 
     @property
     def min_lr_value(self) -> float:

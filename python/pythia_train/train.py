@@ -256,6 +256,7 @@ def train(
                 f"{log_owner_file(log_path)})"
             )
     if resume is None:
+        train_cfg.check_new_schedule()
         _check_fresh_outputs(save, log_path)
         if log_path is not None and os.environ.get("RANK", "0") == "0":
             claim_log(log_path, save)  # a requeue may reset this log, and only this run's
