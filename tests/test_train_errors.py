@@ -891,3 +891,18 @@ def test_ctrl_c_says_where_the_last_checkpoint_is_and_exits_130(tmp_path, sig, s
     assert result.exit_code == 0, result.output
     assert "step 3: loss" in result.output
     assert not (ck / ".step9.partial").exists() and (ck / "step3").is_dir()
+
+
+def test_the_command_runs_in_a_thread_other_than_the_main_one(data, tmp_path):
+    # Setting the SIGTERM handler, which only the main thread may, failed every in-process
+    # run from another thread: "signal only works in main thread of the main interpreter".
+    import threading
+
+    before = signal.getsignal(signal.SIGTERM)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(cli(data=data["a"])))
+    thread.start()
+    thread.join()
+    assert results[0].exit_code == 0, results[0].output
+    assert "step 2: loss" in results[0].output
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -186,7 +187,10 @@ def main(**opts) -> None:
     (checkpoints then need a directory every node sees)
     """
     ctx = click.get_current_context()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    # Handlers can only be set in the main thread: a program that runs the command in another
+    # (a worker thread, an in-process runner) keeps the default action.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         _run(ctx, opts)
     except (ValueError, OSError, RuntimeError) as e:
@@ -203,7 +207,8 @@ def main(**opts) -> None:
             click.echo(f"pythia-train: terminated (SIGTERM); {_where_to_continue(opts)}", err=True)
         sys.exit(128 + signal.SIGTERM)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: not this thread's to set, or not set from Python
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Terminated(BaseException):
