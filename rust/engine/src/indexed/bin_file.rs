@@ -124,6 +124,16 @@ pub fn find_shards(prefix: &Path) -> Result<Vec<PathBuf>> {
             prefix.display()
         )));
     }
+    // Even Pythia's numbering ends at index N: a file past it is not part of this set, and
+    // saying a shard before it is missing sent users looking for a file that never existed.
+    // Checked before the gaps: `-00005-of-00002` after shards 0 to 2 is no sign of a shard 3.
+    if let Some((_, _, path)) = found.iter().find(|f| f.0 > count) {
+        return Err(Error::invalid(format!(
+            "{} is numbered past the shards '-of-{count:05}' names (0 to {count} at most): it is \
+             not one of them; move it away",
+            path.display()
+        )));
+    }
     for (expected, (i, _, path)) in found.iter().enumerate() {
         if *i != expected {
             return Err(Error::invalid(format!(
@@ -138,15 +148,6 @@ pub fn find_shards(prefix: &Path) -> Result<Vec<PathBuf>> {
     // (`document-00000-of-00020.bin` ... `document-00020-of-00020.bin`: 21 files). Both are
     // accepted; a missing last shard then shows up as a size mismatch against the .idx.
     let last = found.len() - 1;
-    if last > count {
-        // Even Pythia's numbering ends at index N: a file past it is not part of this set, and
-        // saying a shard after it is missing sent users looking for a file that never existed.
-        return Err(Error::invalid(format!(
-            "{} is numbered past the shards '-of-{count:05}' names (0 to {count} at most): it is \
-             not one of them; move it away",
-            found[count + 1].2.display()
-        )));
-    }
     if last + 1 != count && last != count {
         return Err(Error::invalid(format!(
             "shards of {} end at index {last} but their names say '-of-{count:05}': shard {} is \
@@ -327,7 +328,20 @@ mod tests {
             err.contains("document-00003-of-00002.bin is numbered past the shards"),
             "{err}"
         );
-        std::fs::remove_file(dir.join("document-00003-of-00002.bin")).unwrap();
+        // Not right after the set either: it said "shard 3 is missing; download it".
+        std::fs::rename(
+            dir.join("document-00003-of-00002.bin"),
+            dir.join("document-00005-of-00002.bin"),
+        )
+        .unwrap();
+        let err = BinFile::open(&dir.join("document"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("document-00005-of-00002.bin is numbered past the shards"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.join("document-00005-of-00002.bin")).unwrap();
         std::fs::write(dir.join("document-000001-of-000002.bin"), [1u8]).unwrap();
         let err = BinFile::open(&dir.join("document"))
             .unwrap_err()
