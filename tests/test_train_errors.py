@@ -118,8 +118,13 @@ def test_a_directory_as_data_lists_the_datasets_in_it(data, tmp_path):
     one_line_error(cli(data=tmp_path), "it holds no dataset (no *.idx)")
 
 
-def test_a_zero_length_cosine_stays_at_min_lr_after_warmup(data):
-    assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 0.1
+def test_a_zero_length_cosine_is_one_step_as_in_gpt_neox(data):
+    # GPT-NeoX v1.0 takes max(1, lr_decay_iters): the peak (or, with a warmup, 0) for the
+    # first step, then min_lr.
+    assert pythia_lr(0, 1.0, 0.1, 0.0, 0) == 1.0
+    assert pythia_lr(1, 1.0, 0.1, 0.0, 0) == pythia_lr(5, 1.0, 0.1, 0.0, 0) == 0.1
+    assert pythia_lr(0, 1.0, 0.1, 0.01, 1) == 0.0
+    assert pythia_lr(1, 1.0, 0.1, 0.01, 1) == 0.1
     # Half the decay is warmup: the cosine is capped at its start, so the peak stays.
     assert pythia_lr(1, 1.0, 0.1, 1.0, 2) == pythia_lr(3, 1.0, 0.1, 1.0, 2) == 1.0
     result = cli("--lr-decay-iters", "0", data=data["a"])

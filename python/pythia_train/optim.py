@@ -70,10 +70,9 @@ def pythia_lr(
     cos(π · (t − warmup) / decay_iters))`` floored at min_lr, with t capped at ``decay_iters −
     warmup``. The cosine spans the whole decay length although it starts after the warmup, so
     the floor comes first: Pythia's lr reaches min_lr (0.1 · lr) at step 115,139 of 143,000,
-    not at the end. A decay of no length (``lr_decay_iters`` 0) leaves min_lr (GPT-NeoX
-    asserts there)."""
-    if decay_iters <= 0:
-        return min_lr
+    not at the end. A decay of no length (``lr_decay_iters`` 0) is one step, as GPT-NeoX's
+    ``max(1, lr_decay_iters)`` makes it (``LRSchedule`` sizes the warmup from that step too)."""
+    decay_iters = max(1, decay_iters)
     capped = min(iteration, decay_iters - warmup_iters)
     if warmup_iters > 0 and iteration <= warmup_iters:
         return lr * capped / warmup_iters
@@ -105,8 +104,9 @@ class LRSchedule:
         self.optimizer = optimizer
         self.lr = cfg.lr
         self.min_lr = cfg.min_lr_value
-        self.warmup_iters = cfg.warmup * cfg.decay_iters
-        self.decay_iters = cfg.decay_iters
+        # GPT-NeoX decays over at least one step, and sizes the warmup from that length.
+        self.decay_iters = max(1, cfg.decay_iters)
+        self.warmup_iters = cfg.warmup * self.decay_iters
         self.style = GPT_NEOX_V1
         self.iteration = 0
         self._apply()

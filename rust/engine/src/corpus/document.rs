@@ -48,7 +48,8 @@ impl DocumentFields {
 
 /// The metadata one JSON object leads to. Each top-level key that starts the path keeps the
 /// value of its last occurrence (as `json.loads` keeps a repeated key's last value); the
-/// shortest such key that leads to a string wins, as the shortest column name does in Parquet.
+/// shortest such key that leads to a string wins. Parquet prefers the shortest column name
+/// too, but for the whole file: there a row the nested column leaves null gets no subset.
 #[derive(Default)]
 pub(crate) struct MetaFound(Vec<(usize, Option<String>)>);
 
