@@ -350,6 +350,12 @@ def test_merge_of_a_folder_says_to_name_its_datasets(tmp_path, monkeypatch):
     assert code == 2 and "parts is a folder: merge joins datasets in the order given" in out, out
     assert "parts/*.idx" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+    # The glob as a shell expands it: its '*' quoted, it reached merge as a literal name.
+    (tmp_path / "my parts").mkdir()
+    code, out = run("merge", "out", "my parts")
+    assert code == 2 and "such as 'my parts'/*.idx gives" in " ".join(out.split()), out
+    code, out = run("merge", "out", "parts")
+    assert "'parts/*.idx'" not in out, out
 
 
 def test_verify_detects_corruption(tmp_path):

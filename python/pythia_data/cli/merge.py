@@ -45,7 +45,8 @@ def _dataset_args(inputs: tuple[Path, ...]) -> list[Path]:
         if arg.is_dir() and not arg.with_name(arg.name + ".idx").exists():
             raise click.UsageError(
                 f"{arg} is a folder: merge joins datasets in the order given, so name them "
-                f"(a shell glob such as {shlex.quote(str(arg / '*.idx'))} gives them in name order)"
+                # The folder quoted, the * not: a quoted glob reaches merge unexpanded.
+                f"(a shell glob such as {shlex.quote(str(arg))}/*.idx gives them in name order)"
             )
         prefix = _strip_extension(arg)
         pair = (
