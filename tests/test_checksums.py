@@ -128,3 +128,30 @@ def test_hashing_stops_with_the_command(tmp_path, monkeypatch):
     assert code == 130 and "interrupted" in out, out
     assert len(chunks) < 100, len(chunks)
     assert not (tmp_path / "sums").exists()
+
+
+def test_a_file_failing_to_read_stops_the_hashing_whichever_it_is(tmp_path, monkeypatch):
+    # Results were taken in the files' order: a failure in the last shard waited for every
+    # shard before it to be hashed in full (an hour over Pythia's), and the others went on.
+    import time
+
+    import pythia_data.cli.verify as verify
+
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 200_002, 300_003])
+    chunks = []
+
+    def slow_or_failing(path, progress):
+        if path.name.endswith("-00003-of-00004.bin"):
+            time.sleep(0.05)  # the others are under way
+            raise OSError(5, "Input/output error", str(path))
+        for _ in range(200):
+            time.sleep(0.01)
+            progress(1)
+            chunks.append(path)
+        return "0" * 64
+
+    monkeypatch.setattr(verify, "sha256_file", slow_or_failing)
+    code, out = run("verify", prefix, "--write-checksums", tmp_path / "sums", "-q")
+    assert code == 1 and "Input/output error" in out, out
+    assert len(chunks) < 200, len(chunks)
+    assert not (tmp_path / "sums").exists()

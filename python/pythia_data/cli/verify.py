@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import click
@@ -130,7 +130,14 @@ def _hash_all(files: list[Path], update) -> dict[Path, str]:
 
     pool = ThreadPoolExecutor()
     try:
-        return dict(zip(files, pool.map(lambda f: sha256_file(f, progress), files), strict=True))
+        futures = [pool.submit(sha256_file, f, progress) for f in files]
+        # The first failure, whichever file: results taken in order waited for every file
+        # before a failing one to be hashed first.
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and future.exception() is not None:
+                raise future.exception()
+        return {f: future.result() for f, future in zip(files, futures, strict=True)}
     except BaseException:
         stopping.set()
         raise
