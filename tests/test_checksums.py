@@ -155,3 +155,28 @@ def test_a_file_failing_to_read_stops_the_hashing_whichever_it_is(tmp_path, monk
     assert code == 1 and "Input/output error" in out, out
     assert len(chunks) < 200, len(chunks)
     assert not (tmp_path / "sums").exists()
+
+
+def test_a_list_of_two_datasets_names_missing_labels_of_this_one_only(tmp_path, monkeypatch):
+    # The labels listed for a/document were reported MISSING for b/document, which has none:
+    # verify failed on an intact dataset.
+    from test_cli_indexed import write_dataset
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_dataset(tmp_path / "a" / "document", [3, 5], ("meta.pile_set_name", ["X"], [0, 0]))
+    write_dataset(tmp_path / "b" / "document", [2, 4])
+    sums = tmp_path / "all.sha256"
+    sums.write_text(
+        "".join(
+            f"{h}  {folder}/{n}\n" for folder in "ab" for n, h in digests(tmp_path / folder).items()
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    for folder in "ab":
+        code, out = run("verify", tmp_path / folder / "document", "--checksums", sums, "-q")
+        assert code == 0 and "MISSING" not in out, out
+    for ext in ("npy", "json"):
+        (tmp_path / "a" / f"document.subsets.{ext}").unlink()
+    code, out = run("verify", tmp_path / "a" / "document", "--checksums", sums, "-q")
+    assert code == 1 and "MISSING document.subsets.npy" in out, out

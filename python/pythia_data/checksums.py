@@ -105,31 +105,39 @@ def write_checksum_file(path: str | os.PathLike, entries: dict[str, str]) -> Non
 def find_expected(
     checksums: dict[str, str], file: Path, source: str | os.PathLike | None = None
 ) -> str | None:
-    """The expected digest of `file`, matched by its name (checksum files list bare names or
-    relative paths). A file listing several datasets whose files share names (Pythia's standard
-    and deduplicated preshuffled data are both ``document-*``) names them by relative paths:
-    then the entry that is this very file counts, read as ``sha256sum -c`` does from the current
+    """The expected digest of `file`: that of its entry (``find_entry``), None if unlisted."""
+    name = find_entry(checksums, file, source)
+    return None if name is None else checksums[name]
+
+
+def find_entry(
+    checksums: dict[str, str], file: Path, source: str | os.PathLike | None = None
+) -> str | None:
+    """The entry of `file`, matched by its name (checksum files list bare names or relative
+    paths). A file listing several datasets whose files share names (Pythia's standard and
+    deduplicated preshuffled data are both ``document-*``) names them by relative paths: then
+    the entry that is this very file counts, read as ``sha256sum -c`` does from the current
     folder, or from the folder of the checksum file `source`, else the one whose path is how
     this file's path ends."""
-    same_name = {name: d for name, d in checksums.items() if Path(name).name == file.name}
-    if len(set(same_name.values())) <= 1:
-        return next(iter(same_name.values()), None)
+    same_name = [name for name in checksums if Path(name).name == file.name]
+    if len(same_name) <= 1:
+        return next(iter(same_name), None)
     target = file.resolve()
     roots = [Path.cwd()] + ([Path(source).parent] if source is not None else [])
-    for name, digest in same_name.items():
+    for name in same_name:
         if any((root / name).resolve() == target for root in roots):
-            return digest
+            return name
     # Else the one entry whose path is how this file's own path ends (`deduped/document.idx`).
     ending = [
-        d
-        for name, d in same_name.items()
-        if target.parts[-len(Path(name).parts) :] == Path(name).parts
+        name for name in same_name if target.parts[-len(Path(name).parts) :] == Path(name).parts
     ]
     if len(ending) == 1:
         return ending[0]
+    if len({checksums[name] for name in same_name}) == 1:
+        return same_name[0]  # one digest whichever entry is this file's
     where = f"{source} lists" if source is not None else "the checksums list"
     raise PythiaDataError(
         f"{where} {len(same_name)} different files named {file.name} "
-        f"({', '.join(list(same_name)[:3])}) and none of them is {file}: run from the folder "
+        f"({', '.join(same_name[:3])}) and none of them is {file}: run from the folder "
         f"its paths are relative to, or give a checksum file of this dataset alone"
     )

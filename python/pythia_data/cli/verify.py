@@ -11,6 +11,7 @@ import click
 
 from pythia_data.checksums import (
     check_writable,
+    find_entry,
     find_expected,
     read_checksum_file,
     sha256_file,
@@ -92,7 +93,15 @@ def command(
         # Subset labels are optional, so a dataset without them is fine, unless the checksum
         # file says they belong to it.
         subsets_names = {ds.prefix.name + s for s in (".subsets.npy", ".subsets.json")}
-        listed = {Path(name).name for name in expected} & subsets_names
+        # In a list of several datasets, those beside this dataset's .idx entry: another
+        # dataset's labels of the same name (a/document.subsets.npy for b/document) are not
+        # this one's missing.
+        idx_entry = find_entry(expected, ds.idx_path, checksums)
+        listed = {
+            Path(name).name
+            for name in expected
+            if idx_entry is None or Path(name).parent == Path(idx_entry).parent
+        } & subsets_names
         missing = sorted(listed - {f.name for f in subsets_files})
         for name in missing:
             click.echo(f"MISSING {name}")
