@@ -180,3 +180,14 @@ def test_a_list_of_two_datasets_names_missing_labels_of_this_one_only(tmp_path, 
         (tmp_path / "a" / f"document.subsets.{ext}").unlink()
     code, out = run("verify", tmp_path / "a" / "document", "--checksums", sums, "-q")
     assert code == 1 and "MISSING document.subsets.npy" in out, out
+
+
+def test_a_bare_name_and_a_path_of_the_same_name_each_find_their_file(tmp_path):
+    # `sha256sum document* deduped/document*` in the standard folder: the deduplicated files
+    # matched both their own entry and the bare one, and were refused as matching none.
+    sums = tmp_path / "sums"
+    sums.write_text(f"{'a' * 64}  d.idx\n{'b' * 64}  deduped/d.idx\n")
+    listed = read_checksum_file(sums)
+    elsewhere = tmp_path / "x"
+    assert find_expected(listed, elsewhere / "deduped" / "d.idx", sums) == "b" * 64
+    assert find_expected(listed, elsewhere / "standard" / "d.idx", sums) == "a" * 64

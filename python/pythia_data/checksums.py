@@ -131,6 +131,9 @@ def find_entry(
     ending = [
         name for name in same_name if target.parts[-len(Path(name).parts) :] == Path(name).parts
     ]
+    # The longest such path: a bare name ends every path, `deduped/document.idx` only these.
+    longest = max((len(Path(name).parts) for name in ending), default=0)
+    ending = [name for name in ending if len(Path(name).parts) == longest]
     if len(ending) == 1:
         return ending[0]
     if len({checksums[name] for name in same_name}) == 1:
