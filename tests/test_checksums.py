@@ -191,3 +191,15 @@ def test_a_bare_name_and_a_path_of_the_same_name_each_find_their_file(tmp_path):
     elsewhere = tmp_path / "x"
     assert find_expected(listed, elsewhere / "deduped" / "d.idx", sums) == "b" * 64
     assert find_expected(listed, elsewhere / "standard" / "d.idx", sums) == "a" * 64
+
+
+def test_writing_the_checksums_over_the_list_checked_against_is_refused(tmp_path):
+    # The list took the digests of the files it checked: a corrupt shard was reported FAILED
+    # once, then every later verify against the list passed.
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+    sums = tmp_path / "sums"
+    assert run("verify", prefix, "--write-checksums", sums, "-q")[0] == 0
+    before = sums.read_bytes()
+    code, out = run("verify", prefix, "--checksums", sums, "--write-checksums", sums, "-q")
+    assert code == 2 and "is the --checksums file the dataset is checked against" in out, out
+    assert sums.read_bytes() == before

@@ -71,6 +71,14 @@ def command(
         raise PythiaDataError(
             f"--write-checksums {write_checksums} would overwrite a file of the dataset"
         )
+    if write_checksums and checksums and write_checksums.resolve() == checksums.resolve():
+        # The list would take the digests of the files it checks, corrupt ones too: the run
+        # reported FAILED, and every later verify against the list passed.
+        raise click.UsageError(
+            f"--write-checksums {write_checksums} is the --checksums file the dataset is checked "
+            "against: writing it would replace the expected digests with these files' own; "
+            "write to another file"
+        )
     if write_checksums:
         # Before the hashing, which takes an hour over Pythia's shards: a missing folder is
         # made, and one that cannot be written to is found now, not once the work is done.
