@@ -276,8 +276,9 @@ def test_a_dtype_that_cannot_hold_the_tokens_is_refused(tmp_path):
         for dtype in (np.uint16, np.int32, np.int64, np.float32):
             np.testing.assert_array_equal(ds.rows(0, 1, dtype), ds.rows(0, 1).astype(dtype))
     assert pre.rows(0, 1, np.int32)[0, 0] == 50_000
-    with pytest.raises(PythiaDataError, match="cannot hold"):
-        blend.rows(0, 1, out=np.empty((1, gpt.seq_length + 1), np.int16))
+    for ds in (pre, blend):
+        with pytest.raises(PythiaDataError, match="cannot hold"):
+            ds.rows(0, 1, out=np.empty((1, ds.seq_length + 1), np.int16))
     int32 = golden_dataset("int32_tokens")
     with pytest.raises(PythiaDataError, match="cannot hold every int32 token"):
         int32.rows(0, 1, np.uint16)

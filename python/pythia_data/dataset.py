@@ -632,6 +632,8 @@ class PreshuffledDataset(RowDataset):
         dtype = self._row_dtype(dtype)
         view = self.indexed.items(start, stop).reshape(stop - start, self.seq_length + 1)
         if out is not None:
+            # Named as for dtype= (numpy's own words were "Cannot cast array data ...").
+            self._row_dtype(out.dtype)
             np.copyto(out, view, casting="safe")
             return out
         return view if dtype is None else view.astype(dtype)
