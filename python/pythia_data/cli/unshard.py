@@ -22,8 +22,8 @@ from pythia_data.unshard import unshard
 @click.option(
     "--checksums",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A sha256sum-format file (HEX  NAME per line) listing every shard; each shard is "
-    "verified as it is copied.",
+    help="A checksum file listing every shard (sha256sum's 'HEX  NAME' or --tag lines, or "
+    "'NAME HEX' as Pythia's shard_hashes.txt); each shard is verified as it is copied.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bool) -> None:

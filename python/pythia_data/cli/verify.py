@@ -29,8 +29,9 @@ from pythia_data.progress import progress_bar
 @click.option(
     "--checksums",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="sha256sum-format file to check the dataset's files (.idx, .bin or shards, "
-    ".subsets.*) against.",
+    help="A checksum file to check the dataset's files (.idx, .bin or shards, .subsets.*) "
+    "against: sha256sum's 'HEX  NAME' or --tag lines, or 'NAME HEX' as Pythia's "
+    "shard_hashes.txt.",
 )
 @click.option(
     "--write-checksums",
