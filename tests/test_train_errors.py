@@ -911,3 +911,37 @@ def test_the_command_runs_in_a_thread_other_than_the_main_one(data, tmp_path):
     assert results[0].exit_code == 0, results[0].output
     assert "step 2: loss" in results[0].output
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_checkpoints_hold_the_tokenizer_transformers_loads(data, tmp_path):
+    # A checkpoint held config.json and weights only: AutoTokenizer.from_pretrained(step) failed,
+    # where Pythia's own repositories ship tokenizer.json and its two small files.
+    transformers = pytest.importorskip("transformers")
+    from pythia_data import Tokenizer
+
+    ck = tmp_path / "ck"
+    result = cli("--vocab-size", "50304", "--save", ck, data=data["a"])
+    assert result.exit_code == 0, result.output
+    step = ck / "step2"
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} <= {
+        p.name for p in step.iterdir()
+    }
+    hf = transformers.AutoTokenizer.from_pretrained(step)
+    ours = Tokenizer()
+    text = "Hello  world\r\n<|endoftext|> café\t 😀"
+    assert hf(text)["input_ids"] == ours.encode(text).tolist()
+    assert hf.eos_token == hf.bos_token == "<|endoftext|>" and hf.eos_token_id == ours.eod_id
+    # A model whose vocabulary cannot hold the tokenizer's ids gets none (its data had other
+    # ids), and asking for one is refused; 'none' writes none.
+    result = cli("--save", tmp_path / "small", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "small" / "step2" / "tokenizer.json").exists()
+    one_line_error(
+        cli("--tokenizer", ours.path, "--save", tmp_path / "refused", data=data["a"]),
+        "ids do not fit the model's vocabulary of 512",
+    )
+    result = cli(
+        "--vocab-size", "50304", "--tokenizer", "none", "--save", tmp_path / "no", data=data["a"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "no" / "step2" / "tokenizer.json").exists()

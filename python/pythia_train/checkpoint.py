@@ -35,6 +35,7 @@ from pythia_train.hf import (
     restore_dir,
     share_like_umask,
     write_hf_files,
+    write_tokenizer_files,
 )
 
 __all__ = [
@@ -169,8 +170,12 @@ def save_checkpoint(
     extra: dict | None = None,
     data_prefix: str | None = None,
     data_digests: dict[int, str | None] | None = None,
+    tokenizer: tuple[str | os.PathLike, str] | None = None,
 ) -> Path:
     """Collective: every rank calls it; rank 0 writes the shared files.
+
+    ``tokenizer`` (a ``tokenizer.json`` and its end-of-document token) is written beside the
+    weights, so that transformers loads the tokenizer from the checkpoint too.
 
     ``data_prefix`` (the dataset's resolved prefix) and ``data_digests`` (step → digest of that
     step's rows, ``pythia_train.data.batch_digest``) are recorded so that a resume can check
@@ -201,6 +206,8 @@ def save_checkpoint(
         torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
         if env.is_main:
             write_hf_files(tmp, model_cfg, model_state)
+            if tokenizer is not None:
+                write_tokenizer_files(tmp, *tokenizer)
             trainer_state = {
                 "iteration": step,
                 "optimizer": optim_state,

@@ -63,6 +63,12 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "`pythia-data build-index --cache-dir` (default: beside the data, as GPT-NeoX does).",
 )
 @click.option(
+    "--tokenizer",
+    help="tokenizer.json written into every checkpoint with the files transformers' "
+    "AutoTokenizer reads beside it (default: the bundled GPT-NeoX-20B tokenizer, when the "
+    "model's vocabulary holds its ids); 'none' writes none.",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -177,7 +183,8 @@ def main(**opts) -> None:
 
     Run it as is, or under torchrun for data parallelism (DDP or FSDP2; gloo on CPU, NCCL on
     GPUs; several nodes through torchrun's rendezvous). Checkpoints are Hugging Face GPT-NeoX
-    directories plus optimizer/schedule/RNG/data state, and resume exactly.
+    directories (with the tokenizer's files, for AutoTokenizer) plus optimizer/schedule/RNG/data
+    state, and resume exactly.
 
     \b
     One process:  pythia-train --model pythia-160m --data PREFIX --save runs/160m
@@ -310,6 +317,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             log_path=opts["log_path"],
             device=opts["device"],
             progress=opts["progress"],
+            tokenizer=_checkpoint_tokenizer(opts.get("tokenizer"), model_cfg.vocab_size),
         )
     finally:
         from pythia_train.distributed import destroy_distributed
@@ -525,6 +533,31 @@ def _configs(opts: dict, world: int):
             f"a --seq-length of at most {model_cfg.max_seq_len}"
         )
     return model_cfg, train_cfg
+
+
+def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[str, str] | None:
+    """The tokenizer.json to write into checkpoints, and its end-of-document token: the one
+    given, or the bundled GPT-NeoX-20B one where the model's vocabulary holds its ids (a model
+    of another vocabulary was trained on other ids, so no tokenizer is guessed for it)."""
+    if path is not None and path.lower() == "none":
+        return None
+    from pythia_data import PythiaDataError, Tokenizer
+    from pythia_data.data import DEFAULT_TOKENIZER
+
+    try:
+        tok = Tokenizer.from_file(path)
+    except (PythiaDataError, OSError) as e:
+        raise ValueError(f"--tokenizer: {e}") from None
+    if tok.vocab_size > vocab_size:
+        if path is None:
+            return None
+        raise ValueError(
+            f"--tokenizer {path}: its {tok.vocab_size:,} ids do not fit the model's vocabulary of "
+            f"{vocab_size:,}; give the tokenizer the data was made with, or --tokenizer none"
+        )
+    return str(path if path is not None else DEFAULT_TOKENIZER), tok.decode(
+        [tok.eod_id], skip_special_tokens=False
+    )
 
 
 def _pythia_key(name: str) -> str:

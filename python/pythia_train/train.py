@@ -214,6 +214,7 @@ def train(
     log_path: str | os.PathLike | None = None,
     device: str | None = None,
     progress: bool = True,
+    tokenizer: tuple[str | os.PathLike, str] | None = None,
 ) -> list[dict]:
     """Train (or continue) a run; returns the metric records (on every rank).
 
@@ -225,6 +226,9 @@ def train(
     directory). A resumed run keeps the checkpoint's learning-rate schedule and AdamW
     settings (printing a note if this one asks for others), and continues only on the rows
     the checkpoint's run trained on.
+
+    ``tokenizer`` (a ``tokenizer.json`` and its end-of-document token) goes into every
+    checkpoint beside the weights, for transformers' AutoTokenizer.
 
     ``init_from`` (a Hugging Face checkpoint directory) gives the weights and the shape;
     ``init_overrides`` the ModelConfig fields that replace its config.json's and keep the
@@ -365,6 +369,7 @@ def train(
             scaler,
             env,
             data_prefix=data_prefix,
+            tokenizer=tokenizer,
             # The last batch trained and the next: a resume must find the same rows there.
             data_digests={
                 s: batch_digest(rows, s, train_cfg.global_batch) for s in (step - 1, step) if s >= 0
