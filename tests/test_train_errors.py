@@ -219,6 +219,21 @@ def test_yml_keys_of_the_pythia_configs(tmp_path):
     assert conf["global_batch"] == 16 and conf["micro_batch"] == 4
 
 
+def test_a_misspelt_yml_key_is_noted(data, tmp_path):
+    # "train-iter" was ignored without a word, and the run trained the default length.
+    p = tmp_path / "typo.yml"
+    p.write_text('{"train-iter": 1, "eval-interval": 1000, "pipe-parallel-size": 1}')
+    assert read_neox_config(p)["notes"] == [
+        f"{p}: train-iter is no key pythia-train reads, so it is ignored; did you mean train-iters?"
+    ]
+    result = cli("--config", p, data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("note:") == 1 and "did you mean train-iters?" in result.output
+    # GPT-NeoX's own keys near ours (eval-interval, pipe-parallel-size) are not noted.
+    p.write_text('{"eval-interval": 1000, "pipe-parallel-size": 1, "test-data-paths": []}')
+    assert "notes" not in read_neox_config(p)
+
+
 def test_a_cli_yml_error_is_one_line(data, tmp_path):
     p = tmp_path / "bad.yml"
     p.write_text('{"gpt-j-residual": "false"}')

@@ -253,6 +253,9 @@ def _run(ctx: click.Context, opts: dict) -> None:
     if opts["config_file"]:
         conf = read_neox_config(opts["config_file"], world)
         gas = conf.pop("grad_accum", None)
+        for note in conf.pop("notes", ()):
+            if int(os.environ.get("RANK", "0")) == 0:
+                click.echo(f"pythia-train: note: {note}", err=True)
         for key, value in conf.items():
             if given(key) or (given("model") and key in _SHAPE_KEYS):
                 # An explicit --model is the whole shape; the config's shape keys give way.

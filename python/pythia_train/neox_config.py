@@ -6,6 +6,7 @@ layout, fusion switches, tokenizer paths...) do not change what is trained here 
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -199,7 +200,8 @@ def _norm(key: str) -> str:
 
 
 def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
-    """Settings from one GPT-NeoX yml file, keyed by pythia-train's option names."""
+    """Settings from one GPT-NeoX yml file, keyed by pythia-train's option names; ``notes``
+    (when there are any) lists what the caller should show, such as a key that looks misspelt."""
     import yaml
 
     p = Path(path)
@@ -230,6 +232,16 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
                 f"{other!r} disagree; give one"
             )
         conf["checkpoint_factor"] = conf["save_interval"]
+    # GPT-NeoX refuses a key it does not know; most of its keys change nothing here and are
+    # ignored, so only a key within a typo of one we read is named (train-iter for train-iters
+    # trained the whole default length). No GPT-NeoX key is this close to one of ours.
+    notes = [
+        f"{p}: {key.replace('_', '-')} is no key pythia-train reads, so it is ignored; did you "
+        f"mean {near[0].replace('_', '-')}?"
+        for key in conf
+        if key not in SUPPORTED_KEYS
+        and (near := difflib.get_close_matches(key, SUPPORTED_KEYS, n=1, cutoff=0.86))
+    ]
     for key, (supported, what) in _FIXED.items():
         if conf.get(key) is not None and conf[key] != supported:
             raise ValueError(
@@ -323,6 +335,8 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         out["data"] = paths[0]
     if "extra_save_iters" in out:
         out["extra_save_iters"] = tuple(out["extra_save_iters"])
+    if notes:
+        out["notes"] = notes
     if any(conf.get(k) is not None for k in _MODEL_KEYS):
         # What GPT-NeoX builds where a model config is silent (Pythia's 6.9b and 12b configs
         # are): otherwise the base --model's vocabulary and initialisation were trained.
