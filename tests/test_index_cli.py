@@ -120,6 +120,11 @@ def test_batch_reads_the_blend_build_index_built(tmp_path):
         np.testing.assert_array_equal(np.load(o), want.reshape(2, 4, 17))
     code, out = run("batch", d, "--step", 0, *blend_opts[:1], "1", *ARGS)
     assert code == 2 and "2 datasets" in out, out
+    # A blend built before its components were named train_{i}: every one was train_0.
+    for f in (tmp_path / "blend").glob("b_train_1_*"):
+        f.rename(f.with_name(f.name.replace("b_train_1_", "b_train_0_")))
+    code, out = run("batch", d, "--step", 0, "-o", o, *blend_opts)
+    assert code == 1 and "named every component so; GPT-NeoX names this one train_1" in out, out
 
 
 def test_bad_seed_and_missing_path(tmp_path):

@@ -29,7 +29,12 @@ from pythia_data.dataset import (
     _refuse_overwriting_sources,
 )
 from pythia_data.errors import PythiaDataError, prepare_output_folder
-from pythia_data.index import blend_component_name, find_datasets, find_one_dataset
+from pythia_data.index import (
+    blend_component_name,
+    find_datasets,
+    find_one_dataset,
+    index_paths,
+)
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
 
@@ -113,22 +118,25 @@ def _open_blend(
     counts = _core.blend_num_samples(ws, total)[1]
     comps = []
     for i, (prefix, n) in enumerate(zip(prefixes, counts, strict=True)):
+        where = dict(num_samples=int(n), seq_length=seq_length, seed=seed, cache_dir=cache_dir)
+        component = blend_component_name(split_name(split, name), i)
         try:
-            comps.append(
-                GPTDataset(
-                    prefix,
-                    name=blend_component_name(split_name(split, name), i),
-                    num_samples=int(n),
-                    seq_length=seq_length,
-                    seed=seed,
-                    cache_dir=cache_dir,
-                )
-            )
+            comps.append(GPTDataset(prefix, name=component, **where))
         except FileNotFoundError as e:
             hint = (
                 f"build the blend with `pythia-data build-index {path} --weights {weights}` and "
                 "the same options"
             )
+            if (
+                component != split_name(split, name)
+                and index_paths(prefix, split_name(split, name), **where)[0].exists()
+            ):
+                # Before the components were named as GPT-NeoX names them, all were train_0.
+                hint += (
+                    f" (the index of {prefix.name} under {split_name(split, name)} is from a "
+                    "build that named every component so; GPT-NeoX names this one "
+                    f"{component})"
+                )
             message = str(e).replace("build it with `pythia-data build-index`", hint)
             raise FileNotFoundError(message if hint in message else f"{e} ({hint})") from None
     return BlendedDataset(comps, ws)
