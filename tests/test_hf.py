@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_fixtures import tiny_config
 
-from pythia_train.hf import CheckpointError, load_hf, load_hf_state_dict, save_hf
+from pythia_train.hf import CheckpointError, config_from_hf, load_hf, load_hf_state_dict, save_hf
 from pythia_train.model import build_model
 
 transformers = pytest.importorskip("transformers")
@@ -137,6 +137,46 @@ def test_bad_checkpoints_name_the_file_and_problem(tmp_path):
     (d / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         load_hf_state_dict(d)
+
+
+_TINY_HF = {
+    "model_type": "gpt_neox",
+    "vocab_size": 512,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+}
+
+
+@pytest.mark.parametrize(
+    "rope, accepted",
+    [
+        ({"rotary_pct": 0.5, "rotary_emb_base": 500}, True),
+        ({"rope_parameters": {"rope_type": "default", "partial_rotary_factor": 1.0}}, True),
+        ({"rotary_pct": 0.5, "rope_scaling": None, "rope_parameters": {"rope_theta": 500}}, True),
+        ({"rope_scaling": {"type": "default"}, "rotary_pct": 0.5}, True),
+        # transformers before 4.45 wrote the scaling's type as "type"
+        ({"rope_scaling": {"type": "linear", "factor": 4.0}}, False),
+        ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, False),
+        ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, False),
+        ({"rotary_pct": 0.5, "rope_parameters": {"partial_rotary_factor": 1.0}}, False),
+        ({"rotary_emb_base": 77, "rope_parameters": {"rope_theta": 500}}, False),
+    ],
+)
+def test_rope_settings_are_read_as_transformers_reads_them(rope, accepted):
+    conf = {**_TINY_HF, **rope}
+    if not accepted:
+        with pytest.raises(CheckpointError, match="rope type|disagree"):
+            config_from_hf(json.loads(json.dumps(conf)))
+        return
+    ours = config_from_hf(json.loads(json.dumps(conf)))
+    theirs = transformers.GPTNeoXConfig.from_dict(json.loads(json.dumps(conf))).rope_parameters
+    assert theirs["rope_type"] == "default"
+    assert (ours.rotary_pct, ours.rotary_base) == (
+        theirs["partial_rotary_factor"],
+        theirs["rope_theta"],
+    )
 
 
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):

@@ -84,11 +84,13 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
         raise CheckpointError(f"{where}: tied embeddings are not GPT-NeoX's layout")
     if not conf.get("attention_bias", True):
         raise CheckpointError(f"{where}: attention_bias = false is not supported")
-    rope = conf.get("rope_parameters") or conf.get("rope_scaling") or {}
-    rotary_pct = conf.get("rotary_pct", rope.get("partial_rotary_factor", 0.25))
-    base = conf.get("rotary_emb_base", rope.get("rope_theta", 10000.0))
-    if rope.get("rope_type", "default") != "default":
-        raise CheckpointError(f"{where}: rope type {rope.get('rope_type')!r} is not supported")
+    # transformers takes rope_scaling over rope_parameters; before 4.45 it named the type "type".
+    rope = conf.get("rope_scaling") or conf.get("rope_parameters") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        raise CheckpointError(f"{where}: rope type {rope_type!r} is not supported")
+    rotary_pct = _rope_value(conf, rope, "rotary_pct", "partial_rotary_factor", 0.25, where)
+    base = _rope_value(conf, rope, "rotary_emb_base", "rope_theta", 10000.0, where)
     return ModelConfig(
         num_layers=layers,
         hidden_size=d,
@@ -102,6 +104,18 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
         gelu_approximate=_GELU[act],
         init_std=float(conf.get("initializer_range", 0.02)),
     )
+
+
+def _rope_value(conf: dict, rope: dict, legacy: str, key: str, default: float, where: str):
+    """A rotary setting given by the top-level key older transformers read, or in the rope
+    dict transformers 5 reads first: two that disagree would build another model in each."""
+    old, new = conf.get(legacy), rope.get(key)
+    if old is not None and new is not None and float(old) != float(new):
+        raise CheckpointError(
+            f"{where}: {legacy} {old} and the rope's {key} {new} disagree (transformers 5 "
+            f"reads the rope's, older versions {legacy}); make them equal"
+        )
+    return next((v for v in (new, old) if v is not None), default)
 
 
 def _read_json(path: Path) -> dict:
