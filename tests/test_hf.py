@@ -88,6 +88,33 @@ def test_transformers_checkpoint_loads_in_ours(tmp_path):
         assert rel_err(ours(x), hf(x).logits) < 1e-5
 
 
+def test_a_tied_checkpoint_is_refused_with_a_way_to_untie_it_that_works(tmp_path):
+    conf = transformers.GPTNeoXConfig(
+        vocab_size=512,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(5)
+    model = transformers.GPTNeoXForCausalLM(conf).eval()
+    model.save_pretrained(tmp_path / "tied")
+    with pytest.raises(CheckpointError, match="tie_word_embeddings is true") as e:
+        load_hf(tmp_path / "tied")
+    assert "save_pretrained" in str(e.value)
+    # The recipe the message gives.
+    model.config.tie_word_embeddings = False
+    model.get_output_embeddings().weight = torch.nn.Parameter(
+        model.get_input_embeddings().weight.clone()
+    )
+    model.save_pretrained(tmp_path / "untied")
+    x = tokens_for(tiny_config(), 2)
+    with torch.no_grad():
+        assert rel_err(load_hf(tmp_path / "untied")(x), model(x).logits) < 1e-5
+
+
 def test_legacy_buffers_are_ignored(tmp_path):
     cfg = tiny_config()
     model = build_model(cfg, seed=3)

@@ -81,7 +81,14 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
     if conf.get("intermediate_size", 4 * d) != 4 * d:
         raise CheckpointError(f"{where}: intermediate_size must be 4 × hidden_size")
     if conf.get("tie_word_embeddings", False):
-        raise CheckpointError(f"{where}: tied embeddings are not GPT-NeoX's layout")
+        # Loading would untie them, and training then changes a model transformers would not.
+        raise CheckpointError(
+            f"{where}: tie_word_embeddings is true (the output layer shares embed_in's "
+            f"weights), which this GPT-NeoX keeps apart; untie it with transformers first: "
+            f"model.config.tie_word_embeddings = False, model.get_output_embeddings().weight = "
+            f"torch.nn.Parameter(model.get_input_embeddings().weight.clone()), then "
+            f"model.save_pretrained(...)"
+        )
     if not conf.get("attention_bias", True):
         raise CheckpointError(f"{where}: attention_bias = false is not supported")
     # transformers takes rope_scaling over rope_parameters; before 4.45 it named the type "type".
