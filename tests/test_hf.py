@@ -206,6 +206,15 @@ def test_rope_settings_are_read_as_transformers_reads_them(rope, accepted):
     )
 
 
+def test_a_directory_of_checkpoints_names_them(tmp_path):
+    # Such as a training run's --save directory given to --init-from.
+    model = build_model(tiny_config(), seed=0)
+    for step in (2, 10, 9):
+        save_hf(model, tmp_path / "run" / f"step{step}")
+    with pytest.raises(CheckpointError, match=r"no config.json.*\(step2, step9, step10\).*step10$"):
+        load_hf(tmp_path / "run")
+
+
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):
     a, b = build_model(tiny_config(), seed=1), build_model(tiny_config(), seed=2)
     save_hf(a, tmp_path / "ck")

@@ -125,6 +125,12 @@ def _rope_value(conf: dict, rope: dict, legacy: str, key: str, default: float, w
     return next((v for v in (new, old) if v is not None), default)
 
 
+def _natural(p: Path) -> tuple:
+    """step2 before step10."""
+    digits = "".join(c for c in p.name if c.isdigit())
+    return (p.name.rstrip("0123456789"), int(digits) if digits else -1, p.name)
+
+
 def _read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
@@ -190,6 +196,16 @@ def load_hf(
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a checkpoint directory")
+    if not (d / "config.json").is_file():
+        # Such as a training run's --save directory, whose checkpoints are its stepN folders.
+        inside = sorted((p.parent for p in d.glob("*/config.json")), key=_natural)
+        if inside:
+            names = ", ".join(p.name for p in inside[-3:])
+            raise CheckpointError(
+                f"{d}: no config.json, not a checkpoint directory; it holds checkpoint "
+                f"folders ({'..., ' if len(inside) > 3 else ''}{names}): pass one, such as "
+                f"{inside[-1]}"
+            )
     cfg = config_from_hf(_read_json(d / "config.json"), str(d / "config.json"))
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
