@@ -59,6 +59,17 @@ def test_our_checkpoint_loads_in_transformers_with_equal_logits(tmp_path, cfg, k
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+def test_a_compiled_model_saves_under_the_names_transformers_reads(tmp_path):
+    model = build_model(tiny_config(), seed=4).eval()
+    out = save_hf(torch.compile(model), tmp_path / "ckpt")  # compiles nothing: never called
+    names = set(safetensors_torch.load_file(str(out / "model.safetensors")))
+    assert names == set(model.state_dict())
+    hf = transformers.GPTNeoXForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    x = tokens_for(tiny_config())
+    with torch.no_grad():
+        assert rel_err(model(x), hf(x).logits) < 1e-5
+
+
 def test_transformers_checkpoint_loads_in_ours(tmp_path):
     cfg = tiny_config()
     conf = transformers.GPTNeoXConfig(

@@ -368,6 +368,21 @@ def write_tokenizer_files(directory: Path, tokenizer_json: str | os.PathLike, eo
             f.write("\n")
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside torch.compile's and DDP's wrappers, whose state dicts prefix every name
+    (``_orig_mod.``, ``module.``): transformers found none of its weights in such a file and
+    started from random ones, with only a warning."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        elif isinstance(model, DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
 def save_hf(
     model: GPTNeoX,
     directory: str | os.PathLike,
@@ -375,8 +390,11 @@ def save_hf(
     max_shard_bytes: int = 5 * 1024**3,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Save as a HF checkpoint directory, atomically (built beside it, then renamed into place)."""
+    """Save as a HF checkpoint directory, atomically (built beside it, then renamed into place).
+
+    ``model``: a GPTNeoX, or one wrapped by ``torch.compile`` or DistributedDataParallel."""
     final = Path(directory)
+    model = _unwrap(model)
     state = model.state_dict()
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
