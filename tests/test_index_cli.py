@@ -247,6 +247,34 @@ def test_batch_decode(tmp_path):
     assert "<|endoftext|>" in run("batch", "--help")[1]
 
 
+def test_batch_decode_writes_step_by_step(tmp_path, monkeypatch):
+    # The text of the whole range was held until the end: gigabytes for a few hundred steps of
+    # Pythia's shape (about 8 MB of text each), and nothing written until then.
+    from pythia_data import tokenizer
+
+    with IndexedDatasetBuilder(tmp_path / "t", np.uint16) as b:
+        for n in (50, 70, 30, 90):
+            b.add_document(np.arange(n) % 1000)
+    opts = ("--train-iters", 4, "--global-batch-size", 2, "--seq-length", 16, "--seed", 5)
+    assert run("build-index", tmp_path / "t", *opts, "-q")[0] == 0
+    out = tmp_path / "steps.txt"
+    row_text = "x" * 100_000  # more than a file buffer: each step reaches the disk
+    on_disk = []
+
+    def decode(self, ids, skip_special_tokens=True):
+        on_disk.append(sum(p.stat().st_size for p in tmp_path.glob(".steps.txt.tmp-*")))
+        return row_text
+
+    monkeypatch.setattr(tokenizer.Tokenizer, "decode", decode)
+    code, text = run(
+        "batch", tmp_path / "t", "--step", 0, "--end-step", 3, "--decode", "-o", out, *opts
+    )
+    assert code == 0, text
+    assert out.read_text().count(row_text) == 8
+    # When step 3's first row is decoded, steps 0-2 (6 rows) are in the file already.
+    assert on_disk[6] >= 6 * len(row_text), on_disk
+
+
 def test_batch_decode_refuses_ids_outside_the_vocabulary(tmp_path):
     # decode() skips such ids: the text came out silently shortened.
     from golden import golden_case

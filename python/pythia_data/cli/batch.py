@@ -332,8 +332,32 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
         ) from e
 
     tok = Tokenizer.from_file(tokenizer_path)
-    chunks = []
-    for s in range(step, end_step + 1):
+    if output is None:
+
+        def echo(text: str) -> None:
+            click.echo(text, nl=False)
+
+        # The text itself shows how far it got.
+        _decode_steps(ds, step, end_step, batch_size, tok, echo, bar=False)
+        return
+    # Written step by step: a step of Pythia's shape is about 8 MB of text, so a range held
+    # whole until the end took gigabytes and showed nothing until then.
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        # newline="": a decoded "\r" or "\n" is written as it is.
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=end_step > step)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _decode_steps(ds, step, end_step, batch_size, tok, write, bar: bool) -> None:
+    """Each step's rows as text, one `write` per step."""
+    steps = range(step, end_step + 1)
+    for s in progress_bar(iterable=steps, unit="step", disable=not bar):
         rows = ds.batch(s, batch_size, np.int64)
         # decode() skips ids outside the vocabulary, so text from another tokenizer's ids
         # (or int32 data's negatives) would come out silently shortened: refuse it instead.
@@ -345,19 +369,9 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
                 f"the tokenizer's vocabulary [0, {tok.vocab_size:,}): the dataset was not made "
                 "with this tokenizer; give the one it was (--tokenizer)"
             )
+        chunks = []
         for i, row in enumerate(rows):
             # Rows cross document boundaries: without the EOD token two documents ran together.
             text = tok.decode(row.tolist(), skip_special_tokens=False)
             chunks.append(f"=== step {s} row {s * batch_size + i} ===\n{text}\n")
-    text = "".join(chunks)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    path = Path(output)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        write("".join(chunks))
