@@ -897,6 +897,7 @@ fn tokenize_stream(
             out,
             opts,
             &prep.stamps,
+            input_bytes_total - already,
             |docs_progress| {
                 join_one();
                 let p = Progress {
@@ -922,6 +923,8 @@ const SKIP_REST_HINT: &str = "skip the unreadable rest of such files with --on-e
 /// asked for through the progress call takes effect promptly.
 const PROGRESS_HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// Write the workers' outcomes in input order to `out`, reporting progress as it goes;
+/// `input_bytes` is what this run reads of the inputs (as stored), what the last call shows.
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
@@ -929,6 +932,7 @@ fn write_in_order(
     out: &mut TokenizedOutput,
     opts: &TokenizeOptions,
     stamps: &[Stamp],
+    input_bytes: u64,
     mut progress: impl FnMut(Progress) -> bool,
 ) -> Result<()> {
     let mut last_progress = Instant::now();
@@ -1019,6 +1023,13 @@ fn write_in_order(
             return Err(Error::invalid(
                 "internal error: a tokenize worker stopped early",
             ));
+        }
+        if finished {
+            // Every input is read, this run's `input_bytes`: the chunks only count what was
+            // read when they were cut, so the last files that hold no line (an empty zstd or
+            // gzip stream, a byte-order mark alone) or a resume at a file's end left the
+            // last call short of the total.
+            input_written = input_bytes;
         }
         let moved = next > before;
         let since = last_progress.elapsed();
@@ -1255,6 +1266,49 @@ mod tests {
             calls.iter().filter(|c| c.0 < 201).all(|c| c.1 < c.2),
             "{waiting:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_last_progress_call_shows_every_input_read() {
+        // Inputs that hold no line give no chunk, and a chunk carries the bytes read when it
+        // was cut: those files at the end left the last call short of the total.
+        let dir = std::env::temp_dir().join(format!("pythia-tok-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("a.jsonl");
+        std::fs::write(&text, "{\"text\": \"a b\"}\n{\"text\": \"c\"}\n").unwrap();
+        let empty_zst = dir.join("b.jsonl.zst");
+        std::fs::write(&empty_zst, zstd::encode_all(&b""[..], 3).unwrap()).unwrap();
+        let bom = dir.join("c.jsonl");
+        std::fs::write(&bom, b"\xef\xbb\xbf").unwrap();
+        let last_call = |inputs: Vec<PathBuf>, stop_at: Option<u64>| {
+            let mut opts = TokenizeOptions::new(inputs, dir.join("out"));
+            opts.threads = 2;
+            opts.progress_interval = Duration::ZERO;
+            opts.checkpoint_interval = Duration::ZERO;
+            let mut calls = Vec::new();
+            let result = tokenize_files(&neox(), &opts, &mut |p| {
+                calls.push((p.documents, p.input_bytes_read, p.input_bytes_total));
+                stop_at.is_none_or(|n| (p.documents as u64) < n)
+            });
+            (result.map(|r| r.counts.documents), calls.last().copied())
+        };
+        for (inputs, want) in [
+            (vec![empty_zst.clone()], 0),
+            (vec![text.clone(), empty_zst.clone(), bom.clone()], 2),
+        ] {
+            let (documents, last) = last_call(inputs, None);
+            let (_, read, total) = last.unwrap();
+            assert_eq!((documents.unwrap(), read), (want, total));
+        }
+        // Stopped once the first file was written, a run resumes at its end: nothing of it is
+        // read again, yet it counts as read.
+        let inputs = vec![text.clone(), text.clone()];
+        let (stopped, _) = last_call(inputs.clone(), Some(2));
+        assert_eq!(stopped.unwrap_err().to_string(), INTERRUPTED);
+        let (documents, last) = last_call(inputs, None);
+        let (_, read, total) = last.unwrap();
+        assert_eq!((documents.unwrap(), read), (4, total));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
