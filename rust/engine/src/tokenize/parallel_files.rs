@@ -482,6 +482,11 @@ fn append_parts(
                     }
                 }
             }
+            // Resumed after the last part was appended (stopped at the last progress call),
+            // a run has no part left and made no call: the caller's bar stayed empty.
+            if n == 0 && !progress(&now(base.0, base.1, head)) {
+                return Err(Error::invalid(INTERRUPTED));
+            }
             Ok(())
         })();
         // Whatever ended the run, the parts still running checkpoint and stop.
@@ -760,6 +765,30 @@ mod tests {
         let first = seen[0];
         assert!(first.0 >= report.resumed_documents, "{first:?}, {report:?}");
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_resumed_with_no_part_left_still_reports_its_totals() {
+        // Stopped at its last progress call, after the last part was appended, a run resumed
+        // with no part to run, and the caller heard nothing of it. With a long interval, the
+        // last call is the only one.
+        let dir = temp("nothing-left");
+        let paths = corpus(&dir, &[]);
+        let tok = neox();
+        let mut opts = options(&paths, &dir.join("out"), 2, 2);
+        opts.progress_interval = Duration::from_secs(3600);
+        opts.checkpoint_interval = Duration::ZERO;
+        super::super::tests::interrupt_at(&tok, &opts, 1);
+        let mut calls = Vec::new();
+        let report = tokenize_files(&tok, &opts, &mut |p| {
+            calls.push((p.documents, p.input_bytes_read, p.input_bytes_total));
+            true
+        })
+        .unwrap();
+        let total = paths.iter().map(|p| p.metadata().unwrap().len()).sum();
+        assert_eq!(report.resumed_documents, report.counts.documents);
+        assert_eq!(calls, [(report.counts.documents, total, total)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
