@@ -836,6 +836,16 @@ def test_python_api_takes_prefixes_with_or_without_extension(tmp_path):
     assert dataset_bytes(tmp_path / "merged") == dataset_bytes(tmp_path / "single")
 
 
+def test_python_api_takes_an_iterator_of_inputs(tmp_path):
+    # Path.glob gives a generator: it was used up listing the inputs, and the run then
+    # refused "no input files".
+    shutil.copy(SAMPLE_CORPUS, tmp_path / "a.jsonl.zst")
+    report = tokenize_files(tmp_path.glob("*.jsonl.zst"), tmp_path / "globbed")
+    assert report["documents"] == 296
+    tokenize_files([SAMPLE_CORPUS], tmp_path / "listed")
+    assert dataset_bytes(tmp_path / "globbed") == dataset_bytes(tmp_path / "listed")
+
+
 def test_help_explains_options():
     result = CliRunner().invoke(main, ["tokenize", "--help"])
     assert result.exit_code == 0

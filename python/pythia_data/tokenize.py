@@ -247,7 +247,7 @@ MAX_CHUNK_BYTES = 1 << 30
 
 
 def tokenize_files(
-    inputs: Sequence[PathLike] | PathLike,
+    inputs: Iterable[PathLike] | PathLike,
     output: PathLike,
     *,
     tokenizer: Tokenizer | PathLike | None = None,
@@ -285,12 +285,17 @@ def tokenize_files(
     ``progress`` is called about every ``progress_seconds``; an exception it raises (Ctrl-C)
     stops the run after a checkpoint, so the same call later continues where it stopped; so
     does an OSError (a full disk), which keeps the work up to the last checkpoint.
-    ``inputs`` may be a single path; a saved DatasetDict is read split by split, in the order
-    its ``dataset_dict.json`` lists them; ``tokenizer`` a ``Tokenizer`` or the path of a
-    ``tokenizer.json`` (default: the bundled GPT-NeoX-20B tokenizer).
+    ``inputs`` may be a single path or any iterable of paths (``Path.glob``'s); a saved
+    DatasetDict is read split by split, in the order its ``dataset_dict.json`` lists them;
+    ``tokenizer`` a ``Tokenizer`` or the path of a ``tokenizer.json`` (default: the bundled
+    GPT-NeoX-20B tokenizer).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]  # one file, not the characters of its name
+    else:
+        # Read twice below: an iterator (Path.glob's) was used up by the first read, and the
+        # run then refused "no input files".
+        inputs = list(inputs)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         tok = Tokenizer.from_file(tokenizer)
     elif isinstance(tokenizer, Tokenizer):
