@@ -925,6 +925,7 @@ const PROGRESS_HEARTBEAT: Duration = Duration::from_millis(100);
 
 /// Write the workers' outcomes in input order to `out`, reporting progress as it goes;
 /// `input_bytes` is what this run reads of the inputs (as stored), what the last call shows.
+#[allow(clippy::too_many_arguments)]
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
@@ -1289,7 +1290,7 @@ mod tests {
             let mut calls = Vec::new();
             let result = tokenize_files(&neox(), &opts, &mut |p| {
                 calls.push((p.documents, p.input_bytes_read, p.input_bytes_total));
-                stop_at.is_none_or(|n| (p.documents as u64) < n)
+                stop_at.is_none_or(|n| p.documents < n)
             });
             (result.map(|r| r.counts.documents), calls.last().copied())
         };
