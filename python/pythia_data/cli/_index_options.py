@@ -119,12 +119,16 @@ def split_num_samples(
     global_batch_size: int,
     eval_interval: int,
     eval_iters: int,
+    *,
+    margin: bool = True,
 ) -> int:
-    """Samples requested for ``split``: --num-samples when given, else GPT-NeoX's count."""
+    """Samples requested for ``split``: --num-samples when given, else GPT-NeoX's count, with
+    its 1.005 margin (``margin=False``: a blend's total, which GPT-NeoX takes before the margin
+    it applies to each component)."""
     if num_samples is not None:
         return num_samples
     iters = split_iters(split, train_iters, eval_interval, eval_iters)
-    return num_samples_for(iters, global_batch_size)
+    return num_samples_for(iters, global_batch_size) if margin else iters * global_batch_size
 
 
 def parse_weights(weights: str, path, prefixes) -> list[float]:
@@ -139,20 +143,6 @@ def parse_weights(weights: str, path, prefixes) -> list[float]:
             + ", ".join(p.name for p in prefixes)
         )
     return ws
-
-
-def blend_total(
-    split: str,
-    num_samples: int | None,
-    train_iters: int,
-    global_batch_size: int,
-    eval_interval: int,
-    eval_iters: int,
-) -> int:
-    """A blend's samples for ``split``, before GPT-NeoX's per-component 1.005 margin."""
-    if num_samples is not None:
-        return num_samples
-    return split_iters(split, train_iters, eval_interval, eval_iters) * global_batch_size
 
 
 def _apply(options, f):

@@ -15,7 +15,6 @@ from pythia_data.cli._index_options import (
     INT64_MAX,
     SPLIT_HELP,
     SPLITS,
-    blend_total,
     parse_weights,
     split_name,
     split_num_samples,
@@ -112,8 +111,8 @@ def _open_blend(
     under GPT-NeoX's name for it, with its share of the samples, in BlendableDataset's order."""
     prefixes = find_datasets(path)
     ws = parse_weights(weights, path, prefixes)
-    total = blend_total(
-        split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+    total = split_num_samples(
+        split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters, margin=False
     )
     counts = _core.blend_num_samples(ws, total)[1]
     comps = []

@@ -14,7 +14,6 @@ from pythia_data import _core
 from pythia_data.cli._index_options import (
     SPLIT_HELP,
     SPLITS,
-    blend_total,
     parse_weights,
     split_iters,
     split_name,
@@ -124,8 +123,14 @@ def command(
             )
             if weights is not None:
                 ws = parse_weights(weights, path, prefixes)
-                base = blend_total(
-                    split, num_samples, train_iters, global_batch_size, eval_interval, eval_iters
+                base = split_num_samples(
+                    split,
+                    num_samples,
+                    train_iters,
+                    global_batch_size,
+                    eval_interval,
+                    eval_iters,
+                    margin=False,
                 )
                 counts = _core.blend_num_samples(ws, base)[1]
                 for i, (p, n) in enumerate(zip(prefixes, counts, strict=True)):
