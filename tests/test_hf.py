@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -224,6 +225,16 @@ def test_a_directory_of_checkpoints_names_them(tmp_path):
         save_hf(model, tmp_path / "run" / f"step{step}")
     with pytest.raises(CheckpointError, match=r"no config.json.*\(step2, step9, step10\).*step10$"):
         load_hf(tmp_path / "run")
+    # A checkpoint still being written (or left by a kill) is none to pass: it was named, and
+    # was the one suggested when it was the only one.
+    shutil.copytree(tmp_path / "run" / "step10", tmp_path / "run" / ".step20.partial")
+    with pytest.raises(CheckpointError, match=r"\(step2, step9, step10\).*step10$"):
+        load_hf(tmp_path / "run")
+    for step in (2, 9, 10):
+        shutil.rmtree(tmp_path / "run" / f"step{step}")
+    with pytest.raises(CheckpointError) as e:
+        load_hf(tmp_path / "run")
+    assert "partial" not in str(e.value)
 
 
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):

@@ -198,7 +198,10 @@ def load_hf(
         raise CheckpointError(f"{d}: not a checkpoint directory")
     if not (d / "config.json").is_file():
         # Such as a training run's --save directory, whose checkpoints are its stepN folders.
-        inside = sorted((p.parent for p in d.glob("*/config.json")), key=_natural)
+        # Not the hidden ones: a checkpoint being written (.stepN.partial) or parked by a
+        # replace (.stepN.old) is no checkpoint to load.
+        found = (p.parent for p in d.glob("*/config.json"))
+        inside = sorted((p for p in found if not p.name.startswith(".")), key=_natural)
         if inside:
             names = ", ".join(p.name for p in inside[-3:])
             raise CheckpointError(
