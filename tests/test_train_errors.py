@@ -960,3 +960,25 @@ def test_checkpoints_hold_the_tokenizer_transformers_loads(data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "no" / "step2" / "tokenizer.json").exists()
+
+
+def test_the_checkpoint_tokenizer_is_the_file_as_given_at_the_start(data, tmp_path, monkeypatch):
+    # The file was copied at each checkpoint: one moved or deleted during the run (such as a
+    # checkpoint's own tokenizer.json, replaced by a later save) failed the first save after it.
+    import pythia_train.train as train_module
+    from pythia_data.data import DEFAULT_TOKENIZER
+
+    tok = tmp_path / "tokenizer.json"
+    shutil.copyfile(DEFAULT_TOKENIZER, tok)
+    started = train_module.train
+
+    def train(*args, **kw):
+        tok.unlink()
+        return started(*args, **kw)
+
+    monkeypatch.setattr(train_module, "train", train)
+    ck = tmp_path / "ck"
+    result = cli("--vocab-size", "50304", "--tokenizer", tok, "--save", ck, data=data["a"])
+    assert result.exit_code == 0, result.output
+    for step in ("step1", "step2"):
+        assert (ck / step / "tokenizer.json").read_bytes() == DEFAULT_TOKENIZER.read_bytes()

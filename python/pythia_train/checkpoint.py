@@ -170,12 +170,13 @@ def save_checkpoint(
     extra: dict | None = None,
     data_prefix: str | None = None,
     data_digests: dict[int, str | None] | None = None,
-    tokenizer: tuple[str | os.PathLike, str] | None = None,
+    tokenizer: tuple[str | os.PathLike | bytes, str] | None = None,
 ) -> Path:
     """Collective: every rank calls it; rank 0 writes the shared files.
 
-    ``tokenizer`` (a ``tokenizer.json`` and its end-of-document token) is written beside the
-    weights, so that transformers loads the tokenizer from the checkpoint too.
+    ``tokenizer`` (a ``tokenizer.json``, its path or its bytes, and its end-of-document token)
+    is written beside the weights, so that transformers loads the tokenizer from the checkpoint
+    too.
 
     ``data_prefix`` (the dataset's resolved prefix) and ``data_digests`` (step → digest of that
     step's rows, ``pythia_train.data.batch_digest``) are recorded so that a resume can check

@@ -538,17 +538,20 @@ def _configs(opts: dict, world: int):
     return model_cfg, train_cfg
 
 
-def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[str, str] | None:
-    """The tokenizer.json to write into checkpoints, and its end-of-document token: the one
-    given, or the bundled GPT-NeoX-20B one where the model's vocabulary holds its ids (a model
-    of another vocabulary was trained on other ids, so no tokenizer is guessed for it)."""
+def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str] | None:
+    """The tokenizer.json to write into checkpoints (its bytes), and its end-of-document token:
+    the one given, or the bundled GPT-NeoX-20B one where the model's vocabulary holds its ids (a
+    model of another vocabulary was trained on other ids, so no tokenizer is guessed for it)."""
     if path is not None and path.lower() == "none":
         return None
     from pythia_data import PythiaDataError, Tokenizer
-    from pythia_data.data import DEFAULT_TOKENIZER
 
     try:
         tok = Tokenizer.from_file(path)
+        # Read now, once: copied at each checkpoint, a file moved, deleted or rewritten during
+        # the run (a checkpoint's own tokenizer.json, replaced by a later save) failed the
+        # save after hours of training, or put another tokenizer into later checkpoints.
+        text = Path(tok.path).read_bytes()
     except (PythiaDataError, OSError) as e:
         raise ValueError(f"--tokenizer: {e}") from None
     if tok.vocab_size > vocab_size:
@@ -558,9 +561,7 @@ def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[str, str] 
             f"--tokenizer {path}: its {tok.vocab_size:,} ids do not fit the model's vocabulary of "
             f"{vocab_size:,}; give the tokenizer the data was made with, or --tokenizer none"
         )
-    return str(path if path is not None else DEFAULT_TOKENIZER), tok.decode(
-        [tok.eod_id], skip_special_tokens=False
-    )
+    return text, tok.decode([tok.eod_id], skip_special_tokens=False)
 
 
 def _pythia_key(name: str) -> str:

@@ -356,13 +356,18 @@ def write_hf_files(
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def write_tokenizer_files(directory: Path, tokenizer_json: str | os.PathLike, eod: str) -> None:
-    """``tokenizer.json`` and the two small files beside it that transformers' AutoTokenizer
-    reads, so that a checkpoint loads whole (model and tokenizer) from its directory. The
-    end-of-document token is also bos, eos and unk, as in Pythia's repositories; the class is
-    the generic fast tokenizer, which reads any ``tokenizer.json``."""
+def write_tokenizer_files(
+    directory: Path, tokenizer_json: str | os.PathLike | bytes, eod: str
+) -> None:
+    """``tokenizer.json`` (its path, or its bytes) and the two small files beside it that
+    transformers' AutoTokenizer reads, so that a checkpoint loads whole (model and tokenizer)
+    from its directory. The end-of-document token is also bos, eos and unk, as in Pythia's
+    repositories; the class is the generic fast tokenizer, which reads any ``tokenizer.json``."""
     directory = Path(directory)
-    shutil.copyfile(tokenizer_json, directory / "tokenizer.json")
+    if isinstance(tokenizer_json, bytes):
+        (directory / "tokenizer.json").write_bytes(tokenizer_json)
+    else:
+        shutil.copyfile(tokenizer_json, directory / "tokenizer.json")
     special = {"bos_token": eod, "eos_token": eod, "unk_token": eod}
     config = {"add_prefix_space": False, **special, "tokenizer_class": "PreTrainedTokenizerFast"}
     for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", special)):

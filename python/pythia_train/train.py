@@ -214,7 +214,7 @@ def train(
     log_path: str | os.PathLike | None = None,
     device: str | None = None,
     progress: bool = True,
-    tokenizer: tuple[str | os.PathLike, str] | None = None,
+    tokenizer: tuple[str | os.PathLike | bytes, str] | None = None,
 ) -> list[dict]:
     """Train (or continue) a run; returns the metric records (on every rank).
 
@@ -227,8 +227,8 @@ def train(
     settings (printing a note if this one asks for others), and continues only on the rows
     the checkpoint's run trained on.
 
-    ``tokenizer`` (a ``tokenizer.json`` and its end-of-document token) goes into every
-    checkpoint beside the weights, for transformers' AutoTokenizer.
+    ``tokenizer`` (a ``tokenizer.json``, its path or its bytes, and its end-of-document token)
+    goes into every checkpoint beside the weights, for transformers' AutoTokenizer.
 
     ``init_from`` (a Hugging Face checkpoint directory) gives the weights and the shape;
     ``init_overrides`` the ModelConfig fields that replace its config.json's and keep the
