@@ -982,3 +982,15 @@ def test_the_checkpoint_tokenizer_is_the_file_as_given_at_the_start(data, tmp_pa
     assert result.exit_code == 0, result.output
     for step in ("step1", "step2"):
         assert (ck / step / "tokenizer.json").read_bytes() == DEFAULT_TOKENIZER.read_bytes()
+
+
+def test_a_checkpoint_tokenizer_without_an_end_of_document_token_names_the_option(data, tmp_path):
+    from pythia_data.data import DEFAULT_TOKENIZER
+
+    tok = tmp_path / "other.json"
+    tok.write_text(DEFAULT_TOKENIZER.read_text().replace("<|endoftext|>", "<|end|>"))
+    one_line_error(
+        cli("--vocab-size", "50304", "--tokenizer", tok, "--save", tmp_path / "ck", data=data["a"]),
+        f"--tokenizer {tok}: this tokenizer has no <|endoftext|> token",
+        "--tokenizer none",
+    )

@@ -545,6 +545,7 @@ def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str
     if path is not None and path.lower() == "none":
         return None
     from pythia_data import PythiaDataError, Tokenizer
+    from pythia_data.data import DEFAULT_TOKENIZER
 
     try:
         tok = Tokenizer.from_file(path)
@@ -561,7 +562,14 @@ def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str
             f"--tokenizer {path}: its {tok.vocab_size:,} ids do not fit the model's vocabulary of "
             f"{vocab_size:,}; give the tokenizer the data was made with, or --tokenizer none"
         )
-    return text, tok.decode([tok.eod_id], skip_special_tokens=False)
+    try:
+        eod = tok.decode([tok.eod_id], skip_special_tokens=False)
+    except ValueError as e:
+        raise ValueError(
+            f"--tokenizer {path or DEFAULT_TOKENIZER}: {e}, which checkpoints name as their "
+            "end of document; give the tokenizer the data was made with, or --tokenizer none"
+        ) from None
+    return text, eod
 
 
 def _pythia_key(name: str) -> str:
