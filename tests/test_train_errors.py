@@ -962,6 +962,23 @@ def test_checkpoints_hold_the_tokenizer_transformers_loads(data, tmp_path):
     assert not (tmp_path / "no" / "step2" / "tokenizer.json").exists()
 
 
+def test_a_resumed_run_keeps_its_checkpoints_tokenizer(data, tmp_path):
+    # A requeue without --tokenizer wrote the bundled tokenizer into a run that had another one,
+    # or none.
+    from pythia_data.data import DEFAULT_TOKENIZER
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(json.loads(DEFAULT_TOKENIZER.read_text()), indent=1))
+    big = ("--vocab-size", "50304")
+    for given, want in ((str(mine), mine.read_bytes()), ("none", None)):
+        ck = tmp_path / f"ck-{given == 'none'}"
+        assert cli(*big, "--tokenizer", given, "--save", ck, data=data["a"]).exit_code == 0
+        result = cli(*big, "--save", ck, "--resume", ck, "--train-iters", 4, data=data["a"])
+        assert result.exit_code == 0, result.output
+        held = ck / "step4" / "tokenizer.json"
+        assert (held.read_bytes() if held.exists() else None) == want
+
+
 def test_the_checkpoint_tokenizer_is_the_file_as_given_at_the_start(data, tmp_path, monkeypatch):
     # The file was copied at each checkpoint: one moved or deleted during the run (such as a
     # checkpoint's own tokenizer.json, replaced by a later save) failed the first save after it.

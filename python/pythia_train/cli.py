@@ -66,7 +66,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--tokenizer",
     help="tokenizer.json written into every checkpoint with the files transformers' "
     "AutoTokenizer reads beside it (default: the bundled GPT-NeoX-20B tokenizer, when the "
-    "model's vocabulary holds its ids); 'none' writes none.",
+    "model's vocabulary holds its ids; a resumed run keeps its checkpoint's); 'none' writes "
+    "none.",
 )
 @click.option(
     "--config",
@@ -320,7 +321,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             log_path=opts["log_path"],
             device=opts["device"],
             progress=opts["progress"],
-            tokenizer=_checkpoint_tokenizer(opts.get("tokenizer"), model_cfg.vocab_size),
+            tokenizer=_run_tokenizer(opts, model_cfg.vocab_size),
         )
     finally:
         from pythia_train.distributed import destroy_distributed
@@ -536,6 +537,24 @@ def _configs(opts: dict, world: int):
             f"a --seq-length of at most {model_cfg.max_seq_len}"
         )
     return model_cfg, train_cfg
+
+
+def _run_tokenizer(opts: dict, vocab_size: int) -> tuple[bytes, str] | None:
+    """What the run's checkpoints hold as their tokenizer: --tokenizer's, or where a resumed
+    checkpoint answers it, the same as that checkpoint (its tokenizer.json, or none): a requeue
+    without the option put the bundled tokenizer into a run that had another."""
+    from pythia_train.checkpoint import has_checkpoint, resolve_checkpoint
+    from pythia_train.hf import CheckpointError
+
+    path, resume = opts.get("tokenizer"), opts.get("resume")
+    if path is None and resume and has_checkpoint(resume):
+        try:
+            held = resolve_checkpoint(resume) / "tokenizer.json"
+        except CheckpointError:
+            held = None  # resuming reports it
+        if held is not None:
+            path = str(held) if held.is_file() else "none"
+    return _checkpoint_tokenizer(path, vocab_size)
 
 
 def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str] | None:
