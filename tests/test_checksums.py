@@ -102,28 +102,33 @@ def test_write_checksums_where_it_cannot_write_fails_before_hashing(tmp_path, mo
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["sums"]
 
 
+def _hash_slowly_except(fails, error, chunks):
+    """A sha256_file that hashes 200 slow chunks (each noted in ``chunks``), except for the
+    file ``fails`` picks, which raises ``error(path)`` once the others are under way."""
+    import time
+
+    def sha256_file(path, progress):
+        if fails(path):
+            time.sleep(0.05)
+            raise error(path)
+        for _ in range(200):
+            time.sleep(0.01)
+            progress(1)
+            chunks.append(path)
+        return "0" * 64
+
+    return sha256_file
+
+
 def test_hashing_stops_with_the_command(tmp_path, monkeypatch):
     # Ctrl-C, SIGTERM or a file failing to read left the threads hashing every file still
     # queued before the command could end: an hour over Pythia's shards.
-    import threading
-    import time
-
     import pythia_data.cli.verify as verify
 
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 200_002, 300_003])
     chunks = []
-
-    def slow_or_failing(path, progress):
-        if path.suffix == ".idx":
-            time.sleep(0.05)  # the others are under way
-            raise KeyboardInterrupt
-        for _ in range(200):
-            time.sleep(0.01)
-            progress(1)
-            chunks.append(threading.get_ident())
-        return "0" * 64
-
-    monkeypatch.setattr(verify, "sha256_file", slow_or_failing)
+    stub = _hash_slowly_except(lambda p: p.suffix == ".idx", lambda p: KeyboardInterrupt(), chunks)
+    monkeypatch.setattr(verify, "sha256_file", stub)
     code, out = run("verify", prefix, "--write-checksums", tmp_path / "sums", "-q")
     assert code == 130 and "interrupted" in out, out
     assert len(chunks) < 100, len(chunks)
@@ -133,24 +138,13 @@ def test_hashing_stops_with_the_command(tmp_path, monkeypatch):
 def test_a_file_failing_to_read_stops_the_hashing_whichever_it_is(tmp_path, monkeypatch):
     # Results were taken in the files' order: a failure in the last shard waited for every
     # shard before it to be hashed in full (an hour over Pythia's), and the others went on.
-    import time
-
     import pythia_data.cli.verify as verify
 
     prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 200_002, 300_003])
     chunks = []
-
-    def slow_or_failing(path, progress):
-        if path.name.endswith("-00003-of-00004.bin"):
-            time.sleep(0.05)  # the others are under way
-            raise OSError(5, "Input/output error", str(path))
-        for _ in range(200):
-            time.sleep(0.01)
-            progress(1)
-            chunks.append(path)
-        return "0" * 64
-
-    monkeypatch.setattr(verify, "sha256_file", slow_or_failing)
+    fails = lambda p: p.name.endswith("-00003-of-00004.bin")  # noqa: E731
+    error = lambda p: OSError(5, "Input/output error", str(p))  # noqa: E731
+    monkeypatch.setattr(verify, "sha256_file", _hash_slowly_except(fails, error, chunks))
     code, out = run("verify", prefix, "--write-checksums", tmp_path / "sums", "-q")
     assert code == 1 and "Input/output error" in out, out
     assert len(chunks) < 200, len(chunks)

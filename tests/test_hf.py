@@ -71,17 +71,24 @@ def test_a_compiled_model_saves_under_the_names_transformers_reads(tmp_path):
         assert rel_err(model(x), hf(x).logits) < 1e-5
 
 
-def test_transformers_checkpoint_loads_in_ours(tmp_path):
-    cfg = tiny_config()
-    conf = transformers.GPTNeoXConfig(
+def tiny_hf_config(**settings):
+    """transformers' GPT-NeoX config of ``tiny_config``'s shape, with ``settings``."""
+    return transformers.GPTNeoXConfig(
         vocab_size=512,
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=256,
+        max_position_embeddings=64,
+        **settings,
+    )
+
+
+def test_transformers_checkpoint_loads_in_ours(tmp_path):
+    cfg = tiny_config()
+    conf = tiny_hf_config(
         rotary_pct=0.25,
         rotary_emb_base=10000,
-        max_position_embeddings=64,
         use_parallel_residual=True,
         hidden_act="gelu",
         tie_word_embeddings=False,
@@ -101,15 +108,7 @@ def test_transformers_checkpoint_loads_in_ours(tmp_path):
 
 
 def test_a_tied_checkpoint_is_refused_with_a_way_to_untie_it_that_works(tmp_path):
-    conf = transformers.GPTNeoXConfig(
-        vocab_size=512,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=256,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
+    conf = tiny_hf_config(tie_word_embeddings=True)
     torch.manual_seed(5)
     model = transformers.GPTNeoXForCausalLM(conf).eval()
     model.save_pretrained(tmp_path / "tied")
