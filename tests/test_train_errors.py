@@ -483,6 +483,30 @@ def test_init_from_refuses_an_explicit_shape_that_is_not_the_checkpoints(data, t
     assert result.exit_code == 0, result.output
 
 
+def test_init_from_shape_and_tokenizer_are_the_checkpoints(data, tmp_path):
+    # With --init-from, the default model (pythia-160m) stood in for the checkpoint: a width
+    # that was the checkpoint's own was refused for the default's 12 heads, a wrong one named
+    # them, and its vocabulary of 50304 put GPT-NeoX-20B's tokenizer into the checkpoints of
+    # a 512-id model.
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    hf = tmp_path / "ck" / "step1"
+    assert not (hf / "tokenizer.json").exists()
+    run = ("--seq-length", str(SEQ), "--global-batch", "8", "--micro-batch", "4")
+    run += ("--train-iters", "1", "--device", "cpu", "--no-progress", "--data", str(data["a"]))
+    out = tmp_path / "from"
+    result = CliRunner().invoke(
+        main, [*run, "--init-from", str(hf), "--hidden-size", "64", "--save", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "step1" / "model.safetensors").is_file()
+    assert not (out / "step1" / "tokenizer.json").exists()
+    result = CliRunner().invoke(main, [*run, "--init-from", str(hf), "--num-attention-heads", "5"])
+    out = usage_error(
+        result, "has the shape num_layers 2, hidden_size 64, num_heads 4", "num_heads 5"
+    )
+    assert "num_heads 12" not in out and "768" not in out, out
+
+
 def test_init_from_takes_an_explicit_gelu_and_context(data, tmp_path):
     # Pythia's HF checkpoints declare the exact GELU and Pythia trained with tanh: --gelu tanh
     # was ignored without a word, and --max-position-embeddings was refused with the advice

@@ -270,12 +270,14 @@ def _run(ctx: click.Context, opts: dict) -> None:
             _global_batch_from_accumulation(opts, gas, world, given("global_batch"), conf)
     if not opts.get("data"):
         raise click.UsageError("no data: pass --data PREFIX (or train_data_paths in --config)")
+    if opts["init_from"]:
+        # Before the configs: a shape option checked against the default model's shape named
+        # that model's heads or width, not the checkpoint's.
+        _check_init_shape(opts["init_from"], opts, [k for k in _SHAPE_OPTIONS if given(k)])
     try:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    if opts["init_from"]:
-        _check_init_shape(opts["init_from"], model_cfg, [k for k in _SHAPE_OPTIONS if given(k)])
     later = sorted(s for s in train_cfg.save_steps or () if s > train_cfg.train_iters)
     if later and opts["save"] and int(os.environ.get("RANK", "0")) == 0:
         # Not refused: a run resumed with a larger --train-iters (the same command otherwise)
@@ -403,27 +405,44 @@ _SHAPE_OPTIONS = {
 }
 
 
-def _check_init_shape(init_from: str, model_cfg, options: list[str]) -> None:
-    """The --init-from checkpoint decides the shape: a shape asked for explicitly that differs
-    is refused, rather than silently training the checkpoint's."""
-    from pythia_train.configs import PYTHIA_MODELS
+def _init_from_config(init_from: str):
+    """The --init-from checkpoint's shape, or None where its config.json cannot be read
+    (loading the checkpoint then reports what is wrong with it)."""
     from pythia_train.hf import config_from_hf
 
-    if not options:
-        return
     f = Path(init_from) / "config.json"
     try:
-        saved = config_from_hf(json.loads(f.read_text(encoding="utf-8")), str(f))
+        return config_from_hf(json.loads(f.read_text(encoding="utf-8")), str(f))
     except (ValueError, OSError):
-        return  # loading the checkpoint reports what is wrong with it
+        return None
+
+
+def _check_init_shape(init_from: str, opts: dict, options: list[str]) -> None:
+    """The --init-from checkpoint decides the shape: a shape asked for explicitly that differs
+    is refused, rather than silently training the checkpoint's."""
+    from pythia_train.configs import PYTHIA_MODELS, model_config
+
+    saved = _init_from_config(init_from)
+    if not options or saved is None:
+        return
     # --model sets only what no option beside it sets (--num-layers 4 overrides its layers).
     explicit = {k for o in options if o != "model" for k in _SHAPE_OPTIONS[o]}
     sets = {o: [k for k in _SHAPE_OPTIONS[o] if o != "model" or k not in explicit] for o in options}
-    fields = [k for o in options for k in sets[o]]
-    fields = [k for k in dict.fromkeys(fields) if getattr(model_cfg, k) != getattr(saved, k)]
+    wanted = {}
+    for o in options:
+        if o == "model":
+            try:
+                preset = model_config(opts["model"])
+            except ValueError:
+                continue  # building the configs names the unknown model
+            wanted.update({k: getattr(preset, k) for k in sets[o]})
+        else:
+            wanted[_SHAPE_OPTIONS[o][0]] = opts[o]
+    fields = [k for o in options for k in sets[o] if k in wanted]
+    fields = [k for k in dict.fromkeys(fields) if wanted[k] != getattr(saved, k)]
     if not fields:
         return
-    asked = ", ".join(f"{k} {getattr(model_cfg, k)}" for k in fields)
+    asked = ", ".join(f"{k} {wanted[k]}" for k in fields)
     shape = ("num_layers", "hidden_size", "num_heads", "vocab_size")
     has = ", ".join(f"{k} {getattr(saved, k)}" for k in shape)
     size = [
@@ -495,7 +514,12 @@ def _configs(opts: dict, world: int):
         "init_std": opts.get("init_method_std"),
         "gelu_approximate": "tanh" if opts["gelu"] == "tanh" else "none",
     }
-    model_cfg = model_config(opts["model"], **{k: v for k, v in shape.items() if v is not None})
+    # With --init-from the checkpoint is the model (its shape options were checked against it):
+    # the default model's vocabulary chose the tokenizer written into a small-vocabulary
+    # model's checkpoints, and its heads refused a width that was the checkpoint's own.
+    model_cfg = _init_from_config(opts["init_from"]) if opts.get("init_from") else None
+    if model_cfg is None:
+        model_cfg = model_config(opts["model"], **{k: v for k, v in shape.items() if v is not None})
     lr = opts["lr"]
     if lr is None:
         lr = PYTHIA_LR.get(_pythia_key(opts["model"]), 6e-4)
