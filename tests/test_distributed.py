@@ -34,7 +34,14 @@ def rows_prefix(tmp_path_factory):
 
 def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]:
     """The pythia-train CLI under torchrun, 2 CPU processes; returns its JSONL records."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run_torchrun(prefix, out, *extra, steps=steps)
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def run_torchrun(
+    prefix: Path, out: Path, *extra: str, steps: int = 4, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     # The workers import the very packages this test process uses (a source tree with the
     # built module, or the installed wheel).
     roots = {str(Path(m.__file__).resolve().parents[1]) for m in (pythia_data, pythia_train)}
@@ -86,7 +93,7 @@ def torchrun(prefix: Path, out: Path, *extra: str, steps: int = 4) -> list[dict]
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return proc
 
 
 def single_process(prefix: Path, out: Path, steps: int = 4) -> list[dict]:
@@ -146,3 +153,20 @@ def test_fsdp_two_processes_equal_one_process_and_resume_exactly(rows_prefix, tm
         str(tmp_path / "fsdp" / "step2"),
     )
     assert [r["loss"] for r in resumed] == [r["loss"] for r in records[2:]]
+
+
+@pytest.mark.slow
+def test_rank_0_builds_a_missing_index_while_the_other_ranks_wait(tmp_path):
+    # GPT-NeoX's order. Every rank built the index at once: on several hosts sharing the
+    # folder, each did the whole build, and one could remove another host's temporaries.
+    docs = write_rows(tmp_path / "docs", random_rows(300, 3 * SEQ, 512, seed=5))
+    # An index of 4 M samples takes long enough to build that ranks starting together overlap;
+    # the run stops after one step.
+    proc = run_torchrun(
+        *(docs, tmp_path / "run", "--data-format", "gpt-neox", "--exit-interval", "1"),
+        steps=500_000,
+        env={"PYTHIA_INDEX_TIMING": "1"},
+    )
+    # The engine's timeline ends each build with this line; the other rank reused the index.
+    assert proc.stderr.count("files synced and renamed") == 1, proc.stderr[-3000:]
+    assert len(list(tmp_path.glob("docs_*indexmap_*_doc_idx.npy"))) == 1

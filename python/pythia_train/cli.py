@@ -307,7 +307,9 @@ def _run(ctx: click.Context, opts: dict) -> None:
             "--cache-dir names where GPT-NeoX's index is: it needs --data-format gpt-neox "
             "(preshuffled data has no index)"
         )
-    rows = _open_data(opts["data"], opts["data_format"], train_cfg, opts["cache_dir"])
+    rows = _open_data(
+        opts["data"], opts["data_format"], train_cfg, opts["cache_dir"], opts["device"]
+    )
 
     from pythia_train.train import train
 
@@ -637,7 +639,7 @@ def _check_prefix(prefix: str) -> None:
     )
 
 
-def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None):
+def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None, device: str | None = None):
     _check_prefix(prefix)
     if fmt == "preshuffled":
         from pythia_train.data import open_rows
@@ -645,17 +647,37 @@ def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None):
         return open_rows(prefix, cfg.seq_length)
     from pythia_data import GPTDataset
 
-    # GPTDataset asks for ceil(iters · batch · 1.005) samples, as GPT-NeoX did for Pythia (the
-    # count shapes the shuffle), and builds the index like GPT-NeoX when it is not cached yet.
-    return GPTDataset(
-        prefix,
-        train_iters=cfg.train_iters,
-        global_batch_size=cfg.global_batch,
-        seq_length=cfg.seq_length,
-        seed=cfg.seed,
-        build=True,
-        cache_dir=cache_dir,
-    )
+    def open_dataset():
+        # GPTDataset asks for ceil(iters · batch · 1.005) samples, as GPT-NeoX did for Pythia
+        # (the count shapes the shuffle), and builds the index like GPT-NeoX when it is missing.
+        return GPTDataset(
+            prefix,
+            train_iters=cfg.train_iters,
+            global_batch_size=cfg.global_batch,
+            seq_length=cfg.seq_length,
+            seed=cfg.seed,
+            build=True,
+            cache_dir=cache_dir,
+        )
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return open_dataset()
+    # As GPT-NeoX does: global rank 0 builds a missing index while the other ranks wait, then
+    # they open it. Ranks on several hosts building at once into a shared folder each did the
+    # whole build, and could remove another host's temporary files (a process of another host
+    # looks dead) and fail it.
+    import torch.distributed as dist
+
+    from pythia_train.distributed import init_distributed
+
+    init_distributed(device)
+    first = int(os.environ.get("RANK", "0")) == 0
+    if not first:
+        dist.barrier()
+    rows = open_dataset()
+    if first:
+        dist.barrier()
+    return rows
 
 
 if __name__ == "__main__":
