@@ -105,6 +105,16 @@ def test_builder_dtypes_and_ranges(tmp_path):
         b.add_document([-1])
     with pytest.raises(PythiaDataError, match="integers"):
         b.add_document([1.5])
+    # uint64 ids past int64 (numpy's dtype for [2**63]) were cast to int64 and wrapped: an
+    # int64 dataset stored -2**63, and uint16 named the wrapped id.
+    with pytest.raises(PythiaDataError, match=f"token {2**63 + 5} does not fit dtype uint16"):
+        b.add_document(np.array([1, 2**63 + 5], dtype=np.uint64))
+    b64 = IndexedDatasetBuilder(tmp_path / "d", np.int64)
+    with pytest.raises(PythiaDataError, match=f"token {2**63} does not fit dtype int64"):
+        b64.add_document([2**63])
+    b64.add_document(np.array([2**63 - 1], dtype=np.uint64))
+    b64.finish()
+    assert list(IndexedDataset(tmp_path / "d")[0]) == [2**63 - 1]
     with pytest.raises(PythiaDataError, match="unsupported token dtype"):
         IndexedDatasetBuilder(tmp_path / "c", np.float32)
     assert pd.best_fitting_dtype(50277) == np.uint16

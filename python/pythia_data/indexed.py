@@ -194,6 +194,14 @@ class IndexedDatasetBuilder:
         if arr.dtype == self.dtype:
             self._core.add_item_bytes(arr.tobytes())
         elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+            if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+                # As int64 it wraps negative: an int64 dataset stored -2**63 for 2**63 (numpy
+                # reads [2**63] as uint64), and the others named the wrapped value.
+                info = np.iinfo(self.dtype)
+                raise PythiaDataError(
+                    f"token {int(arr.max())} does not fit dtype {self.dtype.name} "
+                    f"(range {info.min}..={info.max})"
+                )
             self._core.add_item(np.ascontiguousarray(arr, dtype=np.int64))
         else:
             raise PythiaDataError(f"tokens must be integers, got dtype {arr.dtype}")
