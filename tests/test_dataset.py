@@ -435,8 +435,10 @@ def test_index_of_other_data_is_refused_on_open(tmp_path):
             for n in sizes:
                 b.add_document(np.arange(n))
     a = GPTDataset(tmp_path / "a", num_samples=10, seq_length=8, seed=2, build=True)
-    with pytest.raises(PythiaDataError, match="built from other data"):
+    with pytest.raises(PythiaDataError, match="built from other data") as refused:
         GPTDataset(tmp_path / "b", num_samples=10, seq_length=8, seed=2, paths=a.paths)
+    # --overwrite alone would destroy the other dataset's index: its own folder is named too.
+    assert "give each its own --cache-dir" in str(refused.value)
 
 
 def test_build_on_open(tmp_path):

@@ -220,6 +220,8 @@ def test_reuse_and_refusal(tmp_path):
     message = str(refused.value)
     assert "differs: sizes_fnv1a: recorded " in message and "seed" not in message, message
     assert "rebuild it with --overwrite (overwrite=True in Python)" in message
+    # --overwrite alone would destroy the other dataset's index: its own folder is named too.
+    assert "give each dataset its own --cache-dir" in message
     rebuilt = build_index(
         b, num_samples=5, seq_length=3, seed=9, cache_dir=tmp_path / "a", overwrite=True
     )

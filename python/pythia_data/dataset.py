@@ -457,7 +457,13 @@ class GPTDataset(RowDataset):
         record = doc_idx.with_name(doc_idx.name.replace("_doc_idx.npy", "_meta.json"))
         if not record.name.endswith("_meta.json") or not record.exists():
             return None
-        rebuild = "rebuild it with `pythia-data build-index ... --overwrite`"
+        # --overwrite would destroy the index of another dataset of the same file name that
+        # shares the cache folder.
+        rebuild = (
+            "rebuild it with `pythia-data build-index ... --overwrite`, or, if it belongs to "
+            "another dataset of the same file name (one --cache-dir for both), give each its "
+            "own --cache-dir"
+        )
         try:
             meta = json.loads(record.read_text())
             building = isinstance(meta, dict) and meta.get("building")
@@ -497,7 +503,8 @@ class GPTDataset(RowDataset):
             raise PythiaDataError(
                 f"{record}: this index was built for documents [0, {stop}), but {self.prefix} "
                 f"now holds {n:,} (the record, from an earlier version, does not say whether "
-                f"that was all of them): {rebuild}, or, if the range was meant, open it with "
+                f"that was all of them): rebuild it with `pythia-data build-index ... --overwrite`, "
+                "or, if the range was meant, open it with "
                 "GPTDataset(..., paths=...)"
             )
         recorded = meta.get("sizes_fnv1a")

@@ -156,7 +156,8 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
         Error::invalid(format!(
             "an index already exists at {} but {what}: it was built with other parameters or from \
              other data. Delete its files, or rebuild it with --overwrite (overwrite=True in \
-             Python)",
+             Python); if it is another dataset's of the same file name (one --cache-dir for \
+             both), give each dataset its own --cache-dir instead",
             paths.doc_idx.display()
         ))
     };
