@@ -641,7 +641,20 @@ def test_a_config_s_global_batch_is_explained(data, tmp_path):
     assert "global batch 4 = micro batch 2 × gradient-accumulation-steps 2" in (
         " ".join(result.output.split())
     )
-    usage_error(CliRunner().invoke(main, [*args, "--global-batch", "16"]), "agree")
+    # --global-batch wins over the config's accumulation steps (the note above advises it to
+    # keep a run's batch on fewer ranks; it was refused): 16 = micro batch 4 × 4 steps.
+    result = CliRunner().invoke(main, [*args, "--global-batch", "16"])
+    assert result.exit_code == 0, result.output
+    assert "--global-batch 16 replaces the config's gradient-accumulation-steps 2" in (
+        " ".join(result.output.split())
+    )
+    # A micro batch given alone is DeepSpeed's accumulation of 1, not 1024 rows accumulated.
+    yml.write_text('{"train_micro_batch_size_per_gpu": 4}')
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "global batch 4 = micro batch 4 × gradient-accumulation-steps 1" in (
+        " ".join(result.output.split())
+    )
 
 
 def documents(prefix: Path, seed: int) -> None:

@@ -361,6 +361,18 @@ def _same_dir(a: str | None, b: str | None) -> bool:
 def _global_batch_from_accumulation(opts: dict, gas: int, world: int, given: bool, conf) -> None:
     """DeepSpeed's rule: global batch = micro batch × gradient accumulation × ranks."""
     implied = int(opts["micro_batch"]) * gas * world
+    if given and int(opts["global_batch"]) != implied:
+        # --global-batch wins over the config's accumulation steps, which were set for the
+        # config's own number of GPUs (as the note below advises, to keep a run's batch on
+        # fewer ranks); the accumulation is reckoned from it.
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(
+                f"pythia-train: note: --global-batch {opts['global_batch']} replaces the "
+                f"config's gradient-accumulation-steps {gas} (micro batch {opts['micro_batch']} "
+                f"× {world} data-parallel ranks would give {implied})",
+                err=True,
+            )
+        return
     if given or "global_batch" in conf:
         if int(opts["global_batch"]) != implied:
             raise click.UsageError(

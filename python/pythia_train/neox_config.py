@@ -314,6 +314,10 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         if act not in ("gelu",):
             raise ValueError(f"{p}: activation {act!r} is not supported (gelu)")
     gas = conf.get("gradient_accumulation_steps", conf.get("gas"))
+    if gas is None and "micro_batch" in out and "global_batch" not in out:
+        # DeepSpeed's rule for a micro batch given alone: no accumulation, so the global batch
+        # is micro × ranks (pythia-train's default 1024 accumulated another run's batch).
+        gas = 1
     if gas is not None:
         # The global batch is micro × gas × ranks, with the micro batch that the command line
         # may still change: the caller reckons it (pythia-train's CLI does).
