@@ -219,6 +219,28 @@ def test_yml_keys_of_the_pythia_configs(tmp_path):
     assert conf["global_batch"] == 16 and conf["micro_batch"] == 4
 
 
+def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tmp_path):
+    # GPT-NeoX's own configs/125M.yml names no rotary-pct (GPT-NeoX: 1.0): the base --model's
+    # 0.25 was trained. Its sequential residual is GPT-NeoX's default too.
+    p = tmp_path / "model.yml"
+    p.write_text('{"num-layers": 2, "hidden-size": 64, "num-attention-heads": 4}')
+    conf = read_neox_config(p)
+    assert conf["rotary_pct"] == 1.0 and conf["parallel_residual"] is False
+    # What pythia-train cannot build (learned positions, tied embeddings, dropout) is said.
+    notes = " ".join(conf["notes"])
+    for key in ("pos-emb", "no-weight-tying", "hidden-dropout", "attention-dropout"):
+        assert f"{key} is not given, so GPT-NeoX would build" in notes
+    # Pythia's configs give them all: nothing to note, their values kept.
+    p.write_text(
+        '{"num-layers": 2, "hidden-size": 64, "num-attention-heads": 4, "rotary-pct": 0.25,'
+        ' "gpt-j-residual": true, "pos-emb": "rotary", "no-weight-tying": true,'
+        ' "hidden-dropout": 0, "attention-dropout": 0}'
+    )
+    conf = read_neox_config(p)
+    assert conf["rotary_pct"] == 0.25 and conf["parallel_residual"] is True
+    assert "notes" not in conf
+
+
 def test_a_misspelt_yml_key_is_noted(data, tmp_path):
     # "train-iter" was ignored without a word, and the run trained the default length.
     p = tmp_path / "typo.yml"

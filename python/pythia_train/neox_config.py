@@ -61,6 +61,14 @@ _FIXED = {
     "gpt_j_tied": (False, "two LayerNorms per layer: false"),
 }
 _PRECISIONS = ("fp32", "fp16", "bfloat16")
+# Architecture keys whose GPT-NeoX default pythia-train cannot build: a model config silent on
+# one would train another model under GPT-NeoX, so the run says which it trains.
+_SILENT = (
+    ("pos_emb", "learned positions", "rotary", '"rotary"'),
+    ("no_weight_tying", "tied input and output embeddings", "untied", "true"),
+    ("hidden_dropout", "hidden dropout 0.1", "no dropout", "0"),
+    ("attention_dropout", "attention dropout 0.1", "no dropout", "0"),
+)
 
 # The GPT-NeoX-20B tokenizer's size (its get_vocab_size(), added tokens included), which
 # GPT-NeoX pads into the embedding's rows when a config gives no padded-vocab-size.
@@ -339,14 +347,26 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         out["data"] = paths[0]
     if "extra_save_iters" in out:
         out["extra_save_iters"] = tuple(out["extra_save_iters"])
-    if notes:
-        out["notes"] = notes
     if any(conf.get(k) is not None for k in _MODEL_KEYS):
         # What GPT-NeoX builds where a model config is silent (Pythia's 6.9b and 12b configs
         # are): otherwise the base --model's vocabulary and initialisation were trained.
         out.setdefault("init_method", "normal")
         out.setdefault("output_layer_init_method", "scaled_normal")
         out.setdefault("vocab_size", _padded_vocab(p, conf))
+        # Rotary on every channel of a head and the sequential residual, as GPT-NeoX builds them
+        # (GPT-NeoX's own configs/125M.yml names no rotary-pct: the base --model's 0.25 was
+        # trained instead).
+        out.setdefault("rotary_pct", 1.0)
+        out.setdefault("parallel_residual", False)
+        notes += [
+            f"{p}: {key.replace('_', '-')} is not given, so GPT-NeoX would build {what}; "
+            f"pythia-train builds Pythia's ({ours}): add {key.replace('_', '-')}: {value} "
+            f"to the config to say so"
+            for key, what, ours, value in _SILENT
+            if conf.get(key) is None
+        ]
+    if notes:
+        out["notes"] = notes
     if "rotary_pct" in out and not 0 <= out["rotary_pct"] <= 1:
         raise ValueError(f"{p}: rotary-pct must be in [0, 1], got {out['rotary_pct']}")
     if out.get("warmup", 0) < 0:
