@@ -176,6 +176,9 @@ YML_ERRORS = [
     ('{"precision": "fp32", "fp16": {"enabled": true}}', "disagree"),
     ('{"precision": "bfloat16", "bf16": {"enabled": false}}', "disagree"),
     ('{"save-interval": 500, "checkpoint-factor": 1000}', "disagree"),
+    # A static loss scale (DeepSpeed's loss_scale above 0) was ignored: the run scaled
+    # dynamically from 2^12.
+    ('{"fp16": {"enabled": true, "loss_scale": 128}}', "fp16 loss_scale 128 (a static"),
     (
         '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 4, "gas": 2}',
         "train-batch-size 16 is not train-micro-batch-size-per-gpu 4 × "
@@ -239,6 +242,16 @@ def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tm
     conf = read_neox_config(p)
     assert conf["rotary_pct"] == 0.25 and conf["parallel_residual"] is True
     assert "notes" not in conf
+
+
+def test_a_yml_fp16_hysteresis_is_noted(tmp_path):
+    # Pythia's configs (and DeepSpeed's default) say hysteresis 2, which GradScaler does not
+    # follow: it was ignored without a word.
+    p = tmp_path / "fp16.yml"
+    p.write_text('{"fp16": {"enabled": true, "loss_scale": 0, "hysteresis": 2}}')
+    assert "fp16 hysteresis 2 is not followed" in " ".join(read_neox_config(p)["notes"])
+    p.write_text('{"fp16": {"enabled": true, "hysteresis": 1}}')
+    assert "notes" not in read_neox_config(p)
 
 
 def test_a_misspelt_yml_key_is_noted(data, tmp_path):

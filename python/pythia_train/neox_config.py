@@ -317,6 +317,20 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         for k in ("initial_scale_power", "loss_scale_window"):
             if fp16.get(k) is not None:
                 out[k] = _check_value(p, f"fp16 {k}", fp16[k], "int")
+        # DeepSpeed's loss_scale above 0 is a static scale; dynamic scaling ran instead.
+        static = fp16.get("loss_scale")
+        if static is not None and _check_value(p, "fp16 loss_scale", static, "float") != 0:
+            raise ValueError(
+                f"{p}: fp16 loss_scale {static} (a static loss scale) is not supported: "
+                f"pythia-train scales the loss dynamically; give loss_scale 0"
+            )
+        hysteresis = fp16.get("hysteresis", 2)  # DeepSpeed's default, and Pythia's
+        if _check_value(p, "fp16 hysteresis", hysteresis, "int") > 1:
+            notes.append(
+                f"{p}: fp16 hysteresis {hysteresis} is not followed: pythia-train lowers the "
+                f"loss scale at every overflow (hysteresis 1), where DeepSpeed keeps it through "
+                f"the first {hysteresis - 1} overflow(s) since it last rose"
+            )
     if "activation" in conf:
         act = conf["activation"]
         if act not in ("gelu",):
