@@ -179,6 +179,11 @@ YML_ERRORS = [
     # A static loss scale (DeepSpeed's loss_scale above 0) was ignored: the run scaled
     # dynamically from 2^12.
     ('{"fp16": {"enabled": true, "loss_scale": 128}}', "fp16 loss_scale 128 (a static"),
+    # Keys that change the run and were ignored: local/sparse attention, log-spaced saves.
+    ('{"attention-config": [[["global", "local"], 6]]}', "attention-config local is not"),
+    ('{"attention_config": [[["sparse_fixed"], 2]]}', "sparse_fixed is not supported"),
+    ('{"attention-config": "flash"}', "attention-config must be a list like"),
+    ('{"checkpoint-scale": "log"}', "checkpoint-scale 'log' is not supported"),
     (
         '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 4, "gas": 2}',
         "train-batch-size 16 is not train-micro-batch-size-per-gpu 4 × "

@@ -48,7 +48,8 @@ SUPPORTED_KEYS = sorted(
     [*_DIRECT, "optimizer", "fp16", "bf16", "precision", "lr_decay_style", "activation"]
     + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path", "save_interval"]
     + ["hidden_dropout", "attention_dropout", "no_weight_tying", "pos_emb", "norm", "gpt_j_tied"]
-    + ["model_parallel_size", "make_vocab_size_divisible_by"]
+    + ["model_parallel_size", "make_vocab_size_divisible_by", "attention_config"]
+    + ["checkpoint_scale"]
 )
 
 # Keys whose other values would train another architecture than Pythia's: refused, not ignored.
@@ -331,6 +332,13 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
                 f"loss scale at every overflow (hysteresis 1), where DeepSpeed keeps it through "
                 f"the first {hysteresis - 1} overflow(s) since it last rose"
             )
+    _check_attention_config(p, conf.get("attention_config"))
+    scale = conf.get("checkpoint_scale")
+    if scale is not None and scale != "linear":
+        raise ValueError(
+            f"{p}: checkpoint-scale {scale!r} is not supported: pythia-train saves every "
+            f"checkpoint-factor steps (linear) and at extra-save-iters; list the steps there"
+        )
     if "activation" in conf:
         act = conf["activation"]
         if act not in ("gelu",):
@@ -388,6 +396,26 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
     if "min_lr" in out and "lr" in out and out["min_lr"] > out["lr"]:
         raise ValueError(f"{p}: min_lr {out['min_lr']} is above the optimizer's lr {out['lr']}")
     return out
+
+
+def _check_attention_config(p: Path, value) -> None:
+    """GPT-NeoX's attention-config ([[["flash"], 12]]): only full causal attention ("global",
+    or "flash", its fused kernel) is Pythia's; local or sparse layers were ignored."""
+    if value is None:
+        return
+    kinds = None
+    if isinstance(value, list) and all(
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], list) for item in value
+    ):
+        kinds = {k for item in value for k in item[0]}
+    if kinds is None:
+        raise _type_error(p, "attention_config", 'a list like [[["flash"], 12]]', value)
+    other = sorted(str(k) for k in kinds - {"global", "flash"})
+    if other:
+        raise ValueError(
+            f"{p}: attention-config {', '.join(other)} is not supported: pythia-train trains "
+            f"full causal attention (global or flash) in every layer"
+        )
 
 
 def _padded_vocab(p: Path, conf: dict) -> int:
