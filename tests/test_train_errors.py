@@ -249,14 +249,20 @@ def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tm
     assert "notes" not in conf
 
 
-def test_a_yml_fp16_hysteresis_is_noted(tmp_path):
+def test_a_yml_fp16_hysteresis_is_noted(data, tmp_path):
     # Pythia's configs (and DeepSpeed's default) say hysteresis 2, which GradScaler does not
     # follow: it was ignored without a word.
     p = tmp_path / "fp16.yml"
     p.write_text('{"fp16": {"enabled": true, "loss_scale": 0, "hysteresis": 2}}')
-    assert "fp16 hysteresis 2 is not followed" in " ".join(read_neox_config(p)["notes"])
+    assert "fp16 hysteresis 2 is not followed" in read_neox_config(p)["fp16_hysteresis_note"]
+    result = cli("--config", p, "--precision", "fp32", data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert "hysteresis" not in result.output  # not an fp16 run: nothing to note
+    result = cli("--config", p, data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert "note: " in result.output and "fp16 hysteresis 2 is not followed" in result.output
     p.write_text('{"fp16": {"enabled": true, "hysteresis": 1}}')
-    assert "notes" not in read_neox_config(p)
+    assert "fp16_hysteresis_note" not in read_neox_config(p)
 
 
 def test_a_misspelt_yml_key_is_noted(data, tmp_path):

@@ -254,6 +254,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
     if opts["config_file"]:
         conf = read_neox_config(opts["config_file"], world)
         gas = conf.pop("grad_accum", None)
+        hysteresis = conf.pop("fp16_hysteresis_note", None)
         for note in conf.pop("notes", ()):
             if int(os.environ.get("RANK", "0")) == 0:
                 click.echo(f"pythia-train: note: {note}", err=True)
@@ -268,6 +269,8 @@ def _run(ctx: click.Context, opts: dict) -> None:
             opts[key] = value
         if gas is not None:
             _global_batch_from_accumulation(opts, gas, world, given("global_batch"), conf)
+        if hysteresis and opts["precision"] == "fp16" and int(os.environ.get("RANK", "0")) == 0:
+            click.echo(f"pythia-train: note: {hysteresis}", err=True)
     if not opts.get("data"):
         raise click.UsageError("no data: pass --data PREFIX (or train_data_paths in --config)")
     if opts["init_from"]:

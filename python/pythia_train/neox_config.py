@@ -327,7 +327,8 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
             )
         hysteresis = fp16.get("hysteresis", 2)  # DeepSpeed's default, and Pythia's
         if _check_value(p, "fp16 hysteresis", hysteresis, "int") > 1:
-            notes.append(
+            # Noted by the caller when the run is fp16 (a --precision given there wins).
+            out["fp16_hysteresis_note"] = (
                 f"{p}: fp16 hysteresis {hysteresis} is not followed: pythia-train lowers the "
                 f"loss scale at every overflow (hysteresis 1), where DeepSpeed keeps it through "
                 f"the first {hysteresis - 1} overflow(s) since it last rose"
