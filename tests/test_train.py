@@ -149,6 +149,27 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(rows_prefix, tmp_path):
     assert log[0]["lr"] == 0.0 and log[1]["lr"] == pytest.approx(1e-2 * 1 / 1.2)
 
 
+def test_a_resume_on_another_micro_batch_says_it_is_not_bit_identical(
+    rows_prefix, tmp_path, capsys
+):
+    # The same rows each step, but the gradients summed in another order: the continuation
+    # differs from the uninterrupted run by rounding, which "continues a run exactly" hid.
+    src = PreshuffledDataset(rows_prefix)
+    train(tiny_config(), small_run(save_steps=[3]), src, save=tmp_path / "a", progress=False)
+    capsys.readouterr()
+    ckpt = tmp_path / "a" / "step3"
+    train(tiny_config(), small_run(), src, save=tmp_path / "b", resume=ckpt, progress=False)
+    assert "note: resuming" not in capsys.readouterr().err
+    layout = small_run(micro_batch=2)
+    train(tiny_config(), layout, src, save=tmp_path / "c", resume=ckpt, progress=False)
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"note: resuming on 1 process with micro batch 2; {ckpt} was trained on 1 process with "
+        "micro batch 4. Each step trains on the same rows" in err
+    )
+    assert "equal up to rounding, not bit for bit" in err
+
+
 def test_a_checkpoint_of_the_earlier_cosine_resumes_with_its_warmup_past_half(
     rows_prefix, tmp_path
 ):

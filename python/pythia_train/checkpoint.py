@@ -12,6 +12,7 @@ import dataclasses
 import os
 import random
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -385,6 +386,37 @@ def _check_compatible(
             )
 
 
+def _layout(world: int, micro_batch, parallel) -> str:
+    procs = f"{world} process{'es' if world != 1 else ''}"
+    strategy = f" under {parallel}" if world > 1 and parallel is not None else ""
+    return f"{procs}{strategy} with micro batch {micro_batch}"
+
+
+def _note_other_layout(ckpt: Path, state: dict, train_cfg: TrainConfig, env: DistEnv) -> None:
+    """Resuming on another number of processes, micro batch or strategy is allowed (each step
+    trains on the same rows), but the gradients are then summed in another order: say so, since
+    a resume on the same layout is bit-identical to the uninterrupted run and this one is not."""
+    saved_world = state.get("world_size")
+    saved = state.get("train_config") or {}
+    saved_micro, saved_parallel = saved.get("micro_batch"), saved.get("parallel")
+    if not isinstance(saved_world, int) or not isinstance(saved_micro, int):
+        return  # an older checkpoint: its layout is unknown
+    distributed = saved_world > 1 and env.world_size > 1
+    if (saved_world, saved_micro) == (env.world_size, train_cfg.micro_batch) and (
+        not distributed or saved_parallel == train_cfg.parallel
+    ):
+        return
+    now = _layout(env.world_size, train_cfg.micro_batch, train_cfg.parallel)
+    print(
+        f"pythia-train: note: resuming on {now}; "
+        f"{ckpt} was trained on {_layout(saved_world, saved_micro, saved_parallel)}. Each step "
+        f"trains on the same rows, but its gradients are summed in another order: the run "
+        f"continues equal up to rounding, not bit for bit (resume on the checkpoint's layout "
+        f"for that)",
+        file=sys.stderr,
+    )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -432,6 +464,8 @@ def load_checkpoint(
             f"{ckpt / TRAINER_STATE}: cannot restore the optimizer state "
             f"({type(e).__name__}: {msg})"
         ) from None
+    if env.is_main:
+        _note_other_layout(ckpt, state, train_cfg, env)
     rng = ckpt / "rng" / f"rank{env.rank}.pt"
     if rng.is_file():
         try:
