@@ -265,6 +265,36 @@ def test_a_yml_fp16_hysteresis_is_noted(data, tmp_path):
     assert "fp16_hysteresis_note" not in read_neox_config(p)
 
 
+def test_a_yml_optimizer_without_the_run_s_other_settings_is_noted(data, tmp_path):
+    # GPT-NeoX decays to min_lr 0 with weight decay 0.01, no clipping and a linear decay where
+    # a config names none of them (Pythia's 6.7b and 13b-deduped configs give no min_lr):
+    # pythia-train's Pythia defaults trained another run without a word.
+    p = tmp_path / "opt.yml"
+    p.write_text('{"optimizer": {"type": "Adam", "params": {"lr": 0.001}}}')
+    result = cli("--config", p, data=data["a"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    for key, theirs in (
+        ("min-lr", "0 (the lr decays to 0)"),
+        ("weight-decay", "0.01"),
+        ("gradient-clipping", "none"),
+        ("lr-decay-style", "linear"),
+    ):
+        assert f"sets the optimizer but not {key}: GPT-NeoX would use {theirs}" in out, out
+    # What the command line sets, or the config gives, is not noted.
+    result = cli("--config", p, "--min-lr", "0", "--clip-grad", "0.5", data=data["a"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "not min-lr" not in out and "not gradient-clipping" not in out, out
+    assert "not weight-decay" in out
+    p.write_text(
+        '{"optimizer": {"type": "Adam", "params": {"lr": 0.001}}, "min_lr": 0.0001,'
+        ' "weight-decay": 0.1, "gradient_clipping": 1.0, "lr-decay-style": "cosine"}'
+    )
+    result = cli("--config", p, data=data["a"])
+    assert result.exit_code == 0 and "sets the optimizer but" not in result.output, result.output
+
+
 def test_a_misspelt_yml_key_is_noted(data, tmp_path):
     # "train-iter" was ignored without a word, and the run trained the default length.
     p = tmp_path / "typo.yml"

@@ -255,6 +255,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
         conf = read_neox_config(opts["config_file"], world)
         gas = conf.pop("grad_accum", None)
         hysteresis = conf.pop("fp16_hysteresis_note", None)
+        silent = conf.pop("silent_training", ())
         for note in conf.pop("notes", ()):
             if int(os.environ.get("RANK", "0")) == 0:
                 click.echo(f"pythia-train: note: {note}", err=True)
@@ -271,6 +272,15 @@ def _run(ctx: click.Context, opts: dict) -> None:
             _global_batch_from_accumulation(opts, gas, world, given("global_batch"), conf)
         if hysteresis and opts["precision"] == "fp16" and int(os.environ.get("RANK", "0")) == 0:
             click.echo(f"pythia-train: note: {hysteresis}", err=True)
+        for key, option, theirs, ours in silent:
+            if (option is None or not given(option)) and int(os.environ.get("RANK", "0")) == 0:
+                name = key.replace("_", "-")
+                click.echo(
+                    f"pythia-train: note: {opts['config_file']} sets the optimizer but not "
+                    f"{name}: GPT-NeoX would use {theirs}; pythia-train uses {ours} (give "
+                    f"{name} in the config to say which)",
+                    err=True,
+                )
     if not opts.get("data"):
         raise click.UsageError("no data: pass --data PREFIX (or train_data_paths in --config)")
     if opts["init_from"]:

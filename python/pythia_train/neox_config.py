@@ -70,6 +70,15 @@ _SILENT = (
     ("hidden_dropout", "hidden dropout 0.1", "no dropout", "0"),
     ("attention_dropout", "attention dropout 0.1", "no dropout", "0"),
 )
+# Training settings whose GPT-NeoX (or DeepSpeed) default is not Pythia's: a config that sets
+# the optimizer but is silent on one trains otherwise under GPT-NeoX. (config key, the
+# pythia-train option, GPT-NeoX's default, pythia-train's default.)
+_SILENT_TRAINING = (
+    ("min_lr", "min_lr", "0 (the lr decays to 0)", "0.1 x lr, as Pythia's configs"),
+    ("weight_decay", "weight_decay", "0.01", "0.1, Pythia's"),
+    ("gradient_clipping", "clip_grad", "none (DeepSpeed's 0)", "1.0, Pythia's"),
+    ("lr_decay_style", None, "linear", "cosine, Pythia's"),
+)
 
 # The GPT-NeoX-20B tokenizer's size (its get_vocab_size(), added tokens included), which
 # GPT-NeoX pads into the embedding's rows when a config gives no padded-vocab-size.
@@ -386,6 +395,13 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
             f"pythia-train builds Pythia's ({ours}): add {key.replace('_', '-')}: {value} "
             f"to the config to say so"
             for key, what, ours, value in _SILENT
+            if conf.get(key) is None
+        ]
+    if isinstance(opt, dict):
+        # Said by the caller, which knows which of them the command line sets.
+        out["silent_training"] = [
+            (key, option, theirs, ours)
+            for key, option, theirs, ours in _SILENT_TRAINING
             if conf.get(key) is None
         ]
     if notes:
