@@ -1,7 +1,8 @@
 """Megatron / GPT-NeoX indexed datasets (``PREFIX.bin`` + ``PREFIX.idx``).
 
-Every array handed out is a read-only numpy view over the engine's memory maps: nothing is
-copied, and the maps stay alive as long as any view does.
+Items (``ds[i]``, ``get``, ``items``) and ``sizes``/``pointers``/``doc_idx`` are read-only numpy
+views over the engine's memory maps, which stay alive as long as any view does; ``gather``, and
+a read that spans two ``.bin`` shards, return a copy.
 """
 
 from __future__ import annotations
