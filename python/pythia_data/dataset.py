@@ -394,6 +394,11 @@ class GPTDataset(RowDataset):
     or test split (``build-index --split valid``) was built for its own count, so open it with
     ``name="valid_0", num_samples=pythia_data.index.split_num_samples("valid", train_iters,
     global_batch_size, eval_interval, eval_iters)``.
+
+    ``documents`` (start, stop) indexes only those documents when ``build`` builds the index,
+    as GPT-NeoX does for one range of a ``data-path`` cut by its ``split``
+    (``pythia_data.index.train_valid_test_split``); an existing index is checked against the
+    range it was built for.
     """
 
     def __init__(
@@ -409,6 +414,7 @@ class GPTDataset(RowDataset):
         cache_dir: PathLike | None = None,
         build: bool = False,
         paths: tuple[PathLike, PathLike, PathLike] | None = None,
+        documents: tuple[int, int] | None = None,
     ):
         # int() read 4.7 as 4 and True as 1, where batch(batch_size=4.0) is refused.
         global_batch_size = _integer(global_batch_size, "global_batch_size")
@@ -430,6 +436,7 @@ class GPTDataset(RowDataset):
                     num_samples=num_samples,
                     seq_length=seq_length,
                     seed=seed,
+                    documents=documents,
                     cache_dir=cache_dir,
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
@@ -439,7 +446,7 @@ class GPTDataset(RowDataset):
         # record and the three arrays are then all of one build.
         with _shared_folder_lock(self.paths[0].parent):
             #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
-            self.record: dict | None = self._check_record(int(seq_length), by_parameters)
+            self.record: dict | None = self._check_record(int(seq_length), by_parameters, documents)
             self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
             self._stamps = _stamps(self.paths)
         self.seq_length = int(seq_length)
@@ -449,7 +456,9 @@ class GPTDataset(RowDataset):
         self.dtype = self.indexed.dtype
         self._subsets = _read_subsets(self.prefix, len(self.indexed))
 
-    def _check_record(self, seq_length: int, by_parameters: bool) -> dict | None:
+    def _check_record(
+        self, seq_length: int, by_parameters: bool, documents: tuple[int, int] | None = None
+    ) -> dict | None:
         """Our build leaves a record beside the index; an index of other data is refused here
         rather than read as silent garbage (GPT-NeoX's own caches have no record), as
         `build-index` would refuse it."""
@@ -476,6 +485,11 @@ class GPTDataset(RowDataset):
             raise PythiaDataError(
                 f"{record}: a build of this index stopped while putting its files in place, so "
                 "they may come from two builds; rebuild it with `pythia-data build-index`"
+            )
+        if documents is not None and (start, stop) != tuple(int(d) for d in documents):
+            raise PythiaDataError(
+                f"{record}: this index was built for documents [{start}, {stop}), not the "
+                f"[{documents[0]}, {documents[1]}) asked for; {rebuild}"
             )
         n = len(self.indexed)
         if stop > n:

@@ -33,6 +33,7 @@ __all__ = [
     "index_paths",
     "num_samples_for",
     "split_num_samples",
+    "train_valid_test_split",
     "cache_prefix_for",
     "check_dataset_name",
     "blend_component_name",
@@ -193,6 +194,29 @@ def split_num_samples(
     if iters is None:
         raise PythiaDataError(f"unknown split {split!r}: use train, valid or test")
     return num_samples_for(iters, global_batch_size)
+
+
+def train_valid_test_split(split: str, num_documents: int) -> tuple[int, int, int, int]:
+    """Document boundaries ``(0, a, b, num_documents)`` of the train, valid and test ranges
+    ``[0, a)``, ``[a, b)``, ``[b, n)`` that GPT-NeoX's ``get_train_valid_test_split_`` cuts from
+    one ``data-path`` by a ``split`` string such as ``"969, 30, 1"`` (its default): weights
+    separated by ``,`` (or ``/``), missing ones 0, normalised, each range
+    ``round(weight · n)`` documents (Python's round, half to even), then every boundary shifted
+    so that the last is ``n``."""
+    sep = "," if "," in split else "/" if "/" in split else None
+    try:
+        parts = [float(x) for x in (split.split(sep) if sep else [split])]
+    except ValueError:
+        raise PythiaDataError(f"split {split!r}: not numbers separated by ',' or '/'") from None
+    parts = (parts + [0.0, 0.0, 0.0])[:3]
+    total = sum(parts)
+    if not total > 0.0:
+        raise PythiaDataError(f"split {split!r}: the proportions must add up to more than 0")
+    bounds = [0]
+    for part in parts:
+        bounds.append(bounds[-1] + int(round(part / total * float(num_documents))))
+    excess = bounds[-1] - num_documents
+    return (0, *(b - excess for b in bounds[1:]))  # type: ignore[return-value]
 
 
 def check_dataset_name(name: str) -> str:

@@ -251,9 +251,14 @@ def _run(ctx: click.Context, opts: dict) -> None:
         return key in opts and ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    data_split = None
     if opts["config_file"]:
         conf = read_neox_config(opts["config_file"], world)
         gas = conf.pop("grad_accum", None)
+        # GPT-NeoX's split of the config's data-path; --data on the command line is read whole.
+        data_split = conf.pop("data_split", None)
+        if given("data"):
+            data_split = None
         hysteresis = conf.pop("fp16_hysteresis_note", None)
         silent = conf.pop("silent_training", ())
         for note in conf.pop("notes", ()):
@@ -321,7 +326,12 @@ def _run(ctx: click.Context, opts: dict) -> None:
             "(preshuffled data has no index)"
         )
     rows = _open_data(
-        opts["data"], opts["data_format"], train_cfg, opts["cache_dir"], opts["device"]
+        opts["data"],
+        opts["data_format"],
+        train_cfg,
+        opts["cache_dir"],
+        opts["device"],
+        data_split=data_split,
     )
 
     from pythia_train.train import train
@@ -664,13 +674,40 @@ def _check_prefix(prefix: str) -> None:
     )
 
 
-def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None, device: str | None = None):
+def _open_data(
+    prefix: str,
+    fmt: str,
+    cfg,
+    cache_dir: str | None = None,
+    device: str | None = None,
+    data_split: str | None = None,
+):
+    """The training rows. ``data_split`` (a config's data-path and split) gives GPT-NeoX's
+    ``build_train_valid_test_datasets``: the train range of the documents, named ``train``,
+    ``train_iters · global_batch`` samples."""
     _check_prefix(prefix)
     if fmt == "preshuffled":
         from pythia_train.data import open_rows
 
         return open_rows(prefix, cfg.seq_length)
     from pythia_data import GPTDataset
+
+    where: dict = {}
+    if data_split is not None:
+        from pythia_data import IndexedDataset
+        from pythia_data.index import train_valid_test_split
+
+        bounds = train_valid_test_split(data_split, len(IndexedDataset(prefix)))
+        if bounds[1] <= 0:
+            raise ValueError(
+                f"split {data_split!r} leaves no training documents of {prefix}: GPT-NeoX "
+                "builds no training dataset from it"
+            )
+        where = dict(
+            name="train",
+            num_samples=cfg.train_iters * cfg.global_batch,
+            documents=(0, bounds[1]),
+        )
 
     def open_dataset():
         # GPTDataset asks for ceil(iters · batch · 1.005) samples, as GPT-NeoX did for Pythia
@@ -683,6 +720,7 @@ def _open_data(prefix: str, fmt: str, cfg, cache_dir: str | None = None, device:
             seed=cfg.seed,
             build=True,
             cache_dir=cache_dir,
+            **where,
         )
 
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:

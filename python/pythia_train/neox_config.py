@@ -49,7 +49,7 @@ SUPPORTED_KEYS = sorted(
     + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path", "save_interval"]
     + ["hidden_dropout", "attention_dropout", "no_weight_tying", "pos_emb", "norm", "gpt_j_tied"]
     + ["model_parallel_size", "make_vocab_size_divisible_by", "attention_config"]
-    + ["checkpoint_scale"]
+    + ["checkpoint_scale", "split"]
 )
 
 # Keys whose other values would train another architecture than Pythia's: refused, not ignored.
@@ -80,6 +80,8 @@ _SILENT_TRAINING = (
     ("lr_decay_style", None, "linear", "cosine, Pythia's"),
 )
 
+# GPT-NeoX's default split of one data-path into train, valid and test documents.
+_DEFAULT_SPLIT = "969, 30, 1"
 # The GPT-NeoX-20B tokenizer's size (its get_vocab_size(), added tokens included), which
 # GPT-NeoX pads into the embedding's rows when a config gives no padded-vocab-size.
 _TOKENIZER_VOCAB = 50277
@@ -129,6 +131,7 @@ _STR = {
     "activation",
     "precision",
     "data_path",
+    "split",
 }
 _INT_LIST = {"extra_save_iters"}
 _STR_LIST = {"train_data_paths"}
@@ -377,6 +380,11 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
         if len(paths) != 1:
             raise ValueError(f"{p}: {len(paths)} train data paths; blending is not supported")
         out["data"] = paths[0]
+    if not conf.get("train_data_paths") and conf.get("data_path"):
+        # GPT-NeoX trains on data-path's first documents only, cut by its split (default
+        # "969, 30, 1"), named "train" and sized train-iters × batch without the 1.005 margin
+        # that train-data-paths get: the rows differ from those of the whole dataset.
+        out["data_split"] = conf.get("split") or _DEFAULT_SPLIT
     if "extra_save_iters" in out:
         out["extra_save_iters"] = tuple(out["extra_save_iters"])
     if any(conf.get(k) is not None for k in _MODEL_KEYS):
