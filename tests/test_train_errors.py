@@ -1124,3 +1124,24 @@ def test_a_checkpoint_tokenizer_without_an_end_of_document_token_names_the_optio
         f"--tokenizer {tok}: this tokenizer has no <|endoftext|> token",
         "--tokenizer none",
     )
+
+
+def test_checkpoints_name_the_tokenizers_end_of_document_id_as_eos(data, tmp_path):
+    # config.json said eos_token_id 0 whatever the tokenizer: with one whose <|endoftext|> is
+    # not id 0, transformers' generate stopped at another token and never at the document end.
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a tiny corpus for a tiny tokenizer"] * 8, vocab_size=300)
+    bpe.add_special_tokens(["<|endoftext|>"])
+    tok = tmp_path / "tokenizer.json"
+    bpe.save(str(tok))
+    eod = bpe.token_to_id("<|endoftext|>")
+    assert eod > 0
+    ck = tmp_path / "ck"
+    result = cli("--tokenizer", tok, "--save", ck, data=data["a"])
+    assert result.exit_code == 0, result.output
+    conf = json.loads((ck / "step2" / "config.json").read_text())
+    assert (conf["bos_token_id"], conf["eos_token_id"]) == (eod, eod)
+    loaded = transformers.AutoTokenizer.from_pretrained(ck / "step2")
+    assert loaded.eos_token_id == loaded.bos_token_id == eod

@@ -35,6 +35,7 @@ from pythia_train.hf import (
     replace_dir,
     restore_dir,
     share_like_umask,
+    token_id,
     write_hf_files,
     write_tokenizer_files,
 )
@@ -207,7 +208,10 @@ def save_checkpoint(
     try:
         torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
         if env.is_main:
-            write_hf_files(tmp, model_cfg, model_state)
+            # config.json's bos/eos ids are what transformers' generate stops at: the
+            # tokenizer's end of document, which is 0 only in GPT-NeoX's tokenizer.
+            eod_id = token_id(*tokenizer) if tokenizer is not None else None
+            write_hf_files(tmp, model_cfg, model_state, eod_id=0 if eod_id is None else eod_id)
             if tokenizer is not None:
                 write_tokenizer_files(tmp, *tokenizer)
             trainer_state = {

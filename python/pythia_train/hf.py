@@ -41,7 +41,9 @@ class CheckpointError(ValueError):
     """A checkpoint directory that is missing, malformed or of another architecture."""
 
 
-def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
+def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32, eod_id: int = 0) -> dict:
+    """config.json's fields; ``eod_id``: the tokenizer's end-of-document id (0 in GPT-NeoX's),
+    which transformers' generate stops at (bos and eos, as in Pythia's repositories)."""
     act = "gelu" if cfg.gelu_approximate == "none" else "gelu_new"
     return {
         "architectures": ["GPTNeoXForCausalLM"],
@@ -59,8 +61,8 @@ def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> dict:
         "use_parallel_residual": cfg.parallel_residual,
         "tie_word_embeddings": False,
         "attention_bias": True,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
+        "bos_token_id": eod_id,
+        "eos_token_id": eod_id,
         "initializer_range": cfg.init_std,
         "use_cache": True,
         "torch_dtype": str(dtype).removeprefix("torch."),
@@ -315,12 +317,15 @@ def write_hf_files(
     state: dict[str, torch.Tensor],
     safe_serialization: bool = True,
     max_shard_bytes: int = 5 * 1024**3,
+    eod_id: int = 0,
 ) -> None:
-    """Write config.json and weights (sharded above max_shard_bytes) into an existing directory."""
+    """Write config.json and weights (sharded above max_shard_bytes) into an existing directory.
+
+    ``eod_id``: the id of the end-of-document token of the tokenizer written beside them."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     dtype = next(iter(state.values())).dtype
     with open(directory / "config.json", "w", encoding="utf-8") as f:
-        json.dump(config_to_hf(cfg, dtype), f, indent=2)
+        json.dump(config_to_hf(cfg, dtype, eod_id), f, indent=2)
         f.write("\n")
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -354,6 +359,24 @@ def write_hf_files(
 
 #: The tokenizer files a checkpoint holds, as Pythia's Hugging Face repositories ship them.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def token_id(tokenizer_json: str | os.PathLike | bytes, token: str) -> int | None:
+    """The id of ``token`` in a ``tokenizer.json`` (its path, or its bytes), as ``tokenizers``'
+    ``token_to_id`` finds it: an added token's id, else the model vocabulary's; None if absent."""
+    if isinstance(tokenizer_json, bytes):
+        conf = json.loads(tokenizer_json)
+    else:
+        conf = json.loads(Path(tokenizer_json).read_bytes())
+    for added in conf.get("added_tokens") or ():
+        if added.get("content") == token:
+            return int(added["id"])
+    vocab = (conf.get("model") or {}).get("vocab")
+    if isinstance(vocab, dict):  # BPE, WordPiece, WordLevel
+        return int(vocab[token]) if token in vocab else None
+    if isinstance(vocab, list):  # Unigram: [piece, score] at each id
+        return next((i for i, entry in enumerate(vocab) if entry and entry[0] == token), None)
+    return None
 
 
 def write_tokenizer_files(

@@ -250,6 +250,15 @@ def train(
             raise ValueError(
                 f"--save: cannot make the folder {save}: {blocking} is a file, not a folder"
             )
+    if tokenizer is not None:
+        from pythia_train.hf import token_id
+
+        # Checked now: its id is config.json's eos_token_id, written at the first checkpoint.
+        if token_id(*tokenizer) is None:
+            raise ValueError(
+                f"tokenizer: its end-of-document token {tokenizer[1]!r} is not one of its "
+                f"tokens; pass the token the tokenizer appends to each document"
+            )
     if resume is not None and log_path is not None:
         owner = log_owner(log_path)
         if owner is not None and owner != run_id(save):
