@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -185,6 +186,46 @@ _TINY_HF = {
     "num_attention_heads": 4,
     "intermediate_size": 256,
 }
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda c: [c], "config.json: not a JSON object"),
+        (lambda c: {**c, "layer_norm_eps": None}, "config.json: layer_norm_eps is null"),
+        (lambda c: {**c, "max_position_embeddings": None}, "max_position_embeddings is null"),
+        (lambda c: {**c, "hidden_size": "64"}, 'config.json: hidden_size is "64", not an'),
+        (lambda c: {**c, "vocab_size": 511.5}, "config.json: vocab_size is 511.5, not an"),
+        (lambda c: {**c, "rotary_pct": "0.25"}, 'config.json: rotary_pct is "0.25"'),
+        (lambda c: {**c, "rope_scaling": "linear"}, "rope_scaling / rope_parameters is"),
+        (lambda c: {**c, "hidden_act": ["gelu"]}, "unsupported hidden_act"),
+        (lambda c: {**c, "num_attention_heads": 5}, "config.json: hidden_size 64 is not div"),
+    ],
+)
+def test_a_malformed_config_is_one_clear_error(tmp_path, edit, problem):
+    # Such values ended in an AttributeError or TypeError traceback (a null, a string, a list).
+    d = save_hf(build_model(tiny_config(), seed=0), tmp_path / "ck")
+    conf = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps(edit(conf)))
+    with pytest.raises(CheckpointError, match=re.escape(problem)):
+        load_hf(d)
+
+
+def test_malformed_weights_are_one_clear_error(tmp_path):
+    d = save_hf(build_model(tiny_config(), seed=0), tmp_path / "ck", max_shard_bytes=60_000)
+    index = d / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"]
+    index.write_text(json.dumps(list(weight_map)))
+    with pytest.raises(CheckpointError, match="index.json: no weight_map"):
+        load_hf(d)
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    # Integer tensors were cast to float by --init-from and trained without a word.
+    shard = d / weight_map["embed_out.weight"]
+    state = safetensors_torch.load_file(shard)
+    state["embed_out.weight"] = state["embed_out.weight"].to(torch.int32)
+    safetensors_torch.save_file(state, shard)
+    with pytest.raises(CheckpointError, match="embed_out.weight is stored as torch.int32"):
+        load_hf(d, dtype=torch.float32)
 
 
 @pytest.mark.parametrize(

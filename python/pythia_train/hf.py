@@ -70,15 +70,23 @@ def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.float32, eod_id: i
 
 
 def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
+    if not isinstance(conf, dict):
+        raise CheckpointError(f"{where}: not a JSON object of settings ({type(conf).__name__})")
     if conf.get("model_type") != "gpt_neox":
         raise CheckpointError(f"{where}: model_type is {conf.get('model_type')!r}, not 'gpt_neox'")
-    try:
-        d, heads = int(conf["hidden_size"]), int(conf["num_attention_heads"])
-        layers, vocab = int(conf["num_hidden_layers"]), int(conf["vocab_size"])
-    except KeyError as e:
-        raise CheckpointError(f"{where}: missing key {e.args[0]!r}") from None
+    for key in ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size"):
+        if key not in conf:
+            raise CheckpointError(f"{where}: missing key {key!r}")
+    d, heads = (
+        _number(conf, "hidden_size", where, int),
+        _number(conf, "num_attention_heads", where, int),
+    )
+    layers, vocab = (
+        _number(conf, "num_hidden_layers", where, int),
+        _number(conf, "vocab_size", where, int),
+    )
     act = conf.get("hidden_act", "gelu")
-    if act not in _GELU:
+    if not isinstance(act, str) or act not in _GELU:
         raise CheckpointError(f"{where}: unsupported hidden_act {act!r}")
     if conf.get("intermediate_size", 4 * d) != 4 * d:
         raise CheckpointError(f"{where}: intermediate_size must be 4 × hidden_size")
@@ -95,31 +103,53 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
         raise CheckpointError(f"{where}: attention_bias = false is not supported")
     # transformers takes rope_scaling over rope_parameters; before 4.45 it named the type "type".
     rope = conf.get("rope_scaling") or conf.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"{where}: rope_scaling / rope_parameters is {rope!r}, not an object")
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type != "default":
         raise CheckpointError(f"{where}: rope type {rope_type!r} is not supported")
     rotary_pct = _rope_value(conf, rope, "rotary_pct", "partial_rotary_factor", 0.25, where)
     base = _rope_value(conf, rope, "rotary_emb_base", "rope_theta", 10000.0, where)
-    return ModelConfig(
-        num_layers=layers,
-        hidden_size=d,
-        num_heads=heads,
-        vocab_size=vocab,
-        max_seq_len=int(conf.get("max_position_embeddings", 2048)),
-        rotary_pct=float(rotary_pct),
-        rotary_base=float(base),
-        layernorm_eps=float(conf.get("layer_norm_eps", 1e-5)),
-        parallel_residual=bool(conf.get("use_parallel_residual", True)),
-        gelu_approximate=_GELU[act],
-        init_std=float(conf.get("initializer_range", 0.02)),
-    )
+    context = _number(conf, "max_position_embeddings", where, int, 2048)
+    eps = _number(conf, "layer_norm_eps", where, float, 1e-5)
+    init_std = _number(conf, "initializer_range", where, float, 0.02)
+    try:
+        return ModelConfig(
+            num_layers=layers,
+            hidden_size=d,
+            num_heads=heads,
+            vocab_size=vocab,
+            max_seq_len=context,
+            rotary_pct=rotary_pct,
+            rotary_base=base,
+            layernorm_eps=eps,
+            parallel_residual=bool(conf.get("use_parallel_residual", True)),
+            gelu_approximate=_GELU[act],
+            init_std=init_std,
+        )
+    except ValueError as e:  # sizes that build no model, such as heads that do not divide
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+def _number(conf: dict, key: str, where: str, kind: type, default=None, value=None):
+    """config.json's ``key`` (or ``value``) as ``kind``: a null or a string there ended in a
+    TypeError traceback, and a fraction as an integer was cut silently."""
+    if value is None:
+        value = conf.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or (kind is int and value != int(value)):
+        want = "an integer" if kind is int else "a number"
+        raise CheckpointError(f"{where}: {key} is {json.dumps(value)}, not {want}")
+    return kind(value)
 
 
 def _rope_value(conf: dict, rope: dict, legacy: str, key: str, default: float, where: str):
     """A rotary setting given by the top-level key older transformers read, or in the rope
     dict transformers 5 reads first: two that disagree would build another model in each."""
     old, new = conf.get(legacy), rope.get(key)
-    if old is not None and new is not None and float(old) != float(new):
+    old = None if old is None else _number(conf, legacy, where, float, value=old)
+    new = None if new is None else _number(rope, key, where, float, value=new)
+    if old is not None and new is not None and old != new:
         raise CheckpointError(
             f"{where}: {legacy} {old} and the rope's {key} {new} disagree (transformers 5 "
             f"reads the rope's, older versions {legacy}); make them equal"
@@ -168,9 +198,14 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = _load_file(d / single)
             break
         if (d / index).is_file():
-            weight_map = _read_json(d / index).get("weight_map")
-            if not isinstance(weight_map, dict):
-                raise CheckpointError(f"{d / index}: no weight_map")
+            weight_map = _read_json(d / index)
+            weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+            if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) for v in weight_map.values()
+            ):
+                raise CheckpointError(
+                    f"{d / index}: no weight_map (an object of tensor name: shard file name)"
+                )
             state = {}
             for shard in sorted(set(weight_map.values())):
                 state.update(_load_file(d / shard))
@@ -228,6 +263,11 @@ def load_hf(
         if tuple(state[name].shape) != tuple(p.shape):
             raise CheckpointError(
                 f"{d}: {name} has shape {tuple(state[name].shape)}, config.json implies {tuple(p.shape)}"
+            )
+        if not state[name].is_floating_point():
+            # Cast to float (as --init-from asks for fp32), such ids or flags trained silently.
+            raise CheckpointError(
+                f"{d}: {name} is stored as {state[name].dtype}, not as floating-point weights"
             )
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
