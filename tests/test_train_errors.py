@@ -1145,3 +1145,29 @@ def test_checkpoints_name_the_tokenizers_end_of_document_id_as_eos(data, tmp_pat
     assert (conf["bos_token_id"], conf["eos_token_id"]) == (eod, eod)
     loaded = transformers.AutoTokenizer.from_pretrained(ck / "step2")
     assert loaded.eos_token_id == loaded.bos_token_id == eod
+
+
+def test_init_from_keeps_the_checkpoints_own_tokenizer(data, tmp_path):
+    # The bundled GPT-NeoX-20B tokenizer (or none, for a vocabulary it does not fit) replaced
+    # the --init-from checkpoint's own in every checkpoint of a fine-tuning run.
+    tokenizers = pytest.importorskip("tokenizers")
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a tiny corpus for a tiny tokenizer"] * 8, vocab_size=300)
+    bpe.add_special_tokens(["<|endoftext|>", "<|prompter|>"])
+    tok = tmp_path / "tokenizer.json"
+    bpe.save(str(tok))
+    ck = tmp_path / "ck"
+    assert (
+        cli("--tokenizer", tok, "--save", ck, "--train-iters", "1", data=data["a"]).exit_code == 0
+    )
+    hf = ck / "step1"
+    out = tmp_path / "from"
+    result = cli("--init-from", hf, "--save", out, data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert (out / "step2" / "tokenizer.json").read_bytes() == tok.read_bytes()
+    eod = bpe.token_to_id("<|endoftext|>")
+    assert json.loads((out / "step2" / "config.json").read_text())["eos_token_id"] == eod
+    none = tmp_path / "none"
+    result = cli("--init-from", hf, "--tokenizer", "none", "--save", none, data=data["a"])
+    assert result.exit_code == 0, result.output
+    assert not (none / "step2" / "tokenizer.json").exists()

@@ -66,8 +66,8 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "--tokenizer",
     help="tokenizer.json written into every checkpoint with the files transformers' "
     "AutoTokenizer reads beside it (default: the bundled GPT-NeoX-20B tokenizer, when the "
-    "model's vocabulary holds its ids; a resumed run keeps its checkpoint's); 'none' writes "
-    "none.",
+    "model's vocabulary holds its ids; a resumed run keeps its checkpoint's, an --init-from "
+    "run takes its checkpoint's tokenizer.json where it has one); 'none' writes none.",
 )
 @click.option(
     "--config",
@@ -615,6 +615,11 @@ def _run_tokenizer(opts: dict, vocab_size: int) -> tuple[bytes, str] | None:
             held = None  # resuming reports it
         if held is not None:
             path = str(held) if held.is_file() else "none"
+    init_from = opts.get("init_from")
+    if path is None and init_from and (Path(init_from) / "tokenizer.json").is_file():
+        # The model's own tokenizer (such as one with added chat tokens), not the bundled one:
+        # that replaced it without a word in every checkpoint of a fine-tuning run.
+        path = str(Path(init_from) / "tokenizer.json")
     return _checkpoint_tokenizer(path, vocab_size)
 
 
