@@ -741,7 +741,13 @@ def _open_data(
     init_distributed(device)
     first = int(os.environ.get("RANK", "0")) == 0
     if not first:
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError:
+            # Rank 0 failed and printed why; gloo's own message here named no cause.
+            raise RuntimeError(
+                f"rank 0 stopped while opening {prefix} (its error says why)"
+            ) from None
     rows = open_dataset()
     if first:
         dist.barrier()
