@@ -332,3 +332,29 @@ def test_merge_datasets_onto_an_input_shard_is_refused(tmp_path):
     with pytest.raises(PythiaDataError, match="would overwrite .*long_docs-00000-of-00003.bin"):
         merge_datasets(first.with_suffix(""), [prefix])
     assert first.read_bytes() == before
+
+
+def test_a_dataset_reopened_after_its_files_were_replaced_says_so(tmp_path):
+    # Spawned DataLoader workers reopen a pickled dataset by name: after the .bin/.idx were
+    # rewritten in place (same shape, other tokens) a worker read the new items while the
+    # parent's maps still held the old ones, silently.
+    import pickle
+
+    from pythia_data import PreshuffledDataset
+
+    def write(base):
+        with IndexedDatasetBuilder(tmp_path / "d") as b:
+            for i in range(4):
+                b.add_document(np.full(3, base + i))
+
+    write(0)
+    ds = IndexedDataset(tmp_path / "d")
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ds))[2], ds[2])
+    blobs = [pickle.dumps(ds), pickle.dumps(PreshuffledDataset(ds))]
+    write(100)
+    for blob in blobs:
+        with pytest.raises(PythiaDataError, match="replaced or changed after this dataset"):
+            pickle.loads(blob)
+    np.testing.assert_array_equal(ds[2], [2, 2, 2])  # the parent still reads what it opened
+    again = IndexedDataset(tmp_path / "d")
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(again))[2], [102, 102, 102])

@@ -46,6 +46,27 @@ def _integer(value, what: str, kind: str = "an integer") -> int:
         raise TypeError(f"{what} must be {kind}, not {type(value).__name__}") from None
 
 
+def _file_stamps(paths) -> tuple | None:
+    """What identifies the files opened: replacing one (a rename into place) gives a new inode,
+    and rewriting it a new size or mtime. None when a file is gone already."""
+    try:
+        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, paths))
+    except OSError:
+        return None
+
+
+def _reopen_indexed(prefix: Path, stamps: tuple | None = None) -> IndexedDataset:
+    """An unpickled ``IndexedDataset``: reopened by name, and refused when its files are no
+    longer those the pickled one read (it would give other items than the parent's, silently)."""
+    ds = IndexedDataset(prefix)
+    if stamps is not None and ds._stamps != stamps:
+        raise PythiaDataError(
+            f"{prefix}: its .bin/.idx were replaced or changed after this dataset was opened, so "
+            "a process reopening it would read other data; open the dataset again"
+        )
+    return ds
+
+
 class IndexedDataset:
     """A read-only indexed dataset; ``ds[i]`` is item i as a numpy view."""
 
@@ -71,6 +92,9 @@ class IndexedDataset:
         self.bin_paths: list[Path] = [Path(p) for p in self._core.bin_paths]
         # Unsharded (the common case): one typed view, so a read is a single slice.
         self._flat = self._shard_bytes[0].view(self.dtype) if len(self._shard_bytes) == 1 else None
+        # Which files were opened: a process that reopens the dataset by name (a spawned
+        # DataLoader worker) read the new data, silently, after the files were replaced.
+        self._stamps = _file_stamps([self.idx_path, *self.bin_paths])
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -78,7 +102,7 @@ class IndexedDataset:
     def __reduce__(self):
         # Pickled by name and reopened (memory maps cannot travel): DataLoader workers started
         # with spawn or forkserver (macOS; Linux from Python 3.14) receive the dataset this way.
-        return (IndexedDataset, (self._abs_prefix,))
+        return (_reopen_indexed, (self._abs_prefix, self._stamps))
 
     def __repr__(self) -> str:
         return (
