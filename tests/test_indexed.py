@@ -358,3 +358,32 @@ def test_a_dataset_reopened_after_its_files_were_replaced_says_so(tmp_path):
     np.testing.assert_array_equal(ds[2], [2, 2, 2])  # the parent still reads what it opened
     again = IndexedDataset(tmp_path / "d")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(again))[2], [102, 102, 102])
+
+
+def test_one_builder_fed_from_many_threads(tmp_path):
+    # Each engine call runs without the GIL: another thread's call meanwhile failed with
+    # "RuntimeError: Already borrowed", even between add_document's item and its boundary.
+    import threading
+
+    errors = []
+    b = IndexedDatasetBuilder(tmp_path / "t", np.uint16)
+
+    def feed(k):
+        doc = np.full(100_000, k, np.int32)  # converted by the engine, the GIL released
+        try:
+            for _ in range(10):
+                b.add_document(doc)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=feed, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    b.finish()
+    ds = IndexedDataset(tmp_path / "t")
+    assert len(ds) == ds.num_documents == 40
+    assert sorted(int(ds[i][0]) for i in range(40)) == sorted(list(range(4)) * 10)
+    assert all(len(np.unique(ds[i])) == 1 for i in range(40))  # no item mixes two documents

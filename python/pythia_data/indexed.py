@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import operator
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -210,15 +211,20 @@ class IndexedDatasetBuilder:
         self.prefix = _strip_extension(prefix)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self._core = _core.IndexedDatasetBuilder(self.prefix, self.dtype.name)
+        # One call at a time, from any thread: the engine call runs without the GIL, and a
+        # second thread's call meanwhile failed with "RuntimeError: Already borrowed", which
+        # could fall between add_document's item and its boundary (two documents then merged).
+        self._lock = threading.Lock()
 
-    def add_item(self, tokens: Sequence[int] | np.ndarray) -> None:
-        """Append one item (no document boundary); values must fit the dtype."""
+    def _item(self, tokens: Sequence[int] | np.ndarray):
+        """The engine's call that appends ``tokens`` as one item, checked and converted."""
         arr = np.asarray(tokens)
         if arr.ndim != 1:
             raise PythiaDataError(f"an item must be one-dimensional, got shape {arr.shape}")
         if arr.dtype == self.dtype:
-            self._core.add_item_bytes(arr.tobytes())
-        elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+            data = arr.tobytes()
+            return lambda: self._core.add_item_bytes(data)
+        if arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
             if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
                 # As int64 it wraps negative: an int64 dataset stored -2**63 for 2**63 (numpy
                 # reads [2**63] as uint64), and the others named the wrapped value.
@@ -227,17 +233,26 @@ class IndexedDatasetBuilder:
                     f"token {int(arr.max())} does not fit dtype {self.dtype.name} "
                     f"(range {info.min}..={info.max})"
                 )
-            self._core.add_item(np.ascontiguousarray(arr, dtype=np.int64))
-        else:
-            raise PythiaDataError(f"tokens must be integers, got dtype {arr.dtype}")
+            ids = np.ascontiguousarray(arr, dtype=np.int64)
+            return lambda: self._core.add_item(ids)
+        raise PythiaDataError(f"tokens must be integers, got dtype {arr.dtype}")
+
+    def add_item(self, tokens: Sequence[int] | np.ndarray) -> None:
+        """Append one item (no document boundary); values must fit the dtype."""
+        append = self._item(tokens)
+        with self._lock:
+            append()
 
     def end_document(self) -> None:
-        self._core.end_document()
+        with self._lock:
+            self._core.end_document()
 
     def add_document(self, tokens: Sequence[int] | np.ndarray) -> None:
         """One item that is one document, as GPT-NeoX's preprocessing writes."""
-        self.add_item(tokens)
-        self.end_document()
+        append = self._item(tokens)
+        with self._lock:  # the item and its boundary together, whatever other threads do
+            append()
+            self._core.end_document()
 
     def add_documents(self, documents: Iterable[Sequence[int] | np.ndarray]) -> None:
         for doc in documents:
@@ -246,13 +261,16 @@ class IndexedDatasetBuilder:
     def append_dataset(self, other: IndexedDataset | PathLike) -> None:
         """Append every item of another dataset of the same dtype (GPT-NeoX's ``merge_file_``)."""
         ds = other if isinstance(other, IndexedDataset) else IndexedDataset(other)
-        self._core.append_dataset(ds._core)
+        with self._lock:
+            self._core.append_dataset(ds._core)
 
     def finish(self) -> Path:
-        return Path(self._core.finish())
+        with self._lock:
+            return Path(self._core.finish())
 
     def abort(self) -> None:
-        self._core.abort()
+        with self._lock:
+            self._core.abort()
 
     def __enter__(self) -> IndexedDatasetBuilder:
         return self
