@@ -195,6 +195,18 @@ def test_sampler_steps_and_ranks_must_be_integers():
             GPTNeoXBatchSampler(1000, 2, start_step=bad)
     with pytest.raises(TypeError, match="rank must be an integer"):
         dataset().data_parallel_rows(0, True, 2, 4, 16)
+    # These failed only when iterated (or at len), in range's words for floats.
+    for what, kw in (
+        ("micro_batch_size", dict(micro_batch_size=2.0)),
+        ("micro_batch_size", dict(micro_batch_size=True)),
+        ("gradient_accumulation_steps", dict(micro_batch_size=2, gradient_accumulation_steps=2.0)),
+        ("rank", dict(micro_batch_size=2, rank=True, world_size=2)),
+        ("world_size", dict(micro_batch_size=2, world_size=2.0)),
+    ):
+        with pytest.raises(TypeError, match=f"{what} must be an integer"):
+            GPTNeoXBatchSampler(1000, **kw)
+    numpy_ints = GPTNeoXBatchSampler(1000, np.int64(2), np.int32(1), np.uint8(2), np.int16(2))
+    assert list(numpy_ints)[:2] == [[2, 3], [6, 7]]
 
 
 def test_datasets_opened_by_a_relative_name_are_reopened_from_anywhere(tmp_path, monkeypatch):

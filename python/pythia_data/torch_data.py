@@ -94,6 +94,14 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
         start_step: int = 0,
         end_step: int | None = None,
     ):
+        # Floats and bools (micro_batch_size=2.0, rank=True) failed only at the first batch, in
+        # numpy's or range's words, or len(sampler) did; refused here like the steps.
+        micro_batch_size = RowDataset._integer(micro_batch_size, "micro_batch_size")
+        gradient_accumulation_steps = RowDataset._integer(
+            gradient_accumulation_steps, "gradient_accumulation_steps"
+        )
+        rank = RowDataset._integer(rank, "rank")
+        world_size = RowDataset._integer(world_size, "world_size")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, {world_size})")
         if micro_batch_size < 1 or gradient_accumulation_steps < 1:
