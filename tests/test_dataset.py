@@ -332,6 +332,8 @@ def test_blended_dataset_interleaves_by_weight(tmp_path):
     # 2:1 over 5,639 and 6,490 rows: c runs out first, at about 1.5 · 5,639 positions.
     assert len(blend) == int(np.flatnonzero(blend.dataset_sample_index >= len(c))[0])
     assert 8_400 < len(blend) < 8_500
+    want = f"BlendedDataset([{c!r}, {d!r}], weights=[0.6667, 0.3333], rows={len(blend):,})"
+    assert repr(blend) == want  # it was the default <... object at 0x...>
     rows = blend.rows(0, 300)
     seen = [0, 0]
     for s in range(300):

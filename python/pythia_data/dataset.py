@@ -721,6 +721,12 @@ class BlendedDataset(RowDataset):
         """The dtype that holds every component's tokens."""
         return np.result_type(*[getattr(d, "dtype", np.int64) for d in self.datasets])
 
+    def __repr__(self) -> str:
+        # The default named only the object's address in a notebook, where the other
+        # datasets show their files and rows.
+        weights = ", ".join(f"{w:.4g}" for w in self.weights)
+        return f"BlendedDataset({self.datasets!r}, weights=[{weights}], rows={len(self):,})"
+
     def __len__(self) -> int:
         """The positions that have rows (GPT-NeoX's ``len`` is ``self.size``, more than that:
         a loader over all of it failed partway)."""
