@@ -289,8 +289,11 @@ def test_gather(tmp_path, sharded):
     for k, i in enumerate(picks):
         assert np.array_equal(tokens[offsets[k] : offsets[k + 1]], ds[i])
     assert len(ds.gather([])[0]) == 0
-    with pytest.raises(PythiaDataError, match="out of range"):
-        ds.gather([0, 40])
+    # An IndexError, as ds[40] raises (`except IndexError` missed it), and still what it was.
+    for picks in ([0, 40], [-41, 3]):
+        with pytest.raises(IndexError, match="out of range") as refused:
+            ds.gather(picks)
+        assert isinstance(refused.value, PythiaDataError)
     # Float indices were cast silently (1.5 read item 1); numpy refuses them too.
     with pytest.raises(IndexError, match="must be integers"):
         ds.gather([0, 1.5])

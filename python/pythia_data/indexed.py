@@ -47,6 +47,11 @@ def _integer(value, what: str, kind: str = "an integer") -> int:
         raise TypeError(f"{what} must be {kind}, not {type(value).__name__}") from None
 
 
+class _ItemIndexError(PythiaDataError, IndexError):
+    """An item index outside the dataset, from ``gather``: both what ``ds[i]`` raises and what
+    ``gather`` raised before it was checked here."""
+
+
 def _file_stamps(paths) -> tuple | None:
     """What identifies the files opened: replacing one (a rename into place) gives a new inode,
     and rewriting it a new size or mtime. None when a file is gone already."""
@@ -177,6 +182,13 @@ class IndexedDataset:
             # As int64 it would wrap to a negative index, which counts from the end.
             raise IndexError(f"item index {int(arr.max())} is outside the dataset's {len(self)}")
         idx = np.ascontiguousarray(arr, dtype=np.int64)
+        if idx.size:
+            # An IndexError, as ds[i] raises: the engine's PythiaDataError escaped `except
+            # IndexError` (it stays a PythiaDataError too, for code that caught that).
+            n, lo, hi = len(self), int(idx.min()), int(idx.max())
+            if hi >= n or lo < -n:
+                k = hi if hi >= n else lo
+                raise _ItemIndexError(f"item {k} is out of range for {self.prefix} ({n} items)")
         data, offsets = self._core.gather(idx)
         return data.view(self.dtype), offsets
 
