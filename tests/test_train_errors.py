@@ -183,6 +183,7 @@ YML_ERRORS = [
     ('{"attention-config": [[["global", "local"], 6]]}', "attention-config local is not"),
     ('{"attention_config": [[["sparse_fixed"], 2]]}', "sparse_fixed is not supported"),
     ('{"attention-config": "flash"}', "attention-config must be a list like"),
+    ('{"attention-config": ["flash", "local"]}', "attention-config local is not"),
     ('{"checkpoint-scale": "log"}', "checkpoint-scale 'log' is not supported"),
     (
         '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 4, "gas": 2}',
@@ -225,6 +226,16 @@ def test_yml_keys_of_the_pythia_configs(tmp_path):
     conf = read_neox_config(p, world_size=2)
     assert conf["checkpoint_factor"] == 500 and conf["precision"] == "bf16"
     assert conf["global_batch"] == 16 and conf["micro_batch"] == 4
+
+
+def test_an_expanded_attention_config_is_read_as_gpt_neox_reads_it(tmp_path):
+    # GPT-NeoX's expand_attention_types takes a list of strings as one type per layer: such a
+    # full-attention config was refused as malformed.
+    p = tmp_path / "attn.yml"
+    p.write_text('{"attention-config": ["flash", "global"]}')
+    read_neox_config(p)
+    p.write_text('{"attention-config": [[["flash"], "all"]]}')
+    read_neox_config(p)
 
 
 def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tmp_path):

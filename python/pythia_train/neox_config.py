@@ -424,17 +424,24 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
 
 
 def _check_attention_config(p: Path, value) -> None:
-    """GPT-NeoX's attention-config ([[["flash"], 12]]): only full causal attention ("global",
-    or "flash", its fused kernel) is Pythia's; local or sparse layers were ignored."""
+    """GPT-NeoX's attention-config ([[["flash"], 12]], or expanded: ["flash", "flash", ...]):
+    only full causal attention ("global", or "flash", its fused kernel) is Pythia's; local or
+    sparse layers were ignored."""
     if value is None:
         return
     kinds = None
-    if isinstance(value, list) and all(
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        # GPT-NeoX's expand_attention_types takes a list of strings as already expanded (one
+        # type per layer): refusing it as malformed refused a valid full-attention config.
+        kinds = set(value)
+    elif isinstance(value, list) and all(
         isinstance(item, list) and len(item) == 2 and isinstance(item[0], list) for item in value
     ):
         kinds = {k for item in value for k in item[0]}
     if kinds is None:
-        raise _type_error(p, "attention_config", 'a list like [[["flash"], 12]]', value)
+        raise _type_error(
+            p, "attention_config", 'a list like [[["flash"], 12]] or ["flash", "flash"]', value
+        )
     other = sorted(str(k) for k in kinds - {"global", "flash"})
     if other:
         raise ValueError(
