@@ -276,6 +276,17 @@ def test_a_yml_fp16_hysteresis_is_noted(data, tmp_path):
     assert "fp16_hysteresis_note" not in read_neox_config(p)
 
 
+def test_a_yml_static_loss_scale_is_refused_only_for_an_fp16_run(data, tmp_path):
+    # --precision on the command line wins over the config's fp16: a bf16 or fp32 run scales
+    # no loss, and was refused for the config's static scale all the same.
+    p = tmp_path / "static.yml"
+    p.write_text('{"fp16": {"enabled": true, "loss_scale": 128}}')
+    result = cli("--config", p, "--precision", "fp32", data=data["a"])
+    assert result.exit_code == 0, result.output
+    one_line_error(cli("--config", p, data=data["a"]), "fp16 loss_scale 128 (a static")
+    one_line_error(cli("--config", p, "--precision", "fp16", data=data["a"]), "fp16 loss_scale 128")
+
+
 def test_a_yml_optimizer_without_the_run_s_other_settings_is_noted(data, tmp_path):
     # GPT-NeoX decays to min_lr 0 with weight decay 0.01, no clipping and a linear decay where
     # a config names none of them (Pythia's 6.7b and 13b-deduped configs give no min_lr):

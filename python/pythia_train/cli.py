@@ -253,7 +253,9 @@ def _run(ctx: click.Context, opts: dict) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     data_split = None
     if opts["config_file"]:
-        conf = read_neox_config(opts["config_file"], world)
+        conf = read_neox_config(
+            opts["config_file"], world, opts["precision"] if given("precision") else None
+        )
         gas = conf.pop("grad_accum", None)
         # GPT-NeoX's split of the config's data-path; --data on the command line is read whole.
         data_split = conf.pop("data_split", None)

@@ -220,9 +220,13 @@ def _norm(key: str) -> str:
     return key.replace("-", "_")
 
 
-def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
+def read_neox_config(
+    path: str | os.PathLike, world_size: int = 1, run_precision: str | None = None
+) -> dict:
     """Settings from one GPT-NeoX yml file, keyed by pythia-train's option names; ``notes``
-    (when there are any) lists what the caller should show, such as a key that looks misspelt."""
+    (when there are any) lists what the caller should show, such as a key that looks misspelt.
+    ``run_precision``: the one the command line gives, which wins over the config's (its fp16
+    settings then do not apply unless it is fp16)."""
     import yaml
 
     p = Path(path)
@@ -332,7 +336,10 @@ def read_neox_config(path: str | os.PathLike, world_size: int = 1) -> dict:
                 out[k] = _check_value(p, f"fp16 {k}", fp16[k], "int")
         # DeepSpeed's loss_scale above 0 is a static scale; dynamic scaling ran instead.
         static = fp16.get("loss_scale")
-        if static is not None and _check_value(p, "fp16 loss_scale", static, "float") != 0:
+        is_static = static is not None and _check_value(p, "fp16 loss_scale", static, "float")
+        # Not for a run that --precision makes bf16 or fp32: nothing is scaled there (as the
+        # hysteresis note below is only shown for an fp16 run).
+        if is_static and run_precision in (None, "fp16"):
             raise ValueError(
                 f"{p}: fp16 loss_scale {static} (a static loss scale) is not supported: "
                 f"pythia-train scales the loss dynamically; give loss_scale 0"
