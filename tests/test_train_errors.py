@@ -1193,3 +1193,28 @@ def test_init_from_keeps_the_checkpoints_own_tokenizer(data, tmp_path):
     result = cli("--init-from", hf, "--tokenizer", "none", "--save", none, data=data["a"])
     assert result.exit_code == 0, result.output
     assert not (none / "step2" / "tokenizer.json").exists()
+
+
+def test_an_init_from_tokenizer_that_cannot_be_read_names_its_source_and_the_options(
+    data, tmp_path
+):
+    # A GPT-NeoX checkpoint whose tokenizer.json pythia-data cannot read (another
+    # pre-tokenizer) failed the run with "--tokenizer: ...", an option it was not given, and
+    # no way out.
+    tokenizers = pytest.importorskip("tokenizers")
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    hf = tmp_path / "ck" / "step1"
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=100, special_tokens=["<|endoftext|>"])
+    tok.train_from_iterator(["a tiny corpus for a tiny tokenizer"] * 8, trainer)
+    tok.save(str(hf / "tokenizer.json"))
+    run = ("--seq-length", str(SEQ), "--global-batch", "8", "--micro-batch", "4")
+    run += ("--train-iters", "1", "--device", "cpu", "--no-progress", "--data", str(data["a"]))
+    result = CliRunner().invoke(main, [*run, "--init-from", str(hf)])
+    out = one_line_error(
+        result, "the --init-from checkpoint's tokenizer: ", "--tokenizer PATH, or --tokenizer none"
+    )
+    assert "error: --tokenizer" not in out, out
+    result = CliRunner().invoke(main, [*run, "--init-from", str(hf), "--tokenizer", "none"])
+    assert result.exit_code == 0, result.output

@@ -618,17 +618,24 @@ def _run_tokenizer(opts: dict, vocab_size: int) -> tuple[bytes, str] | None:
         if held is not None:
             path = str(held) if held.is_file() else "none"
     init_from = opts.get("init_from")
+    origin = None
     if path is None and init_from and (Path(init_from) / "tokenizer.json").is_file():
         # The model's own tokenizer (such as one with added chat tokens), not the bundled one:
         # that replaced it without a word in every checkpoint of a fine-tuning run.
         path = str(Path(init_from) / "tokenizer.json")
-    return _checkpoint_tokenizer(path, vocab_size)
+        origin = "the --init-from checkpoint's tokenizer"
+    return _checkpoint_tokenizer(path, vocab_size, origin)
 
 
-def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str] | None:
+def _checkpoint_tokenizer(
+    path: str | None, vocab_size: int, origin: str | None = None
+) -> tuple[bytes, str] | None:
     """The tokenizer.json to write into checkpoints (its bytes), and its end-of-document token:
     the one given, or the bundled GPT-NeoX-20B one where the model's vocabulary holds its ids (a
-    model of another vocabulary was trained on other ids, so no tokenizer is guessed for it)."""
+    model of another vocabulary was trained on other ids, so no tokenizer is guessed for it).
+    ``origin`` names where ``path`` came from when the command line did not give it (an
+    --init-from checkpoint's): its errors named a --tokenizer the run was not given."""
+    name = origin or "--tokenizer"
     if path is not None and path.lower() == "none":
         return None
     from pythia_data import PythiaDataError, Tokenizer
@@ -641,19 +648,24 @@ def _checkpoint_tokenizer(path: str | None, vocab_size: int) -> tuple[bytes, str
         # save after hours of training, or put another tokenizer into later checkpoints.
         text = Path(tok.path).read_bytes()
     except (PythiaDataError, OSError) as e:
-        raise ValueError(f"--tokenizer: {e}") from None
+        way_out = (
+            "; give the tokenizer to write with --tokenizer PATH, or --tokenizer none"
+            if origin
+            else ""
+        )
+        raise ValueError(f"{name}: {e}{way_out}") from None
     if tok.vocab_size > vocab_size:
         if path is None:
             return None
         raise ValueError(
-            f"--tokenizer {path}: its {tok.vocab_size:,} ids do not fit the model's vocabulary of "
+            f"{name} {path}: its {tok.vocab_size:,} ids do not fit the model's vocabulary of "
             f"{vocab_size:,}; give the tokenizer the data was made with, or --tokenizer none"
         )
     try:
         eod = tok.decode([tok.eod_id], skip_special_tokens=False)
     except ValueError as e:
         raise ValueError(
-            f"--tokenizer {path or DEFAULT_TOKENIZER}: {e}, which checkpoints name as their "
+            f"{name} {path or DEFAULT_TOKENIZER}: {e}, which checkpoints name as their "
             "end of document; give the tokenizer the data was made with, or --tokenizer none"
         ) from None
     return text, eod
