@@ -200,6 +200,9 @@ _TINY_HF = {
         (lambda c: {**c, "rope_scaling": "linear"}, "rope_scaling / rope_parameters is"),
         (lambda c: {**c, "hidden_act": ["gelu"]}, "unsupported hidden_act"),
         (lambda c: {**c, "num_attention_heads": 5}, "config.json: hidden_size 64 is not div"),
+        # Python's json reads Infinity and NaN: an OverflowError traceback, a model of NaNs.
+        (lambda c: {**c, "hidden_size": float("inf")}, "config.json: hidden_size is Infinity"),
+        (lambda c: {**c, "layer_norm_eps": float("nan")}, "config.json: layer_norm_eps is NaN"),
     ],
 )
 def test_a_malformed_config_is_one_clear_error(tmp_path, edit, problem):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -136,7 +137,9 @@ def _number(conf: dict, key: str, where: str, kind: type, default=None, value=No
     TypeError traceback, and a fraction as an integer was cut silently."""
     if value is None:
         value = conf.get(key, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Python's json reads Infinity and NaN: int() of them raised OverflowError or ValueError
+    # tracebacks, and a NaN epsilon built a model of NaNs.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (kind is int and value != int(value)):
         want = "an integer" if kind is int else "a number"
         raise CheckpointError(f"{where}: {key} is {json.dumps(value)}, not {want}")
