@@ -1218,3 +1218,23 @@ def test_an_init_from_tokenizer_that_cannot_be_read_names_its_source_and_the_opt
     assert "error: --tokenizer" not in out, out
     result = CliRunner().invoke(main, [*run, "--init-from", str(hf), "--tokenizer", "none"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_resume_refused_for_a_config_only_setting_names_the_config_key(data, tmp_path):
+    # A run started from a config silent on rotary-pct trained the base --model's 0.25, and
+    # resumes with GPT-NeoX's 1.0: the refusal advised options, none of which sets it.
+    ck = tmp_path / "run"
+    assert cli("--save", ck, "--train-iters", "1", data=data["a"]).exit_code == 0
+    model = '"num-layers": 2, "hidden-size": 64, "num-attention-heads": 4, "pos-emb": "rotary"'
+    model += ', "no-weight-tying": true, "hidden-dropout": 0, "attention-dropout": 0'
+    p = tmp_path / "model.yml"
+    p.write_text(f"{{{model}}}")
+    result = cli("--config", p, "--resume", ck, "--save", ck, data=data["a"])
+    one_line_error(
+        result,
+        "rotary_pct 0.25 (this run: 1.0)",
+        "rotary-pct: 0.25 in the --config file, gpt-j-residual: true in the --config file",
+    )
+    p.write_text(f'{{{model}, "rotary-pct": 0.25, "gpt-j-residual": true}}')
+    result = cli("--config", p, "--resume", ck, "--save", ck, data=data["a"])
+    assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ lr schedule, loss scaler, data position, configs) and ``rng/rank{r}.pt``. It is 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import shutil
@@ -290,6 +291,30 @@ _ARCH_FIELDS = (
     "gelu_approximate",
 )
 
+# How a run sets each of them: some only through a --config key, which no option names (a run
+# started from a config silent on rotary-pct trained the base --model's 0.25, and is resumed
+# with GPT-NeoX's 1.0 since the config's defaults follow GPT-NeoX).
+_SET_BY = {
+    "num_layers": "--num-layers",
+    "hidden_size": "--hidden-size",
+    "num_heads": "--num-attention-heads",
+    "vocab_size": "--vocab-size",
+    "gelu_approximate": "--gelu",
+    "rotary_pct": "rotary-pct",
+    "rotary_base": "rotary-emb-base",
+    "layernorm_eps": "layernorm-epsilon",
+    "parallel_residual": "gpt-j-residual",
+}
+
+
+def _how_to_set(field: str, value) -> str:
+    name = _SET_BY[field]
+    if name.startswith("--"):
+        if field == "gelu_approximate":
+            value = "tanh" if value == "tanh" else "exact"
+        return f"{name} {value}"
+    return f"{name}: {json.dumps(value)} in the --config file"
+
 
 def read_trainer_state(ckpt: Path) -> dict:
     """``trainer_state.pt`` of a checkpoint, its structure checked (one-line errors)."""
@@ -383,10 +408,13 @@ def _check_compatible(
             if k in saved_model and saved_model[k] != getattr(model_cfg, k)
         ]
         if diff:
+            differ = [k for k in _ARCH_FIELDS if k in saved_model and k in _SET_BY]
+            differ = [k for k in differ if saved_model[k] != getattr(model_cfg, k)]
+            how = ", ".join(_how_to_set(k, saved_model[k]) for k in differ)
             raise CheckpointError(
                 f"{ckpt}: the checkpoint's model has {', '.join(diff)}; resume with the "
                 f"checkpoint's model shape (--model/--num-layers/.../--gelu as when it was "
-                f"trained)"
+                f"trained{'; here: ' + how if how else ''})"
             )
 
 
