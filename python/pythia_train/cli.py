@@ -185,7 +185,7 @@ def main(**opts) -> None:
     Run it as is, or under torchrun for data parallelism (DDP or FSDP2; gloo on CPU, NCCL on
     GPUs; several nodes through torchrun's rendezvous). Checkpoints are Hugging Face GPT-NeoX
     directories (with the tokenizer's files, for AutoTokenizer) plus optimizer/schedule/RNG/data
-    state, and resume exactly.
+    state, and resume on the same rows (bit for bit on the same processes and micro batch).
 
     \b
     One process:  pythia-train --model pythia-160m --data PREFIX --save runs/160m
