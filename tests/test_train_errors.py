@@ -605,6 +605,27 @@ def test_init_from_shape_and_tokenizer_are_the_checkpoints(data, tmp_path):
     assert "num_heads 12" not in out and "768" not in out, out
 
 
+def test_init_from_notes_a_config_shape_it_does_not_use(data, tmp_path):
+    # A config taken for its recipe, with another model's shape: the checkpoint's shape was
+    # trained and the config's went unused without a word.
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    hf = tmp_path / "ck" / "step1"
+    yml = tmp_path / "recipe.yml"
+    yml.write_text('{"num-layers": 6, "hidden-size": 64, "num-attention-heads": 4}')
+    run = ("--seq-length", str(SEQ), "--global-batch", "8", "--micro-batch", "4")
+    run += ("--train-iters", "1", "--device", "cpu", "--no-progress", "--data", str(data["a"]))
+    out = tmp_path / "from"
+    result = CliRunner().invoke(
+        main, [*run, "--config", str(yml), "--init-from", str(hf), "--save", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "the --config file's num-layers 6 is not used: the --init-from checkpoint" in text
+    assert "decides the shape (2 layers of 64, 4 heads)" in text
+    config = json.loads((out / "step1" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+
+
 def test_init_from_takes_an_explicit_gelu_and_context(data, tmp_path):
     # Pythia's HF checkpoints declare the exact GELU and Pythia trained with tanh: --gelu tanh
     # was ignored without a word, and --max-position-embeddings was refused with the advice

@@ -252,6 +252,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     data_split = None
+    from_config: set[str] = set()
     if opts["config_file"]:
         conf = read_neox_config(
             opts["config_file"], world, opts["precision"] if given("precision") else None
@@ -275,6 +276,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             if key == "resume" and not (has_checkpoint(value) or _same_dir(value, opts["save"])):
                 continue  # GPT-NeoX's "load" may name a directory that has none yet
             opts[key] = value
+            from_config.add(key)
         if gas is not None:
             _global_batch_from_accumulation(opts, gas, world, given("global_batch"), conf)
         if hysteresis and opts["precision"] == "fp16" and int(os.environ.get("RANK", "0")) == 0:
@@ -294,6 +296,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
         # Before the configs: a shape option checked against the default model's shape named
         # that model's heads or width, not the checkpoint's.
         _check_init_shape(opts["init_from"], opts, [k for k in _SHAPE_OPTIONS if given(k)])
+        _note_config_shape(opts, from_config - {k for k in from_config if given(k)})
     try:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
@@ -496,6 +499,31 @@ def _check_init_shape(init_from: str, opts: dict, options: list[str]) -> None:
         f"the --init-from checkpoint {init_from} has the shape {has}{of}; this run asks for "
         f"{asked}. The checkpoint decides the shape: drop {flags}, or pass another --init-from"
     )
+
+
+def _note_config_shape(opts: dict, from_config: set[str]) -> None:
+    """The --init-from checkpoint decides the shape, and a --config file's differing shape keys
+    are not used (a config is often taken for its recipe): they went unused without a word."""
+    saved = _init_from_config(opts["init_from"])
+    if saved is None or int(os.environ.get("RANK", "0")) != 0:
+        return
+    differ = [
+        f"{key.replace('_', '-')} {opts[key]}"
+        for key, field in (
+            ("num_layers", "num_layers"),
+            ("hidden_size", "hidden_size"),
+            ("num_attention_heads", "num_heads"),
+        )
+        if key in from_config and opts[key] != getattr(saved, field)
+    ]
+    if differ:
+        click.echo(
+            f"pythia-train: note: the --config file's {', '.join(differ)} "
+            f"{'is' if len(differ) == 1 else 'are'} not used: the "
+            f"--init-from checkpoint {opts['init_from']} decides the shape ({saved.num_layers} "
+            f"layers of {saved.hidden_size}, {saved.num_heads} heads)",
+            err=True,
+        )
 
 
 def _init_overrides(opts: dict, given) -> dict | None:
