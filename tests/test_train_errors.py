@@ -774,6 +774,11 @@ def test_a_config_s_global_batch_is_explained(data, tmp_path):
     assert "global batch 4 = micro batch 4 × gradient-accumulation-steps 1" in (
         " ".join(result.output.split())
     )
+    # With --global-batch beside it, nothing is replaced (the config gave no accumulation):
+    # the note said it replaced "the config's gradient-accumulation-steps 1".
+    result = CliRunner().invoke(main, [*args, "--global-batch", "8"])
+    assert result.exit_code == 0, result.output
+    assert "replaces" not in result.output and "global batch 8" not in result.output
 
 
 def documents(prefix: Path, seed: int) -> None:

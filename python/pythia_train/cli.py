@@ -258,6 +258,8 @@ def _run(ctx: click.Context, opts: dict) -> None:
             opts["config_file"], world, opts["precision"] if given("precision") else None
         )
         gas = conf.pop("grad_accum", None)
+        if conf.pop("grad_accum_implied", False) and given("global_batch"):
+            gas = None  # the config gave a micro batch only: --global-batch sets the rest
         # GPT-NeoX's split of the config's data-path; --data on the command line is read whole.
         data_split = conf.pop("data_split", None)
         if given("data"):

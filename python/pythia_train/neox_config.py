@@ -368,6 +368,7 @@ def read_neox_config(
         # DeepSpeed's rule for a micro batch given alone: no accumulation, so the global batch
         # is micro × ranks (pythia-train's default 1024 accumulated another run's batch).
         gas = 1
+        out["grad_accum_implied"] = True
     if gas is not None:
         # The global batch is micro × gas × ranks, with the micro batch that the command line
         # may still change: the caller reckons it (pythia-train's CLI does).
