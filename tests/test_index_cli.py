@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -838,3 +839,44 @@ def test_an_interrupt_after_an_index_is_in_place_says_it_is_complete(tmp_path, m
         GPTDataset(d / "b", **ARGS_KW).rows(0, 5),
         GPTDataset(d / "b", paths=paths, seq_length=16).rows(0, 5),
     )
+
+
+def _can_mount_tmpfs() -> bool:
+    """Whether a private tmpfs can be mounted here (root, with util-linux's unshare): a file
+    system that really fills up, as /dev/full cannot show for memory-mapped writes."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and unshare to mount a tmpfs")
+def test_batch_output_on_a_disk_that_fills_up_is_an_error_not_sigbus(tmp_path):
+    # The .npy was written through a memory map of the whole array: storing rows into its
+    # pages once the file system was full killed the process with SIGBUS (status 135, no
+    # message) and left the hidden temporary behind.
+    d = tmp_path / "pile"
+    d.mkdir()
+    with IndexedDatasetBuilder(d / "a", np.uint16) as b:
+        for i in range(40):
+            b.add_document((np.arange(500) + i) % 50000)
+    args = ("--num-samples", 300, "--seq-length", 64, "--seed", 1)
+    assert run("build-index", d / "a", *args, "-q")[0] == 0
+    full = tmp_path / "full"
+    full.mkdir()
+    out = full / "rows.npy"
+    batch = [sys.executable, "-m", "pythia_data.cli", "batch", d / "a", *args, "--int64"]
+    batch += ["--step", 0, "--end-step", 1, "--batch-size", 100, "-o", out]
+    script = (
+        f"mount -t tmpfs -o size=16k tmpfs {shlex.quote(str(full))} || exit 99; "
+        f"{shlex.join(str(a) for a in batch)}; echo status=$?; ls -A {shlex.quote(str(full))}"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(pythia_data.__file__).parent.parent))
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env
+    )
+    if "status=" not in r.stdout:
+        pytest.skip(f"could not mount a tmpfs: {r.stderr}")
+    assert "status=1\n" in r.stdout and r.stdout.endswith("status=1\n"), (r.stdout, r.stderr)
+    assert f"{out}: No space left on device" in r.stderr, r.stderr  # the file, not its temporary
+    assert "free space on that file system" in r.stderr

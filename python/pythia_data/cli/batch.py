@@ -297,26 +297,38 @@ def _refuse_index_options(ctx: click.Context) -> None:
         )
 
 
+def _output_error(e: OSError, path: Path, tmp: Path) -> OSError:
+    """``e`` from writing ``tmp``, naming ``path``, the file the user asked for: the hidden
+    temporary is gone by the time the error is shown, and a full disk's error named no file."""
+    if e.filename not in (None, str(tmp)):
+        return e
+    return OSError(e.errno, f"{path}: {e.strerror}")
+
+
 def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> None:
     out_dtype = np.dtype(dtype) if dtype is not None else ds.dtype
     shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
     if not stacked:
         shape = shape[1:]
+    _core.remove_stale_temps(path)  # what a killed run (SIGKILL) left
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=out_dtype, shape=shape)
-        flat = out.reshape(-1, batch_size, ds.seq_length + 1)
-        for i, s in enumerate(
-            progress_bar(iterable=range(step, end_step + 1), unit="step", disable=end_step == step)
-        ):
-            flat[i] = ds.batch(s, batch_size, dtype)
-        out.flush()
-        del out, flat
+        # Written with plain writes, step by step, not through a memory map of the whole array
+        # (np.lib.format.open_memmap): a full disk is then an error, where storing into the
+        # map's pages on a full file system killed the process with SIGBUS and left the
+        # temporary behind. The header is the one np.save and open_memmap write.
+        with open(tmp, "wb") as f:
+            header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
+            for s in progress_bar(
+                iterable=range(step, end_step + 1), unit="step", disable=end_step == step
+            ):
+                f.write(np.ascontiguousarray(ds.batch(s, batch_size, dtype), out_dtype).data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        if e.filename is not None:
-            raise
-        raise OSError(e.errno, f"{path}: {e.strerror}") from e  # name the file
+        raise _output_error(e, path, tmp) from e
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -342,12 +354,15 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     # Written step by step: a step of Pythia's shape is about 8 MB of text, so a range held
     # whole until the end took gigabytes and showed nothing until then.
     path = Path(output)
+    _core.remove_stale_temps(path)  # what a killed run (SIGKILL) left
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         # newline="": a decoded "\r" or "\n" is written as it is.
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=end_step > step)
         os.replace(tmp, path)
+    except OSError as e:
+        raise _output_error(e, path, tmp) from e
     finally:
         if tmp.exists():
             tmp.unlink()
