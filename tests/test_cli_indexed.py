@@ -739,3 +739,37 @@ def test_unshard_to_another_output_takes_the_subsets_along(tmp_path):
     code, out = run("unshard", prefix, "-o", tmp_path / "out", "--quiet")
     assert code == 0, out
     assert leftovers(tmp_path, "out") == ["out.bin", "out.idx"]
+
+
+def test_unshard_of_a_shard_that_grows_while_copied_leaves_no_broken_output(tmp_path, monkeypatch):
+    # Shards were copied to their end, whatever size the run began with: a shard still being
+    # downloaded put a .bin of the wrong size in place, and the check after the rename failed
+    # with that broken dataset left under its real name (beside the shards, where it then
+    # shadowed them).
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    second = tmp_path / "s" / "long_docs-00001-of-00003.bin"
+    intact = second.read_bytes()
+    real, calls = u._write_record, []
+
+    def grow_the_next_shard(*args):
+        real(*args)
+        calls.append(args)
+        if len(calls) == 1:  # shard 0 is copied: shard 1 grows before it is read
+            with open(second, "ab") as f:
+                f.write(b"\0\0")
+
+    monkeypatch.setattr(u, "_write_record", grow_the_next_shard)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 1 and f"{second} changed while it was copied" in out, out
+    assert len(out.strip().splitlines()) == 1
+    final = tmp_path / "s" / "long_docs.bin"
+    assert not final.exists()
+    # Complete again: the rerun keeps shard 0 and ends with the right file.
+    second.write_bytes(intact)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert final.read_bytes() == src.with_name("long_docs.bin").read_bytes()
+    assert not list((tmp_path / "s").glob(".long_docs*"))

@@ -85,12 +85,25 @@ def unshard(
         f.seek(0, os.SEEK_END)
         for k in range(done, len(shards)):
             path, size = shards[k]
-            h = hashlib.sha256()
+            h, left = hashlib.sha256(), size
             with open(path, "rb") as src:
-                while chunk := src.read(CHUNK):
+                # The size the run began with, no more: the index was checked against it.
+                while left and (chunk := src.read(min(CHUNK, left))):
                     h.update(chunk)
                     f.write(chunk)
                     bar.update(len(chunk))
+                    left -= len(chunk)
+            if left or _stamp(path) != stamps[k]:
+                # Copied on to its end, a shard that grew meanwhile (a download still running)
+                # put a .bin of the wrong size in place, and the check after it failed with
+                # the broken output left under its real name; one rewritten meanwhile mixed two
+                # versions.
+                f.truncate(sum(s for _, s in shards[:k]))
+                raise PythiaDataError(
+                    f"{path} changed while it was copied (its size or time is not what it was "
+                    f"when the run began): wait until it is complete, then run the same command "
+                    f"again (the {k} shards before it are kept and will not be copied again)"
+                )
             want = find_expected(expected, path, checksums) if expected else None
             if want is not None and h.hexdigest() != want:
                 f.truncate(sum(s for _, s in shards[:k]))
