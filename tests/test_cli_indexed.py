@@ -773,3 +773,30 @@ def test_unshard_of_a_shard_that_grows_while_copied_leaves_no_broken_output(tmp_
     assert code == 0, out
     assert final.read_bytes() == src.with_name("long_docs.bin").read_bytes()
     assert not list((tmp_path / "s").glob(".long_docs*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_during_the_final_step_of_unshard_keeps_the_complete_output(
+    tmp_path, monkeypatch, sig
+):
+    # A signal once the output was renamed into place (while it was validated) said
+    # "interrupted; run the same command again to continue", status 130; the partial file
+    # was gone, so the same command failed: "... is not sharded: its tokens are already in".
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    real, calls = u.IndexedDataset, []
+
+    def signalled_while_validating(p):
+        calls.append(p)
+        if len(calls) == 2:  # the output's check, after the rename
+            os.kill(os.getpid(), sig)
+        return real(p)
+
+    monkeypatch.setattr(u, "IndexedDataset", signalled_while_validating)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0 and "wrote" in out and "interrupted" not in out, out
+    final = tmp_path / "s" / "long_docs.bin"
+    assert final.read_bytes() == src.with_name("long_docs.bin").read_bytes()
+    assert not list((tmp_path / "s").glob(".long_docs*"))

@@ -118,15 +118,23 @@ def unshard(
             names = [p.name for p, _ in shards[: k + 1]]
             _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
     staged = _stage_companions(prefix, out) if out != prefix else []
-    try:
-        os.replace(partial, final)
-        record_path.unlink(missing_ok=True)
-        for tmp, dest in staged:
-            os.replace(tmp, dest)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-    IndexedDataset(out)  # the result must open and validate
+    # Imported here: the cli package imports this module.
+    from pythia_data.cli._stops import StopRequests
+
+    # A stop (Ctrl-C, SIGTERM) from the first rename on lets the step end: raised there, it
+    # reported an interrupted run to continue, with the output in place and its partial file
+    # gone, and the same command then failed ("PREFIX is not sharded: its tokens are already
+    # in PREFIX.bin"). A second stop is raised at once.
+    with StopRequests():
+        try:
+            os.replace(partial, final)
+            record_path.unlink(missing_ok=True)
+            for tmp, dest in staged:
+                os.replace(tmp, dest)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+        IndexedDataset(out)  # the result must open and validate
     return out
 
 
