@@ -880,3 +880,27 @@ def test_batch_output_on_a_disk_that_fills_up_is_an_error_not_sigbus(tmp_path):
     assert "status=1\n" in r.stdout and r.stdout.endswith("status=1\n"), (r.stdout, r.stderr)
     assert f"{out}: No space left on device" in r.stderr, r.stderr  # the file, not its temporary
     assert "free space on that file system" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_during_the_final_step_of_export_preshuffled_keeps_the_complete_output(
+    tmp_path, monkeypatch, sig
+):
+    # A signal while the output was finished (its fsync and renames, in native code) was
+    # raised when that returned: "interrupted; this run left no partial output behind",
+    # status 130, though the complete output was in place.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    finish = IndexedDatasetBuilder.finish
+
+    def signalled_while_finishing(self):
+        os.kill(os.getpid(), sig)
+        return finish(self)
+
+    monkeypatch.setattr(IndexedDatasetBuilder, "finish", signalled_while_finishing)
+    pre = tmp_path / "pre"
+    code, out = run("export-preshuffled", d / "a", pre, "--rows", 8, *ARGS, "-q")
+    assert code == 0 and "wrote 8 rows" in out and "interrupted" not in out, out
+    monkeypatch.undo()
+    got = PreshuffledDataset(pre, seq_length=16)
+    np.testing.assert_array_equal(got.rows(0, 8), GPTDataset(d / "a", **ARGS_KW).rows(0, 8))

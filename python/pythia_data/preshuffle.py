@@ -32,13 +32,24 @@ def export_preshuffled(
     if out.suffix in (".bin", ".idx"):
         out = out.with_suffix("")
     _refuse_overwriting_sources(ds, [out.with_name(out.name + s) for s in (".bin", ".idx")], out)
-    with (
-        IndexedDatasetBuilder(out, ds.dtype) as b,
-        progress_bar(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar,
-    ):
-        for start in range(0, num_rows, chunk):
-            rows = ds.rows(start, min(start + chunk, num_rows))
-            for row in rows:
-                b.add_document(row)
-            bar.update(len(rows))
+    # Imported here: the cli package imports this module.
+    from pythia_data.cli._stops import StopRequests
+
+    b = IndexedDatasetBuilder(out, ds.dtype)
+    try:
+        with progress_bar(total=num_rows, unit="row", unit_scale=True, disable=not progress) as bar:
+            for start in range(0, num_rows, chunk):
+                rows = ds.rows(start, min(start + chunk, num_rows))
+                for row in rows:
+                    b.add_document(row)
+                bar.update(len(rows))
+        # A stop while the output is synced and renamed into place (native code, which checks
+        # for none) lets that step end: raised when it returned, it reported "no partial
+        # output left behind", status 130, with the complete output in place. A second stop
+        # is raised at once.
+        with StopRequests():
+            b.finish()
+    except BaseException:
+        b.abort()
+        raise
     return out
