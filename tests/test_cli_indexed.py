@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -800,3 +801,46 @@ def test_a_stop_during_the_final_step_of_unshard_keeps_the_complete_output(
     final = tmp_path / "s" / "long_docs.bin"
     assert final.read_bytes() == src.with_name("long_docs.bin").read_bytes()
     assert not list((tmp_path / "s").glob(".long_docs*"))
+
+
+def test_unshard_on_a_full_disk_names_the_output_and_continues(tmp_path, monkeypatch):
+    # The error was "[Errno 28] No space left on device", naming no file.
+    import builtins
+
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    final = tmp_path / "s" / "long_docs.bin"
+
+    class FillsUp:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            if self.written + len(data) > 300_000:  # shard 0 fits, shard 1 does not
+                raise OSError(28, "No space left on device")
+            self.written += len(data)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def full_disk_open(path, *args, **kwargs):
+        f = builtins.open(path, *args, **kwargs)
+        return FillsUp(f) if Path(path).name.endswith(".partial") else f
+
+    monkeypatch.setattr(u, "open", full_disk_open, raising=False)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 1 and f"{final}: No space left on device" in out, out
+    assert "run the same command again" in out
+    monkeypatch.undo()
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert final.read_bytes() == src.with_name("long_docs.bin").read_bytes()

@@ -70,53 +70,60 @@ def unshard(
                 _write_record(record_path, names, digests, stamps[:k], size)
                 break
     total = sum(size for _, size in shards)
-    with (
-        open(partial, "r+b" if done else "wb") as f,
-        progress_bar(
-            total=total,
-            initial=sum(size for _, size in shards[:done]),
-            unit="B",
-            unit_scale=True,
-            desc="unshard",
-            disable=not progress,
-        ) as bar,
-    ):
-        f.truncate(sum(size for _, size in shards[:done]))
-        f.seek(0, os.SEEK_END)
-        for k in range(done, len(shards)):
-            path, size = shards[k]
-            h, left = hashlib.sha256(), size
-            with open(path, "rb") as src:
-                # The size the run began with, no more: the index was checked against it.
-                while left and (chunk := src.read(min(CHUNK, left))):
-                    h.update(chunk)
-                    f.write(chunk)
-                    bar.update(len(chunk))
-                    left -= len(chunk)
-            if left or _stamp(path) != stamps[k]:
-                # Copied on to its end, a shard that grew meanwhile (a download still running)
-                # put a .bin of the wrong size in place, and the check after it failed with
-                # the broken output left under its real name; one rewritten meanwhile mixed two
-                # versions.
-                f.truncate(sum(s for _, s in shards[:k]))
-                raise PythiaDataError(
-                    f"{path} changed while it was copied (its size or time is not what it was "
-                    f"when the run began): wait until it is complete, then run the same command "
-                    f"again (the {k} shards before it are kept and will not be copied again)"
-                )
-            want = find_expected(expected, path, checksums) if expected else None
-            if want is not None and h.hexdigest() != want:
-                f.truncate(sum(s for _, s in shards[:k]))
-                raise PythiaDataError(
-                    f"{path}: sha256 {h.hexdigest()} does not match {want} from {checksums}: the "
-                    f"shard is corrupt or incomplete; download it again and rerun (the {k} shards "
-                    f"before it are kept and will not be copied again)"
-                )
-            f.flush()
-            os.fsync(f.fileno())
-            digests.append(h.hexdigest())
-            names = [p.name for p, _ in shards[: k + 1]]
-            _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
+    try:
+        with (
+            open(partial, "r+b" if done else "wb") as f,
+            progress_bar(
+                total=total,
+                initial=sum(size for _, size in shards[:done]),
+                unit="B",
+                unit_scale=True,
+                desc="unshard",
+                disable=not progress,
+            ) as bar,
+        ):
+            f.truncate(sum(size for _, size in shards[:done]))
+            f.seek(0, os.SEEK_END)
+            for k in range(done, len(shards)):
+                path, size = shards[k]
+                h, left = hashlib.sha256(), size
+                with open(path, "rb") as src:
+                    # The size the run began with, no more: the index was checked against it.
+                    while left and (chunk := src.read(min(CHUNK, left))):
+                        h.update(chunk)
+                        f.write(chunk)
+                        bar.update(len(chunk))
+                        left -= len(chunk)
+                if left or _stamp(path) != stamps[k]:
+                    # Copied on to its end, a shard that grew meanwhile (a download still running)
+                    # put a .bin of the wrong size in place, and the check after it failed with
+                    # the broken output left under its real name; one rewritten meanwhile mixed two
+                    # versions.
+                    f.truncate(sum(s for _, s in shards[:k]))
+                    raise PythiaDataError(
+                        f"{path} changed while it was copied (its size or time is not what it was "
+                        f"when the run began): wait until it is complete, then run the same command "
+                        f"again (the {k} shards before it are kept and will not be copied again)"
+                    )
+                want = find_expected(expected, path, checksums) if expected else None
+                if want is not None and h.hexdigest() != want:
+                    f.truncate(sum(s for _, s in shards[:k]))
+                    raise PythiaDataError(
+                        f"{path}: sha256 {h.hexdigest()} does not match {want} from {checksums}: the "
+                        f"shard is corrupt or incomplete; download it again and rerun (the {k} shards "
+                        f"before it are kept and will not be copied again)"
+                    )
+                f.flush()
+                os.fsync(f.fileno())
+                digests.append(h.hexdigest())
+                names = [p.name for p, _ in shards[: k + 1]]
+                _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        # A full disk's error named no file: the output's, whose hidden partial file keeps
+        # the shards copied so far for the same command to continue from.
+        raise OSError(e.errno, f"{final}: {e.strerror}") from e
     staged = _stage_companions(prefix, out) if out != prefix else []
     # Imported here: the cli package imports this module.
     from pythia_data.cli._stops import StopRequests
