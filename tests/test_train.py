@@ -344,7 +344,7 @@ PYTHIA_YML = """
   "gradient_clipping": 1.0, "weight-decay": 0.1, "seed": 1234,
   "checkpoint-factor": 1000, "extra-save-iters": [0, 2],
   "fp16": {"fp16": true, "enabled": false},
-  "pipe-parallel-size": 1, "attention-config": [[["flash"], 2]],
+  "pipe-parallel-size": 1, "attention-config": [[["flash"], 2]], "bias-gelu-fusion": true,
 }
 """
 

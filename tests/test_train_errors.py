@@ -245,6 +245,8 @@ def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tm
     p.write_text('{"num-layers": 2, "hidden-size": 64, "num-attention-heads": 4}')
     conf = read_neox_config(p)
     assert conf["rotary_pct"] == 1.0 and conf["parallel_residual"] is False
+    # GPT-NeoX's bias-gelu-fusion defaults to false: F.gelu, the exact GELU (tanh was trained).
+    assert conf["gelu"] == "exact"
     # What pythia-train cannot build (learned positions, tied embeddings, dropout) is said.
     notes = " ".join(conf["notes"])
     for key in ("pos-emb", "no-weight-tying", "hidden-dropout", "attention-dropout"):
@@ -253,11 +255,42 @@ def test_a_model_config_silent_on_an_architecture_key_is_what_gpt_neox_builds(tm
     p.write_text(
         '{"num-layers": 2, "hidden-size": 64, "num-attention-heads": 4, "rotary-pct": 0.25,'
         ' "gpt-j-residual": true, "pos-emb": "rotary", "no-weight-tying": true,'
-        ' "hidden-dropout": 0, "attention-dropout": 0}'
+        ' "hidden-dropout": 0, "attention-dropout": 0, "bias-gelu-fusion": true}'
     )
     conf = read_neox_config(p)
     assert conf["rotary_pct"] == 0.25 and conf["parallel_residual"] is True
+    assert conf["gelu"] == "tanh"  # GPT-NeoX's fused bias+GELU is the tanh approximation
     assert "notes" not in conf
+
+
+def test_a_config_s_bias_gelu_fusion_picks_the_gelu_trained(data, tmp_path):
+    # It was ignored as a fusion switch: "bias-gelu-fusion": false (GPT-NeoX: F.gelu, exact)
+    # trained the --gelu default, tanh.
+    p = tmp_path / "gelu.yml"
+    p.write_text('{"bias-gelu-fusion": false}')
+    assert read_neox_config(p)["gelu"] == "exact"
+    p.write_text('{"bias-gelu-fusion": true}')
+    assert read_neox_config(p)["gelu"] == "tanh"
+    p.write_text('{"bias-gelu-fusion": false}')
+    result = cli("--config", p, "--save", tmp_path / "ck", "--train-iters", "1", data=data["a"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "ck" / "step1" / "config.json").read_text())
+    assert config["hidden_act"] == "gelu"  # the exact GELU
+    # The command line wins over the file.
+    result = cli(
+        "--config",
+        p,
+        "--gelu",
+        "tanh",
+        "--save",
+        tmp_path / "ck2",
+        "--train-iters",
+        "1",
+        data=data["a"],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "ck2" / "step1" / "config.json").read_text())
+    assert config["hidden_act"] == "gelu_new"  # tanh
 
 
 def test_a_yml_fp16_hysteresis_is_noted(data, tmp_path):
@@ -544,9 +577,10 @@ def test_an_explicit_model_overrides_the_configs_shape(data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "ck" / "step1" / "config.json").read_text())
-    # pythia-14m: 6 layers of 128 with 4 heads (the config said 3 × 96 × 6).
+    # pythia-14m: 6 layers of 128 with 4 heads (the config said 3 × 96 × 6), its tanh GELU
+    # (the config, silent on bias-gelu-fusion, said GPT-NeoX's exact one).
     assert (config["num_hidden_layers"], config["hidden_size"]) == (6, 128)
-    assert config["num_attention_heads"] == 4
+    assert config["num_attention_heads"] == 4 and config["hidden_act"] == "gelu_new"
     assert not log.exists()
 
 
@@ -1261,6 +1295,12 @@ def test_a_resume_refused_for_a_config_only_setting_names_the_config_key(data, t
         "rotary_pct 0.25 (this run: 1.0)",
         "rotary-pct: 0.25 in the --config file, gpt-j-residual: true in the --config file",
     )
+    # Silent on bias-gelu-fusion, GPT-NeoX trains the exact GELU; --gelu sets it too.
     p.write_text(f'{{{model}, "rotary-pct": 0.25, "gpt-j-residual": true}}')
+    result = cli("--config", p, "--resume", ck, "--save", ck, data=data["a"])
+    one_line_error(result, "gelu_approximate tanh (this run: none)", "--gelu tanh")
+    p.write_text(
+        f'{{{model}, "rotary-pct": 0.25, "gpt-j-residual": true, "bias-gelu-fusion": true}}'
+    )
     result = cli("--config", p, "--resume", ck, "--save", ck, data=data["a"])
     assert result.exit_code == 0, result.output

@@ -436,6 +436,7 @@ _SHAPE_KEYS = {
     "init_method",
     "output_layer_init_method",
     "init_method_std",
+    "gelu",  # from bias-gelu-fusion
 }
 
 

@@ -1,7 +1,8 @@
 """GPT-NeoX ``.yml`` run configs (Pythia's key names) → our model and training settings.
 
 GPT-NeoX treats ``-`` and ``_`` in keys alike; so do we. Keys outside the ones below (parallelism
-layout, fusion switches, tokenizer paths...) do not change what is trained here and are ignored.
+layout, fusion switches, tokenizer paths...) do not change what is trained here and are ignored;
+``bias-gelu-fusion``, a fusion switch that also picks the GELU, is read.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ SUPPORTED_KEYS = sorted(
     + ["gradient_accumulation_steps", "gas", "train_data_paths", "data_path", "save_interval"]
     + ["hidden_dropout", "attention_dropout", "no_weight_tying", "pos_emb", "norm", "gpt_j_tied"]
     + ["model_parallel_size", "make_vocab_size_divisible_by", "attention_config"]
-    + ["checkpoint_scale", "split"]
+    + ["checkpoint_scale", "split", "bias_gelu_fusion"]
 )
 
 # Keys whose other values would train another architecture than Pythia's: refused, not ignored.
@@ -121,7 +122,7 @@ _FLOAT = {
     "weight_decay",
     "gradient_clipping",
 }
-_BOOL = {"gpt_j_residual", "checkpoint_activations"}
+_BOOL = {"gpt_j_residual", "checkpoint_activations", "bias_gelu_fusion"}
 _STR = {
     "init_method",
     "output_layer_init_method",
@@ -281,6 +282,11 @@ def read_neox_config(
     for key, dest in _DIRECT.items():
         if key in conf and conf[key] is not None:
             out[dest] = conf[key]
+    if conf.get("bias_gelu_fusion") is not None:
+        # GPT-NeoX's fused bias+GELU kernel is the tanh approximation; without it the MLP runs
+        # F.gelu, the exact one. Read as a fusion switch (ignored), a config saying false
+        # trained the --gelu default, tanh, where GPT-NeoX trains the exact GELU.
+        out["gelu"] = "tanh" if conf["bias_gelu_fusion"] else "exact"
     opt = conf.get("optimizer")
     if opt is not None and not isinstance(opt, dict):
         raise _type_error(p, "optimizer", 'a mapping like {"type": "Adam", "params": {...}}', opt)
@@ -406,6 +412,8 @@ def read_neox_config(
         # trained instead).
         out.setdefault("rotary_pct", 1.0)
         out.setdefault("parallel_residual", False)
+        # GPT-NeoX's bias-gelu-fusion is false by default: the exact GELU (configs/125M.yml).
+        out.setdefault("gelu", "exact")
         notes += [
             f"{p}: {key.replace('_', '-')} is not given, so GPT-NeoX would build {what}; "
             f"pythia-train builds Pythia's ({ours}): add {key.replace('_', '-')}: {value} "
