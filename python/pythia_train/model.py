@@ -30,7 +30,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables of the half-split rotary convention, in float32 like GPT-NeoX and HF."""
+    """cos/sin tables of the half-split rotary convention, in float32 as transformers computes
+    them. GPT-NeoX v1.0 computed them from its ``inv_freq`` buffer, which DeepSpeed's
+    ``module.half()`` made fp16 in Pythia's fp16 runs (angles off by up to about 0.8 rad at
+    position 2047); float32 is what Pythia's Hugging Face checkpoints are evaluated with."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
