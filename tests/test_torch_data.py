@@ -66,13 +66,18 @@ def test_loader_yields_the_rows_of_each_step_across_ranks():
 
 def test_rows_reach_torch_without_a_copy():
     ds = TorchRowDataset(dataset(), dtype=None)
-    batch = next(iter(make_data_loader(dataset(), micro_batch_size=8, start_step=1, dtype=None)))
-    arr = batch.numpy()  # shares memory with the tensor
-    assert arr.base is not None or arr.flags.owndata is False
-    assert batch.shape == (8, 513)
-    # The tensor wraps the array the engine filled: writing through one shows in the other.
+    rows = dataset()
+    filled = []  # the arrays the engine filled, as the loader got them
+    engine_rows = rows.rows
+    rows.rows = lambda *a, **kw: filled.append(engine_rows(*a, **kw)) or filled[-1]
+    batch = next(iter(make_data_loader(rows, micro_batch_size=8, start_step=1, dtype=None)))
+    assert batch.shape == (8, 513) and len(filled) == 1
+    np.testing.assert_array_equal(batch.numpy(), dataset().rows(8, 16))
+    # The tensor wraps the array the engine filled (a tensor's own .numpy() always shares its
+    # memory, so only the engine's array tells a copy): writing through one shows in the other.
+    assert np.shares_memory(batch.numpy(), filled[0])
     batch[0, 0] = 12345
-    assert arr[0, 0] == 12345
+    assert filled[0][0, 0] == 12345
     np.testing.assert_array_equal(ds[8].numpy(), dataset()[8])
 
 
