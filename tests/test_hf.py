@@ -330,3 +330,29 @@ def test_checkpoint_files_are_readable_as_the_umask_allows(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "ck").stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "ck").iterdir()} == {0o644}
+
+
+def test_save_refuses_to_replace_what_is_not_a_checkpoint(tmp_path):
+    # save_hf swaps the whole directory: it deleted a notebook's other files beside the
+    # target, and replaced a file of that name with a directory.
+    model = build_model(tiny_config(), seed=1)
+    mine = tmp_path / "runs"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not empty"):
+        save_hf(model, mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    (mine / "config.json").write_text("{}")  # a project's own config.json is no checkpoint
+    with pytest.raises(CheckpointError, match="not empty"):
+        save_hf(model, mine)
+    assert (mine / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "weights"
+    a_file.write_text("keep me too")
+    with pytest.raises(CheckpointError, match="not a directory"):
+        save_hf(model, a_file)
+    assert a_file.read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "weights"]  # no temp left
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_hf(model, empty)
+    assert torch.equal(load_hf(empty).embed_out.weight, model.embed_out.weight)

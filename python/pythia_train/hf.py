@@ -457,6 +457,22 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def _check_replaceable(final: Path) -> None:
+    """The whole directory is swapped for the new one: a notebook's save_hf(model, "runs/")
+    deleted everything else in runs/, and a path naming a file replaced that file."""
+    if final.is_dir():
+        weights = any((final / name).is_file() for name in (SAFE, SAFE_INDEX, BIN, BIN_INDEX))
+        if ((final / "config.json").is_file() and weights) or not any(final.iterdir()):
+            return
+        raise CheckpointError(
+            f"{final}: not a checkpoint directory (config.json and weights) and not empty; "
+            f"saving replaces the whole directory, so pass a new or an empty one, such as "
+            f"{final / 'model'}"
+        )
+    if final.exists() or final.is_symlink():
+        raise CheckpointError(f"{final}: exists and is not a directory; pass a directory path")
+
+
 def save_hf(
     model: GPTNeoX,
     directory: str | os.PathLike,
@@ -466,8 +482,11 @@ def save_hf(
 ) -> Path:
     """Save as a HF checkpoint directory, atomically (built beside it, then renamed into place).
 
-    ``model``: a GPTNeoX, or one wrapped by ``torch.compile`` or DistributedDataParallel."""
+    ``model``: a GPTNeoX, or one wrapped by ``torch.compile`` or DistributedDataParallel.
+    An existing ``directory`` is replaced whole only if it is a checkpoint (``config.json``
+    and weights) or empty; anything else there is refused, not deleted."""
     final = Path(directory)
+    _check_replaceable(final)
     model = _unwrap(model)
     state = model.state_dict()
     if dtype is not None:
