@@ -136,6 +136,24 @@ def test_generation_rejects_negative_max_new_tokens_and_empty_prompts():
         model.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=3)
 
 
+def test_wrong_shapes_are_named_and_small_integer_prompts_work():
+    # A (seq,) row in forward failed with "tuple index out of range", a 3-D input with "too many
+    # values to unpack", a scalar prompt with "tuple index out of range"; a uint8 tensor prompt
+    # failed in embedding() though the same ids as numpy were accepted.
+    model = build_model(tiny_config(), seed=0)
+    with pytest.raises(ValueError, match=r"shape \(batch, seq\), got \(3,\); add a batch"):
+        model(torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"shape \(batch, seq\), got \(1, 1, 3\)"):
+        model(torch.tensor([[[1, 2, 3]]]))
+    for prompt in (torch.tensor(5), 5, torch.tensor([[[1, 2, 3]]])):
+        with pytest.raises(ValueError, match=r"the prompt must be \(len,\) or \(batch, len\)"):
+            model.generate(prompt, 1)
+    ids = torch.tensor([[1, 2, 3]])
+    want = model.generate(ids, 2)
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        assert torch.equal(model.generate(ids.to(dtype), 2), want)
+
+
 @pytest.mark.parametrize("bad", [512, 60000, -1])
 def test_generation_rejects_ids_outside_the_vocabulary(bad):
     # They failed deep in the embedding with a bare "IndexError: index out of range in self".

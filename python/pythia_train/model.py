@@ -160,6 +160,15 @@ class GPTNeoX(nn.Module):
         targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits; or, given targets, the mean next-token loss (inside a compiled region)."""
+        # A (seq,) row failed with "tuple index out of range", (batch, 1, seq) with "too many
+        # values to unpack": say what shape is wanted.
+        if tokens.ndim != 2:
+            raise ValueError(
+                f"tokens must have shape (batch, seq), got {tuple(tokens.shape)}; add a batch "
+                f"dimension with tokens[None]"
+                if tokens.ndim == 1
+                else f"tokens must have shape (batch, seq), got {tuple(tokens.shape)}"
+            )
         m = self.gpt_neox
         T = tokens.shape[1]
         past = 0 if cache is None else cache.length
@@ -202,6 +211,14 @@ class GPTNeoX(nn.Module):
             raise TypeError(f"token ids must be integers, not {prompt.dtype}")
         if prompt.ndim == 1:
             prompt = prompt[None]
+        if prompt.ndim != 2:
+            # A scalar failed with "tuple index out of range", (batch, 1, len) deep in attention.
+            raise ValueError(
+                f"the prompt must be (len,) or (batch, len), got {tuple(prompt.shape)}"
+            )
+        # embedding() takes only int32/int64: a uint8 or int16 tensor failed there, while the
+        # same ids as a numpy array were accepted.
+        prompt = prompt.long()
         # Checked here: otherwise they surface as an opaque KV-cache size error or IndexError.
         if max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
