@@ -14,7 +14,7 @@ from pythia_data import PreshuffledDataset
 from pythia_train.checkpoint import resolve_checkpoint
 from pythia_train.cli import main
 from pythia_train.configs import TrainConfig
-from pythia_train.data import RowSource, micro_batch, micro_batch_range
+from pythia_train.data import ArrayRows, RowSource, micro_batch, micro_batch_range
 from pythia_train.hf import load_hf
 from pythia_train.neox_config import read_neox_config
 from pythia_train.train import train
@@ -333,6 +333,18 @@ def test_too_little_data_is_a_clear_error(rows_prefix):
             PreshuffledDataset(rows_prefix),
             progress=False,
         )
+
+
+def test_wrong_argument_types_are_a_type_error_naming_what_to_pass():
+    # A model name or a numpy array failed later with a bare AttributeError.
+    rows = random_rows(64, 16, 512)
+    cfg = small_run(train_iters=2)
+    with pytest.raises(TypeError, match=r"takes a ModelConfig, such as .*model_config.*got str"):
+        train("pythia-14m", cfg, ArrayRows(rows), progress=False)
+    with pytest.raises(TypeError, match=r"takes a TrainConfig.*got dict"):
+        train(tiny_config(), {"train_iters": 2}, ArrayRows(rows), progress=False)
+    with pytest.raises(TypeError, match=r"takes a RowSource, such as .*ArrayRows.*got ndarray"):
+        train(tiny_config(), cfg, rows, progress=False)
 
 
 PYTHIA_YML = """

@@ -234,6 +234,15 @@ def train(
     ``init_overrides`` the ModelConfig fields that replace its config.json's and keep the
     weights (``gelu_approximate``, ``max_seq_len``: ``pythia_train.hf.load_hf``'s overrides).
     """
+    # Checked first: a model name, a dict or a numpy array failed later with an AttributeError
+    # ('str' object has no attribute 'vocab_size', 'numpy.ndarray' ... 'seq_length').
+    for value, kind, hint in (
+        (model_cfg, ModelConfig, "such as pythia_train.model_config('pythia-14m')"),
+        (train_cfg, TrainConfig, "pythia_train.TrainConfig(...)"),
+        (rows, RowSource, "such as pythia_train.ArrayRows(array) for rows in memory"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(f"train() takes a {kind.__name__}, {hint}; got {type(value).__name__}")
     if log_path is not None and os.environ.get("RANK", "0") == "0":
         try:
             prepare_output_folder(log_path)
