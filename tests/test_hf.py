@@ -356,3 +356,13 @@ def test_save_refuses_to_replace_what_is_not_a_checkpoint(tmp_path):
     empty.mkdir()
     save_hf(model, empty)
     assert torch.equal(load_hf(empty).embed_out.weight, model.embed_out.weight)
+
+
+def test_dtype_may_be_named_and_a_wrong_one_is_a_type_error(tmp_path):
+    # load_hf(dtype="bfloat16") failed with "Invalid device string: 'bfloat16'" (Tensor.to).
+    d = save_hf(build_model(tiny_config(), seed=1), tmp_path / "ck", dtype="float16")
+    assert {p.dtype for p in load_hf(d).parameters()} == {torch.float16}
+    assert {p.dtype for p in load_hf(d, dtype="torch.bfloat16").parameters()} == {torch.bfloat16}
+    for bad in ("bf16", "int64", 16):
+        with pytest.raises(TypeError, match="dtype must be a floating-point torch.dtype"):
+            load_hf(d, dtype=bad)

@@ -221,18 +221,33 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith(_LEGACY_SUFFIXES)}
 
 
+def _as_dtype(dtype) -> torch.dtype | None:
+    """``dtype`` as a torch dtype: also its name ("bfloat16", as transformers' torch_dtype takes
+    it), which Tensor.to() read as a device ("Invalid device string: 'bfloat16'")."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    found = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else None
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise TypeError(
+            f"dtype must be a floating-point torch.dtype, such as torch.bfloat16, not {dtype!r}"
+        )
+    return found
+
+
 def load_hf(
     directory: str | os.PathLike,
     device=None,
     dtype: torch.dtype | None = None,
     overrides: dict | None = None,
 ) -> GPTNeoX:
-    """A model from a Hugging Face GPT-NeoX checkpoint directory (dtype: the file's by default).
+    """A model from a Hugging Face GPT-NeoX checkpoint directory (``dtype``, a torch dtype or
+    its name such as "bfloat16": the file's by default).
 
     ``overrides``: ModelConfig fields that replace config.json's and leave the weights as they
     are, such as ``gelu_approximate`` (Pythia's checkpoints declare the exact GELU, and
     trained with the tanh one) or ``max_seq_len`` (the context, which only sizes the rotary
     table)."""
+    dtype = _as_dtype(dtype)
     d = Path(directory)
     if not d.is_dir():
         raise CheckpointError(f"{d}: not a checkpoint directory")
@@ -485,6 +500,7 @@ def save_hf(
     ``model``: a GPTNeoX, or one wrapped by ``torch.compile`` or DistributedDataParallel.
     An existing ``directory`` is replaced whole only if it is a checkpoint (``config.json``
     and weights) or empty; anything else there is refused, not deleted."""
+    dtype = _as_dtype(dtype)
     final = Path(directory)
     _check_replaceable(final)
     model = _unwrap(model)
