@@ -159,7 +159,13 @@ class GPTNeoX(nn.Module):
         cache: KVCache | None = None,
         targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits; or, given targets, the mean next-token loss (inside a compiled region)."""
+        """Logits, (batch, seq, vocab); or, given ``targets``, the mean cross-entropy of
+        ``logits[:, t]`` against ``targets[:, t]`` (inside a compiled region).
+
+        ``targets`` are already shifted: for a row ``r`` of seq + 1 ids, ``tokens = r[:-1]`` and
+        ``targets = r[1:]`` (transformers' ``labels`` are the unshifted ``tokens``; passing
+        them here trains the model to copy its input). -100 is ignored, as in transformers.
+        ``cache``: a ``KVCache`` the new keys and values go into, after its ``length`` ones."""
         # A (seq,) row failed with "tuple index out of range", (batch, 1, seq) with "too many
         # values to unpack": say what shape is wanted.
         if tokens.ndim != 2:
