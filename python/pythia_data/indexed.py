@@ -98,6 +98,7 @@ class IndexedDataset:
         self.bin_paths: list[Path] = [Path(p) for p in self._core.bin_paths]
         # Unsharded (the common case): one typed view, so a read is a single slice.
         self._flat = self._shard_bytes[0].view(self.dtype) if len(self._shard_bytes) == 1 else None
+        self._len, self._itemsize = len(self.sizes), self.dtype.itemsize  # for ds[i]'s fast path
         # Which files were opened: a process that reopens the dataset by name (a spawned
         # DataLoader worker) read the new data, silently, after the files were replaced.
         self._stamps = _file_stamps([self.idx_path, *self.bin_paths])
@@ -149,6 +150,16 @@ class IndexedDataset:
     def get(self, i: int, offset: int = 0, length: int | None = None) -> np.ndarray:
         """Tokens ``[offset, offset + length)`` of item ``i`` (to its end when length is None),
         like GPT-NeoX's ``MMapIndexedDataset.get``."""
+        if (
+            type(i) is int
+            and type(offset) is int
+            and offset == 0
+            and length is None
+            and self._flat is not None
+        ):
+            item = self._whole_item(i)
+            if item is not None:
+                return item
         i = self._check_index(i)
         offset = _integer(offset, "offsets", "integers")
         length = None if length is None else _integer(length, "lengths", "integers")
@@ -157,6 +168,16 @@ class IndexedDataset:
             raise IndexError(f"offset ({offset}) and length ({length}) must be 0 or more")
         start, stop = self._core.byte_range(i, offset, length)
         return self._read(start, stop)
+
+    def _whole_item(self, key: int) -> np.ndarray | None:
+        """Item ``key`` (a plain int) of an unsharded dataset, or None where it is out of range:
+        a training loop's read, without the general checks of offsets and index types, which
+        made it slower than np.frombuffer over a map."""
+        k = key + self._len if key < 0 else key
+        if not 0 <= k < self._len:
+            return None
+        start, stop = self._core.byte_range(k, 0, None)
+        return self._flat[start // self._itemsize : stop // self._itemsize]
 
     def _check_index(self, i: int) -> int:
         n = len(self)
@@ -193,6 +214,10 @@ class IndexedDataset:
         return data.view(self.dtype), offsets
 
     def __getitem__(self, key: int | slice) -> np.ndarray | list[np.ndarray]:
+        if type(key) is int and self._flat is not None:
+            item = self._whole_item(key)
+            if item is not None:
+                return item
         if isinstance(key, slice):
             return [self.get(i) for i in range(*key.indices(len(self)))]
         return self.get(key)
@@ -208,9 +233,11 @@ class IndexedDataset:
             raise IndexError(f"item range [{start}, {stop}) is outside [0, {n})")
         if start == stop:
             return np.empty(0, dtype=self.dtype)
+        # Opening checked that each item starts where the one before ends, so the range ends
+        # where its last item does: no sum over the sizes of the items in between.
         first = int(self.pointers[start])
-        nbytes = int(self.sizes[start:stop].sum(dtype=np.int64)) * self.dtype.itemsize
-        return self._read(first, first + nbytes)
+        end = int(self.pointers[stop - 1]) + int(self.sizes[stop - 1]) * self._itemsize
+        return self._read(first, end)
 
 
 class IndexedDatasetBuilder:
