@@ -233,6 +233,12 @@ def train(
     ``init_from`` (a Hugging Face checkpoint directory) gives the weights and the shape;
     ``init_overrides`` the ModelConfig fields that replace its config.json's and keep the
     weights (``gelu_approximate``, ``max_seq_len``: ``pythia_train.hf.load_hf``'s overrides).
+
+    Like a training script, it seeds torch's global generator (``torch.manual_seed(seed)``),
+    and a resumed run restores the checkpoint's Python, numpy and torch generator states: a
+    notebook's later random draws follow from them. The trained model is in ``save``'s
+    checkpoints (``load_hf(pythia_train.checkpoint.resolve_checkpoint(save))``); without
+    ``save`` only the records remain.
     """
     # Checked first: a model name, a dict or a numpy array failed later with an AttributeError
     # ('str' object has no attribute 'vocab_size', 'numpy.ndarray' ... 'seq_length').
