@@ -105,6 +105,22 @@ def test_greedy_generation_pads_finished_rows_with_eos_like_transformers():
     # Once every row has finished, generation stops early.
     alone = model.generate(prompt[:1], max_new_tokens=12, eos_token_id=eos)
     assert torch.equal(alone, ours[:1, : 7 + 6])
+    # Several end ids, as transformers takes them (a list failed in masked_fill): each row stops
+    # at the first of them it emits, and pads with the first id of the list.
+    other = int(free[1, 3])
+    assert other != eos and other not in free[1, :3] and other not in free[0, :5]
+    ours = model.generate(prompt, max_new_tokens=12, eos_token_id=[eos, other])
+    theirs = hf.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=[eos, other],
+    )
+    assert torch.equal(ours, theirs)
+    assert ours[1, 7 + 3] == other and ours[1, 7 + 4 :].eq(eos).all()
+    with pytest.raises(TypeError, match="eos_token_id must be an id or a list of ids"):
+        model.generate(prompt, max_new_tokens=2, eos_token_id="<|endoftext|>")
 
 
 def test_cached_chunks_equal_one_forward():

@@ -195,12 +195,14 @@ class GPTNeoX(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, prompt, max_new_tokens: int, eos_token_id: int | None = None
+        self, prompt, max_new_tokens: int, eos_token_id: int | list[int] | None = None
     ) -> torch.Tensor:
         """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len).
         ``prompt``: token ids, (len,) or (batch, len), as a tensor, a numpy array (such as
-        ``Tokenizer.encode`` returns) or a list."""
+        ``Tokenizer.encode`` returns) or a list. ``eos_token_id``: an id, or several (as
+        transformers takes them), that end a row; finished rows repeat the first."""
         vocab = self.cfg.vocab_size
+        eos = _eos_ids(eos_token_id)
         if not isinstance(prompt, torch.Tensor):
             ids = np.asarray(prompt)
             # As int64, 1.5 was token 1 and uint64 ids past int64 turned negative.
@@ -247,15 +249,16 @@ class GPTNeoX(nn.Module):
         out = prompt
         logits = self(prompt, cache)
         done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
+        stops = None if eos is None else torch.tensor(eos, device=prompt.device)
         for _ in range(max_new_tokens):
             nxt = logits[:, -1].argmax(dim=-1)
-            if eos_token_id is not None:
+            if stops is not None:
                 # A finished row only pads while others go on; like transformers, whose pad id
-                # defaults to the EOS id, it repeats EOS.
-                nxt = nxt.masked_fill(done, eos_token_id)
+                # defaults to the (first) EOS id, it repeats EOS.
+                nxt = nxt.masked_fill(done, eos[0])
             out = torch.cat((out, nxt[:, None]), dim=1)
-            if eos_token_id is not None:
-                done |= nxt == eos_token_id
+            if stops is not None:
+                done |= torch.isin(nxt, stops)
                 if bool(done.all()):
                     break
             if out.shape[1] == total:
@@ -265,6 +268,16 @@ class GPTNeoX(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _eos_ids(eos_token_id) -> list[int] | None:
+    """``generate``'s end ids as a list: one id or several (a list made masked_fill fail)."""
+    if eos_token_id is None:
+        return None
+    ids = [eos_token_id] if not isinstance(eos_token_id, (list, tuple)) else list(eos_token_id)
+    if not ids or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in ids):
+        raise TypeError(f"eos_token_id must be an id or a list of ids, got {eos_token_id!r}")
+    return [int(i) for i in ids]
 
 
 def init_pythia_weights(model: GPTNeoX, generator: torch.Generator | None = None) -> GPTNeoX:
