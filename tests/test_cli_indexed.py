@@ -390,6 +390,42 @@ def test_verify_rejects_doc_idx_not_ending_at_the_item_count(tmp_path):
     assert run("verify", src, "--quiet") == (0, "structure OK: 7 items, 30 tokens (uint16)\n")
 
 
+def write_pythia_preshuffled(dest, rows):
+    """``dest/document.idx`` and Pythia-numbered shards (``-of-NNNNN`` names the last index)
+    laid out as Pythia's released preshuffled data: uint16 items of one row each, and a
+    doc_idx of [0] alone (its document.idx is 34 + 12·rows + 8 bytes)."""
+    dest.mkdir()
+    rows = np.asarray(rows, dtype=np.uint16)
+    n, width = rows.shape
+    pointers = np.arange(n, dtype=np.int64) * width * 2
+    header = b"MMIDIDX\x00\x00" + (1).to_bytes(8, "little") + bytes([8])
+    header += n.to_bytes(8, "little") + (1).to_bytes(8, "little")
+    idx = header + np.full(n, width, np.int32).tobytes() + pointers.tobytes()
+    (dest / "document.idx").write_bytes(idx + np.zeros(1, np.int64).tobytes())
+    data, cut = rows.tobytes(), 7  # odd: shards end inside a token, as Pythia's byte cuts may
+    last = (len(data) - 1) // cut
+    for k in range(last + 1):
+        (dest / f"document-{k:05d}-of-{last:05d}.bin").write_bytes(data[k * cut : (k + 1) * cut])
+    return dest / "document", data
+
+
+def test_verify_accepts_pythia_preshuffled_doc_idx(tmp_path):
+    rows = np.arange(4 * 5, dtype=np.uint16).reshape(4, 5) * 997
+    prefix, data = write_pythia_preshuffled(tmp_path / "hub", rows)
+    assert len(IndexedDataset(prefix).doc_idx) == 1
+    # Pythia's own checksum list (utils/shard_hashes.txt) puts the name first: "NAME HEX".
+    sums = tmp_path / "shard_hashes.txt"
+    sums.write_text("".join(f"{p.name} {sha256(p)}\n" for p in sorted(prefix.parent.iterdir())))
+    code, out = run("verify", prefix, "--checksums", sums, "--quiet")
+    assert code == 0, out
+    assert "doc_idx is [0] alone" in out and "structure OK: 4 items, 20 tokens" in out
+    assert "all 7 files match" in out
+    code, out = run("unshard", prefix, "-o", tmp_path / "whole" / "document", "--quiet")
+    assert code == 0, out
+    assert (tmp_path / "whole" / "document.bin").read_bytes() == data
+    assert run("verify", tmp_path / "whole", "--quiet")[0] == 0
+
+
 def test_verify_checks_the_subset_labels(tmp_path):
     from pythia_data.tokenize import tokenize_files
 

@@ -56,12 +56,22 @@ def command(
     # Opening checks doc_idx starts at 0 and never decreases, but still reads a file whose last
     # entry falls short of the item count (a builder may leave items outside a document).
     # GPT-NeoX's preprocessing closes every document, so doc_idx must end at len(items).
-    if len(ds.doc_idx) == 0 or int(ds.doc_idx[-1]) != len(ds):
+    # Pythia's released preshuffled data (pile-{standard,deduped}-pythia-preshuffled) is the
+    # exception: its document.idx holds doc_idx [0] alone (34 + 12·rows + 8 bytes), its rows
+    # written without document ends. GPT-NeoX trains on every item whatever doc_idx says, and
+    # rejecting it made `verify --checksums` unusable on the very files it is for.
+    pythia_preshuffled = len(ds.doc_idx) == 1 and int(ds.doc_idx[0]) == 0 and len(ds) > 0
+    if not pythia_preshuffled and (len(ds.doc_idx) == 0 or int(ds.doc_idx[-1]) != len(ds)):
         last = int(ds.doc_idx[-1]) if len(ds.doc_idx) else "absent"
         raise PythiaDataError(
             f"{ds.idx_path}: the last doc_idx entry is {last} but the index holds {len(ds)} "
             f"items (doc_idx must end at the item count): the .idx is corrupt or incomplete; "
             f"rebuild or download it again"
+        )
+    if pythia_preshuffled:
+        click.echo(
+            "note: doc_idx is [0] alone, as in Pythia's preshuffled document.idx: no document "
+            "boundaries are recorded"
         )
     click.echo(f"structure OK: {len(ds):,} items, {ds.total_tokens:,} tokens ({ds.dtype.name})")
     subsets_files = _verify_subsets(ds)
