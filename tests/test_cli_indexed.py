@@ -426,6 +426,22 @@ def test_verify_accepts_pythia_preshuffled_doc_idx(tmp_path):
     assert run("verify", tmp_path / "whole", "--quiet")[0] == 0
 
 
+def test_unshard_takes_pythias_single_shard(tmp_path):
+    # Pythia's shard_memmap.py names a .bin smaller than one shard "-00000-of-00000.bin", and
+    # its unshard_memmap.py --num_shards 1 makes PREFIX.bin of it.
+    rows = np.arange(2 * 5, dtype=np.uint16).reshape(2, 5)
+    prefix, data = write_pythia_preshuffled(tmp_path / "hub", rows)
+    for p in prefix.parent.glob("document-*.bin"):
+        p.unlink()
+    (prefix.parent / "document-00000-of-00000.bin").write_bytes(data)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 0, out
+    assert prefix.with_name("document.bin").read_bytes() == data
+    # A dataset already in one PREFIX.bin is still refused.
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 1 and "is not sharded" in out, out
+
+
 def test_verify_checks_the_subset_labels(tmp_path):
     from pythia_data.tokenize import tokenize_files
 

@@ -34,7 +34,10 @@ def unshard(
     out = _strip_extension(output) if output is not None else prefix
     _core.check_output_prefix(out)
     prepare_output_folder(out.with_name(out.name + ".bin"))
-    if not ds.is_sharded:
+    # Not `ds.is_sharded` (two shards or more): Pythia's shard_memmap.py names a .bin smaller
+    # than one shard `PREFIX-00000-of-00000.bin`, and its unshard_memmap.py (--num_shards 1)
+    # turns that into PREFIX.bin; refusing it said the tokens were "already" in that shard.
+    if len(ds.bin_paths) == 1 and ds.bin_paths[0].name == prefix.name + ".bin":
         raise PythiaDataError(
             f"{prefix} is not sharded: its tokens are already in {ds.bin_paths[0]}"
         )
