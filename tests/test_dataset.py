@@ -311,6 +311,11 @@ def test_preshuffled_round_trip(tmp_path):
     # Each row sits at byte k·(L+1)·2 of the .bin, as in Pythia's release.
     raw = np.fromfile(tmp_path / "document.bin", dtype="<u2")
     np.testing.assert_array_equal(raw[37 * 2049 : 38 * 2049], ds[37])
+    # Pythia's document.idx records no document ends: doc_idx [0] alone, 34 + 12·rows + 8
+    # bytes (the deduped one is 1,757,184,042 bytes for 146,432,000 rows). One document per
+    # row made the .idx 8 bytes a row longer, so its sha256 could never match Pythia's.
+    assert (tmp_path / "document.idx").stat().st_size == 34 + 12 * 150 + 8
+    np.testing.assert_array_equal(IndexedDataset(out).doc_idx, [0])
     with pytest.raises(PythiaDataError, match="every item of a preshuffled dataset"):
         PreshuffledDataset(out, seq_length=1024)
     assert PreshuffledDataset(out).seq_length == 2048  # inferred from the items

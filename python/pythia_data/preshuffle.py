@@ -1,5 +1,6 @@
 """Writing training rows in the layout of Pythia's released preshuffled datasets: an indexed
-dataset whose item k is training row k (``seq_length + 1`` tokens, one document per item)."""
+dataset whose item k is training row k (``seq_length + 1`` tokens), with no document ends
+(doc_idx ``[0]`` alone, as in Pythia's ``document.idx``: 34 + 12 · rows + 8 bytes)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def export_preshuffled(
             for start in range(0, num_rows, chunk):
                 rows = ds.rows(start, min(start + chunk, num_rows))
                 for row in rows:
-                    b.add_document(row)
+                    # Items, not documents: Pythia's document.idx records no document ends, and
+                    # with one per row (8 bytes each) the .idx could never match its sha256.
+                    b.add_item(row)
                 bar.update(len(rows))
         # A stop while the output is synced and renamed into place (native code, which checks
         # for none) lets that step end: raised when it returned, it reported "no partial
