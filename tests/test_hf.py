@@ -203,6 +203,9 @@ _TINY_HF = {
         # Python's json reads Infinity and NaN: an OverflowError traceback, a model of NaNs.
         (lambda c: {**c, "hidden_size": float("inf")}, "config.json: hidden_size is Infinity"),
         (lambda c: {**c, "layer_norm_eps": float("nan")}, "config.json: layer_norm_eps is NaN"),
+        # An integer past float's range (json reads any length): isfinite raised OverflowError.
+        (lambda c: {**c, "vocab_size": 10**400}, "config.json: vocab_size is 1000"),
+        (lambda c: {**c, "layer_norm_eps": 10**400}, "config.json: layer_norm_eps is 1000"),
     ],
 )
 def test_a_malformed_config_is_one_clear_error(tmp_path, edit, problem):

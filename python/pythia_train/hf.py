@@ -132,6 +132,15 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
         raise CheckpointError(f"{where}: {e}") from None
 
 
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite float, or an integer within float's range: Python's json
+    reads an integer of any length, and math.isfinite raised OverflowError past 1.8e308."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(conf: dict, key: str, where: str, kind: type, default=None, value=None):
     """config.json's ``key`` (or ``value``) as ``kind``: a null or a string there ended in a
     TypeError traceback, and a fraction as an integer was cut silently."""
@@ -139,7 +148,7 @@ def _number(conf: dict, key: str, where: str, kind: type, default=None, value=No
         value = conf.get(key, default)
     # Python's json reads Infinity and NaN: int() of them raised OverflowError or ValueError
     # tracebacks, and a NaN epsilon built a model of NaNs.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     if not ok or (kind is int and value != int(value)):
         want = "an integer" if kind is int else "a number"
         raise CheckpointError(f"{where}: {key} is {json.dumps(value)}, not {want}")
