@@ -210,6 +210,11 @@ def test_sampler_steps_and_ranks_must_be_integers():
     ):
         with pytest.raises(TypeError, match=f"{what} must be an integer"):
             GPTNeoXBatchSampler(1000, **kw)
+    for bad in (1000.0, True):  # failed at len() or the first batch, or was one row
+        with pytest.raises(TypeError, match="num_rows must be an integer"):
+            GPTNeoXBatchSampler(bad, 2)
+    with pytest.raises(ValueError, match="num_rows must be 0 or more"):
+        GPTNeoXBatchSampler(-8, 2)
     numpy_ints = GPTNeoXBatchSampler(1000, np.int64(2), np.int32(1), np.uint8(2), np.int16(2))
     assert list(numpy_ints)[:2] == [[2, 3], [6, 7]]
 

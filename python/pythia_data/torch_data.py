@@ -96,6 +96,10 @@ class GPTNeoXBatchSampler(Sampler[list[int]]):
     ):
         # Floats and bools (micro_batch_size=2.0, rank=True) failed only at the first batch, in
         # numpy's or range's words, or len(sampler) did; refused here like the steps.
+        # num_rows too: 1000.0 (a float from a computed count) failed the same way, at len().
+        num_rows = RowDataset._integer(num_rows, "num_rows")
+        if num_rows < 0:
+            raise ValueError(f"num_rows must be 0 or more, got {num_rows}")
         micro_batch_size = RowDataset._integer(micro_batch_size, "micro_batch_size")
         gradient_accumulation_steps = RowDataset._integer(
             gradient_accumulation_steps, "gradient_accumulation_steps"
