@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -206,6 +207,31 @@ def test_unshard_interrupted_says_it_continues(tmp_path, monkeypatch):
     assert (tmp_path / "s" / "long_docs.bin").read_bytes() == src.with_name(
         "long_docs.bin"
     ).read_bytes()
+
+
+def test_unshard_read_error_names_the_shard(tmp_path, monkeypatch):
+    # A read error without a file name (EIO from a failing disk) was reported as the output's.
+    import errno
+
+    import pythia_data.unshard as u
+
+    src = golden_case("long_docs")
+    prefix = shard(src, tmp_path / "s", [100_001, 500_000])
+    second = sorted(prefix.parent.glob("long_docs-*.bin"))[1]
+
+    class Failing(io.FileIO):
+        def read(self, n=-1):
+            raise OSError(errno.EIO, "Input/output error")
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        if Path(path) == second and mode == "rb":
+            return Failing(path, "rb")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(u, "open", fake_open, raising=False)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 1, out
+    assert f"{second}: Input/output error" in out, out
 
 
 def _stop_after_first_shard(monkeypatch):

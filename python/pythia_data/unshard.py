@@ -92,7 +92,7 @@ def unshard(
                 h, left = hashlib.sha256(), size
                 with open(path, "rb") as src:
                     # The size the run began with, no more: the index was checked against it.
-                    while left and (chunk := src.read(min(CHUNK, left))):
+                    while left and (chunk := _read_shard(src, path, min(CHUNK, left))):
                         h.update(chunk)
                         f.write(chunk)
                         bar.update(len(chunk))
@@ -169,6 +169,17 @@ def _stage_companions(prefix: Path, out: Path) -> list[tuple[Path, Path]]:
             tmp.unlink(missing_ok=True)
         raise
     return staged
+
+
+def _read_shard(src, path: Path, n: int) -> bytes:
+    """``n`` bytes of the shard ``path``: a read error (EIO) names no file, and the copy's own
+    handler below would have named the output, which was not what failed."""
+    try:
+        return src.read(n)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, f"{path}: {e.strerror}") from e
 
 
 def _stamp(path: Path) -> str:
