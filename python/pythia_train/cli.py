@@ -788,7 +788,14 @@ def _open_data(
     if not first:
         try:
             dist.barrier()
-        except RuntimeError:
+        except RuntimeError as e:
+            if "timed out" in str(e).lower():
+                # Rank 0 still at work: a huge index outlasted the process group's timeout.
+                raise RuntimeError(
+                    f"timed out waiting for rank 0 to open {prefix}, which builds a missing "
+                    f"index alone: build it beforehand with `pythia-data build-index` and the "
+                    f"run's --train-iters, --global-batch-size, --seq-length and --seed ({e})"
+                ) from None
             # Rank 0 failed and printed why; gloo's own message here named no cause.
             raise RuntimeError(
                 f"rank 0 stopped while opening {prefix} (its error says why)"
