@@ -656,6 +656,9 @@ def test_init_from_notes_a_config_shape_it_does_not_use(data, tmp_path):
     text = " ".join(result.output.split())
     assert "the --config file's num-layers 6 is not used: the --init-from checkpoint" in text
     assert "decides the shape (2 layers of 64, 4 heads)" in text
+    # The config's GELU (silent: GPT-NeoX's exact one) is not the checkpoint's tanh.
+    assert "the --config file's GELU (exact) is not used" in text
+    assert "declares the tanh one (pass --gelu exact to train with the config's)" in text
     config = json.loads((out / "step1" / "config.json").read_text())
     assert config["num_hidden_layers"] == 2
 

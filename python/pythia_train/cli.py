@@ -527,6 +527,17 @@ def _note_config_shape(opts: dict, from_config: set[str]) -> None:
             f"layers of {saved.hidden_size}, {saved.num_heads} heads)",
             err=True,
         )
+    # The GELU too: Pythia's configs say tanh (bias-gelu-fusion), its checkpoints declare the
+    # exact one, and the checkpoint's was trained without a word.
+    if "gelu" in from_config:
+        config_tanh, saved_tanh = opts["gelu"] == "tanh", saved.gelu_approximate == "tanh"
+        if config_tanh != saved_tanh:
+            click.echo(
+                f"pythia-train: note: the --config file's GELU ({opts['gelu']}) is not used: the "
+                f"--init-from checkpoint declares the {'tanh' if saved_tanh else 'exact'} one "
+                f"(pass --gelu {opts['gelu']} to train with the config's)",
+                err=True,
+            )
 
 
 def _init_overrides(opts: dict, given) -> dict | None:
