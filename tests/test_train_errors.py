@@ -826,6 +826,16 @@ def documents(prefix: Path, seed: int) -> None:
             b.add_item(rng.integers(1, 512, size=int(rng.integers(10, 50)), dtype=np.uint16))
 
 
+def test_a_document_dataset_read_as_preshuffled_names_data_format_gpt_neox(tmp_path):
+    # Pythia's configs name a document dataset in train-data-paths, but --data-format defaults
+    # to preshuffled: the error said only that item 0 is not one row long.
+    documents(tmp_path / "docs", seed=5)
+    yml = tmp_path / "run.yml"
+    yml.write_text(json.dumps({"train-data-paths": [str(tmp_path / "docs")]}))
+    for result in (cli(data=tmp_path / "docs"), cli("--config", yml)):
+        one_line_error(result, "every item of a preshuffled dataset", "--data-format gpt-neox")
+
+
 def test_gpt_neox_data_resumes_only_on_its_own_index(tmp_path):
     # A document dataset read through GPT-NeoX's index, whose shuffle depends on how many
     # samples the run asks for: more train-iters re-shuffles, so the rows at the checkpoint

@@ -748,9 +748,25 @@ def _open_data(
     ``train_iters · global_batch`` samples."""
     _check_prefix(prefix)
     if fmt == "preshuffled":
+        from pythia_data import IndexedDataset, PythiaDataError
         from pythia_train.data import open_rows
 
-        return open_rows(prefix, cfg.seq_length)
+        try:
+            return open_rows(prefix, cfg.seq_length)
+        except PythiaDataError as e:
+            # --data-format defaults to preshuffled, also for a config's train-data-paths or
+            # data-path, which in Pythia's own configs name a document dataset: the error named
+            # the rows' length but not the option that reads documents through GPT-NeoX's index.
+            try:
+                sizes = IndexedDataset(prefix).sizes
+            except (PythiaDataError, OSError):
+                raise e from None
+            if len(sizes) and not (sizes == sizes[0]).all():
+                raise PythiaDataError(
+                    f"{e}; its items differ in length, as a document dataset's do: pass "
+                    "--data-format gpt-neox to train on it in GPT-NeoX's order"
+                ) from None
+            raise
     from pythia_data import GPTDataset
 
     where: dict = {}
