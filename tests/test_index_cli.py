@@ -67,6 +67,21 @@ def test_build_index_directory_then_reuse_then_refuse(tmp_path):
     assert code == 0 and "built index" in out
 
 
+def test_batch_notes_a_step_no_run_of_train_iters_trained(tmp_path):
+    # GPT-NeoX's index holds ceil(iters·B·1.005) rows: with 200 steps of 2, row 400 and 401
+    # make a step 200 that exists but that no step of the run (0..199) trains; batch showed
+    # it without a word.
+    d = make_dir(tmp_path)
+    opts = ("--train-iters", 200, "--global-batch-size", 2, "--seq-length", 8)
+    assert run("build-index", d / "a", *opts, "-q")[0] == 0
+    code, out = run("batch", d / "a", *opts, "--step", 199)
+    assert code == 0 and "note:" not in out, out
+    code, out = run("batch", d / "a", *opts, "--step", 198, "--end-step", 200)
+    assert code == 0, out
+    assert "note: a run of --train-iters 200 trains steps 0..199: step 200 lies in" in out
+    assert "step 200: rows [400, 402)" in out
+
+
 # 100 steps of 2 rows of 8 tokens; validation every 40 steps for 3 steps.
 VALID_OPTS = (
     "--train-iters", 100, "--global-batch-size", 2, "--seq-length", 8,

@@ -252,6 +252,23 @@ def command(
             else f"no full step of {batch_size} rows"
         )
         raise PythiaDataError(f"step {end_step} is beyond the index: {len(ds):,} rows hold {held}")
+    iters = index_opts.get("train_iters")
+    if (
+        not preshuffled
+        and index_opts.get("split") == "train"
+        and index_opts.get("num_samples") is None
+        and batch_size == index_opts.get("global_batch_size")
+        and iters is not None
+        and end_step >= iters
+    ):
+        # GPT-NeoX's index holds 0.5 % more rows than the run trains: these exist, silently,
+        # but no step of a run of --train-iters steps (0..iters-1) trained on them.
+        click.echo(
+            f"note: a run of --train-iters {iters:,} trains steps 0..{iters - 1:,}: step "
+            f"{max(step, iters):,}{'' if end_step == max(step, iters) else f'..{end_step:,}'} "
+            "lies in the index's margin and was never trained",
+            err=True,
+        )
     dtype = np.int64 if as_int64 else None
     if output is not None:
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
