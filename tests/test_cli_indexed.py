@@ -573,7 +573,7 @@ def test_merge_refuses_damaged_subset_files_before_writing(tmp_path):
     assert code == 1 and "b.subsets.npy" in out, out
     # One code per item, but in a column (3, 1): verify refused it, merge took it.
     np.save(tmp_path / "b.subsets.npy", np.array([[0], [1], [0]], dtype=np.uint16))
-    with pytest.raises(PythiaDataError, match="b.subsets.npy: expected a 1-D little-endian"):
+    with pytest.raises(PythiaDataError, match="b.subsets.npy: expected a 1-D array of integers"):
         merge_subsets(tmp_path / "m", [tmp_path / "a", tmp_path / "b"])
     # A bad names table was found only after m.bin/.idx were written: nothing may be left.
     np.save(tmp_path / "b.subsets.npy", np.array([0, 1, 0], dtype=np.uint16))
@@ -613,6 +613,27 @@ def test_merge_checks_every_subsets_key_before_writing(tmp_path):
         code == 1 and out.splitlines()[-1].startswith("error: ") and "b: subsets of key" in out
     ), out
     assert leftovers(tmp_path, "m") == []
+
+
+@pytest.mark.parametrize("dtype", ["u1", "i1", "<i2", ">u2", "<i4", ">i4", "<u8", "<i8"])
+def test_merge_reads_subset_codes_of_any_integer_dtype(tmp_path, dtype):
+    # info, verify and GPTDataset read codes of any integer dtype (a uint8 array is the
+    # natural one for a few names), but merge refused all but little-endian uint16.
+    write_dataset(tmp_path / "a", [3, 5], ("meta.pile_set_name", ["X", "Y"], [1, 0]))
+    write_dataset(tmp_path / "b", [2, 4, 1], ("meta.pile_set_name", ["Z", "", "X"], [0, 2, 1]))
+    np.save(tmp_path / "b.subsets.npy", np.array([0, 2, 1], dtype=dtype))
+    assert run("verify", tmp_path / "b")[0] == 0
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "b")
+    assert code == 0, out
+    names = json.loads((tmp_path / "m.subsets.json").read_text())["names"]
+    codes = np.load(tmp_path / "m.subsets.npy")
+    assert codes.dtype == np.uint16
+    assert [names[c] for c in codes] == ["Y", "X", "Z", "X", ""]
+    # A negative code names nothing: refused, as verify refuses it.
+    if dtype[-2] == "i":
+        np.save(tmp_path / "b.subsets.npy", np.array([0, -1, 1], dtype=dtype))
+        code, out = run("merge", tmp_path / "m2", tmp_path / "a", tmp_path / "b")
+        assert code == 1 and "b.subsets.npy: negative subset codes" in out, out
 
 
 def test_merge_drops_old_subsets_of_the_output(tmp_path):

@@ -12,7 +12,10 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// Read `PREFIX.subsets.json` (key, names) and the codes of `PREFIX.subsets.npy`.
-pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
+/// The codes may be any 1-D integer array, as `info`, `verify` and `GPTDataset` read them
+/// (numpy's `.astype(np.uint8)` of a table of few names is one): tokenize writes uint16, but
+/// refusing others here made `merge` reject labels every reader accepts.
+pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u32>)> {
     let json_path = subsets_json_path(prefix);
     let table: Value = serde_json::from_slice(&std::fs::read(&json_path).at(&json_path)?)
         .map_err(|e| Error::corrupt(&json_path, format!("not valid JSON: {e}")))?;
@@ -47,17 +50,41 @@ pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
         .trim()
         .strip_suffix(',')
         .is_some_and(|n| n.trim().parse::<usize>().is_ok());
-    if !header.contains("'descr': '<u2'") || header.contains("'fortran_order': True") || !one_d {
-        return Err(bad("expected a 1-D little-endian uint16 array"));
+    let descr = header
+        .split("'descr': '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_default();
+    // (byte order, width in bytes, signed)
+    let (big, width, signed) = match descr.as_bytes() {
+        [o @ (b'<' | b'>' | b'|' | b'='), k @ (b'u' | b'i'), w] => (
+            *o == b'>',
+            (*w as char).to_digit(10).unwrap_or(0) as usize,
+            *k == b'i',
+        ),
+        _ => (false, 0, false),
+    };
+    if ![1, 2, 4, 8].contains(&width) || header.contains("'fortran_order': True") || !one_d {
+        return Err(bad("expected a 1-D array of integers"));
     }
     let data = &bytes[10 + header_len..];
-    if data.len() % 2 != 0 {
-        return Err(bad("odd number of data bytes"));
+    if data.len() % width != 0 {
+        return Err(bad("data bytes are not a whole number of codes"));
     }
-    let codes: Vec<u16> = data
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
+    let mut codes = Vec::with_capacity(data.len() / width);
+    for c in data.chunks_exact(width) {
+        let mut b = [0u8; 8];
+        b[..width].copy_from_slice(c);
+        if big {
+            b[..width].reverse();
+        }
+        // A negative code is refused (as the readers do) rather than read as a huge one.
+        if signed && b[width - 1] & 0x80 != 0 {
+            return Err(bad("negative subset codes: damaged, or not a subsets file"));
+        }
+        // Past u32, a code can name no entry of a names list anyway.
+        codes.push(u32::try_from(u64::from_le_bytes(b)).unwrap_or(u32::MAX));
+    }
     if let Some(&c) = codes.iter().find(|&&c| c as usize >= names.len()) {
         return Err(bad(&format!(
             "code {c} has no name in {}",
