@@ -636,6 +636,34 @@ def test_merge_reads_subset_codes_of_any_integer_dtype(tmp_path, dtype):
         assert code == 1 and "b.subsets.npy: negative subset codes" in out, out
 
 
+def test_merge_refuses_items_outside_any_document(tmp_path):
+    # A part whose doc_idx ends short of its items (verify calls it corrupt) was merged: its
+    # trailing items joined the next input's first document, and verify passed the output.
+    # A preshuffled part (doc_idx [0] alone) beside document datasets gave an output verify
+    # calls corrupt, with exit status 0.
+    from pythia_data import IndexedDatasetBuilder
+
+    write_dataset(tmp_path / "a", [3, 5])
+    with IndexedDatasetBuilder(tmp_path / "short", np.uint16) as b:
+        b.add_document(np.arange(2))
+        b.add_item(np.arange(4))  # no end_document: doc_idx [0, 1] over 2 items
+    with IndexedDatasetBuilder(tmp_path / "pre", np.uint16) as b:
+        b.add_item(np.arange(4))
+        b.add_item(np.arange(2))
+    assert run("verify", tmp_path / "short")[0] == 1 and run("verify", tmp_path / "pre")[0] == 0
+    code, out = run("merge", tmp_path / "m", tmp_path / "short", tmp_path / "a")
+    assert code == 1 and "short.idx: the last doc_idx entry is 1" in out, out
+    code, out = run("merge", tmp_path / "m", tmp_path / "a", tmp_path / "pre")
+    assert code == 2 and "pre records no document ends" in out, out
+    assert leftovers(tmp_path, "m") == []
+    # Preshuffled data merges with its like, and an empty dataset goes with either.
+    write_dataset(tmp_path / "empty", [])
+    code, out = run("merge", tmp_path / "m", tmp_path / "pre", tmp_path / "empty", tmp_path / "pre")
+    assert code == 0, out
+    assert IndexedDataset(tmp_path / "m").doc_idx.tolist() == [0]
+    assert run("verify", tmp_path / "m")[0] == 0
+
+
 def test_merge_drops_old_subsets_of_the_output(tmp_path):
     # A merge without subsets into an OUTPUT that had some kept them: with the same item count,
     # `info` showed the old labels against the new documents.

@@ -144,6 +144,35 @@ def _open_input(prefix: Path) -> IndexedDataset:
     return IndexedDataset(prefix)
 
 
+def _check_doc_idx(datasets: list[IndexedDataset]) -> None:
+    """Refuse inputs whose doc_idx leaves items outside any document. Appended with its doc_idx
+    shifted (GPT-NeoX's merge_file_), such a part's trailing items join the next input's first
+    document, and the output looks whole: `verify` finds nothing wrong with it, though it
+    refuses the part. Pythia's preshuffled data (doc_idx [0] alone, no document ends) merges
+    only with its like: the output is then [0] alone too, where beside document datasets its
+    items would be glued into their documents, leaving an output `verify` calls corrupt."""
+
+    def preshuffled(ds: IndexedDataset) -> bool:
+        return len(ds.doc_idx) == 1 and len(ds) > 0
+
+    no_ends = [ds for ds in datasets if preshuffled(ds)]
+    for ds in datasets:
+        if not preshuffled(ds) and (len(ds.doc_idx) == 0 or int(ds.doc_idx[-1]) != len(ds)):
+            last = int(ds.doc_idx[-1]) if len(ds.doc_idx) else "absent"
+            raise PythiaDataError(
+                f"{ds.idx_path}: the last doc_idx entry is {last} but the index holds {len(ds)} "
+                "items (doc_idx must end at the item count): the .idx is corrupt or incomplete, "
+                "and merged its items would join the next input's first document"
+            )
+    ended = [ds for ds in datasets if not preshuffled(ds) and len(ds)]
+    if no_ends and ended:
+        raise click.UsageError(
+            f"{no_ends[0].prefix} records no document ends (doc_idx [0] alone, as in Pythia's "
+            f"preshuffled data) but {ended[0].prefix} does: merged, the output's doc_idx would "
+            "not cover its items; merge preshuffled datasets only with each other"
+        )
+
+
 def _join_subsets(output: Path, datasets: list[IndexedDataset]) -> tuple[bytes, bytes] | None:
     """The merged subset files (npy, json) when every input has them, so the merged parts equal
     one tokenize run over all the inputs; read and checked before any output is written."""
@@ -229,7 +258,8 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
     PREFIX.subsets.* files of `pythia-data tokenize`, they are joined too. The parts of a
     sharded run must come from the same input files and tokenizer (each part's
     PREFIX.shard.json says what it was made from). All inputs must share
-    one dtype. OUTPUT appears only when the merge is complete; an interrupted merge leaves
+    one dtype, and each input's doc_idx must end at its item count (Pythia's preshuffled data,
+    doc_idx [0] alone, merges only with its like). OUTPUT appears only when the merge is complete; an interrupted merge leaves
     nothing behind.
     """
     output = _strip_extension(output)
@@ -237,6 +267,7 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
     if not allow_partial:
         _check_shard_set(prefixes)
     datasets = [_open_input(p) for p in prefixes]
+    _check_doc_idx(datasets)
     _check_runs_records(prefixes, allow_partial)
     # Compared as files: an output named like an input's shard would be renamed over it.
     outputs = {output.with_name(output.name + ext).resolve() for ext in (".bin", ".idx")}
