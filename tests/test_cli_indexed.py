@@ -733,6 +733,10 @@ def test_merge_refuses_incomplete_shard_sets(tmp_path):
     code, out = run("merge", tmp_path / "m", parts[0], parts[2], parts[1])
     assert code == 2 and "out of order or repeated: 00002 is given where 00001 belongs" in out, out
     assert leftovers(tmp_path, "m") == []
+    # The last part given twice: there is no part 00003 for it to be given "where" belongs.
+    code, out = run("merge", tmp_path / "m", *parts, parts[2])
+    assert code == 2 and "00002 is given again, after the last part" in out, out
+    assert "00003" not in out.replace("of-00003", ""), out
     code, out = run("merge", tmp_path / "m", parts[0], parts[2], "--allow-partial")
     assert code == 0, out
     assert IndexedDataset(tmp_path / "m").sizes.tolist() == [1, 3]

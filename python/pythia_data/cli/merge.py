@@ -105,7 +105,9 @@ def _check_shard_set(prefixes: list[Path]) -> None:
                 problem += f" (parts of one run are counted per folder; others in {elsewhere[0]})"
         elif got != list(range(n)):
             k = next(k for k, i in enumerate(got) if i != k)
-            problem = f"parts out of order or repeated: {got[k]:05d} is given where {k:05d} belongs"
+            # A repeat past the last part ([0, 1, 2, 2] of 3) has no place it "belongs" in.
+            where = f"where {k:05d} belongs" if k < n else "again, after the last part"
+            problem = f"parts out of order or repeated: {got[k]:05d} is given {where}"
         elif parts[-1][0] - parts[0][0] != n - 1:
             k = next(k for k, (at, _) in enumerate(parts) if at != parts[0][0] + k)
             between = prefixes[parts[0][0] + k]
