@@ -468,3 +468,27 @@ def test_no_eod_id(tmp_path):
     assert ref.token_to_id("<|endoftext|>") is None
     with pytest.raises(ValueError, match="no <\\|endoftext\\|> token"):
         _ = ours.eod_id
+
+
+@pytest.mark.parametrize("vocab_token_first", [True, False])
+def test_two_added_tokens_with_one_id_are_refused(tmp_path, vocab_token_first):
+    # A vocab gap makes the first new added token take len(vocab) = 50253, the id of the vocab's
+    # "ĠOutcomes"; listed as an added token too, "ĠOutcomes" shares it. The reference keeps only
+    # the later of the two in its id -> token map and no longer cuts the earlier out of the text;
+    # this crate matched both, and gave other ids for the earlier one's text.
+    cfg = config()
+    del cfg["model"]["vocab"]["ĠPlaying"]
+    cfg["model"]["merges"] = [m for m in cfg["model"]["merges"] if m != "ĠPlay ing"]
+    for t in cfg["added_tokens"][2:]:
+        t["id"] -= 1
+    outcomes = added(50253, "ĠOutcomes", special=False)
+    if vocab_token_first:
+        cfg["added_tokens"].insert(2, outcomes)
+        earlier = "ĠOutcomes"
+    else:
+        cfg["added_tokens"].append(outcomes)
+        earlier = " " * 24
+    ref = tokenizers.Tokenizer.from_str(json.dumps(cfg))
+    assert ref.token_to_id(earlier) == 50253
+    assert 50253 not in ref.encode(earlier).ids, "the oracle matches both tokens again"
+    refused(cfg, tmp_path, rf'added tokens "{earlier}" and ".*" both get id 50253')

@@ -281,8 +281,15 @@ fn shared_id(ids: &HashMap<&str, u32>, id: u32) -> Error {
 /// by hand, a vocab with gaps in its ids) would encode to ids other than its own, so it is
 /// refused rather than followed. Empty and repeated contents, which the reference skips, are
 /// refused too: the entry's id and flags would otherwise mean something it does not.
+///
+/// Two entries that get one id (a new token numbered `len(vocab)` where a vocab with a gap in
+/// its ids already has that id, and that vocab token listed as an added token too) are refused:
+/// the reference keeps only the later one in its id → token map, from which it builds its
+/// matchers, so the earlier one is no longer cut out of the text at all (this crate matched
+/// both, and gave that token's id where the reference gives BPE ids).
 fn check_added_ids(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
+    let mut by_id: HashMap<u64, &str> = HashMap::new();
     let mut next = vocab.len() as u64;
     for t in added {
         if t.content.is_empty() {
@@ -311,6 +318,13 @@ fn check_added_ids(added: &[AddedToken], vocab: &HashMap<&str, u32>) -> Result<(
                 t.content,
                 t.id,
                 vocab.len()
+            )));
+        }
+        if let Some(earlier) = by_id.insert(expected, &t.content) {
+            return Err(invalid(format!(
+                "added tokens {earlier:?} and {:?} both get id {expected} (the reference keeps \
+                 only the later one and no longer matches {earlier:?} in the text)",
+                t.content
             )));
         }
     }
@@ -656,6 +670,22 @@ mod tests {
         assert!(refusal(&[token(3, "")], &vocab).contains("empty content"));
         let twice = [token(3, "<x>"), token(3, "<x>")];
         assert!(refusal(&twice, &vocab).contains("listed twice"));
+        // A vocab with a gap (ids 0, 1, 3): a new token gets len(vocab) = 3, "<s>"'s id.
+        let gap = HashMap::from([("a", 0), ("b", 1), ("<s>", 3)]);
+        assert!(check_added_ids(&[token(3, "<x>")], &gap).is_ok());
+        for pair in [
+            [token(3, "<x>"), token(3, "<s>")],
+            [token(3, "<s>"), token(3, "<x>")],
+        ] {
+            let err = refusal(&pair, &gap);
+            assert!(
+                err.contains(&format!(
+                    "{:?} and {:?} both get id 3",
+                    pair[0].content, pair[1].content
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]
