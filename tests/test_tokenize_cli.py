@@ -722,6 +722,28 @@ def test_a_stop_while_a_finished_run_exits_keeps_its_success(tmp_path, sig):
     assert Path(f"{tmp_path / 'out'}.idx").exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_stop_while_a_stopped_run_exits_keeps_its_status(tmp_path, sig):
+    # A run stopped by a signal says so and exits 130; a second signal while it exits (here
+    # from an atexit hook) killed it (status -2 or -15), the earlier handlers being back.
+    code = (
+        "import atexit, os, signal; "
+        "import pythia_data.cli.tokenize as ct; "
+        "real = ct.tokenize_files; "
+        f"stop = lambda *a, **k: os.kill(os.getpid(), {int(sig)}); "
+        "ct.tokenize_files = lambda *a, **k: real(*a, **{**k, 'progress': stop, "
+        "'progress_seconds': 0, 'chunk_bytes': 1 << 16}); "
+        f"atexit.register(lambda: os.kill(os.getpid(), {int(sig)})); "
+        "from pythia_data.cli import run; run()"
+    )
+    cmd = [sys.executable, "-c", code, "tokenize", str(SAMPLE_CORPUS), "-o", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONPATH": str(PYTHIA_DATA_ROOT)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert "interrupted; run the same command again" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_files_tokenized_at_once_write_what_one_at_a_time_writes(tmp_path, lines, monkeypatch):
     d = tmp_path / "in"
     d.mkdir()

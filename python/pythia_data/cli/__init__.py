@@ -56,10 +56,13 @@ class _Group(click.Group):
         # command removes its temporary files (the default action would leave them behind).
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
-        succeeded = False
+        succeeded = stopped = False
         try:
             result = super().invoke(ctx)
             succeeded = True
+        except SystemExit as e:
+            stopped = e.code == 130  # a command that stopped on a signal and said so
+            raise
         except BrokenPipeError:
             # The reader of our output went away (`| head`): stop quietly, as a tool killed by
             # SIGPIPE does, and keep the exit's flush of stdout from failing again.
@@ -83,9 +86,12 @@ class _Group(click.Group):
                 )
             else:
                 click.echo("interrupted; this run left no partial output behind", err=True)
+            stopped = True
             sys.exit(130)
         finally:
-            if main_thread and not (succeeded and _stops.ignoring_stops_until_exit()):
+            # Done or stopped, the process only exits: a further signal is ignored (with the
+            # earlier handler back, it killed the process, status -15 instead of 130).
+            if main_thread and not ((succeeded or stopped) and _stops.ignoring_stops_until_exit()):
                 signal.signal(signal.SIGTERM, previous)
         return result
 

@@ -60,7 +60,11 @@ class StopRequests:
         return self
 
     def __exit__(self, exc_type, *exc):
-        if exc_type is None and ignoring_stops_until_exit():
+        # Done, or stopped (the command now says so and exits): a further signal has nothing
+        # left to stop, and with the earlier handlers back it killed the exiting process
+        # (status -2 or -15 instead of 130).
+        stopped = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if (exc_type is None or stopped) and ignoring_stops_until_exit():
             return
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
