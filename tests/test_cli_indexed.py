@@ -231,7 +231,9 @@ def test_unshard_read_error_names_the_shard(tmp_path, monkeypatch):
     monkeypatch.setattr(u, "open", fake_open, raising=False)
     code, out = run("unshard", prefix, "--quiet")
     assert code == 1, out
-    assert f"{second}: Input/output error" in out, out
+    assert "Input/output error" in out and str(second) in out, out
+    # Only the shard: the output, which did not fail, was named in front of it.
+    assert str(prefix.with_name(prefix.name + ".bin")) not in out, out
 
 
 def _stop_after_first_shard(monkeypatch):

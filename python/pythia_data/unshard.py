@@ -173,13 +173,15 @@ def _stage_companions(prefix: Path, out: Path) -> list[tuple[Path, Path]]:
 
 def _read_shard(src, path: Path, n: int) -> bytes:
     """``n`` bytes of the shard ``path``: a read error (EIO) names no file, and the copy's own
-    handler below would have named the output, which was not what failed."""
+    handler below would have named the output, which was not what failed. The shard goes in
+    as the error's file name: in its message only, that handler still put the output's name
+    in front of it ("OUT.bin: SHARD.bin: Input/output error")."""
     try:
         return src.read(n)
     except OSError as e:
         if e.filename is not None:
             raise
-        raise OSError(e.errno, f"{path}: {e.strerror}") from e
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def _stamp(path: Path) -> str:
