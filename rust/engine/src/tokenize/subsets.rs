@@ -14,8 +14,11 @@ use crate::{Error, Result};
 /// Read `PREFIX.subsets.json` (key, names) and the codes of `PREFIX.subsets.npy`.
 /// The codes may be any 1-D integer array, as `info`, `verify` and `GPTDataset` read them
 /// (numpy's `.astype(np.uint8)` of a table of few names is one): tokenize writes uint16, but
-/// refusing others here made `merge` reject labels every reader accepts.
-pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u32>)> {
+/// refusing others here made `merge` reject labels every reader accepts. They are held as
+/// uint16, as tokenize and merge write them: as u32 they took twice the memory (800 MB for the
+/// Pile's 210 M documents, beside the file's own bytes), and a code past 65,535 could not be
+/// written to a merged `.subsets.npy` anyway.
+pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u16>)> {
     let json_path = subsets_json_path(prefix);
     let table: Value = serde_json::from_slice(&std::fs::read(&json_path).at(&json_path)?)
         .map_err(|e| Error::corrupt(&json_path, format!("not valid JSON: {e}")))?;
@@ -82,8 +85,22 @@ pub fn read_subsets(prefix: &Path) -> Result<(String, Vec<String>, Vec<u32>)> {
         if signed && b[width - 1] & 0x80 != 0 {
             return Err(bad("negative subset codes: damaged, or not a subsets file"));
         }
-        // Past u32, a code can name no entry of a names list anyway.
-        codes.push(u32::try_from(u64::from_le_bytes(b)).unwrap_or(u32::MAX));
+        let code = u64::from_le_bytes(b);
+        match u16::try_from(code) {
+            Ok(c) => codes.push(c),
+            Err(_) if code >= names.len() as u64 => {
+                return Err(bad(&format!(
+                    "code {code} has no name in {}",
+                    json_path.display()
+                )))
+            }
+            Err(_) => {
+                return Err(bad(&format!(
+                    "code {code} is past 65,535, the most the uint16 codes of a .subsets.npy \
+                     hold"
+                )))
+            }
+        }
     }
     if let Some(&c) = codes.iter().find(|&&c| c as usize >= names.len()) {
         return Err(bad(&format!(
@@ -191,6 +208,41 @@ mod tests {
         std::fs::write(subsets_npy_path(prefix), npy_u16_bytes(&codes)).unwrap();
         let table = json!({"key": "meta.pile_set_name", "names": names});
         std::fs::write(subsets_json_path(prefix), table.to_string()).unwrap();
+    }
+
+    #[test]
+    fn codes_of_other_dtypes_are_held_as_u16() {
+        let dir = std::env::temp_dir().join(format!("pythia-subsets-i8-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let prefix = dir.join("a");
+        labelled(&prefix, &["x".to_string(), "y".to_string()]);
+        let npy = |descr: &str, data: &[u8]| {
+            let mut header = format!(
+                "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
+                2
+            );
+            while (10 + header.len() + 1) % 64 != 0 {
+                header.push(' ');
+            }
+            header.push('\n');
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            std::fs::write(subsets_npy_path(&prefix), out).unwrap();
+        };
+        npy("<i8", &[[1, 0, 0, 0, 0, 0, 0, 0], [0; 8]].concat());
+        // Held as u16, the width tokenize writes: as u32 they took twice the memory.
+        let codes: Vec<u16> = read_subsets(&prefix).unwrap().2;
+        assert_eq!(codes, [1, 0]);
+        npy("|u1", &[0, 1]);
+        assert_eq!(read_subsets(&prefix).unwrap().2, [0, 1]);
+        // Past u16 and past the names: no name, as for any other code.
+        npy("<u4", &[[0, 0, 1, 0], [0; 4]].concat());
+        let err = read_subsets(&prefix).unwrap_err().to_string();
+        assert!(err.contains("code 65536 has no name"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
