@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -327,22 +328,29 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
     shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
     if not stacked:
         shape = shape[1:]
-    _core.remove_stale_temps(path)  # what a killed run (SIGKILL) left
+    # Written with plain writes, step by step, not through a memory map of the whole array
+    # (np.lib.format.open_memmap): a full disk is then an error, where storing into the map's
+    # pages on a full file system killed the process with SIGBUS and left the temporary
+    # behind. The header is the one np.save and open_memmap write.
+    with _written_atomically(path) as tmp, open(tmp, "wb") as f:
+        header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
+        for s in progress_bar(
+            iterable=range(step, end_step + 1), unit="step", disable=end_step == step
+        ):
+            f.write(np.ascontiguousarray(ds.batch(s, batch_size, dtype), out_dtype).data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _written_atomically(path: Path):
+    """The temporary to write ``path`` to, renamed into place when the block ends; removed,
+    with errors naming ``path``, when it fails (what a killed run left goes first)."""
+    _core.remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        # Written with plain writes, step by step, not through a memory map of the whole array
-        # (np.lib.format.open_memmap): a full disk is then an error, where storing into the
-        # map's pages on a full file system killed the process with SIGBUS and left the
-        # temporary behind. The header is the one np.save and open_memmap write.
-        with open(tmp, "wb") as f:
-            header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False}
-            np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
-            for s in progress_bar(
-                iterable=range(step, end_step + 1), unit="step", disable=end_step == step
-            ):
-                f.write(np.ascontiguousarray(ds.batch(s, batch_size, dtype), out_dtype).data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except OSError as e:
         raise _output_error(e, path, tmp) from e
@@ -371,18 +379,9 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     # Written step by step: a step of Pythia's shape is about 8 MB of text, so a range held
     # whole until the end took gigabytes and showed nothing until then.
     path = Path(output)
-    _core.remove_stale_temps(path)  # what a killed run (SIGKILL) left
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        # newline="": a decoded "\r" or "\n" is written as it is.
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=end_step > step)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise _output_error(e, path, tmp) from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # newline="": a decoded "\r" or "\n" is written as it is.
+    with _written_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=end_step > step)
 
 
 def _decode_steps(ds, step, end_step, batch_size, tok, write, bar: bool) -> None:
