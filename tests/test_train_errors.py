@@ -786,36 +786,30 @@ def test_a_config_s_global_batch_is_explained(data, tmp_path):
         *("--vocab-size", "512", "--seq-length", str(SEQ), "--train-iters", "1"),
         *("--device", "cpu", "--no-progress", "--data", str(data["a"]), "--config", str(yml)),
     ]
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert "global batch 8 = micro batch 4 × gradient-accumulation-steps 2" in (
-        " ".join(result.output.split())
-    )
+
+    def said(*extra) -> str:
+        """What a successful run printed, on one line."""
+        result = CliRunner().invoke(main, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "global batch 8 = micro batch 4 × gradient-accumulation-steps 2" in said()
     # A micro batch given here counts: the config's accumulation steps are kept (it was 4 × 2).
-    result = CliRunner().invoke(main, [*args, "--micro-batch", "2"])
-    assert result.exit_code == 0, result.output
-    assert "global batch 4 = micro batch 2 × gradient-accumulation-steps 2" in (
-        " ".join(result.output.split())
+    assert "global batch 4 = micro batch 2 × gradient-accumulation-steps 2" in said(
+        "--micro-batch", "2"
     )
     # --global-batch wins over the config's accumulation steps (the note above advises it to
     # keep a run's batch on fewer ranks; it was refused): 16 = micro batch 4 × 4 steps.
-    result = CliRunner().invoke(main, [*args, "--global-batch", "16"])
-    assert result.exit_code == 0, result.output
-    assert "--global-batch 16 replaces the config's gradient-accumulation-steps 2" in (
-        " ".join(result.output.split())
+    assert "--global-batch 16 replaces the config's gradient-accumulation-steps 2" in said(
+        "--global-batch", "16"
     )
     # A micro batch given alone is DeepSpeed's accumulation of 1, not 1024 rows accumulated.
     yml.write_text('{"train_micro_batch_size_per_gpu": 4}')
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    assert "global batch 4 = micro batch 4 × gradient-accumulation-steps 1" in (
-        " ".join(result.output.split())
-    )
+    assert "global batch 4 = micro batch 4 × gradient-accumulation-steps 1" in said()
     # With --global-batch beside it, nothing is replaced (the config gave no accumulation):
     # the note said it replaced "the config's gradient-accumulation-steps 1".
-    result = CliRunner().invoke(main, [*args, "--global-batch", "8"])
-    assert result.exit_code == 0, result.output
-    assert "replaces" not in result.output and "global batch 8" not in result.output
+    out = said("--global-batch", "8")
+    assert "replaces" not in out and "global batch 8" not in out
 
 
 def documents(prefix: Path, seed: int) -> None:
