@@ -223,6 +223,9 @@ def test_export_preshuffled_then_batch(tmp_path):
     )
     assert code == 0, text
     pre = PreshuffledDataset(tmp_path / "document")
+    # Rows with no document ends, as Pythia's document.idx: info said "documents 0".
+    code, text = run("info", tmp_path / "document")
+    assert code == 0 and "none recorded (doc_idx [0] alone" in text, text
     ds = GPTDataset(prefix, num_samples=150, seq_length=2048, seed=1234, cache_dir=FIXTURES)
     np.testing.assert_array_equal(pre.rows(0, 128), ds.rows(0, 128))
     out = tmp_path / "b.npy"

@@ -83,7 +83,14 @@ def command(prefix: Path, as_json: bool) -> None:
         ("dataset", d["prefix"]),
         ("dtype", d["dtype"]),
         ("items", f"{d['items']:,}"),
-        ("documents", f"{d['documents']:,}"),
+        (
+            "documents",
+            # Pythia's preshuffled document.idx records no document ends (doc_idx [0]): "0"
+            # alone read as a dataset of no documents.
+            "none recorded (doc_idx [0] alone, as in Pythia's preshuffled data)"
+            if d["documents"] == 0 and d["items"] > 0
+            else f"{d['documents']:,}",
+        ),
         ("tokens", f"{d['tokens']:,}"),
         ("index", f"{d['idx_file']} ({_human_bytes(d['idx_bytes'])})"),
     ]
