@@ -110,6 +110,19 @@ def test_build_index_splits_and_blend(tmp_path):
     assert code == 2 and "2 datasets" in out  # a usage error
 
 
+def test_hidden_files_and_folders_named_idx_are_no_datasets_of_a_folder(tmp_path):
+    # A copy from macOS leaves AppleDouble files (._a.idx) beside the data: they were counted
+    # as datasets, so --weights had to give them a weight and the build then failed on them.
+    d = make_dir(tmp_path)
+    shutil.copy(d / "a.idx", d / "._a.idx")
+    (d / "notes.idx").mkdir()
+    blend_opts = ("--weights", "3,1", *ARGS, "-q")
+    code, out = run("build-index", d, *blend_opts)
+    assert code == 0 and "blend of 2 datasets" in out, out
+    code, out = run("batch", d, "--step", 0, *blend_opts[:-1])
+    assert code == 0 and out.startswith("step 0:"), out
+
+
 def test_batch_reads_the_blend_build_index_built(tmp_path):
     # A blend built with build-index --weights could be read from Python only.
     d = make_dir(tmp_path)

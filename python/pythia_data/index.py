@@ -123,10 +123,16 @@ def _strip(prefix: PathLike) -> Path:
 
 
 def find_datasets(path: PathLike) -> list[Path]:
-    """Dataset prefixes: ``path`` itself, or every ``*.idx`` in a directory (sorted)."""
+    """Dataset prefixes: ``path`` itself, or every ``*.idx`` file in a directory (sorted).
+
+    Hidden names are passed over, as `tokenize` passes them over: a copy from macOS leaves
+    ``._a.idx`` beside ``a.idx``, which was counted as a dataset (and then failed, or made
+    ``--weights`` one short); so are folders that happen to end in ``.idx``."""
     p = Path(path)
     if p.is_dir():
-        found = sorted(q.with_suffix("") for q in p.glob("*.idx"))
+        found = sorted(
+            q.with_suffix("") for q in p.glob("*.idx") if not q.name.startswith(".") and q.is_file()
+        )
         if not found:
             raise PythiaDataError(f"{p}: no indexed dataset (*.idx) in this directory")
         return found
