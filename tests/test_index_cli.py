@@ -82,6 +82,24 @@ def test_batch_notes_a_step_no_run_of_train_iters_trained(tmp_path):
     assert "step 200: rows [400, 402)" in out
 
 
+def test_batch_notes_a_valid_or_test_step_no_evaluation_read(tmp_path):
+    # As for train: valid (and test) indexes hold more rows than the run's evaluations read,
+    # and batch showed a step past them (or any step, with --eval-iters 0) without a word.
+    d = make_dir(tmp_path)
+    opts = ("--train-iters", 20, "--global-batch-size", 2, "--seq-length", 8)
+    valid = (*opts, "--split", "valid", "--eval-interval", 10, "--eval-iters", 2)
+    assert run("build-index", d / "a", *valid, "-q")[0] == 0
+    code, out = run("batch", d / "a", *valid, "--step", 5)  # (20 // 10 + 1) · 2 = 6 steps
+    assert code == 0 and "note:" not in out, out
+    code, out = run("batch", d / "a", *valid, "--step", 5, "--end-step", 7)
+    assert code == 0, out
+    assert "evaluates steps 0..5 of valid: step 6..7 lies beyond them" in out
+    test = (*opts, "--split", "test", "--eval-iters", 0)
+    assert run("build-index", d / "a", *test, "-q")[0] == 0
+    code, out = run("batch", d / "a", *test, "--step", 0)
+    assert code == 0 and "evaluates no step of test: step 0 lies beyond" in out, out
+
+
 # 100 steps of 2 rows of 8 tokens; validation every 40 steps for 3 steps.
 VALID_OPTS = (
     "--train-iters", 100, "--global-batch-size", 2, "--seq-length", 8,

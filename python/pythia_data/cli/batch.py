@@ -17,6 +17,7 @@ from pythia_data.cli._index_options import (
     SPLIT_HELP,
     SPLITS,
     parse_weights,
+    split_iters,
     split_name,
     split_num_samples,
     with_eval_options,
@@ -270,6 +271,25 @@ def command(
             "lies in the index's margin and was never trained",
             err=True,
         )
+    split = index_opts.get("split")
+    if (
+        not preshuffled
+        and split in ("valid", "test")
+        and index_opts.get("num_samples") is None
+        and batch_size == index_opts.get("global_batch_size")
+    ):
+        # As for train: the index holds more rows than GPT-NeoX's evaluation reads (with
+        # --eval-iters 0, none at all), and batch showed those rows without a word.
+        evals = split_iters(split, iters, index_opts["eval_interval"], index_opts["eval_iters"])
+        if end_step >= evals:
+            read = f"steps 0..{evals - 1:,}" if evals else "no step"
+            first = max(step, evals)
+            shown = f"{first:,}" if end_step == first else f"{first:,}..{end_step:,}"
+            click.echo(
+                f"note: a run with these options evaluates {read} of {split}: step {shown} "
+                "lies beyond them and was never evaluated",
+                err=True,
+            )
     dtype = np.int64 if as_int64 else None
     if output is not None:
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
