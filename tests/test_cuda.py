@@ -135,3 +135,58 @@ def test_resume_on_cuda_continues_the_run_and_transformers_loads_its_checkpoint(
     tokens = torch.from_numpy(src[0][:32].astype(np.int64))[None]
     with torch.no_grad():
         assert rel_err(a.eval()(tokens), hf(tokens).logits) < 1e-5
+
+
+def test_cli_trains_compiled_bf16_then_fine_tunes_from_its_checkpoint_on_cuda(
+    sample_prefix, tmp_path
+):
+    # The command line end to end on the GPU, as a user runs it: torch.compile, bf16 autocast,
+    # Pythia's checkpoint files, then an --init-from fine-tune of what it saved.
+    import json
+
+    from click.testing import CliRunner
+
+    from pythia_data.tokenizer import Tokenizer
+    from pythia_train.cli import main
+
+    shape = ("--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4")
+    run = (*("--seq-length", "32", "--global-batch", "8", "--micro-batch", "4", "--lr", "5e-3"),)
+    run += ("--precision", "bf16", "--compile", "--device", "cuda", "--no-progress")
+    run += ("--data", str(sample_prefix))
+    first = CliRunner().invoke(
+        main,
+        [*shape, "--max-position-embeddings", "32", *run, "--train-iters", "12"]
+        + [
+            "--save-steps",
+            "12",
+            "--save",
+            str(tmp_path / "a"),
+            "--log-file",
+            str(tmp_path / "a.jsonl"),
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert losses[0] == pytest.approx(np.log(50304), abs=0.3)
+    assert losses[-1] < losses[0] - 1.5
+    ck = tmp_path / "a" / "step12"
+    conf = json.loads((ck / "config.json").read_text())
+    eod = Tokenizer().eod_id
+    assert (conf["bos_token_id"], conf["eos_token_id"]) == (eod, eod)
+    assert (ck / "tokenizer.json").is_file()
+
+    second = CliRunner().invoke(
+        main,
+        [*run, "--init-from", str(ck), "--train-iters", "4", "--save-steps", "4"]
+        + ["--save", str(tmp_path / "b"), "--log-file", str(tmp_path / "b.jsonl")],
+    )
+    assert second.exit_code == 0, second.output
+    tuned = [json.loads(x)["loss"] for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    # It starts from the trained weights, not from a fresh initialisation.
+    assert tuned[0] < losses[0] - 1.0
+    model = load_hf(tmp_path / "b" / "step4").eval()
+    assert (model.cfg.num_layers, model.cfg.hidden_size, model.cfg.max_seq_len) == (2, 64, 32)
+    hf = transformers.GPTNeoXForCausalLM.from_pretrained(tmp_path / "b" / "step4").eval()
+    tokens = torch.from_numpy(PreshuffledDataset(sample_prefix)[0][:32].astype(np.int64))[None]
+    with torch.no_grad():
+        assert rel_err(model(tokens), hf(tokens).logits) < 1e-5
