@@ -188,6 +188,15 @@ _TINY_HF = {
 }
 
 
+def test_a_checkpoint_without_attention_biases_is_refused_with_what_to_use(tmp_path):
+    # A real transformers model of that kind: the refusal said only "not supported".
+    model = transformers.GPTNeoXForCausalLM(tiny_hf_config(attention_bias=False))
+    model.save_pretrained(tmp_path / "nobias")
+    with pytest.raises(CheckpointError, match="attention_bias is false") as e:
+        load_hf(tmp_path / "nobias")
+    assert "Load it with transformers' GPTNeoXForCausalLM" in str(e.value)
+
+
 @pytest.mark.parametrize(
     "edit, problem",
     [

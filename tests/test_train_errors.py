@@ -663,6 +663,22 @@ def test_init_from_notes_a_config_shape_it_does_not_use(data, tmp_path):
     assert config["num_hidden_layers"] == 2
 
 
+def test_init_from_notes_the_dropout_it_does_not_apply(data, tmp_path):
+    # A checkpoint declaring dropout (a fine-tune's) was trained without it, without a word.
+    assert cli("--save", tmp_path / "ck", "--train-iters", "1", data=data["a"]).exit_code == 0
+    hf = tmp_path / "ck" / "step1"
+    result = cli("--init-from", hf, "--save", tmp_path / "plain", data=data["a"])
+    assert result.exit_code == 0 and "dropout" not in result.output, result.output
+    conf = json.loads((hf / "config.json").read_text())
+    (hf / "config.json").write_text(json.dumps({**conf, "hidden_dropout": 0.1}))
+    result = cli("--init-from", hf, "--save", tmp_path / "from", data=data["a"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "config.json asks for hidden_dropout 0.1; pythia-train trains without dropout" in text
+    saved = json.loads((tmp_path / "from" / "step2" / "config.json").read_text())
+    assert not saved.get("hidden_dropout") and not saved.get("attention_dropout")
+
+
 def test_init_from_takes_an_explicit_gelu_and_context(data, tmp_path):
     # Pythia's HF checkpoints declare the exact GELU and Pythia trained with tanh: --gelu tanh
     # was ignored without a word, and --max-position-embeddings was refused with the advice

@@ -299,6 +299,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
         # that model's heads or width, not the checkpoint's.
         _check_init_shape(opts["init_from"], opts, [k for k in _SHAPE_OPTIONS if given(k)])
         _note_config_shape(opts, from_config - {k for k in from_config if given(k)})
+        _note_init_dropout(opts["init_from"])
     try:
         model_cfg, train_cfg = _configs(opts, world)
     except ValueError as e:
@@ -538,6 +539,31 @@ def _note_config_shape(opts: dict, from_config: set[str]) -> None:
                 f"(pass --gelu {opts['gelu']} to train with the config's)",
                 err=True,
             )
+
+
+def _note_init_dropout(init_from: str) -> None:
+    """A checkpoint whose config.json asks for dropout (a fine-tune's, say) was trained here
+    without it and without a word; the checkpoints this run writes declare none."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        conf = json.loads((Path(init_from) / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return  # loading the checkpoint reports it
+    if not isinstance(conf, dict):
+        return
+    asked = [
+        f"{key} {value}"
+        for key in ("hidden_dropout", "attention_dropout")
+        if isinstance(value := conf.get(key), int | float) and value > 0
+    ]
+    if asked:
+        click.echo(
+            f"pythia-train: note: the --init-from checkpoint's config.json asks for "
+            f"{', '.join(asked)}; pythia-train trains without dropout, as Pythia did, and its "
+            f"checkpoints declare none",
+            err=True,
+        )
 
 
 def _init_overrides(opts: dict, given) -> dict | None:

@@ -101,7 +101,11 @@ def config_from_hf(conf: dict, where: str = "config.json") -> ModelConfig:
             f"model.save_pretrained(...)"
         )
     if not conf.get("attention_bias", True):
-        raise CheckpointError(f"{where}: attention_bias = false is not supported")
+        raise CheckpointError(
+            f"{where}: attention_bias is false (no biases on the attention's projections), "
+            f"which this GPT-NeoX does not build: Pythia's and GPT-NeoX-20B's checkpoints have "
+            f"them. Load it with transformers' GPTNeoXForCausalLM instead"
+        )
     # transformers takes rope_scaling over rope_parameters; before 4.45 it named the type "type".
     rope = conf.get("rope_scaling") or conf.get("rope_parameters") or {}
     if not isinstance(rope, dict):
