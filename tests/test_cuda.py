@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_model import CONFIGS, hf_twin, rel_err
+from test_model import CONFIGS, hf_twin, left_padded, rel_err
 from train_fixtures import pack_rows, tiny_config, write_rows
 
 from pythia_data import IndexedDataset, PreshuffledDataset
@@ -75,6 +75,29 @@ def test_generation_on_cuda_equals_transformers_and_cpu():
     theirs = hf.generate(
         prompt.cuda(),
         attention_mask=torch.ones_like(prompt.cuda()),
+        max_new_tokens=20,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    assert ours.device.type == "cuda"
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours.cpu(), on_cpu)
+
+
+@pytest.mark.parametrize("name", ["pythia-like", "sequential-residual"])
+def test_ragged_generation_on_cuda_equals_transformers_and_cpu(name):
+    # Left-padded prompts take the masked SDPA path, on the GPU's kernels.
+    cfg = CONFIGS[name]
+    model = build_model(cfg, seed=3).eval()
+    prompt, mask, _ = left_padded(cfg, [7, 3, 1, 5], seed=4)
+    on_cpu = model.generate(prompt, max_new_tokens=20, attention_mask=mask)
+    hf = hf_twin(model).cuda()
+    model.cuda()
+    ours = model.generate(prompt.cuda(), max_new_tokens=20, attention_mask=mask.cuda())
+    theirs = hf.generate(
+        prompt.cuda(),
+        attention_mask=mask.cuda(),
         max_new_tokens=20,
         do_sample=False,
         pad_token_id=0,

@@ -123,6 +123,125 @@ def test_greedy_generation_pads_finished_rows_with_eos_like_transformers():
         model.generate(prompt, max_new_tokens=2, eos_token_id="<|endoftext|>")
 
 
+def left_padded(cfg, lens, seed, pad=0):
+    """Random prompts of the given lengths, left-padded with ``pad`` into one batch, their
+    attention mask, and each prompt alone."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(0, cfg.vocab_size, (n,), generator=gen) for n in lens]
+    width = max(lens)
+    prompt = torch.full((len(lens), width), pad, dtype=torch.long)
+    mask = torch.zeros(len(lens), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        prompt[i, width - len(row) :] = row
+        mask[i, width - len(row) :] = 1
+    return prompt, mask, rows
+
+
+RAGGED = ["pythia-like", "rotary-full-tanh", "sequential-residual"]  # rotary 0.25 / 1.0, residuals
+
+
+@pytest.mark.parametrize("name", RAGGED)
+def test_ragged_batch_generation_matches_transformers_and_each_row_alone(name):
+    cfg = CONFIGS[name]
+    assert {CONFIGS[n].rotary_pct for n in RAGGED} == {0.25, 1.0}
+    assert {CONFIGS[n].parallel_residual for n in RAGGED} == {True, False}
+    model = build_model(cfg, seed=3).eval()
+    hf = hf_twin(model)
+    lens = [7, 3, 1, 5]  # one row unpadded, one a single token
+    prompt, mask, rows = left_padded(cfg, lens, seed=4)
+    ours = model.generate(prompt, max_new_tokens=12, attention_mask=mask)
+    theirs = hf.generate(
+        prompt,
+        attention_mask=mask,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours[:, :7], prompt)  # the padding comes back as given
+    for i, row in enumerate(rows):
+        assert torch.equal(ours[i, 7:], model.generate(row, max_new_tokens=12)[0, len(row) :])
+    # Other padding ids change nothing: nothing attends to them.
+    noisy = torch.where(mask.bool(), prompt, torch.randint_like(prompt, cfg.vocab_size))
+    again = model.generate(noisy, max_new_tokens=12, attention_mask=mask)
+    assert torch.equal(again[:, 7:], ours[:, 7:])
+    # forward with the mask: the tokens' logits are transformers' and each row's alone.
+    with torch.no_grad():
+        logits = model(prompt, attention_mask=mask)
+        want = hf(prompt, attention_mask=mask).logits
+        keep = mask.bool()
+        assert rel_err(logits[keep], want[keep]) < 1e-5
+        for i, row in enumerate(rows):
+            assert rel_err(logits[i, 7 - len(row) :], model(row[None])[0]) < 1e-5
+
+
+def test_ragged_batch_generation_stops_rows_at_their_eos_like_transformers():
+    cfg = tiny_config()
+    model = build_model(cfg, seed=3).eval()
+    hf = hf_twin(model)
+    prompt, mask, rows = left_padded(cfg, [7, 3, 1, 5], seed=4)
+    free = model.generate(prompt, max_new_tokens=12, attention_mask=mask)[:, 7:]
+    # Without end ids, rows 0 and 1 first emit 278 at new tokens 4 and 6, rows 2 and 3 first
+    # emit 161 at new tokens 4 and 7: with both as end ids every row stops, at different steps.
+    eos = [278, 161]
+    ends = [int(torch.isin(r, torch.tensor(eos)).nonzero()[0]) for r in free]
+    assert ends == [3, 5, 3, 6]
+    ours = model.generate(prompt, max_new_tokens=12, eos_token_id=eos, attention_mask=mask)
+    theirs = hf.generate(
+        prompt, attention_mask=mask, max_new_tokens=12, do_sample=False, eos_token_id=eos
+    )
+    assert torch.equal(ours, theirs)
+    assert ours.shape[1] == 7 + 7  # all rows done after the 7th new token
+    for i, (row, end) in enumerate(zip(rows, ends, strict=True)):
+        assert torch.equal(ours[i, 7 : 7 + end + 1], free[i, : end + 1])
+        assert ours[i, 7 + end + 1 :].eq(eos[0]).all()  # finished rows repeat the first end id
+        alone = model.generate(row, max_new_tokens=12, eos_token_id=eos)
+        assert torch.equal(alone[0, len(row) :], free[i, : end + 1])
+
+
+def test_a_mask_of_all_ones_takes_the_unmasked_path(monkeypatch):
+    model = build_model(tiny_config(), seed=3).eval()
+    prompt = torch.randint(0, 512, (3, 32), generator=torch.Generator().manual_seed(4))
+    want = model.generate(prompt, max_new_tokens=8)
+
+    def masked(*args):
+        raise AssertionError("an equal-length batch went through the padded path")
+
+    monkeypatch.setattr("pythia_train.model._padded_batch", masked)
+    for mask in (torch.ones_like(prompt), np.ones((3, 32), dtype=bool), [[1] * 32] * 3):
+        assert torch.equal(model.generate(prompt, max_new_tokens=8, attention_mask=mask), want)
+    # A single row's mask may be (len,), as its prompt.
+    assert torch.equal(model.generate(prompt[0], 8, attention_mask=[1] * 32), want[:1])
+
+
+def test_ragged_generation_rejects_bad_masks():
+    model = build_model(tiny_config(max_seq_len=16), seed=0).eval()
+    prompt = torch.tensor([[0, 0, 5, 6], [1, 2, 3, 4]])
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 3\) but the prompt "):
+        model.generate(prompt, 2, attention_mask=torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(4,\) but the prompt \(2, 4\)"):
+        model.generate(prompt, 2, attention_mask=[0, 0, 1, 1])
+    for bad, shown in ((2, "2"), (-1, "-1"), (0.5, "0.5")):
+        mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, bad]])
+        with pytest.raises(ValueError, match=f"must hold 1 \\(token\\) or 0 .*, got {shown}"):
+            model.generate(prompt, 2, attention_mask=mask)
+    for mask in ([[1, 1, 0, 0], [1, 1, 1, 1]], [[0, 0, 1, 1], [1, 0, 1, 1]]):
+        with pytest.raises(ValueError, match="row [01] has padding after a token: .*left-pad"):
+            model.generate(prompt, 2, attention_mask=mask)
+    with pytest.raises(ValueError, match="row 1 is all padding: every prompt needs"):
+        model.generate(prompt, 2, attention_mask=[[0, 0, 1, 1], [0, 0, 0, 0]])
+    # Padding takes no position: the longest row's tokens (2 + 1 = 3 here) must fit the context.
+    wide = torch.cat((torch.zeros(2, 12, dtype=torch.long), prompt), dim=1)
+    mask = torch.tensor([[0] * 14 + [1, 1], [0] * 13 + [1, 1, 1]])
+    assert model.generate(wide, 13, attention_mask=mask).shape == (2, 16 + 13)
+    with pytest.raises(ValueError, match="prompt 3 \\+ 14 new tokens exceed the context of 16"):
+        model.generate(wide, 14, attention_mask=mask)
+    # The padding's ids are still ids: outside the vocabulary, they are named.
+    with pytest.raises(ValueError, match="token id 600, outside"):
+        model.generate([[600, 1], [2, 3]], 1, attention_mask=[[0, 1], [1, 1]])
+
+
 def test_cached_chunks_equal_one_forward():
     cfg = tiny_config()
     model = build_model(cfg, seed=5).eval()

@@ -42,7 +42,9 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions[:, None].float() * self.inv_freq.float()[None, :]
+        """Tables for ``positions`` of any shape: (seq,) gives (seq, rotary_dim), the
+        per-row positions of a padded batch, (batch, seq), give (batch, seq, rotary_dim)."""
+        freqs = positions[..., None].float() * self.inv_freq.float()
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos(), emb.sin()
 
@@ -82,7 +84,7 @@ class Attention(nn.Module):
         self.query_key_value = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x, cos, sin, cache: KVCache | None = None, attn_mask=None) -> torch.Tensor:
         B, T, _ = x.shape
         H, hd = self.cfg.num_heads, self.cfg.head_dim
         # GPT-NeoX groups the fused rows per head: [q_h, k_h, v_h] for each head h.
@@ -93,7 +95,10 @@ class Attention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.update(self.layer, k, v)
-        if past == 0:
+        if attn_mask is not None:
+            # A padded batch: the mask is causal and hides every row's padding keys.
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif T == 1:
             y = F.scaled_dot_product_attention(q, k, v)
@@ -126,8 +131,8 @@ class Layer(nn.Module):
         self.attention = Attention(cfg, layer)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
-        a = self.attention(self.input_layernorm(x), cos, sin, cache)
+    def forward(self, x, cos, sin, cache: KVCache | None = None, attn_mask=None) -> torch.Tensor:
+        a = self.attention(self.input_layernorm(x), cos, sin, cache, attn_mask)
         if self.parallel_residual:
             return x + a + self.mlp(self.post_attention_layernorm(x))
         x = x + a
@@ -158,6 +163,7 @@ class GPTNeoX(nn.Module):
         tokens: torch.Tensor,
         cache: KVCache | None = None,
         targets: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits, (batch, seq, vocab); or, given ``targets``, the mean cross-entropy of
         ``logits[:, t]`` against ``targets[:, t]`` (inside a compiled region).
@@ -165,7 +171,11 @@ class GPTNeoX(nn.Module):
         ``targets`` are already shifted: for a row ``r`` of seq + 1 ids, ``tokens = r[:-1]`` and
         ``targets = r[1:]`` (transformers' ``labels`` are the unshifted ``tokens``; passing
         them here trains the model to copy its input). -100 is ignored, as in transformers.
-        ``cache``: a ``KVCache`` the new keys and values go into, after its ``length`` ones."""
+        ``cache``: a ``KVCache`` the new keys and values go into, after its ``length`` ones.
+        ``attention_mask``: for a padded batch, (batch, cache length + seq), 1 for a token and
+        0 for padding (what ``generate`` passes, as transformers takes it): no token attends
+        to padding, and positions count only tokens (a row's logits are those of its tokens
+        alone; those at padding are meaningless). None: every id is a token."""
         # A (seq,) row failed with "tuple index out of range", (batch, 1, seq) with "too many
         # values to unpack": say what shape is wanted.
         if tokens.ndim != 2:
@@ -178,14 +188,18 @@ class GPTNeoX(nn.Module):
         m = self.gpt_neox
         T = tokens.shape[1]
         past = 0 if cache is None else cache.length
-        positions = torch.arange(past, past + T, device=tokens.device)
-        cos, sin = m.rotary_emb(positions)
+        attn_mask = None
+        if attention_mask is None:
+            positions = torch.arange(past, past + T, device=tokens.device)
+            cos, sin = m.rotary_emb(positions)
+        else:
+            cos, sin, attn_mask = _padded_batch(m.rotary_emb, attention_mask, tokens, past)
         x = m.embed_in(tokens)
         for layer in m.layers:
             if self.activation_checkpointing and self.training and cache is None:
-                x = checkpoint(layer, x, cos, sin, use_reentrant=False)
+                x = checkpoint(layer, x, cos, sin, None, attn_mask, use_reentrant=False)
             else:
-                x = layer(x, cos, sin, cache)
+                x = layer(x, cos, sin, cache, attn_mask)
         if cache is not None:
             cache.length += T
         logits = self.embed_out(m.final_layer_norm(x))
@@ -195,12 +209,23 @@ class GPTNeoX(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, prompt, max_new_tokens: int, eos_token_id: int | list[int] | None = None
+        self,
+        prompt,
+        max_new_tokens: int,
+        eos_token_id: int | list[int] | None = None,
+        attention_mask=None,
     ) -> torch.Tensor:
         """Greedy decoding with a KV cache; returns prompt and continuation, (batch, len).
         ``prompt``: token ids, (len,) or (batch, len), as a tensor, a numpy array (such as
         ``Tokenizer.encode`` returns) or a list. ``eos_token_id``: an id, or several (as
-        transformers takes them), that end a row; finished rows repeat the first."""
+        transformers takes them), that end a row; finished rows repeat the first.
+
+        Prompts of different lengths go in one batch left-padded, with ``attention_mask`` of
+        the prompt's shape: 1 for a token, 0 for padding (as transformers' decoder-only
+        ``generate`` takes them; the padding ids must be in the vocabulary, and come back as
+        given). Each row then generates what it would alone: positions count its tokens only
+        and nothing attends to padding. Without a mask (or with one of all 1s), every id is a
+        token and the batch takes the unmasked (causal SDPA) path."""
         vocab = self.cfg.vocab_size
         eos = _eos_ids(eos_token_id)
         if not isinstance(prompt, torch.Tensor):
@@ -232,6 +257,8 @@ class GPTNeoX(nn.Module):
             raise ValueError("max_new_tokens must be >= 0")
         if prompt.shape[1] == 0:
             raise ValueError("the prompt needs at least one token to condition on")
+        if attention_mask is not None:
+            attention_mask = _prompt_mask(attention_mask, prompt)
         bad = prompt[(prompt < 0) | (prompt >= vocab)]
         if bad.numel():
             raise ValueError(
@@ -239,15 +266,21 @@ class GPTNeoX(nn.Module):
                 f"{vocab} (ids 0..{vocab - 1})"
             )
         total = prompt.shape[1] + max_new_tokens
-        if total > self.cfg.max_seq_len:
+        # Padding takes no position: the longest row's tokens are what must fit the context.
+        longest = prompt.shape[1] if attention_mask is None else int(attention_mask.sum(1).max())
+        if longest + max_new_tokens > self.cfg.max_seq_len:
             raise ValueError(
-                f"prompt {prompt.shape[1]} + {max_new_tokens} new tokens exceed the "
+                f"prompt {longest} + {max_new_tokens} new tokens exceed the "
                 f"context of {self.cfg.max_seq_len}"
             )
         param = next(self.parameters())
         cache = KVCache(self.cfg, prompt.shape[0], total, param.device, param.dtype)
         out = prompt
-        logits = self(prompt, cache)
+        if attention_mask is not None:
+            # The generated tokens are tokens: the mask of every step is a prefix of this one.
+            keys = torch.ones(prompt.shape[0], total, dtype=torch.bool, device=prompt.device)
+            keys[:, : prompt.shape[1]] = attention_mask
+        logits = self(prompt, cache, attention_mask=attention_mask)
         done = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
         stops = None if eos is None else torch.tensor(eos, device=prompt.device)
         for _ in range(max_new_tokens):
@@ -263,11 +296,74 @@ class GPTNeoX(nn.Module):
                     break
             if out.shape[1] == total:
                 break
-            logits = self(nxt[:, None], cache)
+            mask = None if attention_mask is None else keys[:, : cache.length + 1]
+            logits = self(nxt[:, None], cache, attention_mask=mask)
         return out
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _prompt_mask(attention_mask, prompt: torch.Tensor) -> torch.Tensor | None:
+    """``generate``'s attention mask, checked, as bool on the prompt's device; None when it
+    masks nothing (the unmasked path then gives the same tokens, faster)."""
+    mask = attention_mask
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(np.asarray(mask))
+    given = tuple(mask.shape)
+    if mask.ndim == 1:
+        mask = mask[None]
+    if tuple(mask.shape) != tuple(prompt.shape):
+        raise ValueError(
+            f"attention_mask has shape {given} but the prompt {tuple(prompt.shape)}: it needs "
+            f"one 1 (token) or 0 (padding) per prompt id"
+        )
+    mask = mask.to(prompt.device)
+    bad = mask[(mask != 0) & (mask != 1)]
+    if bad.numel():
+        raise ValueError(
+            f"attention_mask must hold 1 (token) or 0 (padding) only, got {bad[0].item()}"
+        )
+    mask = mask != 0
+    empty = (~mask.any(dim=1)).nonzero()
+    if empty.numel():
+        raise ValueError(
+            f"attention_mask row {int(empty[0])} is all padding: every prompt needs at least "
+            f"one token to condition on"
+        )
+    # New tokens go after the last column, so padding after a row's tokens would sit between
+    # its prompt and its continuation.
+    right = (mask[:, :-1] & ~mask[:, 1:]).any(dim=1).nonzero()
+    if right.numel():
+        raise ValueError(
+            f"attention_mask row {int(right[0])} has padding after a token: generate takes "
+            f"left-padded prompts (padding first, as a tokenizer with padding_side='left' "
+            f"gives them)"
+        )
+    return None if bool(mask.all()) else mask
+
+
+def _padded_batch(rotary_emb, attention_mask, tokens, past):
+    """Rotary tables and the attention mask of a padded batch: positions are
+    ``cumsum(mask) - 1`` as in transformers (a row's first token is at 0 however much
+    padding precedes it), and query t sees the keys up to past + t that are tokens."""
+    B, T = tokens.shape
+    if tuple(attention_mask.shape) != (B, past + T):
+        raise ValueError(
+            f"attention_mask must have shape (batch, cache length + seq) = {(B, past + T)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    keep = attention_mask.to(tokens.device) != 0
+    positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+    cos, sin = rotary_emb(positions)
+    qpos = torch.arange(past, past + T, device=keep.device)[:, None]
+    kpos = torch.arange(past + T, device=keep.device)[None, :]
+    # A padding query sees itself too: one whose keys are all masked gives NaN on some SDPA
+    # backends and torch versions, which would reach the tokens' outputs in the next layer
+    # through the padding's values (0 * NaN).
+    mask = ((kpos <= qpos) & keep[:, None, :]) | (kpos == qpos)
+    # (batch, seq, rotary_dim) tables and the mask broadcast over the heads.
+    return cos[:, None], sin[:, None], mask[:, None]
 
 
 def _eos_ids(eos_token_id) -> list[int] | None:
