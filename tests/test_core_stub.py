@@ -100,6 +100,7 @@ def test_stub_return_types_of_paths(tmp_path):
         "IndexedDataset.idx_path": lambda: ds.idx_path,
         "merge_datasets": lambda: _core.merge_datasets(tmp_path / "m", [tmp_path / "a"]),
         "remove_stale_temps": lambda: _core.remove_stale_temps(tmp_path / "m"),
+        "shared_temp_path": lambda: _core.shared_temp_path(tmp_path / "m"),
         "index_paths": lambda: _core.index_paths(tmp_path / "a", "train_0", 1, 2, 3),
         "num_samples_for": lambda: _core.num_samples_for(1, 1),
         "sampled_digest": lambda: _core.sampled_digest(tmp_path / "a.bin"),

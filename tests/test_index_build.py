@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -432,3 +433,26 @@ def test_reuse_removes_temporaries_of_killed_builds(tmp_path):
     assert build_index(prefix, num_samples=6, seq_length=3, seed=1).reused
     assert not any(p.exists() for p in stale)
     assert ours.exists()  # a running process's temporary is its own
+
+
+def test_temporaries_of_builds_on_other_hosts_are_left_alone(tmp_path):
+    # A job on another host sharing the folder, building the same index: its PIDs cannot be
+    # seen from here, so only age tells its temporaries from a killed run's.
+    prefix = make_dataset(tmp_path / "d", [7, 3, 11, 4, 9])
+    info = build_index(prefix, num_samples=6, seq_length=3, seed=1)
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    ours = _core.shared_temp_path(info.doc_idx_path)
+    host = ours.name.split("-", 2)[2].rsplit("-", 1)[0]
+    assert ours.name == f".{info.doc_idx_path.name}.tmp-{os.getpid()}-{host}-" + ours.name[-16:]
+    foreign = [p.with_name(f".{p.name}.tmp-{pid_max + 1}-other-host-{7:016x}") for p in info.paths]
+    old_foreign = foreign[0].with_name(foreign[0].name.replace("-other-", "-old-"))
+    dead_here = foreign[0].with_name(foreign[0].name.replace("other-host", host))
+    for p in [*foreign, old_foreign, dead_here]:
+        p.write_bytes(b"half an array")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old_foreign, (two_days_ago, two_days_ago))
+    assert build_index(prefix, num_samples=6, seq_length=3, seed=1).reused
+    assert build_index(prefix, num_samples=6, seq_length=3, seed=1, overwrite=True)
+    assert all(p.exists() for p in foreign)
+    assert not old_foreign.exists()  # written two days ago: no build runs that long
+    assert not dead_here.exists()  # this host's, and its process is gone

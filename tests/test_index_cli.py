@@ -667,6 +667,43 @@ def test_two_threads_building_one_index_both_succeed(tmp_path):
         assert f.read_bytes() == (reference / f.name).read_bytes(), f.name
 
 
+def _another_host(cmd: list[str]) -> list[str]:
+    """``cmd`` as a job on another host sharing the folder would run it: its own host name and
+    PID namespace (it may have this process's PIDs, and cannot see them). Unchanged where user
+    namespaces are not allowed."""
+    wrap = ["unshare", "-Urpfu", "--mount-proc", "sh", "-c", 'hostname other-host && exec "$@"']
+    try:
+        subprocess.run([*wrap, "sh", "true"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return cmd
+    return [*wrap, "sh", *cmd]
+
+
+def test_two_jobs_building_one_index_at_once_both_succeed(tmp_path):
+    # Jobs on two hosts sharing the folder took each other's `.NAME.tmp-PID` for a killed run's
+    # (that PID was not running on their host) and removed it: one failed with "No such file".
+    d = tmp_path / "d"
+    _write(d, [300, 41, 700, 5, 96] * 40)
+    cmd = [sys.executable, "-c", "from pythia_data.cli import run; run()", "build-index", str(d)]
+    cmd += ["--num-samples", "200000", "--seq-length", "16", "--seed", "7", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(pythia_data.__file__).resolve().parents[1])}
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    single = {p.name: p.read_bytes() for p in tmp_path.glob("d_*")}
+    assert len(single) == 4  # the three arrays and the record
+    for _ in range(6):
+        for p in tmp_path.glob("d_*"):
+            p.unlink()
+        jobs = [
+            subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for c in (cmd, _another_host(cmd))
+        ]
+        for job in jobs:
+            out, _ = job.communicate()
+            assert job.returncode == 0, out
+        assert {p.name: p.read_bytes() for p in tmp_path.glob("d_*")} == single
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_a_process_forked_while_an_index_is_opened_does_not_keep_the_lock(tmp_path):
     import fcntl
 

@@ -246,6 +246,13 @@ fn remove_stale_temps(dest: std::path::PathBuf) -> Vec<std::path::PathBuf> {
     pythia_engine::atomic::remove_stale_temps(&dest)
 }
 
+/// The temporary this process writes `dest` through when separate jobs may write it at once
+/// (the index files): `.NAME.tmp-PID-HOST-TOKEN`.
+#[pyfunction]
+fn shared_temp_path(dest: std::path::PathBuf) -> std::path::PathBuf {
+    pythia_engine::atomic::shared_temp_path(&dest)
+}
+
 #[pyfunction]
 fn merge_datasets(
     py: Python<'_>,
@@ -263,5 +270,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merge_datasets, m)?)?;
     m.add_function(wrap_pyfunction!(check_output_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(remove_stale_temps, m)?)?;
+    m.add_function(wrap_pyfunction!(shared_temp_path, m)?)?;
     Ok(())
 }

@@ -242,8 +242,9 @@ fn record_differences(recorded: &str, this: &str) -> String {
     differences.join("; ")
 }
 
-/// One build at a time in a process: temporaries are named by process, so two threads building
-/// one index wrote the same temporary files (and a build is parallel inside already).
+/// One build at a time in a process: temporaries are named by process (see
+/// `atomic::shared_temp_path`), so two threads building one index wrote the same temporary files
+/// (and a build is parallel inside already).
 static ONE_BUILD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Build (or reuse) the index of `sizes` for `req`, writing GPT-NeoX's three `.npy` files.
@@ -457,6 +458,8 @@ fn write_text_atomically(dest: &Path, text: &str) -> Result<()> {
 struct NpyWriterText {
     dest: PathBuf,
     tmp: PathBuf,
+    /// Open (and locked) until renamed, as the arrays' temporaries.
+    file: Option<std::fs::File>,
 }
 
 impl NpyWriterText {
@@ -464,14 +467,31 @@ impl NpyWriterText {
         crate::atomic::remove_stale_temps(dest);
         Ok(NpyWriterText {
             dest: dest.to_path_buf(),
-            tmp: super::npy::temp_path(dest),
+            tmp: super::npy::shared_temp_path(dest),
+            file: None,
         })
     }
     fn write(&mut self, text: &str) -> Result<()> {
-        std::fs::write(&self.tmp, text).map_err(|e| Error::io(&self.tmp, e))
+        use std::io::Write;
+        let mut file = std::fs::File::create(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
+        crate::atomic::hold_temp_lock(&file);
+        let written = file.write_all(text.as_bytes());
+        self.file = Some(file);
+        written.map_err(|e| Error::io(&self.tmp, e))
     }
-    fn finish(self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))
+    fn finish(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.file = None;
+        Ok(())
+    }
+}
+
+impl Drop for NpyWriterText {
+    /// Not renamed (a full disk, an error): the temporary must not stay behind.
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 

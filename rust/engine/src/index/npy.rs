@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-pub(crate) use crate::atomic::temp_path;
+pub(crate) use crate::atomic::shared_temp_path;
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -129,8 +129,12 @@ impl NpyWriter {
         let dest = dest.as_ref().to_path_buf();
         // The index arrays of a big dataset are gigabytes: drop those of killed runs.
         crate::atomic::remove_stale_temps(&dest);
-        let tmp = temp_path(&dest);
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).at(&tmp)?);
+        // Separate jobs may build the same index at once: each writes its own temporary, locked
+        // until it is renamed, so that none takes another's for a killed run's.
+        let tmp = shared_temp_path(&dest);
+        let file = File::create(&tmp).at(&tmp)?;
+        crate::atomic::hold_temp_lock(&file);
+        let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&header(dtype, shape)).at(&tmp)?;
         let expected_bytes = shape.iter().product::<usize>() as u64 * dtype.itemsize() as u64;
         Ok(NpyWriter {
@@ -167,7 +171,7 @@ impl NpyWriter {
                 .into_inner()
                 .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
             file.sync_all().at(&self.tmp)?;
-            drop(file);
+            // Closed (and so unlocked) only once renamed: see NpyWriter::create.
             std::fs::rename(&self.tmp, &self.dest).at(&self.dest)
         })();
         if let Err(e) = result {
