@@ -817,6 +817,36 @@ def test_batch_refuses_index_options_for_preshuffled_data_and_text_names_for_npy
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
 
 
+def test_batch_of_an_index_never_built_names_the_built_ones_and_what_differs(tmp_path):
+    # It said only "index file not found": a wrong --seed or --train-iters was not told from
+    # an index never built.
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    assert run("build-index", d / "a", *ARGS, "--split", "valid", "--eval-iters", 2, "-q")[0] == 0
+    code, out = run("batch", d / "a", *ARGS[:-1], 78, "--step", 0)
+    assert code == 1 and out.count("\n") == 1, out
+    assert "a_train_0_indexmap_21ns_16sl_78s_doc_idx.npy: index file not found" in out, out
+    assert "train_0 [21 samples, seq_length 16, seed 77] needs --seed 77 (not 78);" in out, out
+    assert "valid_0 [9 samples, seq_length 16, seed 77] needs --split valid, --seed 77" in out
+    assert "build the one asked for with `pythia-data build-index` and these options" in out
+    code, out = run("batch", d / "a", *ARGS[2:], "--train-iters", 6, "--step", 0)
+    assert "needs 21 samples (not 25: --num-samples, or --train-iters × --global-batch" in out
+    code, out = run("batch", d / "a", *ARGS, "--split", "test", "--step", 0)
+    assert "train_0 [21 samples, seq_length 16, seed 77] needs --split train;" in out, out
+    # Another dataset's index whose file name starts with a's (a_x) is not listed as a's.
+    with IndexedDatasetBuilder(d / "a_x", np.uint16) as b:
+        b.add_document(np.arange(900))
+    assert run("build-index", d / "a_x", *ARGS, "-q")[0] == 0
+    code, out = run("batch", d / "a", *ARGS, "--split", "test", "--step", 0)
+    assert "x_train_0" not in out, out
+    code, out = run("batch", d / "b", *ARGS, "--step", 0)
+    assert code == 1 and out.endswith("not found (build it with `pythia-data build-index`)\n")
+    # In Python, in GPTDataset's parameters.
+    with pytest.raises(FileNotFoundError, match=r"needs seq_length=16 \(not 17\)") as e:
+        GPTDataset(d / "a", **{**ARGS_KW, "seq_length": 17})
+    assert "name='valid_0' (not 'train_0')" in str(e.value)
+
+
 def test_batch_of_preshuffled_data_without_the_flag_says_so(tmp_path):
     # It said only "index file not found (build it with `pythia-data build-index`)", which
     # would index Pythia's rows as documents and read other rows than it trained on.

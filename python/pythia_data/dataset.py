@@ -21,7 +21,14 @@ import numpy as np
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
-from pythia_data.index import PYTHIA, BlendInfo, IndexInfo, index_paths, num_samples_for
+from pythia_data.index import (
+    PYTHIA,
+    BlendInfo,
+    IndexInfo,
+    index_paths,
+    missing_index_message,
+    num_samples_for,
+)
 from pythia_data.indexed import IndexedDataset, _integer
 
 __all__ = [
@@ -441,6 +448,13 @@ class GPTDataset(RowDataset):
                 )
             paths = index_paths(self.prefix, name, num_samples, seq_length, seed, cache_dir)
         self.paths = tuple(Path(p) for p in paths)
+        missing = next((p for p in self.paths if not p.exists()), None)
+        if by_parameters and missing is not None:
+            # Said only "not found": which built index differs, and in what, is the useful part.
+            asked = dict(name=name, num_samples=num_samples, seq_length=seq_length, seed=seed)
+            raise FileNotFoundError(
+                missing_index_message(missing, self.prefix, asked, cache_dir, len(self.indexed))
+            )
         self._abs_paths = tuple(Path(os.path.abspath(p)) for p in self.paths)  # for pickling
         # Under the folder's lock, which a build holds while putting its files in place: the
         # record and the three arrays are then all of one build.

@@ -8,8 +8,10 @@ shared/spec/data-pipeline.md §2–5.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,6 +276,108 @@ def index_paths(
         for p in _core.index_paths(
             cache_prefix_for(prefix, cache_dir), name, int(num_samples), seq_length, seed
         )
+    )
+
+
+def built_indexes(
+    prefix: PathLike, cache_dir: PathLike | None = None, items: int | None = None
+) -> list[dict]:
+    """The complete indexes (all three arrays there) in ``prefix``'s cache folder, from their
+    GPT-NeoX file names: ``name``, ``num_samples``, ``seq_length``, ``seed``, sorted. With
+    ``items``, one whose record says it was built for another number of documents is left out:
+    it is another dataset's whose file name starts with this one's (``d`` and ``d_x``)."""
+    base = cache_prefix_for(prefix, cache_dir)
+    pattern = re.compile(
+        re.escape(base.name)
+        + r"_(?P<name>.+)_indexmap_(?P<num_samples>\d+)ns_(?P<seq_length>\d+)sl_(?P<seed>\d+)s"
+        + r"_doc_idx\.npy"
+    )
+    try:
+        names = sorted(os.listdir(base.parent if str(base.parent) else "."))
+    except OSError:
+        return []
+    found = []
+    for file in names:
+        m = pattern.fullmatch(file)
+        if m is None:
+            continue
+        doc_idx = base.parent / file
+        stem = str(doc_idx)[: -len("doc_idx.npy")]
+        if not all(Path(stem + f"{k}_idx.npy").is_file() for k in ("doc", "sample", "shuffle")):
+            continue
+        if items is not None:
+            try:
+                record = json.loads(Path(stem + "meta.json").read_text())
+                if record.get("items", items) != items:
+                    continue
+            except (OSError, ValueError, AttributeError):
+                pass  # GPT-NeoX's own cache has no record; a bad one is reported when opened
+        found.append(
+            {"name": m["name"], **{k: int(m[k]) for k in ("num_samples", "seq_length", "seed")}}
+        )
+    return found
+
+
+def missing_index_message(
+    missing: PathLike,
+    prefix: PathLike,
+    asked: dict,
+    cache_dir: PathLike | None = None,
+    items: int | None = None,
+    cli: bool = False,
+) -> str:
+    """The error for an index ``asked`` (``name``, ``num_samples``, ``seq_length``, ``seed``)
+    whose file ``missing`` is not there: the indexes built for ``prefix`` in the same folder,
+    each with what differs from what was asked, in the command line's options (``cli``) or in
+    GPTDataset's parameters, so that a typo in one option is found at once."""
+    others = built_indexes(prefix, cache_dir, items)
+    if not others:
+        return f"{missing}: index file not found (build it with `pythia-data build-index`)"
+    evaluation = re.fullmatch(r"(valid|test)_0", asked["name"]) is not None
+
+    def differences(other: dict) -> list[str]:
+        out = []
+        if other["name"] != asked["name"]:
+            if not cli:
+                out.append(f"name={other['name']!r} (not {asked['name']!r})")
+            elif re.fullmatch(r"(valid|test)_0", other["name"]):
+                out.append(f"--split {other['name'][:-2]}")
+            elif evaluation:
+                extra = "" if other["name"] == "train_0" else f" --name {other['name']}"
+                out.append(f"--split train{extra}")
+            else:
+                out.append(f"--name {other['name']}")
+        # Another split's count follows from that split's own options: its name is the change.
+        if other["num_samples"] != asked["num_samples"] and other["name"] == asked["name"]:
+            if not cli:
+                where = "num_samples=, or train_iters × global_batch_size"
+            elif evaluation:
+                where = "--num-samples, or --train-iters, --eval-interval, --eval-iters"
+            else:
+                where = "--num-samples, or --train-iters × --global-batch-size"
+            out.append(f"{other['num_samples']:,} samples (not {asked['num_samples']:,}: {where})")
+        for key, option in (("seq_length", "--seq-length"), ("seed", "--seed")):
+            if other[key] != asked[key]:
+                said = f"{option} {other[key]}" if cli else f"{key}={other[key]}"
+                out.append(f"{said} (not {asked[key]})")
+        return out
+
+    listed = sorted(others, key=lambda o: (len(differences(o)), o["name"] != asked["name"]))
+    shown = [
+        f"{o['name']} [{o['num_samples']:,} samples, seq_length {o['seq_length']}, seed "
+        f"{o['seed']}] needs {', '.join(differences(o))}"
+        for o in listed[:5]
+    ]
+    if len(listed) > 5:
+        shown.append(f"and {len(listed) - 5} more")
+    if cli:
+        change, build = "options", "`pythia-data build-index` and these options"
+    else:
+        change, build = "parameters", "build=True or `pythia-data build-index`"
+    return (
+        f"{missing}: index file not found; the indexes built for {Path(prefix).name} in "
+        f"{Path(missing).parent} differ from the one asked for: {'; '.join(shown)}. Change the "
+        f"{change} named to read one of them, or build the one asked for with {build}"
     )
 
 

@@ -35,6 +35,7 @@ from pythia_data.index import (
     find_datasets,
     find_one_dataset,
     index_paths,
+    missing_index_message,
 )
 from pythia_data.indexed import IndexedDataset
 from pythia_data.progress import progress_bar
@@ -93,13 +94,23 @@ def open_rows(
             cache_dir=cache_dir,
         )
     except FileNotFoundError as e:
+        error: OSError = e
+        asked = dict(
+            name=split_name(split, name), num_samples=num_samples, seq_length=seq_length, seed=seed
+        )
+        paths = index_paths(prefix, **asked, cache_dir=cache_dir)
+        missing = next((p for p in paths if not p.exists()), None)
+        if missing is not None:  # the indexes that differ, in this command's options
+            error = FileNotFoundError(
+                missing_index_message(missing, prefix, asked, cache_dir, len(indexed), cli=True)
+            )
         # Pythia's released data is preshuffled and has no index: the advice to build one
         # would index its rows as documents and read other rows than Pythia trained on.
         sizes = indexed.sizes
         if len(sizes) < 2 or int(sizes[0]) < 2 or not np.all(sizes == sizes[0]):
-            raise
+            raise error from None
         raise FileNotFoundError(
-            f"{e}; but every item of {prefix} has {int(sizes[0]):,} tokens, as in preshuffled "
+            f"{error}; but every item of {prefix} has {int(sizes[0]):,} tokens, as in preshuffled "
             "data, which has no index (item k is row k): if it is, `pythia-data batch "
             "--preshuffled` reads it"
         ) from None
@@ -138,8 +149,16 @@ def _open_blend(
                     "build that named every component so; GPT-NeoX names this one "
                     f"{component})"
                 )
-            message = str(e).replace("build it with `pythia-data build-index`", hint)
-            raise FileNotFoundError(message if hint in message else f"{e} ({hint})") from None
+            text = str(e)
+            missing = next(
+                (p for p in index_paths(prefix, component, **where) if not p.exists()), None
+            )
+            if missing is not None:
+                # A component's count follows from --weights: the list of the indexes built
+                # for one dataset, in GPTDataset's parameters, would misguide here.
+                text = f"{missing}: index file not found ({hint})"
+            message = text.replace("build it with `pythia-data build-index`", hint)
+            raise FileNotFoundError(message if hint in message else f"{text} ({hint})") from None
     return BlendedDataset(comps, ws)
 
 
