@@ -391,6 +391,14 @@ def test_blend_built_then_read(tmp_path):
     if len(blend) < blend.size:
         d = int(blend.dataset_index[len(blend)])
         assert int(blend.dataset_sample_index[len(blend)]) >= len((x, y)[d])
+    # The length the build reports, from counts alone, is the first position of the order
+    # past the end of its component.
+    past = [
+        np.flatnonzero((blend.dataset_index == d) & (blend.dataset_sample_index >= len(c)))
+        for d, c in enumerate((x, y))
+    ]
+    assert info.readable == len(blend) == min([int(p[0]) for p in past if p.size] + [info.size])
+    assert len(blend) < blend.size  # so the line above is tested where it matters
     rows = blend.rows(0, 40)
     # Weights 0.25/0.75: position 0 goes to y (largest error 0.75·1), then the rule interleaves.
     seen = [0, 0]

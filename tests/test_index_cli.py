@@ -141,6 +141,20 @@ def test_hidden_files_and_folders_named_idx_are_no_datasets_of_a_folder(tmp_path
     assert code == 0 and out.startswith("step 0:"), out
 
 
+def test_build_index_of_a_blend_says_where_its_rows_end(tmp_path):
+    # It printed GPT-NeoX's length alone, the sum of the components' lengths; the order reaches
+    # the end of one component before that, and batch stopped there without a word before.
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d, "--weights", "3,1", *ARGS, "--cache-dir", tmp_path / "b")
+    assert code == 0, out
+    blend = pythia_data.build_blended_index(
+        [d / "a", d / "b"], [3, 1], num_samples=20, seq_length=16, seed=77, cache_dir=tmp_path / "b"
+    )
+    rows = len(pythia_data.BlendedDataset.from_blend(blend))
+    assert rows < blend.size
+    assert f"length {blend.size:,} (GPT-NeoX's); rows [0, {rows:,}) readable" in out, out
+
+
 def test_batch_reads_the_blend_build_index_built(tmp_path):
     # A blend built with build-index --weights could be read from Python only.
     d = make_dir(tmp_path)

@@ -109,6 +109,7 @@ def blend_num_samples(weights: Sequence[float], total: int) -> tuple[list[float]
 def blending_indices(
     weights: Sequence[float], size: int
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
+def blend_readable_len(weights: Sequence[float], lengths: Sequence[int]) -> int: ...
 
 # --- loader (rust/python/src/loader.rs) ------------------------------------------------------
 

@@ -720,13 +720,9 @@ class BlendedDataset(RowDataset):
         )
         # GPT-NeoX's length counts positions past the end of some component (each holds its
         # ceil(N·w·1.005) rows, read only up to N): its rows end at the first such position.
-        self.readable = self.size
-        for d, ds in enumerate(self.datasets):
-            past = np.flatnonzero(
-                (self.dataset_index == d) & (self.dataset_sample_index >= len(ds))
-            )
-            if past.size:
-                self.readable = min(self.readable, int(past[0]))
+        self.readable = _core.blend_readable_len(
+            [float(x) for x in self.weights], [len(d) for d in self.datasets]
+        )
 
     @classmethod
     def from_blend(cls, blend: BlendInfo) -> BlendedDataset:

@@ -117,6 +117,9 @@ class BlendInfo:
     weights: tuple[float, ...]
     #: ``len(BlendableDataset)``: the sum of the components' lengths.
     size: int
+    #: The positions that have rows (``len(BlendedDataset)``, where ``batch`` stops): the blend's
+    #: order reaches the end of some component before ``size``.
+    readable: int
 
 
 def _strip(prefix: PathLike) -> Path:
@@ -576,4 +579,18 @@ def build_blended_index(
         )
         for i, (p, n) in enumerate(zip(prefixes, counts, strict=True))
     )
-    return BlendInfo(components=comps, weights=tuple(norm), size=sum(c.dataset_len for c in comps))
+    lengths = [c.dataset_len for c in comps]
+    return BlendInfo(
+        components=comps,
+        weights=tuple(norm),
+        size=sum(lengths),
+        readable=blend_readable_len(norm, lengths),
+    )
+
+
+def blend_readable_len(weights: Sequence[float], lengths: Sequence[int]) -> int:
+    """Where a blend of datasets of ``lengths`` rows stops having rows, for weights as
+    GPT-NeoX's first normalisation gives them: BlendableDataset normalises them once more
+    (numpy's sum), and its order is that of the twice-normalised weights."""
+    w = np.asarray(weights, dtype=np.float64)
+    return _core.blend_readable_len([float(x) for x in w / w.sum()], [int(n) for n in lengths])

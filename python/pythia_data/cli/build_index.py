@@ -140,6 +140,8 @@ def command(
                 shown = ", ".join(f"{w:.6g}" for w in blend.weights)
                 click.echo(
                     f"blend of {len(prefixes)} datasets, weights {shown}, length {blend.size:,}"
+                    f" (GPT-NeoX's); rows [0, {blend.readable:,}) readable, where the first "
+                    f"component runs out"
                 )
                 for info in blend.components:
                     click.echo(info.describe(split=split))

@@ -260,6 +260,13 @@ fn blending_indices<'py>(
     Ok((d.into_pyarray(py), s.into_pyarray(py)))
 }
 
+/// Where a blend of components of `lengths` samples stops having rows (see the engine's).
+#[pyfunction]
+fn blend_readable_len(py: Python<'_>, weights: Vec<f64>, lengths: Vec<u64>) -> PyResult<u64> {
+    py.detach(|| index::blend_readable_len(&weights, &lengths))
+        .py_err()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RandomState>()?;
     m.add_function(wrap_pyfunction!(build_index, m)?)?;
@@ -269,5 +276,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sizes_fnv1a, m)?)?;
     m.add_function(wrap_pyfunction!(blend_num_samples, m)?)?;
     m.add_function(wrap_pyfunction!(blending_indices, m)?)?;
+    m.add_function(wrap_pyfunction!(blend_readable_len, m)?)?;
     Ok(())
 }

@@ -326,6 +326,50 @@ where
 /// BlendableDataset (`helpers.build_blending_indices`): for each output position, which dataset
 /// and which of its samples. Weights must already be normalised.
 pub fn build_blending_indices(weights: &[f64], size: usize) -> Result<(Vec<u8>, Vec<i64>)> {
+    let mut dataset_index = Vec::with_capacity(size);
+    let mut dataset_sample_index = Vec::with_capacity(size);
+    blend_order(weights, size, |_, d, sample| {
+        dataset_index.push(d as u8);
+        dataset_sample_index.push(sample);
+        true
+    })?;
+    Ok((dataset_index, dataset_sample_index))
+}
+
+/// The positions of a blend that have rows: GPT-NeoX's length is the sum of the components'
+/// `lengths`, but the greedy order reaches the end of some component before that, and its
+/// rows end there. Counts only, so that a Pythia-size blend (its order is 1.3 GB of arrays)
+/// can say where it ends before anything reads it.
+pub fn blend_readable_len(weights: &[f64], lengths: &[u64]) -> Result<u64> {
+    if lengths.len() != weights.len() {
+        return Err(Error::invalid(format!(
+            "{} weights for {} datasets",
+            weights.len(),
+            lengths.len()
+        )));
+    }
+    let size: u64 = lengths.iter().sum();
+    let size = usize::try_from(size)
+        .map_err(|_| Error::invalid(format!("a blend of {size} samples is too large")))?;
+    let mut readable = size as u64;
+    blend_order(weights, size, |s, d, sample| {
+        if sample as u64 >= lengths[d] {
+            readable = s as u64;
+            return false;
+        }
+        true
+    })?;
+    Ok(readable)
+}
+
+/// `build_blending_indices`'s greedy choice, position by position: position s takes the next
+/// sample of the dataset whose weight most exceeds its share so far (ties to the lowest
+/// index). `visit(s, dataset, its sample)` returns false to stop.
+fn blend_order(
+    weights: &[f64],
+    size: usize,
+    mut visit: impl FnMut(usize, usize, i64) -> bool,
+) -> Result<()> {
     if weights.is_empty() || weights.len() >= 255 {
         return Err(Error::invalid(format!(
             "blending takes 1 to 254 datasets, got {}",
@@ -334,8 +378,6 @@ pub fn build_blending_indices(weights: &[f64], size: usize) -> Result<(Vec<u8>, 
     }
     super::check_blend_weights(weights)?;
     let mut current = vec![0i64; weights.len()];
-    let mut dataset_index = Vec::with_capacity(size);
-    let mut dataset_sample_index = Vec::with_capacity(size);
     for s in 0..size {
         let x = (s as f64).max(1.0);
         let mut best = 0;
@@ -347,16 +389,35 @@ pub fn build_blending_indices(weights: &[f64], size: usize) -> Result<(Vec<u8>, 
                 best = d;
             }
         }
-        dataset_index.push(best as u8);
-        dataset_sample_index.push(current[best]);
+        if !visit(s, best, current[best]) {
+            break;
+        }
         current[best] += 1;
     }
-    Ok((dataset_index, dataset_sample_index))
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_len_is_where_the_order_first_passes_a_component() {
+        for (weights, lengths) in [
+            (vec![0.25, 0.75], vec![30u64, 80]),
+            (vec![0.5, 0.3, 0.2], vec![50, 31, 19]),
+            (vec![1.0], vec![17]),
+            (vec![0.1, 0.9], vec![0, 40]),
+        ] {
+            let size = lengths.iter().sum::<u64>() as usize;
+            let (d, i) = build_blending_indices(&weights, size).unwrap();
+            let first_past = (0..size)
+                .find(|&s| i[s] as u64 >= lengths[d[s] as usize])
+                .unwrap_or(size) as u64;
+            assert_eq!(blend_readable_len(&weights, &lengths).unwrap(), first_past);
+        }
+        assert!(blend_readable_len(&[0.5, 0.5], &[3]).is_err());
+    }
 
     fn toy_sizes() -> Vec<i32> {
         vec![3, 5, 1, 7, 4, 6, 4]

@@ -16,8 +16,8 @@ pub use build::{
     Progress,
 };
 pub use gpt2_index::{
-    build_blending_indices, build_doc_idx, build_sample_idx, build_shuffle_idx, plan, sizes_fnv1a,
-    unshuffled_doc_idx, IndexPlan, Sizes,
+    blend_readable_len, build_blending_indices, build_doc_idx, build_sample_idx, build_shuffle_idx,
+    plan, sizes_fnv1a, unshuffled_doc_idx, IndexPlan, Sizes,
 };
 pub use huge::HugeVec;
 pub use idx_sizes::IdxSizes;
