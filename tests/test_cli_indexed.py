@@ -236,6 +236,38 @@ def test_unshard_read_error_names_the_shard(tmp_path, monkeypatch):
     assert str(prefix.with_name(prefix.name + ".bin")) not in out, out
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_command_exits_128_plus_the_signal(tmp_path, monkeypatch, sig):
+    # SIGTERM exited 130, Ctrl-C's status, where pythia-train (and a shell, for a process the
+    # signal kills) gives 143: a job script could not tell a scheduler's stop from a user's.
+    # Both ways a command stops: with its own message (unshard keeps the copied shards) and
+    # with the group's (merge, which keeps nothing).
+    import pythia_data.unshard as u
+    from pythia_data.indexed import IndexedDatasetBuilder
+
+    prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001, 500_000])
+    real, calls = u._write_record, []
+
+    def signalled_after_first_shard(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            os.kill(os.getpid(), sig)
+        real(*args)
+
+    monkeypatch.setattr(u, "_write_record", signalled_after_first_shard)
+    code, out = run("unshard", prefix, "--quiet")
+    assert code == 128 + sig and "interrupted; run the same command again" in out, (code, out)
+    assert (tmp_path / "s" / ".long_docs.bin.partial.json").exists()
+
+    def signalled_while_appending(self, other):
+        os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(IndexedDatasetBuilder, "append_dataset", signalled_while_appending)
+    code, out = run("merge", tmp_path / "m", golden_case("toy_e1"), golden_case("toy_e2"))
+    assert code == 128 + sig and "interrupted; this run left no partial" in out, (code, out)
+    assert not list(tmp_path.glob("m*")) and not list(tmp_path.glob(".m*"))
+
+
 def _stop_after_first_shard(monkeypatch):
     """Make unshard stop (Ctrl-C) once shard 0 is copied and recorded; returns the real
     record writer, to put back."""

@@ -31,6 +31,7 @@ USER_ERRORS = (
 
 
 def _raise_interrupt(signum, frame):
+    _stops.note_stop(signum)
     raise KeyboardInterrupt
 
 
@@ -55,13 +56,14 @@ class _Group(click.Group):
         # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C, so that every
         # command removes its temporary files (the default action would leave them behind).
         main_thread = threading.current_thread() is threading.main_thread()
+        _stops.reset_stop()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
         succeeded = stopped = False
         try:
             result = super().invoke(ctx)
             succeeded = True
         except SystemExit as e:
-            stopped = e.code == 130  # a command that stopped on a signal and said so
+            stopped = e.code in _stops.STOP_STATUSES  # a command stopped by a signal said so
             raise
         except BrokenPipeError:
             # The reader of our output went away (`| head`): stop quietly, as a tool killed by
@@ -87,10 +89,10 @@ class _Group(click.Group):
             else:
                 click.echo("interrupted; this run left no partial output behind", err=True)
             stopped = True
-            sys.exit(130)
+            sys.exit(_stops.exit_status())
         finally:
             # Done or stopped, the process only exits: a further signal is ignored (with the
-            # earlier handler back, it killed the process, status -15 instead of 130).
+            # earlier handler back, it killed the process, status -15 instead of 143).
             if main_thread and not ((succeeded or stopped) and _stops.ignoring_stops_until_exit()):
                 signal.signal(signal.SIGTERM, previous)
         return result

@@ -13,8 +13,36 @@ WORK_DIR_KEY = "pythia_data.work_dir"
 #: Whether this process is the `pythia-data` program, which exits once its command is done (set
 #: by `pythia_data.cli.run`, never when a program or test calls the commands in-process). Then a
 #: finished command leaves stop signals ignored: one that comes while the process exits would
-#: otherwise report its complete output as interrupted (status 130) or kill it.
+#: otherwise report its complete output as interrupted (status 130 or 143) or kill it.
 process_ends_with_command = False
+
+#: The signal that stopped the command, for its exit status; None: none was noted (a
+#: KeyboardInterrupt from Python's own SIGINT handler, or raised by a test).
+_stopped_by: signal.Signals | None = None
+
+
+def reset_stop() -> None:
+    """Forget an earlier command's stop (a program or test may run several in one process)."""
+    global _stopped_by
+    _stopped_by = None
+
+
+def note_stop(signum: int) -> None:
+    """Remember the first stop signal: the one that stopped the command, whatever follows."""
+    global _stopped_by
+    if _stopped_by is None:
+        _stopped_by = signal.Signals(signum)
+
+
+def exit_status() -> int:
+    """The status of a command stopped by a signal: 128 + its number, as a shell reports a
+    process the signal killed and as pythia-train exits, so that a job script can tell a
+    scheduler's SIGTERM (143) from Ctrl-C (130, also for an interrupt with no signal noted)."""
+    return 128 + (_stopped_by or signal.SIGINT)
+
+
+#: Every status `exit_status` returns.
+STOP_STATUSES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 def ignoring_stops_until_exit() -> bool:
@@ -44,6 +72,7 @@ class StopRequests:
         self.previous = {}
 
     def _handle(self, signum, frame):
+        note_stop(signum)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -62,7 +91,7 @@ class StopRequests:
     def __exit__(self, exc_type, *exc):
         # Done, or stopped (the command now says so and exits): a further signal has nothing
         # left to stop, and with the earlier handlers back it killed the exiting process
-        # (status -2 or -15 instead of 130).
+        # (status -2 or -15 instead of 130 or 143).
         stopped = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         if (exc_type is None or stopped) and ignoring_stops_until_exit():
             return

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import click
 
 from pythia_data import _core
+from pythia_data.cli import _stops
 from pythia_data.cli._index_options import (
     SPLIT_HELP,
     SPLITS,
@@ -201,7 +202,7 @@ def _interrupt_names_complete(written: _Written):
             raise  # nothing of this run's is there: the group says so
         files = ", ".join(str(p) for paths in done for p in paths)
         click.echo(f"interrupted after the index was written: {files} are complete", err=True)
-        sys.exit(130)
+        sys.exit(_stops.exit_status())
 
 
 @contextmanager

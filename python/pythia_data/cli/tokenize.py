@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from pythia_data.cli import _stops
 from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli._stops import WORK_DIR_KEY, StopRequests
 from pythia_data.indexed import _strip_extension
@@ -274,7 +275,7 @@ def command(
                 "interrupted; run the same command again to continue from the last checkpoint",
                 err=True,
             )
-            sys.exit(130)
+            sys.exit(_stops.exit_status())
         finally:
             bar.close()
         if num_shards > 1:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pythia_data.cli import _stops
 from pythia_data.index import find_one_dataset
 from pythia_data.unshard import unshard
 
@@ -43,5 +44,5 @@ def command(prefix: Path, output: Path | None, checksums: Path | None, quiet: bo
             "interrupted; run the same command again to continue after the last shard copied",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(_stops.exit_status())
     click.echo(f"wrote {out.with_name(out.name + '.bin')}")
