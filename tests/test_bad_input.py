@@ -255,6 +255,122 @@ def test_output_below_a_file_names_the_output(tmp_path, cmd):
         assert len(r.output.strip().splitlines()) == 1
 
 
+def test_output_error_names_the_folder_and_the_output_not_the_temporary(tmp_path):
+    from pythia_data.errors import output_error
+
+    out, tmp = tmp_path / "new" / "x.npy", tmp_path / "new" / ".x.npy.tmp-1"
+    e = output_error(PermissionError(13, "Permission denied", str(tmp)), out, tmp)
+    # Named by the nearest folder that exists (the one that refused it) and the output.
+    assert str(e) == f"{tmp_path}: Permission denied (writing {out})" and e.errno == 13
+    e = output_error(OSError(28, "No space left on device"), out, tmp)  # a write names no file
+    assert str(e) == f"{out}: No space left on device" and e.errno == 28
+    other = OSError(5, "Input/output error", str(tmp_path / "shard.bin"))  # an input's error
+    assert output_error(other, out, tmp) is other
+
+
+def _enforcing_permissions(cmd: list[str]) -> list[str]:
+    """``cmd`` with file permissions enforced: root writes anywhere unless it drops that
+    capability."""
+    import shlex
+    import shutil
+
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("capsh") is None:
+        pytest.skip("running as root without capsh to drop CAP_DAC_OVERRIDE")
+    return ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c",
+            " ".join(map(shlex.quote, cmd))]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    ["unshard", "unshard -o", "build-index", "build-index sub", "batch", "batch --decode",
+     "export-preshuffled"],
+)  # fmt: skip
+def test_a_read_only_output_folder_is_named_with_the_output(tmp_path, cmd):
+    # The errors named the hidden file written first: "[Errno 13] Permission denied:
+    # '.../.whole.bin.partial'", "ro/.d_train_0_..._sample_idx.npy.tmp-1234: Permission denied".
+    from test_indexed import shard
+
+    from golden import golden_case
+
+    small_index(tmp_path)
+    ro = tmp_path / "ro"
+    index = ["--num-samples", "20", "--seq-length", "6", "--seed", "0"]
+    if cmd == "unshard":
+        args = ["unshard", str(shard(golden_case("long_docs"), ro, [100_001])), "-q"]
+        out = ro / "long_docs.bin"
+    else:
+        ro.mkdir()
+        if cmd == "unshard -o":
+            prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+            out = ro / "sub" / "whole.bin"
+            args = ["unshard", str(prefix), "-o", str(out.with_suffix("")), "-q"]
+        elif cmd.startswith("build-index"):
+            cache = ro / "sub" if cmd.endswith("sub") else ro
+            args = ["build-index", str(tmp_path / "d"), *index[:-1], "1", "-q", "--cache-dir"]
+            args.append(str(cache))
+            # The arrays are written at once: whichever is refused first is named.
+            out = cache / "d_train_0_indexmap_20ns_6sl_1s_"
+        elif cmd.startswith("batch"):
+            out = ro / "b.npy"
+            args = ["batch", str(tmp_path / "d"), "--step", "0", "--batch-size", "2", *index]
+            args += ["-o", str(out), *cmd.split()[1:]]
+        else:
+            out = ro / "pre.bin"
+            args = ["export-preshuffled", str(tmp_path / "d"), str(ro / "pre"), "--rows", "2"]
+            args += [*index, "-q"]
+    ro.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = [sys.executable, "-m", "pythia_data.cli", *args]
+    try:
+        r = subprocess.run(
+            _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=120
+        )
+    finally:
+        ro.chmod(0o755)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"error: {ro}: Permission denied (writing {out}"), r.stderr
+    assert len(r.stderr.splitlines()) == 1 and ".tmp" not in r.stderr, r.stderr
+    assert ".partial" not in r.stderr and "Errno" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["unshard", "batch"])
+def test_a_refused_temporary_is_named_by_its_folder_and_the_output(tmp_path, monkeypatch, cmd):
+    # As above, for any user: the hidden file made first is refused, as a read-only folder does.
+    import builtins
+
+    from click.testing import CliRunner
+    from test_indexed import shard
+
+    from pythia_data.cli import main
+
+    from golden import golden_case
+
+    real_open = builtins.open
+
+    def refusing_hidden_files(file, *args, **kwargs):
+        if Path(file).name.startswith(".") and Path(file).parent == tmp_path / "o":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_hidden_files)
+    small_index(tmp_path)
+    (tmp_path / "o").mkdir()
+    if cmd == "unshard":
+        prefix = shard(golden_case("long_docs"), tmp_path / "s", [100_001])
+        out = tmp_path / "o" / "whole.bin"
+        args = ["unshard", str(prefix), "-o", str(out.with_suffix("")), "-q"]
+    else:
+        out = tmp_path / "o" / "b.npy"
+        index = ["--num-samples", "20", "--seq-length", "6", "--seed", "0"]
+        args = ["batch", str(tmp_path / "d"), "--step", "0", "--batch-size", "2", *index]
+        args += ["-o", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    assert r.output == f"error: {tmp_path / 'o'}: Permission denied (writing {out})\n", r.output
+
+
 def test_verify_write_checksums_onto_the_dataset_is_refused(tmp_path):
     from click.testing import CliRunner
 

@@ -398,6 +398,39 @@ def test_a_log_file_below_a_file_is_a_one_line_error(data, tmp_path, below):
     assert not (tmp_path / "ck").exists()
 
 
+def test_an_unwritable_save_or_log_folder_is_a_one_line_error(data, tmp_path, monkeypatch):
+    # --save failed at the first checkpoint due (after the steps before it, unless step 0),
+    # naming the hidden folder the checkpoint is written in; --log-file named the temporary of
+    # its hidden owner file: "[Errno 13] Permission denied: '.../..log.jsonl.owner.tmp-1234'".
+    # Refused here as a read-only folder refuses them, so that root sees it too.
+    import tempfile
+
+    import pythia_train.checkpoint as checkpoint
+
+    def refused(*args, dir=None, **kw):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".probe-x"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    save = tmp_path / "ck"
+    one_line_error(
+        cli("--save", save, data=data["a"]),
+        f"--save: cannot write checkpoints to {save}: {tmp_path}: Permission denied",
+    )
+    assert not save.exists()
+    monkeypatch.undo()
+    log = tmp_path / "sub" / "log.jsonl"
+
+    def refusing_the_owner(path, text):
+        raise PermissionError(13, "Permission denied", str(path.with_name(f".{path.name}.tmp-1")))
+
+    monkeypatch.setattr(checkpoint, "_write_atomic_text", refusing_the_owner)
+    out = one_line_error(
+        cli("--log-file", log, data=data["a"]),
+        f"--log-file: {tmp_path / 'sub'}: Permission denied (writing {log})",
+    )
+    assert ".owner" not in out and ".tmp" not in out
+
+
 @pytest.mark.parametrize("below", ["ck", "sub/ck"])
 def test_a_save_folder_below_a_file_is_a_one_line_error(data, tmp_path, below):
     # It failed when the first checkpoint was due, after the steps before it, with a bare

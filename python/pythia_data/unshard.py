@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pythia_data import _core
 from pythia_data.checksums import CHUNK, find_expected, read_checksum_file
-from pythia_data.errors import PythiaDataError, prepare_output_folder
+from pythia_data.errors import PythiaDataError, output_error, prepare_output_folder
 from pythia_data.indexed import IndexedDataset, _strip_extension
 from pythia_data.progress import progress_bar
 
@@ -122,11 +122,13 @@ def unshard(
                 names = [p.name for p, _ in shards[: k + 1]]
                 _write_record(record_path, names, digests, stamps[: k + 1], f.tell())
     except OSError as e:
-        if e.filename is not None:
-            raise
-        # A full disk's error named no file: the output's, whose hidden partial file keeps
-        # the shards copied so far for the same command to continue from.
-        raise OSError(e.errno, f"{final}: {e.strerror}") from e
+        # A read-only folder refused the hidden partial file or its record, and a full disk's
+        # error named no file: named by the output (whose partial file keeps the shards copied
+        # so far for the same command to continue from), not by those.
+        made = record_path.with_name(record_path.name + ".tmp")
+        if e.filename is not None and Path(e.filename) == made:
+            raise output_error(e, final, made) from e
+        raise output_error(e, final, partial) from e
     staged = _stage_companions(prefix, out) if out != prefix else []
     # Imported here: the cli package imports this module.
     from pythia_data.cli._stops import StopRequests

@@ -28,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from pythia_data.errors import output_error
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.distributed import DistEnv, barrier
 from pythia_train.hf import (
@@ -151,8 +152,13 @@ def run_id(save: str | os.PathLike | None) -> str:
 
 def claim_log(log_path: str | os.PathLike, save: str | os.PathLike | None) -> None:
     owner = log_owner_file(log_path)
-    owner.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic_text(owner, run_id(save) + "\n")
+    try:
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic_text(owner, run_id(save) + "\n")
+    except OSError as e:
+        # The first file written beside the log: a folder that refuses it refuses the log,
+        # which is what the user named, not this hidden file or its temporary.
+        raise output_error(e, log_path, e.filename or owner) from e
 
 
 def point_latest(save: str | os.PathLike, ckpt: Path) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -252,7 +253,7 @@ def train(
     if log_path is not None and os.environ.get("RANK", "0") == "0":
         try:
             prepare_output_folder(log_path)
-        except PythiaDataError as e:
+        except (PythiaDataError, OSError) as e:
             # Checked first: creating it later gave a bare "[Errno 17] File exists".
             raise ValueError(f"--log-file: {e}") from None
     if save is not None:
@@ -265,6 +266,18 @@ def train(
             raise ValueError(
                 f"--save: cannot make the folder {save}: {blocking} is a file, not a folder"
             )
+        if os.environ.get("RANK", "0") == "0":
+            # Checked now too: a folder that refuses files failed at the first checkpoint (after
+            # the steps before it), naming the hidden folder that checkpoint is written in.
+            try:
+                # Named as a temporary, which other ranks checking the folder pass over.
+                fd, probe = tempfile.mkstemp(prefix=".save-probe.tmp-", dir=blocking)
+            except OSError as e:
+                raise ValueError(
+                    f"--save: cannot write checkpoints to {save}: {blocking}: {e.strerror}"
+                ) from None
+            os.close(fd)
+            os.unlink(probe)
     if tokenizer is not None:
         from pythia_train.hf import token_id
 
@@ -287,7 +300,10 @@ def train(
         train_cfg.check_new_schedule()
         _check_fresh_outputs(save, log_path)
         if log_path is not None and os.environ.get("RANK", "0") == "0":
-            claim_log(log_path, save)  # a requeue may reset this log, and only this run's
+            try:
+                claim_log(log_path, save)  # a requeue may reset this log, and only this run's
+            except OSError as e:
+                raise ValueError(f"--log-file: {e}") from None
     env = init_distributed(device)
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)

@@ -29,7 +29,7 @@ from pythia_data.dataset import (
     PreshuffledDataset,
     _refuse_overwriting_sources,
 )
-from pythia_data.errors import PythiaDataError, prepare_output_folder
+from pythia_data.errors import PythiaDataError, output_error, prepare_output_folder
 from pythia_data.index import (
     blend_component_name,
     find_datasets,
@@ -354,14 +354,6 @@ def _refuse_index_options(ctx: click.Context) -> None:
         )
 
 
-def _output_error(e: OSError, path: Path, tmp: Path) -> OSError:
-    """``e`` from writing ``tmp``, naming ``path``, the file the user asked for: the hidden
-    temporary is gone by the time the error is shown, and a full disk's error named no file."""
-    if e.filename not in (None, str(tmp)):
-        return e
-    return OSError(e.errno, f"{path}: {e.strerror}")
-
-
 def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> None:
     out_dtype = np.dtype(dtype) if dtype is not None else ds.dtype
     shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
@@ -392,7 +384,7 @@ def _written_atomically(path: Path):
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        raise _output_error(e, path, tmp) from e
+        raise output_error(e, path, tmp) from e
     finally:
         if tmp.exists():
             tmp.unlink()

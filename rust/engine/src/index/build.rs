@@ -289,7 +289,7 @@ pub fn build_index_files(
         }
     }
     if let Some(dir) = paths.doc_idx.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::creating(&paths.doc_idx, dir, e))?;
     }
     let rng = RandomState::from_u32(plan.seed);
     let t0 = std::time::Instant::now();
@@ -473,11 +473,13 @@ impl NpyWriterText {
     }
     fn write(&mut self, text: &str) -> Result<()> {
         use std::io::Write;
-        let mut file = std::fs::File::create(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
+        // Named by the folder and `dest`, as the arrays' errors: never the hidden temporary.
+        let mut file = std::fs::File::create(&self.tmp)
+            .map_err(|e| Error::creating(&self.dest, &self.tmp, e))?;
         crate::atomic::hold_temp_lock(&file);
         let written = file.write_all(text.as_bytes());
         self.file = Some(file);
-        written.map_err(|e| Error::io(&self.tmp, e))
+        written.map_err(|e| Error::io(&self.dest, e))
     }
     fn finish(mut self) -> Result<()> {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;

@@ -132,10 +132,12 @@ impl NpyWriter {
         // Separate jobs may build the same index at once: each writes its own temporary, locked
         // until it is renamed, so that none takes another's for a killed run's.
         let tmp = shared_temp_path(&dest);
-        let file = File::create(&tmp).at(&tmp)?;
+        // Errors name `dest`, or for the create the folder that refused it: the user never
+        // named the hidden temporary, and it is removed on the way out.
+        let file = File::create(&tmp).map_err(|e| Error::creating(&dest, &tmp, e))?;
         crate::atomic::hold_temp_lock(&file);
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header(dtype, shape)).at(&tmp)?;
+        out.write_all(&header(dtype, shape)).at(&dest)?;
         let expected_bytes = shape.iter().product::<usize>() as u64 * dtype.itemsize() as u64;
         Ok(NpyWriter {
             dest,
@@ -153,7 +155,7 @@ impl NpyWriter {
             .as_mut()
             .expect("writer used after finish")
             .write_all(bytes)
-            .at(&self.tmp)
+            .at(&self.dest)
     }
 
     pub fn finish(mut self) -> Result<PathBuf> {
@@ -169,8 +171,8 @@ impl NpyWriter {
         let result = (|| {
             let file = out
                 .into_inner()
-                .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-            file.sync_all().at(&self.tmp)?;
+                .map_err(|e| Error::io(&self.dest, e.into_error()))?;
+            file.sync_all().at(&self.dest)?;
             // Closed (and so unlocked) only once renamed: see NpyWriter::create.
             std::fs::rename(&self.tmp, &self.dest).at(&self.dest)
         })();
@@ -326,6 +328,24 @@ impl NpyArray {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unwritable_folder_is_named_with_the_output_not_the_temporary() {
+        // The error named the hidden `.NAME.tmp-PID`, which the user never named.
+        let dir = std::env::temp_dir().join(format!("npy-unwritable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("afile");
+        std::fs::write(&file, b"").unwrap();
+        let dest = file.join("x_doc_idx.npy"); // below a file: refused as a read-only folder is
+        let e = write_npy(&dest, &[1], &[1i32]).unwrap_err().to_string();
+        let want = format!(
+            "{}: Not a directory (writing {})",
+            file.display(),
+            dest.display()
+        );
+        assert_eq!(e, want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn header_matches_numpy_byte_for_byte() {
