@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -570,6 +572,113 @@ def test_the_checkpoint_is_the_last_file_of_the_work_directory_deleted(tmp_path)
     assert report["resumed_documents"] == report["documents"] == len(DOCS)
     assert not (tmp_path / "out.partial").exists()
     assert items(prefix) == oracle_ids()
+
+
+@pytest.mark.parametrize("work_directory_left", [True, False])
+def test_a_finished_checkpoint_moved_out_of_the_work_directory_finishes_the_run(
+    tmp_path, work_directory_left
+):
+    # What a kill leaves after the checkpoint of a complete output left its emptied work
+    # directory (moved beside it, hidden, until the directory is gone), without strace.
+    src = write_jsonl(tmp_path / "in.jsonl")
+    prefix = tmp_path / "out"
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+    work = tmp_path / "out.partial"
+    record = tmp_path / ".out.partial-finished.json"
+    (work / "checkpoint.json").rename(record)
+    shutil.rmtree(work)
+    if work_directory_left:
+        work.mkdir()
+    report = tokenize_files([src], prefix)
+    assert report["restart_note"] is None
+    assert report["resumed_documents"] == report["documents"] == len(DOCS)
+    assert not work.exists() and not record.exists()
+    assert output_bytes(prefix) == output_bytes(tmp_path / "clean")
+    # One left by another command: deleted, and that command starts over as after a clean end.
+    finished_but_for_the_work_directory(tmp_path, src, prefix)
+    (work / "checkpoint.json").rename(record)
+    shutil.rmtree(work)
+    report = tokenize_files([src], prefix, meta_key=None)
+    assert report["restart_note"] is None and report["resumed_documents"] == 0
+    assert not work.exists() and not record.exists()
+    assert items(prefix) == oracle_ids()
+
+
+def _strace_works() -> bool:
+    if shutil.which("strace") is None:
+        return False
+    return subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True).returncode == 0
+
+
+#: The calls that put an output in place and delete its work directory.
+FINISHING_CALLS = "rename,renameat,renameat2,unlink,unlinkat,rmdir"
+
+
+@pytest.mark.skipif(not _strace_works(), reason="needs strace, allowed to trace")
+@pytest.mark.parametrize("name", ["in.jsonl", "in.parquet"])
+def test_a_run_killed_at_any_step_of_finishing_is_not_done_again(tmp_path, name):
+    # SIGKILL (strace's fault injection) before each call that moves the output into place or
+    # deletes the work directory, once its checkpoint says finished. Killed between deleting
+    # that checkpoint and the emptied directory, the next run found an empty work directory
+    # and tokenized everything again.
+    import pythia_data
+
+    if name.endswith(".parquet"):
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        src = tmp_path / name
+        pq.write_table(pa.table({"text": DOCS}), src, row_group_size=10)
+    else:
+        src = write_jsonl(tmp_path / name)
+    tokenize_files([src], tmp_path / "clean")
+    env = {**os.environ, "PYTHONPATH": str(Path(pythia_data.__file__).resolve().parents[1])}
+
+    def run_traced(folder: Path, *strace: str) -> int:
+        folder.mkdir()
+        command = [
+            "strace", "-qq", *strace, sys.executable, "-m", "pythia_data.cli", "tokenize",
+            "--quiet", "--checkpoint-seconds", "inf", str(src), "-o", str(folder / "out"),
+        ]  # fmt: skip
+        return subprocess.run(command, env=env, capture_output=True).returncode
+
+    def calls_on(folder: Path, *strace: str) -> list[str]:
+        log = tmp_path / f"{folder.name}.log"
+        options = ["-o", str(log), *strace, "-e", f"trace={FINISHING_CALLS}"]
+        assert run_traced(folder, *options) == 0
+        return [c for c in log.read_text().splitlines() if str(folder) in c]
+
+    calls = calls_on(tmp_path / "traced")
+    # The last checkpoint written (renamed into place): the one that says finished.
+    finished = max(i for i, c in enumerate(calls) if "/.checkpoint.json.tmp-" in c)
+    finishing = len(calls) - finished - 1
+    assert finishing >= 8, calls
+    # Only the calls on the paths the finishing calls name are counted: the same ones in every
+    # run (strace's -P also leaves out some the run made on them before).
+    paths = sorted({p for c in calls[finished + 1 :] for p in c.split('"')[1::2]})
+
+    def only(folder: Path) -> list[str]:
+        traced = str(tmp_path / "traced")
+        return [a for p in paths for a in ("-P", p.replace(traced, str(folder)))]
+
+    counted = tmp_path / "counted"
+    calls = calls_on(counted, *only(counted))
+    for k in range(len(calls) - finishing, len(calls)):
+        call = calls[k].split("(")[0]
+        nth = sum(c.startswith(call + "(") for c in calls[: k + 1])
+        folder = tmp_path / f"killed-{k}"
+        kill = f"inject={call}:signal=KILL:when={nth}"
+        returncode = run_traced(folder, *only(folder), "-e", f"trace={call}", "-e", kill)
+        assert returncode == -signal.SIGKILL, calls[k]
+        report = tokenize_files([src], folder / "out")
+        # Finished, not tokenized again: every document came from the killed run.
+        assert report["restart_note"] is None, calls[k]
+        assert report["resumed_documents"] == report["documents"] == len(DOCS), calls[k]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"out{ext}" for ext in (".bin", ".idx", ".subsets.json", ".subsets.npy")
+        ], calls[k]
+        for ext in (".bin", ".idx", ".subsets.json", ".subsets.npy"):
+            clean = (tmp_path / f"clean{ext}").read_bytes()
+            assert (folder / f"out{ext}").read_bytes() == clean, (calls[k], ext)
 
 
 def test_a_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):

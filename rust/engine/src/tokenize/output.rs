@@ -54,6 +54,15 @@ pub fn work_dir(prefix: &Path) -> PathBuf {
     crate::indexed::with_suffix(prefix, ".partial")
 }
 
+/// Where the finished checkpoint of a complete output waits while its emptied work directory
+/// is removed (`.NAME.partial-finished.json` beside it; hidden, so that no folder search takes
+/// it for an input). The checkpoint cannot leave with the directory in one step, and an empty
+/// work directory tells nothing: without this, a run killed between the two started over.
+fn finished_record(prefix: &Path) -> PathBuf {
+    let name = prefix.file_name().unwrap_or_default().to_string_lossy();
+    prefix.with_file_name(format!(".{name}.partial-finished.json"))
+}
+
 /// Stream the `.idx` GPT-NeoX writes for one item per document (doc_idx = 0, 1, ..., len),
 /// reading the item sizes from `sizes` (little-endian i32) twice instead of holding them: the
 /// full Pile has 210 M documents, 5 GB of index arrays.
@@ -321,6 +330,31 @@ fn is_checkpoint(path: &Path) -> bool {
         .is_some_and(|v| v["format"].is_u64() && v["fingerprint"].is_string())
 }
 
+/// Put back the finished checkpoint that a run of this command, killed while removing its work
+/// directory, left beside it (see [`finished_record`]): the output is then recognised as
+/// complete, as it is while the checkpoint is still inside. Another command's, or one found
+/// beside a checkpoint of a later run, is stale: deleted, before this run can change the output
+/// it describes.
+fn take_finished_record(prefix: &Path, checkpoint: &Path, fingerprint: &str) -> Result<()> {
+    let record = finished_record(prefix);
+    if std::fs::symlink_metadata(&record).is_err() {
+        return Ok(());
+    }
+    let ours = !checkpoint.exists()
+        && std::fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .is_some_and(|v| {
+                v["finished"].as_bool() == Some(true)
+                    && v["fingerprint"].as_str() == Some(fingerprint)
+            });
+    if ours {
+        std::fs::rename(&record, checkpoint).at(checkpoint)
+    } else {
+        remove_if_present(&record)
+    }
+}
+
 /// Remove `path`; one already gone is no error.
 fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -360,6 +394,7 @@ impl TokenizedOutput {
         claim_work_dir(&dir, &output)?;
         let lock = lock_work_dir(prefix, &dir)?;
         let checkpoint_path = dir.join(CHECKPOINT);
+        take_finished_record(prefix, &checkpoint_path, fingerprint)?;
         let found = checkpoint_path.exists();
         let saved: Option<Value> = std::fs::read(&checkpoint_path)
             .ok()
@@ -782,7 +817,9 @@ impl TokenizedOutput {
     /// Delete the work directory of a complete output: the marker, then the checkpoint last, so
     /// that a run killed in between leaves a directory the same command recognises as its own
     /// (by the checkpoint, with or without the marker) and finishes (see [`is_complete`]); a
-    /// marker alone would make it start over.
+    /// marker alone would make it start over. The checkpoint is moved out, not deleted, and
+    /// deleted only once the directory is gone: an empty work directory would make the same
+    /// command start over too (see [`finished_record`]).
     fn remove_work_dir(&self) -> Result<()> {
         let last = [MARKER, CHECKPOINT];
         for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
@@ -799,10 +836,16 @@ impl TokenizedOutput {
                 std::fs::remove_file(&path).at(&path)?;
             }
         }
-        for name in last {
-            remove_if_present(&self.dir.join(name))?;
+        remove_if_present(&self.dir.join(MARKER))?;
+        let record = finished_record(&self.prefix);
+        match std::fs::rename(self.dir.join(CHECKPOINT), &record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&record, e));
+            }
+            _ => {}
         }
-        std::fs::remove_dir(&self.dir).at(&self.dir)
+        std::fs::remove_dir(&self.dir).at(&self.dir)?;
+        remove_if_present(&record)
     }
 
     /// Give up for good (a data error): nothing of this run is kept.
