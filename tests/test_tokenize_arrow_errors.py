@@ -665,6 +665,44 @@ def test_rows_of_tiny_row_groups_are_tokenized_together_in_their_places(tmp_path
     assert codes == [names.index(subsets[k]) for k in kept]
 
 
+@pytest.mark.parametrize("nested_dictionary", [False, True])
+def test_tiny_parquet_row_groups_are_read_together(tmp_path, docs, monkeypatch, nested_dictionary):
+    # A reader per row group (about 0.13 ms each) was most of the time of a file of groups of
+    # a few rows: consecutive small groups are read as one, with the same output. Subset names
+    # in a dictionary inside a struct cannot be read so (pyarrow cannot join them across
+    # groups): after one try, such a file is read a group at a time.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    texts, subsets = [t for t, _ in docs], [s for _, s in docs]
+    names = typed(subsets, pa.dictionary(pa.int32(), pa.string())) if nested_dictionary else subsets
+    meta = pa.StructArray.from_arrays([pa.array(names)], ["pile_set_name"])
+    table = pa.table({"text": texts, "meta": meta})
+    tiny, whole = tmp_path / "tiny.parquet", tmp_path / "whole.parquet"
+    pq.write_table(table, tiny, row_group_size=2)
+    pq.write_table(table, whole)
+    tokenize_files([whole], tmp_path / "whole")
+    groups = pq.ParquetFile(tiny).num_row_groups
+    assert groups == 21
+    readers = []
+    for method in ("iter_batches", "read_row_groups"):
+        original = getattr(pq.ParquetFile, method)
+
+        def counted(self, *args, original=original, **kwargs):
+            readers.append(original.__name__)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(pq.ParquetFile, method, counted)
+    for on_error in ("fail", "skip"):
+        readers.clear()
+        out = tmp_path / f"tiny-{on_error}"
+        report = tokenize_files([tiny], out, on_error=on_error)
+        assert report["documents"] == len(texts) - 1 and report["errors_skipped"] == 0
+        assert len(readers) == (1 + groups if nested_dictionary else 1), readers
+        for ext in (".bin", ".idx", ".subsets.npy", ".subsets.json"):
+            assert Path(f"{out}{ext}").read_bytes() == (tmp_path / f"whole{ext}").read_bytes()
+
+
 def test_invalid_utf8_subset_name_names_the_row_and_is_skipped(tmp_path, docs):
     pa = pytest.importorskip("pyarrow")
     texts = [t for t, _ in docs[:10]]

@@ -22,6 +22,7 @@ import zstandard
 from click.testing import CliRunner
 from progress_stops import stop_on_call
 
+import pythia_data.tokenize
 from pythia_data import IndexedDataset
 from pythia_data.cli import main
 from pythia_data.data import DEFAULT_TOKENIZER, SAMPLE_CORPUS
@@ -195,6 +196,8 @@ def test_an_input_named_by_another_path_resumes(tmp_path, monkeypatch, kind):
         pa = pytest.importorskip("pyarrow")
         pq = pytest.importorskip("pyarrow.parquet")
         pq.write_table(pa.table({"text": DOCS * 20}), "in/a.parquet", row_group_size=5)
+        # Small groups are read together up to this many rows: many batches, to stop between.
+        monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 10)
         src = Path("in/a.parquet")
     else:
         src = write_jsonl(Path("in/a.jsonl"), DOCS * 20)
@@ -448,10 +451,14 @@ def write_parquet_with_nulls(path: Path) -> Path:
 @pytest.mark.parametrize(
     "make, name", [(write_with_bad_lines, "in.jsonl"), (write_parquet_with_nulls, "in.parquet")]
 )
-def test_a_resumed_run_reports_the_skipped_lines_of_the_run_it_continues(tmp_path, make, name):
+def test_a_resumed_run_reports_the_skipped_lines_of_the_run_it_continues(
+    tmp_path, monkeypatch, make, name
+):
     # The examples of skipped lines used to be those the last run met itself: none at all when
     # the interrupted run had read past every bad line.
     src = make(tmp_path / name)
+    # Small Parquet groups are read together up to this many rows: many batches, to stop between.
+    monkeypatch.setattr(pythia_data.tokenize, "ARROW_BATCH_ROWS", 10)
     clean = tokenize_files([src], tmp_path / "clean", on_error="skip")
     stop = stop_on_call(4)
 
@@ -621,8 +628,6 @@ def test_a_run_killed_at_any_step_of_finishing_is_not_done_again(tmp_path, name)
     # deletes the work directory, once its checkpoint says finished. Killed between deleting
     # that checkpoint and the emptied directory, the next run found an empty work directory
     # and tokenized everything again.
-    import pythia_data
-
     if name.endswith(".parquet"):
         pa = pytest.importorskip("pyarrow")
         pq = pytest.importorskip("pyarrow.parquet")
