@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -605,6 +606,71 @@ def test_a_record_without_items_from_an_earlier_version_is_still_reused(tmp_path
     code, out = run("build-index", d, *args)
     assert code == 0 and "reused" in out, out
     assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
+
+
+def test_an_array_swapped_in_from_another_build_of_the_same_shape_is_refused(tmp_path):
+    # A shuffle_idx of another seed has the shape and dtype of this one: every check passed,
+    # and GPTDataset and batch read other rows than the record describes, silently.
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    args = ("--num-samples", 20, "--seq-length", 16)
+    assert run("build-index", d, *args, "--seed", 3, "-q")[0] == 0
+    assert run("build-index", d, *args, "--seed", 4, "-q")[0] == 0
+    mine = next(tmp_path.glob("d_*_3s_shuffle_idx.npy"))
+    other = next(tmp_path.glob("d_*_4s_shuffle_idx.npy"))
+    assert np.load(other).shape == np.load(mine).shape
+    assert other.read_bytes() != mine.read_bytes()
+    shutil.copyfile(other, mine)
+    record = next(tmp_path.glob("d_*_3s_meta.json"))
+    want = f"{mine}: not the array the build recorded in {record} wrote"
+    with pytest.raises(pythia_data.PythiaDataError, match=re.escape(want)):
+        GPTDataset(d, num_samples=20, seq_length=16, seed=3)
+    for cmd in (("batch", "--step", 0, "--batch-size", 4), ("build-index",)):
+        code, out = run(cmd[0], d, *args, "--seed", 3, *cmd[1:])
+        assert code == 1 and want in out, out
+        assert "--overwrite" in out and "put back the file" in out, out
+        assert len(out.strip().splitlines()) == 1, out
+    assert run("build-index", d, *args, "--seed", 3, "--overwrite", "-q")[0] == 0
+    assert len(GPTDataset(d, num_samples=20, seq_length=16, seed=3)) > 0
+
+
+def test_a_record_without_array_digests_from_an_earlier_version_still_opens(tmp_path):
+    import json
+
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
+    assert run("build-index", d, *args, "-q")[0] == 0
+    record = next(tmp_path.glob("d_*_meta.json"))
+    meta = json.loads(record.read_text())
+    del meta["sampled_sha256"]
+    record.write_text(json.dumps(meta))
+    before = record.read_bytes()
+    assert GPTDataset(d, num_samples=20, seq_length=16, seed=3).record == meta
+    assert run("batch", d, *args, "--step", 0, "--batch-size", 4)[0] == 0
+    code, out = run("build-index", d, *args)
+    assert code == 0 and "reused" in out, out
+    assert record.read_bytes() == before
+
+
+def test_the_array_digests_are_the_same_for_every_build(tmp_path):
+    import json
+
+    d = tmp_path / "d"
+    _write(d, [30, 41, 70, 9, 31])
+    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
+    assert run("build-index", d, *args, "-q")[0] == 0
+    record = next(tmp_path.glob("d_*_meta.json"))
+    first = record.read_text()
+    digests = json.loads(first)["sampled_sha256"]
+    for kind in ("doc_idx", "sample_idx", "shuffle_idx"):
+        (array,) = tmp_path.glob(f"d_*_{kind}.npy")
+        assert digests[kind] == pythia_data._core.sampled_digest(array)
+    assert run("build-index", d, *args, "--overwrite", "-q")[0] == 0
+    assert record.read_text() == first
+    cache = tmp_path / "cache"
+    assert run("build-index", d, *args, "--cache-dir", cache, "-q")[0] == 0
+    assert next(cache.glob("d_*_meta.json")).read_text() == first
 
 
 def test_a_build_killed_while_putting_files_in_place_is_rebuilt_not_reused(tmp_path):

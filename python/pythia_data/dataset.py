@@ -462,6 +462,8 @@ class GPTDataset(RowDataset):
             #: The record our build leaves beside the index (None for GPT-NeoX's own caches).
             self.record: dict | None = self._check_record(int(seq_length), by_parameters, documents)
             self._core = _core.GptDataset(self.indexed._core, *self.paths, int(seq_length))
+            # After the arrays' own checks, whose errors (a truncated file) say more.
+            self._check_digests()
             self._stamps = _stamps(self.paths)
         self.seq_length = int(seq_length)
         #: The default batch size of batch(), batches(), checkpoint_rows() and
@@ -544,6 +546,25 @@ class GPTDataset(RowDataset):
                 f"was built for (same count and tokens, other documents); {rebuild}"
             )
         return meta
+
+    def _check_digests(self) -> None:
+        """An array copied in from another build of the same shape (a shuffle_idx of another
+        seed) passes every check of the record, and its rows would be read as the record's.
+        The build records a digest of sampled blocks of each array (a few dozen reads, whatever
+        its size); records written before that have none and are taken as they are."""
+        digests = self.record.get("sampled_sha256") if self.record is not None else None
+        if not isinstance(digests, dict):
+            return
+        record = self.paths[0].with_name(self.paths[0].name.replace("_doc_idx.npy", "_meta.json"))
+        for kind, path in zip(("doc_idx", "sample_idx", "shuffle_idx"), self.paths, strict=True):
+            want = digests.get(kind)
+            if want is not None and _core.sampled_digest(path) != want:
+                raise PythiaDataError(
+                    f"{path}: not the array the build recorded in {record} wrote (its sampled "
+                    "digest differs): it was replaced, e.g. by a copy from another build of the "
+                    "same shape; rebuild the index with `pythia-data build-index ... "
+                    "--overwrite`, or put back the file that build wrote"
+                )
 
     def __len__(self) -> int:
         return len(self._core)

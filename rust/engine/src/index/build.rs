@@ -98,12 +98,72 @@ fn meta_text(plan: &IndexPlan) -> String {
     )
 }
 
+/// The record's key for a digest of each array as this build wrote it: an array swapped in
+/// from another build of the same shape (a shuffle_idx of another seed, a sample_idx of other
+/// data of as many documents and tokens) passes every other check, and its rows would be read
+/// as this record's. The digest is tokenize's of its inputs (`sampled_digest`: sixteen 64 KiB blocks,
+/// the npy header among them, or a file of up to 1 MiB whole), so opening an index reads a few
+/// dozen blocks, not its gigabytes. Records without it (written before) are taken as they are.
+const DIGESTS: &str = "sampled_sha256";
+const ARRAYS: [&str; 3] = ["doc_idx", "sample_idx", "shuffle_idx"];
+
+fn array_paths(paths: &IndexPaths) -> [&Path; 3] {
+    [&paths.doc_idx, &paths.sample_idx, &paths.shuffle_idx]
+}
+
+/// The record of a finished build: its parameters and its arrays' digests.
+fn record_text(plan: &IndexPlan, paths: &IndexPaths) -> Result<String> {
+    let mut digests = Vec::with_capacity(3);
+    for (name, path) in ARRAYS.iter().zip(array_paths(paths)) {
+        digests.push(format!(
+            "\"{name}\": \"{}\"",
+            crate::tokenize::sampled_digest(path)?
+        ));
+    }
+    let meta = meta_text(plan);
+    let body = meta.trim_end().strip_suffix('}').unwrap_or(&meta);
+    Ok(format!(
+        "{body}, \"{DIGESTS}\": {{{}}}}}\n",
+        digests.join(", ")
+    ))
+}
+
+/// Refuse an array whose digest is not the one its record holds (see [`DIGESTS`]).
+fn check_digests(recorded: &str, paths: &IndexPaths) -> Result<()> {
+    let Ok(serde_json::Value::Object(record)) = serde_json::from_str(recorded) else {
+        return Ok(());
+    };
+    let Some(serde_json::Value::Object(digests)) = record.get(DIGESTS) else {
+        return Ok(());
+    };
+    for (name, path) in ARRAYS.iter().zip(array_paths(paths)) {
+        let Some(want) = digests.get(*name).and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if crate::tokenize::sampled_digest(path)? != want {
+            return Err(Error::invalid(replaced_array(path, &paths.meta)));
+        }
+    }
+    Ok(())
+}
+
+/// The error for an array that is not the one its record describes (GPTDataset says the same).
+fn replaced_array(path: &Path, meta: &Path) -> String {
+    format!(
+        "{}: not the array the build recorded in {} wrote (its sampled digest differs): it was \
+         replaced, e.g. by a copy from another build of the same shape; rebuild the index with \
+         `pythia-data build-index ... --overwrite`, or put back the file that build wrote",
+        path.display(),
+        meta.display()
+    )
+}
+
 /// The record that stands while a build puts its arrays in place: a build killed there leaves
 /// arrays of two builds, which must be rebuilt, never reused (nor read).
 const BUILDING: &str = "{\"format\": \"pythia-suite gpt2 index 1\", \"building\": true}\n";
 
-/// Whether a recorded build is this plan's. Records written before `items` was recorded
-/// match on every other field.
+/// Whether a recorded build is this plan's (its arrays' digests aside: `check_digests`).
+/// Records written before `items` was recorded match on every other field.
 fn same_record(recorded: &str, plan: &IndexPlan) -> bool {
     let this = meta_text(plan);
     if recorded == this {
@@ -111,8 +171,11 @@ fn same_record(recorded: &str, plan: &IndexPlan) -> bool {
     }
     let parse = |t: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t);
     match (parse(recorded), parse(&this)) {
-        (Ok(old), Ok(mut new)) if !old.contains_key("items") => {
-            new.remove("items");
+        (Ok(mut old), Ok(mut new)) => {
+            old.remove(DIGESTS);
+            if !old.contains_key("items") {
+                new.remove("items");
+            }
             old == new
         }
         _ => false,
@@ -188,7 +251,7 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
         }
     }
     match std::fs::read_to_string(&paths.meta) {
-        Ok(text) if same_record(&text, plan) => Ok(true),
+        Ok(text) if same_record(&text, plan) => check_digests(&text, paths).map(|()| true),
         Ok(text) => Err(refuse(format!(
             "its record {} differs: {}",
             paths.meta.display(),
@@ -212,13 +275,15 @@ fn check_existing(plan: &IndexPlan, paths: &IndexPaths) -> Result<bool> {
 /// build B`), or both records whole when the recorded one is not a JSON object.
 fn record_differences(recorded: &str, this: &str) -> String {
     let parse = |t: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t);
-    let (Ok(old), Ok(new)) = (parse(recorded), parse(this)) else {
+    let (Ok(mut old), Ok(new)) = (parse(recorded), parse(this)) else {
         return format!(
             "it says {} where this build is {}",
             recorded.trim(),
             this.trim()
         );
     };
+    // Not a parameter: `this` has none, and arrays are checked only once the rest matches.
+    old.remove(DIGESTS);
     let absent = serde_json::Value::String("(none)".into());
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
@@ -417,7 +482,7 @@ pub fn build_index_files(
     doc_w.finish()?;
     sample_w.finish()?;
     shuffle_w.finish()?;
-    write_text_atomically(&paths.meta, &meta_text(&plan))?;
+    write_text_atomically(&paths.meta, &record_text(&plan, paths)?)?;
     lap("files synced and renamed");
     Ok(IndexSummary {
         plan,
@@ -566,6 +631,69 @@ mod tests {
                 );
             }
         }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// A shuffle_idx of another seed has the same shape: only the recorded digest tells.
+    #[test]
+    fn an_array_swapped_in_from_another_build_is_refused() {
+        let out = std::env::temp_dir().join(format!("swapped-index-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let idx = fixtures().join("lognormal_e3.idx");
+        let build = |seed, dir: &str, overwrite| {
+            let req = IndexRequest {
+                name: "train_0".into(),
+                num_samples: 4000,
+                seq_length: 512,
+                seed,
+                documents: None,
+                separate_last_epoch: false,
+            };
+            build_index_for(
+                &idx,
+                &out.join(dir).join("d"),
+                &req,
+                overwrite,
+                &|_, _, _| true,
+            )
+            .unwrap()
+        };
+        let a = build(1, "a", false);
+        let record = std::fs::read_to_string(&a.paths.meta).unwrap();
+        assert!(record.contains(DIGESTS), "{record}");
+        // Rebuilt, the arrays are the same bytes, so the record is too.
+        build(1, "a", true);
+        assert_eq!(std::fs::read_to_string(&a.paths.meta).unwrap(), record);
+        let b = build(2, "b", false);
+        std::fs::copy(&b.paths.shuffle_idx, &a.paths.shuffle_idx).unwrap();
+        let req = IndexRequest {
+            name: "train_0".into(),
+            num_samples: 4000,
+            seq_length: 512,
+            seed: 1,
+            documents: None,
+            separate_last_epoch: false,
+        };
+        let err = build_index_for(&idx, &out.join("a/d"), &req, false, &|_, _, _| true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shuffle_idx.npy: not the array the build recorded"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--overwrite") && err.contains("put back"),
+            "{err}"
+        );
+        // A record from before digests were kept is still reused as it was.
+        let without = record.replace(
+            &record[record.find(", \"sampled_sha256\"").unwrap()..record.len() - 2],
+            "",
+        );
+        std::fs::write(&a.paths.meta, &without).unwrap();
+        let s = build_index_for(&idx, &out.join("a/d"), &req, false, &|_, _, _| true).unwrap();
+        assert!(s.reused);
+        assert_eq!(std::fs::read_to_string(&a.paths.meta).unwrap(), without);
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
