@@ -63,6 +63,56 @@ def test_info_subsets(tmp_path):
     assert json.loads(out)["subsets"] == {"Github": 2, "Pile-CC": 5}
 
 
+def _whole_array_sizes(sizes: np.ndarray) -> dict:
+    """What `info` printed when it took its figures from whole-array numpy calls."""
+    q = np.percentile(sizes, [50, 99])
+    return {
+        "min": int(sizes.min()),
+        "mean": float(sizes.mean(dtype=np.float64)),
+        "median": float(q[0]),
+        "p99": float(q[1]),
+        "max": int(sizes.max()),
+        "empty_items": int(np.count_nonzero(sizes == 0)),
+    }
+
+
+def test_info_figures_read_in_chunks_are_numpys_whole_array_ones(tmp_path, monkeypatch):
+    # info held ~9 bytes per item at once (a sorted copy for np.percentile, a mask, the
+    # subset codes widened to int64): 1.9 GB for the Pile. It now reads in chunks, and its
+    # figures must stay numpy's to the last bit, interpolated percentiles included.
+    from pythia_data import IndexedDatasetBuilder
+    from pythia_data.cli import info
+
+    monkeypatch.setattr(info, "_CHUNK", 7)  # many chunks, and a short last one
+    rng = np.random.default_rng(5)
+    cases = [np.array([0]), np.array([5]), np.array([3, 0]), np.full(50, 7)]
+    for n in (2, 3, 10, 99, 100, 101, 1000):
+        cases.append(rng.integers(0, 5, n))
+        cases.append(rng.integers(0, 2**31 - 1, n))  # the values in many buckets of 2^16
+        cases.append(rng.integers(65_530, 65_542, n))  # ranks on both sides of a bucket's edge
+        cases.append(rng.lognormal(6, 2, n).astype(np.int64).clip(0, 2**31 - 1))
+    for sizes in cases:
+        sizes = np.asarray(sizes, dtype="<i4")
+        got = info._size_stats(sizes)
+        assert got == _whole_array_sizes(sizes), sizes
+        assert [type(v) for v in got.values()] == [int, float, float, float, int, int]
+    # End to end, subsets too (a code past the names is counted as such).
+    with IndexedDatasetBuilder(tmp_path / "d", np.uint16) as b:
+        for n in rng.integers(0, 40, 300):
+            b.add_document(np.arange(n))
+    codes = rng.integers(0, 4, 300).astype(np.uint16)
+    codes[17] = 6
+    np.save(tmp_path / "d.subsets.npy", codes)
+    (tmp_path / "d.subsets.json").write_text(json.dumps({"names": ["A", "B", "C", "D", "E"]}))
+    code, out = run("info", tmp_path / "d", "--json")
+    assert code == 0, out
+    d = json.loads(out)
+    assert d["sizes"] == _whole_array_sizes(IndexedDataset(tmp_path / "d").sizes)
+    counts = np.bincount(codes)
+    want = {name: int(c) for name, c in zip("ABCD", counts, strict=False)}
+    assert d["subsets"] == {**want, "E": 0, "<code 6>": 1}
+
+
 def test_info_of_no_documents_lists_no_subsets(tmp_path):
     # tokenize writes subsets files naming no subset for a dataset of no documents: info
     # printed a "documents per subset:" heading with nothing under it.
