@@ -349,6 +349,44 @@ def test_a_read_only_output_folder_is_named_with_the_output(tmp_path, cmd):
     assert ".partial" not in r.stderr and "Errno" not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_build_index_refuses_a_read_only_folder_before_building(tmp_path, cache):
+    # It failed only once doc_idx was built and shuffled (minutes to an hour at Pythia's size):
+    # the timing laps of that work came before the error. Now the folder is probed first.
+    small_index(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    args = ["build-index", str(tmp_path / "d"), "--num-samples", "30", "--seq-length", "6", "-q"]
+    if cache:
+        args += ["--cache-dir", str(ro)]
+    else:  # the data's own folder
+        for ext in (".bin", ".idx"):
+            (tmp_path / f"d{ext}").rename(ro / f"d{ext}")
+        args[1] = str(ro / "d")
+    base = "d_train_0_indexmap_30ns_6sl_1234s_"
+    out = ro / f"{base}doc_idx.npy"
+    before = sorted(os.listdir(ro))
+    ro.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHIA_INDEX_TIMING": "1"}
+    run = [sys.executable, "-m", "pythia_data.cli", *args]
+    try:
+        r = subprocess.run(
+            _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=120
+        )
+    finally:
+        ro.chmod(0o755)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"error: {ro}: Permission denied (writing {out})"), r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr  # no "[build-index] ... doc_idx shuffled"
+    assert ("--cache-dir" in r.stderr) != cache, r.stderr
+    # Once writable, the same command builds it, and the probe left nothing behind.
+    ok = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    made = sorted(set(os.listdir(ro)) - set(before))
+    files = ("doc_idx.npy", "sample_idx.npy", "shuffle_idx.npy", "meta.json")
+    assert made == sorted(base + f for f in files), made
+
+
 @pytest.mark.parametrize("cmd", ["unshard", "batch"])
 def test_a_refused_temporary_is_named_by_its_folder_and_the_output(tmp_path, monkeypatch, cmd):
     # As above, for any user: the hidden file made first is refused, as a read-only folder does.

@@ -356,6 +356,7 @@ pub fn build_index_files(
     if let Some(dir) = paths.doc_idx.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::creating(&paths.doc_idx, dir, e))?;
     }
+    check_folder_accepts_files(&paths.doc_idx)?;
     let rng = RandomState::from_u32(plan.seed);
     let t0 = std::time::Instant::now();
     let timing = std::env::var_os("PYTHIA_INDEX_TIMING").is_some();
@@ -489,6 +490,20 @@ pub fn build_index_files(
         paths: paths.clone(),
         reused: false,
     })
+}
+
+/// Refuse a folder that does not accept files (read-only, out of inodes) before the work: the
+/// arrays are first created once doc_idx is built and shuffled, minutes to an hour into a build
+/// of Pythia's size. The probe bears the name of this process's temporary of `dest`, so that
+/// other jobs' cleanup and folder searches pass over it as over a live build's; it is made new
+/// (a file already there under that name is not this probe's to remove) and gone at once.
+fn check_folder_accepts_files(dest: &Path) -> Result<()> {
+    let probe = super::npy::shared_temp_path(dest);
+    match std::fs::File::create_new(&probe) {
+        Ok(_) => std::fs::remove_file(&probe).map_err(|e| Error::creating(dest, &probe, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::creating(dest, &probe, e)),
+    }
 }
 
 /// An exclusive lock on the index's folder, held while its files are checked or put in place:
