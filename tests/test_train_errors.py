@@ -919,7 +919,7 @@ def test_gpt_neox_data_reads_an_index_built_with_a_cache_dir(tmp_path):
     usage_error(cli("--cache-dir", cache, data=tmp_path / "docs"), "--data-format gpt-neox")
 
 
-def test_a_read_only_data_folder_refuses_the_index_before_building_it(tmp_path):
+def test_a_read_only_data_folder_refuses_the_index_at_once_naming_cache_dir(tmp_path):
     # The run's own index build failed only once doc_idx was built and shuffled (minutes to an
     # hour at Pythia's size): the timing laps of that work came before the error.
     from test_bad_input import _enforcing_permissions
@@ -945,6 +945,15 @@ def test_a_read_only_data_folder_refuses_the_index_before_building_it(tmp_path):
         r.stderr
     )
     assert len(r.stderr.splitlines()) == 1, r.stderr  # no "[build-index] ... doc_idx shuffled"
+    assert sorted(p.name for p in ro.iterdir()) == ["docs.bin", "docs.idx"]
+    # And names the way out, as `pythia-data build-index` does (it named none), which works.
+    assert r.stderr.rstrip().endswith(
+        "the index cannot be written beside the data; write it elsewhere with --cache-dir DIR "
+        "(and give each --resume of the run the same --cache-dir)"
+    ), r.stderr
+    result = cli("--data-format", "gpt-neox", "--cache-dir", tmp_path / "cache",
+                 data=ro / "docs")  # fmt: skip
+    assert result.exit_code == 0, result.output
     assert sorted(p.name for p in ro.iterdir()) == ["docs.bin", "docs.idx"]
 
 

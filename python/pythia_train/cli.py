@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -815,16 +816,29 @@ def _open_data(
     def open_dataset():
         # GPTDataset asks for ceil(iters · batch · 1.005) samples, as GPT-NeoX did for Pythia
         # (the count shapes the shuffle), and builds the index like GPT-NeoX when it is missing.
-        return GPTDataset(
-            prefix,
-            train_iters=cfg.train_iters,
-            global_batch_size=cfg.global_batch,
-            seq_length=cfg.seq_length,
-            seed=cfg.seed,
-            build=True,
-            cache_dir=cache_dir,
-            **where,
-        )
+        try:
+            return GPTDataset(
+                prefix,
+                train_iters=cfg.train_iters,
+                global_batch_size=cfg.global_batch,
+                seq_length=cfg.seq_length,
+                seed=cfg.seed,
+                build=True,
+                cache_dir=cache_dir,
+                **where,
+            )
+        except OSError as e:
+            # Read-only data (a shared copy of the Pile): the error named the folder but not
+            # the way out, which `pythia-data build-index` names. The engine's errors carry
+            # the system's words, not an errno; an unreadable input is not helped by it.
+            words = [os.strerror(n) for n in (errno.EACCES, errno.EPERM, errno.EROFS)]
+            refused = "(writing " in str(e) and any(w in str(e) for w in words)
+            if cache_dir is not None or not refused:
+                raise
+            raise OSError(
+                f"{e}: the index cannot be written beside the data; write it elsewhere with "
+                "--cache-dir DIR (and give each --resume of the run the same --cache-dir)"
+            ) from None
 
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return open_dataset()
