@@ -431,6 +431,56 @@ def test_an_unwritable_save_or_log_folder_is_a_one_line_error(data, tmp_path, mo
     assert ".owner" not in out and ".tmp" not in out
 
 
+@pytest.mark.parametrize("failure", ["full disk", "torch.save on a full disk", "read-only"])
+def test_a_checkpoint_that_cannot_be_written_mid_run_names_it_and_how_to_continue(
+    data, tmp_path, monkeypatch, failure
+):
+    # A full disk, or a --save folder made read-only after the start's check, at step 2: the
+    # error named a file in the hidden folder the checkpoint is written in ("[Errno 28] No
+    # space left on device: '.../.step2.partial/model.safetensors'", or torch.save's "[enforce
+    # fail at inline_container.cc:672] . unexpected pos 704 vs 598") and said nothing of the
+    # run's state. It names the checkpoint, the folder and the reason, and how to continue.
+    import pythia_train.checkpoint as checkpoint
+
+    save = tmp_path / "ck"
+    if failure == "read-only":
+        real_mkdir = Path.mkdir
+
+        def refusing(self, *args, **kwargs):
+            if self.name == ".step2.partial":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", refusing)
+        reason = "Permission denied"
+    else:
+        real_write = checkpoint.write_hf_files
+
+        def filling_the_disk(directory, *args, **kwargs):
+            if directory.name != ".step2.partial":
+                return real_write(directory, *args, **kwargs)
+            (directory / "model.safetensors").write_bytes(b"half a checkpoint")
+            if failure == "full disk":
+                raise OSError(28, "No space left on device", str(directory / "model.safetensors"))
+            monkeypatch.setattr(checkpoint, "_no_space_left", lambda folder: folder == save)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704")
+
+        monkeypatch.setattr(checkpoint, "write_hf_files", filling_the_disk)
+        reason = "No space left on device"
+    out = one_line_error(
+        cli("--save", save, data=data["a"]),
+        f"pythia-train: error: {save}: {reason} (writing {save / 'step2'}); the last checkpoint "
+        f"is {save / 'step1'}: --resume {save} --save {save} continues from it\n",
+    )
+    assert ".partial" not in out and "Errno" not in out
+    # Nothing of step 2 is left, and 'latest' names step 1, from which the run continues.
+    assert sorted(p.name for p in save.iterdir()) == ["latest", "step1"]
+    monkeypatch.undo()
+    resumed = cli("--save", save, "--resume", save, data=data["a"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (save / "latest").read_text() == "step2\n"
+
+
 @pytest.mark.parametrize("below", ["ck", "sub/ck"])
 def test_a_save_folder_below_a_file_is_a_one_line_error(data, tmp_path, below):
     # It failed when the first checkpoint was due, after the steps before it, with a bare

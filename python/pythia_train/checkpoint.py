@@ -9,12 +9,15 @@ lr schedule, loss scaler, data position, configs) and ``rng/rank{r}.pt``. It is 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import random
+import re
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from pythia_data.errors import output_error
+from pythia_data.errors import OutputError, output_error
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.distributed import DistEnv, barrier
 from pythia_train.hf import (
@@ -104,12 +107,69 @@ def _sync_tree(directory: Path) -> None:
 
 def _write_atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk left it behind for good
+        raise
     _fsync_dir(path.parent)
+
+
+class CheckpointWriteError(OutputError):
+    """A checkpoint that could not be written (a full disk, a folder made read-only during the
+    run), in one line: "SAVE: REASON (writing SAVE/stepN)". The run's last good checkpoint and
+    ``latest`` are as they were, so ``--resume SAVE`` continues from it."""
+
+
+def _no_space_left(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    # Root may write into the blocks reserved for it; other users may not.
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) == 0
+
+
+@contextmanager
+def _writing(root: Path, final: Path, tmp: Path):
+    """Errors writing the checkpoint ``final`` through ``tmp`` named by the save folder, the
+    reason and ``final``: they named files in the hidden ``tmp``, which is removed on the way out,
+    or in torch.save's words only ("[enforce fail at inline_container.cc:672] . unexpected pos"
+    for a full disk)."""
+    try:
+        yield
+    except Exception as e:
+        # safetensors' writer raises its own SafetensorError.
+        if not isinstance(e, (OSError, RuntimeError)) and type(e).__name__ != "SafetensorError":
+            raise
+        if isinstance(e, OSError) and e.filename is not None:
+            inside = [Path(e.filename), *Path(e.filename).parents]
+            if root not in inside:
+                raise  # an input's error (the tokenizer file to copy)
+        text = str(e)
+        # torch's and safetensors' words for a system error: "... strerror: Permission
+        # denied", "I/O error: Permission denied (os error 13) at path ...".
+        os_error = re.search(r"\(os error (\d+)\)", text)
+        strerror = re.search(r"strerror: (.+)$", text, re.MULTILINE)
+        if isinstance(e, OSError) and e.strerror:
+            reason, code = e.strerror, e.errno
+        elif os_error:
+            code = int(os_error[1])
+            reason = os.strerror(code)
+        elif strerror:
+            reason, code = strerror[1].strip(), None
+        elif _no_space_left(root):
+            reason, code = os.strerror(errno.ENOSPC), errno.ENOSPC
+        else:
+            reason, code = text.replace(str(tmp), str(final)).splitlines()[0], None
+        folder = root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        raise CheckpointWriteError(code, f"{folder}: {reason} (writing {final})") from e
 
 
 def has_checkpoint(save: str | os.PathLike) -> bool:
@@ -205,47 +265,58 @@ def save_checkpoint(
     final = step_dir(root, step)
     tmp = root / f".step{step}.partial"
     if env.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        # This run is the directory's only writer: a partial checkpoint here, of this step or
-        # another, is what a killed launch (SIGKILL, a lost node) left, as large as a checkpoint.
-        for stale in root.glob(".step*.partial"):
-            shutil.rmtree(stale, ignore_errors=True)
-        (tmp / "rng").mkdir(parents=True)
+        with _writing(root, final, tmp):
+            root.mkdir(parents=True, exist_ok=True)
+            # This run is the directory's only writer: a partial checkpoint here, of this step or
+            # another, is what a killed launch (SIGKILL, a lost node) left, as large as a
+            # checkpoint.
+            for stale in root.glob(".step*.partial"):
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                (tmp / "rng").mkdir(parents=True)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # made, but not its rng folder
+                raise
     barrier(env)
     try:
-        torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
+        with _writing(root, final, tmp):
+            torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
         if env.is_main:
-            # config.json's bos/eos ids are what transformers' generate stops at: the
-            # tokenizer's end of document, which is 0 only in GPT-NeoX's tokenizer.
-            eod_id = token_id(*tokenizer) if tokenizer is not None else None
-            write_hf_files(tmp, model_cfg, model_state, eod_id=0 if eod_id is None else eod_id)
-            if tokenizer is not None:
-                write_tokenizer_files(tmp, *tokenizer)
-            trainer_state = {
-                "iteration": step,
-                "optimizer": optim_state,
-                "schedule": schedule.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "data": {
-                    "consumed_rows": step * train_cfg.global_batch,
-                    "global_batch": train_cfg.global_batch,
-                    "seq_length": train_cfg.seq_length,
-                    "prefix": data_prefix,
-                    "batch_sha256": dict(data_digests or {}),
-                },
-                "world_size": env.world_size,
-                "model_config": dataclasses.asdict(model_cfg),
-                "train_config": dataclasses.asdict(train_cfg),
-                "extra": extra or {},
-            }
-            torch.save(trainer_state, tmp / TRAINER_STATE)
+            with _writing(root, final, tmp):
+                # config.json's bos/eos ids are what transformers' generate stops at: the
+                # tokenizer's end of document, which is 0 only in GPT-NeoX's tokenizer.
+                eod_id = token_id(*tokenizer) if tokenizer is not None else None
+                write_hf_files(tmp, model_cfg, model_state, eod_id=0 if eod_id is None else eod_id)
+                if tokenizer is not None:
+                    write_tokenizer_files(tmp, *tokenizer)
+                trainer_state = {
+                    "iteration": step,
+                    "optimizer": optim_state,
+                    "schedule": schedule.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "data": {
+                        "consumed_rows": step * train_cfg.global_batch,
+                        "global_batch": train_cfg.global_batch,
+                        "seq_length": train_cfg.seq_length,
+                        "prefix": data_prefix,
+                        "batch_sha256": dict(data_digests or {}),
+                    },
+                    "world_size": env.world_size,
+                    "model_config": dataclasses.asdict(model_cfg),
+                    "train_config": dataclasses.asdict(train_cfg),
+                    "extra": extra or {},
+                }
+                torch.save(trainer_state, tmp / TRAINER_STATE)
         barrier(env)
         if env.is_main:
-            share_like_umask(tmp)
-            _sync_tree(tmp)
-            replace_dir(tmp, final)
-            _fsync_dir(root)
-            _write_atomic_text(root / LATEST, final.name + "\n")
+            with _writing(root, final, tmp):
+                share_like_umask(tmp)
+                _sync_tree(tmp)
+                replace_dir(tmp, final)
+                _fsync_dir(root)
+                # Failing here leaves the new step in place but 'latest' naming the one before,
+                # which a resume continues from, as from any earlier checkpoint.
+                _write_atomic_text(root / LATEST, final.name + "\n")
     except BaseException:
         if env.is_main:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -343,6 +343,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
         data_split=data_split,
     )
 
+    from pythia_train.checkpoint import CheckpointWriteError
     from pythia_train.train import train
 
     try:
@@ -359,6 +360,10 @@ def _run(ctx: click.Context, opts: dict) -> None:
             progress=opts["progress"],
             tokenizer=_run_tokenizer(opts, model_cfg.vocab_size),
         )
+    except CheckpointWriteError as e:
+        # The checkpoint's temporary is gone and 'latest' is as it was: the run continues
+        # from its last good checkpoint once the folder has room (or permission) again.
+        raise CheckpointWriteError(e.errno, f"{e}; {_where_to_continue(opts)}") from None
     finally:
         from pythia_train.distributed import destroy_distributed
 
