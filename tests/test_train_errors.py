@@ -481,6 +481,34 @@ def test_a_checkpoint_that_cannot_be_written_mid_run_names_it_and_how_to_continu
     assert (save / "latest").read_text() == "step2\n"
 
 
+def test_a_resume_refuses_a_read_only_log_file(data, tmp_path):
+    # The resume cut the log through a temporary and a rename, which its writable folder
+    # allows: a log made read-only was silently replaced by a writable one.
+    from test_bad_input import _enforcing_permissions
+
+    save, log = tmp_path / "ck", tmp_path / "log.jsonl"
+    assert cli("--save", save, "--log-file", log, data=data["a"]).exit_code == 0
+    log.chmod(0o444)
+    before = log.read_bytes()
+    args = ["--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4",
+            "--vocab-size", "512", "--seq-length", str(SEQ), "--global-batch", "8",
+            "--micro-batch", "4", "--train-iters", "3", "--lr", "1e-2", "--device", "cpu",
+            "--no-progress", "--data", str(data["a"]), "--save", str(save), "--resume",
+            str(save), "--log-file", str(log)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = [sys.executable, "-m", "pythia_train.cli", *args]
+    r = subprocess.run(
+        _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (
+        f"pythia-train: error: --log-file: {log}: Permission denied (the run appends its "
+        "metrics to it): make it writable, or pass another --log-file\n"
+    ), r.stderr
+    assert log.read_bytes() == before and log.stat().st_mode & 0o777 == 0o444
+    assert not (save / "step3").exists()
+
+
 @pytest.mark.parametrize("below", ["ck", "sub/ck"])
 def test_a_save_folder_below_a_file_is_a_one_line_error(data, tmp_path, below):
     # It failed when the first checkpoint was due, after the steps before it, with a bare

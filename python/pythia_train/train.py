@@ -185,11 +185,30 @@ def _check_fresh_outputs(save, log_path) -> None:
         )
 
 
+def check_log_writable(log_path) -> None:
+    """Refuse a ``--log-file`` that is there but cannot be read and appended to (made
+    read-only): a resume rewrote it through a temporary and a rename, which the folder allows,
+    and so silently replaced a file its owner had made read-only; a new run failed on opening it
+    with a bare "[Errno 13] Permission denied"."""
+    p = Path(log_path)
+    if not p.is_file():
+        return
+    try:
+        with open(p, "rb+"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"--log-file: {log_path}: {e.strerror} (the run appends its metrics to it): make "
+            "it writable, or pass another --log-file"
+        ) from None
+
+
 def truncate_log(log_path, step: int) -> None:
     """Keep the records of steps <= step (a resumed run logs the later ones again)."""
     p = Path(log_path).resolve()  # a linked log is rewritten where it lives, link kept
     if not p.is_file():
         return
+    check_log_writable(p)
     kept = []
     for line in p.read_text(encoding="utf-8").splitlines():
         try:
@@ -256,6 +275,7 @@ def train(
         except (PythiaDataError, OSError) as e:
             # Checked first: creating it later gave a bare "[Errno 17] File exists".
             raise ValueError(f"--log-file: {e}") from None
+        check_log_writable(log_path)
     if save is not None:
         # Checked now, made with the first checkpoint: below a file, that failed after the
         # steps before it, with a bare "[Errno 20] Not a directory".
