@@ -24,7 +24,7 @@ pub use output::{
 pub use string_columns::add_string_columns;
 pub use subsets::{join_subsets, merge_subsets, read_subsets};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -160,11 +160,22 @@ enum Item {
 }
 
 /// The result of one chunk: tokens (little-endian, dtype-sized) of each document, back to back.
+/// What each document adds is kept in flat arrays, 8 bytes a document: an (end offset, meta
+/// string) pair took 32 bytes, and a heap allocation for the string, per document of every
+/// chunk in flight, which for millions of documents of a few bytes came to several times the
+/// chunks' text.
 #[derive(Default)]
 struct ChunkResult {
     tokens: Vec<u8>,
-    /// (end offset in `tokens`, meta) per document.
-    docs: Vec<(usize, Option<String>)>,
+    /// Each document's size in tokens (EOD included), as the .idx stores it: little-endian i32.
+    sizes: Vec<u8>,
+    /// Each document's meta string, as its index in `metas`; empty without a meta key.
+    meta_codes: Vec<u32>,
+    /// The chunk's distinct meta strings (an absent one as ""), in order of first appearance:
+    /// the order in which the writer gives them their codes, as it would one by one.
+    metas: Vec<String>,
+    /// The tokens of the first document too long for the .idx's int32 sizes.
+    too_long: Option<usize>,
     empty: u64,
     /// (line, message) of lines skipped or, in `Fail` mode, the one that stopped the chunk.
     bad: Vec<(u64, String)>,
@@ -175,8 +186,12 @@ struct ChunkResult {
 struct Scratch {
     ids: Vec<u32>,
     text: Vec<u8>,
+    /// The index in the chunk's `metas` of each meta string seen in the chunk.
+    meta_index: HashMap<String, u32>,
 }
 
+/// Tokenize `chunk` into `r`, whose buffers (those of a result already written) are reused;
+/// `keep_meta`: whether the output keeps each document's meta string.
 #[allow(clippy::too_many_arguments)]
 fn process_chunk(
     chunk: &LineChunk,
@@ -185,16 +200,20 @@ fn process_chunk(
     dtype: DType,
     eod: u32,
     on_error: OnError,
-    mut tokens: Vec<u8>,
+    keep_meta: bool,
+    mut r: ChunkResult,
     scratch: &mut Scratch,
     writer_done: &AtomicBool,
 ) -> ChunkResult {
-    tokens.clear();
-    tokens.reserve(chunk.data.len() / 2);
-    let mut r = ChunkResult {
-        tokens,
-        ..Default::default()
-    };
+    r.tokens.clear();
+    r.tokens.reserve(chunk.data.len() / 2);
+    r.sizes.clear();
+    r.meta_codes.clear();
+    r.metas.clear();
+    r.too_long = None;
+    r.empty = 0;
+    r.bad.clear();
+    scratch.meta_index.clear();
     for i in 0..chunk.len() {
         // Nothing reads the result once the writer is done (interrupted, or stopped by an
         // error): stop now rather than after up to a chunk of slow text (a second or so).
@@ -226,7 +245,30 @@ fn process_chunk(
             continue;
         }
         document_bytes(tok, &doc.text, dtype, eod, &mut scratch.ids, &mut r.tokens);
-        r.docs.push((r.tokens.len(), doc.meta));
+        let n_tokens = scratch.ids.len();
+        let size = i32::try_from(n_tokens).unwrap_or_else(|_| {
+            r.too_long.get_or_insert(n_tokens);
+            i32::MAX
+        });
+        r.sizes.extend_from_slice(&size.to_le_bytes());
+        if keep_meta {
+            let meta = doc.meta.unwrap_or_default();
+            // Documents of one subset tend to come in runs: the last one's code first.
+            let code = match r.meta_codes.last() {
+                Some(&last) if r.metas[last as usize] == meta => last,
+                _ => match scratch.meta_index.get(&meta) {
+                    Some(&c) => c,
+                    None => {
+                        // At most one a document, which a chunk holds far fewer than 2^32 of.
+                        let c = r.metas.len() as u32;
+                        r.metas.push(meta.clone());
+                        scratch.meta_index.insert(meta, c);
+                        c
+                    }
+                },
+            };
+            r.meta_codes.push(code);
+        }
     }
     r
 }
@@ -402,8 +444,10 @@ struct Worker<'a> {
     dtype: DType,
     eod: u32,
     on_error: OnError,
-    /// Token buffers the writer is done with.
-    tokens_back: &'a Mutex<Receiver<Vec<u8>>>,
+    /// Whether the output keeps each document's meta string.
+    keep_meta: bool,
+    /// Results the writer is done with, for their buffers.
+    results_back: &'a Mutex<Receiver<ChunkResult>>,
     /// Set once the writer has returned: results are no longer read.
     writer_done: &'a AtomicBool,
 }
@@ -413,8 +457,8 @@ impl Worker<'_> {
     fn process(&self, item: Item, scratch: &mut Scratch) -> (Outcome, Option<LineChunk>) {
         match item {
             Item::Chunk(c, input_read) => {
-                let buffer = self
-                    .tokens_back
+                let buffers = self
+                    .results_back
                     .lock()
                     .unwrap()
                     .try_recv()
@@ -426,7 +470,8 @@ impl Worker<'_> {
                     self.dtype,
                     self.eod,
                     self.on_error,
-                    buffer,
+                    self.keep_meta,
+                    buffers,
                     scratch,
                     self.writer_done,
                 );
@@ -765,9 +810,9 @@ fn tokenize_stream(
     // Permits bound the items between reading and writing; the writer returns one per item
     // it has written.
     let (permit_tx, permit_rx) = sync_channel::<()>(most_in_flight);
-    // Written token buffers go back to the workers.
-    let (tokens_back_tx, tokens_back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let tokens_back_rx = Mutex::new(tokens_back_rx);
+    // Written results go back to the workers, for their buffers.
+    let (results_back_tx, results_back_rx) = std::sync::mpsc::channel::<ChunkResult>();
+    let results_back_rx = Mutex::new(results_back_rx);
     for _ in 0..in_flight {
         permit_tx.send(()).unwrap();
     }
@@ -781,7 +826,8 @@ fn tokenize_stream(
         dtype,
         eod,
         on_error: opts.on_error,
-        tokens_back: &tokens_back_rx,
+        keep_meta: opts.meta_key.is_some(),
+        results_back: &results_back_rx,
         writer_done: &writer_done,
     };
 
@@ -893,7 +939,7 @@ fn tokenize_stream(
         let written = write_in_order(
             outcome_rx,
             permit_tx,
-            tokens_back_tx,
+            results_back_tx,
             out,
             opts,
             &prep.stamps,
@@ -929,7 +975,7 @@ const PROGRESS_HEARTBEAT: Duration = Duration::from_millis(100);
 fn write_in_order(
     outcomes: Receiver<(u64, Outcome)>,
     permits: SyncSender<()>,
-    tokens_back: std::sync::mpsc::Sender<Vec<u8>>,
+    results_back: std::sync::mpsc::Sender<ChunkResult>,
     out: &mut TokenizedOutput,
     opts: &TokenizeOptions,
     stamps: &[Stamp],
@@ -986,11 +1032,12 @@ fn write_in_order(
                             format!("{}: line {line}: {msg}", path.display())
                         });
                     }
-                    let ends: Vec<(usize, Option<&str>)> =
-                        r.docs.iter().map(|(e, m)| (*e, m.as_deref())).collect();
-                    out.add_documents(&r.tokens, &ends)?;
+                    if let Some(n_tokens) = r.too_long {
+                        return Err(output::too_long(n_tokens));
+                    }
+                    out.add_sized_documents(&r.tokens, &r.sizes, &r.metas, &r.meta_codes)?;
                     out.counts.empty_skipped += r.empty;
-                    let _ = tokens_back.send(r.tokens);
+                    let _ = results_back.send(r);
                     text_bytes += n as u64;
                     input_written = input_written.max(input_read);
                     out.position = Position {
@@ -1181,6 +1228,69 @@ mod tests {
                 std::fs::read(crate::indexed::idx_path(&reference)).unwrap()
             );
             assert!(!work_dir(&prefix).exists());
+            outputs.push(read(&prefix));
+        }
+        assert!(outputs.windows(2).all(|w| w[0] == w[1]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tiny_documents_keep_their_sizes_and_subsets_for_any_threads_and_chunks() {
+        // Each chunk keeps a document's size and subset in flat arrays, its subsets numbered
+        // by the chunk and renumbered by the writer: runs of one subset, subsets that come
+        // back, absent and empty ones, empty texts and blank lines between.
+        let dir = std::env::temp_dir().join(format!("pythia-tok-tiny-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tok = neox();
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for i in 0..5000 {
+            let meta = match i % 11 {
+                0 => None,
+                1 => Some(String::new()),
+                2..=5 => Some(format!("run{}", i / 500)),
+                _ => Some(format!("set{}", i % 5)),
+            };
+            let doc = if i % 13 == 0 {
+                String::new()
+            } else {
+                format!("{}", i % 7)
+            };
+            let line = match &meta {
+                Some(m) => serde_json::json!({"text": doc, "meta": {"pile_set_name": m}}),
+                None => serde_json::json!({"text": doc}),
+            };
+            text.push_str(&format!("{line}\n"));
+            if i % 17 == 0 {
+                text.push_str(" \n");
+            }
+            if !doc.is_empty() {
+                let ids = tok.encode(&doc).into_iter().map(|t| t as i64).chain([0]);
+                want.push((ids.collect::<Vec<i64>>(), meta.unwrap_or_default()));
+            }
+        }
+        let path = dir.join("tiny.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        let mut outputs = Vec::new();
+        for (threads, chunk_bytes, dedicated_reader) in [
+            (1, 8 << 20, false),
+            (2, 1000, false),
+            (3, 1, false),
+            (2, 333, true),
+        ] {
+            let prefix = dir.join(format!("out-{threads}-{chunk_bytes}"));
+            let mut opts = TokenizeOptions::new(vec![path.clone()], prefix.clone());
+            opts.threads = threads;
+            opts.chunk_bytes = chunk_bytes;
+            opts.dedicated_reader = Some(dedicated_reader);
+            tokenize_files(&tok, &opts, &mut |_| true).unwrap();
+            let got = IndexedDataset::open(&prefix).unwrap();
+            let (_, names, codes) = read_subsets(&prefix).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (i, (ids, meta)) in want.iter().enumerate() {
+                assert_eq!(&got.get_i64(i, 0, None).unwrap(), ids, "document {i}");
+                assert_eq!(&names[codes[i] as usize], meta, "document {i}");
+            }
             outputs.push(read(&prefix));
         }
         assert!(outputs.windows(2).all(|w| w[0] == w[1]));

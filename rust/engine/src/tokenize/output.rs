@@ -363,6 +363,13 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// The error for a document of `n_tokens` tokens, more than the .idx's sizes hold.
+pub(crate) fn too_long(n_tokens: usize) -> Error {
+    Error::invalid(format!(
+        "a document of {n_tokens} tokens does not fit the .idx int32 sizes"
+    ))
+}
+
 fn open_truncated(path: &Path, len: u64) -> Result<BufWriter<File>> {
     let f = OpenOptions::new()
         .create(true)
@@ -564,11 +571,7 @@ impl TokenizedOutput {
         let mut start = 0;
         for &(end, meta) in ends {
             let n_tokens = (end - start) / itemsize;
-            let size = i32::try_from(n_tokens).map_err(|_| {
-                Error::invalid(format!(
-                    "a document of {n_tokens} tokens does not fit the .idx int32 sizes"
-                ))
-            })?;
+            let size = i32::try_from(n_tokens).map_err(|_| too_long(n_tokens))?;
             sizes.extend_from_slice(&size.to_le_bytes());
             if self.meta_key.is_some() {
                 codes.extend_from_slice(&self.code(meta.unwrap_or(""))?.to_le_bytes());
@@ -586,6 +589,41 @@ impl TokenizedOutput {
         self.tokens_bytes += token_bytes.len() as u64;
         self.counts.documents += ends.len() as u64;
         self.counts.tokens += (token_bytes.len() / itemsize) as u64;
+        Ok(())
+    }
+
+    /// Append documents whose tokens lie back to back in `token_bytes`: `sizes` holds each
+    /// one's size in tokens as the .idx does (little-endian i32) and, when this output keeps
+    /// subsets, `meta_codes` its meta string's index in `metas`.
+    pub fn add_sized_documents(
+        &mut self,
+        token_bytes: &[u8],
+        sizes: &[u8],
+        metas: &[String],
+        meta_codes: &[u32],
+    ) -> Result<()> {
+        let documents = sizes.len() / 4;
+        let mut subsets = Vec::new();
+        if self.meta_key.is_some() {
+            debug_assert_eq!(meta_codes.len(), documents);
+            let codes = metas
+                .iter()
+                .map(|m| self.code(m))
+                .collect::<Result<Vec<u16>>>()?;
+            subsets.extend(
+                meta_codes
+                    .iter()
+                    .flat_map(|&c| codes[c as usize].to_le_bytes()),
+            );
+        }
+        self.tokens.write_all(token_bytes)?;
+        self.sizes.write_all(sizes).at(self.dir.join("sizes.i32"))?;
+        self.subsets
+            .write_all(&subsets)
+            .at(self.dir.join("subsets.u16"))?;
+        self.tokens_bytes += token_bytes.len() as u64;
+        self.counts.documents += documents as u64;
+        self.counts.tokens += (token_bytes.len() / self.dtype.itemsize()) as u64;
         Ok(())
     }
 
