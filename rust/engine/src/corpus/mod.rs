@@ -10,7 +10,7 @@ mod python_json;
 mod string_column;
 
 pub use document::{parse_document, Document, DocumentFields};
-pub use lines::{open_lines, Compression, LineChunk, LineChunker};
+pub use lines::{open_lines, Compression, LineChunk, LineChunker, Lines};
 #[cfg(test)]
 pub(crate) use string_column::offset_bytes;
 pub use string_column::{Row, StringColumn};

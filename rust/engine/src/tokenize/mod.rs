@@ -214,13 +214,12 @@ fn process_chunk(
     r.empty = 0;
     r.bad.clear();
     scratch.meta_index.clear();
-    for i in 0..chunk.len() {
+    for (i, line) in chunk.lines().enumerate() {
         // Nothing reads the result once the writer is done (interrupted, or stopped by an
         // error): stop now rather than after up to a chunk of slow text (a second or so).
         if writer_done.load(Ordering::Relaxed) {
             break;
         }
-        let line = chunk.line(i);
         // Blank lines are not documents. Only JSON's whitespace makes a line blank: a line of
         // form feeds is no JSON value, and is invalid like one of vertical tabs.
         if line
