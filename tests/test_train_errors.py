@@ -481,6 +481,27 @@ def test_a_checkpoint_that_cannot_be_written_mid_run_names_it_and_how_to_continu
     assert (save / "latest").read_text() == "step2\n"
 
 
+def test_an_error_while_saving_that_is_no_write_failure_keeps_its_own_words(
+    data, tmp_path, monkeypatch
+):
+    # Every RuntimeError raised while a checkpoint was written became "SAVE: <its first
+    # line> (writing SAVE/stepN)", a CUDA assert reported late among them.
+    import pythia_train.checkpoint as checkpoint
+
+    real_write = checkpoint.write_hf_files
+
+    def failing(directory, *args, **kwargs):
+        if directory.name == ".step2.partial":
+            raise RuntimeError("CUDA error: device-side assert triggered\nmore detail")
+        return real_write(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "write_hf_files", failing)
+    result = cli("--save", tmp_path / "ck", data=data["a"])
+    assert result.exit_code == 1, result.output
+    assert "error: CUDA error: device-side assert triggered\nmore detail" in result.output
+    assert "writing" not in result.output and ".partial" not in result.output
+
+
 def test_a_resume_refuses_a_read_only_log_file(data, tmp_path):
     # The resume cut the log through a temporary and a rename, which its writable folder
     # allows: a log made read-only was silently replaced by a writable one.

@@ -134,6 +134,10 @@ def _no_space_left(folder: Path) -> bool:
     return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) == 0
 
 
+#: torch.save's words for a write that failed without the system's reason (a quota, say).
+_WRITE_FAILURE = r"inline_container|unexpected pos|file write failed|PytorchStreamWriter"
+
+
 @contextmanager
 def _writing(root: Path, final: Path, tmp: Path):
     """Errors writing the checkpoint ``final`` through ``tmp`` named by the save folder, the
@@ -164,8 +168,12 @@ def _writing(root: Path, final: Path, tmp: Path):
             reason, code = strerror[1].strip(), None
         elif _no_space_left(root):
             reason, code = os.strerror(errno.ENOSPC), errno.ENOSPC
-        else:
+        elif isinstance(e, OSError) or re.search(_WRITE_FAILURE, text):
             reason, code = text.replace(str(tmp), str(final)).splitlines()[0], None
+        else:
+            # Not a write's failure (a CUDA assert reported late, memory): it keeps its own
+            # words, which "(writing SAVE/stepN)" would hide.
+            raise
         folder = root
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
