@@ -159,7 +159,9 @@ pub fn lock_folder(dir: &Path) -> Result<Option<File>> {
 /// * `.NAME.tmp-PID-HOST-TOKEN` ([`shared_temp_path`], outputs that separate jobs may build at
 ///   once): left alone while its writer holds its lock ([`hold_temp_lock`]) or is this process;
 ///   otherwise removed when HOST is this host and PID is gone, or, from another host (whose
-///   processes cannot be seen), when it was last written more than [`FOREIGN_TEMP_AGE`] ago.
+///   processes cannot be seen) or on a file system without locks (where a writer in another
+///   PID namespace of a host of this name would look gone), when it was last written more than
+///   [`FOREIGN_TEMP_AGE`] ago.
 pub fn remove_stale_temps(dest: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
         return Vec::new();
@@ -191,17 +193,19 @@ pub fn remove_stale_temps(dest: &Path) -> Vec<PathBuf> {
                 if token.len() != 16 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
                     continue;
                 }
-                let gone = if host == host_name() {
-                    process_is_gone(pid)
-                } else {
+                let age = || {
                     entry
                         .metadata()
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > FOREIGN_TEMP_AGE)
                 };
-                gone && !is_locked(&path)
+                shared_temp_is_stale(
+                    lock_state(&path),
+                    host == host_name(),
+                    || process_is_gone(pid),
+                    age,
+                )
             }
         };
         // Best effort: a temporary that cannot be removed costs space, not correctness.
@@ -212,21 +216,45 @@ pub fn remove_stale_temps(dest: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// Whether a writer holds the lock of [`hold_temp_lock`] on `path` (a shared lock is refused
-/// while it does). A file that cannot be opened is taken as held: it is not this run's to judge.
-fn is_locked(path: &Path) -> bool {
+/// Whether a `.NAME.tmp-PID-HOST-TOKEN` temporary's writer is gone, from its lock, whether
+/// HOST is this host, whether PID runs here, and the time since its last write.
+fn shared_temp_is_stale(
+    lock: TempLock,
+    this_host: bool,
+    pid_gone: impl FnOnce() -> bool,
+    age: impl FnOnce() -> Option<std::time::Duration>,
+) -> bool {
+    match lock {
+        TempLock::Held => false,
+        TempLock::Free if this_host => pid_gone(),
+        // Another host's processes cannot be seen; and without locks, a live writer in another
+        // PID namespace of a host of this name (a container) looks gone.
+        TempLock::Free | TempLock::Unknown => age().is_some_and(|a| a > FOREIGN_TEMP_AGE),
+    }
+}
+
+/// What the lock of [`hold_temp_lock`] on a temporary says of its writer.
+enum TempLock {
+    /// A writer holds it (a shared lock is refused), or the file cannot be opened to ask: it is
+    /// not this run's to judge.
+    Held,
+    Free,
+    /// The file system takes no locks (NFS mounted `nolock`): the lock tells nothing.
+    Unknown,
+}
+
+fn lock_state(path: &Path) -> TempLock {
     // Only regular files are opened: opening a FIFO would wait for a writer.
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return false;
+        return TempLock::Free;
     }
     match File::open(path) {
         Ok(f) => match f.try_lock_shared() {
-            Ok(()) => false,
-            Err(std::fs::TryLockError::WouldBlock) => true,
-            // No locks on this file system: the host, PID and age rules decide alone.
-            Err(std::fs::TryLockError::Error(_)) => false,
+            Ok(()) => TempLock::Free,
+            Err(std::fs::TryLockError::WouldBlock) => TempLock::Held,
+            Err(std::fs::TryLockError::Error(_)) => TempLock::Unknown,
         },
-        Err(_) => true,
+        Err(_) => TempLock::Held,
     }
 }
 
@@ -328,6 +356,52 @@ mod tests {
         }
         drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_locks_a_shared_temp_of_this_host_is_judged_by_its_age() {
+        let day = Some(FOREIGN_TEMP_AGE * 2);
+        let fresh = Some(std::time::Duration::from_secs(60));
+        // A file system without locks: a PID not seen here may run in a container of this
+        // host's name, so only age tells.
+        assert!(!shared_temp_is_stale(
+            TempLock::Unknown,
+            true,
+            || true,
+            || fresh
+        ));
+        assert!(shared_temp_is_stale(
+            TempLock::Unknown,
+            true,
+            || true,
+            || day
+        ));
+        // With locks, an unlocked one of this host whose PID is gone is a killed run's.
+        assert!(shared_temp_is_stale(
+            TempLock::Free,
+            true,
+            || true,
+            || fresh
+        ));
+        assert!(!shared_temp_is_stale(
+            TempLock::Free,
+            true,
+            || false,
+            || day
+        ));
+        assert!(!shared_temp_is_stale(
+            TempLock::Free,
+            false,
+            || true,
+            || fresh
+        ));
+        assert!(shared_temp_is_stale(
+            TempLock::Free,
+            false,
+            || false,
+            || day
+        ));
+        assert!(!shared_temp_is_stale(TempLock::Held, true, || true, || day));
     }
 
     #[test]
