@@ -346,6 +346,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
     from pythia_train.checkpoint import CheckpointWriteError
     from pythia_train.train import train
 
+    finished = False
     try:
         records = train(
             model_cfg,
@@ -360,6 +361,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
             progress=opts["progress"],
             tokenizer=_run_tokenizer(opts, model_cfg.vocab_size),
         )
+        finished = True
     except CheckpointWriteError as e:
         # The checkpoint's temporary is gone and 'latest' is as it was: the run continues
         # from its last good checkpoint once the folder has room (or permission) again.
@@ -367,7 +369,7 @@ def _run(ctx: click.Context, opts: dict) -> None:
     finally:
         from pythia_train.distributed import destroy_distributed
 
-        destroy_distributed()
+        destroy_distributed(finished)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if records:

@@ -56,8 +56,14 @@ def init_distributed(device: str | None = None) -> DistEnv:
     return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
-def destroy_distributed() -> None:
+def destroy_distributed(finished: bool = True) -> None:
+    """Leave the group. ``finished``: every rank ran to the end, so they first wait for each
+    other: a rank tearing gloo down while its peer still drained the last collectives (FSDP's)
+    now and then aborted the peer at exit ("terminate called without an active exception",
+    SIGABRT after a complete run). After an error the peers may be gone, so none is awaited."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 
