@@ -296,6 +296,20 @@ def _enforcing_permissions(cmd: list[str]) -> list[str]:
             " ".join(map(shlex.quote, cmd))]  # fmt: skip
 
 
+def run_with_read_only(
+    folder: Path, cmd: list[str], env: dict, timeout: int
+) -> subprocess.CompletedProcess:
+    """``cmd`` run while ``folder`` is read-only (permissions enforced for root too), which it
+    is no longer once it returns."""
+    folder.chmod(0o555)
+    try:
+        return subprocess.run(
+            _enforcing_permissions(cmd), capture_output=True, text=True, env=env, timeout=timeout
+        )
+    finally:
+        folder.chmod(0o755)
+
+
 @pytest.mark.parametrize(
     "cmd",
     ["unshard", "unshard -o", "build-index", "build-index sub", "batch", "batch --decode",
@@ -334,15 +348,8 @@ def test_a_read_only_output_folder_is_named_with_the_output(tmp_path, cmd):
             out = ro / "pre.bin"
             args = ["export-preshuffled", str(tmp_path / "d"), str(ro / "pre"), "--rows", "2"]
             args += [*index, "-q"]
-    ro.chmod(0o555)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    run = [sys.executable, "-m", "pythia_data.cli", *args]
-    try:
-        r = subprocess.run(
-            _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=120
-        )
-    finally:
-        ro.chmod(0o755)
+    r = run_with_read_only(ro, [sys.executable, "-m", "pythia_data.cli", *args], env, 120)
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith(f"error: {ro}: Permission denied (writing {out}"), r.stderr
     assert len(r.stderr.splitlines()) == 1 and ".tmp" not in r.stderr, r.stderr
@@ -366,15 +373,9 @@ def test_build_index_refuses_a_read_only_folder_before_building(tmp_path, cache)
     base = "d_train_0_indexmap_30ns_6sl_1234s_"
     out = ro / f"{base}doc_idx.npy"
     before = sorted(os.listdir(ro))
-    ro.chmod(0o555)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHIA_INDEX_TIMING": "1"}
     run = [sys.executable, "-m", "pythia_data.cli", *args]
-    try:
-        r = subprocess.run(
-            _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=120
-        )
-    finally:
-        ro.chmod(0o755)
+    r = run_with_read_only(ro, run, env, 120)
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith(f"error: {ro}: Permission denied (writing {out})"), r.stderr
     assert len(r.stderr.splitlines()) == 1, r.stderr  # no "[build-index] ... doc_idx shuffled"

@@ -1021,23 +1021,17 @@ def test_gpt_neox_data_reads_an_index_built_with_a_cache_dir(tmp_path):
 def test_a_read_only_data_folder_refuses_the_index_at_once_naming_cache_dir(tmp_path):
     # The run's own index build failed only once doc_idx was built and shuffled (minutes to an
     # hour at Pythia's size): the timing laps of that work came before the error.
-    from test_bad_input import _enforcing_permissions
+    from test_bad_input import run_with_read_only
 
     ro = tmp_path / "ro"
     documents(ro / "docs", seed=4)
-    ro.chmod(0o555)
     args = ["--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4",
             "--vocab-size", "512", "--seq-length", str(SEQ), "--global-batch", "8",
             "--micro-batch", "4", "--train-iters", "2", "--device", "cpu", "--no-progress",
             "--data", str(ro / "docs"), "--data-format", "gpt-neox"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHIA_INDEX_TIMING": "1"}
     run = [sys.executable, "-m", "pythia_train.cli", *args]
-    try:
-        r = subprocess.run(
-            _enforcing_permissions(run), capture_output=True, text=True, env=env, timeout=300
-        )
-    finally:
-        ro.chmod(0o755)
+    r = run_with_read_only(ro, run, env, 300)
     out = ro / "docs_train_0_indexmap_17ns_16sl_1234s_doc_idx.npy"
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith(f"pythia-train: error: {ro}: Permission denied (writing {out})"), (
