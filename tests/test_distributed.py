@@ -45,6 +45,8 @@ def run_torchrun(
     steps: int = 4,
     env: dict | None = None,
     check: bool = True,
+    script: Path | None = None,
+    timeout: float = 240,
 ) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     # The workers import the very packages this test process uses (a source tree with the
@@ -57,8 +59,7 @@ def run_torchrun(
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node=2",
-        "-m",
-        "pythia_train.cli",
+        *([str(script)] if script is not None else ["-m", "pythia_train.cli"]),
         "--model",
         "pythia-14m",
         "--num-layers",
@@ -96,7 +97,7 @@ def run_torchrun(
         "--no-progress",
         *extra,
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -190,3 +191,110 @@ def test_rank_0_builds_a_missing_index_while_the_other_ranks_wait(tmp_path):
     assert "recorded [0,5], this build [0,300]" in proc.stderr, proc.stderr[-3000:]
     assert "rank 0 stopped while opening" in proc.stderr, proc.stderr[-3000:]
     assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
+
+
+# Test-only: the CLI with one function failing on one rank (a full disk), that rank's process
+# then staying until the other rank has left, as a failed peer's connections do under NCCL or
+# on another node (torchrun stops only its own node's ranks): a rank waiting for it at a
+# barrier or collective waits for the process group's timeout. Each rank records when it
+# failed and when it left.
+FAILING_CLI = """
+import errno, importlib, os, sys, time
+from pathlib import Path
+
+rank, world = os.environ["RANK"], int(os.environ["WORLD_SIZE"])
+times = Path(os.environ["PYTHIA_TEST_TIMES"])
+if rank == os.environ["PYTHIA_TEST_FAIL_RANK"]:
+    module, name, call = os.environ["PYTHIA_TEST_FAIL"].split(":")
+    module = importlib.import_module(module)
+    real, calls = getattr(module, name), []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == int(call):
+            (times / f"failed{rank}").write_text(str(time.time()))
+            where = str(args[0]) if args and isinstance(args[0], (str, os.PathLike)) else None
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), where)
+        return real(*args, **kwargs)
+
+    setattr(module, name, failing)
+    import pythia_train.distributed as distributed
+
+    leave = distributed.destroy_distributed
+
+    def stay(*args, **kwargs):
+        others = [times / f"left{r}" for r in range(world) if str(r) != rank]
+        deadline = time.time() + 60
+        while time.time() < deadline and not all(f.exists() for f in others):
+            time.sleep(0.1)
+        leave(*args, **kwargs)
+
+    distributed.destroy_distributed = stay
+
+from pythia_train.cli import main
+
+try:
+    main(prog_name="pythia-train")
+finally:
+    (times / f"left{rank}").write_text(str(time.time()))
+"""
+
+
+def run_failing(prefix: Path, out: Path, tmp: Path, fail: str, rank: int, *extra: str):
+    """The CLI under torchrun with ``fail`` ('module:function:N', its Nth call) raising a full
+    disk's OSError on ``rank``; returns the run and how long the other rank went on after it."""
+    times = tmp / "times"
+    times.mkdir(exist_ok=True)
+    for f in times.iterdir():
+        f.unlink()
+    script = tmp / "failing_cli.py"
+    script.write_text(FAILING_CLI)
+    env = {"PYTHIA_TEST_FAIL": fail, "PYTHIA_TEST_FAIL_RANK": str(rank)}
+    env["PYTHIA_TEST_TIMES"] = str(times)
+    proc = run_torchrun(prefix, out, *extra, env=env, check=False, script=script, timeout=120)
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    failed = float((times / f"failed{rank}").read_text())
+    other = float((times / f"left{1 - rank}").read_text())
+    return proc, other - failed
+
+
+def errors(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("pythia-train: error:")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fail", "rank", "cause"),
+    [
+        ("pythia_train.checkpoint:write_hf_files:2", 0, "No space left on device (writing "),
+        ("torch:save:2", 1, "No space left on device (writing "),
+    ],
+)
+def test_a_checkpoint_failing_on_one_rank_stops_every_rank_at_once(
+    rows_prefix, tmp_path, fail, rank, cause
+):
+    # Rank 0 writing step 4 on a full disk raised alone: the other rank waited at the
+    # checkpoint's barrier until rank 0's connections closed (under NCCL, or with rank 0 on
+    # another node, the process group's timeout: 10 to 30 minutes), then said only gloo's
+    # "Connection closed by peer". The ranks meet with a success flag instead.
+    out = tmp_path / "run"
+    proc, waited = run_failing(rows_prefix, out, tmp_path, fail, rank)
+    said = errors(proc)
+    assert len(said) == 2, proc.stderr[-3000:]
+    assert any(cause in line for line in said), said
+    assert any(
+        line.endswith(
+            f"rank {rank} failed writing the checkpoint {out / 'step4'} (its error says why)"
+        )
+        for line in said
+    ), said
+    assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
+    assert waited < 15, (waited, proc.stderr[-3000:])
+    # The last good checkpoint is the run's, and the run continues from it.
+    assert (out / "latest").read_text() == "step2\n"
+    assert not list(out.glob(".step*"))
+    if rank == 0:
+        assert f"the last checkpoint is {out / 'step2'}" in proc.stderr
+        records = torchrun(rows_prefix, out, "--resume", str(out))
+        assert [r["step"] for r in records] == [1, 2, 3, 4]
+        assert (out / "latest").read_text() == "step4\n"

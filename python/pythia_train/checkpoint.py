@@ -33,7 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from pythia_data.errors import OutputError, output_error
 from pythia_train.configs import ModelConfig, TrainConfig
-from pythia_train.distributed import DistEnv, barrier
+from pythia_train.distributed import DistEnv, all_or_none
 from pythia_train.hf import (
     CheckpointError,
     load_hf_state_dict,
@@ -272,64 +272,70 @@ def save_checkpoint(
     root = Path(save)
     final = step_dir(root, step)
     tmp = root / f".step{step}.partial"
-    if env.is_main:
-        with _writing(root, final, tmp):
-            root.mkdir(parents=True, exist_ok=True)
-            # This run is the directory's only writer: a partial checkpoint here, of this step or
-            # another, is what a killed launch (SIGKILL, a lost node) left, as large as a
-            # checkpoint.
-            for stale in root.glob(".step*.partial"):
-                shutil.rmtree(stale, ignore_errors=True)
-            try:
-                (tmp / "rng").mkdir(parents=True)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)  # made, but not its rng folder
-                raise
-    barrier(env)
+    # The ranks meet where one of them (rank 0) worked alone: a failure there is every rank's
+    # at once (all_or_none), where the others waited at their barrier for the process group's
+    # timeout (NCCL, another node) or stopped on gloo's "Connection closed by peer".
+    doing = f"writing the checkpoint {final}"
+    with all_or_none(env, doing):
+        if env.is_main:
+            with _writing(root, final, tmp):
+                root.mkdir(parents=True, exist_ok=True)
+                # This run is the directory's only writer: a partial checkpoint here, of this
+                # step or another, is what a killed launch (SIGKILL, a lost node) left, as large
+                # as a checkpoint.
+                for stale in root.glob(".step*.partial"):
+                    shutil.rmtree(stale, ignore_errors=True)
+                try:
+                    (tmp / "rng").mkdir(parents=True)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)  # made, but not its rng folder
+                    raise
     try:
-        with _writing(root, final, tmp):
-            torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
-        if env.is_main:
+        with all_or_none(env, doing):
             with _writing(root, final, tmp):
-                # config.json's bos/eos ids are what transformers' generate stops at: the
-                # tokenizer's end of document, which is 0 only in GPT-NeoX's tokenizer.
-                eod_id = token_id(*tokenizer) if tokenizer is not None else None
-                write_hf_files(tmp, model_cfg, model_state, eod_id=0 if eod_id is None else eod_id)
-                if tokenizer is not None:
-                    write_tokenizer_files(tmp, *tokenizer)
-                trainer_state = {
-                    "iteration": step,
-                    "optimizer": optim_state,
-                    "schedule": schedule.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "data": {
-                        "consumed_rows": step * train_cfg.global_batch,
-                        "global_batch": train_cfg.global_batch,
-                        "seq_length": train_cfg.seq_length,
-                        "prefix": data_prefix,
-                        "batch_sha256": dict(data_digests or {}),
-                    },
-                    "world_size": env.world_size,
-                    "model_config": dataclasses.asdict(model_cfg),
-                    "train_config": dataclasses.asdict(train_cfg),
-                    "extra": extra or {},
-                }
-                torch.save(trainer_state, tmp / TRAINER_STATE)
-        barrier(env)
-        if env.is_main:
-            with _writing(root, final, tmp):
-                share_like_umask(tmp)
-                _sync_tree(tmp)
-                replace_dir(tmp, final)
-                _fsync_dir(root)
-                # Failing here leaves the new step in place but 'latest' naming the one before,
-                # which a resume continues from, as from any earlier checkpoint.
-                _write_atomic_text(root / LATEST, final.name + "\n")
+                torch.save(_rng_state(), tmp / "rng" / f"rank{env.rank}.pt")
+            if env.is_main:
+                with _writing(root, final, tmp):
+                    # config.json's bos/eos ids are what transformers' generate stops at: the
+                    # tokenizer's end of document, which is 0 only in GPT-NeoX's tokenizer.
+                    eod_id = token_id(*tokenizer) if tokenizer is not None else None
+                    write_hf_files(
+                        tmp, model_cfg, model_state, eod_id=0 if eod_id is None else eod_id
+                    )
+                    if tokenizer is not None:
+                        write_tokenizer_files(tmp, *tokenizer)
+                    trainer_state = {
+                        "iteration": step,
+                        "optimizer": optim_state,
+                        "schedule": schedule.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "data": {
+                            "consumed_rows": step * train_cfg.global_batch,
+                            "global_batch": train_cfg.global_batch,
+                            "seq_length": train_cfg.seq_length,
+                            "prefix": data_prefix,
+                            "batch_sha256": dict(data_digests or {}),
+                        },
+                        "world_size": env.world_size,
+                        "model_config": dataclasses.asdict(model_cfg),
+                        "train_config": dataclasses.asdict(train_cfg),
+                        "extra": extra or {},
+                    }
+                    torch.save(trainer_state, tmp / TRAINER_STATE)
+        with all_or_none(env, doing):
+            if env.is_main:
+                with _writing(root, final, tmp):
+                    share_like_umask(tmp)
+                    _sync_tree(tmp)
+                    replace_dir(tmp, final)
+                    _fsync_dir(root)
+                    # Failing here leaves the new step in place but 'latest' naming the one
+                    # before, which a resume continues from, as from any earlier checkpoint.
+                    _write_atomic_text(root / LATEST, final.name + "\n")
     except BaseException:
         if env.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    barrier(env)
     return final
 
 

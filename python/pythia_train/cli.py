@@ -216,6 +216,11 @@ def main(**opts) -> None:
             click.echo(f"pythia-train: terminated (SIGTERM); {_where_to_continue(opts)}", err=True)
         sys.exit(128 + signal.SIGTERM)
     finally:
+        distributed = sys.modules.get("pythia_train.distributed")
+        if distributed is not None:
+            # After an error, once it is reported: tearing the group down can take a while
+            # (or hang, under NCCL) and a peer leaving first gets this rank killed by torchrun.
+            distributed.destroy_distributed(finished=False)
         if previous is not None:  # None: not this thread's to set, or not set from Python
             signal.signal(signal.SIGTERM, previous)
 
@@ -227,6 +232,12 @@ class _Terminated(BaseException):
 
 
 def _raise_terminated(signum, frame) -> None:
+    distributed = sys.modules.get("pythia_train.distributed")
+    if distributed is not None and distributed.failed_together():
+        # torchrun stopping this rank because a peer that learned of the same failure left
+        # first: this one is leaving too, and must first say why (or remove its partial
+        # checkpoint). torchrun kills it after 30 s.
+        return
     raise _Terminated
 
 
@@ -346,7 +357,6 @@ def _run(ctx: click.Context, opts: dict) -> None:
     from pythia_train.checkpoint import CheckpointWriteError
     from pythia_train.train import train
 
-    finished = False
     try:
         records = train(
             model_cfg,
@@ -361,15 +371,13 @@ def _run(ctx: click.Context, opts: dict) -> None:
             progress=opts["progress"],
             tokenizer=_run_tokenizer(opts, model_cfg.vocab_size),
         )
-        finished = True
     except CheckpointWriteError as e:
         # The checkpoint's temporary is gone and 'latest' is as it was: the run continues
         # from its last good checkpoint once the folder has room (or permission) again.
         raise CheckpointWriteError(e.errno, f"{e}; {_where_to_continue(opts)}") from None
-    finally:
-        from pythia_train.distributed import destroy_distributed
+    from pythia_train.distributed import destroy_distributed
 
-        destroy_distributed(finished)
+    destroy_distributed()  # after an error, main() leaves the group once it has said why
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if records:

@@ -16,7 +16,15 @@ from torch import nn
 
 from pythia_train.model import GPTNeoX
 
-__all__ = ["DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean"]
+__all__ = [
+    "DistEnv",
+    "PeerFailed",
+    "init_distributed",
+    "wrap_model",
+    "no_grad_sync",
+    "all_reduce_mean",
+    "all_or_none",
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,63 @@ def init_distributed(device: str | None = None) -> DistEnv:
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
         dist.init_process_group(backend=backend, **kwargs)
     return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed at work the ranks met after (``all_or_none``); its error says why."""
+
+
+#: Set once the ranks have agreed that one of them failed: every rank is on its way out.
+_failed_together = False
+
+
+def failed_together() -> bool:
+    """Whether this rank is leaving after a failure every rank knows of (``all_or_none``): a
+    SIGTERM then is torchrun stopping it because a peer left first, and must not cut short
+    the report of the failure (or the removal of a partial checkpoint)."""
+    return _failed_together
+
+
+def _first_failure(env: DistEnv, failed: bool, what: str) -> int | None:
+    """The ranks meet (one small all-reduce, which also serves as their barrier) and learn the
+    lowest rank that failed, or None."""
+    global _failed_together
+    flag = torch.tensor([env.rank if failed else env.world_size], device=env.device)
+    try:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        first = int(flag.item())
+    except RuntimeError:
+        if failed:
+            return env.rank  # this rank's own error is the one to report
+        # A peer left without meeting (a crash): gloo's "Connection closed by peer" named no
+        # cause.
+        raise PeerFailed(f"another rank stopped while {what} (its error says why)") from None
+    if first == env.world_size:
+        return None
+    _failed_together = True
+    return first
+
+
+@contextlib.contextmanager
+def all_or_none(env: DistEnv, what: str):
+    """Work some ranks do while the others wait (rank 0 writing a checkpoint), or that may
+    fail on some ranks only: the ranks meet at its end, and if it failed anywhere, every rank
+    raises at once, the failing ranks their own error, the others ``PeerFailed`` naming the
+    rank. A rank raising alone left the others waiting at their next collective until the
+    process group's timeout (NCCL, or a peer on another node: 10 to 30 minutes), or, under
+    gloo, stopped them with its "Connection closed by peer", which named no cause.
+    ``what``: the work, as in "rank 0 failed WHAT"."""
+    if not env.distributed:
+        yield
+        return
+    try:
+        yield
+    except Exception:
+        _first_failure(env, True, what)
+        raise
+    first = _first_failure(env, False, what)
+    if first is not None:
+        raise PeerFailed(f"rank {first} failed {what} (its error says why)")
 
 
 def destroy_distributed(finished: bool = True) -> None:
