@@ -254,8 +254,8 @@ def run_failing(prefix: Path, out: Path, tmp: Path, fail: str, rank: int, *extra
     proc = run_torchrun(prefix, out, *extra, env=env, check=False, script=script, timeout=120)
     assert proc.returncode != 0, proc.stderr[-3000:]
     failed = float((times / f"failed{rank}").read_text())
-    other = float((times / f"left{1 - rank}").read_text())
-    return proc, other - failed
+    left = times / f"left{1 - rank}"  # none: torchrun killed it, still waiting
+    return proc, (float(left.read_text()) if left.exists() else float("inf")) - failed
 
 
 def errors(proc) -> list[str]:
@@ -298,3 +298,71 @@ def test_a_checkpoint_failing_on_one_rank_stops_every_rank_at_once(
         records = torchrun(rows_prefix, out, "--resume", str(out))
         assert [r["step"] for r in records] == [1, 2, 3, 4]
         assert (out / "latest").read_text() == "step4\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("start", "fail", "rank", "cause", "doing"),
+    [
+        # A new run: rank 0 alone checks and claims the --save folder and --log-file.
+        (
+            "new",
+            "pythia_train.train:claim_log:1",
+            0,
+            "--log-file: [Errno 28] No space left on device",
+            "checking the run's --save and --log-file",
+        ),
+        # A requeue before the first checkpoint: rank 0 alone cuts the killed launch's log.
+        (
+            "requeue",
+            "pythia_train.train:truncate_log:1",
+            0,
+            "No space left on device",
+            "cutting the --log-file {log} back to the start",
+        ),
+        # A resume: rank 0 alone cuts the log back to the checkpoint's step; each rank reads
+        # its own RNG state.
+        (
+            "resume",
+            "pythia_train.train:truncate_log:1",
+            0,
+            "No space left on device",
+            "preparing --save and --log-file to continue from step 2",
+        ),
+        (
+            "resume",
+            "pythia_train.checkpoint:_set_rng_state:1",
+            1,
+            "No space left on device",
+            "loading the checkpoint {out}",
+        ),
+    ],
+)
+def test_a_start_failing_on_one_rank_stops_every_rank_at_once(
+    rows_prefix, tmp_path, start, fail, rank, cause, doing
+):
+    # Rank 0 refusing its outputs before joining the process group left the others waiting
+    # to join it (a rank on another node: for the group's timeout); later, a rank failing
+    # alone left the others at their next collective.
+    out = tmp_path / "run"
+    log = out / "log.jsonl"
+    extra: tuple[str, ...] = ()
+    if start == "requeue":  # a launch killed before its first checkpoint
+        out.mkdir()
+        log.write_text('{"step": 1, "loss": 1.0}\n')
+        (out / ".log.jsonl.owner").write_text(f"{out.resolve()}\n")
+        extra = ("--resume", str(out))
+    elif start == "resume":
+        torchrun(rows_prefix, out, "--exit-interval", "2")
+        extra = ("--resume", str(out))
+    before = log.read_text() if log.exists() else None
+    proc, waited = run_failing(rows_prefix, out, tmp_path, fail, rank, *extra)
+    said = errors(proc)
+    assert len(said) == 2, proc.stderr[-3000:]
+    assert any(cause in line for line in said), said
+    doing = doing.format(log=log, out=out)
+    assert f"pythia-train: error: rank {rank} failed {doing} (its error says why)" in said, said
+    assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
+    assert waited < 15, (waited, proc.stderr[-3000:])
+    if before is not None:
+        assert log.read_text() == before

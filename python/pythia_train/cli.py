@@ -335,11 +335,16 @@ def _run(ctx: click.Context, opts: dict) -> None:
             # (a log of another run stays, and the start refuses it).
             opts["resume"] = None
             log = opts["log_path"]
-            if log and int(os.environ.get("RANK", "0")) == 0:
-                if log_owner(log) == run_id(opts["save"]):
-                    from pythia_train.train import truncate_log
+            if log:
+                from pythia_train.distributed import all_or_none, init_distributed
+                from pythia_train.train import truncate_log
 
-                    truncate_log(log, 0)
+                # Rank 0 cuts the log alone; the others, which went on to join the process
+                # group, waited there for it after a failure (a read-only log).
+                env = init_distributed(opts["device"])
+                with all_or_none(env, f"cutting the --log-file {log} back to the start"):
+                    if env.is_main and log_owner(log) == run_id(opts["save"]):
+                        truncate_log(log, 0)
     if opts["cache_dir"] is not None and opts["data_format"] != "gpt-neox":
         raise click.UsageError(
             "--cache-dir names where GPT-NeoX's index is: it needs --data-format gpt-neox "

@@ -29,6 +29,7 @@ from pythia_train.checkpoint import (
 from pythia_train.configs import ModelConfig, TrainConfig
 from pythia_train.data import RowSource, batch_digest, micro_batch
 from pythia_train.distributed import (
+    all_or_none,
     all_reduce_mean,
     init_distributed,
     no_grad_sync,
@@ -269,62 +270,65 @@ def train(
     ):
         if not isinstance(value, kind):
             raise TypeError(f"train() takes a {kind.__name__}, {hint}; got {type(value).__name__}")
-    if log_path is not None and os.environ.get("RANK", "0") == "0":
-        try:
-            prepare_output_folder(log_path)
-        except (PythiaDataError, OSError) as e:
-            # Checked first: creating it later gave a bare "[Errno 17] File exists".
-            raise ValueError(f"--log-file: {e}") from None
-        check_log_writable(log_path)
-    if save is not None:
-        # Checked now, made with the first checkpoint: below a file, that failed after the
-        # steps before it, with a bare "[Errno 20] Not a directory".
-        blocking = Path(save)
-        while not blocking.exists() and blocking != blocking.parent:
-            blocking = blocking.parent
-        if not blocking.is_dir():
-            raise ValueError(
-                f"--save: cannot make the folder {save}: {blocking} is a file, not a folder"
-            )
-        if os.environ.get("RANK", "0") == "0":
-            # Checked now too: a folder that refuses files failed at the first checkpoint (after
-            # the steps before it), naming the hidden folder that checkpoint is written in.
-            try:
-                # Named as a temporary, which other ranks checking the folder pass over.
-                fd, probe = tempfile.mkstemp(prefix=".save-probe.tmp-", dir=blocking)
-            except OSError as e:
-                raise ValueError(
-                    f"--save: cannot write checkpoints to {save}: {blocking}: {e.strerror}"
-                ) from None
-            os.close(fd)
-            os.unlink(probe)
-    if tokenizer is not None:
-        from pythia_train.hf import token_id
-
-        # Checked now: its id is config.json's eos_token_id, written at the first checkpoint.
-        if token_id(*tokenizer) is None:
-            raise ValueError(
-                f"tokenizer: its end-of-document token {tokenizer[1]!r} is not one of its "
-                f"tokens; pass the token the tokenizer appends to each document"
-            )
-    if resume is not None and log_path is not None:
-        owner = log_owner(log_path)
-        if owner is not None and owner != run_id(save):
-            whose = "a run without --save" if owner == NO_SAVE else f"the run saved in {owner}"
-            raise ValueError(
-                f"{log_path}: this --log-file is the log of {whose}; pass that run's --save, "
-                f"or another --log-file (if that run's directory moved, delete "
-                f"{log_owner_file(log_path)})"
-            )
-    if resume is None:
-        train_cfg.check_new_schedule()
-        _check_fresh_outputs(save, log_path)
+    env = init_distributed(device)
+    # Under torchrun rank 0 checks (and claims) the outputs alone: the ranks meet after it,
+    # so that its refusal stops them all (the others waited to join the group without it).
+    with all_or_none(env, "checking the run's --save and --log-file"):
         if log_path is not None and os.environ.get("RANK", "0") == "0":
             try:
-                claim_log(log_path, save)  # a requeue may reset this log, and only this run's
-            except OSError as e:
+                prepare_output_folder(log_path)
+            except (PythiaDataError, OSError) as e:
+                # Checked first: creating it later gave a bare "[Errno 17] File exists".
                 raise ValueError(f"--log-file: {e}") from None
-    env = init_distributed(device)
+            check_log_writable(log_path)
+        if save is not None:
+            # Checked now, made with the first checkpoint: below a file, that failed after the
+            # steps before it, with a bare "[Errno 20] Not a directory".
+            blocking = Path(save)
+            while not blocking.exists() and blocking != blocking.parent:
+                blocking = blocking.parent
+            if not blocking.is_dir():
+                raise ValueError(
+                    f"--save: cannot make the folder {save}: {blocking} is a file, not a folder"
+                )
+            if os.environ.get("RANK", "0") == "0":
+                # Checked now too: a folder that refuses files failed at the first checkpoint (after
+                # the steps before it), naming the hidden folder that checkpoint is written in.
+                try:
+                    # Named as a temporary, which other ranks checking the folder pass over.
+                    fd, probe = tempfile.mkstemp(prefix=".save-probe.tmp-", dir=blocking)
+                except OSError as e:
+                    raise ValueError(
+                        f"--save: cannot write checkpoints to {save}: {blocking}: {e.strerror}"
+                    ) from None
+                os.close(fd)
+                os.unlink(probe)
+        if tokenizer is not None:
+            from pythia_train.hf import token_id
+
+            # Checked now: its id is config.json's eos_token_id, written at the first checkpoint.
+            if token_id(*tokenizer) is None:
+                raise ValueError(
+                    f"tokenizer: its end-of-document token {tokenizer[1]!r} is not one of its "
+                    f"tokens; pass the token the tokenizer appends to each document"
+                )
+        if resume is not None and log_path is not None:
+            owner = log_owner(log_path)
+            if owner is not None and owner != run_id(save):
+                whose = "a run without --save" if owner == NO_SAVE else f"the run saved in {owner}"
+                raise ValueError(
+                    f"{log_path}: this --log-file is the log of {whose}; pass that run's --save, "
+                    f"or another --log-file (if that run's directory moved, delete "
+                    f"{log_owner_file(log_path)})"
+                )
+        if resume is None:
+            train_cfg.check_new_schedule()
+            _check_fresh_outputs(save, log_path)
+            if log_path is not None and os.environ.get("RANK", "0") == "0":
+                try:
+                    claim_log(log_path, save)  # a requeue may reset this log, and only this run's
+                except OSError as e:
+                    raise ValueError(f"--log-file: {e}") from None
     accum = train_cfg.grad_accum_steps(env.world_size)
     torch.manual_seed(train_cfg.seed)
 
@@ -367,23 +371,26 @@ def train(
     data_prefix = _data_prefix(rows)
     if resume is not None:
         asked = {**schedule.settings(), **_optimizer_settings(optimizer)}
-        start = load_checkpoint(
-            resume,
-            model,
-            optimizer,
-            schedule,
-            scaler,
-            env,
-            train_cfg,
-            model_cfg,
-            data_prefix,
-            data_digest=lambda step: batch_digest(rows, step, train_cfg.global_batch),
-        )
-        if start > train_cfg.train_iters:
-            raise ValueError(
-                f"{resume}: the checkpoint is at step {start}, past this run's train-iters "
-                f"{train_cfg.train_iters}; pass --train-iters {start} or more"
+        # A rank failing alone (its own RNG state unreadable) left the others at their next
+        # collective.
+        with all_or_none(env, f"loading the checkpoint {resume}"):
+            start = load_checkpoint(
+                resume,
+                model,
+                optimizer,
+                schedule,
+                scaler,
+                env,
+                train_cfg,
+                model_cfg,
+                data_prefix,
+                data_digest=lambda step: batch_digest(rows, step, train_cfg.global_batch),
             )
+            if start > train_cfg.train_iters:
+                raise ValueError(
+                    f"{resume}: the checkpoint is at step {start}, past this run's train-iters "
+                    f"{train_cfg.train_iters}; pass --train-iters {start} or more"
+                )
         saved = {**schedule.settings(), **_optimizer_settings(optimizer)}
         if saved != asked and env.is_main:
             changed = ", ".join(
@@ -400,21 +407,23 @@ def train(
             )
         # Later checkpoints record what is trained, not what was asked.
         train_cfg = _effective_config(train_cfg, schedule, saved)
-        if save is not None and env.is_main:
-            _note_later_checkpoints(Path(save), start, train_cfg.checkpoint_steps())
-            # A rewind: until its first save, a requeue (--resume SAVE) must come back here,
-            # not to the abandoned run's later checkpoint that 'latest' still names.
-            ckpt = resolve_checkpoint(resume)
-            if ckpt.parent.resolve() == Path(save).resolve():
-                try:
-                    current = resolve_checkpoint(save).resolve()
-                except CheckpointError:
-                    current = None  # 'latest' names a step that is gone
-                if current != ckpt.resolve():
-                    point_latest(save, ckpt)
-        if log_path is not None and env.is_main:
-            claim_log(log_path, save)
-            truncate_log(log_path, start)
+        # Rank 0 alone points latest at the checkpoint and cuts the log: the ranks meet after.
+        with all_or_none(env, f"preparing --save and --log-file to continue from step {start}"):
+            if save is not None and env.is_main:
+                _note_later_checkpoints(Path(save), start, train_cfg.checkpoint_steps())
+                # A rewind: until its first save, a requeue (--resume SAVE) must come back here,
+                # not to the abandoned run's later checkpoint that 'latest' still names.
+                ckpt = resolve_checkpoint(resume)
+                if ckpt.parent.resolve() == Path(save).resolve():
+                    try:
+                        current = resolve_checkpoint(save).resolve()
+                    except CheckpointError:
+                        current = None  # 'latest' names a step that is gone
+                    if current != ckpt.resolve():
+                        point_latest(save, ckpt)
+            if log_path is not None and env.is_main:
+                claim_log(log_path, save)
+                truncate_log(log_path, start)
     save_steps = set(train_cfg.checkpoint_steps()) if save is not None else set()
 
     def checkpoint(step: int) -> None:
@@ -442,9 +451,10 @@ def train(
         checkpoint(0)
 
     log_file = None
-    if log_path is not None and env.is_main:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    with all_or_none(env, f"opening the --log-file {log_path}"):
+        if log_path is not None and env.is_main:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
     peak = (
         train_cfg.peak_tflops * 1e12
         if train_cfg.peak_tflops
