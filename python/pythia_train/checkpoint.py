@@ -246,7 +246,7 @@ def save_checkpoint(
     env: DistEnv,
     extra: dict | None = None,
     data_prefix: str | None = None,
-    data_digests: dict[int, str | None] | None = None,
+    data_digests: dict[int, str | None] | Callable[[], dict[int, str | None]] | None = None,
     tokenizer: tuple[str | os.PathLike | bytes, str] | None = None,
 ) -> Path:
     """Collective: every rank calls it; rank 0 writes the shared files.
@@ -256,8 +256,8 @@ def save_checkpoint(
     too.
 
     ``data_prefix`` (the dataset's resolved prefix) and ``data_digests`` (step → digest of that
-    step's rows, ``pythia_train.data.batch_digest``) are recorded so that a resume can check
-    that it continues on the same rows.
+    step's rows, ``pythia_train.data.batch_digest``; or a function returning them, called on
+    rank 0 only) are recorded so that a resume can check that it continues on the same rows.
     """
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=full)
@@ -278,6 +278,8 @@ def save_checkpoint(
     doing = f"writing the checkpoint {final}"
     with all_or_none(env, doing):
         if env.is_main:
+            if callable(data_digests):
+                data_digests = data_digests()  # reads the rows: it may fail too
             with _writing(root, final, tmp):
                 root.mkdir(parents=True, exist_ok=True)
                 # This run is the directory's only writer: a partial checkpoint here, of this

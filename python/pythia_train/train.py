@@ -439,12 +439,11 @@ def train(
             env,
             data_prefix=data_prefix,
             tokenizer=tokenizer,
-            # The last batch trained and the next: a resume must find the same rows there.
-            data_digests={
+            # The last batch trained and the next: a resume must find the same rows there. Read
+            # by rank 0 where the ranks meet (a failure there stopped rank 0 alone).
+            data_digests=lambda: {
                 s: batch_digest(rows, s, train_cfg.global_batch) for s in (step - 1, step) if s >= 0
-            }
-            if env.is_main
-            else None,
+            },
         )
 
     if start == 0 and 0 in save_steps:
