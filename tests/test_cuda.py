@@ -64,33 +64,8 @@ def test_logits_equal_transformers_on_cuda(name):
     assert rel_err(ours.cpu(), on_cpu) < 1e-5
 
 
-def test_generation_on_cuda_equals_transformers_and_cpu():
-    cfg = tiny_config()
-    model = build_model(cfg, seed=3).eval()
-    prompt = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
-    on_cpu = model.generate(prompt, max_new_tokens=20)
-    hf = hf_twin(model).cuda()
-    model.cuda()
-    ours = model.generate(prompt.cuda(), max_new_tokens=20)
-    theirs = hf.generate(
-        prompt.cuda(),
-        attention_mask=torch.ones_like(prompt.cuda()),
-        max_new_tokens=20,
-        do_sample=False,
-        pad_token_id=0,
-        eos_token_id=None,
-    )
-    assert ours.device.type == "cuda"
-    assert torch.equal(ours, theirs)
-    assert torch.equal(ours.cpu(), on_cpu)
-
-
-@pytest.mark.parametrize("name", ["pythia-like", "sequential-residual"])
-def test_ragged_generation_on_cuda_equals_transformers_and_cpu(name):
-    # Left-padded prompts take the masked SDPA path, on the GPU's kernels.
-    cfg = CONFIGS[name]
-    model = build_model(cfg, seed=3).eval()
-    prompt, mask, _ = left_padded(cfg, [7, 3, 1, 5], seed=4)
+def generates_alike_on_cuda_cpu_and_transformers(model, prompt, mask) -> None:
+    """20 greedy tokens on the GPU equal transformers' there and ours on the CPU."""
     on_cpu = model.generate(prompt, max_new_tokens=20, attention_mask=mask)
     hf = hf_twin(model).cuda()
     model.cuda()
@@ -106,6 +81,22 @@ def test_ragged_generation_on_cuda_equals_transformers_and_cpu(name):
     assert ours.device.type == "cuda"
     assert torch.equal(ours, theirs)
     assert torch.equal(ours.cpu(), on_cpu)
+
+
+def test_generation_on_cuda_equals_transformers_and_cpu():
+    cfg = tiny_config()
+    model = build_model(cfg, seed=3).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
+    generates_alike_on_cuda_cpu_and_transformers(model, prompt, torch.ones_like(prompt))
+
+
+@pytest.mark.parametrize("name", ["pythia-like", "sequential-residual"])
+def test_ragged_generation_on_cuda_equals_transformers_and_cpu(name):
+    # Left-padded prompts take the masked SDPA path, on the GPU's kernels.
+    cfg = CONFIGS[name]
+    model = build_model(cfg, seed=3).eval()
+    prompt, mask, _ = left_padded(cfg, [7, 3, 1, 5], seed=4)
+    generates_alike_on_cuda_cpu_and_transformers(model, prompt, mask)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -634,14 +634,19 @@ def test_an_array_swapped_in_from_another_build_of_the_same_shape_is_refused(tmp
     assert len(GPTDataset(d, num_samples=20, seq_length=16, seed=3)) > 0
 
 
-def test_a_record_without_array_digests_from_an_earlier_version_still_opens(tmp_path):
-    import json
-
+def _built_with_a_record(tmp_path):
+    """A small dataset, its index built, and the index's record."""
     d = tmp_path / "d"
     _write(d, [30, 41, 70, 9, 31])
     args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
     assert run("build-index", d, *args, "-q")[0] == 0
-    record = next(tmp_path.glob("d_*_meta.json"))
+    return d, args, next(tmp_path.glob("d_*_meta.json"))
+
+
+def test_a_record_without_array_digests_from_an_earlier_version_still_opens(tmp_path):
+    import json
+
+    d, args, record = _built_with_a_record(tmp_path)
     meta = json.loads(record.read_text())
     del meta["sampled_sha256"]
     record.write_text(json.dumps(meta))
@@ -656,11 +661,7 @@ def test_a_record_without_array_digests_from_an_earlier_version_still_opens(tmp_
 def test_the_array_digests_are_the_same_for_every_build(tmp_path):
     import json
 
-    d = tmp_path / "d"
-    _write(d, [30, 41, 70, 9, 31])
-    args = ("--num-samples", 20, "--seq-length", 16, "--seed", 3)
-    assert run("build-index", d, *args, "-q")[0] == 0
-    record = next(tmp_path.glob("d_*_meta.json"))
+    d, args, record = _built_with_a_record(tmp_path)
     first = record.read_text()
     digests = json.loads(first)["sampled_sha256"]
     for kind in ("doc_idx", "sample_idx", "shuffle_idx"):
