@@ -907,6 +907,43 @@ def test_batch_refuses_index_options_for_preshuffled_data_and_text_names_for_npy
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
 
 
+def test_batch_refuses_options_it_would_ignore_and_hides_its_bar_with_quiet(tmp_path, monkeypatch):
+    # --tokenizer without --decode, and --int64 with --decode or without -o, did nothing
+    # without a word; and batch, alone of the commands with a progress bar, had no -q for the
+    # one its -o over several steps shows (a line in a log, even).
+    from pythia_data.cli import batch as batch_cli
+    from pythia_data.data import DEFAULT_TOKENIZER
+
+    d = make_dir(tmp_path)
+    assert run("build-index", d / "a", *ARGS, "-q")[0] == 0
+    base = ("batch", d / "a", "--step", 0, "--end-step", 1, *ARGS)
+    for extra, said in [
+        (("--tokenizer", DEFAULT_TOKENIZER), "--tokenizer decodes the rows with --decode"),
+        (("--int64",), "add -o ROWS.npy"),
+        (("--int64", "--decode"), "it has no effect on text"),
+        (("--int64", "--decode", "-o", tmp_path / "t.txt"), "it has no effect on text"),
+    ]:
+        code, out = run(*base, *extra)
+        assert code == 2 and said in out, out
+    assert not (tmp_path / "t.txt").exists()
+    shown = []
+    real = batch_cli.progress_bar
+
+    def recorded(**kwargs):
+        shown.append(not kwargs.get("disable"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(batch_cli, "progress_bar", recorded)
+    for extra in ((), ("-q",)):
+        for out in (("-o", tmp_path / "r.npy"), ("--decode", "-o", tmp_path / "r.txt")):
+            shown.clear()
+            code, text = run(*base, *out, *extra)
+            assert code == 0 and shown == [not extra], (extra, out, shown, text)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "r.npy"), GPTDataset(d / "a", **ARGS_KW).batches(0, 1)
+    )
+
+
 def test_batch_of_an_index_never_built_names_the_built_ones_and_what_differs(tmp_path):
     # It said only "index file not found": a wrong --seed or --train-iters was not told from
     # an index never built.

@@ -200,13 +200,17 @@ def _open_blend(
     help="tokenizer.json for --decode (default: the bundled GPT-NeoX-20B one).",
 )
 @click.option(
-    "--int64", "as_int64", is_flag=True, help="Save int64 tokens instead of the dataset's dtype."
+    "--int64",
+    "as_int64",
+    is_flag=True,
+    help="Save int64 tokens instead of the dataset's dtype in the .npy of --output.",
 )
 @click.option(
     "--preshuffled",
     is_flag=True,
     help="PREFIX is preshuffled data (item k = row k), not a raw dataset with an index.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @with_index_options
 @click.option(
     "--split",
@@ -232,6 +236,7 @@ def command(
     tokenizer,
     as_int64,
     preshuffled,
+    quiet,
     **index_opts,
 ):
     """Print or save the batches trained at steps STEP..=END_STEP of PREFIX.
@@ -254,6 +259,17 @@ def command(
             f"{output!r}: without --decode the rows are written as a .npy array; name the file "
             "….npy, or add --decode to write them as text",
             param_hint="--output",
+        )
+    # Ignored without a word, they seemed to do something: --tokenizer to re-read the ids,
+    # --int64 to widen the text or the summary.
+    if tokenizer is not None and not decode:
+        raise click.UsageError(
+            "--tokenizer decodes the rows with --decode: add --decode, or leave --tokenizer out"
+        )
+    if as_int64 and (decode or output is None):
+        raise click.UsageError(
+            "--int64 sets the dtype of the .npy that -o writes without --decode: "
+            + ("it has no effect on text" if decode else "add -o ROWS.npy")
         )
     if preshuffled:
         _refuse_index_options(click.get_current_context())
@@ -314,14 +330,14 @@ def command(
         _refuse_overwriting_sources(ds, [Path(output)], Path(output))
         prepare_output_folder(output)
     if decode:
-        _decode(ds, step, end_step, batch_size, tokenizer, output)
+        _decode(ds, step, end_step, batch_size, tokenizer, output, quiet)
         if output is not None:
             click.echo(
                 f"wrote steps {step}..{end_step} ({steps * batch_size:,} rows) as text to {output}"
             )
         return
     if output is not None:
-        _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=stacked)
+        _save(ds, step, end_step, batch_size, dtype, Path(output), stacked=stacked, quiet=quiet)
         click.echo(f"wrote steps {step}..{end_step} ({steps * batch_size:,} rows) to {output}")
         return
     for s in range(step, end_step + 1):
@@ -354,7 +370,7 @@ def _refuse_index_options(ctx: click.Context) -> None:
         )
 
 
-def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> None:
+def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool, quiet: bool) -> None:
     out_dtype = np.dtype(dtype) if dtype is not None else ds.dtype
     shape = (end_step - step + 1, batch_size, ds.seq_length + 1)
     if not stacked:
@@ -367,7 +383,7 @@ def _save(ds, step, end_step, batch_size, dtype, path: Path, stacked: bool) -> N
         header = {"descr": np.lib.format.dtype_to_descr(out_dtype), "fortran_order": False}
         np.lib.format.write_array_header_1_0(f, {**header, "shape": shape})
         for s in progress_bar(
-            iterable=range(step, end_step + 1), unit="step", disable=end_step == step
+            iterable=range(step, end_step + 1), unit="step", disable=quiet or end_step == step
         ):
             f.write(np.ascontiguousarray(ds.batch(s, batch_size, dtype), out_dtype).data)
         f.flush()
@@ -390,7 +406,7 @@ def _written_atomically(path: Path):
             tmp.unlink()
 
 
-def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
+def _decode(ds, step, end_step, batch_size, tokenizer_path, output, quiet: bool) -> None:
     try:
         from pythia_data.tokenizer import Tokenizer
     except ImportError as e:
@@ -412,7 +428,8 @@ def _decode(ds, step, end_step, batch_size, tokenizer_path, output) -> None:
     path = Path(output)
     # newline="": a decoded "\r" or "\n" is written as it is.
     with _written_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=end_step > step)
+        bar = not quiet and end_step > step
+        _decode_steps(ds, step, end_step, batch_size, tok, f.write, bar=bar)
 
 
 def _decode_steps(ds, step, end_step, batch_size, tok, write, bar: bool) -> None:
