@@ -496,7 +496,8 @@ def test_batch_size_below_one_is_refused(tmp_path, batch_size):
 
 
 def test_outputs_that_name_no_file_are_refused(tmp_path, monkeypatch):
-    """`-o ""` or `-o out/` (an existing directory) once wrote hidden files like `out/.bin`."""
+    """`-o ""` or `-o out/` (an existing directory) once wrote hidden files like `out/.bin`.
+    Each is a usage error (status 2): `-o out`, the folder without its slash, was status 1."""
     from click.testing import CliRunner
 
     from pythia_data.cli import main
@@ -509,13 +510,14 @@ def test_outputs_that_name_no_file_are_refused(tmp_path, monkeypatch):
         ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", ""],
         ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", "out/"],
         ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", "."],
+        ["tokenize", "-q", str(SAMPLE_CORPUS), "-o", "out"],
         ["merge", "out", str(tmp_path / "d")],
         ["unshard", str(tmp_path / "d"), "-o", "out"],
         ["export-preshuffled", str(tmp_path / "d"), "out", "--seq-length", "6",
          "--train-iters", "1", "--global-batch-size", "2", "--seed", "0"],
     ):  # fmt: skip
         r = CliRunner().invoke(main, args)
-        assert r.exit_code != 0 and "not a dataset prefix" in r.output, (args, r.output)
+        assert r.exit_code == 2 and "not a dataset prefix" in r.output, (args, r.output)
         assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("d")) == ["out"]
     assert list((tmp_path / "out").iterdir()) == []

@@ -6,13 +6,14 @@ import click
 
 from pythia_data import _core
 from pythia_data.cli._index_options import INT64_MAX, with_index_options
+from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli.batch import open_rows
 from pythia_data.preshuffle import export_preshuffled
 
 
 @click.command("export-preshuffled")
 @click.argument("prefix", type=click.Path())
-@click.argument("output", type=click.Path())
+@click.argument("output", callback=lambda ctx, param, value: output_prefix(value, "OUTPUT"))
 @click.option(
     "--rows",
     "num_rows",

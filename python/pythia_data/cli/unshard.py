@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pythia_data.cli import _stops
+from pythia_data.cli._prefixes import output_prefix
 from pythia_data.index import find_one_dataset
 from pythia_data.unshard import unshard
 
@@ -17,7 +18,7 @@ from pythia_data.unshard import unshard
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    callback=lambda ctx, param, value: None if value is None else output_prefix(value, "--output"),
     help="Output dataset prefix (default: PREFIX itself, writing PREFIX.bin beside the shards).",
 )
 @click.option(
