@@ -578,6 +578,13 @@ def test_wrong_seed_or_weights_are_usage_errors(tmp_path):
         ("batch", d / "a", "--seed", 99999999999, "--step", 0),
         ("build-index", d, "--weights", "1,2,3", *ARGS),
         ("build-index", d, "--weights", "1,x", *ARGS),
+        # These were left to the blend, which refused them as a data error (status 1).
+        ("build-index", d, "--weights", "0,0", *ARGS),
+        ("build-index", d, "--weights", "-1,2", *ARGS),
+        ("build-index", d, "--weights", "nan,1", *ARGS),
+        ("build-index", d, "--weights", "inf,1", *ARGS),
+        ("build-index", d, "--weights", "1e308,1e308", *ARGS),
+        ("batch", d, "--weights", "0,0", "--step", 0, *ARGS),
     ):
         code, out = run(*args)
         assert code == 2, (args, out)

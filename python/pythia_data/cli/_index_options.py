@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from pythia_data.errors import PythiaDataError
@@ -141,6 +143,12 @@ def parse_weights(weights: str, path, prefixes) -> list[float]:
         raise click.UsageError(
             f"--weights gives {len(ws)} weights but {path} holds {len(prefixes)} datasets: "
             + ", ".join(p.name for p in prefixes)
+        )
+    # As the blend would refuse them, but as the wrong argument they are (status 2, not 1).
+    if not all(w >= 0 and math.isfinite(w) for w in ws) or not 0 < sum(ws) < math.inf:
+        raise click.UsageError(
+            f"--weights {weights!r}: give finite, non-negative numbers, not all zero (and not so "
+            "large that their sum is infinite)"
         )
     return ws
 
