@@ -282,6 +282,17 @@ def test_export_preshuffled_then_batch(tmp_path):
     np.testing.assert_array_equal(np.load(out), ds.batch(3, 32))
 
 
+def test_help_names_only_options_the_command_has():
+    # export-preshuffled's --num-samples help sent the reader to "the --split's steps", an
+    # option it does not have.
+    for command in ("build-index", "batch", "export-preshuffled"):
+        code, text = run(command, "--help")
+        assert code == 0, text
+        options = set(re.findall(r"^\s+(?:-\w, )?(--[\w-]+)", text, re.M))
+        mentioned = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", text))
+        assert mentioned <= options, (command, mentioned - options)
+
+
 def test_batch_decode(tmp_path):
     from pythia_data import tokenizer
 

@@ -20,6 +20,14 @@ def _check_name(ctx, param, value: str) -> str:
         raise click.BadParameter(str(e)) from None
 
 
+_num_samples = click.option(
+    "--num-samples",
+    type=click.IntRange(min=0, max=INT64_MAX),
+    default=None,
+    help="Samples to request, overriding GPT-NeoX's ceil(steps · global_batch_size · 1.005) "
+    "for the --split's steps.",
+)
+
 index_options = [
     click.option(
         "--name",
@@ -43,13 +51,7 @@ index_options = [
         show_default=True,
         help="Rows per optimizer step.",
     ),
-    click.option(
-        "--num-samples",
-        type=click.IntRange(min=0, max=INT64_MAX),
-        default=None,
-        help="Samples to request, overriding GPT-NeoX's ceil(steps · global_batch_size · 1.005) "
-        "for the --split's steps.",
-    ),
+    _num_samples,
     click.option(
         "--seq-length",
         type=click.IntRange(min=1, max=INT64_MAX),
@@ -159,8 +161,28 @@ def _apply(options, f):
     return f
 
 
+#: For a command without --split (export-preshuffled, which reads the train index), whose
+#: --help named an option it does not have.
+train_index_options = [
+    click.option(
+        "--num-samples",
+        type=click.IntRange(min=0, max=INT64_MAX),
+        default=None,
+        help="Samples to request, overriding GPT-NeoX's ceil(train_iters · global_batch_size · "
+        "1.005).",
+    )
+    if opt is _num_samples
+    else opt
+    for opt in index_options
+]
+
+
 def with_index_options(f):
     return _apply(index_options, f)
+
+
+def with_train_index_options(f):
+    return _apply(train_index_options, f)
 
 
 def with_eval_options(f):

@@ -239,7 +239,9 @@ def command(
     quiet,
     **index_opts,
 ):
-    """Print or save the batches trained at steps STEP..=END_STEP of PREFIX.
+    """Print or save the batches trained at steps STEP..=END_STEP of PREFIX (a dataset prefix,
+    or a directory holding exactly one dataset; with --weights, a directory of the datasets to
+    blend).
 
     Step s is rows [s·batch_size, (s+1)·batch_size) of GPT-NeoX's order: every row of every step
     in the range, nothing more or less. The index is found under GPT-NeoX's names for the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pythia_data import _core
-from pythia_data.cli._index_options import INT64_MAX, with_index_options
+from pythia_data.cli._index_options import INT64_MAX, with_train_index_options
 from pythia_data.cli._prefixes import output_prefix
 from pythia_data.cli.batch import open_rows
 from pythia_data.preshuffle import export_preshuffled
@@ -23,10 +23,11 @@ from pythia_data.preshuffle import export_preshuffled
     "holds if fewer).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@with_index_options
+@with_train_index_options
 def command(prefix, output, num_rows, quiet, **index_opts):
     """Write the first ROWS training rows of PREFIX's index to OUTPUT.bin/.idx, one item of
-    seq_length + 1 tokens per row, as in Pythia's released preshuffled datasets."""
+    seq_length + 1 tokens per row, as in Pythia's released preshuffled datasets (no document
+    ends: doc_idx [0]). PREFIX may be a directory holding exactly one dataset."""
     _core.check_output_prefix(output)  # before the index is opened, not after
     ds = open_rows(prefix, False, **index_opts)
     if num_rows is None:
