@@ -403,6 +403,41 @@ def test_interrupted_build_leaves_nothing(tmp_path):
     assert not info.reused
 
 
+def test_a_build_stopped_while_doc_idx_is_shuffled_returns(tmp_path):
+    # doc_idx's draws come from a second thread through a channel of 4 chunks of 2^20: a stop
+    # after the first chunk left that thread blocked on the full channel, and the build waited
+    # for it for ever (build-index hung on Ctrl-C or SIGTERM). Run apart, so a hang fails.
+    import subprocess
+    import sys
+
+    # 2,000 documents of one token, rows of 2,000 tokens: doc_idx holds 5,001 epochs, ten
+    # million entries (ten chunks), for 5,000 samples.
+    make_dataset(tmp_path / "d", np.full(2000, 1))
+    script = f"""
+import sys
+from pythia_data import _core
+
+def stop_in_doc_idx(stage, done, total):
+    if stage == "doc_idx" and done > 0:
+        raise RuntimeError("stop")
+
+try:
+    _core.build_index({str(tmp_path / "d.idx")!r}, {str(tmp_path / "d")!r}, "train_0", 5000,
+                      2000, 1, progress=stop_in_doc_idx)
+except RuntimeError as e:
+    print("stopped:", e)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the build stopped during doc_idx never returned")
+    assert r.returncode == 0 and r.stdout == "stopped: stop\n", (r.stdout, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
+
+
 def test_corrupt_idx_is_a_clear_error(tmp_path):
     make_dataset(tmp_path / "d", [5, 6, 7])
     idx = tmp_path / "d.idx"

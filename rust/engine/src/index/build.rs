@@ -374,6 +374,10 @@ pub fn build_index_files(
     let (draw_tx, draw_rx) = std::sync::mpsc::sync_channel::<Vec<u32>>(4);
     let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u32>>();
     let (doc_w, sample_w, shuffle_w) = std::thread::scope(|s| -> Result<_> {
+        // Owned here, so that leaving early (a stop, an error) drops it before the scope joins
+        // the shuffle thread: held outside, it kept that thread blocked on a full channel and
+        // the join waited for ever (build-index hung on Ctrl-C or SIGTERM during doc_idx).
+        let draw_rx = draw_rx;
         let (plan2, rng2, lap2) = (&plan, &rng, &lap);
         let shuffle_job = s.spawn(move || -> Result<NpyWriter> {
             let (plan, lap) = (plan2, lap2);
