@@ -122,7 +122,10 @@ def test_sample_matches_gpt_neox_layout(tmp_path, reference):
     result = run(SAMPLE_CORPUS, "--output", tmp_path / "out" / "sample")
     assert result.exit_code == 0, result.output
     assert "296 documents" in result.output
-    assert "skipped 1 empty texts" in result.output
+    assert (
+        "skipped 1 empty text\n" in result.output
+        and "tokens (uint16) from 1 file\n" in result.output
+    )
     assert_matches_reference(tmp_path / "out" / "sample", reference)
     ds = IndexedDataset(tmp_path / "out" / "sample")
     assert len(ds) == 296 and ds.doc_idx.tolist() == list(range(297))
@@ -982,7 +985,7 @@ def test_mixed_kinds_match_the_reference_and_their_shards(tmp_path, lines, refer
     assert find_inputs([corpus]) == files
     result = run(corpus, "--output", tmp_path / "one", "--threads", "2")
     assert result.exit_code == 0, result.output
-    assert "from 6 file(s)" in result.output
+    assert "from 6 files\n" in result.output
     assert_matches_reference(tmp_path / "one", reference)
     for shard in range(4):
         result = run(corpus, "-o", tmp_path / "s", "--shard-index", shard, "--num-shards", 4)

@@ -306,4 +306,7 @@ def command(output: Path, inputs: tuple[Path, ...], allow_partial: bool, quiet: 
         raise
     items = sum(len(ds) for ds in datasets)
     tokens = sum(ds.total_tokens for ds in datasets)
-    click.echo(f"wrote {output} ({len(datasets)} inputs, {items:,} items, {tokens:,} tokens)")
+    click.echo(
+        f"wrote {output} ({len(datasets)} input{'' if len(datasets) == 1 else 's'}, {items:,} items, "
+        f"{tokens:,} tokens)"
+    )

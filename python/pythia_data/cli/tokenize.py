@@ -327,16 +327,20 @@ def _note_missing_meta(output: Path, meta_key: str) -> None:
         )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_summary(report: dict, output: Path, files: int) -> None:
     if report.get("restart_note"):
         click.echo(f"note: {report['restart_note']}", err=True)
     if report["resumed_documents"]:
         click.echo(f"resumed after {report['resumed_documents']:,} documents from a checkpoint")
     click.echo(
-        f"wrote {output}.bin/.idx: {report['documents']:,} documents, {report['tokens']:,} tokens "
-        f"({report['dtype']}) from {files} file(s)"
+        f"wrote {output}.bin and {output}.idx: {_count(report['documents'], 'document')}, "
+        f"{_count(report['tokens'], 'token')} ({report['dtype']}) from {_count(files, 'file')}"
     )
-    click.echo(f"skipped {report['empty_skipped']:,} empty texts")
+    click.echo(f"skipped {_count(report['empty_skipped'], 'empty text')}")
     if report["errors_skipped"]:
         click.echo(f"skipped {report['errors_skipped']:,} bad lines or streams, e.g.:")
         for example in report["skipped_examples"]:
