@@ -175,7 +175,7 @@ def test_info_verify_unshard_take_a_directory_of_one_dataset(tmp_path):
         code, out = run(cmd, d)
         assert code == 1 and out.count("\n") == 1 and "No such file" not in out, out
         assert f"{d} is a directory that holds 2 datasets: give one dataset's prefix" in out
-        assert f"({prefix}, {d / 'other'})" in out
+        assert f"({prefix}, {d / 'other'})" in out and "--weights" not in out  # batch's alone
         code, out = run(cmd, empty)
         assert code == 1 and "no indexed dataset (*.idx) in this directory" in out, out
 

@@ -441,6 +441,7 @@ def test_batch_on_a_directory_uses_the_global_batch_size(tmp_path):
     make_dir(tmp_path)
     code, text = run("batch", tmp_path / "pile", *opts, "--step", 0)
     assert code == 1 and "holds 2 datasets" in text
+    assert text.endswith(", or blend them with --weights\n"), text
 
 
 @pytest.mark.parametrize(
@@ -899,6 +900,17 @@ def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
     )
     assert code == 0, out
     np.testing.assert_array_equal(np.load(o), GPTDataset(d / "a", **ARGS_KW).rows(4, 8))
+    # Without --batch-size, 1024 rows a step: the refusal says which option sets it, and
+    # speaks of the rows given, not of an index they do not have.
+    code, out = run("batch", pre, "--preshuffled", "--step", 0, "--seq-length", 16)
+    assert code == 1 and out.count("\n") == 1, out
+    assert "step 0 is beyond the preshuffled rows: 8 rows hold no full step of 1024 rows; " in out
+    assert out.endswith("set the rows per step with --batch-size\n"), out
+    # Given, the count is the user's choice: no advice to change what was asked for.
+    code, out = run(
+        "batch", pre, "--preshuffled", "--step", 2, "--seq-length", 16, "--batch-size", 4
+    )
+    assert code == 1 and "8 rows hold steps 0..1 of 4 rows" in out and "--batch-size" not in out
 
 
 def test_batch_refuses_index_options_for_preshuffled_data_and_text_names_for_npy(tmp_path):

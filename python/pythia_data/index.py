@@ -148,10 +148,11 @@ def find_datasets(path: PathLike) -> list[Path]:
     return [prefix]
 
 
-def find_one_dataset(path: PathLike) -> Path:
+def find_one_dataset(path: PathLike, or_else: str = "") -> Path:
     """``path`` itself, or the one dataset a directory holds; a directory of several is
     refused, naming them (commands that read one dataset take a directory of one, as `batch`
-    does, where "PATH.idx: no such file" misled)."""
+    does, where "PATH.idx: no such file" misled). ``or_else`` ends the refusal with what else
+    the caller can do with several."""
     p = Path(path)
     if not p.is_dir():
         return p
@@ -160,7 +161,7 @@ def find_one_dataset(path: PathLike) -> Path:
         shown = ", ".join(str(q) for q in found[:5]) + (", ..." if len(found) > 5 else "")
         raise PythiaDataError(
             f"{p} is a directory that holds {len(found)} datasets: give one dataset's "
-            f"prefix ({shown})"
+            f"prefix ({shown}){or_else}"
         )
     return found[0]
 

@@ -65,7 +65,7 @@ def open_rows(
             prefix, weights, name, split, num_samples, train_iters, global_batch_size,
             seq_length, seed, cache_dir, eval_interval, eval_iters,
         )  # fmt: skip
-    prefix = find_datasets(find_one_dataset(prefix))[0]
+    prefix = find_datasets(find_one_dataset(prefix, ", or blend them with --weights"))[0]
     if preshuffled:
         indexed = IndexedDataset(prefix)
         sizes = indexed.sizes
@@ -290,7 +290,18 @@ def command(
             if last_full >= 0
             else f"no full step of {batch_size} rows"
         )
-        raise PythiaDataError(f"step {end_step} is beyond the index: {len(ds):,} rows hold {held}")
+        # Preshuffled rows have no index; and a default 1024 rows per step is easily missed
+        # for a small export, where the rows per step are the option to change.
+        where = "the preshuffled rows" if preshuffled else "the index"
+        ctx = click.get_current_context()
+        defaulted = all(
+            ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT
+            for name in ("batch_size", "global_batch_size")
+        )
+        hint = "; set the rows per step with --batch-size" if defaulted else ""
+        raise PythiaDataError(
+            f"step {end_step} is beyond {where}: {len(ds):,} rows hold {held}{hint}"
+        )
     iters = index_opts.get("train_iters")
     if (
         not preshuffled
