@@ -63,6 +63,42 @@ def test_info_subsets(tmp_path):
     assert json.loads(out)["subsets"] == {"Github": 2, "Pile-CC": 5}
 
 
+def test_info_of_a_file_beside_a_dataset_and_of_half_its_subsets(tmp_path):
+    test_info_subsets(tmp_path)  # writes tmp_path / "t", with subsets
+    code, out = run("info", tmp_path / "t", "--json")
+    # A tab-completed name of a file beside the dataset means the dataset: it read
+    # "t.subsets.json.idx: No such file or directory".
+    for beside in ("t.subsets.json", "t.subsets.npy", "t.shard.json", "t.bin"):
+        code, named = run("info", tmp_path / beside, "--json")
+        assert code == 0 and named == out, named
+    # With one of the two label files gone, no subsets can be shown: said, not silent.
+    (tmp_path / "t.subsets.npy").unlink()
+    code, out = run("info", tmp_path / "t")
+    assert code == 0 and "documents per subset" not in out, out
+    assert (
+        f"note: {tmp_path / 't'}.subsets.json is here without {tmp_path / 't'}.subsets.npy, "
+        "so no subsets are shown" in out
+    )
+    # No such dataset beside: the name is read as given.
+    code, out = run("info", tmp_path / "u.subsets.json")
+    assert code == 1 and f"{tmp_path / 'u.subsets.json'}.idx" in out, out
+
+
+def test_outputs_named_like_files_beside_a_dataset_are_new_prefixes(tmp_path):
+    # Reading "t.subsets.json" means dataset t; writing to it must not mean t (which it would
+    # overwrite): a new prefix may end in anything.
+    src = golden_case("toy_e1")
+    for ext in ("bin", "idx"):
+        shutil.copyfile(src.with_name(f"toy_e1.{ext}"), tmp_path / f"t.{ext}")
+    before = sha256(tmp_path / "t.bin")
+    code, out = run("merge", tmp_path / "t.subsets.json", tmp_path / "t", tmp_path / "t")
+    assert code == 0, out
+    assert sha256(tmp_path / "t.bin") == before
+    assert (tmp_path / "t.subsets.json.bin").stat().st_size == 2 * (
+        tmp_path / "t.bin"
+    ).stat().st_size
+
+
 def _whole_array_sizes(sizes: np.ndarray) -> dict:
     """What `info` printed when it took its figures from whole-array numpy calls."""
     q = np.percentile(sizes, [50, 99])

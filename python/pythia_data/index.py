@@ -20,7 +20,7 @@ import numpy as np
 
 from pythia_data import _core
 from pythia_data.errors import PythiaDataError
-from pythia_data.indexed import IndexedDataset, _integer
+from pythia_data.indexed import IndexedDataset, _dataset_prefix, _integer
 from pythia_data.progress import progress_bar
 
 __all__ = [
@@ -122,11 +122,6 @@ class BlendInfo:
     readable: int
 
 
-def _strip(prefix: PathLike) -> Path:
-    p = Path(prefix)
-    return p.with_suffix("") if p.suffix in (".bin", ".idx") else p
-
-
 def find_datasets(path: PathLike) -> list[Path]:
     """Dataset prefixes: ``path`` itself, or every ``*.idx`` file in a directory (sorted).
 
@@ -141,7 +136,7 @@ def find_datasets(path: PathLike) -> list[Path]:
         if not found:
             raise PythiaDataError(f"{p}: no indexed dataset (*.idx) in this directory")
         return found
-    prefix = _strip(p)
+    prefix = _dataset_prefix(p)
     idx = prefix.with_name(prefix.name + ".idx")
     if not idx.exists():
         raise FileNotFoundError(f"{idx}: no such index file (expected PREFIX.idx and PREFIX.bin)")
@@ -255,7 +250,7 @@ def blend_component_name(name: str, i: int) -> str:
 
 def cache_prefix_for(prefix: PathLike, cache_dir: PathLike | None = None) -> Path:
     """GPT-NeoX writes the cache beside the data (its prefix); ``cache_dir`` moves it."""
-    prefix = _strip(prefix)
+    prefix = _dataset_prefix(prefix)
     return prefix if cache_dir is None else Path(cache_dir) / prefix.name
 
 
@@ -442,7 +437,7 @@ def build_index(
     refused (``overwrite=True`` rebuilds it). ``separate_last_epoch`` selects Megatron-LM's
     variant, which GPT-NeoX (and so Pythia) never used.
     """
-    prefix = _strip(prefix)
+    prefix = _dataset_prefix(prefix)
     check_dataset_name(name)
     c = _counts(
         num_samples=num_samples,
@@ -486,7 +481,7 @@ def check_buildable(prefix: PathLike, num_samples: int | None, seq_length: int) 
             f"seq_length {seq_length} is too large: GPT-NeoX counts a sample's seq_length + 1 "
             f"tokens in int32, so at most {2**31 - 2}"
         )
-    ds = IndexedDataset(_strip(prefix))
+    ds = IndexedDataset(_dataset_prefix(prefix))
     docs, tokens = len(ds), int(ds.sizes.sum(dtype=np.int64))
     if tokens <= 0:
         raise PythiaDataError(

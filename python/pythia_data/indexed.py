@@ -36,6 +36,24 @@ def _strip_extension(prefix: PathLike) -> Path:
     return p
 
 
+#: Files tokenize and shard write beside PREFIX.idx: naming one (a tab-completed path) to read
+#: means the dataset, where "PREFIX.subsets.json.idx: no such file" helped nobody.
+_BESIDE_SUFFIXES = (".subsets.json", ".subsets.npy", ".shard.json")
+
+
+def _dataset_prefix(path: PathLike) -> Path:
+    """The prefix of the dataset ``path`` names to be read: a prefix, its .bin or .idx, or a
+    file written beside an existing one. Outputs keep ``_strip_extension``: a new prefix may
+    end in anything."""
+    p = _strip_extension(path)
+    for suffix in _BESIDE_SUFFIXES:
+        if p.name.endswith(suffix) and len(p.name) > len(suffix):
+            stripped = p.with_name(p.name[: -len(suffix)])
+            if stripped.with_name(stripped.name + ".idx").is_file():
+                return stripped
+    return p
+
+
 def _integer(value, what: str, kind: str = "an integer") -> int:
     """``value`` as an int (numpy integers too), as indexing takes one: int() read 1.7, True
     and "3" as 1, 1 and 3."""
@@ -77,7 +95,7 @@ class IndexedDataset:
     """A read-only indexed dataset; ``ds[i]`` is item i as a numpy view."""
 
     def __init__(self, prefix: PathLike):
-        self.prefix = _strip_extension(prefix)
+        self.prefix = _dataset_prefix(prefix)
         self._core = _core.IndexedDataset(self.prefix)
         # Pickled absolute: a process that reopens a relative prefix from another working
         # directory (the script's chdir before its spawned workers started) read other data.

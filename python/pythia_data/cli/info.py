@@ -156,6 +156,7 @@ def command(prefix: Path, as_json: bool) -> None:
     """
     ds = IndexedDataset(find_one_dataset(prefix))
     d = describe(ds)
+    _note_half_subsets(ds.prefix)
     if as_json:
         click.echo(json.dumps(d, indent=1))
         return
@@ -201,3 +202,16 @@ def command(prefix: Path, as_json: bool) -> None:
         for name, count in sorted(d["subsets"].items(), key=lambda kv: -kv[1]):
             # Documents whose subset was missing or not a string were recorded under "".
             click.echo(f"  {count:>12,}  {name or '(no subset recorded)'}")
+
+
+def _note_half_subsets(prefix: Path) -> None:
+    """The subset labels are two files; with one of them gone there are none to show, which
+    without a word read as a dataset tokenized without them (`verify` calls it an error)."""
+    there = [Path(f"{prefix}.subsets.{ext}").exists() for ext in ("npy", "json")]
+    if any(there) and not all(there):
+        have, lack = ("npy", "json") if there[0] else ("json", "npy")
+        click.echo(
+            f"note: {prefix}.subsets.{have} is here without {prefix}.subsets.{lack}, so no "
+            f"subsets are shown: restore the missing file, or remove {prefix}.subsets.{have}",
+            err=True,
+        )
