@@ -913,6 +913,19 @@ def test_batch_preshuffled_names_the_seq_length_to_pass(tmp_path):
     assert code == 1 and "8 rows hold steps 0..1 of 4 rows" in out and "--batch-size" not in out
 
 
+def test_build_index_on_preshuffled_rows_says_they_will_be_shuffled_again(tmp_path):
+    # Allowed (GPT-NeoX would index rows as documents too), but it went without a word.
+    d = make_dir(tmp_path)
+    code, out = run("build-index", d / "a", *ARGS, "-q")
+    assert code == 0 and "note:" not in out, out
+    pre = tmp_path / "pre"
+    assert run("export-preshuffled", d / "a", pre, "--rows", 8, *ARGS, "-q")[0] == 0
+    code, out = run("build-index", pre, *ARGS, "-q")
+    assert code == 0, out
+    assert out.startswith(f"note: {pre} records no document ends (doc_idx [0] alone)"), out
+    assert f"use `pythia-data batch {pre} --preshuffled` (no index)" in out
+
+
 def test_batch_refuses_index_options_for_preshuffled_data_and_text_names_for_npy(tmp_path):
     # --seed, --name ... were ignored without a word with --preshuffled (as if they chose
     # rows), and -o rows.txt without --decode wrote a .npy array under a text file's name.

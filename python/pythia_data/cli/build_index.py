@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -31,6 +32,7 @@ from pythia_data.index import (
     find_datasets,
     index_paths,
 )
+from pythia_data.indexed import IndexedDataset
 
 
 @click.command("build-index")
@@ -103,6 +105,8 @@ def command(
         )
         for prefix in prefixes:
             check_buildable(prefix, None if weights is not None else ns, seq_length)
+    for prefix in prefixes:
+        _note_preshuffled(prefix)
     written = _Written()
     with _interrupt_names_complete(written), _cache_dir_hint(path, cache_dir):
         for split in splits:
@@ -151,6 +155,20 @@ def command(
                 written.add(index_paths(prefix, ds_name, ns, seq_length, seed, cache_dir))
                 info = build_index(prefix, num_samples=ns, **common)
                 click.echo(info.describe(rows_used=rows_used, split=split))
+
+
+def _note_preshuffled(prefix: Path) -> None:
+    """An index over rows that are already in training order (Pythia's preshuffled data, or
+    export-preshuffled's) takes each row as a document and shuffles them again, which is
+    allowed (GPT-NeoX would do the same) but rarely meant: such data records no document ends."""
+    ds = IndexedDataset(prefix)
+    if len(ds) > 1 and len(ds.doc_idx) == 1:
+        click.echo(
+            f"note: {prefix} records no document ends (doc_idx [0] alone), as preshuffled data "
+            "does: its items are indexed as documents and shuffled again; to read preshuffled "
+            f"rows in their order, use `pythia-data batch {prefix} --preshuffled` (no index)",
+            err=True,
+        )
 
 
 class _Written:
