@@ -181,6 +181,21 @@ struct ChunkResult {
     bad: Vec<(u64, String)>,
 }
 
+/// The most a buffer kept from chunk to chunk (a worker's, a chunk's or a result's) may hold,
+/// in bytes: a chunk's text or tokens take a few times `chunk_bytes` at most, but one huge
+/// document (a line of a gigabyte) grows every buffer it passes through to its own size, and
+/// kept, those held a few times its size for the rest of the run, per worker.
+fn keep_bytes(chunk_bytes: usize) -> usize {
+    4 * chunk_bytes + (1 << 20)
+}
+
+/// Free `v`'s buffer (its contents are scratch) when it holds more than `max` bytes.
+fn drop_if_grown<T>(v: &mut Vec<T>, max: usize) {
+    if v.capacity() * std::mem::size_of::<T>() > max {
+        *v = Vec::new();
+    }
+}
+
 /// A worker's buffers, kept from chunk to chunk: allocating them per chunk cost page faults.
 #[derive(Default)]
 struct Scratch {
@@ -188,6 +203,22 @@ struct Scratch {
     text: Vec<u8>,
     /// The index in the chunk's `metas` of each meta string seen in the chunk.
     meta_index: HashMap<String, u32>,
+}
+
+impl Scratch {
+    fn drop_grown(&mut self, max: usize) {
+        drop_if_grown(&mut self.ids, max);
+        drop_if_grown(&mut self.text, max);
+    }
+}
+
+impl ChunkResult {
+    /// Free the buffers a huge document grew, before the result goes back for reuse.
+    fn drop_grown(&mut self, max: usize) {
+        drop_if_grown(&mut self.tokens, max);
+        drop_if_grown(&mut self.sizes, max);
+        drop_if_grown(&mut self.meta_codes, max);
+    }
 }
 
 /// Tokenize `chunk` into `r`, whose buffers (those of a result already written) are reused;
@@ -449,13 +480,15 @@ struct Worker<'a> {
     results_back: &'a Mutex<Receiver<ChunkResult>>,
     /// Set once the writer has returned: results are no longer read.
     writer_done: &'a AtomicBool,
+    /// See [`keep_bytes`].
+    keep_bytes: usize,
 }
 
 impl Worker<'_> {
     /// The item's outcome, and its chunk, whose buffers the next read can reuse.
     fn process(&self, item: Item, scratch: &mut Scratch) -> (Outcome, Option<LineChunk>) {
         match item {
-            Item::Chunk(c, input_read) => {
+            Item::Chunk(mut c, input_read) => {
                 let buffers = self
                     .results_back
                     .lock()
@@ -481,6 +514,8 @@ impl Worker<'_> {
                     input_read,
                     result,
                 };
+                drop_if_grown(&mut c.data, self.keep_bytes);
+                scratch.drop_grown(self.keep_bytes);
                 (outcome, Some(c))
             }
             Item::Failed { file, error } => (Outcome::Failed { file, error }, None),
@@ -828,6 +863,7 @@ fn tokenize_stream(
         keep_meta: opts.meta_key.is_some(),
         results_back: &results_back_rx,
         writer_done: &writer_done,
+        keep_bytes: keep_bytes(opts.chunk_bytes),
     };
 
     let (reader, permit_rx) = (Mutex::new(reader), Mutex::new(permit_rx));
@@ -1010,7 +1046,7 @@ fn write_in_order(
                     end_line,
                     text_bytes: n,
                     input_read,
-                    result: r,
+                    result: mut r,
                 } => {
                     let path = &opts.inputs[file];
                     if opts.on_error == OnError::Fail {
@@ -1036,6 +1072,7 @@ fn write_in_order(
                     }
                     out.add_sized_documents(&r.tokens, &r.sizes, &r.metas, &r.meta_codes)?;
                     out.counts.empty_skipped += r.empty;
+                    r.drop_grown(keep_bytes(opts.chunk_bytes));
                     let _ = results_back.send(r);
                     text_bytes += n as u64;
                     input_written = input_written.max(input_read);
@@ -1182,6 +1219,67 @@ mod tests {
         all.extend(std::fs::read(subsets_npy_path(prefix)).unwrap());
         all.extend(std::fs::read(subsets_json_path(prefix)).unwrap());
         all
+    }
+
+    /// A document far larger than a chunk grows the buffers it passes through to its size;
+    /// they are freed once it is done, not kept for the rest of the run (in every worker, a
+    /// gigabyte's line held several gigabytes until the end).
+    #[test]
+    fn buffers_grown_by_a_huge_document_are_not_kept() {
+        let dir = std::env::temp_dir().join(format!("pythia-tok-grown-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.jsonl");
+        // Escapes, so that the text is unescaped into the worker's scratch buffer.
+        let huge = "a few words\\n".repeat(300_000);
+        // Then more small lines than the reads past the chunk size take with the huge one.
+        let small = "{\"text\": \"b\"}\n".repeat(10_000);
+        std::fs::write(&path, format!("{{\"text\": \"{huge}\"}}\n{small}")).unwrap();
+        let tok = neox();
+        let fields = DocumentFields::new("text", None);
+        let (_back_tx, back_rx) = std::sync::mpsc::channel::<ChunkResult>();
+        let (back_rx, done) = (Mutex::new(back_rx), AtomicBool::new(false));
+        let chunk_bytes = 1000;
+        let keep = keep_bytes(chunk_bytes);
+        assert!(huge.len() > 3 * keep);
+        let worker = Worker {
+            tok: &tok,
+            fields: &fields,
+            dtype: DType::U16,
+            eod: 0,
+            on_error: OnError::Fail,
+            keep_meta: false,
+            results_back: &back_rx,
+            writer_done: &done,
+            keep_bytes: keep,
+        };
+        let mut lines = LineChunker::open(&path, 0, chunk_bytes, None).unwrap();
+        let mut scratch = Scratch::default();
+        let chunk = lines.next_chunk().unwrap().unwrap();
+        assert!(chunk.len() < 10_000);
+        let (outcome, spare) = worker.process(Item::Chunk(chunk, 0), &mut scratch);
+        let Outcome::Done { mut result, .. } = outcome else {
+            panic!("the huge line failed")
+        };
+        assert!(result.tokens.len() > keep);
+        result.drop_grown(keep);
+        let spare = spare.unwrap();
+        for (what, bytes) in [
+            ("chunk", spare.data.capacity()),
+            ("text", scratch.text.capacity()),
+            ("ids", 4 * scratch.ids.capacity()),
+            ("tokens", result.tokens.capacity()),
+        ] {
+            assert!(bytes <= keep, "{what}: {bytes} bytes kept");
+        }
+        // The freed buffers still serve the next chunk.
+        let chunk = lines.next_chunk_in(spare).unwrap().unwrap();
+        let (outcome, _) = worker.process(Item::Chunk(chunk, 0), &mut scratch);
+        let Outcome::Done { result, .. } = outcome else {
+            panic!("the small line failed")
+        };
+        assert!(!result.tokens.is_empty());
+        assert!(result.tokens.chunks(4).all(|t| t == [67, 0, 0, 0])); // "b", then the EOD
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
