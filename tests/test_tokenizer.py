@@ -431,6 +431,24 @@ def test_bad_tokenizer_files(tmp_path):
         Tokenizer.from_str(json.dumps(cfg))
 
 
+def test_a_large_file_that_is_no_json_object_is_refused_from_its_first_bytes(tmp_path):
+    # Read whole first, a dataset's .bin given by mistake took its size in memory, and one
+    # larger than memory (here a sparse 1 TiB file) failed as "OSError: out of memory".
+    data = tmp_path / "data.bin"
+    try:
+        with open(data, "wb") as f:
+            f.write(b"\x1f\x8b")
+            f.truncate(1 << 40)
+    except OSError:
+        pytest.skip("no sparse 1 TiB file here")
+    with pytest.raises(PythiaDataError, match=r"data.bin: not a tokenizer.json: .*start with"):
+        Tokenizer.from_file(data)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + DEFAULT_TOKENIZER.read_bytes())
+    with pytest.raises(PythiaDataError, match="byte order mark, which the reference refuses too"):
+        Tokenizer.from_file(bom)
+
+
 @pytest.mark.parametrize("where", ["vocab", "added"])
 def test_absurd_token_id_is_an_error_not_an_abort(where):
     # Ids index dense tables: an id of 4e9 asked for 64 GB and the process aborted.

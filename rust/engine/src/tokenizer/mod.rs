@@ -107,8 +107,31 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Load a Hugging Face `tokenizer.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        use std::io::Read;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).at(path)?;
+        let mut file = std::fs::File::open(path).at(path)?;
+        // A tokenizer.json is a JSON object, so a file that does not start with "{" is refused
+        // from its first bytes: read whole first, a data file given by mistake (a dataset's
+        // .bin, a .zst) took its size in memory to say "expected value at line 1 column 1",
+        // and one larger than memory failed as "out of memory".
+        let mut bytes = Vec::new();
+        file.by_ref().take(4096).read_to_end(&mut bytes).at(path)?;
+        if let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            if bytes.starts_with(b"\xef\xbb\xbf") {
+                return Err(crate::Error::corrupt(
+                    path,
+                    "not a valid tokenizer.json: it starts with a UTF-8 byte order mark, which \
+                     the reference refuses too; save it without one",
+                ));
+            }
+            if first != b'{' {
+                return Err(crate::Error::corrupt(
+                    path,
+                    "not a tokenizer.json: it does not start with \"{\" as a JSON object does",
+                ));
+            }
+        }
+        file.read_to_end(&mut bytes).at(path)?;
         Self::from_json(&bytes).map_err(|e| match e {
             crate::Error::Invalid(msg) => crate::Error::corrupt(path, msg),
             other => other,
