@@ -251,6 +251,22 @@ def test_bytes_given_to_a_batch_call_say_texts_are_str(ours):
                 getattr(ours, name)(texts)
 
 
+def test_encode_of_a_non_str_and_a_batch_of_a_non_sequence_name_the_call(ours):
+    # They said "argument 'text': 'bytes' object cannot be cast as 'str'" and "'NoneType'
+    # object is not iterable", the second naming no call.
+    for text in (b"abc", bytearray(b"abc"), memoryview(b"abc")):
+        with pytest.raises(TypeError, match=r"^encode takes a str, not .*; decode bytes first"):
+            ours.encode(text)
+    with pytest.raises(TypeError, match="^encode takes one text as a str, not list; use encode_b"):
+        ours.encode(["a", "b"])
+    with pytest.raises(TypeError, match="^encode takes one text as a str, not NoneType$"):
+        ours.encode(None)
+    for name in ("encode_batch", "encode_batch_flat"):
+        for texts in (None, 5):
+            with pytest.raises(TypeError, match=f"^{name} takes a sequence of texts, not "):
+                getattr(ours, name)(texts)
+
+
 def test_a_batch_call_refuses_unordered_texts_and_names_a_bad_one(ours):
     # A dict encoded its keys and a set in no fixed order; a None among the texts was
     # "argument 'texts': 'NoneType' object cannot be cast as 'str'", at no position.

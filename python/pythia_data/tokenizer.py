@@ -93,7 +93,21 @@ class Tokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Ids of ``text`` as a numpy uint32 array."""
-        return self._core.encode(text)
+        try:
+            return self._core.encode(text)
+        except TypeError:
+            # The core's words were "argument 'text': 'bytes' object cannot be cast as 'str'".
+            if isinstance(text, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"encode takes a str, not {type(text).__name__}; decode bytes first "
+                    "(for example text=b.decode())"
+                ) from None
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"encode takes one text as a str, not {type(text).__name__}"
+                    + ("; use encode_batch for several" if _iterable(text) else "")
+                ) from None
+            raise
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Ids of each text, encoded in parallel."""
@@ -151,7 +165,21 @@ def _as_list(texts: Sequence[str], caller: str) -> list[str]:
             f"{caller} takes a sequence of texts in order (a list or tuple), not a "
             f"{type(texts).__name__}"
         )
-    return texts if isinstance(texts, list) else list(texts)
+    if isinstance(texts, list):
+        return texts
+    try:
+        items = iter(texts)
+    except TypeError:  # it said "'NoneType' object is not iterable", naming no call
+        raise TypeError(f"{caller} takes a sequence of texts, not {type(texts).__name__}") from None
+    return list(items)
+
+
+def _iterable(obj: object) -> bool:
+    try:
+        iter(obj)
+    except TypeError:
+        return False
+    return True
 
 
 def _bad_item(texts: list, caller: str) -> TypeError | UnicodeEncodeError | None:
