@@ -563,6 +563,13 @@ def test_a_file_whose_name_starts_with_a_brace_is_a_path(tmp_path, monkeypatch, 
     assert Tokenizer("{neox}.json").encode("a {b}").tolist() == ref.encode("a {b}").ids
 
 
+def test_decode_of_a_float_tensor_names_its_dtype(ours):
+    torch = pytest.importorskip("torch")
+    assert ours.decode(torch.tensor([12092, 1533])) == "Hello world"
+    with pytest.raises(TypeError, match="^decode takes integer ids, got dtype float32$"):
+        ours.decode(torch.tensor([12092.0, 1533.0]))
+
+
 def test_bool_ids_decode_as_0_and_1_like_ints(ours, ref):
     for ids in ([True, False], [True, 15], np.array([True, False]), [np.int64(15), True]):
         as_ints = [int(i) for i in ids]

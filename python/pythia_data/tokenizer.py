@@ -215,7 +215,9 @@ def _ids_array(ids: Sequence[int] | np.ndarray) -> np.ndarray:
         return arr.astype(np.int64, copy=False)
     # Python ints beyond int64 (object dtype), an object array of ints, or numpy integer scalars
     # of mixed signedness (which numpy promotes to float64): take each element as an integer.
-    if arr.dtype == object or (arr.dtype.kind == "f" and not isinstance(ids, np.ndarray)):
+    # Not the floats of an array-like with a dtype of its own (a torch tensor): those are its
+    # dtype, whose elements were refused as "got Tensor", read as tensors being refused.
+    if arr.dtype == object or (arr.dtype.kind == "f" and not hasattr(ids, "dtype")):
         items = arr if isinstance(ids, np.ndarray) else ids
         out = np.empty(len(arr), np.int64)
         for k, item in enumerate(items):
