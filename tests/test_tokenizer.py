@@ -451,14 +451,23 @@ def test_a_large_file_that_is_no_json_object_is_refused_from_its_first_bytes(tmp
     # Read whole first, a dataset's .bin given by mistake took its size in memory, and one
     # larger than memory (here a sparse 1 TiB file) failed as "OSError: out of memory".
     data = tmp_path / "data.bin"
+    with open(data, "wb") as f:
+        f.write(b"\x1f\x8b")
+        f.truncate(64 << 20)
+    with pytest.raises(PythiaDataError, match=r"data.bin: not a tokenizer.json: .*start with"):
+        Tokenizer.from_file(data)
+    # A JSON-lines corpus starts with "{" too: one past any tokenizer.json is refused by size.
+    corpus = tmp_path / "corpus.jsonl"
     try:
-        with open(data, "wb") as f:
-            f.write(b"\x1f\x8b")
+        with open(corpus, "wb") as f:
+            f.write(b'{"text": "a"}\n')
             f.truncate(1 << 40)
     except OSError:
         pytest.skip("no sparse 1 TiB file here")
-    with pytest.raises(PythiaDataError, match=r"data.bin: not a tokenizer.json: .*start with"):
-        Tokenizer.from_file(data)
+    with pytest.raises(
+        PythiaDataError, match=r"corpus.jsonl: not a tokenizer.json: 1099511627776 bytes, past the 1 GiB read"
+    ):
+        Tokenizer.from_file(corpus)
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + DEFAULT_TOKENIZER.read_bytes())
     with pytest.raises(PythiaDataError, match="byte order mark, which the reference refuses too"):

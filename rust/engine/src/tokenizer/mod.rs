@@ -114,6 +114,19 @@ impl Tokenizer {
         // from its first bytes: read whole first, a data file given by mistake (a dataset's
         // .bin, a .zst) took its size in memory to say "expected value at line 1 column 1",
         // and one larger than memory failed as "out of memory".
+        // Past any real tokenizer.json (GPT-NeoX's is 2 MB, the largest vocabularies' tens of
+        // MB): a JSON-lines corpus given by mistake starts with "{" too, and was read whole.
+        const MOST_BYTES: u64 = 1 << 30;
+        let len = file.metadata().at(path)?.len();
+        if len > MOST_BYTES {
+            return Err(crate::Error::corrupt(
+                path,
+                format!(
+                    "not a tokenizer.json: {len} bytes, past the 1 GiB read at most (a \
+                     tokenizer.json takes a few MB)"
+                ),
+            ));
+        }
         let mut bytes = Vec::new();
         file.by_ref().take(4096).read_to_end(&mut bytes).at(path)?;
         if let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
