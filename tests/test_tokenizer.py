@@ -232,6 +232,18 @@ def test_decode_takes_integer_ids_numpy_cannot_hold_in_one_dtype(ours, ref):
             ours.decode(not_ids)
 
 
+def test_decode_reads_contiguous_and_strided_arrays_of_every_width_alike(ours, ref):
+    # Contiguous int64 ids are read in place without the GIL; others through a copy: one text.
+    ids = ours.encode(sample_texts()[3])
+    want = ref.decode(ids.tolist())
+    wide = np.empty(2 * len(ids), np.int64)
+    wide[::2], wide[1::2] = ids, -1  # every other id out of range: ignored
+    for form in (ids, ids.astype(np.int64), ids.astype(np.uint16), wide[::2], wide):
+        assert ours.decode(form) == want
+    # Ids at and past u32's range are out of the vocabulary, not wrapped into it.
+    assert ours.decode(np.array([2**32 + 15, 15, 2**33], np.int64)) == ref.decode([15])
+
+
 @pytest.mark.parametrize("not_a_sequence", [None, 15, "15", b"\x0f", np.int64(15)])
 def test_decode_of_a_non_sequence_is_a_type_error(ours, not_a_sequence):
     with pytest.raises(TypeError, match="1-D sequence of ids"):
@@ -465,7 +477,8 @@ def test_a_large_file_that_is_no_json_object_is_refused_from_its_first_bytes(tmp
     except OSError:
         pytest.skip("no sparse 1 TiB file here")
     with pytest.raises(
-        PythiaDataError, match=r"corpus.jsonl: not a tokenizer.json: 1099511627776 bytes, past the 1 GiB read"
+        PythiaDataError,
+        match=r"corpus.jsonl: not a tokenizer.json: 1099511627776 bytes, past the 1 GiB read",
     ):
         Tokenizer.from_file(corpus)
     bom = tmp_path / "bom.json"

@@ -95,11 +95,16 @@ impl Tokenizer {
         ids: PyReadonlyArray1<'_, i64>,
         skip_special_tokens: bool,
     ) -> PyResult<String> {
-        let ids: Vec<u32> = ids
-            .as_array()
-            .iter()
-            .map(|&i| u32::try_from(i).unwrap_or(u32::MAX))
-            .collect();
+        // Out of u32's range is out of the vocabulary: ignored, as any id past it.
+        let narrow = |&i: &i64| u32::try_from(i).unwrap_or(u32::MAX);
+        if let Ok(ids) = ids.as_slice() {
+            // Read in place, without the GIL: no narrowed copy of a long id array.
+            return Ok(py.detach(|| {
+                self.inner
+                    .decode_iter(ids.iter().map(narrow), skip_special_tokens)
+            }));
+        }
+        let ids: Vec<u32> = ids.as_array().iter().map(narrow).collect();
         Ok(py.detach(|| self.inner.decode(&ids, skip_special_tokens)))
     }
 }

@@ -333,8 +333,18 @@ impl Tokenizer {
     /// Text of `ids`: bytes of each token (added tokens as their text), special tokens dropped
     /// when `skip_special_tokens`, ids outside the vocabulary ignored, invalid UTF-8 replaced.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> String {
+        self.decode_iter(ids.iter().copied(), skip_special_tokens)
+    }
+
+    /// `decode` of ids in any form, taken one by one: ids held wider (a caller's int64) need no
+    /// narrowed copy first.
+    pub fn decode_iter(
+        &self,
+        ids: impl ExactSizeIterator<Item = u32>,
+        skip_special_tokens: bool,
+    ) -> String {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
-        for &id in ids {
+        for id in ids {
             let id = id as usize;
             if let Some(Some(b)) = self.decoded.get(id) {
                 if !(skip_special_tokens && self.special[id]) {
