@@ -119,7 +119,9 @@ class Tokenizer:
 
     def encode_batch_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids uint32, offsets int64): text i is ``ids[offsets[i]:offsets[i + 1]]``. Encoded
-        in parallel 8 MB of text at a time, so memory peaks near the result's size."""
+        in parallel 8 MB of text at a time, so memory peaks near the result's size, plus (as
+        for ``tokenizers``) the UTF-8 copy Python keeps with each str that is not ASCII once
+        it has been read as UTF-8, until that str is freed."""
         texts = _as_list(texts, "encode_batch_flat")
         try:
             return self._core.encode_batch_flat(texts)
