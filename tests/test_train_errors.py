@@ -861,6 +861,18 @@ def test_other_ranks_leave_a_requeues_log_in_the_save_directory_to_the_main_one(
         _check_fresh_outputs(save, log)
 
 
+def test_a_save_directory_of_other_files_is_not_sent_to_resume(data, tmp_path):
+    # A folder holding no checkpoint said "pass --resume DIR to continue that run", and that
+    # command (which starts a run whose --save has none yet) refused it with the same advice.
+    save = tmp_path / "notes"
+    save.mkdir()
+    (save / "notes.txt").write_text("mine\n")
+    for extra in ((), ("--resume", save)):
+        out = one_line_error(cli("--save", save, *extra, data=data["a"]), "holds 'notes.txt'")
+        assert "--resume" not in out and "no checkpoint" in out, out
+    assert sorted(p.name for p in save.iterdir()) == ["notes.txt"]
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

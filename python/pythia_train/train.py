@@ -18,6 +18,7 @@ from pythia_data.progress import progress_bar
 from pythia_train.checkpoint import (
     NO_SAVE,
     claim_log,
+    has_checkpoint,
     load_checkpoint,
     log_owner,
     log_owner_file,
@@ -175,9 +176,16 @@ def _check_fresh_outputs(save, log_path) -> None:
             and not (e.resolve() == log and e.is_file() and (not main or not e.stat().st_size))
         ]
         if entries:
+            # --resume only where there is a run to continue: in a folder of other files it
+            # starts the run (no checkpoint yet), which this refused again with the same advice.
+            how = (
+                f"pass --resume {save} to continue that run, or another --save directory"
+                if has_checkpoint(save)
+                else "it holds no checkpoint to resume: pass an empty or new --save directory"
+            )
             raise ValueError(
                 f"{save}: the --save directory is not empty (it holds {sorted(entries)[0]!r}); "
-                f"pass --resume {save} to continue that run, or another --save directory"
+                f"{how}"
             )
     if main and log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
         raise ValueError(
