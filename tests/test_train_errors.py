@@ -873,6 +873,30 @@ def test_a_save_directory_of_other_files_is_not_sent_to_resume(data, tmp_path):
     assert sorted(p.name for p in save.iterdir()) == ["notes.txt"]
 
 
+def test_a_resume_does_not_cut_a_log_file_that_is_no_log(data, tmp_path):
+    # Resuming cuts the --log-file back to the checkpoint's records: a file named by mistake
+    # (here a config) kept none of its lines, and a new run called it another run's metrics.
+    ck = tmp_path / "ck"
+    assert cli("--save", ck, data=data["a"]).exit_code == 0
+    config = tmp_path / "run.yml"
+    config.write_text('{"train-iters": 2,\n "seq-length": 16}\n')
+    again = cli("--save", ck, "--resume", ck / "step1", "--log-file", config, data=data["a"])
+    one_line_error(again, "run.yml: not a pythia-train --log-file (line 1")
+    assert config.read_text() == '{"train-iters": 2,\n "seq-length": 16}\n'
+    assert not (tmp_path / ".run.yml.owner").exists()
+    new = cli("--save", tmp_path / "new", "--log-file", config, data=data["a"])
+    one_line_error(new, "holds no pythia-train metrics; pass a new or empty --log-file")
+    # A log whose last record a kill cut short is still the run's: resumed and cut back.
+    log = tmp_path / "log.jsonl"
+    assert cli("--save", tmp_path / "b", "--log-file", log, data=data["a"]).exit_code == 0
+    with open(log, "a") as f:
+        f.write('{"step": 3, "lo')
+    b = tmp_path / "b"
+    again = cli("--save", b, "--resume", b / "step1", "--log-file", log, data=data["a"])
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

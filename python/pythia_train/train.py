@@ -188,10 +188,36 @@ def _check_fresh_outputs(save, log_path) -> None:
                 f"{how}"
             )
     if main and log_path is not None and Path(log_path).is_file() and Path(log_path).stat().st_size:
+        if not_a_log(log_path) is not None:
+            # Not metrics at all (a config named by mistake): --resume would not continue it.
+            raise ValueError(
+                f"{log_path}: the --log-file is not empty and holds no pythia-train metrics; "
+                f"pass a new or empty --log-file"
+            )
         raise ValueError(
             f"{log_path}: the --log-file already holds another run's metrics; pass --resume to "
             f"continue that run, or another --log-file"
         )
+
+
+def not_a_log(log_path) -> int | None:
+    """The first line of ``log_path`` that is no step's JSON record, as pythia-train writes
+    them (1-based), or None for a log (a last line cut short by a kill included)."""
+    try:
+        lines = Path(log_path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return 1  # the records are ASCII
+    start = '{"step": '
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            ok = isinstance(record, dict) and "step" in record
+        except ValueError:
+            cut = n == len(lines) and (line.startswith(start) or start.startswith(line))
+            ok = cut or not line.strip()
+        if not ok:
+            return n
+    return None
 
 
 def check_log_writable(log_path) -> None:
@@ -328,6 +354,16 @@ def train(
                     f"{log_path}: this --log-file is the log of {whose}; pass that run's --save, "
                     f"or another --log-file (if that run's directory moved, delete "
                     f"{log_owner_file(log_path)})"
+                )
+        if resume is not None and log_path is not None and os.environ.get("RANK", "0") == "0":
+            bad = not_a_log(log_path) if Path(log_path).is_file() else None
+            if bad is not None:
+                # Resuming cuts the log back to the checkpoint's step, keeping only records:
+                # a file named by mistake (a config, a script) was emptied without a word.
+                raise ValueError(
+                    f"{log_path}: not a pythia-train --log-file (line {bad} is no step's JSON "
+                    f"record), which resuming would cut back to its records; pass the run's "
+                    f"log or another --log-file"
                 )
         if resume is None:
             train_cfg.check_new_schedule()
