@@ -897,6 +897,16 @@ def test_a_resume_does_not_cut_a_log_file_that_is_no_log(data, tmp_path):
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
 
 
+def test_ids_outside_the_vocabulary_leave_no_step0_checkpoint(data, tmp_path):
+    # A --vocab-size too small failed step 1 after step 0 was saved: the corrected command
+    # then found its --save not empty.
+    save = tmp_path / "ck"
+    bad = cli("--save", save, "--vocab-size", "64", "--save-steps", "0,1", data=data["a"])
+    one_line_error(bad, "outside the model's vocabulary of 64", "--vocab-size")
+    assert not save.exists() or not any(save.iterdir()), sorted(save.iterdir())
+    assert cli("--save", save, "--save-steps", "0,1", data=data["a"]).exit_code == 0
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

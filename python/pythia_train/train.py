@@ -491,6 +491,21 @@ def train(
         )
 
     if start == 0 and 0 in save_steps:
+        # The first step's rows are read before its checkpoint: ids outside the vocabulary (a
+        # --vocab-size too small) failed step 1 after step 0 was saved, and that checkpoint
+        # then refused the corrected command's --save as not empty.
+        with all_or_none(env, "reading the first step's rows"):
+            for m in range(accum):
+                micro_batch(
+                    rows,
+                    0,
+                    m,
+                    env.rank,
+                    env.world_size,
+                    train_cfg.micro_batch,
+                    train_cfg.global_batch,
+                    vocab_size=model_cfg.vocab_size,
+                )
         checkpoint(0)
 
     log_file = None
