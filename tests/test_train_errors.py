@@ -907,6 +907,20 @@ def test_ids_outside_the_vocabulary_leave_no_step0_checkpoint(data, tmp_path):
     assert cli("--save", save, "--save-steps", "0,1", data=data["a"]).exit_code == 0
 
 
+def test_a_log_file_that_is_no_regular_file_is_refused(data, tmp_path):
+    # A device (/dev/full) or a pipe as --log-file: the run wrote its hidden owner file beside
+    # it (into /dev) and then failed, or went on, on writes it cannot cut back on a resume.
+    fifo = tmp_path / "metrics"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that opening it to write can't block
+    try:
+        result = cli("--log-file", fifo, data=data["a"])
+    finally:
+        os.close(reader)
+    one_line_error(result, f"--log-file: {fifo} is not a regular file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics"]
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

@@ -314,6 +314,13 @@ def train(
             except (PythiaDataError, OSError) as e:
                 # Checked first: creating it later gave a bare "[Errno 17] File exists".
                 raise ValueError(f"--log-file: {e}") from None
+            if Path(log_path).exists() and not Path(log_path).is_file():
+                # A device or a pipe (/dev/full): the run wrote its hidden .NAME.owner beside
+                # it (into /dev), then failed on a bare "[Errno 28] No space left on device".
+                raise ValueError(
+                    f"--log-file: {log_path} is not a regular file (a device or a pipe); pass "
+                    f"a file's path: the run appends its records to it and a resume cuts it back"
+                )
             check_log_writable(log_path)
         if save is not None:
             # Checked now, made with the first checkpoint: below a file, that failed after the
