@@ -921,6 +921,22 @@ def test_a_log_file_that_is_no_regular_file_is_refused(data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics"]
 
 
+def test_resuming_a_hugging_face_model_names_init_from(data, tmp_path):
+    # A released Pythia checkpoint (config.json and weights, no training state) given to
+    # --resume: the error named the missing files, not --init-from, which trains from it.
+    ck = tmp_path / "ck"
+    assert cli("--save", ck, data=data["a"]).exit_code == 0
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(ck / "step2" / name, model / name)
+    out = one_line_error(cli("--resume", model, "--save", tmp_path / "new", data=data["a"]))
+    assert "not a training checkpoint" in out and "pass it as --init-from" in out, out
+    assert not (tmp_path / "new").exists()
+    out = one_line_error(cli("--resume", tmp_path / "nowhere", data=data["a"]))
+    assert "no such file or directory" in out, out
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

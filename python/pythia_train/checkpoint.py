@@ -367,7 +367,19 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     )
     if steps:
         return steps[-1][1]
-    raise CheckpointError(f"{p}: not a training checkpoint (no {TRAINER_STATE} and no {LATEST})")
+    hint = ""
+    if (p / "config.json").is_file():
+        # A Hugging Face model folder (a released Pythia checkpoint): the error named the
+        # files it lacks, not the option that starts a run from its weights.
+        hint = (
+            "; it is a model without pythia-train's training state: pass it as --init-from "
+            "to train from its weights"
+        )
+    elif not p.exists():
+        hint = "; no such file or directory"
+    raise CheckpointError(
+        f"{p}: not a training checkpoint (no {TRAINER_STATE} and no {LATEST}){hint}"
+    )
 
 
 # Fields of ModelConfig that change what the weights compute; the init_* ones and
