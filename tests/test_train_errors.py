@@ -937,6 +937,13 @@ def test_resuming_a_hugging_face_model_names_init_from(data, tmp_path):
     assert "no such file or directory" in out, out
 
 
+def test_device_cuda_without_a_gpu_names_the_way_out(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["--save", tmp_path / "ck", "--device", "cuda:0"]
+    one_line_error(cli(*args, data=data["a"]), "--device cuda:0: ", "pass --device cpu")
+    assert not (tmp_path / "ck").exists()
+
+
 def test_exit_interval_trains_a_long_run_in_shares(data, tmp_path):
     whole = tmp_path / "whole.jsonl"
     assert cli("--train-iters", "6", "--log-file", whole, data=data["a"]).exit_code == 0

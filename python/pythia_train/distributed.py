@@ -52,7 +52,11 @@ def init_distributed(device: str | None = None) -> DistEnv:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device cuda requested but no GPU is available")
+            # The way out named too: a CPU-only machine (or a CUDA-less torch) trains with cpu.
+            raise RuntimeError(
+                f"--device {device}: torch sees no CUDA GPU here; pass --device cpu, or leave "
+                "--device out to use a GPU where there is one"
+            )
         dev = torch.device("cuda", local_rank if device == "cuda" else torch.device(device).index)
         torch.cuda.set_device(dev)
     else:
