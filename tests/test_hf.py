@@ -145,8 +145,11 @@ def test_legacy_buffers_are_ignored(tmp_path):
 
 
 def test_bad_checkpoints_name_the_file_and_problem(tmp_path):
-    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+    with pytest.raises(CheckpointError, match=r"not a checkpoint directory \(no such file or"):
         load_hf(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match=r"not a checkpoint directory \(a file, not a dir"):
+        load_hf_state_dict(tmp_path / "file")
     model = build_model(tiny_config(), seed=0)
     d = save_hf(model, tmp_path / "ck")
     conf = json.loads((d / "config.json").read_text())

@@ -92,7 +92,12 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "Pythia, spans lr-decay-iters from the end of the warmup and is floored here (Pythia's lr "
     "reaches it at step 115,139 of 143,000).",
 )
-@click.option("--warmup", type=float, default=0.01, help="Warmup fraction of lr-decay-iters.")
+@click.option(
+    "--warmup",
+    type=float,
+    default=0.01,
+    help="Warmup fraction of lr-decay-iters, in [0, 0.5] as in GPT-NeoX.",
+)
 @click.option("--lr-decay-iters", type=int, help="The cosine's length (default: train-iters).")
 @click.option(
     "--weight-decay", type=float, default=0.1, help="AdamW decay (not on biases/LayerNorm)."
@@ -150,7 +155,12 @@ def _int_list(text: str | None) -> tuple[int, ...] | None:
     "config.json decides the model's shape (a --model or shape option that differs is refused); "
     "--gelu and --max-position-embeddings, when given, replace its config.json's.",
 )
-@click.option("--checkpoint-factor", type=int, default=1000, help="Save every N steps ...")
+@click.option(
+    "--checkpoint-factor",
+    type=int,
+    default=1000,
+    help="Save every N steps (0: only at --extra-save-iters and the last step) ...",
+)
 @click.option(
     "--extra-save-iters",
     default="0,1,2,4,8,16,32,64,128,256,512",

@@ -208,7 +208,8 @@ def load_hf_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every tensor of the checkpoint, legacy buffers removed."""
     d = Path(directory)
     if not d.is_dir():
-        raise CheckpointError(f"{d}: not a checkpoint directory")
+        why = "no such file or directory" if not d.exists() else "a file, not a directory"
+        raise CheckpointError(f"{d}: not a checkpoint directory ({why})")
     for single, index in ((SAFE, SAFE_INDEX), (BIN, BIN_INDEX)):
         if (d / single).is_file():
             state = _load_file(d / single)
@@ -263,7 +264,8 @@ def load_hf(
     dtype = _as_dtype(dtype)
     d = Path(directory)
     if not d.is_dir():
-        raise CheckpointError(f"{d}: not a checkpoint directory")
+        why = "no such file or directory" if not d.exists() else "a file, not a directory"
+        raise CheckpointError(f"{d}: not a checkpoint directory ({why})")
     if not (d / "config.json").is_file():
         # Such as a training run's --save directory, whose checkpoints are its stepN folders.
         # Not the hidden ones: a checkpoint being written (.stepN.partial) or parked by a
